@@ -1,0 +1,53 @@
+package luabind
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is the `lua:` section of switchboard.yaml.
+type Config struct {
+	// ScriptsDir holds the scripts loaded at start and on every reload.
+	ScriptsDir string `mapstructure:"scripts_dir"`
+	// HandlerTimeout limits a short handler (action, verb, hook, route expression, transform) when the
+	// part does not give one of its own.
+	HandlerTimeout time.Duration `mapstructure:"handler_timeout"`
+	// PoolSize is how many idle VMs each generation keeps; 0 sizes it from GOMAXPROCS.
+	PoolSize int `mapstructure:"pool_size"`
+	// MemoryLimitMB: when the Go heap grows past it, every running Lua handler is cancelled; 0 = off.
+	MemoryLimitMB int `mapstructure:"memory_limit_mb"`
+	// MaxStringBytes caps what string.rep and table.concat may build.
+	MaxStringBytes int `mapstructure:"max_string_bytes"`
+	// CacheMaxEntries bounds sb.cache; a save beyond it fails.
+	CacheMaxEntries int `mapstructure:"cache_max_entries"`
+}
+
+// DefaultConfig returns the defaults documented in configs/switchboard.yaml.
+func DefaultConfig() Config {
+	return Config{
+		ScriptsDir:      "scripts",
+		HandlerTimeout:  time.Second,
+		MemoryLimitMB:   2048,
+		MaxStringBytes:  16 << 20,
+		CacheMaxEntries: 100000,
+	}
+}
+
+// Validate reports the first bad value, naming its key path.
+func (c Config) Validate() error {
+	switch {
+	case c.ScriptsDir == "":
+		return fmt.Errorf("lua.scripts_dir: expected a directory, got an empty string")
+	case c.HandlerTimeout <= 0:
+		return fmt.Errorf("lua.handler_timeout: expected a positive duration such as 1s, got %v", c.HandlerTimeout)
+	case c.PoolSize < 0:
+		return fmt.Errorf("lua.pool_size: expected 0 (automatic) or a positive number, got %d", c.PoolSize)
+	case c.MemoryLimitMB < 0:
+		return fmt.Errorf("lua.memory_limit_mb: expected 0 (off) or a positive number of MiB, got %d", c.MemoryLimitMB)
+	case c.MaxStringBytes < 1024:
+		return fmt.Errorf("lua.max_string_bytes: expected at least 1024, got %d", c.MaxStringBytes)
+	case c.CacheMaxEntries < 1:
+		return fmt.Errorf("lua.cache_max_entries: expected a positive number, got %d", c.CacheMaxEntries)
+	}
+	return nil
+}

@@ -1,0 +1,349 @@
+package luabind
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/parse"
+)
+
+// Handler is something a script registered at its top level: an action, a verb, a flow, an event
+// listener, a timer... Index finds the function in any VM of the generation.
+type Handler struct {
+	Kind  string
+	Name  string
+	Index int
+	Meta  any    // what the registering function parsed (inputs of an action, interval of a timer, ...)
+	Where string // "scripts/actions.lua:12"
+}
+
+// Generation is one load of the scripts: compiled protos, what they registered, and a pool of VMs in which
+// every script has run. A reload builds a new generation beside the current one; work started on a
+// generation finishes on it.
+type Generation struct {
+	rt      *Runtime
+	id      int64
+	scripts []*script
+
+	handlers []*Handler
+	byKind   map[string][]*Handler
+	byName   map[string]*Handler // kind + "\x00" + name
+
+	poolMu   sync.Mutex
+	free     []*VM
+	poolSize int
+
+	ctx     context.Context // lifetime of timers and subscriptions; cancelled on retire
+	cancel  context.CancelFunc
+	retired atomic.Bool
+	bgMu    sync.Mutex
+	stops   []func()
+	timers  map[*Handler]*time.Timer
+}
+
+type script struct {
+	name   string // display path, e.g. scripts/lib/util.lua
+	rel    string // relative to the scripts directory, e.g. lib/util.lua
+	proto  *lua.FunctionProto
+	module bool // under lib/: run only through require
+}
+
+// ID numbers generations from 1 in load order.
+func (g *Generation) ID() int64 { return g.id }
+
+// Handlers lists the handlers of a kind in registration order.
+func (g *Generation) Handlers(kind string) []*Handler { return g.byKind[kind] }
+
+// Handler finds a handler by kind and name.
+func (g *Generation) Handler(kind, name string) (*Handler, bool) {
+	h, ok := g.byName[kind+"\x00"+name]
+	return h, ok
+}
+
+// On lists the listeners registered with sb.on(event, fn), in registration order.
+func (g *Generation) On(event string) []*Handler {
+	var out []*Handler
+	for _, h := range g.byKind["on"] {
+		if h.Name == event {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// compileScripts reads every .lua file below root in fsys, sorted, and compiles each once.
+func compileScripts(fsys fs.FS, display string) ([]*script, []*ScriptError) {
+	var paths []string
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".lua") {
+			paths = append(paths, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, []*ScriptError{{File: display, Message: fmt.Sprintf("reading scripts: %v", err)}}
+	}
+	sort.Strings(paths)
+	var out []*script
+	var errs []*ScriptError
+	for _, p := range paths {
+		name := path.Join(display, p)
+		src, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			errs = append(errs, &ScriptError{File: name, Message: err.Error()})
+			continue
+		}
+		proto, err := compile(name, src)
+		if err != nil {
+			errs = append(errs, scriptError(err, ""))
+			continue
+		}
+		out = append(out, &script{name: name, rel: p, proto: proto, module: strings.HasPrefix(p, "lib/")})
+	}
+	return out, errs
+}
+
+func compile(name string, src []byte) (*lua.FunctionProto, error) {
+	chunk, err := parse.Parse(bytes.NewReader(src), name)
+	if err != nil {
+		return nil, err
+	}
+	return lua.Compile(chunk, name)
+}
+
+// buildGeneration compiles the scripts and runs them in a first VM, which also fixes the registrations.
+func buildGeneration(rt *Runtime, fsys fs.FS, display string) (*Generation, []*ScriptError) {
+	scripts, errs := compileScripts(fsys, display)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	g := &Generation{rt: rt, scripts: scripts, poolSize: rt.poolSize, byKind: map[string][]*Handler{}, byName: map[string]*Handler{}}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	vm, err := newVM(g)
+	if err != nil {
+		g.cancel()
+		return nil, []*ScriptError{scriptError(err, "")}
+	}
+	g.handlers = vm.regs
+	for _, h := range g.handlers {
+		g.byKind[h.Kind] = append(g.byKind[h.Kind], h)
+		g.byName[h.Kind+"\x00"+h.Name] = h
+	}
+	g.free = append(g.free, vm)
+	return g, nil
+}
+
+// get checks a VM out of the pool, or makes one. The VM is locked until put.
+func (g *Generation) get() (*VM, error) {
+	g.poolMu.Lock()
+	if n := len(g.free); n > 0 {
+		vm := g.free[n-1]
+		g.free = g.free[:n-1]
+		g.poolMu.Unlock()
+		vm.mu.Lock()
+		return vm, nil
+	}
+	g.poolMu.Unlock()
+	vm, err := newVM(g)
+	if err != nil {
+		return nil, fmt.Errorf("lua: new VM for generation %d: %w", g.id, err)
+	}
+	if len(vm.regs) != len(g.handlers) {
+		vm.close()
+		return nil, fmt.Errorf("lua: generation %d: scripts registered %d handlers in a new VM but %d at load; registrations must not depend on chance or time", g.id, len(vm.regs), len(g.handlers))
+	}
+	vm.mu.Lock()
+	return vm, nil
+}
+
+// put returns a VM to the pool, or closes it when it is doubtful, the pool is full, or the generation retired.
+func (g *Generation) put(vm *VM) {
+	vm.mu.Unlock()
+	if vm.dead.Load() || g.retired.Load() {
+		vm.close()
+		return
+	}
+	g.poolMu.Lock()
+	if len(g.free) < g.poolSize && !g.retired.Load() {
+		g.free = append(g.free, vm)
+		g.poolMu.Unlock()
+		return
+	}
+	g.poolMu.Unlock()
+	vm.close()
+}
+
+// Run runs a short handler: checks out a VM, calls fn with the handler's function under the time limit
+// (timeout 0 = lua.handler_timeout), and returns the VM. Errors are *ScriptError naming the script line and
+// ev, the event that ran the handler. fn must copy out of Lua whatever it needs before it returns.
+func (g *Generation) Run(ctx context.Context, h *Handler, ev string, timeout time.Duration, fn func(L *lua.LState, f *lua.LFunction) error) error {
+	vm, err := g.get()
+	if err != nil {
+		return err
+	}
+	defer g.put(vm)
+	f := vm.fns[h.Index]
+	return vm.runShort(ctx, ev, timeout, func(L *lua.LState) error { return fn(L, f) })
+}
+
+// Call is Run for the common case: call the handler with args and hand its results to read.
+func (g *Generation) Call(ctx context.Context, h *Handler, ev string, timeout time.Duration, read func(L *lua.LState, results []lua.LValue) error, args ...lua.LValue) error {
+	return g.Run(ctx, h, ev, timeout, func(L *lua.LState, f *lua.LFunction) error {
+		nret := 0
+		if read != nil {
+			nret = lua.MultRet
+		}
+		base := L.GetTop()
+		L.Push(f)
+		for _, a := range args {
+			L.Push(a)
+		}
+		if err := L.PCall(len(args), nret, nil); err != nil {
+			return err
+		}
+		if read == nil {
+			return nil
+		}
+		n := L.GetTop() - base
+		results := make([]lua.LValue, n)
+		for i := 0; i < n; i++ {
+			results[i] = L.Get(base + 1 + i)
+		}
+		return read(L, results)
+	})
+}
+
+// Func is a snippet compiled once outside the scripts (a route expression), runnable on any VM.
+type Func struct {
+	name  string
+	proto *lua.FunctionProto
+}
+
+// CompileFunc compiles src once; chunkName appears in its errors (e.g. "relay.routes:12").
+func CompileFunc(chunkName, src string) (*Func, error) {
+	proto, err := compile(chunkName, []byte(src))
+	if err != nil {
+		return nil, scriptError(err, "")
+	}
+	return &Func{name: chunkName, proto: proto}, nil
+}
+
+// RunFunc runs a compiled snippet as a short handler; lf is the snippet's chunk function in the VM (call it to
+// get whatever the chunk returns).
+func (g *Generation) RunFunc(ctx context.Context, f *Func, ev string, timeout time.Duration, fn func(L *lua.LState, lf *lua.LFunction) error) error {
+	vm, err := g.get()
+	if err != nil {
+		return err
+	}
+	defer g.put(vm)
+	lf := vm.funcFor(f)
+	return vm.runShort(ctx, ev, timeout, func(L *lua.LState) error { return fn(L, lf) })
+}
+
+// Acquire checks out a VM for a long handler (a call flow) bound to ctx: no time limit, and every blocking Go
+// function must select on L.Context().Done(). Release it when done.
+func (g *Generation) Acquire(ctx context.Context) (*VM, error) {
+	vm, err := g.get()
+	if err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithCancelCause(ctx)
+	vm.long = true
+	vm.cancelCur.Store(&cancel)
+	vm.busy.Store(true)
+	vm.L.SetContext(lctx)
+	return vm, nil
+}
+
+// Release ends a long use: the VM returns to its pool unless its context was cancelled.
+func (vm *VM) Release() {
+	if !vm.long {
+		return
+	}
+	if f := vm.cancelCur.Load(); f != nil {
+		if vm.L.Context().Err() != nil {
+			vm.dead.Store(true)
+		}
+		(*f)(context.Canceled)
+	}
+	vm.long = false
+	vm.busy.Store(false)
+	vm.cancelCur.Store(&vm.baseCancel)
+	vm.L.SetContext(vm.baseCtx)
+	vm.L.SetTop(0)
+	vm.gen.put(vm)
+}
+
+// LongError converts an error raised by a long handler into a *ScriptError, naming the cancellation
+// cause (memory guard, hangup...) when the VM's context was cancelled.
+func (vm *VM) LongError(err error, ev string) error {
+	if err == nil {
+		return nil
+	}
+	if cause := context.Cause(vm.L.Context()); cause != nil {
+		se := scriptError(err, ev)
+		se.Cause = cause
+		if cause == ErrMemory {
+			return vm.cancelled(err, cause, ev, 0)
+		}
+		return se
+	}
+	return scriptError(err, ev)
+}
+
+// start begins the generation's background work (top-level timers and subscriptions).
+func (g *Generation) start() {
+	for _, h := range g.byKind["timer"] {
+		g.startTimer(h)
+	}
+	for _, h := range g.byKind["subscribe"] {
+		g.startSubscription(h)
+	}
+}
+
+// retire stops timers and subscriptions and closes idle VMs; handlers still running finish and their VMs
+// close when returned.
+func (g *Generation) retire() {
+	if g.retired.Swap(true) {
+		return
+	}
+	g.cancel()
+	g.bgMu.Lock()
+	stops := g.stops
+	g.stops = nil
+	g.bgMu.Unlock()
+	for _, stop := range stops {
+		stop()
+	}
+	g.poolMu.Lock()
+	free := g.free
+	g.free = nil
+	g.poolMu.Unlock()
+	for _, vm := range free {
+		vm.close()
+	}
+}
+
+// onRetire registers cleanup; it runs at once when the generation is already retired.
+func (g *Generation) onRetire(stop func()) {
+	g.bgMu.Lock()
+	if g.retired.Load() {
+		g.bgMu.Unlock()
+		stop()
+		return
+	}
+	g.stops = append(g.stops, stop)
+	g.bgMu.Unlock()
+}

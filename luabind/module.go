@@ -1,0 +1,377 @@
+package luabind
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	lua "github.com/yuin/gopher-lua"
+)
+
+// openModule builds the switchboard module of one VM: the core functions here, then each part's.
+func openModule(vm *VM) *lua.LTable {
+	L := vm.L
+	mod := L.NewTable()
+	fns := map[string]lua.LGFunction{
+		"on":        vm.sbOn,
+		"after":     func(L *lua.LState) int { return vm.sbTimer(L, false) },
+		"every":     func(L *lua.LState) int { return vm.sbTimer(L, true) },
+		"publish":   vm.sbPublish,
+		"subscribe": vm.sbSubscribe,
+		"sleep":     sbSleep,
+		"now":       func(L *lua.LState) int { L.Push(lua.LNumber(time.Now().UnixMilli())); return 1 },
+		"uuid":      func(L *lua.LState) int { L.Push(lua.LString(NewUUID())); return 1 },
+	}
+	for name, fn := range fns {
+		mod.RawSetString(name, L.NewFunction(fn))
+	}
+	mod.RawSetString("log", vm.logTable())
+	mod.RawSetString("cache", vm.cacheTable())
+	mod.RawSetString("json", jsonTable(L))
+	openSocket(vm, mod)
+	openRelay(vm, mod)
+	openESL(vm, mod)
+	openChannel(vm, mod)
+	return mod
+}
+
+// NewUUID returns a random RFC 4122 version 4 UUID.
+func NewUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// sb.on(event, fn): listen to an engine event (socket.connect, channel.up, ...).
+func (vm *VM) sbOn(L *lua.LState) int {
+	event := L.CheckString(1)
+	fn := L.CheckFunction(2)
+	if _, err := vm.Register("on", event, fn, nil); err != nil {
+		return raise(L, "sb.on: %v", err)
+	}
+	return 0
+}
+
+// timerSpec is the Meta of a top-level timer registration.
+type timerSpec struct {
+	Interval time.Duration
+	Repeat   bool
+}
+
+// sb.after(ms, fn) / sb.every(ms, fn). At a script's top level the timer belongs to the generation and runs
+// on any of its VMs; from inside a handler it is pinned to the VM that created it (its closure lives there).
+// Either way it stops when the generation is replaced or the engine shuts down. Returns a cancel function.
+func (vm *VM) sbTimer(L *lua.LState, repeat bool) int {
+	name := "sb.after"
+	if repeat {
+		name = "sb.every"
+	}
+	ms := L.CheckNumber(1)
+	fn := L.CheckFunction(2)
+	if ms < 1 && repeat || ms < 0 {
+		return raise(L, "%s: interval must be at least 1 ms, got %v", name, ms)
+	}
+	spec := timerSpec{Interval: time.Duration(float64(ms) * float64(time.Millisecond)), Repeat: repeat}
+	if vm.loading {
+		h, err := vm.Register("timer", name, fn, spec)
+		if err != nil {
+			return raise(L, "%s: %v", name, err)
+		}
+		g := vm.gen
+		L.Push(L.NewFunction(func(L *lua.LState) int {
+			if cur := g.rt.Current(); cur != nil && cur.id == g.id {
+				g.stopTimer(h)
+			}
+			return 0
+		}))
+		return 1
+	}
+	if vm.long {
+		return raise(L, "%s is not available inside a call flow; use session:sleep(ms)", name)
+	}
+	stop := vm.pinTimer(spec, fn)
+	L.Push(L.NewFunction(func(L *lua.LState) int { stop(); return 0 }))
+	return 1
+}
+
+// startTimer runs a top-level timer of the generation.
+func (g *Generation) startTimer(h *Handler) {
+	spec := h.Meta.(timerSpec)
+	var t *time.Timer
+	ev := fmt.Sprintf("%s %v (%s)", h.Name, spec.Interval, h.Where)
+	fire := func() {
+		if g.ctx.Err() != nil {
+			return
+		}
+		if err := g.Call(g.ctx, h, ev, 0, nil); err != nil {
+			g.rt.log.WithField("script", h.Where).Error(err.Error())
+		}
+		if spec.Repeat && g.ctx.Err() == nil {
+			g.bgMu.Lock()
+			t.Reset(spec.Interval)
+			g.bgMu.Unlock()
+		}
+	}
+	g.bgMu.Lock()
+	t = time.AfterFunc(spec.Interval, fire)
+	g.bgMu.Unlock()
+	g.timerStops(h, t)
+}
+
+func (g *Generation) timerStops(h *Handler, t *time.Timer) {
+	g.onRetire(func() { t.Stop() })
+	g.bgMu.Lock()
+	if g.timers == nil {
+		g.timers = map[*Handler]*time.Timer{}
+	}
+	g.timers[h] = t
+	g.bgMu.Unlock()
+}
+
+func (g *Generation) stopTimer(h *Handler) {
+	g.bgMu.Lock()
+	t := g.timers[h]
+	g.bgMu.Unlock()
+	if t != nil {
+		t.Stop()
+	}
+}
+
+// pinTimer runs fn on this VM after spec.Interval, waiting for the VM to be free.
+func (vm *VM) pinTimer(spec timerSpec, fn *lua.LFunction) (stop func()) {
+	g := vm.gen
+	var t *time.Timer
+	stopped := make(chan struct{})
+	var once bool
+	stop = func() {
+		g.bgMu.Lock()
+		if !once {
+			once = true
+			close(stopped)
+		}
+		t.Stop()
+		g.bgMu.Unlock()
+	}
+	where := strings.TrimSuffix(vm.L.Where(1), ":")
+	ev := fmt.Sprintf("sb.after %v (%s)", spec.Interval, where)
+	if spec.Repeat {
+		ev = fmt.Sprintf("sb.every %v (%s)", spec.Interval, where)
+	}
+	fire := func() {
+		select {
+		case <-stopped:
+			return
+		case <-g.ctx.Done():
+			return
+		default:
+		}
+		vm.mu.Lock()
+		if vm.closed.Load() || vm.dead.Load() {
+			vm.mu.Unlock()
+			return
+		}
+		err := vm.runShort(g.ctx, ev, 0, func(L *lua.LState) error {
+			L.Push(fn)
+			return L.PCall(0, 0, nil)
+		})
+		dead := vm.dead.Load()
+		vm.mu.Unlock()
+		if err != nil {
+			vm.rt.log.WithField("script", where).Error(err.Error())
+		}
+		if dead {
+			vm.close()
+			return
+		}
+		if spec.Repeat {
+			g.bgMu.Lock()
+			t.Reset(spec.Interval)
+			g.bgMu.Unlock()
+		}
+	}
+	g.bgMu.Lock()
+	t = time.AfterFunc(spec.Interval, fire)
+	g.bgMu.Unlock()
+	g.onRetire(stop)
+	return stop
+}
+
+// sb.publish(topic, value): hand a copy of value to every subscriber of topic; returns how many.
+func (vm *VM) sbPublish(L *lua.LState) int {
+	topic := L.CheckString(1)
+	payload, err := fromLua(L.Get(2), 0)
+	if err != nil {
+		return raise(L, "sb.publish: %v", err)
+	}
+	topics := vm.rt.services.Topics
+	if topics == nil {
+		L.Push(lua.LNumber(0))
+		return 1
+	}
+	L.Push(lua.LNumber(topics.Publish(topic, payload)))
+	return 1
+}
+
+// sb.subscribe(topic, fn): top level only; fn(value, topic) runs for every message while this generation serves.
+func (vm *VM) sbSubscribe(L *lua.LState) int {
+	topic := L.CheckString(1)
+	fn := L.CheckFunction(2)
+	if _, err := vm.Register("subscribe", topic, fn, nil); err != nil {
+		return raise(L, "sb.subscribe: %v", err)
+	}
+	return 0
+}
+
+func (g *Generation) startSubscription(h *Handler) {
+	topics := g.rt.services.Topics
+	if topics == nil {
+		g.rt.log.WithField("script", h.Where).Warnf("sb.subscribe(%q): no bus in this engine", h.Name)
+		return
+	}
+	ev := "subscribe " + h.Name
+	cancel, err := topics.Subscribe(h.Name, func(payload any) {
+		if g.ctx.Err() != nil {
+			return
+		}
+		err := g.Run(g.ctx, h, ev, 0, func(L *lua.LState, f *lua.LFunction) error {
+			L.Push(f)
+			L.Push(ToLua(L, payload))
+			L.Push(lua.LString(h.Name))
+			return L.PCall(2, 0, nil)
+		})
+		if err != nil {
+			g.rt.log.WithField("script", h.Where).Error(err.Error())
+		}
+	})
+	if err != nil {
+		g.rt.log.WithField("script", h.Where).Errorf("sb.subscribe(%q): %v", h.Name, err)
+		return
+	}
+	g.onRetire(cancel)
+}
+
+// sb.sleep(ms): wait without holding a CPU; ends early (with an error) when the handler is cancelled.
+func sbSleep(L *lua.LState) int {
+	ms := L.CheckNumber(1)
+	d := time.Duration(float64(ms) * float64(time.Millisecond))
+	if d <= 0 {
+		return 0
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	ctx := L.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	select {
+	case <-t.C:
+		return 0
+	case <-ctx.Done():
+		return raise(L, "sb.sleep interrupted: %v", context.Cause(ctx))
+	}
+}
+
+func (vm *VM) logTable() *lua.LTable {
+	L := vm.L
+	t := L.NewTable()
+	for _, lvl := range []logrus.Level{logrus.DebugLevel, logrus.InfoLevel, logrus.WarnLevel, logrus.ErrorLevel} {
+		lvl := lvl
+		name := lvl.String()
+		if lvl == logrus.WarnLevel {
+			name = "warn"
+		}
+		t.RawSetString(name, L.NewFunction(func(L *lua.LState) int {
+			msg := L.CheckString(1)
+			e := vm.rt.log.WithField("script", strings.TrimSuffix(L.Where(1), ":"))
+			if f, ok := L.Get(2).(*lua.LTable); ok {
+				fields := logrus.Fields{}
+				f.ForEach(func(k, v lua.LValue) { fields[k.String()] = FromLua(v) })
+				e = e.WithFields(fields)
+			}
+			e.Log(lvl, msg)
+			return 0
+		}))
+	}
+	return t
+}
+
+func (vm *VM) cacheTable() *lua.LTable {
+	L := vm.L
+	cache := vm.rt.services.Cache
+	t := L.NewTable()
+	t.RawSetString("save", L.NewFunction(func(L *lua.LState) int {
+		key := L.CheckString(1)
+		val, err := fromLua(L.CheckAny(2), 0)
+		if err != nil {
+			return raise(L, "sb.cache.save: %v", err)
+		}
+		ttl := time.Duration(float64(L.OptNumber(3, 0)) * float64(time.Millisecond))
+		if err := cache.Save(key, val, ttl); err != nil {
+			L.Push(lua.LNil)
+			L.Push(lua.LString(err.Error()))
+			return 2
+		}
+		L.Push(lua.LTrue)
+		return 1
+	}))
+	t.RawSetString("load", L.NewFunction(func(L *lua.LState) int {
+		e, err := cache.Load(L.CheckString(1))
+		if err != nil {
+			L.Push(lua.LNil)
+			L.Push(lua.LString(err.Error()))
+			return 2
+		}
+		info := L.CreateTable(0, 5)
+		info.RawSetString("key", lua.LString(e.Key))
+		info.RawSetString("value", ToLua(L, e.Value))
+		info.RawSetString("createdAt", lua.LNumber(e.CreatedAt.UnixMilli()))
+		if !e.ExpiresAt.IsZero() {
+			info.RawSetString("expireTimestamp", lua.LNumber(e.ExpiresAt.UnixMilli()))
+		}
+		if !e.LastReadAt.IsZero() {
+			info.RawSetString("lastReadAt", lua.LNumber(e.LastReadAt.UnixMilli()))
+		}
+		L.Push(ToLua(L, e.Value))
+		L.Push(info)
+		return 2
+	}))
+	t.RawSetString("destroy", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LBool(cache.Destroy(L.CheckString(1))))
+		return 1
+	}))
+	t.RawSetString("size", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LNumber(cache.Size()))
+		return 1
+	}))
+	return t
+}
+
+func jsonTable(L *lua.LState) *lua.LTable {
+	t := L.NewTable()
+	t.RawSetString("encode", L.NewFunction(func(L *lua.LState) int {
+		b, err := EncodeJSON(L.CheckAny(1))
+		if err != nil {
+			L.Push(lua.LNil)
+			L.Push(lua.LString("sb.json.encode: " + err.Error()))
+			return 2
+		}
+		L.Push(lua.LString(b))
+		return 1
+	}))
+	t.RawSetString("decode", L.NewFunction(func(L *lua.LState) int {
+		v, err := DecodeJSON(L, []byte(L.CheckString(1)))
+		if err != nil {
+			L.Push(lua.LNil)
+			L.Push(lua.LString("sb.json.decode: " + err.Error()))
+			return 2
+		}
+		L.Push(v)
+		return 1
+	}))
+	return t
+}
