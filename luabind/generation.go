@@ -3,6 +3,7 @@ package luabind
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -118,6 +119,12 @@ func compileScripts(fsys fs.FS, display string) ([]*script, []*ScriptError) {
 func compile(name string, src []byte) (*lua.FunctionProto, error) {
 	chunk, err := parse.Parse(bytes.NewReader(src), name)
 	if err != nil {
+		var pe *parse.Error
+		if errors.As(err, &pe) && pe.Pos.Line <= 0 {
+			// At end of file: name the last line, where the unfinished statement is.
+			pe.Pos.Line = bytes.Count(bytes.TrimRight(src, "\n"), []byte("\n")) + 1
+			pe.Message = "unexpected end of file: " + pe.Message
+		}
 		return nil, err
 	}
 	return lua.Compile(chunk, name)

@@ -1,0 +1,377 @@
+package luabind
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	lua "github.com/yuin/gopher-lua"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// newRuntime loads files (name -> source) as the scripts directory.
+func newRuntime(t *testing.T, cfg Config, files map[string]string, topics Topics) (*Runtime, fstest.MapFS, *logBuf) {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for name, src := range files {
+		fsys[name] = &fstest.MapFile{Data: []byte(src)}
+	}
+	buf := &logBuf{}
+	l := logrus.New()
+	l.SetOutput(buf)
+	rt, err := New(Options{Config: cfg, FS: fsys, Display: "scripts", Log: logrus.NewEntry(l), Topics: topics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rt.Close)
+	if err := rt.Load(); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	return rt, fsys, buf
+}
+
+// callString runs handler kind/name with a string argument and returns its first result as a string.
+func callString(t *testing.T, g *Generation, kind, name, arg string) (string, error) {
+	t.Helper()
+	h, ok := g.Handler(kind, name)
+	if !ok {
+		t.Fatalf("no %s %q", kind, name)
+	}
+	var out string
+	err := g.Call(context.Background(), h, "test "+name, 0, func(L *lua.LState, r []lua.LValue) error {
+		if len(r) > 0 {
+			out = r[0].String()
+		}
+		return nil
+	}, lua.LString(arg))
+	return out, err
+}
+
+const echoScript = `
+local sb = require "switchboard"
+sb.on("echo", function(s) return "v1:" .. s end)
+`
+
+func TestHandlerRunsAndReturns(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": echoScript}, nil)
+	got, err := callString(t, rt.Current(), "on", "echo", "hi")
+	if err != nil || got != "v1:hi" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+func TestScriptErrorNamesFileLineAndEvent(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.on("boom", function(s)
+  local t = nil
+  return t.x
+end)`}, nil)
+	_, err := callString(t, rt.Current(), "on", "boom", "")
+	var se *ScriptError
+	if !errors.As(err, &se) {
+		t.Fatalf("want ScriptError, got %T %v", err, err)
+	}
+	if se.File != "scripts/a.lua" || se.Line != 5 || !strings.Contains(err.Error(), "(event test boom)") {
+		t.Fatalf("got %q (file %q line %d)", err, se.File, se.Line)
+	}
+}
+
+func TestLoadErrorsSyntaxAndTopLevel(t *testing.T) {
+	cases := map[string]struct{ src, want string }{
+		"syntax":   {"local x = = 1\n", "scripts/bad.lua:1: near '='"},
+		"toplevel": {"\n\nerror('nope')\n", "scripts/bad.lua:3: nope"},
+		"dup":      {"local sb = require 'switchboard'\nsb.on('x', function() end)\nsb.subscribe('t', function() end)\nsb.subscribe('t', function() end)\n", ""},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			errs := Check(DefaultConfig(), fstest.MapFS{"bad.lua": {Data: []byte(c.src)}}, "scripts")
+			if c.want == "" {
+				if len(errs) != 0 {
+					t.Fatalf("unexpected errors %v", errs)
+				}
+				return
+			}
+			if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), c.want) {
+				t.Fatalf("got %v, want prefix %q", errs, c.want)
+			}
+		})
+	}
+}
+
+func TestReloadSwapsAndBrokenReloadKeepsOld(t *testing.T) {
+	rt, fsys, logs := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": echoScript}, nil)
+	fsys["a.lua"] = &fstest.MapFile{Data: []byte(strings.Replace(echoScript, "v1:", "v2:", 1))}
+	if err := rt.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := callString(t, rt.Current(), "on", "echo", "x"); got != "v2:x" {
+		t.Fatalf("after reload got %q", got)
+	}
+	fsys["a.lua"] = &fstest.MapFile{Data: []byte("sb.on(")}
+	err := rt.Load()
+	var le *LoadError
+	if !errors.As(err, &le) || !strings.Contains(err.Error(), "scripts/a.lua:1") {
+		t.Fatalf("broken reload: %v", err)
+	}
+	if got, _ := callString(t, rt.Current(), "on", "echo", "y"); got != "v2:y" {
+		t.Fatalf("old generation should serve, got %q", got)
+	}
+	if !strings.Contains(logs.String(), "scripts/a.lua:1") {
+		t.Fatalf("error not logged: %s", logs.String())
+	}
+}
+
+func TestInFlightHandlerFinishesOnItsGeneration(t *testing.T) {
+	rt, fsys, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.on("slow", function(s) sb.sleep(100) return "old:" .. s end)`}, nil)
+	g := rt.Current()
+	done := make(chan string)
+	go func() {
+		got, err := callString(t, g, "on", "slow", "a")
+		if err != nil {
+			got = err.Error()
+		}
+		done <- got
+	}()
+	time.Sleep(20 * time.Millisecond)
+	fsys["a.lua"] = &fstest.MapFile{Data: []byte(`local sb = require "switchboard"
+sb.on("slow", function(s) return "new:" .. s end)`)}
+	if err := rt.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-done; got != "old:a" {
+		t.Fatalf("in-flight got %q", got)
+	}
+	if got, _ := callString(t, rt.Current(), "on", "slow", "b"); got != "new:b" {
+		t.Fatalf("new got %q", got)
+	}
+}
+
+func TestInfiniteLoopCancelledWhileOthersRun(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HandlerTimeout = 100 * time.Millisecond
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": echoScript + `
+sb.on("spin", function() while true do end end)`}, nil)
+	g := rt.Current()
+	errc := make(chan error)
+	go func() { _, err := callString(t, g, "on", "spin", ""); errc <- err }()
+	// Other handlers keep being served while the loop spins.
+	for i := 0; i < 50; i++ {
+		if got, err := callString(t, g, "on", "echo", "z"); err != nil || got != "v1:z" {
+			t.Fatalf("echo during spin: %q %v", got, err)
+		}
+	}
+	err := <-errc
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "scripts/a.lua:") || !strings.Contains(err.Error(), "time limit of 100ms") {
+		t.Fatalf("spin: %v", err)
+	}
+}
+
+func TestCallerCancellationStopsHandler(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.on("wait", function() sb.sleep(60000) end)`}, nil)
+	g := rt.Current()
+	h, _ := g.Handler("on", "wait")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := g.Call(ctx, h, "wait", time.Minute, nil)
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("err %v after %v", err, time.Since(start))
+	}
+}
+
+func TestMemoryCaps(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HandlerTimeout = 20 * time.Second
+	cfg.MemoryLimitMB = 300
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.on("rep", function() return string.rep('x', 2^40) end)
+sb.on("concat", function() local t = {} for i = 1, 100 do t[i] = string.rep('y', 1000000) end return table.concat(t) end)
+sb.on("format", function() return string.format("%999999999d", 1) end)
+sb.on("sparse", function() local t = {} t[2^30] = 1 return "ok" end)
+sb.on("grow", function() local t = {} local i = 0 while true do i = i + 1 t[i] = {i, i, i, i} end end)`}, nil)
+	g := rt.Current()
+	for name, want := range map[string]string{
+		"rep":    "string.rep: result of 1099511627776 bytes exceeds lua.max_string_bytes",
+		"concat": "table.concat: result exceeds lua.max_string_bytes",
+		"format": "string.format: width or precision",
+		"grow":   "process heap passed lua.memory_limit_mb",
+	} {
+		_, err := callString(t, g, "on", name, "")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", name, err, want)
+		}
+	}
+	if got, err := callString(t, g, "on", "sparse", ""); err != nil || got != "ok" {
+		t.Errorf("sparse: %q %v", got, err)
+	}
+}
+
+func TestSandboxHasNoEscapes(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.on("probe", function(name)
+  local v = _G[name]
+  if name == "string.dump" then v = string.dump end
+  if name == "math.randomseed" then v = math.randomseed end
+  return type(v)
+end)
+sb.on("require", function(name) local ok, err = pcall(require, name) return tostring(err) end)`, "lib/util.lua": `return { twice = function(x) return 2 * x end }`}, nil)
+	g := rt.Current()
+	for _, name := range []string{"os", "io", "load", "loadstring", "dofile", "loadfile", "getfenv", "setfenv",
+		"collectgarbage", "module", "package", "debug", "string.dump", "math.randomseed", "newproxy"} {
+		if got, err := callString(t, g, "on", "probe", name); err != nil || got != "nil" {
+			t.Errorf("%s: %q %v", name, got, err)
+		}
+	}
+	for _, mod := range []string{"os", "io", "../etc/passwd", "a"} {
+		got, _ := callString(t, g, "on", "require", mod)
+		if !strings.Contains(got, "module") {
+			t.Errorf("require %q: %q", mod, got)
+		}
+	}
+	if got, _ := callString(t, g, "on", "require", "lib.util"); !strings.HasPrefix(got, "table") {
+		t.Errorf("require lib.util: %q", got)
+	}
+}
+
+func TestTimersRunAndStopOnReload(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PoolSize = 1
+	rt, fsys, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.every(5, function() sb.cache.save("ticks", (sb.cache.load("ticks") or 0) + 1) end)
+sb.on("later", function() sb.after(5, function() sb.cache.save("after", "fired") end) end)`}, nil)
+	cache := rt.Services().Cache
+	if _, err := callString(t, rt.Current(), "on", "later", ""); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		e, err := cache.Load("ticks")
+		a, aerr := cache.Load("after")
+		if err == nil && e.Value.(int64) >= 3 && aerr == nil && a.Value == "fired" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timers did not fire: %v %v", e, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	fsys["a.lua"] = &fstest.MapFile{Data: []byte("-- no timers\n")}
+	if err := rt.Load(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	e1, _ := cache.Load("ticks")
+	time.Sleep(50 * time.Millisecond)
+	e2, _ := cache.Load("ticks")
+	if e1.Value != e2.Value {
+		t.Fatalf("timer still running after reload: %v -> %v", e1.Value, e2.Value)
+	}
+}
+
+type fakeTopics struct {
+	mu   sync.Mutex
+	subs map[string][]func(any)
+}
+
+func (f *fakeTopics) Publish(topic string, payload any) int {
+	f.mu.Lock()
+	subs := f.subs[topic]
+	f.mu.Unlock()
+	for _, s := range subs {
+		s(payload)
+	}
+	return len(subs)
+}
+
+func (f *fakeTopics) Subscribe(topic string, deliver func(any)) (func(), error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.subs == nil {
+		f.subs = map[string][]func(any){}
+	}
+	f.subs[topic] = append(f.subs[topic], deliver)
+	n := len(f.subs[topic]) - 1
+	return func() { f.mu.Lock(); f.subs[topic][n] = func(any) {}; f.mu.Unlock() }, nil
+}
+
+func TestPublishSubscribeCacheJSON(t *testing.T) {
+	topics := &fakeTopics{}
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.subscribe("in", function(msg, topic)
+  sb.publish("out", { topic = topic, n = msg.n * 2, list = { 1, 2, 3 } })
+end)
+sb.on("json", function(s)
+  local v = sb.json.decode(s)
+  v.added = true
+  return sb.json.encode(v)
+end)
+sb.on("cache", function()
+  assert(sb.cache.save("k", { a = 1 }, 60000) == true)
+  local v, info = sb.cache.load("k")
+  local missing, err = sb.cache.load("nope")
+  return sb.json.encode({ a = v.a, key = info.key, size = sb.cache.size(), err = err, destroyed = sb.cache.destroy("k") })
+end)`}, topics)
+	got := make(chan any, 1)
+	topics.Subscribe("out", func(p any) { got <- p })
+	topics.Publish("in", map[string]any{"n": int64(21)})
+	select {
+	case p := <-got:
+		m := p.(map[string]any)
+		if m["n"] != int64(42) || m["topic"] != "in" || len(m["list"].([]any)) != 3 {
+			t.Fatalf("published %#v", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing published")
+	}
+	if s, err := callString(t, rt.Current(), "on", "json", `{"b":[1,"x"]}`); err != nil || s != `{"added":true,"b":[1,"x"]}` {
+		t.Fatalf("json: %s %v", s, err)
+	}
+	if s, err := callString(t, rt.Current(), "on", "cache", ""); err != nil || s != `{"a":1,"destroyed":true,"err":"Object not found","key":"k","size":1}` {
+		t.Fatalf("cache: %s %v", s, err)
+	}
+}
+
+func TestLongHandlerBoundToContext(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.on("flow", function() sb.sleep(60000) end)`}, nil)
+	g := rt.Current()
+	h, _ := g.Handler("on", "flow")
+	ctx, cancel := context.WithCancel(context.Background())
+	vm, err := g.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(30 * time.Millisecond); cancel() }()
+	vm.L.Push(vm.Func(h))
+	err = vm.LongError(vm.L.PCall(0, 0, nil), "flow test")
+	vm.Release()
+	if err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("long handler: %v", err)
+	}
+}
