@@ -1,0 +1,29 @@
+// Package bus carries messages between parts and scripts by topic, inside one
+// process, with an optional Backplane to reach other nodes through a cluster
+// broker.
+//
+// Publish never blocks and never allocates per subscriber beyond a queue slot:
+// the subscriber list of a topic is a copy-on-write slice read without locks.
+// Each subscription owns a bounded FIFO queue (default 1024 messages) drained
+// by one goroutine, so a subscriber sees messages in publish order and a slow
+// subscriber never slows the publisher or the other subscribers. A Sync()
+// subscription instead runs its handler in the publisher's goroutine.
+//
+// Slow-subscriber policy: when a subscription's queue is full, the bus drops
+// the NEWEST message for that subscriber (the one being published) by default,
+// or with DropOldest() the oldest queued message, so the queue keeps the most
+// recent ones. Other subscribers are unaffected. Every drop is counted
+// (Subscription.Dropped and the switchboard_bus_dropped_total{topic} counter)
+// and logged: the first drop of a subscription at once, then at most once per
+// second per subscription with the number dropped since the last line.
+// switchboard_bus_published_total{topic} and
+// switchboard_bus_delivered_total{topic} count publishes and handler calls.
+//
+// Payloads are plain data (string, []byte, float64, int64, bool, nil,
+// map[string]any, []any) shared by all subscribers: handlers must not modify
+// them. A handler that panics is logged and the subscription keeps going.
+//
+// Subscription.Close stops a subscription; a handler call already running may
+// still finish and queued messages are discarded. Bus.Close closes every
+// subscription and waits for their goroutines.
+package bus
