@@ -1,0 +1,264 @@
+package esl
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Header is one "Name: value" line of a frame or event. Names keep the case they arrived with; lookups
+// ignore case, as FreeSWITCH does.
+type Header struct {
+	Name  string
+	Value string
+}
+
+// Headers is an ordered header list. Duplicates are kept (CHANNEL_HANGUP_COMPLETE carries Hangup-Cause
+// twice); Get returns the first.
+type Headers []Header
+
+// Get returns the first value named name (case-insensitive), or "".
+func (h Headers) Get(name string) string {
+	v, _ := h.Lookup(name)
+	return v
+}
+
+// Lookup is Get that also says whether the header was present.
+func (h Headers) Lookup(name string) (string, bool) {
+	for i := range h {
+		if len(h[i].Name) == len(name) && strings.EqualFold(h[i].Name, name) {
+			return h[i].Value, true
+		}
+	}
+	return "", false
+}
+
+// Content types FreeSWITCH sends on an outbound socket.
+const (
+	TypeCommandReply     = "command/reply"
+	TypeAPIResponse      = "api/response"
+	TypeEventPlain       = "text/event-plain"
+	TypeEventJSON        = "text/event-json"
+	TypeEventXML         = "text/event-xml"
+	TypeDisconnectNotice = "text/disconnect-notice"
+	TypeLogData          = "log/data"
+)
+
+// Frame is one message from FreeSWITCH: a header block and, when it carries Content-Length, a body.
+// Header values are url-decoded (the connect reply is url-encoded; plain replies decode to themselves,
+// as in FreeSWITCH's own client).
+type Frame struct {
+	Headers Headers
+	Body    []byte
+}
+
+// ContentType is the frame's Content-Type, which may come anywhere in the block (last but three in the
+// connect reply, second in events).
+func (f *Frame) ContentType() string { return f.Headers.Get("Content-Type") }
+
+// ReplyText is the Reply-Text of a command/reply.
+func (f *Frame) ReplyText() string { return strings.TrimRight(f.Headers.Get("Reply-Text"), "\n") }
+
+// Command is one message to FreeSWITCH: a command line, headers and an optional body.
+type Command struct {
+	Line    string
+	Headers Headers
+	Body    []byte
+}
+
+// Limits bound what one frame may hold; a peer over a limit gets its connection closed, since the stream
+// cannot be resynchronised.
+type Limits struct {
+	MaxHeaderBytes int // bytes of one header block; default 256 KiB
+	MaxHeaders     int // header lines in one block; default 4096
+	MaxBody        int // Content-Length; default 16 MiB, FreeSWITCH's own cap
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = 256 << 10
+	}
+	if l.MaxHeaders <= 0 {
+		l.MaxHeaders = 4096
+	}
+	if l.MaxBody <= 0 {
+		l.MaxBody = 16 << 20
+	}
+	return l
+}
+
+// ErrFrame marks a malformed or over-limit frame; the stream is not usable after it.
+var ErrFrame = errors.New("esl: bad frame")
+
+// Reader reads frames (FreeSWITCH to engine) or commands (engine to FreeSWITCH) from a byte stream.
+// It is the codec's only state: no network, no goroutines.
+type Reader struct {
+	br  *bufio.Reader
+	lim Limits
+	// Skipped counts header lines without a colon, which are ignored as FreeSWITCH ignores them.
+	Skipped int
+}
+
+// NewReader reads from r with limits lim (zero fields take defaults).
+func NewReader(r io.Reader, lim Limits) *Reader {
+	return &Reader{br: bufio.NewReaderSize(r, 4096), lim: lim.withDefaults()}
+}
+
+// ReadFrame reads the next frame. io.EOF at a clean end between frames; io.ErrUnexpectedEOF inside one.
+func (r *Reader) ReadFrame() (*Frame, error) {
+	f := &Frame{}
+	if _, err := r.readBlock(false, &f.Headers); err != nil {
+		return nil, err
+	}
+	body, err := r.readBody(f.Headers)
+	if err != nil {
+		return nil, err
+	}
+	f.Body = body
+	return f, nil
+}
+
+// ReadCommand reads the next command: first line is the command, then headers, then an optional body of
+// content-length bytes. Values are taken as they are (no url-decoding), as FreeSWITCH does.
+func (r *Reader) ReadCommand() (*Command, error) {
+	c := &Command{}
+	line, err := r.readBlock(true, &c.Headers)
+	if err != nil {
+		return nil, err
+	}
+	c.Line = line
+	if c.Body, err = r.readBody(c.Headers); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// readBlock reads lines up to the first empty one. Leading empty lines are skipped. With command set, the
+// first line is returned as the command line; otherwise it is a header like the rest.
+func (r *Reader) readBlock(command bool, out *Headers) (string, error) {
+	total := 0
+	first := ""
+	started := false
+	for {
+		raw, err := r.br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// A line longer than the buffer: gather it, still under the block cap.
+			buf := append([]byte(nil), raw...)
+			for err == bufio.ErrBufferFull {
+				if total+len(buf) > r.lim.MaxHeaderBytes {
+					return "", fmt.Errorf("%w: header block over %d bytes", ErrFrame, r.lim.MaxHeaderBytes)
+				}
+				raw, err = r.br.ReadSlice('\n')
+				buf = append(buf, raw...)
+			}
+			raw = buf
+		}
+		if err != nil {
+			if err == io.EOF && !started && total == 0 && len(raw) == 0 {
+				return "", io.EOF
+			}
+			if err == io.EOF {
+				return "", io.ErrUnexpectedEOF
+			}
+			return "", err
+		}
+		total += len(raw)
+		if total > r.lim.MaxHeaderBytes {
+			return "", fmt.Errorf("%w: header block over %d bytes", ErrFrame, r.lim.MaxHeaderBytes)
+		}
+		line := bytes.TrimRight(raw, "\r\n")
+		if len(line) == 0 {
+			if !started {
+				total = 0
+				continue
+			}
+			return first, nil
+		}
+		if command && !started {
+			started = true
+			first = string(line)
+			continue
+		}
+		started = true
+		i := bytes.IndexByte(line, ':')
+		if i <= 0 {
+			r.Skipped++
+			continue
+		}
+		if len(*out) >= r.lim.MaxHeaders {
+			return "", fmt.Errorf("%w: more than %d headers", ErrFrame, r.lim.MaxHeaders)
+		}
+		name := string(bytes.TrimSpace(line[:i]))
+		val := string(bytes.TrimLeft(line[i+1:], " \t"))
+		if !command {
+			val = URLDecode(val)
+		}
+		*out = append(*out, Header{Name: name, Value: val})
+	}
+}
+
+func (r *Reader) readBody(h Headers) ([]byte, error) {
+	cl, ok := h.Lookup("Content-Length")
+	if !ok {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(cl))
+	if err != nil || n < 0 || n > r.lim.MaxBody {
+		return nil, fmt.Errorf("%w: Content-Length %q (want 0..%d)", ErrFrame, cl, r.lim.MaxBody)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r.br, body); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return body, nil
+}
+
+// AppendCommand encodes c: the line, the headers, a Content-Length when there is a body, a blank line, the
+// body. Header values must not contain newlines (put long or multi-line data in the body).
+func AppendCommand(dst []byte, c *Command) []byte {
+	dst = append(dst, c.Line...)
+	dst = append(dst, '\n')
+	for _, h := range c.Headers {
+		dst = append(dst, h.Name...)
+		dst = append(dst, ": "...)
+		dst = append(dst, h.Value...)
+		dst = append(dst, '\n')
+	}
+	if len(c.Body) > 0 {
+		dst = append(dst, "Content-Length: "...)
+		dst = strconv.AppendInt(dst, int64(len(c.Body)), 10)
+		dst = append(dst, '\n')
+	}
+	dst = append(dst, '\n')
+	return append(dst, c.Body...)
+}
+
+// AppendFrame encodes f as FreeSWITCH does: headers as given (the caller url-encodes what FS would), a
+// Content-Length header when there is a body and the headers lack one, a blank line, the body.
+func AppendFrame(dst []byte, f *Frame) []byte {
+	for _, h := range f.Headers {
+		dst = append(dst, h.Name...)
+		dst = append(dst, ": "...)
+		dst = append(dst, h.Value...)
+		dst = append(dst, '\n')
+	}
+	if len(f.Body) > 0 {
+		if _, ok := f.Headers.Lookup("Content-Length"); !ok {
+			dst = append(dst, "Content-Length: "...)
+			dst = strconv.AppendInt(dst, int64(len(f.Body)), 10)
+			dst = append(dst, '\n')
+		}
+	}
+	dst = append(dst, '\n')
+	return append(dst, f.Body...)
+}

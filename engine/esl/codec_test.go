@@ -1,0 +1,252 @@
+package esl
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const connectReply = "Event-Name: CHANNEL_DATA\n" +
+	"Core-UUID: 3f0c\n" +
+	"FreeSWITCH-IPv6: %3A%3A1\n" +
+	"Event-Date-Local: 2026-11-22%2003%3A38%3A27\n" +
+	"Channel-Caller-ID-Name: Jane%20Doe\n" +
+	"Channel-Name: sofia/internal/1000%40127.0.0.1\n" +
+	"Unique-ID: 6f1e8c5a\n" +
+	"variable_socket_path: sales\n" +
+	"variable_current_application_data: 127.0.0.1%3A8084%20async%20full\n" +
+	"Content-Type: command/reply\n" +
+	"Reply-Text: %2BOK%0A\n" +
+	"Socket-Mode: async\n" +
+	"Control: full\n\n"
+
+func TestReadFrameConnectReply(t *testing.T) {
+	r := NewReader(strings.NewReader(connectReply), Limits{})
+	f, err := r.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"content-type":                      "command/reply",
+		"Reply-Text":                        "+OK\n",
+		"Channel-Caller-ID-Name":            "Jane Doe",
+		"Channel-Name":                      "sofia/internal/1000@127.0.0.1",
+		"FreeSWITCH-IPv6":                   "::1",
+		"variable_current_application_data": "127.0.0.1:8084 async full",
+		"Socket-Mode":                       "async",
+	} {
+		if got := f.Headers.Get(name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	if f.ReplyText() != "+OK" {
+		t.Errorf("ReplyText = %q", f.ReplyText())
+	}
+	if _, err := r.ReadFrame(); err != io.EOF {
+		t.Fatalf("after last frame: %v, want io.EOF", err)
+	}
+}
+
+func TestReadFrameStream(t *testing.T) {
+	ev := "Event-Name: BACKGROUND_JOB\nJob-UUID: j1\nJob-Owner-UUID: u1\nContent-Length: 4\n\n+OK\n"
+	evHang := "Event-Name: CHANNEL_HANGUP_COMPLETE\nHangup-Cause: NORMAL_CLEARING\nUnique-ID: u1\nHangup-Cause: USER_BUSY\nDTMF-Digit: %23\n\n"
+	stream := "\n\r\nContent-Type: command/reply\r\nReply-Text: +OK Events Enabled\r\n\r\n" +
+		"Content-Type: api/response\nContent-Length: 9\n\n+OK done\n" +
+		"Content-Length: " + itoa(len(ev)) + "\nContent-Type: text/event-plain\n\n" + ev +
+		"Content-Length: " + itoa(len(evHang)) + "\nContent-Type: text/event-plain\n\n" + evHang +
+		"Content-Type: log/data\nContent-Length: 3\nLog-Level: 7\n\nabc" +
+		"garbage line without colon\nContent-Type: text/unknown-thing\n\n" +
+		"Content-Type: text/disconnect-notice\nControlled-Session-UUID: u1\nContent-Disposition: disconnect\nContent-Length: 67\n\nDisconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
+	r := NewReader(strings.NewReader(stream), Limits{})
+	var types []string
+	var frames []*Frame
+	for {
+		f, err := r.ReadFrame()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, f.ContentType())
+		frames = append(frames, f)
+	}
+	want := []string{TypeCommandReply, TypeAPIResponse, TypeEventPlain, TypeEventPlain, TypeLogData, "text/unknown-thing", TypeDisconnectNotice}
+	if strings.Join(types, ",") != strings.Join(want, ",") {
+		t.Fatalf("types %v, want %v", types, want)
+	}
+	if frames[0].ReplyText() != "+OK Events Enabled" || string(frames[1].Body) != "+OK done\n" {
+		t.Fatalf("reply %q, api body %q", frames[0].ReplyText(), frames[1].Body)
+	}
+	e, err := ParseEvent(frames[2])
+	if err != nil || e.Name() != "BACKGROUND_JOB" || e.Get("Job-UUID") != "j1" || e.Body != "+OK\n" {
+		t.Fatalf("bg job %+v %v", e, err)
+	}
+	e, err = ParseEvent(frames[3])
+	if err != nil || e.Get("Hangup-Cause") != "NORMAL_CLEARING" || e.Get("DTMF-Digit") != "#" {
+		t.Fatalf("hangup complete %+v %v", e, err)
+	}
+	if r.Skipped != 1 {
+		t.Fatalf("Skipped = %d, want 1", r.Skipped)
+	}
+	if len(frames[6].Body) != 67 {
+		t.Fatalf("goodbye body %d bytes", len(frames[6].Body))
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestReadFrameErrors(t *testing.T) {
+	for name, in := range map[string]string{
+		"negative length": "Content-Type: api/response\nContent-Length: -1\n\n",
+		"huge length":     "Content-Type: api/response\nContent-Length: 99999999999\n\n",
+		"text length":     "Content-Type: api/response\nContent-Length: ten\n\n",
+	} {
+		_, err := NewReader(strings.NewReader(in), Limits{}).ReadFrame()
+		if !errors.Is(err, ErrFrame) {
+			t.Errorf("%s: err %v, want ErrFrame", name, err)
+		}
+	}
+	_, err := NewReader(strings.NewReader("Content-Type: api/response\nContent-Length: 10\n\nabc"), Limits{}).ReadFrame()
+	if err != io.ErrUnexpectedEOF {
+		t.Errorf("short body: %v", err)
+	}
+	_, err = NewReader(strings.NewReader("Content-Type: api/resp"), Limits{}).ReadFrame()
+	if err != io.ErrUnexpectedEOF {
+		t.Errorf("cut block: %v", err)
+	}
+	big := "X: " + strings.Repeat("a", 10000) + "\n\n"
+	_, err = NewReader(strings.NewReader(big), Limits{MaxHeaderBytes: 5000}).ReadFrame()
+	if !errors.Is(err, ErrFrame) {
+		t.Errorf("over header cap: %v", err)
+	}
+	many := strings.Repeat("A: b\n", 20) + "\n"
+	_, err = NewReader(strings.NewReader(many), Limits{MaxHeaders: 10}).ReadFrame()
+	if !errors.Is(err, ErrFrame) {
+		t.Errorf("over header count: %v", err)
+	}
+}
+
+func TestCommandRoundTrip(t *testing.T) {
+	c := &Command{Line: "sendmsg", Headers: Headers{{"call-command", "execute"}, {"execute-app-name", "playback"}, {"event-uuid", "a1"}, {"event-lock", "true"}}, Body: []byte("line1\nline2")}
+	b := AppendCommand(nil, c)
+	want := "sendmsg\ncall-command: execute\nexecute-app-name: playback\nevent-uuid: a1\nevent-lock: true\nContent-Length: 11\n\nline1\nline2"
+	if string(b) != want {
+		t.Fatalf("encoded %q", b)
+	}
+	r := NewReader(bytes.NewReader(append(b, "connect\n\n"...)), Limits{})
+	got, err := r.ReadCommand()
+	if err != nil || got.Line != "sendmsg" || got.Headers.Get("EXECUTE-APP-NAME") != "playback" || string(got.Body) != "line1\nline2" {
+		t.Fatalf("decoded %+v %v", got, err)
+	}
+	got, err = r.ReadCommand()
+	if err != nil || got.Line != "connect" || len(got.Headers) != 0 {
+		t.Fatalf("decoded %+v %v", got, err)
+	}
+}
+
+func TestURLCoding(t *testing.T) {
+	for in, want := range map[string]string{
+		"Jane Doe":          "Jane%20Doe",
+		"+OK\n":             "%2BOK%0A",
+		"1000@127.0.0.1":    "1000%40127.0.0.1",
+		"#":                 "%23",
+		"*":                 "*",
+		"already %41 coded": "already%20%41%20coded",
+		"50%":               "50%25",
+	} {
+		if got := URLEncode(in); got != want {
+			t.Errorf("URLEncode(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{"a%2bb": "a+b", "a+b": "a+b", "%zz%": "%zz%", "%4": "%4", "%41%42": "AB"} {
+		if got := URLDecode(in); got != want {
+			t.Errorf("URLDecode(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestEventPlainAndJSON(t *testing.T) {
+	e := &Event{Headers: Headers{{"Event-Name", "BACKGROUND_JOB"}, {"Job-UUID", "j 1"}, {"Job-Command", "status"}}, Body: "+OK up\n"}
+	p, err := ParsePlainEvent(AppendPlainEvent(nil, e))
+	if err != nil || p.Get("Job-UUID") != "j 1" || p.Body != "+OK up\n" || p.Name() != "BACKGROUND_JOB" {
+		t.Fatalf("plain round trip %+v %v", p, err)
+	}
+	j, err := ParseJSONEvent(AppendJSONEvent(nil, e))
+	if err != nil || j.Get("Job-UUID") != "j 1" || j.Body != "+OK up\n" || j.Headers[0].Name != "Event-Name" {
+		t.Fatalf("json round trip %+v %v", j, err)
+	}
+	if _, err := ParseJSONEvent([]byte(`{"Event-Name": 5, "X": ["a"]}`)); err != nil {
+		t.Fatalf("non-string json values: %v", err)
+	}
+	for _, bad := range []string{"", "{", "[]", "{}"} {
+		if _, err := ParseJSONEvent([]byte(bad)); err == nil {
+			t.Errorf("ParseJSONEvent(%q) accepted", bad)
+		}
+	}
+	if _, err := ParsePlainEvent([]byte("Event-Name: X\nContent-Length: 50\n\nshort")); err == nil {
+		t.Error("short plain body accepted")
+	}
+}
+
+func FuzzReadFrame(f *testing.F) {
+	f.Add([]byte(connectReply))
+	f.Add([]byte("Content-Length: 30\nContent-Type: text/event-plain\n\nEvent-Name: DTMF\nDTMF-Digit: 1\n\n"))
+	f.Add([]byte("Content-Type: api/response\nContent-Length: 4\n\n+OK\n"))
+	f.Add([]byte("Content-Length: 20\nContent-Type: text/event-json\n\n{\"Event-Name\":\"X\"}  "))
+	f.Add([]byte("\x00\xff\n\n:::\nContent-Length: 2\n\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := NewReader(bytes.NewReader(b), Limits{MaxHeaderBytes: 4096, MaxBody: 4096})
+		for i := 0; i < 100; i++ {
+			fr, err := r.ReadFrame()
+			if err != nil {
+				return
+			}
+			if len(fr.Body) > 4096 {
+				t.Fatalf("body over limit: %d", len(fr.Body))
+			}
+			if e, err := ParseEvent(fr); err == nil && len(e.Headers) == 0 {
+				t.Fatal("event without headers accepted")
+			}
+		}
+	})
+}
+
+func FuzzURLCoding(f *testing.F) {
+	f.Add("Jane Doe")
+	f.Add("%2BOK%0A")
+	f.Add("%%4%zz\xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		enc := URLEncode(s)
+		for i := 0; i < len(enc); i++ {
+			if c := enc[i]; c < 0x20 || c > 0x7e || c == '\n' || c == ' ' {
+				t.Fatalf("URLEncode(%q) left byte %#x", s, c)
+			}
+		}
+		if !strings.Contains(s, "%") && URLDecode(enc) != s {
+			t.Fatalf("round trip %q -> %q -> %q", s, enc, URLDecode(enc))
+		}
+		_ = URLDecode(s)
+	})
+}
+
+func FuzzReadCommand(f *testing.F) {
+	f.Add([]byte("sendmsg\ncall-command: execute\nexecute-app-name: answer\n\n"))
+	f.Add([]byte("connect\n\n"))
+	f.Add([]byte("api status\nContent-Length: 3\n\nabc"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := NewReader(bytes.NewReader(b), Limits{MaxHeaderBytes: 4096, MaxBody: 4096})
+		for i := 0; i < 100; i++ {
+			c, err := r.ReadCommand()
+			if err != nil {
+				return
+			}
+			if strings.ContainsAny(c.Line, "\n") {
+				t.Fatalf("command line with newline %q", c.Line)
+			}
+		}
+	})
+}

@@ -1,0 +1,179 @@
+package esl
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Event is one FreeSWITCH event: its headers (url-decoded) and an optional body (BACKGROUND_JOB result).
+type Event struct {
+	Headers Headers
+	Body    string
+}
+
+// Name is the Event-Name header.
+func (e *Event) Name() string { return e.Headers.Get("Event-Name") }
+
+// Get returns the first header called name, or "".
+func (e *Event) Get(name string) string { return e.Headers.Get(name) }
+
+// Variable returns channel variable name as carried by the event (variable_<name>).
+func (e *Event) Variable(name string) (string, bool) { return e.Headers.Lookup("variable_" + name) }
+
+// ParseEvent decodes the body of a text/event-plain or text/event-json frame.
+func ParseEvent(f *Frame) (*Event, error) {
+	switch ct := f.ContentType(); ct {
+	case TypeEventPlain:
+		return ParsePlainEvent(f.Body)
+	case TypeEventJSON:
+		return ParseJSONEvent(f.Body)
+	default:
+		return nil, fmt.Errorf("esl: event of content type %q not supported", ct)
+	}
+}
+
+// ParsePlainEvent decodes a plain event body: url-encoded "Name: value" lines, then either the end or a
+// Content-Length line, a blank line and that many bytes of body.
+func ParsePlainEvent(b []byte) (*Event, error) {
+	e := &Event{Headers: make(Headers, 0, 32)}
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		var line []byte
+		if i < 0 {
+			line, b = b, nil
+		} else {
+			line, b = b[:i], b[i+1:]
+		}
+		line = bytes.TrimRight(line, "\r")
+		if len(line) == 0 {
+			break
+		}
+		c := bytes.IndexByte(line, ':')
+		if c <= 0 {
+			continue
+		}
+		name := string(bytes.TrimSpace(line[:c]))
+		val := URLDecode(string(bytes.TrimLeft(line[c+1:], " ")))
+		if strings.EqualFold(name, "Content-Length") {
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("%w: event body Content-Length %q", ErrFrame, val)
+			}
+			// The body follows the blank line ending the header block.
+			if len(b) > 0 && (b[0] == '\n') {
+				b = b[1:]
+			} else if len(b) > 1 && b[0] == '\r' && b[1] == '\n' {
+				b = b[2:]
+			}
+			if n > len(b) {
+				return nil, fmt.Errorf("%w: event body of %d bytes, %d present", ErrFrame, n, len(b))
+			}
+			e.Body = string(b[:n])
+			break
+		}
+		e.Headers = append(e.Headers, Header{Name: name, Value: val})
+	}
+	if len(e.Headers) == 0 {
+		return nil, fmt.Errorf("%w: event without headers", ErrFrame)
+	}
+	return e, nil
+}
+
+// ParseJSONEvent decodes a json event: one flat object of string values, "_body" holding the body.
+// Non-string values are kept in their JSON text.
+func ParseJSONEvent(b []byte) (*Event, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: json event: %v", ErrFrame, err)
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("%w: event without headers", ErrFrame)
+	}
+	// Keep a stable order: Event-Name first, the rest sorted.
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	e := &Event{Headers: make(Headers, 0, len(m))}
+	if raw, ok := m["Event-Name"]; ok {
+		e.Headers = append(e.Headers, Header{Name: "Event-Name", Value: jsonString(raw)})
+	}
+	for _, k := range names {
+		switch k {
+		case "Event-Name", "Content-Length":
+			continue
+		case "_body":
+			e.Body = jsonString(m[k])
+			continue
+		}
+		e.Headers = append(e.Headers, Header{Name: k, Value: jsonString(m[k])})
+	}
+	return e, nil
+}
+
+func jsonString(raw json.RawMessage) string {
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return s
+	}
+	return string(raw)
+}
+
+// AppendPlainEvent serializes e as FreeSWITCH's switch_event_serialize: url-encoded headers, then a blank
+// line, or Content-Length, blank line and body.
+func AppendPlainEvent(dst []byte, e *Event) []byte {
+	for _, h := range e.Headers {
+		dst = append(dst, h.Name...)
+		dst = append(dst, ": "...)
+		dst = append(dst, URLEncode(h.Value)...)
+		dst = append(dst, '\n')
+	}
+	if e.Body != "" {
+		dst = append(dst, "Content-Length: "...)
+		dst = strconv.AppendInt(dst, int64(len(e.Body)), 10)
+		dst = append(dst, "\n\n"...)
+		return append(dst, e.Body...)
+	}
+	return append(dst, '\n')
+}
+
+// AppendJSONEvent serializes e as one flat JSON object of strings, with "Content-Length" and "_body"
+// when there is a body. Duplicate names keep the first value.
+func AppendJSONEvent(dst []byte, e *Event) []byte {
+	buf := bytes.NewBuffer(dst)
+	w := bufio.NewWriter(buf)
+	w.WriteByte('{')
+	seen := make(map[string]bool, len(e.Headers))
+	first := true
+	put := func(k, v string) {
+		if seen[k] {
+			return
+		}
+		seen[k] = true
+		if !first {
+			w.WriteByte(',')
+		}
+		first = false
+		kb, _ := json.Marshal(k)
+		vb, _ := json.Marshal(v)
+		w.Write(kb)
+		w.WriteByte(':')
+		w.Write(vb)
+	}
+	for _, h := range e.Headers {
+		put(h.Name, h.Value)
+	}
+	if e.Body != "" {
+		put("Content-Length", strconv.Itoa(len(e.Body)))
+		put("_body", e.Body)
+	}
+	w.WriteByte('}')
+	w.Flush()
+	return buf.Bytes()
+}
