@@ -1,0 +1,623 @@
+package relay
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Kind is the wire type of a parameter value, decided purely by its syntax.
+type Kind uint8
+
+// Value kinds, one per AMI value form.
+const (
+	KindNull   Kind = iota // null
+	KindBool               // true / false
+	KindInt                // 123
+	KindLong               // 123L
+	KindFloat              // 1.5, 12F, F<base64>
+	KindDouble             // 1.5D, 1.0E10D, D<base64>
+	KindString             // "text"
+	KindEnum               // 'text'
+	KindUTC                // 1422059533454T, or "20140503"T(yyyyMMdd) (Pattern set)
+	KindJSON               // "{\"a\":1}"J
+	KindBinary             // "aGVsbG8="U (S holds the decoded bytes)
+)
+
+var kindNames = [...]string{"null", "bool", "int", "long", "float", "double", "string", "enum", "utc", "json", "binary"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Value is one parameter value. Numbers live in I (int, long, utc, bool as
+// 0/1) or F (float, double); text in S. Pattern is the date pattern of a
+// quoted UTC value.
+type Value struct {
+	Kind    Kind
+	I       int64
+	F       float64
+	S       string
+	Pattern string
+}
+
+// Param is one key=value pair of an instruction.
+type Param struct {
+	Key string
+	Val Value
+}
+
+// Message is one parsed AMI instruction.
+type Message struct {
+	Type   byte  // 'L', 'O', 'D', 'C', 'R', 'S', 'X', 'P', 'H', 'A', 'M', 'E'
+	Seq    int64 // -1 when absent
+	Now    int64 // -1 when absent
+	Params []Param
+}
+
+// Get returns the value of key and whether it is present.
+func (m *Message) Get(key string) (Value, bool) {
+	for i := range m.Params {
+		if m.Params[i].Key == key {
+			return m.Params[i].Val, true
+		}
+	}
+	return Value{}, false
+}
+
+// Text returns the value of key when it is a string or enum.
+func (m *Message) Text(key string) (string, bool) {
+	v, ok := m.Get(key)
+	if !ok || (v.Kind != KindString && v.Kind != KindEnum) {
+		return "", false
+	}
+	return v.S, true
+}
+
+// Set replaces or appends key.
+func (m *Message) Set(key string, v Value) {
+	for i := range m.Params {
+		if m.Params[i].Key == key {
+			m.Params[i].Val = v
+			return
+		}
+	}
+	m.Params = append(m.Params, Param{Key: key, Val: v})
+}
+
+// SyntaxError is a malformed instruction; Col is the 1-based byte column.
+type SyntaxError struct {
+	Col int
+	Msg string
+}
+
+func (e *SyntaxError) Error() string { return fmt.Sprintf("column %d: %s", e.Col, e.Msg) }
+
+func synErr(col int, format string, args ...any) error {
+	return &SyntaxError{Col: col + 1, Msg: fmt.Sprintf(format, args...)}
+}
+
+// knownTypes are the instruction letters of both directions.
+const knownTypes = "LODCRSXPHAME"
+
+// Parse parses one instruction (without its line terminator; trailing CRs are
+// ignored). It is lenient: the `TYPE|#SEQ|@NOW|...` form of the 3forge
+// template, `#`/`@` in either order, empty fields (`||`, a trailing `|`) and
+// lower-case number suffixes are accepted.
+func Parse(line []byte) (Message, error) {
+	var m Message
+	err := ParseInto(&m, line)
+	return m, err
+}
+
+// ParseInto is Parse reusing m's Params storage. All strings in m share one
+// allocation copied from line, so line may be reused afterwards.
+func ParseInto(m *Message, line []byte) error {
+	m.Params = m.Params[:0]
+	m.Seq, m.Now, m.Type = -1, -1, 0
+	for len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
+	if len(line) == 0 {
+		return synErr(0, "empty instruction")
+	}
+	s := string(line)
+	t := s[0]
+	if t >= 'a' && t <= 'z' {
+		return synErr(0, "instruction type %q must be upper case", t)
+	}
+	if !containsByte(knownTypes, t) {
+		return synErr(0, "unknown instruction type %q", t)
+	}
+	m.Type = t
+	p := 1
+	for p < len(s) {
+		switch s[p] {
+		case '|':
+			p++
+			continue
+		case '#', '@':
+			mark := s[p]
+			start := p + 1
+			q := start
+			for q < len(s) && s[q] >= '0' && s[q] <= '9' {
+				q++
+			}
+			if q == start {
+				if mark == '#' {
+					return synErr(p, "expected digits after '#' (sequence number)")
+				}
+				return synErr(p, "expected digits after '@' (timestamp)")
+			}
+			n, err := strconv.ParseInt(s[start:q], 10, 64)
+			if err != nil {
+				return synErr(start, "number after %q out of range", mark)
+			}
+			if mark == '#' {
+				if m.Seq >= 0 {
+					return synErr(p, "duplicate sequence number")
+				}
+				m.Seq = n
+			} else {
+				if m.Now >= 0 {
+					return synErr(p, "duplicate timestamp")
+				}
+				m.Now = n
+			}
+			p = q
+			if p < len(s) && s[p] != '|' && s[p] != '#' && s[p] != '@' {
+				return synErr(p, "unexpected %q after number, expected '|'", s[p])
+			}
+			continue
+		}
+		if p == 1 {
+			return synErr(p, "unexpected %q after instruction type, expected '|', '#' or '@'", s[p])
+		}
+		break
+	}
+	for p < len(s) {
+		if s[p] == '|' {
+			p++
+			continue
+		}
+		kstart := p
+		for p < len(s) && isKeyByte(s[p]) {
+			p++
+		}
+		if p == kstart {
+			return synErr(p, "expected a key (letters, digits, '_'), got %q", s[p])
+		}
+		if p == len(s) || s[p] != '=' {
+			if p == len(s) {
+				return synErr(p, "missing '=' after key %q", s[kstart:p])
+			}
+			return synErr(p, "unexpected %q in key %q, expected '='", s[p], s[kstart:p])
+		}
+		key := s[kstart:p]
+		for i := range m.Params {
+			if m.Params[i].Key == key {
+				return synErr(kstart, "duplicate key %q", key)
+			}
+		}
+		p++
+		v, np, err := parseValue(s, p)
+		if err != nil {
+			return err
+		}
+		if np < len(s) && s[np] != '|' {
+			return synErr(np, "unexpected %q after value of %q, expected '|'", s[np], key)
+		}
+		m.Params = append(m.Params, Param{Key: key, Val: v})
+		p = np
+	}
+	return nil
+}
+
+func containsByte(s string, b byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == b {
+			return true
+		}
+	}
+	return false
+}
+
+func isKeyByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// parseValue parses the value starting at s[p] and returns where it ends.
+func parseValue(s string, p int) (Value, int, error) {
+	if p >= len(s) || s[p] == '|' {
+		return Value{}, p, synErr(p, "missing value")
+	}
+	c := s[p]
+	switch {
+	case c == '"' || c == '\'':
+		text, np, err := parseQuoted(s, p)
+		if err != nil {
+			return Value{}, np, err
+		}
+		if c == '\'' {
+			return Value{Kind: KindEnum, S: text}, np, nil
+		}
+		if np < len(s) {
+			switch s[np] {
+			case 'J':
+				return Value{Kind: KindJSON, S: text}, np + 1, nil
+			case 'U':
+				b, err := base64.StdEncoding.DecodeString(text)
+				if err != nil {
+					return Value{}, np, synErr(p, "binary value is not valid base64")
+				}
+				return Value{Kind: KindBinary, S: string(b)}, np + 1, nil
+			case 'T':
+				if np+1 < len(s) && s[np+1] == '(' {
+					end := np + 2
+					for end < len(s) && s[end] != ')' {
+						end++
+					}
+					if end == len(s) {
+						return Value{}, end, synErr(np+1, "unterminated date pattern, expected ')'")
+					}
+					if end == np+2 {
+						return Value{}, end, synErr(np+1, "empty date pattern")
+					}
+					return Value{Kind: KindUTC, S: text, Pattern: s[np+2 : end]}, end + 1, nil
+				}
+				return Value{}, np, synErr(np+1, "expected '(' and a date pattern after T")
+			}
+		}
+		return Value{Kind: KindString, S: text}, np, nil
+	case isDigit(c) || c == '-':
+		return parseNumber(s, p)
+	case c == 'D' || c == 'F':
+		end := p + 1
+		for end < len(s) && s[end] != '|' {
+			end++
+		}
+		raw, err := base64.StdEncoding.DecodeString(s[p+1 : end])
+		if c == 'D' {
+			if err != nil || len(raw) != 8 {
+				return Value{}, end, synErr(p, "encoded double must be base64 of 8 bytes")
+			}
+			return Value{Kind: KindDouble, F: math.Float64frombits(binary.BigEndian.Uint64(raw))}, end, nil
+		}
+		if err != nil || len(raw) != 4 {
+			return Value{}, end, synErr(p, "encoded float must be base64 of 4 bytes")
+		}
+		return Value{Kind: KindFloat, F: float64(math.Float32frombits(binary.BigEndian.Uint32(raw)))}, end, nil
+	}
+	end := p
+	for end < len(s) && s[end] != '|' {
+		end++
+	}
+	switch s[p:end] {
+	case "true":
+		return Value{Kind: KindBool, I: 1}, end, nil
+	case "false":
+		return Value{Kind: KindBool}, end, nil
+	case "null":
+		return Value{Kind: KindNull}, end, nil
+	}
+	return Value{}, end, synErr(p, "bare word %q: text values must be quoted", s[p:end])
+}
+
+// parseNumber reads -?digits[.digits][(e|E)[+-]digits][suffix].
+func parseNumber(s string, p int) (Value, int, error) {
+	start := p
+	if s[p] == '-' {
+		p++
+	}
+	ds := p
+	for p < len(s) && isDigit(s[p]) {
+		p++
+	}
+	if p == ds {
+		return Value{}, p, synErr(start, "expected digits in number")
+	}
+	frac, exp := false, false
+	if p < len(s) && s[p] == '.' {
+		frac = true
+		p++
+		fs := p
+		for p < len(s) && isDigit(s[p]) {
+			p++
+		}
+		if p == fs {
+			return Value{}, p, synErr(p, "expected digits after decimal point")
+		}
+	}
+	if p < len(s) && (s[p] == 'e' || s[p] == 'E') {
+		exp = true
+		p++
+		if p < len(s) && (s[p] == '+' || s[p] == '-') {
+			p++
+		}
+		es := p
+		for p < len(s) && isDigit(s[p]) {
+			p++
+		}
+		if p == es {
+			return Value{}, p, synErr(p, "expected digits in exponent")
+		}
+	}
+	num := s[start:p]
+	var suffix byte
+	if p < len(s) && s[p] != '|' {
+		suffix = s[p]
+		p++
+		if p < len(s) && s[p] != '|' {
+			return Value{}, p, synErr(p-1, "bad number %q", s[start:p+1])
+		}
+	}
+	switch suffix {
+	case 0, 'L', 'l', 'T':
+		if frac || exp {
+			if suffix == 0 {
+				f, err := strconv.ParseFloat(num, 32)
+				if err != nil && !isRangeErr(err) {
+					return Value{}, p, synErr(start, "bad float %q", num)
+				}
+				return Value{Kind: KindFloat, F: f}, p, nil
+			}
+			return Value{}, p, synErr(p-1, "suffix %q needs an integer, got %q", suffix, num)
+		}
+		n, err := strconv.ParseInt(num, 10, 64)
+		if err != nil {
+			return Value{}, p, synErr(start, "integer %q out of range", num)
+		}
+		switch suffix {
+		case 'L', 'l':
+			return Value{Kind: KindLong, I: n}, p, nil
+		case 'T':
+			return Value{Kind: KindUTC, I: n}, p, nil
+		}
+		if n < math.MinInt32 || n > math.MaxInt32 {
+			return Value{Kind: KindLong, I: n}, p, nil // lenient: an int too big for 32 bits is a long
+		}
+		return Value{Kind: KindInt, I: n}, p, nil
+	case 'F', 'f':
+		f, err := strconv.ParseFloat(num, 32)
+		if err != nil && !isRangeErr(err) {
+			return Value{}, p, synErr(start, "bad float %q", num)
+		}
+		return Value{Kind: KindFloat, F: f}, p, nil
+	case 'D', 'd':
+		f, err := strconv.ParseFloat(num, 64)
+		if err != nil && !isRangeErr(err) {
+			return Value{}, p, synErr(start, "bad double %q", num)
+		}
+		return Value{Kind: KindDouble, F: f}, p, nil
+	}
+	return Value{}, p, synErr(p-1, "unknown number suffix %q (expected L, F, D or T)", suffix)
+}
+
+func isRangeErr(err error) bool {
+	ne, ok := err.(*strconv.NumError)
+	return ok && ne.Err == strconv.ErrRange
+}
+
+// parseQuoted reads a quoted text starting at the quote s[p] and returns the
+// unescaped text and the index after the closing quote.
+func parseQuoted(s string, p int) (string, int, error) {
+	q := s[p]
+	i := p + 1
+	// fast path: no escapes
+	for i < len(s) && s[i] != q && s[i] != '\\' {
+		i++
+	}
+	if i < len(s) && s[i] == q {
+		return s[p+1 : i], i + 1, nil
+	}
+	buf := make([]byte, 0, i-p+16)
+	buf = append(buf, s[p+1:i]...)
+	for i < len(s) {
+		c := s[i]
+		switch c {
+		case q:
+			return string(buf), i + 1, nil
+		case '\\':
+			if i+1 >= len(s) {
+				return "", i, synErr(i, "unterminated escape")
+			}
+			e := s[i+1]
+			switch e {
+			case '\\', '"', '\'':
+				buf = append(buf, e)
+			case 'n':
+				buf = append(buf, '\n')
+			case 'r':
+				buf = append(buf, '\r')
+			case 't':
+				buf = append(buf, '\t')
+			case 'f':
+				buf = append(buf, '\f')
+			case 'b':
+				buf = append(buf, '\b')
+			case 'u':
+				if i+6 > len(s) {
+					return "", i, synErr(i, "\\u needs 4 hex digits")
+				}
+				n, err := strconv.ParseUint(s[i+2:i+6], 16, 16)
+				if err != nil {
+					return "", i, synErr(i, "\\u needs 4 hex digits, got %q", s[i+2:i+6])
+				}
+				buf = utf8.AppendRune(buf, rune(n))
+				i += 6
+				continue
+			default:
+				return "", i, synErr(i, "unknown escape \\%c", e)
+			}
+			i += 2
+		default:
+			buf = append(buf, c)
+			i++
+		}
+	}
+	if q == '"' {
+		return "", i, synErr(p, "unterminated string, expected closing '\"'")
+	}
+	return "", i, synErr(p, "unterminated enum, expected closing \"'\"")
+}
+
+// AppendValue appends the strict wire form of v.
+func AppendValue(b []byte, v Value) []byte {
+	switch v.Kind {
+	case KindNull:
+		return append(b, "null"...)
+	case KindBool:
+		if v.I != 0 {
+			return append(b, "true"...)
+		}
+		return append(b, "false"...)
+	case KindInt:
+		return strconv.AppendInt(b, v.I, 10)
+	case KindLong:
+		return append(strconv.AppendInt(b, v.I, 10), 'L')
+	case KindUTC:
+		if v.Pattern != "" {
+			b = appendQuoted(b, v.S, '"')
+			b = append(b, "T("...)
+			b = append(b, v.Pattern...)
+			return append(b, ')')
+		}
+		return append(strconv.AppendInt(b, v.I, 10), 'T')
+	case KindFloat:
+		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
+			var raw [4]byte
+			binary.BigEndian.PutUint32(raw[:], math.Float32bits(float32(v.F)))
+			return base64.StdEncoding.AppendEncode(append(b, 'F'), raw[:])
+		}
+		return append(appendDecimal(b, v.F, 32), 'F')
+	case KindDouble:
+		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
+			var raw [8]byte
+			binary.BigEndian.PutUint64(raw[:], math.Float64bits(v.F))
+			return base64.StdEncoding.AppendEncode(append(b, 'D'), raw[:])
+		}
+		return append(appendDecimal(b, v.F, 64), 'D')
+	case KindString:
+		return appendQuoted(b, v.S, '"')
+	case KindEnum:
+		return appendQuoted(b, v.S, '\'')
+	case KindJSON:
+		return append(appendQuoted(b, v.S, '"'), 'J')
+	case KindBinary:
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, []byte(v.S))
+		return append(b, '"', 'U')
+	}
+	return append(b, "null"...)
+}
+
+// appendDecimal writes a finite number with a decimal point, so that readers
+// that decide float-vs-int by the '.' (the Java client) get it right.
+func appendDecimal(b []byte, f float64, bits int) []byte {
+	start := len(b)
+	a := math.Abs(f)
+	if a != 0 && (a < 1e-4 || a >= 1e21) {
+		b = strconv.AppendFloat(b, f, 'E', -1, bits)
+	} else {
+		b = strconv.AppendFloat(b, f, 'f', -1, bits)
+	}
+	for _, c := range b[start:] {
+		if c == '.' {
+			return b
+		}
+	}
+	// insert ".0" before the exponent, if any
+	for i := start; i < len(b); i++ {
+		if b[i] == 'E' {
+			b = append(b, 0, 0)
+			copy(b[i+2:], b[i:])
+			b[i], b[i+1] = '.', '0'
+			return b
+		}
+	}
+	return append(b, '.', '0')
+}
+
+func appendQuoted(b []byte, s string, q byte) []byte {
+	b = append(b, q)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '\\':
+			b = append(b, '\\', '\\')
+		case q:
+			b = append(b, '\\', q)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		case '\f':
+			b = append(b, '\\', 'f')
+		case '\b':
+			b = append(b, '\\', 'b')
+		default:
+			if c < 0x20 || c == 0x7f {
+				b = append(b, '\\', 'u', '0', '0', hexDigit[c>>4], hexDigit[c&15])
+				continue
+			}
+			b = append(b, c)
+		}
+	}
+	return append(b, q)
+}
+
+const hexDigit = "0123456789abcdef"
+
+// AppendHeader appends `TYPE[#seq][@now]`; negative seq or now are omitted.
+func AppendHeader(b []byte, typ byte, seq, now int64) []byte {
+	b = append(b, typ)
+	if seq >= 0 {
+		b = strconv.AppendInt(append(b, '#'), seq, 10)
+	}
+	if now >= 0 {
+		b = strconv.AppendInt(append(b, '@'), now, 10)
+	}
+	return b
+}
+
+// AppendParams appends `|key=value` for every param.
+func AppendParams(b []byte, params []Param) []byte {
+	for i := range params {
+		b = append(b, '|')
+		b = append(b, params[i].Key...)
+		b = append(b, '=')
+		b = AppendValue(b, params[i].Val)
+	}
+	return b
+}
+
+// Append appends the strict wire form of m (without a line terminator).
+func (m *Message) Append(b []byte) []byte {
+	return AppendParams(AppendHeader(b, m.Type, m.Seq, m.Now), m.Params)
+}
+
+// String returns the strict wire form of m.
+func (m *Message) String() string { return string(m.Append(nil)) }
+
+// AppendStatus appends the status (ack) line in the exact form the 3forge
+// Java client requires: M@<now>|Q=<seq>|S=<code>|M="<text>".
+func AppendStatus(b []byte, now, seq int64, code int, text string) []byte {
+	b = append(b, "M@"...)
+	b = strconv.AppendInt(b, now, 10)
+	b = append(b, "|Q="...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, "|S="...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, "|M="...)
+	return appendQuoted(b, text, '"')
+}
