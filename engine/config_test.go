@@ -1,0 +1,83 @@
+package engine
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestShippedConfigEqualsDefaults(t *testing.T) {
+	cfg, err := LoadConfig(ConfigSource{File: filepath.Join("..", "configs", "switchboard.yaml")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := DefaultConfig()
+	if cfg.Socket.Listen != def.Socket.Listen || cfg.Lua.HandlerTimeout != def.Lua.HandlerTimeout || cfg.ShutdownTimeout != def.ShutdownTimeout ||
+		cfg.ESL.Listen != def.ESL.Listen || cfg.Relay.Listen != def.Relay.Listen || cfg.Admin.Listen != def.Admin.Listen {
+		t.Fatalf("shipped file differs from defaults: %+v", cfg)
+	}
+}
+
+func TestEveryDefaultKeyIsInShippedFile(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "configs", "switchboard.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := map[string]any{}
+	flattenValue(DefaultConfig(), flat)
+	for key := range flat {
+		last := key[strings.LastIndex(key, ".")+1:]
+		if !strings.Contains(string(data), last+":") {
+			t.Errorf("configs/switchboard.yaml does not show %s", key)
+		}
+	}
+}
+
+func TestOverridesFileEnvFlags(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	os.WriteFile(file, []byte("socket:\n  listen: 127.0.0.1:6000\n  welcome: hi\nshutdown_timeout: 3s\n"), 0o644)
+	cfg, err := LoadConfig(ConfigSource{File: file,
+		Env: []string{"SWITCHBOARD_SOCKET_LISTEN=127.0.0.1:7000", "SWITCHBOARD_LUA_HANDLER_TIMEOUT=250ms", "HOME=/root"},
+		Set: map[string]string{"socket.welcome": "from flag", "socket.rooms.starting": "a,b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Socket.Listen != "127.0.0.1:7000" || cfg.Socket.Welcome != "from flag" || cfg.Lua.HandlerTimeout != 250*time.Millisecond ||
+		cfg.ShutdownTimeout != 3*time.Second || strings.Join(cfg.Socket.Rooms.Starting, "|") != "a|b" || cfg.ESL.Listen != "127.0.0.1:8084" {
+		t.Fatalf("got %+v", cfg)
+	}
+}
+
+func TestBadConfigNamesKeys(t *testing.T) {
+	cases := map[string]string{
+		"sockett:\n  listen: x\n":                    "sockett: unknown key",
+		"socket:\n  listn: x\n":                      "socket.listn: unknown key",
+		"socket:\n  max_data_length: abc\n":          `socket.max_data_length: expected a whole number, got "abc"`,
+		"shutdown_timeout: 10\n":                     "shutdown_timeout: expected a duration with a unit",
+		"lua:\n  handler_timeout: soon\n":            `expected a duration such as 500ms, 10s or 2m, got "soon"`,
+		"log:\n  format: xml\n":                      `log.format: expected text or json, got "xml"`,
+		"admin:\n  listen: nowhere\n":                `admin.listen: expected host:port`,
+		"lua:\n  scripts_dir: \"\"\n":                "lua.scripts_dir: expected a directory",
+		"socket: [1, 2]\n":                           "socket",
+		"log: {level: info}\nlog: {level: debug}\n": "mapping key \"log\" already defined",
+	}
+	for yaml, want := range cases {
+		file := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(file, []byte(yaml), 0o644)
+		_, err := LoadConfig(ConfigSource{File: file})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want %q", yaml, err, want)
+		}
+	}
+	_, err := LoadConfig(ConfigSource{Fallback: []byte("{}"), Env: []string{"SWITCHBOARD_NOPE=1"}})
+	if err == nil || !strings.Contains(err.Error(), "SWITCHBOARD_NOPE") {
+		t.Errorf("env: %v", err)
+	}
+	_, err = LoadConfig(ConfigSource{Fallback: []byte("{}"), Set: map[string]string{"socket.nope": "1"}})
+	if err == nil || !strings.Contains(err.Error(), "socket.nope: unknown key") {
+		t.Errorf("set: %v", err)
+	}
+}

@@ -1,0 +1,249 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/engine/bus"
+	"github.com/switchboard/switchboard/luabind"
+)
+
+// part is what the engine asks of the socket server, the relay, call control and active sockets.
+type part interface {
+	Start(ctx context.Context) error // returns once listening
+	Shutdown(ctx context.Context) error
+}
+
+// reloader is a part with live-reloadable state of its own (the relay's routes file).
+type reloader interface {
+	Reload(ctx context.Context) error
+}
+
+// addresser is a part that reports what it bound, by name ("socket", "relay", ...).
+type addresser interface {
+	Addrs() map[string]net.Addr
+}
+
+type namedPart struct {
+	name string
+	p    part
+}
+
+// Options builds an Engine.
+type Options struct {
+	Config Config
+	Logger *logrus.Logger // nil: built from Config.Log, writing to stderr
+	// Scripts replaces the scripts directory (the embedded defaults when scripts/ is absent).
+	Scripts        fs.FS
+	ScriptsDisplay string
+}
+
+// Engine is one running Switchboard.
+type Engine struct {
+	cfg      Config
+	logger   *logrus.Logger
+	log      *logrus.Entry
+	registry *prometheus.Registry
+	metrics  prometheus.Registerer
+	bus      *bus.Bus
+	lua      *luabind.Runtime
+	parts    []namedPart
+	admin    *admin
+	started  time.Time
+
+	reloads   *prometheus.CounterVec
+	stateMu   sync.Mutex
+	running   bool
+	shutdowns int
+}
+
+// New builds the engine and loads the scripts; nothing listens until Start.
+func New(opts Options) (*Engine, error) {
+	cfg := opts.Config
+	logger := opts.Logger
+	if logger == nil {
+		logger = NewLogger(cfg.Log, os.Stderr)
+	}
+	e := &Engine{cfg: cfg, logger: logger, log: logrus.NewEntry(logger), registry: prometheus.NewRegistry()}
+	e.metrics = e.registry
+	e.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	e.bus = bus.New(bus.Options{QueueSize: cfg.Bus.QueueSize, Log: e.log.WithField("part", "bus"), Metrics: e.metrics})
+
+	rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: opts.Scripts, Display: opts.ScriptsDisplay,
+		Log: e.log, Topics: busTopics{e.bus}})
+	if err != nil {
+		e.bus.Close()
+		return nil, err
+	}
+	e.lua = rt
+	e.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_lua_reloads_total",
+		Help: "Script loads by result (ok, failed)."}, []string{"result"})
+	e.registry.MustRegister(e.reloads,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_lua_generation", Help: "Serving script generation."},
+			func() float64 {
+				if g := rt.Current(); g != nil {
+					return float64(g.ID())
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_lua_vms", Help: "Lua VMs alive (pooled, running or owned by a call)."},
+			func() float64 { return float64(rt.LiveVMs()) }))
+	if err := rt.Load(); err != nil {
+		e.reloads.WithLabelValues("failed").Inc()
+		e.close()
+		return nil, fmt.Errorf("scripts: %w", err)
+	}
+	e.reloads.WithLabelValues("ok").Inc()
+
+	builders := []struct {
+		name  string
+		build func(*Engine) (part, error)
+	}{{"socket", newSocketPart}, {"relay", newRelayPart}, {"esl", newESLPart}, {"channels", newChannelPart}}
+	for _, b := range builders {
+		p, err := b.build(e)
+		if err != nil {
+			e.close()
+			return nil, fmt.Errorf("%s: %w", b.name, err)
+		}
+		if p != nil {
+			e.parts = append(e.parts, namedPart{b.name, p})
+		}
+	}
+	return e, nil
+}
+
+// Start starts every part, then the admin listener. If one fails, those already started are shut down.
+func (e *Engine) Start(ctx context.Context) error {
+	e.started = time.Now()
+	for i, np := range e.parts {
+		if err := np.p.Start(ctx); err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout)
+			for j := i - 1; j >= 0; j-- {
+				_ = e.parts[j].p.Shutdown(sctx)
+			}
+			cancel()
+			return fmt.Errorf("%s: start: %w", np.name, err)
+		}
+	}
+	if err := e.startAdmin(); err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout)
+		defer cancel()
+		_ = e.stopParts(sctx)
+		return err
+	}
+	e.stateMu.Lock()
+	e.running = true
+	e.stateMu.Unlock()
+	e.log.WithField("parts", len(e.parts)).Info("switchboard started")
+	return nil
+}
+
+// Reload builds a new script generation and swaps it in only if it is valid, then lets parts reload their
+// own files. On failure everything keeps serving as it was; the error lists each problem.
+func (e *Engine) Reload(ctx context.Context) error {
+	err := e.lua.Load()
+	if err != nil {
+		e.reloads.WithLabelValues("failed").Inc()
+		e.log.WithError(err).Error("reload failed: the previous scripts keep serving")
+	} else {
+		e.reloads.WithLabelValues("ok").Inc()
+	}
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, np := range e.parts {
+		if r, ok := np.p.(reloader); ok {
+			if rerr := r.Reload(ctx); rerr != nil {
+				e.log.WithField("part", np.name).WithError(rerr).Error("reload failed: the previous state keeps serving")
+				errs = append(errs, fmt.Errorf("%s: %w", np.name, rerr))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Shutdown stops accepting, lets each part answer what is pending and say goodbye, then stops the admin
+// listener, the scripts' timers and the bus, all within ctx.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.stateMu.Lock()
+	e.shutdowns++
+	first := e.shutdowns == 1
+	e.stateMu.Unlock()
+	if !first {
+		return nil
+	}
+	err := e.stopParts(ctx)
+	if e.admin != nil {
+		if aerr := e.admin.shutdown(ctx); aerr != nil {
+			err = errors.Join(err, fmt.Errorf("admin: %w", aerr))
+		}
+	}
+	e.close()
+	e.log.Info("switchboard stopped")
+	return err
+}
+
+func (e *Engine) stopParts(ctx context.Context) error {
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, np := range e.parts {
+		wg.Add(1)
+		go func(np namedPart) {
+			defer wg.Done()
+			if err := np.p.Shutdown(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", np.name, err))
+				mu.Unlock()
+			}
+		}(np)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (e *Engine) close() {
+	if e.lua != nil {
+		e.lua.Close()
+	}
+	e.bus.Close()
+}
+
+// Addrs lists what the engine listens on, by name: "admin" and whatever each part reports.
+func (e *Engine) Addrs() map[string]net.Addr {
+	out := map[string]net.Addr{}
+	for _, np := range e.parts {
+		if a, ok := np.p.(addresser); ok {
+			for k, v := range a.Addrs() {
+				out[k] = v
+			}
+		}
+	}
+	if e.admin != nil {
+		out["admin"] = e.admin.ln.Addr()
+	}
+	return out
+}
+
+// Config is the configuration the engine was built from.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Runtime is the Lua runtime (for tests and tools).
+func (e *Engine) Runtime() *luabind.Runtime { return e.lua }
+
+// Bus is the engine's topic bus.
+func (e *Engine) Bus() *bus.Bus { return e.bus }
+
+// Registry is the metrics registry /metrics serves.
+func (e *Engine) Registry() *prometheus.Registry { return e.registry }
