@@ -1,0 +1,504 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// ValueType is a PARAM_TYPES type name (AMIScript types).
+type ValueType uint8
+
+// The PARAM_TYPES types.
+const (
+	TypeString ValueType = iota + 1
+	TypeInt
+	TypeLong
+	TypeShort
+	TypeByte
+	TypeDouble
+	TypeFloat
+	TypeBoolean
+	TypeChar
+	TypeUTC
+	TypeUTCN
+	TypeBigInteger
+	TypeBigDecimal
+	TypeNumber
+)
+
+var valueTypeNames = map[string]ValueType{
+	"string": TypeString, "int": TypeInt, "integer": TypeInt, "long": TypeLong, "short": TypeShort,
+	"byte": TypeByte, "double": TypeDouble, "float": TypeFloat, "boolean": TypeBoolean, "bool": TypeBoolean,
+	"char": TypeChar, "utc": TypeUTC, "utcn": TypeUTCN, "biginteger": TypeBigInteger,
+	"bigdecimal": TypeBigDecimal, "number": TypeNumber,
+}
+
+// ParamType is one declared entry of the PARAM_TYPES column: `Name Type [nonull]`.
+type ParamType struct {
+	Name    string
+	Type    ValueType
+	NonNull bool
+}
+
+// Predicate is a compiled EXPRESSION. args holds the declared params in
+// declaration order, converted to their declared type (KindNull when absent).
+type Predicate interface {
+	Eval(args []Value) (bool, error)
+}
+
+// PredicateFunc adapts a Go function to Predicate.
+type PredicateFunc func(args []Value) (bool, error)
+
+// Eval calls f.
+func (f PredicateFunc) Eval(args []Value) (bool, error) { return f(args) }
+
+// ExprCompiler compiles the EXPRESSION column once per routes load. The Lua
+// implementation lives in luabind; tests use Go ones.
+type ExprCompiler func(params []ParamType, source string) (Predicate, error)
+
+// CenterSet is a set of centers by index (at most 64 centers).
+type CenterSet uint64
+
+// Has reports whether center i is in s.
+func (s CenterSet) Has(i int) bool { return s&(1<<uint(i)) != 0 }
+
+// Len is the number of centers in s.
+func (s CenterSet) Len() int { return bits.OnesCount64(uint64(s)) }
+
+// MaxCenters is the most centers a relay can have.
+const MaxCenters = 64
+
+// Rule is one line of relay.routes.
+type Rule struct {
+	Name     string
+	Priority int
+	Line     int
+	msgTypes uint8 // bits of routableTypes; 0xff = all
+	objAll   bool
+	objTypes []string
+	Params   []ParamType
+	Expr     string
+	pred     Predicate
+	Centers  CenterSet
+	BreakOnTrue,
+	BreakOnFalse bool
+}
+
+// routableTypes are the instruction types the routes table sees.
+const routableTypes = "ODCSA"
+
+func typeBit(t byte) uint8 {
+	i := strings.IndexByte(routableTypes, t)
+	if i < 0 {
+		return 0
+	}
+	return 1 << uint(i)
+}
+
+// Table is an immutable, validated routes table.
+type Table struct {
+	rules   []*Rule
+	centers []string
+	all     CenterSet
+	maxArgs int
+}
+
+// Rules returns the rules in evaluation order.
+func (t *Table) Rules() []*Rule { return t.rules }
+
+// Centers returns the center names the table was built for, by index.
+func (t *Table) Centers() []string { return t.centers }
+
+// ParseRoutes parses a relay.routes file. name is used in errors
+// (`relay.routes:LINE: reason`); centers are the configured center names,
+// whose index is their bit in a CenterSet. Every bad line is reported.
+func ParseRoutes(name string, src []byte, centers []string, compile ExprCompiler) (*Table, error) {
+	if len(centers) > MaxCenters {
+		return nil, fmt.Errorf("%s: %d centers, at most %d are supported", name, len(centers), MaxCenters)
+	}
+	t := &Table{centers: centers}
+	index := make(map[string]int, len(centers))
+	for i, c := range centers {
+		index[c] = i
+		t.all |= 1 << uint(i)
+	}
+	var errs []error
+	seen := map[string]int{}
+	for n, line := range strings.Split(string(src), "\n") {
+		lineNo := n + 1
+		line = strings.TrimRight(line, "\r")
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "#") {
+			continue
+		}
+		r, err := parseRule(trimmed, index, t.all, compile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %w", name, lineNo, err))
+			continue
+		}
+		r.Line = lineNo
+		if prev, dup := seen[r.Name]; dup {
+			errs = append(errs, fmt.Errorf("%s:%d: duplicate route name %q (first on line %d)", name, lineNo, r.Name, prev))
+			continue
+		}
+		seen[r.Name] = lineNo
+		if len(r.Params) > t.maxArgs {
+			t.maxArgs = len(r.Params)
+		}
+		t.rules = append(t.rules, r)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	sort.SliceStable(t.rules, func(i, j int) bool {
+		a, b := t.rules[i], t.rules[j]
+		if a.Priority != b.Priority {
+			return a.Priority < b.Priority
+		}
+		return a.Name < b.Name
+	})
+	return t, nil
+}
+
+func parseRule(line string, centers map[string]int, all CenterSet, compile ExprCompiler) (*Rule, error) {
+	f := strings.Split(line, ";")
+	// a trailing ';' is tolerated, and the guide's 10th SKIP_ACTION field may be present but blank
+	for len(f) > 9 && strings.TrimSpace(f[len(f)-1]) == "" {
+		f = f[:len(f)-1]
+	}
+	if len(f) != 9 {
+		return nil, fmt.Errorf("expected 9 ';'-separated fields (ROUTE_NAME;PRIORITY;MESSAGE_TYPES;OBJECT_TYPES;PARAM_TYPES;EXPRESSION;ROUTE_LIST;ON_TRUE;ON_FALSE), got %d", len(f))
+	}
+	for i := range f {
+		f[i] = strings.TrimSpace(f[i])
+	}
+	r := &Rule{Name: f[0], Expr: f[5]}
+	if r.Name == "" {
+		return nil, errors.New("ROUTE_NAME is empty")
+	}
+	p, err := strconv.Atoi(f[1])
+	if err != nil {
+		return nil, fmt.Errorf("route %s: PRIORITY: expected an integer, got %q", r.Name, f[1])
+	}
+	r.Priority = p
+	// MESSAGE_TYPES
+	if f[2] == "*" {
+		r.msgTypes = 0xff
+	} else {
+		for _, t := range strings.Split(f[2], ",") {
+			t = strings.TrimSpace(t)
+			if len(t) != 1 || typeBit(t[0]) == 0 {
+				return nil, fmt.Errorf("route %s: MESSAGE_TYPES: expected a comma list of O, D, C, S, A or *, got %q", r.Name, t)
+			}
+			r.msgTypes |= typeBit(t[0])
+		}
+	}
+	// OBJECT_TYPES: blank = rule skipped (kept, never applies)
+	switch f[3] {
+	case "":
+	case "*":
+		r.objAll = true
+	default:
+		for _, o := range strings.Split(f[3], ",") {
+			o = strings.TrimSpace(o)
+			if o == "" {
+				return nil, fmt.Errorf("route %s: OBJECT_TYPES: empty entry in %q", r.Name, f[3])
+			}
+			r.objTypes = append(r.objTypes, o)
+		}
+	}
+	// PARAM_TYPES
+	if f[4] != "" {
+		names := map[string]bool{}
+		for _, d := range strings.Split(f[4], ",") {
+			words := strings.Fields(d)
+			if len(words) < 2 || len(words) > 3 || (len(words) == 3 && !strings.EqualFold(words[2], "nonull")) {
+				return nil, fmt.Errorf("route %s: PARAM_TYPES: expected \"Name Type [nonull]\", got %q", r.Name, strings.TrimSpace(d))
+			}
+			vt, ok := valueTypeNames[strings.ToLower(words[1])]
+			if !ok {
+				return nil, fmt.Errorf("route %s: PARAM_TYPES: unknown type %q for %s", r.Name, words[1], words[0])
+			}
+			for i := 0; i < len(words[0]); i++ {
+				if !isKeyByte(words[0][i]) {
+					return nil, fmt.Errorf("route %s: PARAM_TYPES: bad param name %q", r.Name, words[0])
+				}
+			}
+			if names[words[0]] {
+				return nil, fmt.Errorf("route %s: PARAM_TYPES: %s declared twice", r.Name, words[0])
+			}
+			names[words[0]] = true
+			r.Params = append(r.Params, ParamType{Name: words[0], Type: vt, NonNull: len(words) == 3})
+		}
+	}
+	// ROUTE_LIST
+	switch f[6] {
+	case "":
+	case "*":
+		r.Centers = all
+	default:
+		for _, c := range strings.Split(f[6], ",") {
+			c = strings.TrimSpace(c)
+			i, ok := centers[c]
+			if !ok {
+				return nil, fmt.Errorf("route %s: ROUTE_LIST: unknown center %q", r.Name, c)
+			}
+			r.Centers |= 1 << uint(i)
+		}
+	}
+	if r.BreakOnTrue, err = parseAction(f[7]); err != nil {
+		return nil, fmt.Errorf("route %s: ON_TRUE: %w", r.Name, err)
+	}
+	if r.BreakOnFalse, err = parseAction(f[8]); err != nil {
+		return nil, fmt.Errorf("route %s: ON_FALSE: %w", r.Name, err)
+	}
+	if r.Expr != "" && r.Expr != "true" {
+		if compile == nil {
+			return nil, fmt.Errorf("route %s: EXPRESSION: no expression compiler configured", r.Name)
+		}
+		pred, err := compile(r.Params, r.Expr)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: EXPRESSION: %w", r.Name, err)
+		}
+		r.pred = pred
+	}
+	return r, nil
+}
+
+func parseAction(s string) (bool, error) {
+	switch strings.ToUpper(s) {
+	case "", "CONTINUE":
+		return false, nil
+	case "BREAK":
+		return true, nil
+	}
+	return false, fmt.Errorf("expected BREAK, CONTINUE or blank, got %q", s)
+}
+
+// Route returns the centers m goes to. scratch is reused for the predicate
+// arguments (pass a pointer to a per-connection slice). An expression error
+// makes that rule false (ON_FALSE applies); the first such error is returned
+// alongside the result so the caller can log and count it.
+func (t *Table) Route(m *Message, scratch *[]Value) (CenterSet, error) {
+	if len(t.rules) == 0 {
+		return t.all, nil
+	}
+	bit := typeBit(m.Type)
+	if bit == 0 {
+		return 0, nil
+	}
+	objType, hasObj := m.Text("T")
+	if cap(*scratch) < t.maxArgs {
+		*scratch = make([]Value, t.maxArgs)
+	}
+	var (
+		set      CenterSet
+		firstErr error
+	)
+	for _, r := range t.rules {
+		if r.msgTypes&bit == 0 {
+			continue
+		}
+		if !r.objAll {
+			if !hasObj || !containsString(r.objTypes, objType) {
+				continue
+			}
+		}
+		args := (*scratch)[:len(r.Params)]
+		if !extractArgs(m, r.Params, args) {
+			continue
+		}
+		ok := true
+		if r.pred != nil {
+			var err error
+			ok, err = r.pred.Eval(args)
+			if err != nil {
+				ok = false
+				if firstErr == nil {
+					firstErr = fmt.Errorf("route %s (line %d): %w", r.Name, r.Line, err)
+				}
+			}
+		}
+		if ok {
+			set |= r.Centers
+			if r.BreakOnTrue {
+				break
+			}
+		} else if r.BreakOnFalse {
+			break
+		}
+	}
+	return set, firstErr
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// extractArgs converts the declared params of m; false = the rule does not
+// apply (a nonull param is missing or null, or a value has the wrong type).
+func extractArgs(m *Message, decl []ParamType, args []Value) bool {
+	for i, d := range decl {
+		v, ok := m.Get(d.Name)
+		if !ok || v.Kind == KindNull {
+			if d.NonNull {
+				return false
+			}
+			args[i] = Value{}
+			continue
+		}
+		cv, ok := convert(v, d.Type)
+		if !ok {
+			return false
+		}
+		args[i] = cv
+	}
+	return true
+}
+
+func convert(v Value, t ValueType) (Value, bool) {
+	isInt := v.Kind == KindInt || v.Kind == KindLong
+	isNum := isInt || v.Kind == KindFloat || v.Kind == KindDouble
+	switch t {
+	case TypeString:
+		if v.Kind == KindString || v.Kind == KindEnum {
+			return Value{Kind: KindString, S: v.S}, true
+		}
+	case TypeChar:
+		if (v.Kind == KindString || v.Kind == KindEnum) && len([]rune(v.S)) == 1 {
+			return Value{Kind: KindString, S: v.S}, true
+		}
+	case TypeInt, TypeShort, TypeByte:
+		lo, hi := int64(math.MinInt32), int64(math.MaxInt32)
+		if t == TypeShort {
+			lo, hi = math.MinInt16, math.MaxInt16
+		} else if t == TypeByte {
+			lo, hi = math.MinInt8, math.MaxInt8
+		}
+		if isInt && v.I >= lo && v.I <= hi {
+			return Value{Kind: KindInt, I: v.I}, true
+		}
+	case TypeLong, TypeBigInteger:
+		if isInt || v.Kind == KindUTC && v.Pattern == "" {
+			return Value{Kind: KindLong, I: v.I}, true
+		}
+	case TypeUTC, TypeUTCN:
+		if isInt || v.Kind == KindUTC && v.Pattern == "" {
+			return Value{Kind: KindUTC, I: v.I}, true
+		}
+	case TypeDouble, TypeFloat, TypeBigDecimal, TypeNumber:
+		if isInt {
+			return Value{Kind: KindDouble, F: float64(v.I)}, true
+		}
+		if isNum {
+			return Value{Kind: KindDouble, F: v.F}, true
+		}
+	case TypeBoolean:
+		if v.Kind == KindBool {
+			return v, true
+		}
+	}
+	return Value{}, false
+}
+
+// ObjectIndex remembers where each object (login I, T, I) was sent so that
+// its updates and deletes follow it (deletes-follow-inserts). It holds at
+// most max objects; past that the oldest remembered object is forgotten.
+type ObjectIndex struct {
+	mu   sync.Mutex
+	max  int
+	m    map[string]objEntry
+	ring []string
+	pos  int
+}
+
+type objEntry struct {
+	set  CenterSet
+	slot int
+}
+
+// NewObjectIndex returns an index of at most max objects; max <= 0 disables it.
+func NewObjectIndex(max int) *ObjectIndex {
+	if max <= 0 {
+		return nil
+	}
+	return &ObjectIndex{max: max, m: make(map[string]objEntry, min(max, 1<<16)), ring: make([]string, 0, min(max, 1<<16))}
+}
+
+// Len is the number of remembered objects.
+func (x *ObjectIndex) Len() int {
+	if x == nil {
+		return 0
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return len(x.m)
+}
+
+// Follow returns set widened by where the object of m went before, and
+// records the result (O) or forgets the object (D). Messages other than O and
+// D, and objects without I, pass through unchanged.
+func (x *ObjectIndex) Follow(login string, m *Message, set CenterSet) CenterSet {
+	if x == nil || (m.Type != 'O' && m.Type != 'D') {
+		return set
+	}
+	id, ok := m.Get("I")
+	if !ok || id.Kind == KindNull {
+		return set
+	}
+	typ, _ := m.Text("T")
+	var kb [128]byte
+	k := append(kb[:0], login...)
+	k = append(k, 0)
+	k = append(k, typ...)
+	k = append(k, 0)
+	k = AppendValue(k, id)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	e, found := x.m[string(k)] // no allocation for the lookup
+	if found {
+		set |= e.set
+	}
+	if m.Type == 'D' {
+		if found {
+			delete(x.m, string(k))
+		}
+		return set
+	}
+	if found {
+		if e.set != set {
+			e.set = set
+			x.m[string(k)] = e
+		}
+		return set
+	}
+	if set == 0 {
+		return set
+	}
+	key := string(k)
+	slot := x.pos
+	if len(x.ring) < x.max {
+		x.ring = append(x.ring, key)
+		slot = len(x.ring) - 1
+	} else {
+		old := x.ring[slot]
+		if oe, ok := x.m[old]; ok && oe.slot == slot {
+			delete(x.m, old)
+		}
+		x.ring[slot] = key
+		x.pos = (x.pos + 1) % x.max
+	}
+	x.m[key] = objEntry{set: set, slot: slot}
+	return set
+}
