@@ -1,0 +1,151 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+func TestBackoffDelay(t *testing.T) {
+	exact := Backoff{Jitter: -1}
+	for i, want := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
+		if got := exact.Delay(i); got != want {
+			t.Errorf("Delay(%d) = %v, want %v", i, got, want)
+		}
+	}
+	if got := exact.Delay(1000); got != 30*time.Second {
+		t.Errorf("Delay(1000) = %v, want the 30s cap", got)
+	}
+	var def Backoff
+	for i := 0; i < 200; i++ {
+		if d := def.Delay(0); d < 80*time.Millisecond || d > 120*time.Millisecond {
+			t.Fatalf("Delay(0) = %v outside 100ms ±20%%", d)
+		}
+		if d := def.Delay(50); d < 24*time.Second || d > 30*time.Second {
+			t.Fatalf("Delay(50) = %v outside [24s, 30s]", d)
+		}
+	}
+	custom := Backoff{Initial: time.Second, Max: 5 * time.Second, Multiplier: 3, Jitter: -1}
+	if got := custom.Delay(1); got != 3*time.Second {
+		t.Errorf("custom Delay(1) = %v", got)
+	}
+}
+
+// TestDialerRunReconnects drives Run against a listener that goes away and
+// comes back on the same port.
+func TestDialerRunReconnects(t *testing.T) {
+	l, err := Listen(ListenConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	serve := func(l net.Listener, greeting string) {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, greeting)
+			c.Close()
+		}
+	}
+	go serve(l, "first\n")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan string, 100)
+	d := &Dialer{Addr: addr, Timeout: time.Second, Backoff: Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}}
+	done := make(chan error, 1)
+	go func() {
+		done <- d.Run(ctx, func(ctx context.Context, c net.Conn) error {
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err == nil {
+				got <- line
+			}
+			return err
+		})
+	}()
+	if line := <-got; line != "first\n" {
+		t.Fatalf("first session got %q", line)
+	}
+	l.Close()
+	// Run is now failing to dial; drain sessions that raced the close
+	time.Sleep(50 * time.Millisecond)
+	for len(got) > 0 {
+		<-got
+	}
+	l2, err := Listen(ListenConfig{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	go serve(l2, "second\n")
+	for line := range got {
+		if line == "second\n" {
+			break
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run returned %v", err)
+	}
+}
+
+func TestDialerRunStopsOnCancel(t *testing.T) {
+	// a port with nobody listening: Run sits in its backoff sleep
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Dialer{Addr: addr, Backoff: Backoff{Initial: time.Hour, Max: time.Hour}}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, func(context.Context, net.Conn) error { return nil }) }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run ignored cancellation during backoff")
+	}
+
+	// and during a session
+	l2 := mustListen(t, ListenConfig{})
+	go func() {
+		for {
+			c, err := l2.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	in := make(chan struct{})
+	go func() {
+		done <- (&Dialer{Addr: l2.Addr().String()}).Run(ctx2, func(ctx context.Context, c net.Conn) error {
+			close(in)
+			<-ctx.Done()
+			return ctx.Err()
+		})
+	}()
+	<-in
+	cancel2()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+func TestDialHonoursContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := (&Dialer{Addr: "192.0.2.1:9"}).Dial(ctx) // TEST-NET: would hang without ctx
+	if err == nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Dial with cancelled ctx: %v", err)
+	}
+}
