@@ -1,0 +1,41 @@
+// Package socket is Switchboard's actionhero-compatible TCP/TLS socket server: clients written for
+// actionhero's socket server (v20 built in, v21+ plugin) and its node client work unmodified.
+//
+// # Wire protocol
+//
+// The server speaks first with {"welcome":<text>,"context":"api"}. Every server message is one JSON value
+// followed by "\r\n" (the raw file verb excepted). A request is one line ended by socket.delimiter
+// (default "\n"; with it a bare "\r" also ends a line, as in the reference, so "\r\n" input works; any
+// other delimiter, "\r\n" included, is matched exactly). Empty lines are ignored.
+//
+// The first word of a line (split on single spaces) is a built-in verb (quit exit paramAdd paramView
+// paramDelete paramsView paramsDelete roomAdd roomLeave roomView detailsView say documentation file), else
+// a custom verb registered by a script, else: a line that parses as JSON may set "params" (replacing every
+// sticky param) and "action"; any other line names the action to run and that name becomes the sticky
+// "action" param. Replies:
+//
+//	action ok    {<result fields>,"context":"response","messageId":..,"messageCount":n}
+//	verb ok      {"status":"OK","context":"response"[,"data":..],"messageId":..,"messageCount":n}
+//	error        {"error":"<message>","context":"response","messageId":..,"messageCount":n}
+//	too long     {"status":"error","error":"data length is too big (41 received/20 max)",...}
+//	chat         {"message":..,"room":..,"from":<conn id>,"context":"user","sentAt":<ms>}
+//	goodbye      {"status":"Bye!","context":"api"} then close
+//
+// messageId is the sticky "messageId" param when set, else a fresh UUID, captured when the line is read,
+// so every reply (verbs included, unlike the reference) carries its own request's id even when lines are
+// pipelined. messageCount numbers the requests of the connection (the older protocol of the seed).
+//
+// Actions run concurrently (at most socket.simultaneous_actions per connection; replies arrive in
+// completion order); verbs run in line order. Scripts plug in through the small interfaces Actions,
+// Verbs and Hooks, so Go code and tests drive the server without Lua.
+//
+// # Limits
+//
+// A line over max_data_length gets the "data length is too big" error and the connection stays open; the
+// bytes buffered without a delimiter never exceed max_buffer (the over-long message is answered with the
+// same error and skipped up to the next delimiter). idle_timeout closes silent connections with the
+// goodbye line; max_connections refuses extra connections with an error line; a client that does not
+// read is disconnected (and logged) when outbound_queue replies wait for it. Telnet Ctrl-C
+// (ff f4 ff fd 06) or Ctrl-D (04) sent as a chunk of its own closes with the goodbye line. Shutdown stops
+// accepting, answers pending actions, then says goodbye and closes.
+package socket

@@ -1,0 +1,101 @@
+package socket
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+)
+
+// File modes of the file verb.
+const (
+	// FileRaw writes the file's bytes as they are, like the reference: no JSON, no delimiter.
+	FileRaw = "raw"
+	// FileFramed answers with one JSON line a client can parse:
+	// {"status":"OK","context":"response","data":{"file","length","encoding":"base64","content"},...}.
+	FileFramed = "framed"
+)
+
+const msgFileNotFound = "That file is not found"
+
+var errFileNotFound = errors.New(msgFileNotFound)
+
+// sendFile answers the file verb from the public directory. Paths that leave it (.., absolute, symlinks
+// out) are refused exactly like a missing file.
+func (c *Conn) sendFile(name string, id string, count int64) {
+	s := c.srv
+	data, err := readPublic(s.cfg.PublicDir, name, s.cfg.FileMaxBytes)
+	if err != nil {
+		s.metrics.errors.WithLabelValues("file").Inc()
+		if !errors.Is(err, errFileNotFound) {
+			c.log.WithError(err).WithField("file", name).Info("file verb refused")
+		}
+		msg := msgFileNotFound
+		if errors.Is(err, errFileTooBig) {
+			msg = "that file is too big"
+		}
+		if s.cfg.FileMode == FileFramed {
+			_ = c.write(errorReply(msg, id, count))
+			return
+		}
+		_ = c.write(append(appendString(nil, msg), crlf...))
+		return
+	}
+	if s.cfg.FileMode == FileFramed {
+		data := Object{{"file", name}, {"length", len(data)}, {"encoding", "base64"},
+			{"content", base64.StdEncoding.EncodeToString(data)}}
+		_ = c.write(okReply(data, true, id, count))
+		return
+	}
+	_ = c.write(data)
+}
+
+var errFileTooBig = errors.New("file larger than socket.file_max_bytes")
+
+// readPublic reads dir/name, confined to dir by os.Root.
+func readPublic(dir, name string, maxBytes int64) ([]byte, error) {
+	if dir == "" || name == "" || strings.ContainsRune(name, 0) {
+		return nil, errFileNotFound
+	}
+	// os.Root refuses escapes too; this keeps "..", absolute and backslash paths out of the logs.
+	if path.IsAbs(name) || strings.Contains(name, "..") || strings.ContainsRune(name, '\\') {
+		return nil, errFileNotFound
+	}
+	clean := path.Clean(name)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("socket: public dir: %w", err)
+	}
+	defer root.Close()
+	f, err := root.Open(clean)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errFileNotFound
+		}
+		return nil, fmt.Errorf("%w: %v", errFileNotFound, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return nil, errFileNotFound
+	}
+	if maxBytes > 0 && st.Size() > maxBytes {
+		return nil, errFileTooBig
+	}
+	limit := st.Size() + 1
+	if maxBytes > 0 && limit > maxBytes+1 {
+		limit = maxBytes + 1
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit))
+	if err != nil {
+		return nil, fmt.Errorf("socket: read %s: %w", name, err)
+	}
+	if maxBytes > 0 && int64(len(data)) > maxBytes {
+		return nil, errFileTooBig
+	}
+	return data, nil
+}

@@ -1,0 +1,51 @@
+package socket
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the switchboard_socket_* collectors.
+type metrics struct {
+	accepted prometheus.Counter
+	refused  prometheus.Counter
+	open     prometheus.Gauge
+	closed   *prometheus.CounterVec // by reason
+	requests *prometheus.CounterVec // by kind (action|verb) and name
+	errors   *prometheus.CounterVec // by reason
+	pending  prometheus.Gauge
+	latency  *prometheus.HistogramVec // action latency by action
+	slow     prometheus.Counter
+	chat     prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_socket_connections_total", Help: "Connections accepted."}),
+		refused:  prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_socket_connections_refused_total", Help: "Connections refused over socket.max_connections."}),
+		open:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_socket_connections", Help: "Open connections."}),
+		closed:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_socket_disconnects_total", Help: "Connections closed, by reason."}, []string{"reason"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_socket_requests_total", Help: "Requests by kind (action or verb) and name; unknown actions count as \"unknown\"."}, []string{"kind", "name"}),
+		errors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_socket_errors_total", Help: "Error replies and limit hits, by reason."}, []string{"reason"}),
+		pending:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_socket_pending_actions", Help: "Actions running now."}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "switchboard_socket_action_duration_seconds", Help: "Action handler latency.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"action"}),
+		slow: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_socket_slow_readers_total", Help: "Connections dropped because their outbound queue was full."}),
+		chat: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_socket_chat_messages_total", Help: "say messages broadcast."}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.open, m.closed, m.requests, m.errors, m.pending, m.latency, m.slow, m.chat} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				continue
+			}
+			return nil, fmt.Errorf("socket: metrics: %w", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,57 @@
+package socket
+
+// Params are a connection's sticky parameters, in the order they were first set (paramsView shows them
+// that way). Values are strings (from paramAdd and plain-text action names) or JSON data (from a JSON
+// line's "params"). An action gets a copy taken when it starts.
+type Params struct {
+	fields Object
+}
+
+// Get returns the value of key.
+func (p *Params) Get(key string) (any, bool) { return p.fields.Get(key) }
+
+// String returns the value of key when it is a non-empty string.
+func (p *Params) String(key string) string {
+	v, _ := p.fields.Get(key)
+	s, _ := v.(string)
+	return s
+}
+
+// Set sets key, keeping its position if it exists.
+func (p *Params) Set(key string, v any) { p.fields = setField(p.fields, key, v) }
+
+// Delete removes key.
+func (p *Params) Delete(key string) {
+	for i := range p.fields {
+		if p.fields[i].Key == key {
+			p.fields = append(p.fields[:i:i], p.fields[i+1:]...)
+			return
+		}
+	}
+}
+
+// Reset removes every key.
+func (p *Params) Reset() { p.fields = nil }
+
+// Len is the number of keys.
+func (p *Params) Len() int { return len(p.fields) }
+
+// Fields returns the keys and values in order; the slice must not be modified.
+func (p *Params) Fields() Object { return p.fields }
+
+// Clone returns an independent copy (values are shared; they are never mutated in place).
+func (p *Params) Clone() Params {
+	if len(p.fields) == 0 {
+		return Params{}
+	}
+	out := make(Object, len(p.fields), len(p.fields)+2)
+	copy(out, p.fields)
+	return Params{fields: out}
+}
+
+// Object returns the params as an ordered JSON object (never nil, so it renders as {}).
+func (p *Params) Object() Object {
+	out := make(Object, len(p.fields))
+	copy(out, p.fields)
+	return out
+}

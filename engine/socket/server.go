@@ -1,0 +1,232 @@
+package socket
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/engine/transport"
+)
+
+// Options are the server's collaborators. Everything but Actions may be nil.
+type Options struct {
+	Actions Actions
+	Verbs   Verbs
+	Hooks   Hooks
+	Log     *logrus.Entry
+	// Metrics registers the switchboard_socket_* collectors; nil registers nothing.
+	Metrics prometheus.Registerer
+	// TLS overrides the certificate files of the config (tests); nil with secure=true loads them.
+	TLS *tls.Config
+	// Now is the clock (tests); nil = time.Now.
+	Now func() time.Time
+}
+
+// Server is the actionhero-compatible socket server: build it with New, then Serve a listener (or
+// ListenAndServe), and stop it with Shutdown.
+type Server struct {
+	cfg     Config
+	opts    Options
+	log     *logrus.Entry
+	tls     *tls.Config
+	rooms   *Rooms
+	metrics *metrics
+	now     func() time.Time
+	delim   []byte
+	splitCR bool
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*Conn]struct{}
+	wg        sync.WaitGroup // connection goroutines
+
+	shutting   atomic.Bool
+	shutdownCh chan struct{} // closed when Shutdown starts
+	drainCtx   context.Context
+	drainStop  context.CancelFunc
+	closeOnce  sync.Once
+}
+
+// New checks cfg and builds a server.
+func New(cfg Config, opts Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Actions == nil {
+		opts.Actions = ActionMap{}
+	}
+	log := opts.Log
+	if log == nil {
+		l := logrus.New()
+		l.SetLevel(logrus.WarnLevel)
+		log = logrus.NewEntry(l)
+	}
+	s := &Server{
+		cfg: cfg, opts: opts, log: log.WithField("part", "socket"),
+		rooms:      NewRooms(cfg.Rooms.Starting, cfg.Rooms.Autocreate),
+		now:        opts.Now,
+		delim:      []byte(cfg.Delimiter),
+		splitCR:    cfg.Delimiter == "\n",
+		listeners:  map[net.Listener]struct{}{},
+		conns:      map[*Conn]struct{}{},
+		shutdownCh: make(chan struct{}),
+	}
+	s.drainCtx, s.drainStop = context.WithCancel(context.Background())
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.tls = opts.TLS
+	if cfg.Secure && s.tls == nil {
+		t, err := transport.ServerTLS(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("socket: tls: %w", err)
+		}
+		s.tls = t
+	}
+	if !cfg.Secure {
+		s.tls = nil
+	}
+	m, err := newMetrics(opts.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	return s, nil
+}
+
+// Rooms returns the server's chat rooms.
+func (s *Server) Rooms() *Rooms { return s.rooms }
+
+// Config returns the configuration the server runs with.
+func (s *Server) Config() Config { return s.cfg }
+
+// Listen binds the configured address (TLS when secure, allowlist-free, with the connection cap and
+// keepalive of the config). The listener logs refused connections itself.
+func (s *Server) Listen() (net.Listener, error) {
+	var ka time.Duration
+	if s.cfg.KeepAlive {
+		ka = 15 * time.Second
+	}
+	l, err := transport.Listen(transport.ListenConfig{
+		Addr:      s.cfg.Listen,
+		TLS:       s.tls,
+		KeepAlive: ka,
+		MaxConns:  s.cfg.MaxConnections,
+		Log:       s.log,
+		OnRefuse: func(c net.Conn, reason string) {
+			s.metrics.refused.Inc()
+			_, _ = c.Write(errorReply("too many connections", newID(), 0))
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("socket: listen %s: %w", s.cfg.Listen, err)
+	}
+	s.log.WithField("addr", l.Addr().String()).Info("listening")
+	return l, nil
+}
+
+// Serve accepts connections on l until Shutdown (returns nil) or an accept error.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		_ = l.Close()
+		return nil
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var tempDelay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if tempDelay == 0 {
+					tempDelay = 5 * time.Millisecond
+				} else if tempDelay *= 2; tempDelay > time.Second {
+					tempDelay = time.Second
+				}
+				time.Sleep(tempDelay)
+				continue
+			}
+			return fmt.Errorf("socket: accept: %w", err)
+		}
+		tempDelay = 0
+		c := s.newConn(nc)
+		s.mu.Lock()
+		if s.shutting.Load() {
+			s.mu.Unlock()
+			_ = nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Shutdown stops accepting, lets every connection finish its pending actions (their replies are sent),
+// then says goodbye and closes it. When ctx ends first, the remaining connections are closed at once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	first := !s.shutting.Swap(true)
+	for l := range s.listeners {
+		_ = l.Close()
+	}
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	if first {
+		close(s.shutdownCh)
+	}
+	for _, c := range conns {
+		c.interruptRead()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.drainStop() // connections stop waiting for actions and for their outboxes
+	s.mu.Lock()
+	for c := range s.conns {
+		c.abort("shutdown deadline")
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// Conns counts the open connections.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
