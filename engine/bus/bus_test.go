@@ -1,0 +1,347 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// counter reads name{topic} from reg.
+func counter(t *testing.T, reg *prometheus.Registry, name, topic string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "topic" && lp.GetValue() == topic {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func TestPublishOrderAndFanout(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	b := New(Options{Metrics: reg})
+	defer b.Close()
+	const n = 1000
+	var wg sync.WaitGroup
+	got := make([][]int, 3)
+	for i := range got {
+		i := i
+		wg.Add(n)
+		if _, err := b.Subscribe("ticks", func(m Message) {
+			got[i] = append(got[i], m.Payload.(int))
+			wg.Done()
+		}, QueueSize(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := 0
+	b.Subscribe("other", func(Message) { other++ })
+	for i := 0; i < n; i++ {
+		if k := b.Publish("ticks", i); k != 3 {
+			t.Fatalf("Publish reached %d subscribers, want 3", k)
+		}
+	}
+	wg.Wait()
+	for i, g := range got {
+		for j, v := range g {
+			if v != j {
+				t.Fatalf("subscriber %d got %d at position %d", i, v, j)
+			}
+		}
+	}
+	if other != 0 {
+		t.Fatal("message leaked to another topic")
+	}
+	if p, d := counter(t, reg, "switchboard_bus_published_total", "ticks"), counter(t, reg, "switchboard_bus_delivered_total", "ticks"); p != n || d != 3*n {
+		t.Fatalf("published %v delivered %v", p, d)
+	}
+	if b.Publish("nobody", 1) != 0 {
+		t.Fatal("publish to a topic without subscribers reached someone")
+	}
+}
+
+// slowSubscriber subscribes a handler that blocks on release and reports each
+// payload on got.
+func slowSubscriber(t *testing.T, b *Bus, opts ...SubOption) (*Subscription, chan struct{}, chan int, chan struct{}) {
+	entered := make(chan struct{}, 100)
+	release := make(chan struct{})
+	got := make(chan int, 100)
+	s, err := b.Subscribe("quotes", func(m Message) {
+		entered <- struct{}{}
+		<-release
+		got <- m.Payload.(int)
+	}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, release, got, entered
+}
+
+func TestSlowSubscriberPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []SubOption
+		want []int
+	}{
+		{"drop newest (default)", []SubOption{QueueSize(2)}, []int{0, 1, 2}},
+		{"drop oldest", []SubOption{QueueSize(2), DropOldest()}, []int{0, 3, 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			logger, hook := logtest.NewNullLogger()
+			b := New(Options{Metrics: reg, Log: logrus.NewEntry(logger)})
+			defer b.Close()
+			s, release, got, entered := slowSubscriber(t, b, tc.opts...)
+			fast := 0
+			b.Subscribe("quotes", func(Message) { fast++ }, Sync())
+
+			b.Publish("quotes", 0)
+			<-entered // 0 is in the handler; the queue (2) is empty
+			for i := 1; i <= 4; i++ {
+				b.Publish("quotes", i)
+			}
+			close(release)
+			for _, w := range tc.want {
+				if g := <-got; g != w {
+					t.Fatalf("got %d, want %d", g, w)
+				}
+			}
+			if s.Dropped() != 2 {
+				t.Fatalf("Dropped() = %d, want 2", s.Dropped())
+			}
+			if d := counter(t, reg, "switchboard_bus_dropped_total", "quotes"); d != 2 {
+				t.Fatalf("dropped counter %v", d)
+			}
+			if fast != 5 {
+				t.Fatalf("the other subscriber got %d of 5", fast)
+			}
+			// first drop logged at once; the second within the same second is not
+			if n := len(hook.AllEntries()); n != 1 {
+				t.Fatalf("%d drop log lines, want 1", n)
+			}
+			if e := hook.LastEntry(); e.Data["topic"] != "quotes" || e.Level != logrus.WarnLevel {
+				t.Fatalf("log entry %v", e.Data)
+			}
+		})
+	}
+}
+
+func TestDropLogIsRateLimited(t *testing.T) {
+	logger, hook := logtest.NewNullLogger()
+	b := New(Options{Log: logrus.NewEntry(logger)})
+	defer b.Close()
+	_, release, _, entered := slowSubscriber(t, b, QueueSize(1))
+	b.Publish("quotes", 0)
+	<-entered
+	for i := 0; i < 10000; i++ {
+		b.Publish("quotes", i)
+	}
+	if n := len(hook.AllEntries()); n != 1 {
+		t.Fatalf("%d log lines for 9999 drops, want 1", n)
+	}
+	close(release)
+}
+
+func TestSyncRunsInPublisher(t *testing.T) {
+	b := New(Options{})
+	defer b.Close()
+	var seen []string
+	b.Subscribe("t", func(m Message) { seen = append(seen, m.Payload.(string)) }, Sync())
+	b.Publish("t", "a")
+	if len(seen) != 1 || seen[0] != "a" { // no synchronisation needed: same goroutine
+		t.Fatalf("seen %v right after Publish", seen)
+	}
+}
+
+func TestHandlerPanicIsContained(t *testing.T) {
+	logger, hook := logtest.NewNullLogger()
+	b := New(Options{Log: logrus.NewEntry(logger)})
+	defer b.Close()
+	done := make(chan string, 2)
+	b.Subscribe("t", func(m Message) {
+		if m.Payload == "bad" {
+			panic("boom")
+		}
+		done <- m.Payload.(string)
+	})
+	b.Publish("t", "bad")
+	b.Publish("t", "good")
+	if got := <-done; got != "good" {
+		t.Fatal(got)
+	}
+	if hook.LastEntry() == nil || hook.LastEntry().Level != logrus.ErrorLevel {
+		t.Fatal("panic not logged")
+	}
+}
+
+func TestSubscriptionClose(t *testing.T) {
+	b := New(Options{})
+	defer b.Close()
+	var calls atomic.Int32
+	s, _ := b.Subscribe("t", func(Message) { calls.Add(1) }, Sync())
+	b.Publish("t", 1)
+	s.Close()
+	s.Close()
+	if b.Publish("t", 2) != 0 || calls.Load() != 1 {
+		t.Fatal("closed subscription still receives")
+	}
+	// closing from inside its own handler does not deadlock
+	done := make(chan struct{})
+	var self *Subscription
+	var mu sync.Mutex
+	mu.Lock()
+	self, _ = b.Subscribe("u", func(Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		self.Close()
+		close(done)
+	})
+	mu.Unlock()
+	b.Publish("u", 1)
+	<-done
+	if _, err := b.Subscribe("t", nil); err == nil {
+		t.Fatal("nil handler accepted")
+	}
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	b := New(Options{})
+	for i := 0; i < 10; i++ {
+		b.Subscribe(fmt.Sprint("t", i%3), func(Message) {})
+	}
+	for i := 0; i < 100; i++ {
+		b.Publish(fmt.Sprint("t", i%3), i)
+	}
+	b.Close() // goleak in TestMain checks the goroutines are gone
+	if _, err := b.Subscribe("t0", func(Message) {}); err != ErrClosed {
+		t.Fatalf("Subscribe after Close: %v", err)
+	}
+	if b.Publish("t0", 1) != 0 {
+		t.Fatal("Publish after Close delivered")
+	}
+}
+
+// broker is an in-memory cluster broker: a node's messages go to the other
+// nodes' subscriptions.
+type broker struct {
+	mu   sync.Mutex
+	subs map[string][]*bpSub
+}
+
+type bpSub struct {
+	node    *fakeBackplane
+	deliver func(Message)
+}
+
+type fakeBackplane struct{ b *broker }
+
+func (f *fakeBackplane) Publish(_ context.Context, m Message) error {
+	f.b.mu.Lock()
+	subs := append([]*bpSub(nil), f.b.subs[m.Topic]...)
+	f.b.mu.Unlock()
+	for _, s := range subs {
+		if s.node != f {
+			s.deliver(m)
+		}
+	}
+	return nil
+}
+
+func (f *fakeBackplane) Subscribe(topic string, deliver func(Message)) (func(), error) {
+	s := &bpSub{node: f, deliver: deliver}
+	f.b.mu.Lock()
+	f.b.subs[topic] = append(f.b.subs[topic], s)
+	f.b.mu.Unlock()
+	return func() {
+		f.b.mu.Lock()
+		defer f.b.mu.Unlock()
+		list := f.b.subs[topic]
+		for i, x := range list {
+			if x == s {
+				f.b.subs[topic] = append(list[:i:i], list[i+1:]...)
+				break
+			}
+		}
+	}, nil
+}
+
+func TestBackplaneSpansNodes(t *testing.T) {
+	br := &broker{subs: map[string][]*bpSub{}}
+	nodeA := New(Options{Backplane: &fakeBackplane{b: br}})
+	nodeB := New(Options{Backplane: &fakeBackplane{b: br}})
+	defer nodeA.Close()
+	defer nodeB.Close()
+	gotA := make(chan any, 10)
+	gotB := make(chan any, 10)
+	nodeA.Subscribe("orders", func(m Message) { gotA <- m.Payload }, Sync())
+	sb, _ := nodeB.Subscribe("orders", func(m Message) { gotB <- m.Payload }, Sync())
+
+	nodeA.Publish("orders", map[string]any{"id": int64(7)})
+	if m := (<-gotB).(map[string]any); m["id"] != int64(7) {
+		t.Fatalf("node B got %v", m)
+	}
+	if len(gotA) != 1 || len(gotB) != 0 {
+		t.Fatalf("duplicates: A has %d, B has %d more", len(gotA), len(gotB))
+	}
+	<-gotA
+	// the last local subscriber leaving cancels the broker subscription
+	sb.Close()
+	br.mu.Lock()
+	n := len(br.subs["orders"])
+	br.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("broker holds %d subscriptions, want 1", n)
+	}
+	nodeA.Publish("orders", "x")
+	if len(gotB) != 0 {
+		t.Fatal("closed subscription got a remote message")
+	}
+}
+
+func BenchmarkBusPublish(b *testing.B) {
+	for _, subs := range []int{1, 8} {
+		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
+			bus := New(Options{QueueSize: 1 << 16, Metrics: prometheus.NewRegistry()})
+			defer bus.Close()
+			var handled atomic.Int64
+			var all []*Subscription
+			for i := 0; i < subs; i++ {
+				s, _ := bus.Subscribe("bench", func(Message) { handled.Add(1) })
+				all = append(all, s)
+			}
+			defer func() {
+				var dropped uint64
+				for _, s := range all {
+					dropped += s.Dropped()
+				}
+				b.ReportMetric(float64(dropped)/float64(b.N*subs), "dropped/delivery")
+			}()
+			payload := "tick"
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				bus.Publish("bench", payload)
+			}
+		})
+	}
+}
