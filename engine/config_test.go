@@ -81,3 +81,22 @@ func TestBadConfigNamesKeys(t *testing.T) {
 		t.Errorf("set: %v", err)
 	}
 }
+
+func TestReconfigureAppliesLogAndNamesTheRest(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Admin.Listen = ""
+	cfg.Socket.Enabled, cfg.Relay.Enabled, cfg.ESL.Enabled = false, false, false
+	cfg.Lua.ScriptsDir = t.TempDir()
+	e, err := New(Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	next := cfg
+	next.Log.Level = "debug"
+	next.Socket.Welcome = "changed"
+	keys := e.Reconfigure(next)
+	if e.logger.GetLevel().String() != "debug" || strings.Join(keys, ",") != "socket.welcome" {
+		t.Fatalf("level %v, keys %v", e.logger.GetLevel(), keys)
+	}
+}

@@ -7,6 +7,9 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"reflect"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -247,3 +250,30 @@ func (e *Engine) Bus() *bus.Bus { return e.bus }
 
 // Registry is the metrics registry /metrics serves.
 func (e *Engine) Registry() *prometheus.Registry { return e.registry }
+
+// Reconfigure applies what can change while running (log.level, log.format) from a freshly loaded
+// configuration, and names the sections whose changes wait for the next start.
+func (e *Engine) Reconfigure(cfg Config) (restartNeeded []string) {
+	fresh := NewLogger(cfg.Log, e.logger.Out)
+	e.logger.SetLevel(fresh.GetLevel())
+	e.logger.SetFormatter(fresh.Formatter)
+	old, now := map[string]any{}, map[string]any{}
+	flattenValue(e.cfg, old)
+	flattenValue(cfg, now)
+	seen := map[string]bool{}
+	for k, v := range now {
+		if strings.HasPrefix(k, "log.") || reflect.DeepEqual(old[k], v) {
+			continue
+		}
+		if !seen[k] {
+			seen[k] = true
+			restartNeeded = append(restartNeeded, k)
+		}
+	}
+	if !reflect.DeepEqual(e.cfg.Channels, cfg.Channels) {
+		restartNeeded = append(restartNeeded, "channels")
+	}
+	sort.Strings(restartNeeded)
+	e.cfg.Log = cfg.Log
+	return restartNeeded
+}

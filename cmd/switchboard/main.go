@@ -165,6 +165,11 @@ func run(ctx context.Context, opts *rootOptions) error {
 			break
 		}
 		log.WithField("signal", "SIGHUP").Info("reloading scripts and live configuration")
+		if fresh, err := loadConfig(opts); err != nil {
+			log.WithError(err).Error("configuration not reloaded: it has errors; the running configuration stays")
+		} else if keys := e.Reconfigure(fresh); len(keys) > 0 {
+			log.WithField("keys", strings.Join(keys, ",")).Warn("these configuration changes take effect at the next start")
+		}
 		if err := e.Reload(ctx); err == nil {
 			log.WithField("generation", e.Runtime().Current().ID()).Info("reload complete")
 		}
