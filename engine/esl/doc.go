@@ -1,0 +1,25 @@
+// Package esl is the call-control part: a server for FreeSWITCH's outbound event socket (the `socket`
+// dialplan application) that runs one flow per call.
+//
+// Wire protocol (docs: shared/protocols/esl.md). FreeSWITCH connects and sends nothing; the engine speaks
+// first with `connect`, whose reply is the url-encoded channel data (Content-Type near its end). Then
+// `myevents <plain|json>`, and on `full` sockets `event <fmt> BACKGROUND_JOB` and `linger`. Each blocking
+// operation is a `sendmsg` execute carrying a fresh `event-uuid` (and `event-lock: true` unless it must be
+// interruptible), answered by `+OK` (queued in async mode, finished in static mode) and completed by the
+// CHANNEL_EXECUTE_COMPLETE whose Application-UUID is that event-uuid. Every wait also ends on
+// CHANNEL_HANGUP, a disconnect notice, socket loss (ErrHungUp) and the call's context. At the end of a flow
+// the call is hung up (esl.auto_hangup) and `exit` is sent; the goodbye notice ends the connection.
+//
+// Flow selection: the socket path (`data="127.0.0.1:8084/sales async full"` arrives as
+// variable_socket_path), else the channel variable named by esl.flow_variable, else esl.default_flow.
+// A FlowResolver maps the call to a Flow; Lua flows (sb.flow) are one implementation, Go funcs another.
+//
+// Limits: header block esl.max_frame_bytes (default 256 KiB), 4096 headers, bodies 16 MiB (FreeSWITCH's
+// own cap); a frame over a limit or with a bad Content-Length closes that call's socket. Unknown content
+// types (log/data, text/rude-rejection, ...) are counted and ignored. Commands wait esl.command_timeout for
+// their reply (not a static-mode execute, which replies when the application ends). Concurrent calls are
+// capped by esl.max_calls. Static mode has no DTMF events while idle and no input callbacks (FreeSWITCH
+// does not read the socket while an application runs); api/bgapi/linger need `full`.
+//
+// Package esltest is the FreeSWITCH simulator the tests, `switchboard flow test` and `sbbench esl` use.
+package esl

@@ -1,0 +1,143 @@
+// Package esltest is a FreeSWITCH simulator for the outbound event socket: it dials the engine as
+// FreeSWITCH's `socket` application does and plays one scripted call, faithful to what mod_event_socket does
+// on the wire (see docs/lua-api.md and the esl part's doc.go for the list). It backs the esl tests,
+// `switchboard flow test` and `sbbench esl`.
+//
+// What it simulates: nothing is sent until the engine's first command; a first command other than connect
+// takes effect silently (its reply is dropped); the connect reply is the url-encoded channel data with
+// Content-Type near its end; async mode (sendmsg queued, +OK at once, channel parked and DTMF dequeued
+// continuously) and static mode (sendmsg runs inline, +OK after the app, socket not read meanwhile, DTMF
+// dequeued only while an app reads digits); event-lock (without it, a message queued while an app runs is
+// executed nested inside it, which is how `break` interrupts); CHANNEL_EXECUTE/_COMPLETE with
+// Application-UUID from event-uuid; unknown applications hang up with DESTINATION_OUT_OF_ORDER; commands
+// that need `full` answer -ERR command not found without it; myevents/event filtering and formats; linger,
+// the linger notice, HANGUP_COMPLETE (async only) and the goodbye notice; exit; api and bgapi with a few
+// uuid_* commands. Media takes Call.Media per prompt (0 by default), so flows run at full speed.
+package esltest
+
+import (
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DTMF is a digit the caller presses At after the socket connected.
+type DTMF struct {
+	Digit string
+	At    time.Duration
+}
+
+// ParseDTMF parses "1@2s" (digit 1 two seconds in) or "123@500ms" (three digits 100 ms apart from 500 ms).
+func ParseDTMF(spec string) ([]DTMF, error) {
+	digits, at, ok := strings.Cut(spec, "@")
+	if !ok || digits == "" {
+		return nil, fmt.Errorf("dtmf %q: expected digits@duration, e.g. 1@2s", spec)
+	}
+	d, err := time.ParseDuration(at)
+	if err != nil {
+		return nil, fmt.Errorf("dtmf %q: %w", spec, err)
+	}
+	var out []DTMF
+	for i, c := range digits {
+		if !strings.ContainsRune("0123456789*#ABCDabcd", c) {
+			return nil, fmt.Errorf("dtmf %q: %q is not a DTMF digit", spec, c)
+		}
+		out = append(out, DTMF{Digit: string(c), At: d + time.Duration(i)*100*time.Millisecond})
+	}
+	return out, nil
+}
+
+// Call describes one simulated call.
+type Call struct {
+	Addr  string // the engine's esl listener, host:port
+	Path  string // the socket path (variable_socket_path), "" for none
+	Async bool   // `async` in the socket application's data
+	Full  bool   // `full` in the socket application's data
+
+	UUID   string            // default: random
+	Caller string            // caller id number, default 1000
+	Dest   string            // destination number, default 5000
+	Vars   map[string]string // extra channel variables
+
+	DTMF        []DTMF        // digits the caller presses
+	HangupAfter time.Duration // caller hangs up this long after connect; 0 = never
+	Media       time.Duration // length of each prompt (playback, say, speak, phrase, record); 0 = instant
+	BridgeFor   time.Duration // how long a bridged call lasts
+
+	ConnectWait time.Duration // how long to wait for the first command (FreeSWITCH: 25 s)
+	MaxDuration time.Duration // safety stop: hang up after this (default 2 minutes)
+}
+
+func (c *Call) defaults() {
+	if c.UUID == "" {
+		c.UUID = newUUID()
+	}
+	if c.Caller == "" {
+		c.Caller = "1000"
+	}
+	if c.Dest == "" {
+		c.Dest = "5000"
+	}
+	if c.ConnectWait == 0 {
+		c.ConnectWait = 25 * time.Second
+	}
+	if c.MaxDuration == 0 {
+		c.MaxDuration = 2 * time.Minute
+	}
+}
+
+// Entry is one line of a call's transcript, At after the connection.
+type Entry struct {
+	At   time.Duration
+	Text string
+}
+
+// Result is what a call did.
+type Result struct {
+	UUID        string
+	Entries     []Entry
+	Answered    bool
+	HangupCause string // "" when the call was still up when the socket closed
+	Commands    int    // commands the engine sent
+	Vars        map[string]string
+}
+
+// Transcript is the text of every entry, in order.
+func (r *Result) Transcript() []string {
+	out := make([]string, len(r.Entries))
+	for i, e := range r.Entries {
+		out[i] = e.Text
+	}
+	return out
+}
+
+// String formats the transcript with times, one entry a line.
+func (r *Result) String() string {
+	var b strings.Builder
+	for _, e := range r.Entries {
+		fmt.Fprintf(&b, "%8.3fs  %s\n", e.At.Seconds(), e.Text)
+	}
+	return b.String()
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+type transcript struct {
+	mu      sync.Mutex
+	start   time.Time
+	entries []Entry
+}
+
+func (t *transcript) add(format string, args ...any) {
+	t.mu.Lock()
+	t.entries = append(t.entries, Entry{At: time.Since(t.start), Text: fmt.Sprintf(format, args...)})
+	t.mu.Unlock()
+}

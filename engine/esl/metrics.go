@@ -1,0 +1,32 @@
+package esl
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	active  prometheus.Gauge
+	calls   *prometheus.CounterVec // flow, outcome
+	rtt     prometheus.Histogram
+	causes  *prometheus.CounterVec
+	ignored *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_esl_calls_active", Help: "Calls connected to the esl part now."}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_esl_calls_total",
+			Help: "Calls handled, by flow and outcome (completed, hungup, error, no_flow, setup_failed)."}, []string{"flow", "outcome"}),
+		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_esl_command_seconds",
+			Help:    "Round trip of one command to FreeSWITCH and its reply.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, 1}}),
+		causes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_esl_hangup_causes_total",
+			Help: "Hangup causes reported by FreeSWITCH."}, []string{"cause"}),
+		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_esl_frames_ignored_total",
+			Help: "Frames of unknown or unreadable types that were ignored."}, []string{"type"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.active, m.calls, m.rtt, m.causes, m.ignored} {
+			_ = reg.Register(c)
+		}
+	}
+	return m
+}

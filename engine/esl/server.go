@@ -1,0 +1,293 @@
+package esl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+)
+
+// Server accepts FreeSWITCH's outbound sockets and runs each call's flow in its own goroutine.
+type Server struct {
+	cfg     Config
+	resolve FlowResolver
+	log     *logrus.Entry
+	metrics *metrics
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*Session]struct{}
+	closing   bool
+	wg        sync.WaitGroup
+}
+
+// NewServer makes a server; resolve picks each call's flow. reg may be nil.
+func NewServer(cfg Config, resolve FlowResolver, log *logrus.Entry, reg prometheus.Registerer) *Server {
+	if log == nil {
+		l := logrus.New()
+		l.SetLevel(logrus.PanicLevel)
+		log = logrus.NewEntry(l)
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = 5 * time.Second
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	if cfg.EventFormat == "" {
+		cfg.EventFormat = "plain"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{cfg: cfg, resolve: resolve, log: log.WithField("part", "esl"), metrics: newMetrics(reg), ctx: ctx, cancel: cancel,
+		listeners: map[net.Listener]struct{}{}, sessions: map[*Session]struct{}{}}
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("esl: server closed")
+
+// Serve accepts calls on l until l is closed or Shutdown.
+func (srv *Server) Serve(l net.Listener) error {
+	srv.mu.Lock()
+	if srv.closing {
+		srv.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	srv.listeners[l] = struct{}{}
+	srv.wg.Add(1)
+	srv.mu.Unlock()
+	defer srv.wg.Done()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			srv.mu.Lock()
+			closing := srv.closing
+			delete(srv.listeners, l)
+			srv.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			return fmt.Errorf("esl: accept: %w", err)
+		}
+		srv.mu.Lock()
+		if srv.closing {
+			srv.mu.Unlock()
+			c.Close()
+			continue
+		}
+		srv.wg.Add(1)
+		srv.mu.Unlock()
+		go func() {
+			defer srv.wg.Done()
+			srv.serveCall(c)
+		}()
+	}
+}
+
+// Active counts connected calls.
+func (srv *Server) Active() int {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return len(srv.sessions)
+}
+
+// Shutdown stops accepting, cancels every flow's context (their blocking calls return), hangs calls up per
+// auto_hangup and waits for them until ctx is done; then it closes the sockets that are left.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.mu.Lock()
+	srv.closing = true
+	for l := range srv.listeners {
+		l.Close()
+	}
+	srv.mu.Unlock()
+	srv.cancel()
+	done := make(chan struct{})
+	go func() { srv.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	srv.mu.Lock()
+	for s := range srv.sessions {
+		s.conn.Close()
+	}
+	srv.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// serveCall is one call from connect to close.
+func (srv *Server) serveCall(c net.Conn) {
+	log := srv.log.WithField("remote", c.RemoteAddr().String())
+	s := newSession(srv, c, log)
+	r := NewReader(c, Limits{MaxHeaderBytes: srv.cfg.MaxFrameBytes})
+	// The reader goroutine is owned by this call: it ends when the socket closes, and serveCall closes the
+	// socket and waits for it before returning.
+	go s.read(r)
+	defer func() { c.Close(); <-s.done }()
+
+	// Only the connect reply is needed to start; FreeSWITCH sends nothing before it.
+	s.info = &CallInfo{Remote: c.RemoteAddr()}
+	f, err := s.Command(srv.ctx, &Command{Line: "connect"}, srv.cfg.ConnectTimeout)
+	if err != nil {
+		log.WithError(err).Warn("connect failed")
+		srv.metrics.calls.WithLabelValues("", "setup_failed").Inc()
+		return
+	}
+	data := &Event{Headers: f.Headers}
+	info := s.info
+	info.Data = data
+	info.UUID = data.Get("Unique-ID")
+	info.Async = strings.EqualFold(data.Get("Socket-Mode"), "async")
+	info.Full = strings.EqualFold(data.Get("Control"), "full")
+	info.Path, _ = data.Variable("socket_path")
+	s.mu.Lock()
+	for _, h := range data.Headers {
+		if strings.HasPrefix(h.Name, "variable_") {
+			s.vars[h.Name[len("variable_"):]] = h.Value
+		}
+	}
+	if data.Get("Answer-State") == "answered" {
+		s.answered = true
+	}
+	s.mu.Unlock()
+	info.Flow = srv.flowName(info)
+	s.log = log.WithFields(logrus.Fields{"uuid": info.UUID, "flow": info.Flow})
+	log = s.log
+
+	srv.mu.Lock()
+	srv.sessions[s] = struct{}{}
+	srv.mu.Unlock()
+	srv.metrics.active.Inc()
+	defer func() {
+		srv.mu.Lock()
+		delete(srv.sessions, s)
+		srv.mu.Unlock()
+		srv.metrics.active.Dec()
+		if cause := s.HangupCause(); cause != "" {
+			srv.metrics.causes.WithLabelValues(cause).Inc()
+		}
+	}()
+
+	if err := srv.subscribe(s); err != nil {
+		log.WithError(err).Warn("event subscription failed")
+		srv.metrics.calls.WithLabelValues(info.Flow, "setup_failed").Inc()
+		return
+	}
+
+	flow, err := srv.resolve(info)
+	if err != nil || flow == nil {
+		if err == nil {
+			err = fmt.Errorf("no flow")
+		}
+		log.WithError(err).Error("no flow for call: hanging up")
+		srv.metrics.calls.WithLabelValues(info.Flow, "no_flow").Inc()
+		_ = s.Hangup(srv.ctx, "NO_ROUTE_DESTINATION")
+		srv.finish(s)
+		return
+	}
+
+	// The flow's context: cancelled at shutdown, and a grace period after the socket went away so a flow
+	// that ignores ErrHungUp cannot run forever.
+	ctx, cancel := context.WithCancel(srv.ctx)
+	defer cancel()
+	grace := time.AfterFunc(time.Hour, cancel)
+	grace.Stop()
+	defer grace.Stop()
+	go func() {
+		select {
+		case <-s.done:
+			grace.Reset(srv.cfg.FlowGrace)
+		case <-ctx.Done():
+		}
+	}()
+
+	log.Debug("call started")
+	err = runFlow(ctx, flow, s)
+	outcome := "completed"
+	switch {
+	case err != nil && errors.Is(err, ErrHungUp):
+		outcome = "hungup"
+		log.Debug("flow ended: caller hung up")
+	case err != nil:
+		outcome = "error"
+		log.WithError(err).Error("flow failed: hanging up")
+		_ = s.Hangup(srv.ctx, "NORMAL_TEMPORARY_FAILURE")
+	case !s.Ready():
+		outcome = "hungup"
+	}
+	if err == nil && srv.cfg.AutoHangup {
+		_ = s.Hangup(srv.ctx, "NORMAL_CLEARING")
+	}
+	srv.metrics.calls.WithLabelValues(info.Flow, outcome).Inc()
+	srv.finish(s)
+}
+
+// runFlow runs the flow, turning a panic into an error so one call cannot take the engine down.
+func runFlow(ctx context.Context, flow Flow, s *Session) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("esl: flow panicked: %v", p)
+		}
+	}()
+	return flow.Run(ctx, s)
+}
+
+// finish says goodbye: exit, then wait briefly for FreeSWITCH's disconnect notice and close.
+func (srv *Server) finish(s *Session) {
+	ctx, cancel := context.WithTimeout(context.Background(), srv.cfg.CommandTimeout)
+	defer cancel()
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_, _ = s.Raw(ctx, "exit")
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+	}
+}
+
+func (srv *Server) subscribe(s *Session) error {
+	ctx := srv.ctx
+	format := srv.cfg.EventFormat
+	if _, err := s.Raw(ctx, "myevents "+format); err != nil {
+		return err
+	}
+	if !s.info.Full {
+		return nil // event, linger and friends answer -ERR command not found without full
+	}
+	if _, err := s.Raw(ctx, "event "+format+" BACKGROUND_JOB"); err != nil {
+		return err
+	}
+	if srv.cfg.Linger {
+		if _, err := s.Raw(ctx, "linger"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flowName picks the flow: the socket path, else the flow variable, else the default.
+func (srv *Server) flowName(info *CallInfo) string {
+	if p := strings.Trim(info.Path, "/ "); p != "" {
+		return p
+	}
+	if srv.cfg.FlowVariable != "" {
+		if v := info.Variable(srv.cfg.FlowVariable); v != "" {
+			return v
+		}
+	}
+	return srv.cfg.DefaultFlow
+}

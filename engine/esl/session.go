@@ -1,0 +1,552 @@
+package esl
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// ErrHungUp is returned by every blocking session call once the caller hung up or the socket went away.
+var ErrHungUp = errors.New("hung up")
+
+// CallInfo is what the connect reply told about a call.
+type CallInfo struct {
+	UUID   string
+	Async  bool   // Socket-Mode: async
+	Full   bool   // Control: full
+	Path   string // variable_socket_path: the /path of the socket application's data
+	Flow   string // the flow chosen for it
+	Data   *Event // the whole channel data
+	Remote net.Addr
+}
+
+// Variable returns channel variable name from the channel data at connect.
+func (c *CallInfo) Variable(name string) string { v, _ := c.Data.Variable(name); return v }
+
+// Flow runs one call; it returns when the call is done with.
+type Flow interface {
+	Run(ctx context.Context, s *Session) error
+}
+
+// FlowFunc adapts a function to Flow.
+type FlowFunc func(ctx context.Context, s *Session) error
+
+// Run calls f.
+func (f FlowFunc) Run(ctx context.Context, s *Session) error { return f(ctx, s) }
+
+// FlowResolver picks the flow for a call; an error hangs the call up with that reason logged.
+type FlowResolver func(call *CallInfo) (Flow, error)
+
+// DTMF is one digit the caller pressed, as a DTMF event reported it.
+type DTMF struct {
+	Digit    string
+	Duration string // samples at 8 kHz, as FreeSWITCH reports it
+}
+
+// Session is the engine's side of one call: commands go out one at a time, each waiting for its reply;
+// executes wait for the CHANNEL_EXECUTE_COMPLETE whose Application-UUID is the event-uuid they sent.
+// Every wait also ends on hangup (ErrHungUp), socket loss (ErrHungUp) and ctx.
+type Session struct {
+	info *CallInfo
+	conn net.Conn
+	log  *logrus.Entry
+	srv  *Server
+
+	cmdMu   sync.Mutex // one command in flight
+	replies chan *Frame
+	wbuf    []byte
+
+	mu       sync.Mutex
+	vars     map[string]string
+	answered bool
+	hungup   bool
+	cause    string
+	stale    int // replies of abandoned commands still to come
+	digits   []DTMF
+	waiters  map[string]chan *Event
+	hangupCh chan struct{}
+	dtmfCh   chan struct{}
+	done     chan struct{} // the reader ended: socket closed
+	readErr  error
+}
+
+func newSession(srv *Server, conn net.Conn, log *logrus.Entry) *Session {
+	return &Session{srv: srv, conn: conn, log: log, replies: make(chan *Frame, 1), vars: map[string]string{},
+		waiters: map[string]chan *Event{}, hangupCh: make(chan struct{}), dtmfCh: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// Info describes the call.
+func (s *Session) Info() *CallInfo { return s.info }
+
+// UUID is the channel's Unique-ID.
+func (s *Session) UUID() string { return s.info.UUID }
+
+// Log is the call's logger (part=esl uuid=<call> flow=<flow>).
+func (s *Session) Log() *logrus.Entry { return s.log }
+
+// Ready is true while the channel is up and the socket connected.
+func (s *Session) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.hungup
+}
+
+// Answered reports whether the channel was answered.
+func (s *Session) Answered() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.answered
+}
+
+// HangupCause is the cause FreeSWITCH reported, "" while the call is up.
+func (s *Session) HangupCause() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cause
+}
+
+// HungUp is closed when the caller hangs up or the socket goes away.
+func (s *Session) HungUp() <-chan struct{} { return s.hangupCh }
+
+// Variable returns a channel variable as the latest event carrying variables reported it (or as
+// SetVariable set it since).
+func (s *Session) Variable(name string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.vars[name]
+	return v, ok
+}
+
+func (s *Session) markHungUp(cause string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cause != "" && s.cause == "" {
+		s.cause = cause
+	}
+	if !s.hungup {
+		s.hungup = true
+		close(s.hangupCh)
+	}
+}
+
+// read is the session's reader goroutine: replies to the waiting command, events to their waiters.
+func (s *Session) read(r *Reader) {
+	defer close(s.done)
+	for {
+		f, err := r.ReadFrame()
+		if err != nil {
+			s.mu.Lock()
+			s.readErr = err
+			s.mu.Unlock()
+			s.markHungUp("")
+			return
+		}
+		switch ct := f.ContentType(); ct {
+		case TypeCommandReply, TypeAPIResponse:
+			s.mu.Lock()
+			if s.stale > 0 {
+				s.stale--
+				s.mu.Unlock()
+				continue
+			}
+			s.mu.Unlock()
+			select {
+			case s.replies <- f:
+			default:
+				s.log.WithField("reply", f.ReplyText()).Warn("reply with no command waiting: dropped")
+			}
+		case TypeEventPlain, TypeEventJSON:
+			e, err := ParseEvent(f)
+			if err != nil {
+				s.srv.metrics.ignored.WithLabelValues("bad-event").Inc()
+				s.log.WithError(err).Warn("unreadable event ignored")
+				continue
+			}
+			s.onEvent(e)
+		case TypeDisconnectNotice:
+			s.markHungUp("")
+			if f.Headers.Get("Content-Disposition") != "linger" {
+				s.log.Debug("disconnect notice")
+			}
+		default:
+			s.srv.metrics.ignored.WithLabelValues(label(ct)).Inc()
+			s.log.WithField("content_type", ct).Debug("frame of unknown type ignored")
+		}
+	}
+}
+
+func label(ct string) string {
+	switch ct {
+	case TypeLogData, TypeEventXML, "text/rude-rejection", "auth/request":
+		return ct
+	case "":
+		return "none"
+	}
+	return "other"
+}
+
+func (s *Session) onEvent(e *Event) {
+	name := e.Name()
+	s.mu.Lock()
+	for _, h := range e.Headers {
+		if strings.HasPrefix(h.Name, "variable_") {
+			s.vars[h.Name[len("variable_"):]] = h.Value
+		}
+	}
+	if e.Get("Answer-State") == "answered" {
+		s.answered = true
+	}
+	var waiter chan *Event
+	switch name {
+	case "CHANNEL_ANSWER":
+		s.answered = true
+	case "CHANNEL_EXECUTE_COMPLETE":
+		waiter = s.waiters[e.Get("Application-UUID")]
+	case "BACKGROUND_JOB":
+		waiter = s.waiters[e.Get("Job-UUID")]
+	case "DTMF":
+		s.digits = append(s.digits, DTMF{Digit: e.Get("DTMF-Digit"), Duration: e.Get("DTMF-Duration")})
+		select {
+		case s.dtmfCh <- struct{}{}:
+		default:
+		}
+	}
+	s.mu.Unlock()
+	if waiter != nil {
+		select {
+		case waiter <- e:
+		default:
+		}
+	}
+	if name == "CHANNEL_HANGUP" || name == "CHANNEL_HANGUP_COMPLETE" {
+		cause := e.Get("Hangup-Cause")
+		s.markHungUp(cause)
+	}
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// Command sends one command and returns its reply frame (command/reply or api/response). timeout 0 waits
+// as long as ctx allows (a static-mode sendmsg replies only when its application ends).
+func (s *Session) Command(ctx context.Context, c *Command, timeout time.Duration) (*Frame, error) {
+	s.cmdMu.Lock()
+	defer s.cmdMu.Unlock()
+	select {
+	case <-s.done:
+		return nil, ErrHungUp
+	default:
+	}
+	s.wbuf = AppendCommand(s.wbuf[:0], c)
+	start := time.Now()
+	_ = s.conn.SetWriteDeadline(start.Add(s.srv.cfg.CommandTimeout))
+	if _, err := s.conn.Write(s.wbuf); err != nil {
+		s.conn.Close()
+		return nil, fmt.Errorf("%w: write: %v", ErrHungUp, err)
+	}
+	var tc <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		tc = t.C
+	}
+	select {
+	case f := <-s.replies:
+		s.srv.metrics.rtt.Observe(time.Since(start).Seconds())
+		return f, nil
+	case <-s.done:
+		return nil, ErrHungUp
+	case <-ctx.Done():
+		s.abandon()
+		return nil, ctx.Err()
+	case <-tc:
+		s.abandon()
+		return nil, fmt.Errorf("esl: %s: no reply within %s", firstWord(c.Line), timeout)
+	}
+}
+
+func firstWord(s string) string { w, _, _ := strings.Cut(s, " "); return w }
+
+// abandon notes that the reply of a command nobody waits for any more is still to come.
+func (s *Session) abandon() {
+	s.mu.Lock()
+	s.stale++
+	s.mu.Unlock()
+}
+
+// Raw sends a command line with headers and returns the reply text, failing on -ERR.
+func (s *Session) Raw(ctx context.Context, line string, headers ...Header) (string, error) {
+	f, err := s.Command(ctx, &Command{Line: line, Headers: headers}, s.srv.cfg.CommandTimeout)
+	if err != nil {
+		return "", err
+	}
+	text := f.ReplyText()
+	if strings.HasPrefix(text, "-ERR") {
+		return text, fmt.Errorf("esl: %s: %s", firstWord(line), text)
+	}
+	return text, nil
+}
+
+// SendMsg sends a sendmsg for this call with the given headers and optional body; the reply means queued
+// (async) or finished (static), never "worked".
+func (s *Session) SendMsg(ctx context.Context, headers Headers, body []byte) (string, error) {
+	timeout := s.srv.cfg.CommandTimeout
+	if !s.info.Async && strings.EqualFold(headers.Get("call-command"), "execute") {
+		timeout = 0
+	}
+	f, err := s.Command(ctx, &Command{Line: "sendmsg", Headers: headers, Body: body}, timeout)
+	if err != nil {
+		return "", err
+	}
+	text := f.ReplyText()
+	if strings.HasPrefix(text, "-ERR") {
+		return text, fmt.Errorf("esl: sendmsg: %s", text)
+	}
+	return text, nil
+}
+
+// ExecOptions tune Execute.
+type ExecOptions struct {
+	// EventLock makes FreeSWITCH run the application strictly after what was queued before it and keeps
+	// later messages from running nested inside it. Execute sets it unless NoLock.
+	NoLock bool
+	// OnDTMF, when set, is called with each digit reported while the application runs; returning true
+	// stops the application (a nested `break`). The execute then goes without event-lock so the break
+	// can run inside it.
+	OnDTMF func(d DTMF) (stop bool)
+	// OnHangup, when set, is called once if the caller hangs up during the wait.
+	OnHangup func()
+}
+
+// Execute runs a dialplan application and waits for its CHANNEL_EXECUTE_COMPLETE, returning that event.
+func (s *Session) Execute(ctx context.Context, app, arg string, opt ExecOptions) (*Event, error) {
+	if !s.Ready() {
+		return nil, ErrHungUp
+	}
+	id := newID()
+	ch := make(chan *Event, 1)
+	s.mu.Lock()
+	s.waiters[id] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.waiters, id)
+		s.mu.Unlock()
+	}()
+	h := make(Headers, 0, 5)
+	h = append(h, Header{"call-command", "execute"}, Header{"execute-app-name", app})
+	var body []byte
+	if len(arg) > 2048 || strings.ContainsAny(arg, "\r\n") {
+		body = []byte(arg)
+		h = append(h, Header{"content-type", "text/plain"})
+	} else if arg != "" {
+		h = append(h, Header{"execute-app-arg", arg})
+	}
+	h = append(h, Header{"event-uuid", id})
+	if !opt.NoLock && opt.OnDTMF == nil {
+		h = append(h, Header{"event-lock", "true"})
+	}
+	if _, err := s.SendMsg(ctx, h, body); err != nil {
+		return nil, fmt.Errorf("esl: execute %s: %w", app, err)
+	}
+	broke := false
+	for {
+		select {
+		case e := <-ch:
+			if !s.Ready() {
+				// The application ended because the call did: the caller is gone.
+				return e, ErrHungUp
+			}
+			return e, nil
+		case <-s.hangupCh:
+			return nil, ErrHungUp
+		case <-s.dtmfCh:
+			if opt.OnDTMF == nil {
+				// Leave digits for GetDigits; re-arm for whoever reads them.
+				s.mu.Lock()
+				if len(s.digits) > 0 {
+					select {
+					case s.dtmfCh <- struct{}{}:
+					default:
+					}
+				}
+				s.mu.Unlock()
+				// Wait for something other than DTMF now.
+				select {
+				case e := <-ch:
+					if !s.Ready() {
+						return e, ErrHungUp
+					}
+					return e, nil
+				case <-s.hangupCh:
+					return nil, ErrHungUp
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			for _, d := range s.TakeDigits() {
+				if opt.OnDTMF(d) && !broke {
+					broke = true
+					if _, err := s.SendMsg(ctx, Headers{{"call-command", "execute"}, {"execute-app-name", "break"}}, nil); err != nil {
+						return nil, err
+					}
+				}
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// TakeDigits returns and clears the digits reported so far.
+func (s *Session) TakeDigits() []DTMF {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.digits
+	s.digits = nil
+	return d
+}
+
+// FlushDigits forgets the digits reported so far.
+func (s *Session) FlushDigits() { s.TakeDigits() }
+
+// GetDigits collects up to max digits from DTMF events: it stops at a terminator (not included, returned
+// second), after timeout with no digit at all, or after interdigit between digits (0 = timeout), or after
+// abs in total (0 = none). It needs DTMF events: async mode.
+func (s *Session) GetDigits(ctx context.Context, max int, terminators string, timeout, interdigit, abs time.Duration) (string, string, error) {
+	if interdigit <= 0 {
+		interdigit = timeout
+	}
+	var absC <-chan time.Time
+	if abs > 0 {
+		t := time.NewTimer(abs)
+		defer t.Stop()
+		absC = t.C
+	}
+	got := ""
+	wait := time.NewTimer(timeout)
+	defer wait.Stop()
+	for {
+		s.mu.Lock()
+		for len(s.digits) > 0 && len(got) < max {
+			d := s.digits[0].Digit
+			s.digits = s.digits[1:]
+			if terminators != "" && strings.Contains(terminators, d) {
+				s.mu.Unlock()
+				return got, d, nil
+			}
+			got += d
+			wait.Reset(interdigit)
+		}
+		hung := s.hungup
+		s.mu.Unlock()
+		if len(got) >= max {
+			return got, "", nil
+		}
+		if hung {
+			return got, "", ErrHungUp
+		}
+		select {
+		case <-s.dtmfCh:
+		case <-wait.C:
+			return got, "", nil
+		case <-absC:
+			return got, "", nil
+		case <-s.hangupCh:
+		case <-ctx.Done():
+			return got, "", ctx.Err()
+		}
+	}
+}
+
+// SetVariable sets (or with "" unsets) a channel variable through the set application.
+func (s *Session) SetVariable(ctx context.Context, name, value string) error {
+	if _, err := s.Execute(ctx, "set", name+"="+value, ExecOptions{}); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if value == "" {
+		delete(s.vars, name)
+	} else {
+		s.vars[name] = value
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Hangup hangs the call up with cause (default NORMAL_CLEARING) and waits until FreeSWITCH reports it.
+func (s *Session) Hangup(ctx context.Context, cause string) error {
+	if cause == "" {
+		cause = "NORMAL_CLEARING"
+	}
+	if !s.Ready() {
+		return nil
+	}
+	if _, err := s.SendMsg(ctx, Headers{{"call-command", "hangup"}, {"hangup-cause", strings.ToUpper(cause)}}, nil); err != nil {
+		if errors.Is(err, ErrHungUp) {
+			return nil
+		}
+		return err
+	}
+	t := time.NewTimer(s.srv.cfg.CommandTimeout)
+	defer t.Stop()
+	select {
+	case <-s.hangupCh:
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// API runs an api command (full mode only) and returns its body.
+func (s *Session) API(ctx context.Context, cmd string) (string, error) {
+	if !s.info.Full {
+		return "", fmt.Errorf("esl: api needs `full` in the socket application's data")
+	}
+	f, err := s.Command(ctx, &Command{Line: "api " + cmd}, s.srv.cfg.CommandTimeout)
+	if err != nil {
+		return "", err
+	}
+	return string(f.Body), nil
+}
+
+// BgAPI runs an api command in the background (full mode only) and waits for its BACKGROUND_JOB.
+func (s *Session) BgAPI(ctx context.Context, cmd string) (string, error) {
+	if !s.info.Full {
+		return "", fmt.Errorf("esl: bgapi needs `full` in the socket application's data")
+	}
+	id := newID()
+	ch := make(chan *Event, 1)
+	s.mu.Lock()
+	s.waiters[id] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.waiters, id)
+		s.mu.Unlock()
+	}()
+	if _, err := s.Raw(ctx, "bgapi "+cmd, Header{"Job-UUID", id}); err != nil {
+		return "", err
+	}
+	select {
+	case e := <-ch:
+		return e.Body, nil
+	case <-s.done:
+		return "", ErrHungUp
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
