@@ -125,6 +125,7 @@ func (o *Outbox) run() {
 	defer close(o.done)
 	var batch [][]byte
 	var scratch []byte
+	var vec net.Buffers
 	for {
 		o.mu.Lock()
 		for len(o.queue) == 0 && !o.closing {
@@ -140,7 +141,7 @@ func (o *Outbox) run() {
 		batch, o.queue = o.queue, batch[:0]
 		o.mu.Unlock()
 
-		err := o.write(batch, &scratch)
+		err := o.write(batch, &scratch, &vec)
 		clear(batch)
 
 		o.mu.Lock()
@@ -156,7 +157,7 @@ func (o *Outbox) run() {
 	}
 }
 
-func (o *Outbox) write(batch [][]byte, scratch *[]byte) error {
+func (o *Outbox) write(batch [][]byte, scratch *[]byte, vec *net.Buffers) error {
 	if len(batch) == 1 {
 		_, err := o.w.Write(batch[0])
 		return err
@@ -174,7 +175,9 @@ func (o *Outbox) write(batch [][]byte, scratch *[]byte) error {
 		_, err := o.w.Write(buf)
 		return err
 	}
-	bufs := net.Buffers(append([][]byte(nil), batch...))
-	_, err := bufs.WriteTo(o.w)
+	*vec = append((*vec)[:0], batch...)
+	v := *vec // WriteTo consumes its receiver
+	_, err := v.WriteTo(o.w)
+	clear(*vec)
 	return err
 }
