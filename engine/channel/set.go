@@ -1,0 +1,316 @@
+package channel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/engine/bus"
+	"github.com/switchboard/switchboard/engine/transport"
+)
+
+// Options builds a Set.
+type Options struct {
+	Configs []Config
+	Bus     *bus.Bus // required when any channel redirects
+	Log     *logrus.Entry
+	Metrics prometheus.Registerer // nil: not exported
+	// Transform returns the transform of a channel and direction, or nil. It is asked for every message, so
+	// a script reload takes effect at once.
+	Transform func(channel, direction string) Transform
+	// OnEvent receives channel.up / channel.down events, in order, from one goroutine owned by the Set.
+	OnEvent func(Event)
+}
+
+// Set is the engine's channels, by name.
+type Set struct {
+	opts   Options
+	bus    *bus.Bus
+	log    *logrus.Entry
+	byName map[string]*Channel
+	order  []*Channel
+	subs   []*bus.Subscription
+
+	mu      sync.Mutex
+	ctx     context.Context
+	cancel  context.CancelFunc
+	started bool
+	wg      sync.WaitGroup
+	events  chan Event
+}
+
+// eventQueue bounds the events waiting for OnEvent.
+const eventQueue = 256
+
+// New builds the channels; nothing connects until Start.
+func New(opts Options) (*Set, error) {
+	if opts.Log == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		opts.Log = logrus.NewEntry(l)
+	}
+	s := &Set{opts: opts, bus: opts.Bus, log: opts.Log.WithField("part", "channel"), byName: map[string]*Channel{},
+		events: make(chan Event, eventQueue)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	ms := newMetrics(opts.Metrics)
+	for _, cfg := range opts.Configs {
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		if _, dup := s.byName[cfg.Name]; dup {
+			return nil, fmt.Errorf("channels[%s].name: used twice", cfg.Name)
+		}
+		if (cfg.RedirectIn || cfg.RedirectOut) && opts.Bus == nil {
+			return nil, fmt.Errorf("channel %s: redirects need a bus", cfg.Name)
+		}
+		var tc *tls.Config
+		if cfg.TLS {
+			name := cfg.TLSServer
+			if name == "" {
+				name = cfg.Host
+			}
+			var err error
+			if tc, err = transport.ClientTLS(name, cfg.TLSCA); err != nil {
+				return nil, fmt.Errorf("channels[%s].tls: %w", cfg.Name, err)
+			}
+		}
+		log := s.log.WithField("channel", cfg.Name)
+		c := &Channel{cfg: cfg, log: log, set: s, m: ms.forChannel(cfg.Name), state: StateDown}
+		if !cfg.Run {
+			c.state = StateStopped
+		}
+		c.in, c.out = framingsOf(cfg)
+		c.dialer = &transport.Dialer{Addr: cfg.Addr(), TLS: tc, Timeout: cfg.DialTimeout, KeepAlive: cfg.KeepAlive, Log: log,
+			Backoff: transport.Backoff{Initial: cfg.ReconnectionTimeout, Max: cfg.ReconnectMax, Multiplier: 2, Jitter: 0.05}}
+		s.byName[cfg.Name] = c
+		s.order = append(s.order, c)
+	}
+	return s, nil
+}
+
+// Channel returns the channel called name.
+func (s *Set) Channel(name string) (*Channel, bool) {
+	c, ok := s.byName[name]
+	return c, ok
+}
+
+// Names returns the channel names in configuration order.
+func (s *Set) Names() []string {
+	out := make([]string, len(s.order))
+	for i, c := range s.order {
+		out[i] = c.cfg.Name
+	}
+	return out
+}
+
+// Start subscribes the redirect-out topics and starts connecting the permanent channels. It does not wait
+// for connections: an upstream that is down is retried in the background.
+func (s *Set) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("channel: already started")
+	}
+	s.started = true
+	s.wg.Add(1)
+	go s.dispatch()
+	for _, c := range s.order {
+		if !c.cfg.Run {
+			continue
+		}
+		if c.cfg.RedirectOut {
+			c := c
+			sub, err := s.bus.Subscribe(c.cfg.TopicOut, func(m bus.Message) {
+				if err := c.Send(s.ctx, m.Payload); err != nil && !errors.Is(err, ErrDropped) {
+					c.log.WithError(err).WithField("topic", c.cfg.TopicOut).Debug("redirect-out message not sent")
+				}
+			}, bus.QueueSize(c.cfg.SendBuffer))
+			if err != nil {
+				s.stopLocked()
+				return fmt.Errorf("channel %s: subscribe %s: %w", c.cfg.Name, c.cfg.TopicOut, err)
+			}
+			s.subs = append(s.subs, sub)
+		}
+		if c.cfg.Permanent {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				c.run(s.ctx)
+			}()
+		}
+		s.log.WithFields(logrus.Fields{"channel": c.cfg.Name, "addr": c.cfg.Addr(), "protocol": c.cfg.Protocol,
+			"permanent": c.cfg.Permanent}).Info("channel configured")
+	}
+	return nil
+}
+
+// goConnect starts a non-permanent channel's connection (called with c.mu held).
+func (s *Set) goConnect(c *Channel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		c.connectOnce(s.ctx)
+	}()
+}
+
+// Shutdown stops the topic bridges, gives queued writes until ctx is done to go out, then closes every
+// connection and waits for the channel goroutines.
+func (s *Set) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	subs := s.subs
+	s.subs = nil
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.Close()
+	}
+	for _, c := range s.order {
+		c.mu.Lock()
+		ob := c.ob
+		c.mu.Unlock()
+		if ob != nil {
+			_ = ob.Close(ctx) // flush; later Sends get net.ErrClosed and are buffered
+		}
+		c.mu.Lock()
+		if n := len(c.pending); n > 0 {
+			c.log.WithField("messages", n).Warn("shutdown with messages still buffered")
+		}
+		c.state = StateStopped
+		c.mu.Unlock()
+	}
+	s.mu.Lock()
+	s.stopLocked()
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("channel: shutdown: %w", ctx.Err())
+	}
+}
+
+func (s *Set) stopLocked() {
+	if s.ctx.Err() == nil {
+		s.cancel()
+		close(s.events)
+	}
+}
+
+func (s *Set) transform(name, dir string) Transform {
+	if s.opts.Transform == nil {
+		return nil
+	}
+	return s.opts.Transform(name, dir)
+}
+
+// emit queues an event for OnEvent; a full queue drops it with a log line.
+func (s *Set) emit(ev Event) {
+	if s.opts.OnEvent == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return
+	}
+	select {
+	case s.events <- ev:
+	default:
+		s.log.WithField("channel", ev.Channel).Warn("channel event dropped: handlers too slow")
+	}
+}
+
+func (s *Set) dispatch() {
+	defer s.wg.Done()
+	for ev := range s.events {
+		if s.opts.OnEvent != nil {
+			s.opts.OnEvent(ev)
+		}
+	}
+}
+
+// Sorted returns channel names sorted (for logs and tests).
+func (s *Set) Sorted() []string {
+	n := s.Names()
+	sort.Strings(n)
+	return n
+}
+
+type metrics struct {
+	up, buffered                *prometheus.GaugeVec
+	reconnects                  *prometheus.CounterVec
+	messages, bytes, dropCounts *prometheus.CounterVec
+}
+
+type chanMetrics struct {
+	up, buffered                       prometheus.Gauge
+	reconnects                         prometheus.Counter
+	msgsIn, msgsOut, bytesIn, bytesOut prometheus.Counter
+	drops                              *prometheus.CounterVec
+	name                               string
+}
+
+func (m chanMetrics) dropped(reason string) prometheus.Counter {
+	return m.drops.WithLabelValues(m.name, reason)
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchboard_channel_up",
+			Help: "1 while the channel's connection is established."}, []string{"channel"}),
+		buffered: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchboard_channel_buffered",
+			Help: "Outbound messages waiting for the connection."}, []string{"channel"}),
+		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_channel_reconnects_total",
+			Help: "Connections established after the first one."}, []string{"channel"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_channel_messages_total",
+			Help: "Messages by direction (in, out)."}, []string{"channel", "direction"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_channel_bytes_total",
+			Help: "Bytes on the wire by direction (in, out)."}, []string{"channel", "direction"}),
+		dropCounts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_channel_dropped_total",
+			Help: "Messages not delivered, by reason."}, []string{"channel", "reason"}),
+	}
+	if reg != nil {
+		m.up = register(reg, m.up)
+		m.buffered = register(reg, m.buffered)
+		m.reconnects = register(reg, m.reconnects)
+		m.messages = register(reg, m.messages)
+		m.bytes = register(reg, m.bytes)
+		m.dropCounts = register(reg, m.dropCounts)
+	}
+	return m
+}
+
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if prev, ok := are.ExistingCollector.(T); ok {
+				return prev
+			}
+		}
+	}
+	return c
+}
+
+func (m *metrics) forChannel(name string) chanMetrics {
+	return chanMetrics{
+		up: m.up.WithLabelValues(name), buffered: m.buffered.WithLabelValues(name),
+		reconnects: m.reconnects.WithLabelValues(name),
+		msgsIn:     m.messages.WithLabelValues(name, In), msgsOut: m.messages.WithLabelValues(name, Out),
+		bytesIn: m.bytes.WithLabelValues(name, In), bytesOut: m.bytes.WithLabelValues(name, Out),
+		drops: m.dropCounts, name: name,
+	}
+}
