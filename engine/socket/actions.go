@@ -33,6 +33,9 @@ type ActionInfo struct {
 	Timeout time.Duration
 	// OutputExample is shown by documentation (nil = {}).
 	OutputExample any
+	// ValidatesInputs says Run applies the inputs itself (with ApplyInputs); the server then only
+	// uses Inputs for documentation and param scrubbing. Scripts do this to validate on the VM they run on.
+	ValidatesInputs bool
 }
 
 // Input declares one parameter of an action.

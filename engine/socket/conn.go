@@ -453,7 +453,11 @@ func (c *Conn) runAction(a Action, name string, p Params, id string, count int64
 	info := a.Info()
 	s.metrics.requests.WithLabelValues("action", name).Inc()
 	var reply []byte
-	if err := applyInputs(&p, info.Inputs); err != nil {
+	var err error
+	if !info.ValidatesInputs {
+		err = ApplyInputs(&p, info.Inputs, nil)
+	}
+	if err != nil {
 		s.metrics.errors.WithLabelValues("invalid_params").Inc()
 		reply = errorReply(err.Error(), id, count)
 	} else {
@@ -496,9 +500,11 @@ func (c *Conn) actionError(name string, timeout time.Duration, err error) string
 	return err.Error()
 }
 
-// applyInputs fills defaults and checks required inputs and validators, in declaration order.
-func applyInputs(p *Params, inputs []Input) error {
-	for _, in := range inputs {
+// ApplyInputs fills defaults and checks required inputs and validators in declaration order, as the
+// reference does; the first failure is returned. validate(i, v) checks a present value of inputs[i]
+// (nil: use Input.Validate).
+func ApplyInputs(p *Params, inputs []Input, validate func(i int, v any) error) error {
+	for i, in := range inputs {
 		v, ok := p.Get(in.Name)
 		if !ok && in.Default != nil {
 			p.Set(in.Name, in.Default)
@@ -510,7 +516,11 @@ func applyInputs(p *Params, inputs []Input) error {
 			}
 			continue
 		}
-		if in.Validate != nil {
+		if validate != nil {
+			if err := validate(i, v); err != nil {
+				return err
+			}
+		} else if in.Validate != nil {
 			if err := in.Validate(v); err != nil {
 				return err
 			}

@@ -1,0 +1,85 @@
+-- The shipped socket actions: the three of actionhero's example project, so the documented socket
+-- session (detailsView, randomNumber, cacheTest, paramAdd, say...) works out of the box.
+-- Edit freely: `kill -HUP <pid>` (or POST /reload on the admin address) reloads every script.
+local sb = require "switchboard"
+
+sb.action{
+  name = "randomNumber",
+  description = "I am an API method which will generate a random number",
+  outputExample = { randomNumber = 0.123, stringRandomNumber = "Your random number is 0.123" },
+  run = function(conn, params)
+    -- both fields show the same digits
+    local n = tonumber(tostring(math.random()))
+    return { randomNumber = n, stringRandomNumber = "Your random number is " .. tostring(n) }
+  end,
+}
+
+local function atLeast3(v)
+  if #tostring(v) < 3 then
+    return "inputs should be at least 3 letters long"
+  end
+end
+
+sb.action{
+  name = "cacheTest",
+  description = "I will test the internal cache functions of the API",
+  inputs = {
+    key = { required = true, validator = atLeast3 },
+    value = { required = true, validator = atLeast3 },
+  },
+  outputExample = {
+    cacheTestResults = {
+      saveResp = true, sizeResp = 1,
+      loadResp = { key = "cacheTest_key", value = "value", expireTimestamp = 1420953274716, createdAt = 1420953269716 },
+      deleteResp = true,
+    },
+  },
+  run = function(conn, params)
+    local key = "cacheTest_" .. tostring(params.key)
+    local saveResp, err = sb.cache.save(key, tostring(params.value), 5000)
+    if not saveResp then
+      return nil, err
+    end
+    local sizeResp = sb.cache.size()
+    local _, info = sb.cache.load(key)
+    local deleteResp = sb.cache.destroy(key)
+    return {
+      cacheTestResults = {
+        saveResp = saveResp,
+        sizeResp = sizeResp,
+        loadResp = {
+          key = info.key,
+          value = info.value,
+          expireTimestamp = info.expireTimestamp,
+          createdAt = info.createdAt,
+          lastReadAt = info.lastReadAt, -- nil on the first read: the field is left out
+        },
+        deleteResp = deleteResp,
+      },
+    }
+  end,
+}
+
+sb.action{
+  name = "sleepTest",
+  description = "I will sleep and then return",
+  inputs = {
+    sleepDuration = { required = true, default = 1000 },
+  },
+  timeout = 65000, -- sleepDuration may be up to a minute
+  run = function(conn, params)
+    local sleepDuration = tonumber(params.sleepDuration)
+    if sleepDuration == nil or sleepDuration < 0 or sleepDuration > 60000 then
+      return nil, "sleepDuration must be a number of milliseconds from 0 to 60000"
+    end
+    local sleepStarted = sb.now()
+    sb.sleep(sleepDuration)
+    local sleepEnded = sb.now()
+    return {
+      sleepStarted = sleepStarted,
+      sleepEnded = sleepEnded,
+      sleepDelta = sleepEnded - sleepStarted,
+      sleepDuration = sleepDuration,
+    }
+  end,
+}
