@@ -1,5 +1,61 @@
 package engine
 
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/switchboard/switchboard/engine/socket"
+	"github.com/switchboard/switchboard/luabind"
+)
+
+// socketPart runs the actionhero-compatible socket server with the scripts' actions, verbs and hooks.
+type socketPart struct {
+	srv  *socket.Server
+	l    net.Listener
+	done chan error
+}
+
 // newSocketPart builds the socket part from e.cfg; it returns nil, nil when the part is disabled.
-// Owned by the socket part; replaced when the part lands.
-func newSocketPart(e *Engine) (part, error) { return nil, nil }
+func newSocketPart(e *Engine) (part, error) {
+	cfg := e.cfg.Socket
+	if !cfg.Enabled {
+		return nil, nil
+	}
+	// Actions are looked up in the serving generation per request, so a reload applies to new requests.
+	scripts := luabind.NewSocketScripts(e.lua)
+	srv, err := socket.New(cfg, socket.Options{Actions: scripts, Verbs: scripts, Hooks: scripts, Log: e.log, Metrics: e.metrics})
+	if err != nil {
+		return nil, err
+	}
+	e.lua.Services().Provide("socket", srv)
+	return &socketPart{srv: srv}, nil
+}
+
+func (p *socketPart) Start(ctx context.Context) error {
+	l, err := p.srv.Listen()
+	if err != nil {
+		return err
+	}
+	p.l = l
+	p.done = make(chan error, 1)
+	go func() { p.done <- p.srv.Serve(l) }()
+	return nil
+}
+
+func (p *socketPart) Shutdown(ctx context.Context) error {
+	err := p.srv.Shutdown(ctx)
+	if p.done != nil {
+		if serr := <-p.done; serr != nil && err == nil {
+			err = fmt.Errorf("socket: %w", serr)
+		}
+	}
+	return err
+}
+
+func (p *socketPart) Addrs() map[string]net.Addr {
+	if p.l == nil {
+		return nil
+	}
+	return map[string]net.Addr{"socket": p.l.Addr()}
+}
