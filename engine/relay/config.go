@@ -1,21 +1,48 @@
 package relay
 
-import "time"
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Config is the `relay:` section of switchboard.yaml.
 type Config struct {
-	Enabled       bool              `mapstructure:"enabled"`
-	ID            string            `mapstructure:"id"`
-	Listen        string            `mapstructure:"listen"`
-	TLS           TLSConfig         `mapstructure:"tls"`
-	Whitelist     string            `mapstructure:"whitelist"`
-	Centers       map[string]string `mapstructure:"centers"`
-	RoutesFile    string            `mapstructure:"routes_file"`
-	Guaranteed    bool              `mapstructure:"guaranteed"`
-	PersistDir    string            `mapstructure:"persist_dir"`
-	LogMessages   bool              `mapstructure:"log_messages"`
-	SendCR        bool              `mapstructure:"send_cr"`
-	WaitForCenter time.Duration     `mapstructure:"wait_for_center"`
+	Enabled bool   `mapstructure:"enabled"`
+	ID      string `mapstructure:"id"`
+	// Listen is host:port; port -1 disables the listener (centers and journal still run).
+	Listen    string    `mapstructure:"listen"`
+	TLS       TLSConfig `mapstructure:"tls"`
+	Whitelist string    `mapstructure:"whitelist"`
+	// Centers maps a center name to "host:port", or "tls://host:port" for a TLS link.
+	Centers map[string]string `mapstructure:"centers"`
+	// CenterCA is the CA file that verifies TLS centers ("" = system roots).
+	CenterCA   string `mapstructure:"center_ca"`
+	RoutesFile string `mapstructure:"routes_file"`
+	// RoutesCacheSize bounds the deletes-follow-inserts index (objects remembered); 0 disables it.
+	RoutesCacheSize int    `mapstructure:"routes_cache_size"`
+	Guaranteed      bool   `mapstructure:"guaranteed"`
+	PersistDir      string `mapstructure:"persist_dir"`
+	// SegmentBytes is the journal segment size before a new segment starts.
+	SegmentBytes int64 `mapstructure:"segment_bytes"`
+	LogMessages  bool  `mapstructure:"log_messages"`
+	// MessageLog is the file log_messages writes to.
+	MessageLog    string        `mapstructure:"message_log"`
+	SendCR        bool          `mapstructure:"send_cr"`
+	WaitForCenter time.Duration `mapstructure:"wait_for_center"`
+	// MaxLine is the longest accepted instruction in bytes.
+	MaxLine int `mapstructure:"max_line"`
+	// ClientQueue is how many statuses may wait for a client that does not read; past it the client is dropped.
+	ClientQueue int `mapstructure:"client_queue"`
+	// CenterQueue is how many messages may wait for one center (non-guaranteed mode drops past it, counted).
+	CenterQueue    int           `mapstructure:"center_queue"`
+	MaxConnections int           `mapstructure:"max_connections"`
+	KeepAlive      time.Duration `mapstructure:"keepalive"`
+	// MaxPause caps the delay of a P (pause) instruction.
+	MaxPause time.Duration `mapstructure:"max_pause"`
 }
 
 // TLSConfig names the certificate and key files of the listener.
@@ -27,14 +54,106 @@ type TLSConfig struct {
 // DefaultConfig returns the defaults documented in configs/switchboard.yaml.
 func DefaultConfig() Config {
 	return Config{
-		Enabled:    true,
-		ID:         "relay1",
-		Listen:     "0.0.0.0:3289",
-		Centers:    map[string]string{},
-		RoutesFile: "configs/relay.routes",
-		PersistDir: "data/persist",
+		Enabled:         true,
+		ID:              "relay1",
+		Listen:          "0.0.0.0:3289",
+		Centers:         map[string]string{},
+		RoutesFile:      "configs/relay.routes",
+		RoutesCacheSize: 10000,
+		PersistDir:      "data/persist",
+		SegmentBytes:    64 << 20,
+		MessageLog:      "data/relay-messages.log",
+		MaxLine:         64 << 10,
+		ClientQueue:     4096,
+		CenterQueue:     65536,
+		MaxPause:        10 * time.Second,
 	}
 }
 
+// Disabled reports whether the listener is off (port -1).
+func (c Config) ListenDisabled() bool { return strings.HasSuffix(c.Listen, ":-1") }
+
+// CenterNames returns the center names in index order (sorted).
+func (c Config) CenterNames() []string {
+	names := make([]string, 0, len(c.Centers))
+	for n := range c.Centers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// centerAddr splits a center value into its address and whether it uses TLS.
+func centerAddr(v string) (addr string, useTLS bool) {
+	if rest, ok := strings.CutPrefix(v, "tls://"); ok {
+		return rest, true
+	}
+	return strings.TrimPrefix(v, "tcp://"), false
+}
+
+func validHostPort(s string, allowDisabled bool) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	_ = host
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return false
+	}
+	return n >= 0 && n <= 65535 || allowDisabled && n == -1
+}
+
 // Validate reports the first bad value, naming its key path.
-func (c Config) Validate() error { return nil }
+func (c Config) Validate() error {
+	if !c.Enabled {
+		return nil
+	}
+	if c.ID == "" {
+		return fmt.Errorf("relay.id: expected a non-empty relay id")
+	}
+	if !validHostPort(c.Listen, true) {
+		return fmt.Errorf("relay.listen: expected host:port (port -1 disables), got %q", c.Listen)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return fmt.Errorf("relay.tls: expected both cert and key, or neither")
+	}
+	if len(c.Centers) > MaxCenters {
+		return fmt.Errorf("relay.centers: at most %d centers, got %d", MaxCenters, len(c.Centers))
+	}
+	for _, n := range c.CenterNames() {
+		for i := 0; i < len(n); i++ {
+			if !isKeyByte(n[i]) && n[i] != '-' && n[i] != '.' {
+				return fmt.Errorf("relay.centers.%s: expected a name of letters, digits, '_', '-', '.'", n)
+			}
+		}
+		if addr, _ := centerAddr(c.Centers[n]); !validHostPort(addr, false) {
+			return fmt.Errorf("relay.centers.%s: expected host:port or tls://host:port, got %q", n, c.Centers[n])
+		}
+	}
+	if c.RoutesCacheSize < 0 {
+		return fmt.Errorf("relay.routes_cache_size: expected 0 or more, got %d", c.RoutesCacheSize)
+	}
+	if c.Guaranteed && c.PersistDir == "" {
+		return fmt.Errorf("relay.persist_dir: expected a directory when relay.guaranteed is true")
+	}
+	if c.Guaranteed && c.SegmentBytes < 4096 {
+		return fmt.Errorf("relay.segment_bytes: expected at least 4096, got %d", c.SegmentBytes)
+	}
+	if c.LogMessages && c.MessageLog == "" {
+		return fmt.Errorf("relay.message_log: expected a file when relay.log_messages is true")
+	}
+	if c.MaxLine < 64 {
+		return fmt.Errorf("relay.max_line: expected at least 64 bytes, got %d", c.MaxLine)
+	}
+	if c.ClientQueue < 1 {
+		return fmt.Errorf("relay.client_queue: expected at least 1, got %d", c.ClientQueue)
+	}
+	if c.CenterQueue < 1 {
+		return fmt.Errorf("relay.center_queue: expected at least 1, got %d", c.CenterQueue)
+	}
+	if c.MaxConnections < 0 || c.WaitForCenter < 0 || c.KeepAlive < 0 || c.MaxPause < 0 {
+		return fmt.Errorf("relay: max_connections, wait_for_center, keepalive and max_pause must not be negative")
+	}
+	return nil
+}

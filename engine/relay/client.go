@@ -1,0 +1,418 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/engine/transport"
+)
+
+// client is one application connection.
+type client struct {
+	r     *Relay
+	conn  net.Conn
+	out   *transport.Outbox
+	log   *logrus.Entry
+	login string
+	quiet bool
+	crlf  bool
+	seq   int64 // implicit sequence number for instructions without #
+	msg   Message
+	args  []Value
+	acks  chan pendingAck // guaranteed mode: statuses waiting for the journal
+	once  sync.Once
+	done  chan struct{}
+}
+
+type pendingAck struct {
+	seq  int64
+	idx  uint64 // journal index to wait for; 0 = none
+	at   time.Time
+	code int
+	text string
+}
+
+func newClient(r *Relay, c net.Conn) *client {
+	cl := &client{r: r, conn: c, out: transport.NewOutbox(c, r.cfg.ClientQueue), crlf: r.cfg.SendCR,
+		log: r.log.WithField("peer", c.RemoteAddr().String()), done: make(chan struct{})}
+	if r.journal != nil {
+		cl.acks = make(chan pendingAck, r.cfg.ClientQueue)
+	}
+	return cl
+}
+
+// stop makes serve return (shutdown).
+func (cl *client) stop() {
+	cl.once.Do(func() { close(cl.done) })
+	_ = cl.conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+func (cl *client) serve(ctx context.Context) {
+	var ackerDone chan struct{}
+	if cl.acks != nil {
+		ackerDone = make(chan struct{})
+		go func() {
+			defer close(ackerDone)
+			cl.ackLoop(ctx)
+		}()
+	}
+	defer func() {
+		if cl.acks != nil {
+			close(cl.acks)
+			<-ackerDone
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = cl.out.Close(cctx)
+		cancel()
+		cl.conn.Close()
+	}()
+	rd := transport.NewReader(cl.conn, []byte("\n"), cl.r.cfg.MaxLine)
+	for {
+		line, err := rd.Next()
+		if err != nil {
+			if errors.Is(err, transport.ErrTooLong) {
+				cl.seq++
+				cl.reject(cl.seq-1, fmt.Sprintf("instruction longer than %d bytes", cl.r.cfg.MaxLine))
+				continue
+			}
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				select {
+				case <-cl.done:
+				default:
+					cl.log.WithError(err).Debug("connection ended")
+				}
+			}
+			return
+		}
+		if len(line) == 0 || len(line) == 1 && line[0] == '\r' {
+			continue
+		}
+		if !cl.handle(ctx, line) {
+			return
+		}
+	}
+}
+
+// handle processes one instruction; false ends the connection.
+func (cl *client) handle(ctx context.Context, line []byte) bool {
+	at := time.Now()
+	if cl.r.msgLog != nil {
+		cl.r.msgLog.write("in", cl.peerName(), line)
+	}
+	m := &cl.msg
+	if err := ParseInto(m, line); err != nil {
+		seq := salvageSeq(line)
+		if seq < 0 {
+			seq = cl.seq
+		}
+		cl.seq = seq + 1
+		return cl.reject(seq, "Parse error: "+err.Error())
+	}
+	seq := m.Seq
+	if seq < 0 {
+		seq = cl.seq
+	}
+	cl.seq = seq + 1
+	cl.r.m.clientIn.WithLabelValues(string(m.Type)).Inc()
+
+	if cl.login == "" && m.Type != 'L' {
+		return cl.reject(seq, "Login required: the first instruction must be L with I")
+	}
+	switch m.Type {
+	case 'L':
+		return cl.onLogin(ctx, seq, m)
+	case 'O':
+		if miss := missing(m, "T"); miss != "" {
+			return cl.reject(seq, miss)
+		}
+		return cl.route(seq, m, at)
+	case 'D':
+		if miss := missing(m, "I", "T"); miss != "" {
+			return cl.reject(seq, miss)
+		}
+		return cl.route(seq, m, at)
+	case 'C':
+		if miss := missing(m, "I"); miss != "" {
+			return cl.reject(seq, miss)
+		}
+		id, _ := m.Get("I")
+		cl.r.mu.Lock()
+		cl.r.commands[textOf(id)] = cl.login
+		cl.r.mu.Unlock()
+		return cl.route(seq, m, at)
+	case 'A':
+		if miss := missing(m, "I", "L", "T"); miss != "" {
+			return cl.reject(seq, miss)
+		}
+		return cl.route(seq, m, at)
+	case 'S':
+		return cl.route(seq, m, at)
+	case 'R':
+		if miss := missing(m, "I"); miss != "" {
+			return cl.reject(seq, miss)
+		}
+		id, _ := m.Get("I")
+		c, ok := cl.r.takeRequest(textOf(id))
+		if !ok {
+			return cl.reject(seq, fmt.Sprintf("Unknown request id %s: no pending E", textOf(id)))
+		}
+		out := AppendHeader(make([]byte, 0, len(line)+16), 'R', -1, nowOr(m.Now))
+		out = AppendParams(out, m.Params)
+		if !c.sendDirect(out) {
+			return cl.rejectCode(seq, 2, "center "+c.Name+" is busy; response not forwarded")
+		}
+		return cl.ok(seq, pendingAck{}, at)
+	case 'X':
+		cl.ok(seq, pendingAck{}, at)
+		return false
+	case 'P':
+		d, ok := m.Get("D")
+		if !ok || (d.Kind != KindInt && d.Kind != KindLong) || d.I < 0 {
+			return cl.reject(seq, "Missing required Fields: D (pause in ms)")
+		}
+		pause := time.Duration(d.I) * time.Millisecond
+		if pause > cl.r.cfg.MaxPause {
+			pause = cl.r.cfg.MaxPause
+		}
+		if !cl.ok(seq, pendingAck{}, at) {
+			return false
+		}
+		t := time.NewTimer(pause)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-cl.done:
+		case <-ctx.Done():
+		}
+		return true
+	case 'H':
+		return cl.okText(seq, helpText, at)
+	}
+	return cl.reject(seq, fmt.Sprintf("Instruction type %c is sent by the relay, not to it", m.Type))
+}
+
+const helpText = "AMI relay. Instructions: L login (I required), O object (T required), D delete (I,T), C command (I), " +
+	"R response (I), S status, X exit, P pause (D ms), H help. Acks: M@now|Q=seq|S=code|M=text."
+
+func (cl *client) peerName() string {
+	if cl.login != "" {
+		return cl.login
+	}
+	return cl.conn.RemoteAddr().String()
+}
+
+func textOf(v Value) string {
+	if v.Kind == KindString || v.Kind == KindEnum {
+		return v.S
+	}
+	return string(AppendValue(nil, v))
+}
+
+func nowOr(n int64) int64 {
+	if n >= 0 {
+		return n
+	}
+	return time.Now().UnixMilli()
+}
+
+// missing names required keys that are absent, 3forge style.
+func missing(m *Message, keys ...string) string {
+	var miss []string
+	for _, k := range keys {
+		if v, ok := m.Get(k); !ok || v.Kind == KindNull {
+			miss = append(miss, k)
+		}
+	}
+	if len(miss) == 0 {
+		return ""
+	}
+	return "Missing required Fields: " + strings.Join(miss, ",")
+}
+
+// salvageSeq reads `#digits` after the type letter of an unparsable line.
+func salvageSeq(line []byte) int64 {
+	if len(line) < 3 || line[1] != '#' {
+		return -1
+	}
+	var n int64
+	i := 2
+	for ; i < len(line) && i < 20 && isDigit(line[i]); i++ {
+		n = n*10 + int64(line[i]-'0')
+	}
+	if i == 2 {
+		return -1
+	}
+	return n
+}
+
+func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
+	if cl.login != "" {
+		return cl.reject(seq, "Already logged in as "+cl.login)
+	}
+	id, ok := m.Get("I")
+	if !ok || id.Kind == KindNull || textOf(id) == "" {
+		return cl.reject(seq, "Missing required Fields: I")
+	}
+	if o, ok := m.Text("O"); ok {
+		for _, opt := range strings.Split(o, ",") {
+			switch strings.ToUpper(strings.TrimSpace(opt)) {
+			case "QUIET":
+				cl.quiet = true
+			case "WINDOWS":
+				cl.crlf = true
+			case "UNIX":
+				cl.crlf = false
+			case "LOG", "TTY", "":
+			default:
+				return cl.reject(seq, fmt.Sprintf("Unknown login option %q (expected QUIET, LOG, UNIX, WINDOWS, TTY)", opt))
+			}
+		}
+	}
+	if w := cl.r.cfg.WaitForCenter; w > 0 && len(cl.r.centers) > 0 {
+		t := time.NewTimer(w)
+		for {
+			up, ch := cl.r.anyCenterUp()
+			if up {
+				break
+			}
+			select {
+			case <-ch:
+				continue
+			case <-t.C:
+			case <-cl.done:
+			case <-ctx.Done():
+			}
+			break
+		}
+		t.Stop()
+	}
+	cl.login = textOf(id)
+	cl.log = cl.log.WithField("app", cl.login)
+	cl.r.mu.Lock()
+	cl.r.sessions[cl.login] = cl
+	cl.r.mu.Unlock()
+	cl.log.Debug("application logged in")
+	return cl.ok(seq, pendingAck{}, time.Now())
+}
+
+// route sends a routable instruction to its centers (or to the journal).
+func (cl *client) route(seq int64, m *Message, at time.Time) bool {
+	r := cl.r
+	set, err := r.Table().Route(m, &cl.args)
+	if err != nil {
+		r.m.exprErrors.Inc()
+		r.warnEvery(&r.exprWarn, cl.log.WithError(err), "route expression failed")
+	}
+	set = r.objects.Follow(cl.login, m, set)
+	if set == 0 {
+		r.m.unrouted.Inc()
+		return cl.ok(seq, pendingAck{}, at)
+	}
+	line := AppendHeader(make([]byte, 0, 128), m.Type, -1, nowOr(m.Now))
+	line = AppendParams(line, m.Params)
+	if r.journal != nil {
+		idx, err := r.journal.Append(set, line)
+		if err != nil {
+			return cl.rejectCode(seq, 3, "Not persisted: "+err.Error())
+		}
+		return cl.ok(seq, pendingAck{idx: idx}, at)
+	}
+	for _, c := range r.centers {
+		if set.Has(c.Index) {
+			c.enqueue(line)
+		}
+	}
+	return cl.ok(seq, pendingAck{}, at)
+}
+
+func (cl *client) reject(seq int64, text string) bool { return cl.rejectCode(seq, 1, text) }
+
+func (cl *client) rejectCode(seq int64, code int, text string) bool {
+	cl.r.m.rejected.Inc()
+	return cl.status(pendingAck{seq: seq, code: code, text: text, at: time.Now()})
+}
+
+func (cl *client) ok(seq int64, p pendingAck, at time.Time) bool {
+	p.seq, p.at, p.text = seq, at, "OK"
+	return cl.status(p)
+}
+
+func (cl *client) okText(seq int64, text string, at time.Time) bool {
+	return cl.status(pendingAck{seq: seq, at: at, text: text})
+}
+
+// status queues a status line; in guaranteed mode it goes through the acker
+// so statuses stay in order behind journal writes.
+func (cl *client) status(p pendingAck) bool {
+	if cl.acks != nil {
+		select {
+		case cl.acks <- p:
+			return true
+		case <-cl.done:
+			return false
+		}
+	}
+	return cl.sendStatus(p)
+}
+
+func (cl *client) sendStatus(p pendingAck) bool {
+	if p.code == 0 {
+		cl.r.m.acks.WithLabelValues("ok").Inc()
+	} else {
+		cl.r.m.acks.WithLabelValues("error").Inc()
+	}
+	cl.r.m.ackLatency.Observe(time.Since(p.at).Seconds())
+	if cl.quiet {
+		return true
+	}
+	b := AppendStatus(make([]byte, 0, 48+len(p.text)), time.Now().UnixMilli(), p.seq, p.code, p.text)
+	return cl.sendLine(b)
+}
+
+// sendLine queues one line to the application; a client that does not read
+// is disconnected once its queue is full.
+func (cl *client) sendLine(b []byte) bool {
+	if cl.crlf {
+		b = append(b, '\r', '\n')
+	} else {
+		b = append(b, '\n')
+	}
+	if cl.r.msgLog != nil {
+		cl.r.msgLog.write("out", cl.peerName(), b[:len(b)-1])
+	}
+	if err := cl.out.Send(b); err != nil {
+		if errors.Is(err, transport.ErrOutboxFull) {
+			cl.r.m.slowClients.Inc()
+			cl.log.Warn("application does not read its statuses: disconnected")
+		}
+		cl.stop()
+		return false
+	}
+	return true
+}
+
+// ackLoop sends statuses in order, each once its journal record is durable.
+func (cl *client) ackLoop(ctx context.Context) {
+	failed := false
+	for p := range cl.acks {
+		if failed {
+			continue
+		}
+		if p.idx > 0 {
+			if err := cl.r.journal.WaitDurable(ctx, p.idx); err != nil {
+				p.code, p.text = 3, "Not persisted: "+err.Error()
+			}
+		}
+		if !cl.sendStatus(p) {
+			failed = true
+		}
+	}
+}

@@ -1,0 +1,36 @@
+// Package relay is Switchboard's AMI relay: applications connect with 3forge
+// AMI realtime messages, the relay acknowledges every instruction and routes
+// it to centers (outbound AMI links) by the rules of a relay.routes file.
+//
+// Wire protocol (see docs and ami-relay.md): one instruction per line,
+// `TYPE[#seq][@now]|key=value|...`, ended by LF (CRLF accepted). Input is
+// parsed leniently (Parse); everything the relay writes is strict: statuses
+// are exactly `M@<now>|Q=<seq>|S=<code>|M="<text>"`, the form the 3forge Java
+// client requires. The first instruction must be L with I; O needs T; D needs
+// I and T; C needs I; R answers an E from a center and goes back to it; X
+// closes; P pauses; H returns help text in the status. Login options QUIET
+// (no statuses), UNIX/WINDOWS (line endings), LOG and TTY are accepted.
+//
+// Routing: rules in priority order (ties by name), prefiltered in Go by
+// message type, object type (T) and declared params, then an expression
+// compiled once by an ExprCompiler (Lua in production, see luabind). A
+// center receives a message at most once; no rules means every center. An
+// ObjectIndex makes updates and deletes of an object follow it to every
+// center it went to before (bounded by relay.routes_cache_size). The routes
+// file is watched (fsnotify) and reloaded on Reload; a bad file keeps the
+// table in use and its errors are logged as `relay.routes:LINE: reason`.
+//
+// Centers: each has its own queue and goroutine; they log in as the relay
+// (`L|I=<relay.id>`) and number instructions themselves. Non-guaranteed mode
+// acks once a message is accepted and drops (counted) when a center's queue
+// is full. Guaranteed mode appends each routed message to a Journal
+// (segments, CRC per record, group-commit fsync) and acks only after the
+// fsync; each center reads the journal from its cursor, which advances as
+// the center acks, so centers that are down or late receive everything in
+// order (at least once). Segments every center has passed are removed.
+//
+// Limits: relay.max_line bytes per instruction (longer ones get S=1 and are
+// skipped), relay.client_queue statuses waiting for a client (a client that
+// does not read them is disconnected), relay.center_queue messages per
+// center (or journal records in flight in guaranteed mode), 64 centers.
+package relay

@@ -1,0 +1,82 @@
+package relay
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the switchboard_relay_* series of one relay.
+type metrics struct {
+	connections   prometheus.Gauge
+	clientIn      *prometheus.CounterVec // by type letter
+	acks          *prometheus.CounterVec // by result ok|error
+	rejected      prometheus.Counter
+	unrouted      prometheus.Counter
+	exprErrors    prometheus.Counter
+	dropped       *prometheus.CounterVec // by center
+	centerOut     *prometheus.CounterVec // by center
+	centerAcks    *prometheus.CounterVec // by center
+	centerUp      *prometheus.GaugeVec   // by center
+	reconnects    *prometheus.CounterVec // by center
+	routeReloads  *prometheus.CounterVec // by result
+	ackLatency    prometheus.Histogram
+	slowClients   prometheus.Counter
+	collectors    []prometheus.Collector
+	queueDepthFns []prometheus.Collector
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_relay_connections", Help: "Application connections open."}),
+		clientIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_messages_in_total",
+			Help: "Instructions received from applications, by type."}, []string{"type"}),
+		acks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_acks_total",
+			Help: "Status (M) lines sent to applications, by result."}, []string{"result"}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_rejected_total",
+			Help: "Instructions rejected (malformed, missing fields, not logged in)."}),
+		unrouted: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_unrouted_total",
+			Help: "Routable instructions that no rule sent anywhere."}),
+		exprErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_expression_errors_total",
+			Help: "Route expression evaluations that failed (treated as false)."}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_dropped_total",
+			Help: "Messages dropped because a center's queue was full (non-guaranteed mode)."}, []string{"center"}),
+		centerOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_messages_out_total",
+			Help: "Messages written to a center."}, []string{"center"}),
+		centerAcks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_acks_total",
+			Help: "Status lines received from a center, by result."}, []string{"center", "result"}),
+		centerUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchboard_relay_center_up",
+			Help: "1 while the link to a center is logged in."}, []string{"center"}),
+		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_connects_total",
+			Help: "Sessions established with a center."}, []string{"center"}),
+		routeReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_routes_reloads_total",
+			Help: "Routes file loads by result (ok, failed)."}, []string{"result"}),
+		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_relay_ack_latency_seconds",
+			Help:    "Time from receiving an instruction to queuing its status (includes the journal fsync in guaranteed mode).",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5}}),
+		slowClients: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_slow_clients_total",
+			Help: "Applications disconnected because they did not read their statuses."}),
+	}
+	m.collectors = []prometheus.Collector{m.connections, m.clientIn, m.acks, m.rejected, m.unrouted, m.exprErrors,
+		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients}
+	return m
+}
+
+func (m *metrics) register(r prometheus.Registerer) error {
+	if r == nil {
+		return nil
+	}
+	for _, c := range append(m.collectors, m.queueDepthFns...) {
+		if err := r.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *metrics) unregister(r prometheus.Registerer) {
+	if r == nil {
+		return
+	}
+	for _, c := range append(m.collectors, m.queueDepthFns...) {
+		r.Unregister(c)
+	}
+}

@@ -1,0 +1,532 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/engine/transport"
+)
+
+// Options builds a Relay.
+type Options struct {
+	Config  Config
+	Compile ExprCompiler // compiles route expressions; nil allows only blank/true expressions
+	Log     *logrus.Entry
+	Metrics prometheus.Registerer
+}
+
+// Relay accepts AMI applications, acknowledges and routes their messages to
+// centers, and (in guaranteed mode) journals them first.
+type Relay struct {
+	cfg         Config
+	compile     ExprCompiler
+	log         *logrus.Entry
+	reg         prometheus.Registerer
+	m           *metrics
+	table       atomic.Pointer[Table]
+	objects     *ObjectIndex
+	centers     []*Center
+	centerNames []string
+	journal     *Journal
+	msgLog      *messageLog
+
+	ln      net.Listener
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	centerW sync.WaitGroup // center links, routes watcher, message log flusher
+
+	mu        sync.Mutex
+	clients   map[*client]struct{}
+	sessions  map[string]*client // login I -> latest session
+	commands  map[string]string  // command id -> login I
+	requests  map[string]int     // E request id -> center index
+	reqOrder  []string
+	upCh      chan struct{} // closed when a center logs in, then replaced
+	reloadMu  sync.Mutex
+	dropWarn  atomic.Int64
+	nakWarn   atomic.Int64
+	exprWarn  atomic.Int64
+	shutdown  atomic.Bool
+	startedAt time.Time
+}
+
+// maxPendingCommands bounds the E request ids remembered for routing R back.
+const maxPendingCommands = 10000
+
+// New validates cfg, loads the routes file and opens the journal. Nothing
+// listens or dials until Start.
+func New(opts Options) (*Relay, error) {
+	cfg := opts.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Log
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(io_discard{})
+		log = logrus.NewEntry(l)
+	}
+	r := &Relay{cfg: cfg, compile: opts.Compile, log: log.WithField("part", "relay"), reg: opts.Metrics, m: newMetrics(),
+		clients: map[*client]struct{}{}, sessions: map[string]*client{}, commands: map[string]string{},
+		requests: map[string]int{}, upCh: make(chan struct{})}
+	r.centerNames = cfg.CenterNames()
+	r.objects = NewObjectIndex(cfg.RoutesCacheSize)
+	tab, err := r.loadRoutes()
+	if err != nil {
+		return nil, err
+	}
+	r.table.Store(tab)
+	var ctlsBase *tls.Config
+	for i, name := range r.centerNames {
+		addr, useTLS := centerAddr(cfg.Centers[name])
+		d := &transport.Dialer{Addr: addr, Timeout: 5 * time.Second, KeepAlive: cfg.KeepAlive,
+			Backoff: transport.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second},
+			Log:     r.log.WithField("center", name)}
+		if useTLS {
+			if ctlsBase == nil {
+				host, _, _ := net.SplitHostPort(addr)
+				ctlsBase, err = transport.ClientTLS(host, cfg.CenterCA)
+				if err != nil {
+					return nil, fmt.Errorf("relay: center %s: tls: %w", name, err)
+				}
+			}
+			c := ctlsBase.Clone()
+			c.ServerName, _, _ = net.SplitHostPort(addr)
+			d.TLS = c
+		}
+		c := &Center{Name: name, Index: i, r: r, dialer: d, log: r.log.WithField("center", name),
+			queue: make(chan []byte, cfg.CenterQueue), direct: make(chan []byte, 1024),
+			out: r.m.centerOut.WithLabelValues(name), dropped: r.m.dropped.WithLabelValues(name),
+			acksOK: r.m.centerAcks.WithLabelValues(name, "ok"), acksErr: r.m.centerAcks.WithLabelValues(name, "error"),
+			upGauge: r.m.centerUp.WithLabelValues(name), connects: r.m.reconnects.WithLabelValues(name)}
+		r.centers = append(r.centers, c)
+	}
+	r.m.queueDepthFns = append(r.m.queueDepthFns,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_relay_center_queue_depth",
+			Help: "Messages waiting for centers (sum over centers, non-guaranteed mode)."}, func() float64 {
+			n := 0
+			for _, c := range r.centers {
+				n += c.QueueLen()
+			}
+			return float64(n)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_relay_journal_bytes",
+			Help: "Bytes held in journal segments (guaranteed mode)."}, func() float64 {
+			if r.journal == nil {
+				return 0
+			}
+			return float64(r.journal.Size())
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_relay_routes_objects",
+			Help: "Objects remembered by the deletes-follow-inserts index."}, func() float64 { return float64(r.objects.Len()) }))
+	if cfg.Guaranteed {
+		j, err := OpenJournal(cfg.PersistDir, cfg.SegmentBytes)
+		if err != nil {
+			return nil, err
+		}
+		r.journal = j
+	}
+	if cfg.LogMessages {
+		ml, err := openMessageLog(cfg.MessageLog)
+		if err != nil {
+			r.closeJournal()
+			return nil, err
+		}
+		r.msgLog = ml
+	}
+	if err := r.m.register(opts.Metrics); err != nil {
+		r.closeJournal()
+		return nil, fmt.Errorf("relay: metrics: %w", err)
+	}
+	return r, nil
+}
+
+type io_discard struct{}
+
+func (io_discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func (r *Relay) closeJournal() {
+	if r.journal != nil {
+		_ = r.journal.Close()
+	}
+	if r.msgLog != nil {
+		r.msgLog.close()
+	}
+}
+
+// Table returns the routes table in use.
+func (r *Relay) Table() *Table { return r.table.Load() }
+
+// Centers returns the centers by index.
+func (r *Relay) Centers() []*Center { return r.centers }
+
+func (r *Relay) loadRoutes() (*Table, error) {
+	if r.cfg.RoutesFile == "" {
+		return ParseRoutes("relay.routes", nil, r.centerNames, r.compile)
+	}
+	src, err := os.ReadFile(r.cfg.RoutesFile)
+	if err != nil {
+		return nil, fmt.Errorf("relay.routes_file: %w", err)
+	}
+	return ParseRoutes(filepath.Base(r.cfg.RoutesFile), src, r.centerNames, r.compile)
+}
+
+// Reload re-reads the routes file; a bad file keeps the table in use.
+func (r *Relay) Reload(ctx context.Context) error {
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	tab, err := r.loadRoutes()
+	if err != nil {
+		r.m.routeReloads.WithLabelValues("failed").Inc()
+		r.log.WithError(err).Error("routes not reloaded; the previous table stays in use")
+		return err
+	}
+	r.table.Store(tab)
+	r.m.routeReloads.WithLabelValues("ok").Inc()
+	r.log.WithField("rules", len(tab.Rules())).Info("routes loaded")
+	return nil
+}
+
+// Start listens (unless the port is -1), starts the center links and the
+// routes file watcher, and returns once listening.
+func (r *Relay) Start(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	r.startedAt = time.Now()
+	if !r.cfg.ListenDisabled() {
+		var tlsCfg *tls.Config
+		if r.cfg.TLS.Cert != "" {
+			var err error
+			if tlsCfg, err = transport.ServerTLS(r.cfg.TLS.Cert, r.cfg.TLS.Key); err != nil {
+				cancel()
+				return fmt.Errorf("relay.tls: %w", err)
+			}
+		}
+		allow, err := transport.ParseAllowlist(r.cfg.Whitelist)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("relay.whitelist: %w", err)
+		}
+		ln, err := transport.Listen(transport.ListenConfig{Addr: r.cfg.Listen, TLS: tlsCfg, Allow: allow,
+			KeepAlive: r.cfg.KeepAlive, MaxConns: r.cfg.MaxConnections, Log: r.log,
+			OnRefuse: func(c net.Conn, reason string) {
+				var b []byte
+				b = AppendStatus(b, time.Now().UnixMilli(), 0, 1, "connection refused: "+reason)
+				_, _ = c.Write(append(b, '\n'))
+			}})
+		if err != nil {
+			cancel()
+			return fmt.Errorf("relay: listen %s: %w", r.cfg.Listen, err)
+		}
+		r.ln = ln
+		r.log.WithField("addr", ln.Addr().String()).Info("listening")
+	}
+	for _, c := range r.centers {
+		r.centerW.Add(1)
+		go func() {
+			defer r.centerW.Done()
+			c.run(ctx)
+		}()
+	}
+	if r.cfg.RoutesFile != "" {
+		if err := r.watchRoutes(ctx); err != nil {
+			r.log.WithError(err).Warn("routes file not watched; reload with SIGHUP")
+		}
+	}
+	if r.msgLog != nil {
+		r.centerW.Add(1)
+		go func() {
+			defer r.centerW.Done()
+			r.msgLog.flushEvery(ctx, 200*time.Millisecond)
+		}()
+	}
+	if r.ln != nil {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.acceptLoop(ctx)
+		}()
+	}
+	return nil
+}
+
+// Addrs reports the bound listener address.
+func (r *Relay) Addrs() map[string]net.Addr {
+	if r.ln == nil {
+		return map[string]net.Addr{}
+	}
+	return map[string]net.Addr{"relay": r.ln.Addr()}
+}
+
+func (r *Relay) acceptLoop(ctx context.Context) {
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			r.log.WithError(err).Warn("accept")
+			continue
+		}
+		cl := newClient(r, c)
+		r.mu.Lock()
+		if r.shutdown.Load() {
+			r.mu.Unlock()
+			c.Close()
+			continue
+		}
+		r.clients[cl] = struct{}{}
+		r.mu.Unlock()
+		r.m.connections.Inc()
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			cl.serve(ctx)
+			r.mu.Lock()
+			delete(r.clients, cl)
+			if cl.login != "" && r.sessions[cl.login] == cl {
+				delete(r.sessions, cl.login)
+			}
+			r.mu.Unlock()
+			r.m.connections.Dec()
+		}()
+	}
+}
+
+// watchRoutes reloads the routes file when it changes. The directory is
+// watched, so editors that replace the file by renaming are seen too.
+func (r *Relay) watchRoutes(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(r.cfg.RoutesFile)
+	if err != nil {
+		w.Close()
+		return err
+	}
+	if err := w.Add(filepath.Dir(abs)); err != nil {
+		w.Close()
+		return err
+	}
+	r.centerW.Add(1)
+	go func() {
+		defer r.centerW.Done()
+		defer w.Close()
+		var timer *time.Timer
+		var fire <-chan time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				if timer != nil {
+					timer.Stop()
+				}
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if filepath.Clean(ev.Name) != abs || ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) == 0 {
+					continue
+				}
+				// debounce: editors write in several steps
+				if timer == nil {
+					timer = time.NewTimer(50 * time.Millisecond)
+				} else {
+					timer.Reset(50 * time.Millisecond)
+				}
+				fire = timer.C
+			case <-fire:
+				fire = nil
+				_ = r.Reload(ctx)
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				r.log.WithError(err).Warn("routes file watcher")
+			}
+		}
+	}()
+	return nil
+}
+
+// Shutdown stops accepting, says goodbye to applications (their queued
+// statuses are flushed), stops the center links and flushes the journal.
+func (r *Relay) Shutdown(ctx context.Context) error {
+	if !r.shutdown.CompareAndSwap(false, true) {
+		return nil
+	}
+	if r.ln != nil {
+		r.ln.Close()
+	}
+	r.mu.Lock()
+	for cl := range r.clients {
+		cl.stop()
+	}
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	// centers: give non-guaranteed queues a moment to drain, bounded by ctx
+	if r.journal == nil {
+		for _, c := range r.centers {
+			for c.Connected() && c.QueueLen() > 0 && ctx.Err() == nil {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.centerW.Wait()
+	r.closeJournal()
+	r.m.unregister(r.reg)
+	return err
+}
+
+// centerUp wakes logins held by wait_for_center.
+func (r *Relay) centerUp() {
+	r.mu.Lock()
+	close(r.upCh)
+	r.upCh = make(chan struct{})
+	r.mu.Unlock()
+}
+
+func (r *Relay) anyCenterUp() (bool, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.centers {
+		if c.Connected() {
+			return true, nil
+		}
+	}
+	return false, r.upCh
+}
+
+// deliverCommand sends a center's E to the application that registered the
+// command, and remembers the request so the application's R goes back.
+func (r *Relay) deliverCommand(c *Center, m *Message) {
+	reqID, _ := m.Text("I")
+	cmd, _ := m.Text("C")
+	r.mu.Lock()
+	owner := r.commands[cmd]
+	cl := r.sessions[owner]
+	if cl != nil && reqID != "" {
+		if _, seen := r.requests[reqID]; !seen {
+			r.reqOrder = append(r.reqOrder, reqID)
+			if len(r.reqOrder) > maxPendingCommands {
+				delete(r.requests, r.reqOrder[0])
+				r.reqOrder = r.reqOrder[1:]
+			}
+		}
+		r.requests[reqID] = c.Index
+	}
+	r.mu.Unlock()
+	if cl == nil {
+		line := AppendHeader(nil, 'R', -1, time.Now().UnixMilli())
+		line = AppendParams(line, []Param{{Key: "I", Val: Value{Kind: KindString, S: reqID}},
+			{Key: "S", Val: Value{Kind: KindInt, I: 1}},
+			{Key: "M", Val: Value{Kind: KindString, S: fmt.Sprintf("no application owns command %q", cmd)}}})
+		c.sendDirect(line)
+		c.log.WithField("command", cmd).Warn("E for a command no connected application registered")
+		return
+	}
+	line := AppendHeader(nil, 'E', -1, time.Now().UnixMilli())
+	line = AppendParams(line, m.Params)
+	cl.sendLine(line)
+}
+
+// takeRequest returns the center that sent the E with request id.
+func (r *Relay) takeRequest(id string) (*Center, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i, ok := r.requests[id]
+	if !ok {
+		return nil, false
+	}
+	delete(r.requests, id)
+	return r.centers[i], true
+}
+
+// warnEvery logs msg at most once a second per counter.
+func (r *Relay) warnEvery(last *atomic.Int64, log *logrus.Entry, msg string) {
+	now := time.Now().UnixNano()
+	prev := last.Load()
+	if now-prev < int64(time.Second) || !last.CompareAndSwap(prev, now) {
+		return
+	}
+	log.Warn(msg)
+}
+
+// messageLog writes every message in and out to a file (relay.log_messages).
+type messageLog struct {
+	mu sync.Mutex
+	f  *os.File
+	w  *bufio.Writer
+}
+
+func openMessageLog(path string) (*messageLog, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		_ = os.MkdirAll(dir, 0o755)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("relay.message_log: %w", err)
+	}
+	return &messageLog{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+func (l *messageLog) write(dir, peer string, line []byte) {
+	l.mu.Lock()
+	l.w.WriteString(time.Now().UTC().Format("2006-01-02T15:04:05.000Z "))
+	l.w.WriteString(dir)
+	l.w.WriteByte(' ')
+	l.w.WriteString(peer)
+	l.w.WriteByte(' ')
+	l.w.Write(line)
+	l.w.WriteByte('\n')
+	l.mu.Unlock()
+}
+
+func (l *messageLog) flushEvery(ctx context.Context, d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			l.mu.Lock()
+			_ = l.w.Flush()
+			l.mu.Unlock()
+		}
+	}
+}
+
+func (l *messageLog) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_ = l.w.Flush()
+	_ = l.f.Close()
+}
