@@ -166,13 +166,44 @@ func reference(data, delim []byte, max int) []string {
 	return out
 }
 
+// floodReader sends flood bytes of filler, then its chunks, and records the
+// largest buffer the reader held.
+type floodReader struct {
+	chunkReader
+	r      *Reader
+	filler byte
+	block  []byte
+	flood  int
+	maxCap int
+}
+
+func (f *floodReader) Read(p []byte) (int, error) {
+	if f.r != nil && cap(f.r.buf) > f.maxCap {
+		f.maxCap = cap(f.r.buf)
+	}
+	if f.flood > 0 {
+		if len(f.block) == 0 || f.block[0] != f.filler {
+			f.block = bytes.Repeat([]byte{f.filler}, readChunk)
+		}
+		n := copy(p[:min(len(p), f.flood)], f.block)
+		f.flood -= n
+		return n, nil
+	}
+	return f.chunkReader.Read(p)
+}
+
+// FuzzReader checks Reader against bytes.Split for any delimiter, chunking
+// and max, and that its buffer stays within max+len(delim)-1+readChunk. With
+// flood set, 10 MB without a delimiter come first.
 func FuzzReader(f *testing.F) {
-	f.Add([]byte("a\nbb\n\nccc"), []byte("\n"), uint8(1), uint16(2))
-	f.Add([]byte("x\r\ny\r\r\n\r\n"), []byte("\r\n"), uint8(3), uint16(0))
-	f.Add([]byte("aaaaXaaXX"), []byte("aX"), uint8(2), uint16(1))
-	f.Add([]byte("\x01\x01abc\x01"), []byte("\x01"), uint8(7), uint16(3))
-	f.Add(bytes.Repeat([]byte("z"), 20000), []byte("END"), uint8(0), uint16(100))
-	f.Fuzz(func(t *testing.T, data, delim []byte, chunk uint8, max uint16) {
+	f.Add([]byte("a\nbb\n\nccc"), []byte("\n"), uint8(1), uint16(2), false)
+	f.Add([]byte("x\r\ny\r\r\n\r\n"), []byte("\r\n"), uint8(3), uint16(0), false)
+	f.Add([]byte("aaaaXaaXX"), []byte("aX"), uint8(2), uint16(1), false)
+	f.Add([]byte("\x01\x01abc\x01"), []byte("\x01"), uint8(7), uint16(3), false)
+	f.Add(bytes.Repeat([]byte("z"), 20000), []byte("END"), uint8(0), uint16(100), false)
+	f.Add([]byte("\r\nnext\r\n"), []byte("\r\n"), uint8(0), uint16(65535), true)
+	f.Add([]byte("tail"), []byte("\n"), uint8(5), uint16(64), true)
+	f.Fuzz(func(t *testing.T, data, delim []byte, chunk uint8, max uint16, flood bool) {
 		if len(delim) == 0 || len(delim) > 8 {
 			return
 		}
@@ -184,16 +215,28 @@ func FuzzReader(f *testing.F) {
 		for i := 0; i < len(data); i += step {
 			chunks = append(chunks, data[i:min(i+step, len(data))])
 		}
-		src := &chunkReader{chunks: chunks}
-		r := NewReader(src, delim, int(max))
-		got := readAll(t, r)
+		src := &floodReader{chunkReader: chunkReader{chunks: chunks}}
 		want := reference(data, delim, int(max))
+		if flood && max > 0 {
+			// a filler byte that is not in delim cannot form a delimiter with
+			// its neighbours; any prefix longer than max+len(delim)-1 is
+			// reported like 10 MB would be
+			for bytes.Contains(delim, []byte{src.filler}) {
+				src.filler++
+			}
+			src.flood = 10 << 20
+			prefix := bytes.Repeat([]byte{src.filler}, int(max)+len(delim))
+			want = reference(append(prefix, data...), delim, int(max))
+		}
+		r := NewReader(src, delim, int(max))
+		src.r = r
+		got := readAll(t, r)
 		if strings.Join(got, "\x00|") != strings.Join(want, "\x00|") {
-			t.Fatalf("data %q delim %q step %d max %d:\n got %q\nwant %q", data, delim, step, max, got, want)
+			t.Fatalf("data %q delim %q step %d max %d flood %v:\n got %q\nwant %q", data, delim, step, max, flood, got, want)
 		}
 		if max > 0 {
-			if bound := int(max) + len(delim) - 1 + readChunk; cap(r.buf) > bound {
-				t.Fatalf("buffer %d > bound %d", cap(r.buf), bound)
+			if bound := int(max) + len(delim) - 1 + readChunk; src.maxCap > bound || cap(r.buf) > bound {
+				t.Fatalf("buffer %d/%d > bound %d", src.maxCap, cap(r.buf), bound)
 			}
 		}
 	})
