@@ -170,6 +170,12 @@ func (r *Relay) closeJournal() {
 // Table returns the routes table in use.
 func (r *Relay) Table() *Table { return r.table.Load() }
 
+// CenterAddr returns the address a center is dialed at.
+func (r *Relay) CenterAddr(name string) string {
+	addr, _ := centerAddr(r.cfg.Centers[name])
+	return addr
+}
+
 // Centers returns the centers by index.
 func (r *Relay) Centers() []*Center { return r.centers }
 

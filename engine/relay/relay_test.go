@@ -393,3 +393,52 @@ func TestRoutesReloadUnderTraffic(t *testing.T) {
 		t.Fatalf("swap not clean: a ends at %d, b starts at %d", ia, ib)
 	}
 }
+
+func TestGuaranteedLateCenterAndReplay(t *testing.T) {
+	g := start(t, "All;1;O;*;;;*;BREAK;\n", func(c *relay.Config) { c.Guaranteed = true; c.SegmentBytes = 4096 }, "a", "b")
+	b := g.centers["b"]
+	b.Close() // b goes away; a keeps getting everything
+	app := dial(t, g, "app", "")
+	const n = 300
+	for i := 0; i < n; i++ {
+		app.Queue('O', fmt.Sprintf(`T="x"|I="%d"`, i))
+	}
+	app.Flush()
+	for i := 0; i < n; i++ {
+		expectStatus(t, app, int64(i+1), 0, "OK")
+	}
+	if err := g.centers["a"].WaitCount(n, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// b comes back on the same address: it gets all n, in order
+	nb, err := relaytest.NewCenter(g.r.CenterAddr("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nb.Close()
+	if err := nb.WaitCount(n, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range nb.Received()[:n] {
+		if id, _ := r.Msg.Text("I"); id != fmt.Sprint(i) {
+			t.Fatalf("b: message %d is %s", i, id)
+		}
+	}
+	// a center that stops acking and drops gets the unacked ones again
+	a := g.centers["a"]
+	a.SetSilent(true)
+	app.Send('O', `T="x"|I="again"`)
+	expectStatus(t, app, n+1, 0, "OK")
+	if err := a.WaitCount(n+1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	a.SetSilent(false)
+	a.Drop()
+	if err := a.WaitCount(n+2, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got := a.Received()
+	if id, _ := got[len(got)-1].Msg.Text("I"); id != "again" {
+		t.Fatalf("replayed %s", id)
+	}
+}
