@@ -52,9 +52,10 @@ type Bus struct {
 
 	published, delivered, dropped, backplaneErrs *prometheus.CounterVec
 
-	mu     sync.RWMutex
-	topics map[string]*topic
-	closed bool
+	mu       sync.RWMutex
+	topics   map[string]*topic
+	closed   bool
+	isClosed atomic.Bool // closed, readable without mu on the publish path
 	subs   sync.WaitGroup
 }
 
@@ -135,6 +136,9 @@ func (b *Bus) topicLocked(name string) *topic {
 // never blocks; it returns how many local subscribers got the message queued
 // (or handled, for Sync subscribers).
 func (b *Bus) Publish(topic string, payload any) int {
+	if b.isClosed.Load() {
+		return 0
+	}
 	msg := Message{Topic: topic, Payload: payload, Time: time.Now()}
 	n := b.deliver(msg)
 	if bp := b.opts.Backplane; bp != nil {
@@ -380,6 +384,7 @@ func (s *Subscription) Close() {
 func (b *Bus) Close() {
 	b.mu.Lock()
 	b.closed = true
+	b.isClosed.Store(true)
 	var all []*Subscription
 	for _, t := range b.topics {
 		all = append(all, *t.subs.Load()...)

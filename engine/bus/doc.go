@@ -19,6 +19,10 @@
 // switchboard_bus_published_total{topic} and
 // switchboard_bus_delivered_total{topic} count publishes and handler calls.
 //
+// Topics are exact names (no wildcards). A topic's state (its subscriber list
+// and per-topic counters) lives as long as the Bus, so topic names should come
+// from configuration and scripts, not from peer input.
+//
 // Payloads are plain data (string, []byte, float64, int64, bool, nil,
 // map[string]any, []any) shared by all subscribers: handlers must not modify
 // them. A handler that panics is logged and the subscription keeps going.
