@@ -56,7 +56,7 @@ type Bus struct {
 	topics   map[string]*topic
 	closed   bool
 	isClosed atomic.Bool // closed, readable without mu on the publish path
-	subs   sync.WaitGroup
+	subs     sync.WaitGroup
 }
 
 type topic struct {
