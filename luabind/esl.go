@@ -1,6 +1,415 @@
 package luabind
 
-import lua "github.com/yuin/gopher-lua"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
-// openESL adds the esl part's functions to the switchboard module table.
-func openESL(vm *VM, mod *lua.LTable) {}
+	"github.com/sirupsen/logrus"
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/switchboard/switchboard/engine/esl"
+)
+
+const (
+	kindFlow        = "flow"
+	sessionTypeName = "switchboard.esl.session"
+	// hungUpMessage is the error value blocking session methods raise once the caller is gone; pcall
+	// returns it unchanged (no position prefix) so scripts can compare it.
+	hungUpMessage = "hung up"
+	exitMessage   = "switchboard: flow exit"
+)
+
+// openESL adds sb.flow and the session object's metatable.
+func openESL(vm *VM, mod *lua.LTable) {
+	L := vm.L
+	mod.RawSetString("flow", L.NewFunction(func(L *lua.LState) int {
+		name := L.CheckString(1)
+		fn := L.CheckFunction(2)
+		if name == "" {
+			return raise(L, "sb.flow: name must be a non-empty string")
+		}
+		if _, err := vm.Register(kindFlow, name, fn, nil); err != nil {
+			return raise(L, "sb.flow: %v", err)
+		}
+		return 0
+	}))
+	mt := L.NewTypeMetatable(sessionTypeName)
+	methods := L.SetFuncs(L.NewTable(), sessionMethods)
+	mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
+		ls := checkSession(L)
+		switch key := L.CheckString(2); key {
+		case "uuid":
+			L.Push(lua.LString(ls.s.UUID()))
+		case "flow":
+			L.Push(lua.LString(ls.s.Info().Flow))
+		default:
+			L.Push(methods.RawGetString(key))
+		}
+		return 1
+	}))
+	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LString("session " + checkSession(L).s.UUID()))
+		return 1
+	}))
+}
+
+// FlowResolver resolves calls to the sb.flow handlers of the generation serving when the call arrives;
+// the call runs to its end on that generation even if scripts are reloaded meanwhile.
+func FlowResolver(rt *Runtime) esl.FlowResolver {
+	return func(call *esl.CallInfo) (esl.Flow, error) {
+		g := rt.Current()
+		if g == nil {
+			return nil, errors.New("no scripts loaded")
+		}
+		h, ok := g.Handler(kindFlow, call.Flow)
+		if !ok {
+			return nil, fmt.Errorf("no flow %q registered with sb.flow", call.Flow)
+		}
+		return &luaFlow{g: g, h: h}, nil
+	}
+}
+
+type luaFlow struct {
+	g *Generation
+	h *Handler
+}
+
+// Run owns a VM of the flow's generation for the whole call.
+func (f *luaFlow) Run(ctx context.Context, s *esl.Session) error {
+	vm, err := f.g.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer vm.Release()
+	L := vm.L
+	ls := &luaSession{s: s, vm: vm}
+	ud := L.NewUserData()
+	ud.Value = ls
+	L.SetMetatable(ud, L.GetTypeMetatable(sessionTypeName))
+	ls.ud = ud
+	L.Push(vm.Func(f.h))
+	L.Push(ud)
+	err = L.PCall(1, 0, nil)
+	if err == nil && ls.hookFn != nil && ls.hookFn != lua.LNil && s.Ready() && s.AutoHangup() {
+		// The engine hangs up at the end of the flow; do it now so the hook sees it, exactly once.
+		_ = s.Hangup(ctx, "NORMAL_CLEARING")
+	}
+	if err == nil || !isExit(err) {
+		ls.runHook(L, "hangup", true)
+	}
+	if err == nil || isExit(err) {
+		return nil
+	}
+	if isHungUp(err) {
+		return esl.ErrHungUp
+	}
+	return vm.LongError(err, "esl.flow "+f.h.Name+" uuid "+s.UUID())
+}
+
+func errValue(err error) (lua.LValue, bool) {
+	var ae *lua.ApiError
+	if errors.As(err, &ae) {
+		return ae.Object, true
+	}
+	return nil, false
+}
+
+func isHungUp(err error) bool {
+	v, ok := errValue(err)
+	return ok && v.String() == hungUpMessage
+}
+
+func isExit(err error) bool {
+	v, ok := errValue(err)
+	return ok && v.String() == exitMessage
+}
+
+// luaSession is the `session` a flow receives.
+type luaSession struct {
+	s  *esl.Session
+	vm *VM
+	ud *lua.LUserData
+
+	inputFn, inputArg lua.LValue
+	hookFn, hookArg   lua.LValue
+	hookRan           bool
+	ttsEngine         string
+	ttsVoice          string
+}
+
+func checkSession(L *lua.LState) *luaSession {
+	ud := L.CheckUserData(1)
+	ls, ok := ud.Value.(*luaSession)
+	if !ok {
+		L.ArgError(1, "session expected")
+	}
+	return ls
+}
+
+// fnArg accepts a function or, as mod_lua does, the name of a global function.
+func fnArg(L *lua.LState, n int) lua.LValue {
+	switch v := L.Get(n).(type) {
+	case *lua.LFunction:
+		return v
+	case lua.LString:
+		f, ok := L.GetGlobal(string(v)).(*lua.LFunction)
+		if !ok {
+			L.ArgError(n, fmt.Sprintf("no global function %q", string(v)))
+		}
+		return f
+	case *lua.LNilType:
+		return lua.LNil
+	}
+	L.ArgError(n, "function or global function name expected")
+	return nil
+}
+
+// runHook runs the hangup hook once, when the call is down (deferred as in mod_lua: at the next session
+// call, ready(), or the end of the flow). A hook returning "exit" or "die" ends the flow.
+func (ls *luaSession) runHook(L *lua.LState, why string, atEnd bool) {
+	if ls.hookRan || ls.hookFn == nil || ls.hookFn == lua.LNil || ls.s.Ready() {
+		return
+	}
+	ls.hookRan = true
+	L.Push(ls.hookFn)
+	L.Push(ls.ud)
+	L.Push(lua.LString(why))
+	L.Push(ls.hookArg)
+	if err := L.PCall(3, 1, nil); err != nil {
+		ls.s.Log().WithError(err).Error("hangup hook failed")
+		return
+	}
+	ret := L.Get(-1)
+	L.Pop(1)
+	if r := strings.ToLower(lua.LVAsString(ret)); (r == "exit" || r == "die") && !atEnd {
+		L.Error(lua.LString(exitMessage), 0)
+	}
+}
+
+// call wraps each session method: it runs a due hangup hook first and turns Go errors into Lua errors.
+func call(fn func(L *lua.LState, ls *luaSession) (int, error)) lua.LGFunction {
+	return func(L *lua.LState) int {
+		ls := checkSession(L)
+		ls.runHook(L, "hangup", false)
+		n, err := fn(L, ls)
+		if err != nil {
+			if errors.Is(err, esl.ErrHungUp) {
+				ls.runHook(L, "hangup", false)
+				L.Error(lua.LString(hungUpMessage), 0)
+			}
+			L.RaiseError("%v", err)
+		}
+		return n
+	}
+}
+
+func (ls *luaSession) ctx() context.Context { return ls.vm.L.Context() }
+
+// onDTMF feeds digits to the input callback: fn(session, "dtmf", {digit=, duration=}, arg); "break" stops.
+func (ls *luaSession) onDTMF(L *lua.LState) func(esl.DTMF) bool {
+	if ls.inputFn == nil || ls.inputFn == lua.LNil {
+		return nil
+	}
+	return func(d esl.DTMF) bool {
+		t := L.NewTable()
+		t.RawSetString("digit", lua.LString(d.Digit))
+		dur, _ := strconv.Atoi(d.Duration)
+		t.RawSetString("duration", lua.LNumber(dur))
+		L.Push(ls.inputFn)
+		L.Push(ls.ud)
+		L.Push(lua.LString("dtmf"))
+		L.Push(t)
+		L.Push(ls.inputArg)
+		if err := L.PCall(4, 1, nil); err != nil {
+			ls.s.Log().WithError(err).Error("input callback failed")
+			return true
+		}
+		ret := L.Get(-1)
+		L.Pop(1)
+		switch strings.ToLower(lua.LVAsString(ret)) {
+		case "", "true", "continue":
+			return false
+		}
+		return true
+	}
+}
+
+func optInt(L *lua.LState, n, def int) int { return L.OptInt(n, def) }
+
+func exec(L *lua.LState, ls *luaSession, app, arg string) (int, error) {
+	e, err := ls.s.Execute(ls.ctx(), app, arg, esl.ExecOptions{})
+	if err != nil {
+		return 0, err
+	}
+	L.Push(lua.LString(e.Get("Application-Response")))
+	return 1, nil
+}
+
+var sessionMethods = map[string]lua.LGFunction{
+	"answer":    call(func(L *lua.LState, ls *luaSession) (int, error) { return exec(L, ls, "answer", "") }),
+	"preAnswer": call(func(L *lua.LState, ls *luaSession) (int, error) { return exec(L, ls, "pre_answer", "") }),
+	"hangup": func(L *lua.LState) int {
+		ls := checkSession(L)
+		if err := ls.s.Hangup(ls.ctx(), L.OptString(2, "NORMAL_CLEARING")); err != nil && !errors.Is(err, esl.ErrHungUp) {
+			L.RaiseError("%v", err)
+		}
+		ls.runHook(L, "hangup", false)
+		return 0
+	},
+	"ready": func(L *lua.LState) int {
+		ls := checkSession(L)
+		ls.runHook(L, "hangup", false)
+		L.Push(lua.LBool(ls.s.Ready()))
+		return 1
+	},
+	"answered": func(L *lua.LState) int { L.Push(lua.LBool(checkSession(L).s.Answered())); return 1 },
+	"hangupCause": func(L *lua.LState) int {
+		L.Push(lua.LString(checkSession(L).s.HangupCause()))
+		return 1
+	},
+	"get_uuid": func(L *lua.LState) int { L.Push(lua.LString(checkSession(L).s.UUID())); return 1 },
+	"getVariable": func(L *lua.LState) int {
+		v, ok := checkSession(L).s.Variable(L.CheckString(2))
+		if !ok {
+			L.Push(lua.LNil)
+		} else {
+			L.Push(lua.LString(v))
+		}
+		return 1
+	},
+	"setVariable": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		return 0, ls.s.SetVariable(ls.ctx(), L.CheckString(2), L.OptString(3, ""))
+	}),
+	"execute": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		return exec(L, ls, L.CheckString(2), L.OptString(3, ""))
+	}),
+	"streamFile": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		r, err := ls.s.StreamFile(ls.ctx(), L.CheckString(2), ls.onDTMF(L))
+		L.Push(lua.LString(r))
+		return 1, err
+	}),
+	"sleep": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		return 0, ls.s.Sleep(ls.ctx(), L.CheckInt(2), ls.onDTMF(L))
+	}),
+	"getDigits": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		ms := func(n int) time.Duration { return time.Duration(optInt(L, n, 0)) * time.Millisecond }
+		d, _, err := ls.s.GetDigits(ls.ctx(), L.CheckInt(2), L.OptString(3, ""), time.Duration(L.CheckInt(4))*time.Millisecond, ms(5), ms(6))
+		L.Push(lua.LString(d))
+		return 1, err
+	}),
+	"read": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		d, err := ls.s.Read(ls.ctx(), L.CheckInt(2), L.CheckInt(3), L.OptString(4, ""), L.CheckInt(5), L.OptString(6, "#"), optInt(L, 7, 0))
+		L.Push(lua.LString(d))
+		return 1, err
+	}),
+	"playAndGetDigits": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		d, err := ls.s.PlayAndGetDigits(ls.ctx(), L.CheckInt(2), L.CheckInt(3), L.CheckInt(4), L.CheckInt(5), L.OptString(6, ""),
+			L.OptString(7, ""), L.OptString(8, ""), L.OptString(9, ""), L.OptString(10, ""), optInt(L, 11, 0), L.OptString(12, ""))
+		L.Push(lua.LString(d))
+		return 1, err
+	}),
+	"say": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		text, module, typ, method := L.CheckString(2), L.CheckString(3), L.CheckString(4), L.CheckString(5)
+		arg := module + " " + typ + " " + method
+		if g := L.OptString(6, ""); g != "" {
+			arg += " " + g
+		}
+		return exec(L, ls, "say", arg+" "+text)
+	}),
+	"sayPhrase": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		arg := L.CheckString(2)
+		if d, lang := L.OptString(3, ""), L.OptString(4, ""); d != "" || lang != "" {
+			arg += "," + d
+			if lang != "" {
+				arg += "," + lang
+			}
+		}
+		return exec(L, ls, "phrase", arg)
+	}),
+	"set_tts_params": func(L *lua.LState) int {
+		ls := checkSession(L)
+		ls.ttsEngine, ls.ttsVoice = L.CheckString(2), L.CheckString(3)
+		return 0
+	},
+	"speak": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		if ls.ttsEngine == "" {
+			return 0, errors.New("session:speak: call session:set_tts_params(engine, voice) first")
+		}
+		return exec(L, ls, "speak", ls.ttsEngine+"|"+ls.ttsVoice+"|"+L.CheckString(2))
+	}),
+	"recordFile": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		arg := L.CheckString(2)
+		for i := 3; i <= 5; i++ {
+			if L.Get(i) == lua.LNil {
+				break
+			}
+			arg += " " + strconv.Itoa(L.CheckInt(i))
+		}
+		return exec(L, ls, "record", arg)
+	}),
+	"transfer": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		arg := strings.TrimSpace(strings.Join([]string{L.CheckString(2), L.OptString(3, ""), L.OptString(4, "")}, " "))
+		return exec(L, ls, "transfer", arg)
+	}),
+	"bridge":      call(func(L *lua.LState, ls *luaSession) (int, error) { return exec(L, ls, "bridge", L.CheckString(2)) }),
+	"flushDigits": func(L *lua.LState) int { checkSession(L).s.FlushDigits(); return 0 },
+	"flushEvents": func(L *lua.LState) int { return 0 },
+	"setInputCallback": func(L *lua.LState) int {
+		ls := checkSession(L)
+		ls.inputFn, ls.inputArg = fnArg(L, 2), L.Get(3)
+		return 0
+	},
+	"unsetInputCallback": func(L *lua.LState) int { checkSession(L).inputFn = nil; return 0 },
+	"setHangupHook": func(L *lua.LState) int {
+		ls := checkSession(L)
+		ls.hookFn, ls.hookArg = fnArg(L, 2), L.Get(3)
+		return 0
+	},
+	"setAutoHangup": func(L *lua.LState) int { checkSession(L).s.SetAutoHangup(L.ToBool(2)); return 0 },
+	"consoleLog": func(L *lua.LState) int {
+		ls := checkSession(L)
+		level, msg := strings.ToLower(L.CheckString(2)), strings.TrimRight(L.CheckString(3), "\n")
+		entry := ls.s.Log().WithField("where", L.Where(1))
+		switch level {
+		case "err", "error", "crit", "alert":
+			entry.Error(msg)
+		case "warning", "warn":
+			entry.Warn(msg)
+		case "debug":
+			entry.Debug(msg)
+		default:
+			entry.Log(logrus.InfoLevel, msg)
+		}
+		return 0
+	},
+	"api": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		cmd := strings.TrimSpace(L.CheckString(2) + " " + L.OptString(3, ""))
+		r, err := ls.s.API(ls.ctx(), cmd)
+		L.Push(lua.LString(r))
+		return 1, err
+	}),
+	"bgapi": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		cmd := strings.TrimSpace(L.CheckString(2) + " " + L.OptString(3, ""))
+		r, err := ls.s.BgAPI(ls.ctx(), cmd)
+		L.Push(lua.LString(r))
+		return 1, err
+	}),
+	"sendmsg": call(func(L *lua.LState, ls *luaSession) (int, error) {
+		t := L.CheckTable(2)
+		var h esl.Headers
+		t.ForEach(func(k, v lua.LValue) {
+			h = append(h, esl.Header{Name: k.String(), Value: v.String()})
+		})
+		var body []byte
+		if b := L.OptString(3, ""); b != "" {
+			body = []byte(b)
+		}
+		r, err := ls.s.SendMsg(ls.ctx(), h, body)
+		L.Push(lua.LString(r))
+		return 1, err
+	}),
+}

@@ -226,7 +226,10 @@ func (srv *Server) serveCall(c net.Conn) {
 	case !s.Ready():
 		outcome = "hungup"
 	}
-	if err == nil && srv.cfg.AutoHangup {
+	s.mu.Lock()
+	auto := srv.cfg.AutoHangup && !s.noAuto
+	s.mu.Unlock()
+	if err == nil && auto {
 		_ = s.Hangup(srv.ctx, "NORMAL_CLEARING")
 	}
 	srv.metrics.calls.WithLabelValues(info.Flow, outcome).Inc()

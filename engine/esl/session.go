@@ -75,6 +75,22 @@ type Session struct {
 	dtmfCh   chan struct{}
 	done     chan struct{} // the reader ended: socket closed
 	readErr  error
+	noAuto   bool // SetAutoHangup(false)
+}
+
+// AutoHangup reports whether the engine will hang the call up when the flow returns.
+func (s *Session) AutoHangup() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv.cfg.AutoHangup && !s.noAuto
+}
+
+// SetAutoHangup chooses whether the call is hung up when the flow returns (default esl.auto_hangup); off,
+// the engine sends `exit` and FreeSWITCH continues the dialplan after the socket application.
+func (s *Session) SetAutoHangup(on bool) {
+	s.mu.Lock()
+	s.noAuto = !on
+	s.mu.Unlock()
 }
 
 func newSession(srv *Server, conn net.Conn, log *logrus.Entry) *Session {
