@@ -254,10 +254,14 @@ func (d *XMLDecoder) Decode() (any, error) {
 			return nil, err
 		}
 		if depth == 0 && c != '<' {
-			if d.isSkippable(c) {
+			prologSpace := len(d.buf) > 0 && (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+			switch {
+			case prologSpace: // whitespace between prolog items belongs to the document
+			case d.isSkippable(c):
 				continue
+			default:
+				return nil, errXMLText
 			}
-			return nil, errXMLText
 		}
 		if len(d.buf) >= d.max {
 			return nil, fmt.Errorf("xml-messages: document over %d bytes: %w", d.max, ErrTooLong)

@@ -131,7 +131,7 @@ func (s *Set) Start(ctx context.Context) error {
 				if err := c.Send(s.ctx, m.Payload); err != nil && !errors.Is(err, ErrDropped) {
 					c.log.WithError(err).WithField("topic", c.cfg.TopicOut).Debug("redirect-out message not sent")
 				}
-			}, bus.QueueSize(c.cfg.SendBuffer))
+			})
 			if err != nil {
 				s.stopLocked()
 				return fmt.Errorf("channel %s: subscribe %s: %w", c.cfg.Name, c.cfg.TopicOut, err)
