@@ -275,10 +275,15 @@ func (s *Subscription) offer(msg Message) bool {
 	}
 	s.queue[(s.head+s.n)%s.size] = msg
 	s.n++
+	// the drainer only sleeps after seeing an empty queue under mu, so only
+	// the message that makes the queue non-empty needs to wake it
+	wake := s.n == 1
 	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
 	}
 	return queued
 }
