@@ -58,7 +58,7 @@ func ParseLine(line string) Line {
 		return Line{Kind: LineEmpty}
 	}
 	if !utf8.ValidString(line) {
-		line = strings.ToValidUTF8(line, "\ufffd")
+		line = replaceInvalidUTF8(line)
 	}
 	verb, rest, has := strings.Cut(line, " ")
 	if builtinVerbs[verb] {
@@ -86,4 +86,21 @@ func mayBeJSON(s string) bool {
 		}
 	}
 	return false
+}
+
+// replaceInvalidUTF8 replaces each invalid byte by U+FFFD, as Node's UTF-8 decoder does (strings.ToValidUTF8
+// would merge a run of them into one).
+func replaceInvalidUTF8(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteString("\ufffd")
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }

@@ -28,7 +28,7 @@ func TestParseLine(t *testing.T) {
 		{`"x"`, LineJSON, `"x"`, nil},
 		{`{"action":`, LinePlain, `{"action":`, nil},
 		{`nullAction`, LinePlain, "nullAction", nil},
-		{"\xff\xfe", LinePlain, "\ufffd", nil},
+		{"\xff\xfe", LinePlain, "\ufffd\ufffd", nil},
 	}
 	for _, tt := range tests {
 		l := ParseLine(tt.in)
