@@ -1,0 +1,134 @@
+package luabind
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/engine/relay"
+)
+
+const relayWorkedRoutes = `# RouteName;Priority;MessageTypes;ObjectTypes;ParamTypes;Expression;RouteList;OnTrue;OnFalse
+BigOrders;10;O;Order;qty Long nonull,px Double nonull;qty * px >= 1000000;risk;;
+EuOrders;20;O,D;Order,Fill;venue String nonull;venue == "LSE" || venue == "XETRA";eu;BREAK;
+Cmds;30;C;*;;true;primary;BREAK;
+Default;99;*;*;;true;primary,hist;BREAK;
+`
+
+func relayRoute(t *testing.T, tab *relay.Table, line string) (string, error) {
+	t.Helper()
+	m, err := relay.Parse([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sc []relay.Value
+	set, err := tab.Route(&m, &sc)
+	var out []string
+	for i, c := range tab.Centers() {
+		if set.Has(i) {
+			out = append(out, c)
+		}
+	}
+	return strings.Join(out, ","), err
+}
+
+func TestRelayLuaExpressionsWorkedExample(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": "local sb = require 'switchboard'"}, nil)
+	tab, err := relay.ParseRoutes("relay.routes", []byte(relayWorkedRoutes), []string{"primary", "risk", "hist", "eu"}, RelayExprCompiler(rt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range []struct{ line, want string }{
+		{`O|T="Order"|I="o1"|qty=5000L|px=250.0D|venue="NYSE"`, "primary,risk,hist"},
+		{`O|T="Order"|I="o2"|qty=10|px=3.5|venue="LSE"`, "eu"},
+		{`O|T="Order"|I="o3"|qty=2000000L|px=1.0D|venue="XETRA"`, "risk,eu"},
+		{`O|T="Order"|I="o4"|px=10.0D|venue="NYSE"`, "primary,hist"},
+		{`D|T="Order"|I="o2"|venue="LSE"`, "eu"},
+		{`D|T="Order"|I="o1"`, "primary,hist"},
+		{`C|I="bust"|N="order.bust"`, "primary"},
+		{`O|T="Heartbeat"|I="h"|qty=1`, "primary,hist"},
+	} {
+		got, err := relayRoute(t, tab, r.line)
+		if err != nil || got != r.want {
+			t.Errorf("row %d: got %q %v want %q", i+1, got, err, r.want)
+		}
+	}
+}
+
+func TestRelayLuaExpressionForms(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HandlerTimeout = 100 * time.Millisecond
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": "local sb = require 'switchboard'"}, nil)
+	src := `Fix;1;O;*;55 String nonull,44 Double;_55:upper() == "IBM" && _44 != nil && !(_44 > 100);a;BREAK;
+Nil;2;O;*;x Int;x;b;BREAK;
+Spin;3;O;Spin;;(function() while true do end end)();c;BREAK;
+Err;4;O;*;;nosuch.field;c;BREAK;
+Zero;5;O;*;z Int nonull;z;c;BREAK;
+`
+	tab, err := relay.ParseRoutes("relay.routes", []byte(src), []string{"a", "b", "c"}, RelayExprCompiler(rt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(line, want, wantErr string) {
+		t.Helper()
+		got, err := relayRoute(t, tab, line)
+		if got != want || (wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), wantErr)) {
+			t.Errorf("%s: got %q %v want %q %q", line, got, err, want, wantErr)
+		}
+	}
+	check(`O|T="x"|55="ibm"|44=99.5`, "a", "")
+	check(`O|T="x"|55="ibm"|44=150.5`, "", "nosuch") // Fix false; Nil: x nil -> false; Err errors -> false; Zero n/a
+	check(`O|T="x"|x=5`, "b", "")
+	check(`O|T="x"|z=0`, "c", "nosuch")          // 0 is true in Lua
+	check(`O|T="Spin"`, "", "while true do end") // over the handler time limit: false, with the error
+}
+
+func TestRelayLuaCompileErrors(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": "local sb = require 'switchboard'"}, nil)
+	_, err := relay.ParseRoutes("relay.routes", []byte("\nBad;1;O;*;qty Int;qty >>> 2;a;;\n"), []string{"a"}, RelayExprCompiler(rt))
+	if err == nil || !strings.HasPrefix(err.Error(), "relay.routes:2: route Bad: EXPRESSION:") {
+		t.Fatalf("got %v", err)
+	}
+	_, err = relay.ParseRoutes("relay.routes", []byte("Kw;1;O;*;end Int;true;a;;\n"), []string{"a"}, RelayExprCompiler(rt))
+	if err != nil {
+		t.Fatalf("a blank/true expression is not compiled: %v", err)
+	}
+	_, err = relay.ParseRoutes("relay.routes", []byte("Kw;1;O;*;end Int;end > 1;a;;\n"), []string{"a"}, RelayExprCompiler(rt))
+	if err == nil || !strings.Contains(err.Error(), "Lua keyword") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestTranslateAMIScript(t *testing.T) {
+	for in, want := range map[string]string{
+		`a && b || !c`:        `a  and  b  or   not c`,
+		`a != "x && y"`:       `a ~= "x && y"`,
+		`s == 'it\'s || not'`: `s == 'it\'s || not'`,
+		`venue == "LSE" or x`: `venue == "LSE" or x`,
+	} {
+		if got := translateAMIScript(in); got != want {
+			t.Errorf("%q -> %q want %q", in, got, want)
+		}
+	}
+}
+
+func BenchmarkRelayLuaRoute(b *testing.B) {
+	rt, err := New(Options{Config: DefaultConfig(), FS: nil})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	if err := rt.Load(); err != nil {
+		b.Fatal(err)
+	}
+	tab, err := relay.ParseRoutes("relay.routes", []byte(relayWorkedRoutes), []string{"primary", "risk", "hist", "eu"}, RelayExprCompiler(rt))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, _ := relay.Parse([]byte(`O|T="Order"|I="o1"|qty=5000L|px=250.0D|venue="NYSE"`))
+	var sc []relay.Value
+	b.ReportAllocs()
+	for b.Loop() {
+		tab.Route(&m, &sc)
+	}
+}
