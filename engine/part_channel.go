@@ -1,5 +1,28 @@
 package engine
 
-// newChannelPart builds the channel part from e.cfg; it returns nil, nil when the part is disabled.
-// Owned by the channel part; replaced when the part lands.
-func newChannelPart(e *Engine) (part, error) { return nil, nil }
+import (
+	"github.com/switchboard/switchboard/engine/channel"
+	"github.com/switchboard/switchboard/luabind"
+)
+
+// newChannelPart builds the active sockets of e.cfg.Channels; it returns nil, nil when the list is empty.
+// Transforms and channel.up/down listeners come from the serving script generation, looked up per message,
+// so a reload changes them at once.
+func newChannelPart(e *Engine) (part, error) {
+	if len(e.cfg.Channels) == 0 {
+		return nil, nil
+	}
+	set, err := channel.New(channel.Options{
+		Configs:   e.cfg.Channels,
+		Bus:       e.bus,
+		Log:       e.log,
+		Metrics:   e.metrics,
+		Transform: luabind.ChannelTransforms(e.lua),
+		OnEvent:   luabind.ChannelEvents(e.lua),
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.lua.Services().Provide(luabind.ChannelsService, set)
+	return set, nil
+}

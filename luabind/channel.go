@@ -1,6 +1,236 @@
 package luabind
 
-import lua "github.com/yuin/gopher-lua"
+import (
+	"context"
+	"time"
 
-// openChannel adds the channel part's functions to the switchboard module table.
-func openChannel(vm *VM, mod *lua.LTable) {}
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/switchboard/switchboard/engine/channel"
+)
+
+// ChannelsService is the name under which the engine provides its *channel.Set (Services.Provide).
+const ChannelsService = "channels"
+
+// channelKind is the handler kind of sb.transform registrations, named "<channel>:<in|out>".
+const channelKind = "transform"
+
+const channelObjectType = "switchboard.channel"
+
+// openChannel adds sb.transform and sb.channel to the switchboard module table.
+func openChannel(vm *VM, mod *lua.LTable) {
+	L := vm.L
+	mod.RawSetString("transform", L.NewFunction(vm.sbTransform))
+	mod.RawSetString("channel", L.NewFunction(vm.sbChannel))
+	mt := L.NewTypeMetatable(channelObjectType)
+	methods := L.NewTable()
+	methods.RawSetString("send", L.NewFunction(vm.channelSend))
+	methods.RawSetString("request", L.NewFunction(vm.channelRequest))
+	methods.RawSetString("state", L.NewFunction(vm.channelState))
+	mt.RawSetString("__index", methods)
+}
+
+// sb.transform(channel, "in"|"out", fn): top level only. fn(msg, channel) returns the message to pass on, or
+// nil to drop it.
+func (vm *VM) sbTransform(L *lua.LState) int {
+	name := L.CheckString(1)
+	dir := L.CheckString(2)
+	fn := L.CheckFunction(3)
+	if dir != channel.In && dir != channel.Out {
+		return raise(L, "sb.transform: direction must be \"in\" or \"out\", got %q", dir)
+	}
+	if _, err := vm.Register(channelKind, name+":"+dir, fn, nil); err != nil {
+		return raise(L, "sb.transform: %v", err)
+	}
+	return 0
+}
+
+func (vm *VM) channels() *channel.Set {
+	s, _ := vm.rt.services.Lookup(ChannelsService).(*channel.Set)
+	return s
+}
+
+// sb.channel(name): the channel object, or nil, err when no channel has that name.
+func (vm *VM) sbChannel(L *lua.LState) int {
+	name := L.CheckString(1)
+	if set := vm.channels(); set != nil {
+		if _, ok := set.Channel(name); !ok {
+			L.Push(lua.LNil)
+			L.Push(lua.LString("no channel named " + name))
+			return 2
+		}
+	}
+	ud := L.NewUserData()
+	ud.Value = name
+	L.SetMetatable(ud, L.GetTypeMetatable(channelObjectType))
+	L.Push(ud)
+	return 1
+}
+
+// checkChannel resolves the object in argument 1; on failure it pushes nil, err and returns false.
+func (vm *VM) checkChannel(L *lua.LState) (*channel.Channel, bool) {
+	ud := L.CheckUserData(1)
+	name, ok := ud.Value.(string)
+	if !ok {
+		L.ArgError(1, "channel object expected (use ch:method(), not ch.method())")
+	}
+	set := vm.channels()
+	if set == nil {
+		L.Push(lua.LNil)
+		L.Push(lua.LString("channels are not running"))
+		return nil, false
+	}
+	ch, found := set.Channel(name)
+	if !found {
+		L.Push(lua.LNil)
+		L.Push(lua.LString("no channel named " + name))
+		return nil, false
+	}
+	return ch, true
+}
+
+// ch:send(msg) -> true | nil, err
+func (vm *VM) channelSend(L *lua.LState) int {
+	ch, ok := vm.checkChannel(L)
+	if !ok {
+		return 2
+	}
+	msg, err := fromLua(L.CheckAny(2), 0)
+	if err != nil {
+		return raise(L, "channel:send: %v", err)
+	}
+	if err := ch.Send(L.Context(), msg); err != nil {
+		L.Push(lua.LNil)
+		L.Push(lua.LString(err.Error()))
+		return 2
+	}
+	L.Push(lua.LTrue)
+	return 1
+}
+
+// ch:request(msg [, timeout_ms]) -> reply | nil, err. Waits for the next inbound message (the HTTP response);
+// without timeout_ms it waits until the handler's own time limit.
+func (vm *VM) channelRequest(L *lua.LState) int {
+	ch, ok := vm.checkChannel(L)
+	if !ok {
+		return 2
+	}
+	msg, err := fromLua(L.CheckAny(2), 0)
+	if err != nil {
+		return raise(L, "channel:request: %v", err)
+	}
+	timeout := time.Duration(L.OptNumber(3, 0)) * time.Millisecond
+	ctx := L.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	reply, err := ch.Request(ctx, msg, timeout)
+	if err != nil {
+		if ctx.Err() != nil {
+			// The handler itself was cancelled (time limit, hangup): stop the script here.
+			return raise(L, "channel:request: %v", err)
+		}
+		L.Push(lua.LNil)
+		L.Push(lua.LString(err.Error()))
+		return 2
+	}
+	L.Push(ToLua(L, reply))
+	return 1
+}
+
+// ch:state() -> "up"|"down"|"connecting"|"stopped", last_error_or_nil
+func (vm *VM) channelState(L *lua.LState) int {
+	ch, ok := vm.checkChannel(L)
+	if !ok {
+		return 2
+	}
+	st, err := ch.State()
+	L.Push(lua.LString(st))
+	if err != nil {
+		L.Push(lua.LString(err.Error()))
+	} else {
+		L.Push(lua.LNil)
+	}
+	return 2
+}
+
+// ChannelTransforms returns the lookup the channel part asks for every message: the transform the serving
+// scripts registered for (channel, direction), or nil.
+func ChannelTransforms(rt *Runtime) func(name, dir string) channel.Transform {
+	return func(name, dir string) channel.Transform {
+		g := rt.Current()
+		if g == nil {
+			return nil
+		}
+		h, ok := g.Handler(channelKind, name+":"+dir)
+		if !ok {
+			return nil
+		}
+		return luaTransform{g: g, h: h, ev: "channel.transform " + name + " " + dir}
+	}
+}
+
+type luaTransform struct {
+	g  *Generation
+	h  *Handler
+	ev string
+}
+
+func (t luaTransform) Apply(ctx context.Context, msg channel.Message) (channel.Message, bool, error) {
+	var out any
+	keep := false
+	err := t.g.Run(ctx, t.h, t.ev, 0, func(L *lua.LState, f *lua.LFunction) error {
+		L.Push(f)
+		L.Push(ToLua(L, msg.Payload))
+		L.Push(lua.LString(msg.Channel))
+		if err := L.PCall(2, 1, nil); err != nil {
+			return err
+		}
+		ret := L.Get(-1)
+		if ret == lua.LNil {
+			return nil
+		}
+		v, err := fromLua(ret, 0)
+		if err != nil {
+			return err
+		}
+		out, keep = v, true
+		return nil
+	})
+	if err != nil {
+		return msg, false, err
+	}
+	msg.Payload = out
+	return msg, keep, nil
+}
+
+// ChannelEvents returns the OnEvent hook of the channel part: it runs the sb.on("channel.up" | "channel.down")
+// listeners of the serving scripts with (channel, {addr=, error=}). Listener errors are logged.
+func ChannelEvents(rt *Runtime) func(channel.Event) {
+	return func(ev channel.Event) {
+		g := rt.Current()
+		if g == nil {
+			return
+		}
+		name := "channel.down"
+		if ev.Up {
+			name = "channel.up"
+		}
+		for _, h := range g.On(name) {
+			err := g.Run(context.Background(), h, name+" "+ev.Channel, 0, func(L *lua.LState, f *lua.LFunction) error {
+				info := L.NewTable()
+				info.RawSetString("addr", lua.LString(ev.Addr))
+				if ev.Err != nil {
+					info.RawSetString("error", lua.LString(ev.Err.Error()))
+				}
+				L.Push(f)
+				L.Push(lua.LString(ev.Channel))
+				L.Push(info)
+				return L.PCall(2, 0, nil)
+			})
+			if err != nil {
+				rt.log.WithField("script", h.Where).Error(err.Error())
+			}
+		}
+	}
+}

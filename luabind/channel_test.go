@@ -1,0 +1,123 @@
+package luabind
+
+import (
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/switchboard/switchboard/engine/channel"
+)
+
+const channelScript = `
+local sb = require "switchboard"
+sb.transform("echo", "out", function(msg, ch)
+  if msg == "drop" then return nil end
+  return msg .. ">" .. ch
+end)
+sb.transform("echo", "in", function(msg) return string.upper(msg) end)
+sb.on("channel.up", function(name, info) sb.cache.save("up", name .. " " .. info.addr) end)
+sb.on("test.request", function(what)
+  local ch = sb.channel("echo")
+  if what == "state" then return (ch:state()) end
+  if what == "drop" then local ok, err = ch:send("drop"); return tostring(ok) .. " " .. tostring(err) end
+  if what == "missing" then local c, err = sb.channel("nope"); return tostring(c) .. " " .. err end
+  local reply, err = ch:request(what, 2000)
+  return reply or err
+end)
+`
+
+func TestChannelBindings(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	defer ln.Close()
+
+	rt, _, logs := newRuntime(t, DefaultConfig(), map[string]string{"chan.lua": channelScript}, nil)
+	cfg := channel.DefaultConfig()
+	cfg.Name, cfg.Host, cfg.Port, cfg.Permanent = "echo", "127.0.0.1", ln.Addr().(*net.TCPAddr).Port, true
+	cfg.ReconnectionTimeout = 100 * time.Millisecond
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	set, err := channel.New(channel.Options{Configs: []channel.Config{cfg}, Log: logrus.NewEntry(l),
+		Transform: ChannelTransforms(rt), OnEvent: ChannelEvents(rt)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.Services().Provide(ChannelsService, set)
+	if err := set.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = set.Shutdown(ctx)
+	}()
+
+	call := func(arg string) string {
+		t.Helper()
+		g := rt.Current()
+		hs := g.On("test.request")
+		var out string
+		err := g.Call(context.Background(), hs[0], "test", 3*time.Second, func(L *lua.LState, r []lua.LValue) error {
+			out = r[0].String()
+			return nil
+		}, lua.LString(arg))
+		if err != nil {
+			t.Fatalf("%s: %v", arg, err)
+		}
+		return out
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for call("state") != "up" {
+		if time.Now().After(deadline) {
+			t.Fatal("channel never up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := call("hello"); got != "HELLO>ECHO" {
+		t.Fatalf("request through both transforms: %q", got)
+	}
+	if got := call("drop"); got != "nil channel: message dropped by the transform" {
+		t.Fatalf("drop: %q", got)
+	}
+	if got := call("missing"); got != "nil no channel named nope" {
+		t.Fatalf("missing: %q", got)
+	}
+	for i := 0; ; i++ {
+		e, err := rt.Services().Cache.Load("up")
+		if err == nil {
+			if s, _ := e.Value.(string); !strings.HasPrefix(s, "echo 127.0.0.1:") {
+				t.Fatalf("channel.up listener got %q", s)
+			}
+			break
+		}
+		if i > 200 {
+			t.Fatalf("channel.up listener never ran; logs: %s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestTransformRegistrationErrors(t *testing.T) {
+	errs := Check(DefaultConfig(), fstest.MapFS{"bad.lua": &fstest.MapFile{Data: []byte(`require("switchboard").transform("x", "sideways", function() end)`)}}, "scripts")
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `direction must be "in" or "out"`) {
+		t.Fatalf("got %v", errs)
+	}
+}
