@@ -138,3 +138,16 @@ func TestEchoExternalAddr(t *testing.T) {
 		t.Fatal("dialing a closed port succeeded")
 	}
 }
+
+func TestEchoThousandConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("2000 sockets")
+	}
+	r, err := runEchoBaseline(context.Background(), 1000, 300*time.Millisecond, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Errors != 0 || r.Ops < 1000 {
+		t.Fatalf("1000 conns: %+v", r)
+	}
+}
