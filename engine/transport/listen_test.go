@@ -401,3 +401,45 @@ func TestListenBadAddr(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestListenHostnameAllowlist(t *testing.T) {
+	for _, tc := range []struct {
+		ptr   string
+		admit bool
+	}{{"gw.floor.example.com.", true}, {"gw.elsewhere.net.", false}} {
+		a, err := ParseAllowlist("text:*.floor.example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.lookupAddr = func(_ context.Context, addr string) ([]string, error) {
+			if addr != "127.0.0.1" {
+				return nil, errors.New("unexpected lookup " + addr)
+			}
+			return []string{tc.ptr}, nil
+		}
+		a.lookupIP = func(context.Context, string) ([]net.IPAddr, error) {
+			return []net.IPAddr{{IP: net.IPv4(127, 0, 0, 1)}}, nil
+		}
+		l := mustListen(t, ListenConfig{Allow: a})
+		acc := acceptOne(t, l)
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.admit {
+			s := <-acc
+			if s == nil {
+				t.Fatalf("%s: not admitted", tc.ptr)
+			}
+			s.Close()
+		} else {
+			expectClosed(t, c, "")
+			l.Close()
+			if s, ok := <-acc; ok {
+				s.Close()
+				t.Fatalf("%s: admitted", tc.ptr)
+			}
+		}
+		c.Close()
+	}
+}
