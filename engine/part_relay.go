@@ -1,5 +1,33 @@
 package engine
 
+import (
+	"context"
+	"net"
+
+	"github.com/switchboard/switchboard/engine/relay"
+	"github.com/switchboard/switchboard/luabind"
+)
+
+// relayPart runs the AMI relay; route expressions are Lua, evaluated on the serving script generation.
+type relayPart struct {
+	r *relay.Relay
+}
+
 // newRelayPart builds the relay part from e.cfg; it returns nil, nil when the part is disabled.
-// Owned by the relay part; replaced when the part lands.
-func newRelayPart(e *Engine) (part, error) { return nil, nil }
+func newRelayPart(e *Engine) (part, error) {
+	cfg := e.cfg.Relay
+	if !cfg.Enabled {
+		return nil, nil
+	}
+	r, err := relay.New(relay.Options{Config: cfg, Compile: luabind.RelayExprCompiler(e.lua), Log: e.log, Metrics: e.metrics})
+	if err != nil {
+		return nil, err
+	}
+	e.lua.Services().Provide("relay", r)
+	return &relayPart{r: r}, nil
+}
+
+func (p *relayPart) Start(ctx context.Context) error    { return p.r.Start(ctx) }
+func (p *relayPart) Shutdown(ctx context.Context) error { return p.r.Shutdown(ctx) }
+func (p *relayPart) Reload(ctx context.Context) error   { return p.r.Reload(ctx) }
+func (p *relayPart) Addrs() map[string]net.Addr         { return p.r.Addrs() }

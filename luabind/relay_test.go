@@ -3,6 +3,7 @@ package luabind
 import (
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay"
@@ -113,7 +114,7 @@ func TestTranslateAMIScript(t *testing.T) {
 }
 
 func BenchmarkRelayLuaRoute(b *testing.B) {
-	rt, err := New(Options{Config: DefaultConfig(), FS: nil})
+	rt, err := New(Options{Config: DefaultConfig(), FS: fstest.MapFS{"a.lua": &fstest.MapFile{Data: []byte("local sb = require 'switchboard'")}}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -230,7 +230,9 @@ func (j *Journal) run() {
 		for {
 			j.mu.Lock()
 			buf, last, closed := j.pending, j.lastIdx, j.closed
-			j.pending = j.spare[:0]
+			if len(buf) > 0 {
+				j.pending, j.spare = j.spare[:0], nil // two buffers alternate; never alias them
+			}
 			j.mu.Unlock()
 			if len(buf) == 0 {
 				if closed {

@@ -16,16 +16,18 @@ func TestJournalAppendReadReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	var last uint64
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	for i := 0; i < 500; i++ {
 		last, err = j.Append(CenterSet(1+i%3), []byte(fmt.Sprintf(`O@1|T="x"|I="%d"`, i)))
 		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := j.WaitDurable(ctx, last); err != nil {
-		t.Fatal(err)
+		if i%50 == 49 { // a group commit per 50 records; segments roll between commits
+			if err := j.WaitDurable(ctx, last); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	if len(j.segments) < 3 {
 		t.Fatalf("expected segment rollover, have %d segments", len(j.segments))

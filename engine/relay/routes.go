@@ -117,7 +117,8 @@ func (t *Table) Centers() []string { return t.centers }
 
 // ParseRoutes parses a relay.routes file. name is used in errors
 // (`relay.routes:LINE: reason`); centers are the configured center names,
-// whose index is their bit in a CenterSet. Every bad line is reported.
+// whose index is their bit in a CenterSet (ROUTE_LIST matches them without
+// regard to case). Every bad line is reported.
 func ParseRoutes(name string, src []byte, centers []string, compile ExprCompiler) (*Table, error) {
 	if len(centers) > MaxCenters {
 		return nil, fmt.Errorf("%s: %d centers, at most %d are supported", name, len(centers), MaxCenters)
@@ -125,7 +126,8 @@ func ParseRoutes(name string, src []byte, centers []string, compile ExprCompiler
 	t := &Table{centers: centers}
 	index := make(map[string]int, len(centers))
 	for i, c := range centers {
-		index[c] = i
+		// center names come from YAML map keys, which viper lower-cases: match them case-insensitively
+		index[strings.ToLower(c)] = i
 		t.all |= 1 << uint(i)
 	}
 	var errs []error
@@ -245,7 +247,7 @@ func parseRule(line string, centers map[string]int, all CenterSet, compile ExprC
 	default:
 		for _, c := range strings.Split(f[6], ",") {
 			c = strings.TrimSpace(c)
-			i, ok := centers[c]
+			i, ok := centers[strings.ToLower(c)]
 			if !ok {
 				return nil, fmt.Errorf("route %s: ROUTE_LIST: unknown center %q", r.Name, c)
 			}
