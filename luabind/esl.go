@@ -137,6 +137,7 @@ type luaSession struct {
 	inputFn, inputArg lua.LValue
 	hookFn, hookArg   lua.LValue
 	hookRan           bool
+	transferred       bool
 	ttsEngine         string
 	ttsVoice          string
 }
@@ -175,6 +176,9 @@ func (ls *luaSession) runHook(L *lua.LState, why string, atEnd bool) {
 		return
 	}
 	ls.hookRan = true
+	if ls.transferred {
+		why = "transfer"
+	}
 	L.Push(ls.hookFn)
 	L.Push(ls.ud)
 	L.Push(lua.LString(why))
@@ -353,6 +357,7 @@ var sessionMethods = map[string]lua.LGFunction{
 	}),
 	"transfer": call(func(L *lua.LState, ls *luaSession) (int, error) {
 		arg := strings.TrimSpace(strings.Join([]string{L.CheckString(2), L.OptString(3, ""), L.OptString(4, "")}, " "))
+		ls.transferred = true
 		return exec(L, ls, "transfer", arg)
 	}),
 	"bridge":      call(func(L *lua.LState, ls *luaSession) (int, error) { return exec(L, ls, "bridge", L.CheckString(2)) }),

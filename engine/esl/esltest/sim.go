@@ -336,6 +336,7 @@ func (s *sim) listen(ctx context.Context, wg *sync.WaitGroup) error {
 		out := s.out
 		s.out = nil
 		up, linger, secs, xfer := s.up, s.linger, s.lingerSecs, s.transferred
+		chanName := s.vars["channel_name"]
 		s.mu.Unlock()
 		if len(out) > 0 {
 			if _, err := s.conn.Write(out); err != nil {
@@ -360,7 +361,7 @@ func (s *sim) listen(ctx context.Context, wg *sync.WaitGroup) error {
 			}
 			s.tr.add("< linger notice")
 			s.write([]byte("Content-Type: text/disconnect-notice\nControlled-Session-UUID: " + s.call.UUID +
-				"\nContent-Disposition: linger\nChannel-Name: " + s.vars["channel_name"] + "\nLinger-Time: " + lt + "\nContent-Length: 0\n\n"))
+				"\nContent-Disposition: linger\nChannel-Name: " + chanName + "\nLinger-Time: " + lt + "\nContent-Length: 0\n\n"))
 			continue
 		}
 		select {

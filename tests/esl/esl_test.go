@@ -1,0 +1,169 @@
+// Package esl tests call control end to end: the engine started from YAML with real scripts, FreeSWITCH
+// played by esltest over real TCP.
+package esl
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/switchboard/switchboard/engine/esl/esltest"
+	"github.com/switchboard/switchboard/tests/harness"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const eslYAML = "esl:\n  listen: 127.0.0.1:0\n"
+
+func ivrScript(t *testing.T) map[string]string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(harness.Root(), "scripts", "ivr.lua"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"ivr.lua": string(src)}
+}
+
+func call(t *testing.T, c esltest.Call) *esltest.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := esltest.Run(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestIVRMenu(t *testing.T) {
+	e := harness.Start(t, eslYAML, harness.Options{Scripts: ivrScript(t)})
+	addr := e.Addr(t, "esl")
+	for _, mode := range []struct {
+		name        string
+		async, full bool
+	}{{"async full", true, true}, {"static", false, false}} {
+		t.Run(mode.name, func(t *testing.T) {
+			res := call(t, esltest.Call{Addr: addr, Async: mode.async, Full: mode.full, Media: 50 * time.Millisecond,
+				DTMF: []esltest.DTMF{{Digit: "2", At: 20 * time.Millisecond}}})
+			tr := strings.Join(res.Transcript(), "\n")
+			for _, want := range []string{
+				"execute answer [event-lock]",
+				"complete play_and_get_digits: _none_ switchboard_digits_",
+				"=2 (success)",
+				"execute playback ivr/support.wav [event-lock]",
+				"execute set ivr_choice=support [event-lock]",
+				"execute transfer 2000 XML default [event-lock]",
+				"transferred to 2000 XML default; the socket session ends",
+			} {
+				if !strings.Contains(tr, want) {
+					t.Fatalf("transcript lacks %q:\n%s", want, tr)
+				}
+			}
+			if res.HangupCause != "" {
+				t.Fatalf("transferred call was hung up: %s", res.HangupCause)
+			}
+		})
+	}
+	// Caller hangs up mid-prompt: the blocking call fails at once and the hook runs once.
+	start := time.Now()
+	res := call(t, esltest.Call{Addr: addr, UUID: "gone-1", Async: true, Full: true, Media: 20 * time.Second, HangupAfter: 100 * time.Millisecond})
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("hangup mid-prompt took %s", took)
+	}
+	if res.HangupCause != "NORMAL_CLEARING" {
+		t.Fatalf("cause %q", res.HangupCause)
+	}
+	e.Logs.WaitFor(t, "ivr: caller left (hangup, NORMAL_CLEARING)", 3*time.Second)
+	if n := strings.Count(e.Logs.String(), "ivr: caller left (hangup"); n != 1 {
+		t.Fatalf("hook ran %d times for the hung-up call", n)
+	}
+	if n := strings.Count(e.Logs.String(), "ivr: caller left (transfer"); n != 2 {
+		t.Fatalf("hook ran %d times for the 2 transferred calls", n)
+	}
+}
+
+func TestGarbageDoesNotHurt(t *testing.T) {
+	e := harness.Start(t, eslYAML, harness.Options{Scripts: ivrScript(t)})
+	addr := e.Addr(t, "esl")
+	for _, junk := range []string{"\x00\x01\x02\xff\n\n\n", "Content-Type: text/rude-rejection\n\n", "Content-Length: x\n\n", "no colon at all\n\n"} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 16)
+		n, _ := c.Read(buf)
+		if string(buf[:n]) != "connect\n\n" {
+			t.Fatalf("engine spoke %q first", buf[:n])
+		}
+		c.Write([]byte(junk))
+		c.Close()
+	}
+	res := call(t, esltest.Call{Addr: addr, Async: true, Full: true, DTMF: []esltest.DTMF{{Digit: "3", At: 20 * time.Millisecond}}})
+	if !strings.Contains(strings.Join(res.Transcript(), "\n"), "execute say en number pronounced 42") {
+		t.Fatalf("after garbage:\n%s", res)
+	}
+}
+
+const flowV = `local sb = require "switchboard"
+sb.flow("main", function(session)
+  session:answer()
+  session:streamFile("VERSION.wav")
+end)
+`
+
+// TestSIGHUPWithCallsInFlight: 100 calls on the old scripts keep their flow through a SIGHUP; calls after
+// it run the new one.
+func TestSIGHUPWithCallsInFlight(t *testing.T) {
+	p := harness.StartBinary(t, eslYAML, harness.Options{Scripts: map[string]string{"flow.lua": strings.Replace(flowV, "VERSION", "old", 1)}}, "esl")
+	addr := p.Addr(t, "esl")
+	const n = 100
+	results := make([]*esltest.Result, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			results[i], errs[i] = esltest.Run(ctx, esltest.Call{Addr: addr, Async: true, Full: true, Media: 1500 * time.Millisecond})
+		}()
+	}
+	// Wait until every call is in its playback before reloading.
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(p.Logs.String(), `"msg":"call started"`) < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.WriteFile(filepath.Join(p.Dir, "scripts", "flow.lua"), []byte(strings.Replace(flowV, "VERSION", "new", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.Signal(t, syscall.SIGHUP)
+	p.Logs.WaitFor(t, `"generation":2`, 5*time.Second)
+	fresh := call(t, esltest.Call{Addr: addr, Async: true, Full: true})
+	wg.Wait()
+	for i, r := range results {
+		if errs[i] != nil {
+			t.Fatalf("call %d: %v", i, errs[i])
+		}
+		tr := strings.Join(r.Transcript(), "\n")
+		if !strings.Contains(tr, "execute playback old.wav [event-lock]\ncomplete playback: FILE PLAYED") || r.HangupCause != "NORMAL_CLEARING" {
+			t.Fatalf("call %d disturbed by reload:\n%s", i, tr)
+		}
+	}
+	if tr := strings.Join(fresh.Transcript(), "\n"); !strings.Contains(tr, "execute playback new.wav") {
+		t.Fatalf("call after SIGHUP:\n%s", tr)
+	}
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.Wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
