@@ -20,6 +20,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 // acceptOne accepts one connection in the background.
@@ -302,7 +305,8 @@ func TestAllowlistHostnameForwardConfirmed(t *testing.T) {
 }
 
 func TestListenConnCap(t *testing.T) {
-	l := mustListen(t, ListenConfig{MaxConns: 2, OnRefuse: func(c net.Conn, reason string) {
+	logger, hook := logtest.NewNullLogger()
+	l := mustListen(t, ListenConfig{MaxConns: 2, Log: logrus.NewEntry(logger), OnRefuse: func(c net.Conn, reason string) {
 		io.WriteString(c, "busy: "+reason+"\n")
 	}})
 	var server []net.Conn
@@ -327,6 +331,10 @@ func TestListenConnCap(t *testing.T) {
 	}
 	defer third.Close()
 	expectClosed(t, third, "busy: too many connections\n")
+	if e := hook.LastEntry(); e == nil || e.Message != "connection refused" || e.Data["reason"] != ReasonTooManyConn ||
+		e.Data["remote"] != third.LocalAddr().String() {
+		t.Fatalf("refusal log: %+v", e)
+	}
 
 	// closing an admitted conn (twice: idempotent) frees exactly one slot
 	server[0].Close()
