@@ -85,6 +85,11 @@ func New(opts Options) (*Relay, error) {
 	r.centerNames = cfg.CenterNames()
 	r.objects = NewObjectIndex(cfg.RoutesCacheSize)
 	tab, err := r.loadRoutes()
+	if errors.Is(err, os.ErrNotExist) {
+		// no file yet: no rules (every message to every center) until it appears
+		r.log.WithField("routes_file", cfg.RoutesFile).Warn("routes file not found: every message goes to every center until it exists")
+		tab, err = ParseRoutes("relay.routes", nil, r.centerNames, r.compile)
+	}
 	if err != nil {
 		return nil, err
 	}
