@@ -8,6 +8,9 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 func TestBackoffDelay(t *testing.T) {
@@ -147,5 +150,27 @@ func TestDialHonoursContext(t *testing.T) {
 	_, err := (&Dialer{Addr: "192.0.2.1:9"}).Dial(ctx) // TEST-NET: would hang without ctx
 	if err == nil || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Dial with cancelled ctx: %v", err)
+	}
+}
+
+func TestDialerRunLogsFailuresRateLimited(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	logger, hook := logtest.NewNullLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Dialer{Addr: addr, Log: logrus.NewEntry(logger), Backoff: Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond}}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, func(context.Context, net.Conn) error { return nil }) }()
+	time.Sleep(30 * time.Millisecond) // a dozen failed attempts, well within failLogEvery
+	cancel()
+	<-done
+	entries := hook.AllEntries()
+	if len(entries) != 1 {
+		t.Fatalf("%d log lines, want 1 (rate-limited)", len(entries))
+	}
+	e := entries[0]
+	if e.Message != "connect failed" || e.Data["addr"] != addr || e.Data["next_in"] == nil || e.Data[logrus.ErrorKey] == nil {
+		t.Fatalf("log entry %q %v", e.Message, e.Data)
 	}
 }
