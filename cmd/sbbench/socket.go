@@ -1,7 +1,222 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/switchboard/switchboard/engine/socket"
+	"github.com/switchboard/switchboard/luabind"
+)
 
 func socketCmd() *cobra.Command {
-	return &cobra.Command{Use: "socket", Short: "load test of the socket part (not yet written)", Hidden: true}
+	var (
+		conns   int
+		dur     time.Duration
+		request string
+		addr    string
+		scripts string
+		echo    bool
+		idle    int
+		cpuprof string
+	)
+	cmd := &cobra.Command{
+		Use:   "socket",
+		Short: "closed-loop load on the socket server (an action or a verb), against echo",
+		Long: `socket runs N connections; each sends --request (a plain line: an action name such as
+randomNumber, or a verb such as "paramView key") and waits for its reply before sending the next.
+Without --addr it starts the socket server in this process with the Lua scripts of --scripts
+(default logging off, as a production setup would run). Unless --echo=false it first runs the
+echo baseline with the same connections and duration and prints the ratio.
+
+With --idle N it instead opens N idle connections (each reads its welcome line) and reports the
+server heap they cost: Go heap in use after GC, divided by N (client sockets included, so this
+over-counts slightly), plus goroutine stack memory.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			ctx := cmd.Context()
+			target := addr
+			if target == "" {
+				srv, err := startSocketServer(scripts)
+				if err != nil {
+					return err
+				}
+				defer srv.stop()
+				target = srv.addr
+			}
+			if idle > 0 {
+				return measureIdle(out, target, idle)
+			}
+			if cpuprof != "" {
+				f, err := os.Create(cpuprof)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
+			fmt.Fprintf(out, "sbbench socket: %d conns, request %q, %s, GOMAXPROCS %d\n", conns, request, dur, runtime.GOMAXPROCS(0))
+			var base LoadResult
+			if echo {
+				var err error
+				if base, err = runEchoBaseline(ctx, conns, dur, 64); err != nil {
+					return err
+				}
+				printResult(out, "echo", base)
+			}
+			r, err := runSocket(ctx, target, conns, dur, request)
+			if err != nil {
+				return err
+			}
+			printResult(out, "socket", r)
+			if echo {
+				printRatio(out, "socket", r, base)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&conns, "conns", 50, "concurrent connections")
+	f.DurationVar(&dur, "duration", 5*time.Second, "how long to run")
+	f.StringVar(&request, "request", "randomNumber", "the line each request sends (action name, JSON request or verb)")
+	f.StringVar(&addr, "addr", "", "host:port of a running socket server (default: start one in-process)")
+	f.StringVar(&scripts, "scripts", "scripts", "scripts directory of the in-process server")
+	f.BoolVar(&echo, "echo", true, "run the echo baseline first and print the ratio")
+	f.StringVar(&cpuprof, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
+	f.IntVar(&idle, "idle", 0, "measure heap per idle connection with this many connections instead of load")
+	return cmd
+}
+
+type socketServer struct {
+	addr string
+	stop func()
+}
+
+// startSocketServer runs the socket server with the Lua runtime on 127.0.0.1:0.
+func startSocketServer(scriptsDir string) (*socketServer, error) {
+	logger := logrus.New()
+	logger.SetOutput(io.Discard)
+	log := logrus.NewEntry(logger)
+	lcfg := luabind.DefaultConfig()
+	lcfg.ScriptsDir = scriptsDir
+	rt, err := luabind.New(luabind.Options{Config: lcfg, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.Load(); err != nil {
+		rt.Close()
+		return nil, fmt.Errorf("socket: scripts: %w", err)
+	}
+	cfg := socket.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.SimultaneousActions = 5
+	s := luabind.NewSocketScripts(rt)
+	srv, err := socket.New(cfg, socket.Options{Actions: s, Verbs: s, Hooks: s, Log: log})
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
+	l, err := srv.Listen()
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	return &socketServer{addr: l.Addr().String(), stop: func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+		rt.Close()
+	}}, nil
+}
+
+var responseCtx = []byte(`"context":"response"`)
+
+// runSocket drives the server at addr: one request line, then read lines until its reply.
+func runSocket(ctx context.Context, addr string, conns int, dur time.Duration, request string) (LoadResult, error) {
+	line := []byte(request + "\n")
+	return runClosedLoop(ctx, conns, dur, func(int) (func() error, func(), error) {
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			return nil, nil, fmt.Errorf("socket: dial %s: %w", addr, err)
+		}
+		r := bufio.NewReaderSize(c, 4096)
+		if _, err := r.ReadSlice('\n'); err != nil { // welcome
+			c.Close()
+			return nil, nil, fmt.Errorf("socket: welcome: %w", err)
+		}
+		do := func() error {
+			if _, err := c.Write(line); err != nil {
+				return fmt.Errorf("socket: write: %w", err)
+			}
+			for {
+				reply, err := r.ReadSlice('\n')
+				if err != nil {
+					return fmt.Errorf("socket: read: %w", err)
+				}
+				if !bytes.Contains(reply, responseCtx) {
+					continue // a chat line or a push
+				}
+				if bytes.HasPrefix(reply, []byte(`{"error"`)) {
+					return fmt.Errorf("socket: error reply %s", bytes.TrimSpace(reply))
+				}
+				return nil
+			}
+		}
+		return do, func() { c.Close() }, nil
+	})
+}
+
+// measureIdle opens n connections that each read the welcome line, then reports heap and stack per
+// connection. Run it against the in-process server: it reads this process's memory statistics.
+func measureIdle(out io.Writer, addr string, n int) error {
+	if err := raiseFileLimit(2*n + 64); err != nil {
+		return err
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	cs := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	}()
+	buf := make([]byte, 256)
+	for i := 0; i < n; i++ {
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("socket: idle conn %d: %w", i, err)
+		}
+		cs = append(cs, c)
+		if _, err := c.Read(buf); err != nil {
+			return fmt.Errorf("socket: idle conn %d welcome: %w", i, err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+	stack := float64(after.StackInuse) - float64(before.StackInuse)
+	fmt.Fprintf(out, "sbbench socket --idle: %d idle connections, GOMAXPROCS %d\n", n, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(out, "heap   %8.0f bytes/conn (%.1f MiB total, client sockets included)\n", heap/float64(n), heap/(1<<20))
+	fmt.Fprintf(out, "stacks %8.0f bytes/conn (%.1f MiB total: reader and writer goroutines)\n", stack/float64(n), stack/(1<<20))
+	fmt.Fprintf(out, "total  %8.0f bytes/conn\n", (heap+stack)/float64(n))
+	return nil
 }

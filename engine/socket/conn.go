@@ -437,7 +437,7 @@ func (c *Conn) startAction(p Params, id string, count int64) {
 	}
 	s.metrics.pending.Inc()
 	c.actions.Add(1)
-	go c.runAction(a, nameStr, p, id, count)
+	s.workers.run(func() { c.runAction(a, nameStr, p, id, count) })
 }
 
 func (c *Conn) runAction(a Action, name string, p Params, id string, count int64) {

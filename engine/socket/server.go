@@ -48,6 +48,8 @@ type Server struct {
 	conns     map[*Conn]struct{}
 	wg        sync.WaitGroup // connection goroutines
 
+	workers *workers
+
 	shutting   atomic.Bool
 	shutdownCh chan struct{} // closed when Shutdown starts
 	drainCtx   context.Context
@@ -78,6 +80,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		listeners:  map[net.Listener]struct{}{},
 		conns:      map[*Conn]struct{}{},
 		shutdownCh: make(chan struct{}),
+		workers:    newWorkers(10 * time.Second),
 	}
 	s.drainCtx, s.drainStop = context.WithCancel(context.Background())
 	if s.now == nil {
@@ -211,6 +214,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		s.workers.stop()
 		return nil
 	case <-ctx.Done():
 	}
@@ -221,6 +225,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	<-done
+	s.workers.stop()
 	return ctx.Err()
 }
 
