@@ -2,6 +2,8 @@ package luabind
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -155,19 +157,40 @@ func (vm *VM) channelState(L *lua.LState) int {
 }
 
 // ChannelTransforms returns the lookup the channel part asks for every message: the transform the serving
-// scripts registered for (channel, direction), or nil.
+// scripts registered for (channel, direction), or nil. Lookups are cached per generation.
 func ChannelTransforms(rt *Runtime) func(name, dir string) channel.Transform {
+	var cache atomic.Pointer[transformCache]
 	return func(name, dir string) channel.Transform {
 		g := rt.Current()
 		if g == nil {
 			return nil
 		}
-		h, ok := g.Handler(channelKind, name+":"+dir)
-		if !ok {
-			return nil
+		c := cache.Load()
+		if c == nil || c.g != g {
+			c = &transformCache{g: g}
+			cache.Store(c)
 		}
-		return luaTransform{g: g, h: h, ev: "channel.transform " + name + " " + dir}
+		key := transformKey{name, dir}
+		if t, ok := c.m.Load(key); ok {
+			return t.(transformEntry).t
+		}
+		var t channel.Transform
+		if h, ok := g.Handler(channelKind, name+":"+dir); ok {
+			t = luaTransform{g: g, h: h, ev: "channel.transform " + name + " " + dir}
+		}
+		c.m.Store(key, transformEntry{t})
+		return t
 	}
+}
+
+type transformKey struct{ name, dir string }
+
+// transformEntry lets the cache hold "no transform" (a nil interface).
+type transformEntry struct{ t channel.Transform }
+
+type transformCache struct {
+	g *Generation
+	m sync.Map // transformKey -> transformEntry
 }
 
 type luaTransform struct {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing/fstest"
 	"time"
@@ -24,6 +26,7 @@ func channelCmd() *cobra.Command {
 		dur   time.Duration
 		size  int
 		noLua bool
+		prof  string
 	)
 	cmd := &cobra.Command{
 		Use:   "channel",
@@ -44,6 +47,17 @@ and the reply is checked. Prints both results and the channel rate as a fraction
 				return err
 			}
 			printResult(out, "echo", base)
+			if prof != "" {
+				f, err := os.Create(prof)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			r, err := runChannelBench(cmd.Context(), conns, dur, size, !noLua)
 			if err != nil {
 				return err
@@ -57,6 +71,7 @@ and the reply is checked. Prints both results and the channel rate as a fraction
 	f.IntVar(&conns, "conns", 50, "channels (one connection each) and concurrent workers")
 	f.DurationVar(&dur, "duration", 5*time.Second, "how long each run lasts")
 	f.IntVar(&size, "size", 64, "line size on the wire in bytes, newline included")
+	f.StringVar(&prof, "cpuprofile", "", "write a CPU profile of the channel run to this file")
 	f.BoolVar(&noLua, "no-lua", false, "run without transforms (to see what Lua costs)")
 	return cmd
 }
