@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -22,6 +23,8 @@ const (
 
 // actionMeta is what sb.action{...} declared (from the first VM; every VM registers the same).
 type actionMeta struct {
+	event       string // "socket.action <name>", for errors and logs (the conn id is in the log fields)
+	action      atomic.Pointer[luaAction]
 	description string
 	inputs      []socket.Input
 	validators  []bool // per input: has a validator function
@@ -71,7 +74,7 @@ func (vm *VM) sbAction(L *lua.LState) int {
 	if !ok {
 		return raise(L, "sb.action %s: run must be a function(conn, params)", name)
 	}
-	meta := &actionMeta{}
+	meta := &actionMeta{event: "socket.action " + string(name)}
 	switch d := spec.RawGetString("description").(type) {
 	case lua.LString:
 		meta.description = string(d)
@@ -193,7 +196,13 @@ func (s *SocketScripts) Lookup(name string) (socket.Action, bool) {
 	if !ok {
 		return nil, false
 	}
-	return &luaAction{g: g, h: h}, true
+	m := h.Meta.(*actionMeta)
+	if a := m.action.Load(); a != nil {
+		return a, true
+	}
+	a := &luaAction{g: g, h: h}
+	m.action.Store(a)
+	return a, true
 }
 
 // List names the actions of the current generation in registration order.
@@ -308,7 +317,7 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	ev := "socket.action " + h.Name + ", conn " + c.ID()
+	ev := m.event
 	vm, err := g.get()
 	if err != nil {
 		return nil, err

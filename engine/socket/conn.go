@@ -451,7 +451,8 @@ func (c *Conn) runAction(a Action, name string, p Params, id string, count int64
 		c.actions.Done()
 	}()
 	info := a.Info()
-	s.metrics.requests.WithLabelValues("action", name).Inc()
+	am := s.metrics.action(name)
+	am.requests.Inc()
 	var reply []byte
 	var err error
 	if !info.ValidatesInputs {
@@ -468,7 +469,7 @@ func (c *Conn) runAction(a Action, name string, p Params, id string, count int64
 		ctx, cancel := context.WithTimeout(c.ctx, timeout)
 		res, err := a.Run(ctx, c, p)
 		cancel()
-		s.metrics.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		am.latency.Observe(time.Since(start).Seconds())
 		if err == nil {
 			reply, err = actionReply(res, id, count)
 			if err != nil {

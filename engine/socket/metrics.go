@@ -3,6 +3,7 @@ package socket
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -19,6 +20,23 @@ type metrics struct {
 	latency  *prometheus.HistogramVec // action latency by action
 	slow     prometheus.Counter
 	chat     prometheus.Counter
+
+	perAction sync.Map // action name -> *actionMetrics, so the hot path does no label hashing
+}
+
+type actionMetrics struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
+}
+
+// action returns the collectors of one (known) action.
+func (m *metrics) action(name string) *actionMetrics {
+	if v, ok := m.perAction.Load(name); ok {
+		return v.(*actionMetrics)
+	}
+	am := &actionMetrics{requests: m.requests.WithLabelValues("action", name), latency: m.latency.WithLabelValues(name)}
+	v, _ := m.perAction.LoadOrStore(name, am)
+	return v.(*actionMetrics)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
