@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -29,6 +31,7 @@ func socketCmd() *cobra.Command {
 		echo    bool
 		idle    int
 		cpuprof string
+		hold    int
 	)
 	cmd := &cobra.Command{
 		Use:   "socket",
@@ -46,6 +49,9 @@ over-counts slightly), plus goroutine stack memory.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			ctx := cmd.Context()
+			if hold > 0 {
+				return holdIdle(addr, hold)
+			}
 			target := addr
 			if target == "" {
 				srv, err := startSocketServer(scripts)
@@ -97,6 +103,8 @@ over-counts slightly), plus goroutine stack memory.`,
 	f.StringVar(&scripts, "scripts", "scripts", "scripts directory of the in-process server")
 	f.BoolVar(&echo, "echo", true, "run the echo baseline first and print the ratio")
 	f.StringVar(&cpuprof, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
+	f.IntVar(&hold, "hold", 0, "internal: open this many idle connections to --addr until stdin closes (used by --idle)")
+	_ = f.MarkHidden("hold")
 	f.IntVar(&idle, "idle", 0, "measure heap per idle connection with this many connections instead of load")
 	return cmd
 }
@@ -183,15 +191,56 @@ func runSocket(ctx context.Context, addr string, conns int, dur time.Duration, r
 	})
 }
 
-// measureIdle opens n connections that each read the welcome line, then reports heap and stack per
-// connection. Run it against the in-process server: it reads this process's memory statistics.
+// measureIdle has a child process (this binary with --hold) open n connections that each read the
+// welcome line and then stay idle, and reports what they cost this process's in-process server: Go heap
+// in use after GC, and goroutine stacks, per connection. The clients live in the child, so the figures
+// are the server's alone (and each process stays under its file limit).
 func measureIdle(out io.Writer, addr string, n int) error {
-	if err := raiseFileLimit(2*n + 64); err != nil {
+	if err := raiseFileLimit(n + 256); err != nil {
 		return err
 	}
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
+	child := exec.Command(os.Args[0], "socket", "--hold", strconv.Itoa(n), "--addr", addr)
+	child.Stderr = os.Stderr
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := child.Start(); err != nil {
+		return fmt.Errorf("socket: start holder: %w", err)
+	}
+	defer func() {
+		stdin.Close()
+		_ = child.Wait()
+	}()
+	ready, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || ready != "ready\n" {
+		return fmt.Errorf("socket: holder did not get ready: %q %v", ready, err)
+	}
+	time.Sleep(time.Second)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+	stack := float64(after.StackInuse) - float64(before.StackInuse)
+	fmt.Fprintf(out, "sbbench socket --idle: %d idle connections (clients in a child process), GOMAXPROCS %d\n", n, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(out, "heap   %8.0f bytes/conn (%.1f MiB total)\n", heap/float64(n), heap/(1<<20))
+	fmt.Fprintf(out, "stacks %8.0f bytes/conn (%.1f MiB total: reader and writer goroutines)\n", stack/float64(n), stack/(1<<20))
+	fmt.Fprintf(out, "total  %8.0f bytes/conn\n", (heap+stack)/float64(n))
+	return nil
+}
+
+// holdIdle opens n connections to addr, reads each welcome line, prints "ready" and keeps them until
+// stdin closes.
+func holdIdle(addr string, n int) error {
+	if err := raiseFileLimit(n + 64); err != nil {
+		return err
+	}
 	cs := make([]net.Conn, 0, n)
 	defer func() {
 		for _, c := range cs {
@@ -209,14 +258,7 @@ func measureIdle(out io.Writer, addr string, n int) error {
 			return fmt.Errorf("socket: idle conn %d welcome: %w", i, err)
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
-	stack := float64(after.StackInuse) - float64(before.StackInuse)
-	fmt.Fprintf(out, "sbbench socket --idle: %d idle connections, GOMAXPROCS %d\n", n, runtime.GOMAXPROCS(0))
-	fmt.Fprintf(out, "heap   %8.0f bytes/conn (%.1f MiB total, client sockets included)\n", heap/float64(n), heap/(1<<20))
-	fmt.Fprintf(out, "stacks %8.0f bytes/conn (%.1f MiB total: reader and writer goroutines)\n", stack/float64(n), stack/(1<<20))
-	fmt.Fprintf(out, "total  %8.0f bytes/conn\n", (heap+stack)/float64(n))
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
 	return nil
 }
