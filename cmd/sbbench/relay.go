@@ -1,7 +1,395 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing/fstest"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/switchboard/switchboard/engine/relay"
+	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/luabind"
+)
+
+// benchRoutes is 3forge's example on two centers: AAPL -> c0, IBM -> c1, ZVZZT -> c0 and c1.
+const benchRoutes = `RULE0;0;O,D;NewOrder,Cancel;Symbol String nonull;Symbol < "F";c0;BREAK;
+RULE1;1;O,D;NewOrder,Cancel;Symbol String nonull;Symbol < "Q";c1;BREAK;
+RULE2;2;O,D;NewOrder,Cancel;Symbol String nonull;true;c0,c1;BREAK;
+RULE3;3;*;*;;true;*;BREAK;
+`
+
+var benchSymbols = []string{"AAPL", "IBM", "ZVZZT"}
 
 func relayCmd() *cobra.Command {
-	return &cobra.Command{Use: "relay", Short: "load test of the relay part (not yet written)", Hidden: true}
+	var (
+		clients    int
+		dur        time.Duration
+		window     int
+		guaranteed bool
+		persist    string
+		cpuprofile string
+	)
+	cmd := &cobra.Command{
+		Use:   "relay",
+		Short: "AMI relay: C clients -> relay -> 2 test centers, against a bare Go line forwarder",
+		Long: `relay starts, in this process, two test centers (they ack every line) and the relay with
+3forge's example routes (Lua expressions) on those two centers, then runs --clients AMI
+clients for --duration. Each client keeps up to --window unacknowledged O messages in
+flight (NewOrder with Symbol AAPL, IBM, ZVZZT in turn) and measures each message's ack
+latency (send to M status). The same clients then drive a bare Go line forwarder (bufio
+reader per client, each line written to both sinks and acked) for the baseline.
+--guaranteed journals every message (fsync, group commit) before its ack.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			mode := "non-guaranteed"
+			if guaranteed {
+				mode = "guaranteed (journal fsync before ack)"
+			}
+			fmt.Fprintf(out, "sbbench relay: %d clients, window %d, %s, %s, GOMAXPROCS %d\n",
+				clients, window, dur, mode, runtime.GOMAXPROCS(0))
+			base, err := runForwarderBaseline(cmd.Context(), clients, window, dur)
+			if err != nil {
+				return fmt.Errorf("baseline: %w", err)
+			}
+			printResult(out, "forwarder", base)
+			if cpuprofile != "" {
+				f, err := os.Create(cpuprofile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+			}
+			r, err := runRelayBench(cmd.Context(), clients, window, dur, guaranteed, persist)
+			if cpuprofile != "" {
+				pprof.StopCPUProfile()
+			}
+			if err != nil {
+				return err
+			}
+			printResult(out, "relay", r)
+			fmt.Fprintf(out, "relay        rate %.2fx of the forwarder (%.0f vs %.0f msgs/s); ack p99 %s\n",
+				r.Rate/base.Rate, r.Rate, base.Rate, fmtDur(r.P99))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&clients, "clients", 4, "AMI client connections")
+	f.DurationVar(&dur, "duration", 5*time.Second, "how long to run each side")
+	f.IntVar(&window, "window", 256, "unacknowledged messages in flight per client")
+	f.BoolVar(&guaranteed, "guaranteed", false, "guaranteed messaging (journal + fsync before ack)")
+	f.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the relay run to this file")
+	f.StringVar(&persist, "persist-dir", "", "journal directory for --guaranteed (default: a temporary directory)")
+	return cmd
+}
+
+// runRelayBench runs the relay with two test centers and drives it.
+func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, guaranteed bool, persist string) (LoadResult, error) {
+	var centers [2]*relaytest.Center
+	cfg := relay.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Centers = map[string]string{}
+	for i := range centers {
+		c, err := relaytest.NewCenter("127.0.0.1:0")
+		if err != nil {
+			return LoadResult{}, err
+		}
+		c.Store = false
+		defer c.Close()
+		centers[i] = c
+		cfg.Centers[fmt.Sprintf("c%d", i)] = c.Addr()
+	}
+	tmp, err := os.MkdirTemp("", "sbbench-relay-")
+	if err != nil {
+		return LoadResult{}, err
+	}
+	defer os.RemoveAll(tmp)
+	cfg.RoutesFile = filepath.Join(tmp, "relay.routes")
+	if err := os.WriteFile(cfg.RoutesFile, []byte(benchRoutes), 0o644); err != nil {
+		return LoadResult{}, err
+	}
+	cfg.Guaranteed = guaranteed
+	cfg.PersistDir = filepath.Join(tmp, "persist")
+	if persist != "" {
+		cfg.PersistDir = persist
+	}
+	cfg.ClientQueue = 2 * window
+	quiet := logrus.New()
+	quiet.SetOutput(io.Discard)
+	rt, err := luabind.New(luabind.Options{Config: luabind.DefaultConfig(), Log: logrus.NewEntry(quiet),
+		FS: fstest.MapFS{"bench.lua": &fstest.MapFile{Data: []byte("-- route expressions only\n")}}, Display: "scripts"})
+	if err != nil {
+		return LoadResult{}, err
+	}
+	defer rt.Close()
+	if err := rt.Load(); err != nil {
+		return LoadResult{}, err
+	}
+	r, err := relay.New(relay.Options{Config: cfg, Compile: luabind.RelayExprCompiler(rt), Log: logrus.NewEntry(quiet)})
+	if err != nil {
+		return LoadResult{}, err
+	}
+	if err := r.Start(ctx); err != nil {
+		return LoadResult{}, err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = r.Shutdown(sctx)
+	}()
+	for _, c := range centers {
+		if err := c.WaitLogin(1, 5*time.Second); err != nil {
+			return LoadResult{}, err
+		}
+	}
+	res, err := drivePipelined(ctx, r.Addrs()["relay"].String(), clients, window, dur, true)
+	if err != nil {
+		return res, err
+	}
+	// every acked message reached its centers (AAPL: c0, IBM: c1, ZVZZT: both)
+	want := res.Ops + res.Ops/3
+	deadline := time.Now().Add(10 * time.Second)
+	for int64(centers[0].Count()+centers[1].Count()) < want && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := int64(centers[0].Count() + centers[1].Count()); got < want {
+		return res, fmt.Errorf("relay: centers got %d deliveries, want at least %d", got, want)
+	}
+	return res, nil
+}
+
+// runForwarderBaseline is the bare Go line forwarder: per client a bufio
+// reader; each line is written to both sinks and acked with a status line.
+func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Duration) (LoadResult, error) {
+	var sinks [2]net.Conn
+	var sinkCount atomic.Int64
+	var wg sync.WaitGroup
+	for i := range sinks {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return LoadResult{}, err
+		}
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return LoadResult{}, err
+		}
+		s, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			return LoadResult{}, err
+		}
+		sinks[i] = c
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.Close()
+			br := bufio.NewReaderSize(s, 64<<10)
+			for {
+				if _, err := br.ReadSlice('\n'); err != nil {
+					return
+				}
+				sinkCount.Add(1)
+			}
+		}()
+	}
+	var sinkMu [2]sync.Mutex
+	sinkW := [2]*bufio.Writer{bufio.NewWriterSize(sinks[0], 64<<10), bufio.NewWriterSize(sinks[1], 64<<10)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return LoadResult{}, err
+	}
+	var conns sync.WaitGroup
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 64<<10)
+				bw := bufio.NewWriterSize(c, 64<<10)
+				var ack []byte
+				for {
+					line, err := br.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					for i := range sinkW {
+						sinkMu[i].Lock()
+						sinkW[i].Write(line)
+						if br.Buffered() == 0 {
+							sinkW[i].Flush()
+						}
+						sinkMu[i].Unlock()
+					}
+					seq := int64(0)
+					if j := bytes.IndexByte(line, '#'); j > 0 {
+						for k := j + 1; k < len(line) && line[k] >= '0' && line[k] <= '9'; k++ {
+							seq = seq*10 + int64(line[k]-'0')
+						}
+					}
+					ack = relay.AppendStatus(ack[:0], time.Now().UnixMilli(), seq, 0, "OK")
+					ack = append(ack, '\n')
+					bw.Write(ack)
+					if br.Buffered() == 0 {
+						if bw.Flush() != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	res, err := drivePipelined(ctx, ln.Addr().String(), clients, window, dur, false)
+	ln.Close()
+	conns.Wait()
+	for i := range sinks {
+		sinkMu[i].Lock()
+		sinkW[i].Flush()
+		sinkMu[i].Unlock()
+		sinks[i].Close()
+	}
+	wg.Wait()
+	return res, err
+}
+
+// drivePipelined runs clients that keep window messages in flight and
+// measure each one's ack latency. With login, each first logs in (L#0).
+func drivePipelined(ctx context.Context, addr string, clients, window int, dur time.Duration, login bool) (LoadResult, error) {
+	type result struct {
+		hist latencyHist
+		ops  int64
+		errs int64
+		err  error
+	}
+	results := make([]*result, clients)
+	var wg sync.WaitGroup
+	start := time.Now()
+	stopAt := start.Add(dur)
+	for ci := 0; ci < clients; ci++ {
+		res := &result{}
+		results[ci] = res
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			return LoadResult{}, err
+		}
+		br := bufio.NewReaderSize(conn, 64<<10)
+		bw := bufio.NewWriterSize(conn, 64<<10)
+		if login {
+			fmt.Fprintf(bw, "L#0|I=\"bench-%d\"\n", ci)
+			bw.Flush()
+			if _, err := br.ReadSlice('\n'); err != nil {
+				conn.Close()
+				return LoadResult{}, fmt.Errorf("login: %w", err)
+			}
+		}
+		sent := make([]atomic.Int64, window) // send time (unix nanos) by seq % window
+		slots := make(chan struct{}, window)
+		for i := 0; i < window; i++ {
+			slots <- struct{}{}
+		}
+		wg.Add(2)
+		go func() { // writer
+			defer wg.Done()
+			var line []byte
+			seq := int64(1)
+			for time.Now().Before(stopAt) && ctx.Err() == nil {
+				<-slots
+				n := 1 + len(slots)
+				for k := 0; k < n; k++ {
+					if k > 0 {
+						<-slots
+					}
+					sent[seq%int64(window)].Store(time.Now().UnixNano())
+					line = relay.AppendHeader(line[:0], 'O', seq, -1)
+					line = append(line, `|T="NewOrder"|I="o`...)
+					line = strconv.AppendInt(line, seq, 10)
+					line = append(line, `"|Symbol="`...)
+					line = append(line, benchSymbols[seq%3]...)
+					line = append(line, `"|qty=100|px=12.5D`...)
+					line = append(line, '\n')
+					bw.Write(line)
+					seq++
+				}
+				if err := bw.Flush(); err != nil {
+					res.err = err
+					conn.Close()
+					return
+				}
+			}
+			// wait for the acks still in flight (all slots back), then end the reader
+			drain := time.NewTimer(10 * time.Second)
+			defer drain.Stop()
+			for i := 0; i < window; i++ {
+				select {
+				case <-slots:
+				case <-drain.C:
+					res.err = fmt.Errorf("%d acks missing", window-i)
+					i = window
+				}
+			}
+			conn.Close()
+		}()
+		go func() { // reader
+			defer wg.Done()
+			defer conn.Close()
+			for {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				now := time.Now()
+				i := bytes.Index(line, []byte("|Q="))
+				if i < 0 {
+					continue
+				}
+				var q int64
+				for k := i + 3; k < len(line) && line[k] >= '0' && line[k] <= '9'; k++ {
+					q = q*10 + int64(line[k]-'0')
+				}
+				if bytes.Contains(line, []byte("|S=0|")) {
+					res.ops++
+				} else {
+					res.errs++
+				}
+				res.hist.record(time.Duration(now.UnixNano() - sent[q%int64(window)].Load()))
+				slots <- struct{}{}
+			}
+		}()
+	}
+	wg.Wait()
+	var total LoadResult
+	var h latencyHist
+	for _, r := range results {
+		total.Ops += r.ops
+		total.Errors += r.errs
+		h.merge(&r.hist)
+		if r.err != nil {
+			total.Errors++
+		}
+	}
+	total.Duration = time.Since(start)
+	total.Rate = float64(total.Ops) / total.Duration.Seconds()
+	total.P50, total.P99 = h.quantile(0.50), h.quantile(0.99)
+	return total, nil
 }

@@ -28,6 +28,8 @@ type client struct {
 	msg   Message
 	args  []Value
 	acks  chan pendingAck // guaranteed mode: statuses waiting for the journal
+	batch []byte          // statuses written since the last read burst, sent as one Outbox message
+	now   time.Time       // time the current line was read
 	once  sync.Once
 	done  chan struct{}
 }
@@ -95,15 +97,33 @@ func (cl *client) serve(ctx context.Context) {
 		if len(line) == 0 || len(line) == 1 && line[0] == '\r' {
 			continue
 		}
-		if !cl.handle(ctx, line) {
-			return
+		ok := cl.handle(ctx, line)
+		// statuses of one read burst go out together: one queue entry and one write for many acks
+		if !ok || rd.Buffered() == 0 || len(cl.batch) >= batchMax {
+			if !cl.flushBatch() || !ok {
+				return
+			}
 		}
 	}
+}
+
+// batchMax bounds the statuses coalesced into one outbound queue entry.
+const batchMax = 4096
+
+// flushBatch queues the coalesced statuses.
+func (cl *client) flushBatch() bool {
+	if len(cl.batch) == 0 {
+		return true
+	}
+	b := cl.batch
+	cl.batch = make([]byte, 0, 512)
+	return cl.sendRaw(b)
 }
 
 // handle processes one instruction; false ends the connection.
 func (cl *client) handle(ctx context.Context, line []byte) bool {
 	at := time.Now()
+	cl.now = at
 	if cl.r.msgLog != nil {
 		cl.r.msgLog.write("in", cl.peerName(), line)
 	}
@@ -121,7 +141,7 @@ func (cl *client) handle(ctx context.Context, line []byte) bool {
 		seq = cl.seq
 	}
 	cl.seq = seq + 1
-	cl.r.m.clientIn.WithLabelValues(string(m.Type)).Inc()
+	cl.r.m.in(m.Type).Inc()
 
 	if cl.login == "" && m.Type != 'L' {
 		return cl.reject(seq, "Login required: the first instruction must be L with I")
@@ -164,7 +184,7 @@ func (cl *client) handle(ctx context.Context, line []byte) bool {
 		if !ok {
 			return cl.reject(seq, fmt.Sprintf("Unknown request id %s: no pending E", textOf(id)))
 		}
-		out := AppendHeader(make([]byte, 0, len(line)+16), 'R', -1, nowOr(m.Now))
+		out := AppendHeader(make([]byte, 0, len(line)+16), 'R', -1, cl.nowOr(m.Now))
 		out = AppendParams(out, m.Params)
 		if !c.sendDirect(out) {
 			return cl.rejectCode(seq, 2, "center "+c.Name+" is busy; response not forwarded")
@@ -182,7 +202,7 @@ func (cl *client) handle(ctx context.Context, line []byte) bool {
 		if pause > cl.r.cfg.MaxPause {
 			pause = cl.r.cfg.MaxPause
 		}
-		if !cl.ok(seq, pendingAck{}, at) {
+		if !cl.ok(seq, pendingAck{}, at) || !cl.flushBatch() {
 			return false
 		}
 		t := time.NewTimer(pause)
@@ -216,11 +236,11 @@ func textOf(v Value) string {
 	return string(AppendValue(nil, v))
 }
 
-func nowOr(n int64) int64 {
+func (cl *client) nowOr(n int64) int64 {
 	if n >= 0 {
 		return n
 	}
-	return time.Now().UnixMilli()
+	return cl.now.UnixMilli()
 }
 
 // missing names required keys that are absent, 3forge style.
@@ -316,7 +336,7 @@ func (cl *client) route(seq int64, m *Message, at time.Time) bool {
 		r.m.unrouted.Inc()
 		return cl.ok(seq, pendingAck{}, at)
 	}
-	line := AppendHeader(make([]byte, 0, 128), m.Type, -1, nowOr(m.Now))
+	line := AppendHeader(make([]byte, 0, 128), m.Type, -1, cl.nowOr(m.Now))
 	line = AppendParams(line, m.Params)
 	if r.journal != nil {
 		idx, err := r.journal.Append(set, line)
@@ -337,7 +357,7 @@ func (cl *client) reject(seq int64, text string) bool { return cl.rejectCode(seq
 
 func (cl *client) rejectCode(seq int64, code int, text string) bool {
 	cl.r.m.rejected.Inc()
-	return cl.status(pendingAck{seq: seq, code: code, text: text, at: time.Now()})
+	return cl.status(pendingAck{seq: seq, code: code, text: text, at: cl.now})
 }
 
 func (cl *client) ok(seq int64, p pendingAck, at time.Time) bool {
@@ -363,31 +383,53 @@ func (cl *client) status(p pendingAck) bool {
 	return cl.sendStatus(p)
 }
 
+// sendStatus writes one status: into the read burst's batch on the reader
+// goroutine (non-guaranteed mode), or straight to the outbox from the acker.
 func (cl *client) sendStatus(p pendingAck) bool {
-	if p.code == 0 {
-		cl.r.m.acks.WithLabelValues("ok").Inc()
-	} else {
-		cl.r.m.acks.WithLabelValues("error").Inc()
+	now := cl.now
+	if cl.acks != nil {
+		now = time.Now()
 	}
-	cl.r.m.ackLatency.Observe(time.Since(p.at).Seconds())
+	if p.code == 0 {
+		cl.r.m.acksOK.Inc()
+	} else {
+		cl.r.m.acksErr.Inc()
+	}
+	cl.r.m.ackLatency.Observe(now.Sub(p.at).Seconds())
 	if cl.quiet {
 		return true
 	}
-	b := AppendStatus(make([]byte, 0, 48+len(p.text)), time.Now().UnixMilli(), p.seq, p.code, p.text)
-	return cl.sendLine(b)
+	if cl.acks != nil {
+		b := AppendStatus(make([]byte, 0, 48+len(p.text)), now.UnixMilli(), p.seq, p.code, p.text)
+		return cl.sendLine(b)
+	}
+	start := len(cl.batch)
+	cl.batch = AppendStatus(cl.batch, now.UnixMilli(), p.seq, p.code, p.text)
+	if cl.r.msgLog != nil {
+		cl.r.msgLog.write("out", cl.peerName(), cl.batch[start:])
+	}
+	cl.batch = cl.appendEOL(cl.batch)
+	return true
+}
+
+func (cl *client) appendEOL(b []byte) []byte {
+	if cl.crlf {
+		return append(b, '\r', '\n')
+	}
+	return append(b, '\n')
 }
 
 // sendLine queues one line to the application; a client that does not read
 // is disconnected once its queue is full.
 func (cl *client) sendLine(b []byte) bool {
-	if cl.crlf {
-		b = append(b, '\r', '\n')
-	} else {
-		b = append(b, '\n')
-	}
 	if cl.r.msgLog != nil {
-		cl.r.msgLog.write("out", cl.peerName(), b[:len(b)-1])
+		cl.r.msgLog.write("out", cl.peerName(), b)
 	}
+	return cl.sendRaw(cl.appendEOL(b))
+}
+
+// sendRaw queues terminated lines.
+func (cl *client) sendRaw(b []byte) bool {
 	if err := cl.out.Send(b); err != nil {
 		if errors.Is(err, transport.ErrOutboxFull) {
 			cl.r.m.slowClients.Inc()

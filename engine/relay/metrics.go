@@ -1,27 +1,31 @@
 package relay
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // metrics are the switchboard_relay_* series of one relay.
 type metrics struct {
-	connections   prometheus.Gauge
-	clientIn      *prometheus.CounterVec // by type letter
-	acks          *prometheus.CounterVec // by result ok|error
-	rejected      prometheus.Counter
-	unrouted      prometheus.Counter
-	exprErrors    prometheus.Counter
-	dropped       *prometheus.CounterVec // by center
-	centerOut     *prometheus.CounterVec // by center
-	centerAcks    *prometheus.CounterVec // by center
-	centerUp      *prometheus.GaugeVec   // by center
-	reconnects    *prometheus.CounterVec // by center
-	routeReloads  *prometheus.CounterVec // by result
-	ackLatency    prometheus.Histogram
-	slowClients   prometheus.Counter
-	collectors    []prometheus.Collector
-	queueDepthFns []prometheus.Collector
+	connections     prometheus.Gauge
+	clientIn        *prometheus.CounterVec // by type letter
+	acks            *prometheus.CounterVec // by result ok|error
+	rejected        prometheus.Counter
+	unrouted        prometheus.Counter
+	exprErrors      prometheus.Counter
+	dropped         *prometheus.CounterVec // by center
+	centerOut       *prometheus.CounterVec // by center
+	centerAcks      *prometheus.CounterVec // by center
+	centerUp        *prometheus.GaugeVec   // by center
+	reconnects      *prometheus.CounterVec // by center
+	routeReloads    *prometheus.CounterVec // by result
+	ackLatency      prometheus.Histogram
+	slowClients     prometheus.Counter
+	acksOK, acksErr prometheus.Counter
+	inByType        [len(knownTypes)]prometheus.Counter
+	collectors      []prometheus.Collector
+	queueDepthFns   []prometheus.Collector
 }
 
 func newMetrics() *metrics {
@@ -55,6 +59,10 @@ func newMetrics() *metrics {
 		slowClients: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_slow_clients_total",
 			Help: "Applications disconnected because they did not read their statuses."}),
 	}
+	m.acksOK, m.acksErr = m.acks.WithLabelValues("ok"), m.acks.WithLabelValues("error")
+	for i := range knownTypes {
+		m.inByType[i] = m.clientIn.WithLabelValues(knownTypes[i : i+1])
+	}
 	m.collectors = []prometheus.Collector{m.connections, m.clientIn, m.acks, m.rejected, m.unrouted, m.exprErrors,
 		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients}
 	return m
@@ -79,4 +87,9 @@ func (m *metrics) unregister(r prometheus.Registerer) {
 	for _, c := range append(m.collectors, m.queueDepthFns...) {
 		r.Unregister(c)
 	}
+}
+
+// in returns the received-instructions counter of type t (a known type).
+func (m *metrics) in(t byte) prometheus.Counter {
+	return m.inByType[strings.IndexByte(knownTypes, t)]
 }

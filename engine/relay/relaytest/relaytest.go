@@ -199,6 +199,26 @@ func (c *Center) serve(ctx context.Context, conn net.Conn) {
 		if err != nil {
 			return
 		}
+		if !c.Store && len(line) > 2 && line[0] != 'L' {
+			// load-test sink: count and ack without a full parse
+			seq := int64(0)
+			for k := 2; k < len(line) && line[1] == '#' && line[k] >= '0' && line[k] <= '9'; k++ {
+				seq = seq*10 + int64(line[k]-'0')
+			}
+			c.mu.Lock()
+			c.count++
+			silent := c.silent
+			if !silent {
+				out = relay.AppendStatus(out[:0], time.Now().UnixMilli(), seq, 0, "OK")
+				out = append(out, '\n')
+				w.Write(out)
+				if rd.Buffered() == 0 {
+					w.Flush()
+				}
+			}
+			c.mu.Unlock()
+			continue
+		}
 		perr := relay.ParseInto(&m, line)
 		c.mu.Lock()
 		if perr == nil && m.Type == 'L' {
