@@ -1,7 +1,348 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"syscall"
+	"testing/fstest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/switchboard/switchboard/engine/esl"
+	"github.com/switchboard/switchboard/engine/esl/esltest"
+	"github.com/switchboard/switchboard/luabind"
+)
+
+// The flows the esl benchmark runs, as an operator would write them.
+const eslBenchScript = `local sb = require "switchboard"
+sb.flow("park", function(session)
+  session:answer()
+  session:execute("park")
+end)
+sb.flow("four", function(session)
+  session:answer()
+  session:streamFile("ivr/welcome.wav")
+  session:playAndGetDigits(1, 1, 1, 1000, "#", "ivr/menu.wav", "", "\\d")
+  session:hangup()
+end)
+sb.flow("rtt", function(session)
+  local every = tonumber(session:getVariable("bench_every_ms"))
+  local stop = tonumber(session:getVariable("bench_until_ms"))
+  local i = 0
+  sb.sleep(math.random(every)) -- spread the calls over the interval instead of a burst each tick
+  while sb.now() < stop do
+    i = i + 1
+    session:execute("set", "n=" .. i)
+    sb.sleep(every)
+  end
+end)
+`
 
 func eslCmd() *cobra.Command {
-	return &cobra.Command{Use: "esl", Short: "load test of the esl part (not yet written)", Hidden: true}
+	var (
+		mode        string
+		calls       int
+		concurrency int
+		dur         time.Duration
+		every       time.Duration
+		simAddr     string
+		goFlows     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "esl",
+		Short: "call control: parked-call heap, 4-step flow rate, command round trip",
+		Long: `esl starts the esl server in this process with Lua flows (luabind, one VM per call) and drives it
+with esltest, the FreeSWITCH simulator, run as a child process (sbbench esl --sim-addr) so this
+process's heap holds only the engine side.
+
+  --mode parked  --calls N          N concurrent calls answered and parked (async full); heap per call
+  --mode flow    --concurrency C    4-step flow (answer, playback, playAndGetDigits, hangup), 0 ms media,
+                 --duration D       static mode (digits stay queued for the read); calls/s
+  --mode rtt     --calls N          N concurrent async full calls, each executing "set" every --every;
+                 --duration D       p50/p99 of one command's round trip (sendmsg -> +OK) and of the execute
+                                    (sendmsg -> CHANNEL_EXECUTE_COMPLETE)`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if simAddr != "" {
+				return runESLSim(cmd.Context(), cmd.OutOrStdout(), simAddr, mode, calls, concurrency, dur, every)
+			}
+			return runESLBench(cmd.Context(), cmd.OutOrStdout(), mode, calls, concurrency, dur, every, goFlows)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&mode, "mode", "flow", "parked | flow | rtt")
+	f.IntVar(&calls, "calls", 1000, "concurrent calls (parked, rtt)")
+	f.IntVar(&concurrency, "concurrency", 100, "concurrent callers placing calls back to back (flow)")
+	f.DurationVar(&dur, "duration", 5*time.Second, "how long to run (flow, rtt)")
+	f.DurationVar(&every, "every", 100*time.Millisecond, "pause between one call's commands (rtt)")
+	f.BoolVar(&goFlows, "go-flows", false, "run the same flows written in Go instead of Lua (isolates the esl part from the Lua VM)")
+	f.StringVar(&simAddr, "sim-addr", "", "internal: run only the FreeSWITCH simulator against this address")
+	return cmd
+}
+
+type simReport struct {
+	Calls, Failed int64
+	Rate          float64
+	Sample        string
+}
+
+// runESLSim is the child: it plays FreeSWITCH.
+func runESLSim(ctx context.Context, out io.Writer, addr, mode string, calls, concurrency int, dur, every time.Duration) error {
+	if err := raiseFileLimit(calls + concurrency + 64); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	var l esltest.Load
+	switch mode {
+	case "parked":
+		l = esltest.Load{Call: esltest.Call{Addr: addr, Path: "park", Async: true, Full: true, Quiet: true, MaxDuration: time.Hour}, Concurrency: calls, Total: calls}
+	case "flow":
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, dur)
+		defer cancel()
+		l = esltest.Load{Call: esltest.Call{Addr: addr, Path: "four", Quiet: true, PressOnRead: "1"},
+			Concurrency: concurrency, OK: func(r *esltest.Result) bool { return r.HangupCause == "NORMAL_CLEARING" }}
+	case "rtt":
+		until := time.Now().Add(dur).UnixMilli()
+		l = esltest.Load{Call: esltest.Call{Addr: addr, Path: "rtt", Async: true, Full: true, Quiet: true,
+			Vars: map[string]string{"bench_every_ms": strconv.Itoa(int(every / time.Millisecond)), "bench_until_ms": strconv.FormatInt(until, 10)}},
+			Concurrency: calls, Total: calls}
+	default:
+		return fmt.Errorf("esl: --mode %q: expected parked, flow or rtt", mode)
+	}
+	r := esltest.RunLoad(ctx, l)
+	return json.NewEncoder(out).Encode(simReport{Calls: r.Calls, Failed: r.Failed, Rate: r.Rate, Sample: r.Sample})
+}
+
+func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurrency int, dur, every time.Duration, goFlows bool) error {
+	if err := raiseFileLimit(calls + concurrency + 64); err != nil {
+		return err
+	}
+	quiet := logrus.New()
+	quiet.SetOutput(io.Discard)
+	rt, err := luabind.New(luabind.Options{Config: luabind.DefaultConfig(), FS: fstest.MapFS{"bench.lua": {Data: []byte(eslBenchScript)}},
+		Display: "bench", Log: logrus.NewEntry(quiet)})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	if err := rt.Load(); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	cfg := esl.DefaultConfig()
+	resolve := luabind.FlowResolver(rt)
+	if goFlows {
+		resolve = goBenchFlows
+	}
+	srv := esl.NewServer(cfg, resolve, logrus.NewEntry(quiet), reg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() { _ = srv.Serve(ln) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	addr := ln.Addr().String()
+	flows := "Lua"
+	if goFlows {
+		flows = "Go"
+	}
+	fmt.Fprintf(out, "sbbench esl: mode %s, %s flows, GOMAXPROCS %d, engine in-process on %s, simulator in a child process\n", mode, flows, runtime.GOMAXPROCS(0), addr)
+
+	runtime.GC()
+	debug.FreeOSMemory()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	child := exec.CommandContext(ctx, os.Args[0], "esl", "--sim-addr", addr, "--mode", mode, "--calls", strconv.Itoa(calls),
+		"--concurrency", strconv.Itoa(concurrency), "--duration", dur.String(), "--every", every.String())
+	child.Stderr = os.Stderr
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := child.Start(); err != nil {
+		return err
+	}
+	var heapPerCall float64
+	var base []bucketCount
+	if mode == "rtt" {
+		// Leave out the connect burst: measure from one second after every call is up.
+		deadline := time.Now().Add(2 * time.Minute)
+		for srv.Active() < calls && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(time.Second)
+		base = promBuckets(reg, "switchboard_esl_command_seconds")
+	}
+	if mode == "parked" {
+		deadline := time.Now().Add(5 * time.Minute)
+		for srv.Active() < calls && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		fmt.Fprintf(out, "%d calls parked after %.2fs\n", srv.Active(), time.Since(start).Seconds())
+		time.Sleep(2 * time.Second) // let every flow reach its park
+		runtime.GC()
+		var at runtime.MemStats
+		runtime.ReadMemStats(&at)
+		n := srv.Active()
+		if path := os.Getenv("SBBENCH_HEAPPROFILE"); path != "" {
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}
+		heapPerCall = float64(int64(at.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+		fmt.Fprintf(out, "heap: %.1f MB before, %.1f MB with %d parked calls: %.1f KB per call; goroutines %d; Lua VMs %d\n",
+			float64(before.HeapAlloc)/1e6, float64(at.HeapAlloc)/1e6, n, heapPerCall/1024, runtime.NumGoroutine(), rt.LiveVMs())
+		_ = child.Process.Signal(syscall.SIGTERM)
+	}
+	var rep simReport
+	if err := json.NewDecoder(stdout).Decode(&rep); err != nil {
+		_ = child.Wait()
+		return fmt.Errorf("esl: simulator: %w", err)
+	}
+	if err := child.Wait(); err != nil && mode != "parked" {
+		return fmt.Errorf("esl: simulator: %w", err)
+	}
+	switch mode {
+	case "flow":
+		fmt.Fprintf(out, "4-step flow: %.0f calls/s (%d calls, %d failed, %d concurrent callers, %s)\n", rep.Rate, rep.Calls, rep.Failed, concurrency, dur)
+	case "rtt":
+		fmt.Fprintf(out, "calls %d, failed %d\n", rep.Calls, rep.Failed)
+	case "parked":
+		rep.Sample = "" // parked calls end when the benchmark stops them
+	}
+	if rep.Sample != "" {
+		fmt.Fprintf(out, "first failed call:\n%s", rep.Sample)
+	}
+	p50, p99, n := histQuantiles(promBuckets(reg, "switchboard_esl_command_seconds"), base)
+	what := "all commands"
+	if base != nil {
+		what = "steady state, connect burst left out"
+	}
+	fmt.Fprintf(out, "command round trip (sendmsg/api -> reply), %s, %d commands: p50 %s p99 %s\n", what, n, fmtDur(p50), fmtDur(p99))
+	return nil
+}
+
+type bucketCount struct {
+	upper float64
+	count uint64
+}
+
+// promBuckets reads the cumulative buckets of histogram name from reg.
+func promBuckets(reg *prometheus.Registry, name string) []bucketCount {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) == 0 {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		var out []bucketCount
+		for _, b := range h.GetBucket() {
+			out = append(out, bucketCount{b.GetUpperBound(), b.GetCumulativeCount()})
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].upper < out[j].upper })
+		return out
+	}
+	return nil
+}
+
+// histQuantiles interpolates p50 and p99 inside the buckets of now minus base (base may be nil).
+func histQuantiles(now, base []bucketCount) (p50, p99 time.Duration, count uint64) {
+	bs := make([]bucketCount, len(now))
+	copy(bs, now)
+	if len(base) == len(bs) {
+		for i := range bs {
+			bs[i].count -= base[i].count
+		}
+	}
+	if len(bs) == 0 {
+		return 0, 0, 0
+	}
+	count = bs[len(bs)-1].count
+	q := func(f float64) time.Duration {
+		target := f * float64(count)
+		prevB, prevC := 0.0, 0.0
+		for _, b := range bs {
+			c := float64(b.count)
+			if c >= target {
+				frac := 0.0
+				if c > prevC {
+					frac = (target - prevC) / (c - prevC)
+				}
+				return time.Duration((prevB + frac*(b.upper-prevB)) * float64(time.Second))
+			}
+			prevB, prevC = b.upper, c
+		}
+		return time.Duration(prevB * float64(time.Second))
+	}
+	return q(0.5), q(0.99), count
+}
+
+// goBenchFlows are the benchmark flows in Go, for comparison with the Lua ones.
+func goBenchFlows(call *esl.CallInfo) (esl.Flow, error) {
+	switch call.Flow {
+	case "park":
+		return esl.FlowFunc(func(ctx context.Context, s *esl.Session) error {
+			if err := s.Answer(ctx); err != nil {
+				return err
+			}
+			_, err := s.Execute(ctx, "park", "", esl.ExecOptions{})
+			return err
+		}), nil
+	case "four":
+		return esl.FlowFunc(func(ctx context.Context, s *esl.Session) error {
+			if err := s.Answer(ctx); err != nil {
+				return err
+			}
+			if _, err := s.StreamFile(ctx, "ivr/welcome.wav", nil); err != nil {
+				return err
+			}
+			if _, err := s.PlayAndGetDigits(ctx, 1, 1, 1, 1000, "#", "ivr/menu.wav", "", `\d`, "", 0, ""); err != nil {
+				return err
+			}
+			return s.Hangup(ctx, "")
+		}), nil
+	case "rtt":
+		return esl.FlowFunc(func(ctx context.Context, s *esl.Session) error {
+			ev, _ := s.Variable("bench_every_ms")
+			un, _ := s.Variable("bench_until_ms")
+			every, _ := strconv.Atoi(ev)
+			until, _ := strconv.ParseInt(un, 10, 64)
+			time.Sleep(time.Duration(rand.Int64N(int64(every)+1)) * time.Millisecond)
+			for i := 1; time.Now().UnixMilli() < until; i++ {
+				if _, err := s.Execute(ctx, "set", "n="+strconv.Itoa(i), esl.ExecOptions{}); err != nil {
+					return err
+				}
+				time.Sleep(time.Duration(every) * time.Millisecond)
+			}
+			return nil
+		}), nil
+	}
+	return nil, fmt.Errorf("no flow %q", call.Flow)
 }

@@ -17,7 +17,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Calls handled, by flow and outcome (completed, hungup, error, no_flow, setup_failed)."}, []string{"flow", "outcome"}),
 		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_esl_command_seconds",
 			Help:    "Round trip of one command to FreeSWITCH and its reply.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, 1}}),
+			Buckets: []float64{.00005, .0001, .0002, .0003, .0004, .0005, .00075, .001, .0015, .002, .005, .01, .025, .1, 1}}),
 		causes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_esl_hangup_causes_total",
 			Help: "Hangup causes reported by FreeSWITCH."}, []string{"cause"}),
 		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_esl_frames_ignored_total",

@@ -94,6 +94,12 @@ func (s *sim) execLocked(c *esl.Command) {
 	}
 	h = append(h, esl.Header{Name: "Application-UUID", Value: appUUID})
 	s.fireLocked("CHANNEL_EXECUTE", h)
+	if s.call.PressOnRead != "" && (name == "read" || name == "play_and_get_digits") {
+		for _, d := range s.call.PressOnRead {
+			s.tr.add("caller presses %c", d)
+			s.dtmf = append(s.dtmf, string(d))
+		}
+	}
 	resp, note := impl(s, arg)
 	s.vars["current_application_response"] = resp
 	s.fireLocked("CHANNEL_EXECUTE_COMPLETE", append(h, esl.Header{Name: "Application-Response", Value: resp}))

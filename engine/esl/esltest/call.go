@@ -62,11 +62,16 @@ type Call struct {
 	Vars   map[string]string // extra channel variables
 
 	DTMF        []DTMF        // digits the caller presses
+	PressOnRead string        // digits the caller types as soon as each read / play_and_get_digits starts
 	HangupAfter time.Duration // caller hangs up this long after connect; 0 = never
 	Media       time.Duration // length of each prompt (playback, say, speak, phrase, record); 0 = instant
 	BridgeFor   time.Duration // how long a bridged call lasts
 
 	ConnectWait time.Duration // how long to wait for the first command (FreeSWITCH: 25 s)
+	// Quiet keeps no transcript (load runs).
+	Quiet bool
+
+	started func() // load mode: called once connected
 	MaxDuration time.Duration // safety stop: hang up after this (default 2 minutes)
 }
 
@@ -131,12 +136,16 @@ func newUUID() string {
 }
 
 type transcript struct {
+	quiet   bool
 	mu      sync.Mutex
 	start   time.Time
 	entries []Entry
 }
 
 func (t *transcript) add(format string, args ...any) {
+	if t.quiet {
+		return
+	}
 	t.mu.Lock()
 	t.entries = append(t.entries, Entry{At: time.Since(t.start), Text: fmt.Sprintf(format, args...)})
 	t.mu.Unlock()

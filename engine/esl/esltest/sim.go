@@ -23,6 +23,9 @@ func Run(ctx context.Context, call Call) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("esltest: dial %s: %w", call.Addr, err)
 	}
+	if call.started != nil {
+		call.started()
+	}
 	s := newSim(call, conn)
 	return s.run(ctx)
 }
@@ -78,6 +81,7 @@ func newSim(call Call, conn net.Conn) *sim {
 	s := &sim{call: call, conn: conn, up: true, subs: map[string]bool{}, format: "plain",
 		wake: make(chan struct{}, 1), lwake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.tr.start = time.Now()
+	s.tr.quiet = call.Quiet
 	mode := "static"
 	if call.Async {
 		mode = "async"

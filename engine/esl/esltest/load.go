@@ -1,0 +1,79 @@
+package esltest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Load runs many simulated calls against one engine: Concurrency callers, each placing calls back to back
+// until Total calls were placed (Total > 0) or ctx is done.
+type Load struct {
+	Call        Call // template; each call gets a fresh UUID
+	Concurrency int
+	Total       int
+	// OK judges a finished call; nil accepts any call that ended without a simulator error.
+	OK func(*Result) bool
+	// Started, when set, is called once per call as soon as its socket is connected.
+	Started func()
+}
+
+// LoadResult sums up a load run.
+type LoadResult struct {
+	Calls   int64
+	Failed  int64
+	Elapsed time.Duration
+	Rate    float64 // calls per second
+	Sample  string  // transcript of the first failed call
+}
+
+// RunLoad runs l and returns when every caller stopped.
+func RunLoad(ctx context.Context, l Load) LoadResult {
+	if l.Concurrency <= 0 {
+		l.Concurrency = 1
+	}
+	var placed, calls, failed atomic.Int64
+	var sampleOnce sync.Once
+	var sample string
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < l.Concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if l.Total > 0 && placed.Add(1) > int64(l.Total) {
+					return
+				}
+				c := l.Call
+				c.UUID = ""
+				c.started = l.Started
+				res, err := Run(ctx, c)
+				if ctx.Err() != nil && l.Total == 0 {
+					return
+				}
+				calls.Add(1)
+				if err != nil || (l.OK != nil && !l.OK(res)) {
+					failed.Add(1)
+					sampleOnce.Do(func() {
+						if res != nil {
+							sample = res.String()
+						}
+						if err != nil {
+							sample += fmt.Sprintf("error: %v\n", err)
+						}
+					})
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	r := LoadResult{Calls: calls.Load(), Failed: failed.Load(), Elapsed: el, Sample: sample}
+	if el > 0 {
+		r.Rate = float64(r.Calls) / el.Seconds()
+	}
+	return r
+}
