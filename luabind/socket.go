@@ -357,10 +357,21 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 			return err
 		}
 		base := L.GetTop()
-		L.Push(vm.fns[h.Index])
-		L.Push(connValue(L, c))
-		L.Push(paramsTable(L, p))
-		if err := L.PCall(2, 2, nil); err != nil {
+		fn := vm.fns[h.Index]
+		L.Push(fn)
+		// Only build what run declares: function(conn) or function() skips the params table, the
+		// costliest part of a call (docs/benchmarks.md).
+		nargs := 2
+		if fn.Proto != nil && fn.Proto.IsVarArg == 0 && int(fn.Proto.NumParameters) < 2 {
+			nargs = int(fn.Proto.NumParameters)
+		}
+		if nargs >= 1 {
+			L.Push(connValue(L, c))
+		}
+		if nargs >= 2 {
+			L.Push(paramsTable(L, p))
+		}
+		if err := L.PCall(nargs, 2, nil); err != nil {
 			return err
 		}
 		res, msg := L.Get(base+1), L.Get(base+2)

@@ -172,7 +172,8 @@ func TestSocketLuaActions(t *testing.T) {
 	}
 	// sleepTest is longer than lua.handler_timeout (300ms here) and still answers.
 	got = tail(c.do(`{"action":"sleepTest","params":{"sleepDuration":400}}`))
-	if !regexp.MustCompile(`^\{"sleepStarted":\d{13},"sleepEnded":\d{13},"sleepDelta":(4\d\d),"sleepDuration":400,"context":"response",ID\}$`).MatchString(got) {
+	m := regexp.MustCompile(`^\{"sleepStarted":\d{13},"sleepEnded":\d{13},"sleepDelta":(\d+),"sleepDuration":400,"context":"response",ID\}$`).FindStringSubmatch(got)
+	if m == nil || len(m[1]) < 3 || m[1] < "400" && len(m[1]) == 3 {
 		t.Fatalf("sleepTest: %s", got)
 	}
 	// documentation lists the Lua actions with their inputs.
@@ -198,4 +199,30 @@ func TestSocketLuaSpinDoesNotBlockOthers(t *testing.T) {
 	if got := a.line(); !strings.Contains(got, "time limit of 200ms") {
 		t.Fatalf("spin: %s", got)
 	}
+}
+
+// BenchmarkSocketLuaAction is the Lua share of one socket request: look up randomNumber, run it on a pooled
+// VM under its time limit, and convert its result.
+func BenchmarkSocketLuaAction(b *testing.B) {
+	actions, err := os.ReadFile("../scripts/actions.lua")
+	if err != nil {
+		b.Fatal(err)
+	}
+	fsys := map[string]string{"actions.lua": string(actions)}
+	t := &testing.T{}
+	rt, _, _ := newRuntime(t, DefaultConfig(), fsys, nil)
+	defer rt.Close()
+	s := NewSocketScripts(rt)
+	var p socket.Params
+	p.Set("action", "randomNumber")
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			a, _ := s.Lookup("randomNumber")
+			if _, err := a.Run(ctx, nil, p.Clone()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
