@@ -71,7 +71,7 @@ type Call struct {
 	// Quiet keeps no transcript (load runs).
 	Quiet bool
 
-	started func() // load mode: called once connected
+	started     func()        // load mode: called once connected
 	MaxDuration time.Duration // safety stop: hang up after this (default 2 minutes)
 }
 
