@@ -22,31 +22,40 @@ import (
 
 func channelCmd() *cobra.Command {
 	var (
-		conns int
-		dur   time.Duration
-		size  int
-		noLua bool
-		prof  string
+		conns  int
+		dur    time.Duration
+		size   int
+		noLua  bool
+		prof   string
+		rounds int
 	)
 	cmd := &cobra.Command{
 		Use:   "channel",
 		Short: "messages/s through text-messages channels with a Lua transform each way, against echo",
-		Long: `channel first runs the echo baseline (same conns, duration and line size), then starts the
-same in-process line-echo server as the upstream of --conns permanent text-messages channels
-(one connection each). Each worker calls Channel.Request in a closed loop: the out transform
-(Lua: prefix the message) runs, the line goes through the channel's outbox to the echo server,
-comes back through the channel's framing reader, the in transform (Lua: strip the prefix) runs,
-and the reply is checked. Prints both results and the channel rate as a fraction of echo.`,
+		Long: `channel compares two closed loops with the same conns and line size, alternating in --rounds
+slices of --duration so that outside load falls on both alike:
+  echo:    the echo baseline (client lines to a bare Go line-echo server);
+  channel: --conns permanent text-messages channels (one connection each) to the same kind of
+           echo server. Each worker calls Channel.Request in a loop: the out transform (Lua: add a
+           prefix) runs, the line goes through the channel's outbox to the server, comes back
+           through the channel's framing reader, the in transform (Lua: strip the prefix) runs and
+           the reply is checked.
+Prints each round, both totals and the channel rate as a fraction of echo.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "sbbench channel: %d conns, %d-byte lines, %s, lua transforms %v, GOMAXPROCS %d\n",
 				conns, size, dur, !noLua, runtime.GOMAXPROCS(0))
-			base, err := runEchoBaseline(cmd.Context(), conns, dur, size)
+			bench, err := newChannelBench(cmd.Context(), conns, size, !noLua)
 			if err != nil {
 				return err
 			}
-			printResult(out, "echo", base)
+			defer bench.close()
+			// Echo and channel alternate in short rounds so that load from elsewhere on the machine falls
+			// on both alike; the totals are compared.
+			if rounds < 1 {
+				return fmt.Errorf("channel: --rounds must be >= 1, got %d", rounds)
+			}
 			if prof != "" {
 				f, err := os.Create(prof)
 				if err != nil {
@@ -58,10 +67,21 @@ and the reply is checked. Prints both results and the channel rate as a fraction
 				}
 				defer pprof.StopCPUProfile()
 			}
-			r, err := runChannelBench(cmd.Context(), conns, dur, size, !noLua)
-			if err != nil {
-				return err
+			var base, r LoadResult
+			slice := dur / time.Duration(rounds)
+			for i := 0; i < rounds; i++ {
+				b, err := runEchoBaseline(cmd.Context(), conns, slice, size)
+				if err != nil {
+					return err
+				}
+				c, err := bench.run(cmd.Context(), slice)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "round %d: echo %.0f ops/s, channel %.0f ops/s (%.2fx)\n", i+1, b.Rate, c.Rate, c.Rate/b.Rate)
+				base, r = addResult(base, b), addResult(r, c)
 			}
+			printResult(out, "echo", base)
 			printResult(out, "channel", r)
 			printRatio(out, "channel", r, base)
 			return nil
@@ -69,9 +89,10 @@ and the reply is checked. Prints both results and the channel rate as a fraction
 	}
 	f := cmd.Flags()
 	f.IntVar(&conns, "conns", 50, "channels (one connection each) and concurrent workers")
-	f.DurationVar(&dur, "duration", 5*time.Second, "how long each run lasts")
+	f.DurationVar(&dur, "duration", 5*time.Second, "total time of each side, split between rounds")
 	f.IntVar(&size, "size", 64, "line size on the wire in bytes, newline included")
-	f.StringVar(&prof, "cpuprofile", "", "write a CPU profile of the channel run to this file")
+	f.IntVar(&rounds, "rounds", 5, "alternate echo and channel this many times (duration is split between rounds)")
+	f.StringVar(&prof, "cpuprofile", "", "write a CPU profile of the whole run (echo rounds included) to this file")
 	f.BoolVar(&noLua, "no-lua", false, "run without transforms (to see what Lua costs)")
 	return cmd
 }
@@ -79,15 +100,52 @@ and the reply is checked. Prints both results and the channel rate as a fraction
 // benchPrefix is what the out transform adds and the in transform removes.
 const benchPrefix = "> "
 
-func runChannelBench(ctx context.Context, conns int, dur time.Duration, size int, withLua bool) (LoadResult, error) {
-	if size < len(benchPrefix)+2 {
-		return LoadResult{}, fmt.Errorf("channel: size must be >= %d, got %d", len(benchPrefix)+2, size)
+// addResult sums two runs of equal setup: ops, durations and errors add; latencies and allocations are
+// weighted by ops.
+func addResult(a, b LoadResult) LoadResult {
+	ops := a.Ops + b.Ops
+	if ops == 0 {
+		return b
 	}
+	w := func(x, y float64) float64 { return (x*float64(a.Ops) + y*float64(b.Ops)) / float64(ops) }
+	out := LoadResult{Ops: ops, Duration: a.Duration + b.Duration, Errors: a.Errors + b.Errors,
+		P50: time.Duration(w(float64(a.P50), float64(b.P50))), P99: time.Duration(w(float64(a.P99), float64(b.P99))),
+		Allocs: w(a.Allocs, b.Allocs)}
+	if out.Duration > 0 {
+		out.Rate = float64(ops) / out.Duration.Seconds()
+	}
+	return out
+}
+
+// channelBench is the channel side: an echo upstream, a script generation and the channels, set up once.
+type channelBench struct {
+	set   *channel.Set
+	body  string
+	close func()
+	conns int
+}
+
+func newChannelBench(ctx context.Context, conns, size int, withLua bool) (*channelBench, error) {
+	if size < len(benchPrefix)+2 {
+		return nil, fmt.Errorf("channel: size must be >= %d, got %d", len(benchPrefix)+2, size)
+	}
+	var closers []func()
+	cleanup := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			cleanup()
+		}
+	}()
 	srv, err := startEchoServer("127.0.0.1:0")
 	if err != nil {
-		return LoadResult{}, err
+		return nil, err
 	}
-	defer srv.Close()
+	closers = append(closers, func() { srv.Close() })
 	host, portStr, _ := net.SplitHostPort(srv.Addr())
 	var port int
 	fmt.Sscan(portStr, &port)
@@ -96,7 +154,7 @@ func runChannelBench(ctx context.Context, conns int, dur time.Duration, size int
 	l.Out = io.Discard
 	log := logrus.NewEntry(l)
 	b := bus.New(bus.Options{Log: log})
-	defer b.Close()
+	closers = append(closers, b.Close)
 
 	var script strings.Builder
 	script.WriteString("local sb = require \"switchboard\"\n")
@@ -114,11 +172,11 @@ func runChannelBench(ctx context.Context, conns int, dur time.Duration, size int
 	rt, err := luabind.New(luabind.Options{Config: lcfg, Log: log,
 		FS: fstest.MapFS{"bench.lua": &fstest.MapFile{Data: []byte(script.String())}}})
 	if err != nil {
-		return LoadResult{}, err
+		return nil, err
 	}
-	defer rt.Close()
+	closers = append(closers, rt.Close)
 	if err := rt.Load(); err != nil {
-		return LoadResult{}, fmt.Errorf("channel: scripts: %w", err)
+		return nil, fmt.Errorf("channel: scripts: %w", err)
 	}
 	opts := channel.Options{Configs: cfgs, Bus: b, Log: log}
 	if withLua {
@@ -126,16 +184,16 @@ func runChannelBench(ctx context.Context, conns int, dur time.Duration, size int
 	}
 	set, err := channel.New(opts)
 	if err != nil {
-		return LoadResult{}, err
+		return nil, err
 	}
 	if err := set.Start(ctx); err != nil {
-		return LoadResult{}, err
+		return nil, err
 	}
-	defer func() {
+	closers = append(closers, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = set.Shutdown(sctx)
-	}()
+	})
 	// Wait for every channel to connect so the run measures steady state.
 	deadline := time.Now().Add(10 * time.Second)
 	for _, name := range set.Names() {
@@ -145,7 +203,7 @@ func runChannelBench(ctx context.Context, conns int, dur time.Duration, size int
 				break
 			}
 			if time.Now().After(deadline) {
-				return LoadResult{}, fmt.Errorf("channel %s: not connected after 10s", name)
+				return nil, fmt.Errorf("channel %s: not connected after 10s", name)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -155,8 +213,15 @@ func runChannelBench(ctx context.Context, conns int, dur time.Duration, size int
 	if withLua {
 		body = body[len(benchPrefix):] // the out transform adds the prefix back on the wire
 	}
-	return runClosedLoop(ctx, conns, dur, func(i int) (func() error, func(), error) {
-		ch, _ := set.Channel(fmt.Sprintf("bench-%d", i))
+	ok = true
+	return &channelBench{set: set, body: body, close: cleanup, conns: conns}, nil
+}
+
+// run drives every channel with one closed-loop worker for dur.
+func (cb *channelBench) run(ctx context.Context, dur time.Duration) (LoadResult, error) {
+	body := cb.body
+	return runClosedLoop(ctx, cb.conns, dur, func(i int) (func() error, func(), error) {
+		ch, _ := cb.set.Channel(fmt.Sprintf("bench-%d", i))
 		do := func() error {
 			r, err := ch.Request(ctx, body, 10*time.Second)
 			if err != nil {

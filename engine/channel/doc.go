@@ -21,6 +21,10 @@
 // connect; over the buffer a message is dropped, counted (switchboard_channel_dropped_total) and logged.
 // TCP keepalive and an optional idle_timeout (no inbound bytes) detect dead peers.
 //
+// An HTTP server that closes the connection after each response (Connection: close, HTTP/1.0) ends the
+// session each time; a permanent channel then waits reconnection_timeout before the next request goes out,
+// so use permanent: false for such servers (each request connects on demand).
+//
 // Limits: every inbound message is bounded by max_message_size (http: the body; the head by
 // max_header_size). A framing error (over-long message, invalid XML, bad HTTP) is logged and closes the
 // connection; a permanent channel reconnects.
