@@ -167,3 +167,29 @@ func TestSIGHUPWithCallsInFlight(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 }
+
+// TestExampleIVRMenu runs examples/ivr-menu as shipped (listen moved to port 0).
+func TestExampleIVRMenu(t *testing.T) {
+	dir := filepath.Join(harness.Root(), "examples", "ivr-menu")
+	data, err := os.ReadFile(filepath.Join(dir, "switchboard.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.Replace(string(data), "listen: 127.0.0.1:8084", "listen: 127.0.0.1:0", 1)
+	yaml = strings.Replace(yaml, "lua:\n  scripts_dir: examples/ivr-menu/scripts\n", "", 1)
+	src, err := os.ReadFile(filepath.Join(dir, "scripts", "ivr.lua"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := harness.Start(t, yaml, harness.Options{Scripts: map[string]string{"ivr.lua": string(src)}})
+	addr := e.Addr(t, "esl")
+	res := call(t, esltest.Call{Addr: addr, Path: "ivr", Async: true, Full: true, PressOnRead: "1", BridgeFor: 50 * time.Millisecond})
+	tr := strings.Join(res.Transcript(), "\n")
+	if !strings.Contains(tr, "execute playback ivr/sales.wav [event-lock]\ncomplete playback: FILE PLAYED\nexecute bridge user/1001 [event-lock]\ncomplete bridge: _none_\nengine hangs up NORMAL_CLEARING") {
+		t.Fatalf("transcript:\n%s", tr)
+	}
+	res = call(t, esltest.Call{Addr: addr, Async: true, Full: true, PressOnRead: "3"})
+	if !strings.Contains(strings.Join(res.Transcript(), "\n"), "execute say en number pronounced 42") || res.HangupCause != "NORMAL_CLEARING" {
+		t.Fatalf("transcript:\n%s", res)
+	}
+}
