@@ -11,7 +11,9 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"sort"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -32,6 +34,7 @@ func socketCmd() *cobra.Command {
 		idle    int
 		cpuprof string
 		hold    int
+		rounds  int
 	)
 	cmd := &cobra.Command{
 		Use:   "socket",
@@ -75,22 +78,39 @@ over-counts slightly), plus goroutine stack memory.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			fmt.Fprintf(out, "sbbench socket: %d conns, request %q, %s, GOMAXPROCS %d\n", conns, request, dur, runtime.GOMAXPROCS(0))
-			var base LoadResult
-			if echo {
-				var err error
-				if base, err = runEchoBaseline(ctx, conns, dur, 64); err != nil {
+			fmt.Fprintf(out, "sbbench socket: %d conns, request %q, %s x %d rounds, GOMAXPROCS %d\n", conns, request, dur, rounds, runtime.GOMAXPROCS(0))
+			// On a shared machine one run's rate says more about the neighbours than about the code, so
+			// echo and socket alternate for several rounds, and each run also reports the CPU time this
+			// process spent per round trip (client and server), which other load barely moves.
+			var ratios, cpuRatios []float64
+			for round := 1; round <= rounds; round++ {
+				var base LoadResult
+				var baseCPU time.Duration
+				if echo {
+					c0 := cpuTime()
+					var err error
+					if base, err = runEchoBaseline(ctx, conns, dur, 64); err != nil {
+						return err
+					}
+					baseCPU = perOp(cpuTime()-c0, base.Ops)
+					printResult(out, "echo", base)
+				}
+				c0 := cpuTime()
+				r, err := runSocket(ctx, target, conns, dur, request)
+				if err != nil {
 					return err
 				}
-				printResult(out, "echo", base)
+				sockCPU := perOp(cpuTime()-c0, r.Ops)
+				printResult(out, "socket", r)
+				if echo {
+					printRatio(out, "socket", r, base)
+					fmt.Fprintf(out, "%-12s cpu/op %s vs echo %s: %.2fx of echo at equal CPU\n", "socket", fmtDur(sockCPU), fmtDur(baseCPU), float64(baseCPU)/float64(sockCPU))
+					ratios = append(ratios, r.Rate/base.Rate)
+					cpuRatios = append(cpuRatios, float64(baseCPU)/float64(sockCPU))
+				}
 			}
-			r, err := runSocket(ctx, target, conns, dur, request)
-			if err != nil {
-				return err
-			}
-			printResult(out, "socket", r)
-			if echo {
-				printRatio(out, "socket", r, base)
+			if echo && rounds > 1 {
+				fmt.Fprintf(out, "median over %d rounds: rate %.2fx of echo, %.2fx at equal CPU\n", rounds, median(ratios), median(cpuRatios))
 			}
 			return nil
 		},
@@ -103,6 +123,7 @@ over-counts slightly), plus goroutine stack memory.`,
 	f.StringVar(&scripts, "scripts", "scripts", "scripts directory of the in-process server")
 	f.BoolVar(&echo, "echo", true, "run the echo baseline first and print the ratio")
 	f.StringVar(&cpuprof, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
+	f.IntVar(&rounds, "rounds", 1, "alternate echo and socket runs this many times and print the medians")
 	f.IntVar(&hold, "hold", 0, "internal: open this many idle connections to --addr until stdin closes (used by --idle)")
 	_ = f.MarkHidden("hold")
 	f.IntVar(&idle, "idle", 0, "measure heap per idle connection with this many connections instead of load")
@@ -261,4 +282,29 @@ func holdIdle(addr string, n int) error {
 	fmt.Println("ready")
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return nil
+}
+
+// cpuTime is the user+system CPU this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func perOp(d time.Duration, ops int64) time.Duration {
+	if ops == 0 {
+		return 0
+	}
+	return d / time.Duration(ops)
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
 }
