@@ -22,7 +22,7 @@ func relayRoute(t *testing.T, tab *relay.Table, line string) (string, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sc []relay.Value
+	var sc relay.RouteScratch
 	set, err := tab.Route(&m, &sc)
 	var out []string
 	for i, c := range tab.Centers() {
@@ -127,7 +127,7 @@ func BenchmarkRelayLuaRoute(b *testing.B) {
 		b.Fatal(err)
 	}
 	m, _ := relay.Parse([]byte(`O|T="Order"|I="o1"|qty=5000L|px=250.0D|venue="NYSE"`))
-	var sc []relay.Value
+	var sc relay.RouteScratch
 	b.ReportAllocs()
 	for b.Loop() {
 		tab.Route(&m, &sc)

@@ -2,11 +2,13 @@ package relay
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -205,15 +207,20 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 				_ = w.Flush()
 				return nil
 			}
-			// drain what is ready, then flush once
-			for more := true; more; {
-				select {
-				case l := <-c.queue:
-					if err := write(l); err != nil {
-						return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
+			// drain what is ready (yielding once so that producers can add to a small batch), then flush once
+			for round := 0; round < 2; round++ {
+				for more := true; more; {
+					select {
+					case l := <-c.queue:
+						if err := write(l); err != nil {
+							return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
+						}
+					default:
+						more = false
 					}
-				default:
-					more = false
+				}
+				if round == 0 && w.Buffered() < 8<<10 {
+					runtime.Gosched()
 				}
 			}
 			if err := w.Flush(); err != nil {
@@ -307,6 +314,13 @@ func (c *Center) readLoop(ctx context.Context, conn net.Conn, fl *inflight, logg
 			}
 			return fmt.Errorf("relay: center %s: read: %w", c.Name, err)
 		}
+		if !first && fl == nil {
+			// hot path: a plain status only bumps a counter in non-guaranteed mode
+			if code, ok := quickStatus(raw); ok && code == 0 {
+				c.acksOK.Inc()
+				continue
+			}
+		}
 		if err := ParseInto(&m, raw); err != nil {
 			c.log.WithError(err).Warn("malformed line from center")
 			continue
@@ -338,4 +352,25 @@ func (c *Center) readLoop(ctx context.Context, conn net.Conn, fl *inflight, logg
 			c.r.deliverCommand(c, &m)
 		}
 	}
+}
+
+// quickStatus reads S of a strict status line `M@now|Q=n|S=n|...` without a
+// full parse; ok is false for anything else.
+func quickStatus(line []byte) (code int, ok bool) {
+	if len(line) < 8 || line[0] != 'M' {
+		return 0, false
+	}
+	i := bytes.Index(line, []byte("|S="))
+	if i < 0 || i+3 >= len(line) {
+		return 0, false
+	}
+	n := 0
+	j := i + 3
+	for ; j < len(line) && line[j] >= '0' && line[j] <= '9'; j++ {
+		n = n*10 + int(line[j]-'0')
+	}
+	if j == i+3 || (j < len(line) && line[j] != '|') {
+		return 0, false
+	}
+	return n, true
 }

@@ -17,21 +17,21 @@ import (
 
 // client is one application connection.
 type client struct {
-	r     *Relay
-	conn  net.Conn
-	out   *transport.Outbox
-	log   *logrus.Entry
-	login string
-	quiet bool
-	crlf  bool
-	seq   int64 // implicit sequence number for instructions without #
-	msg   Message
-	args  []Value
-	acks  chan pendingAck // guaranteed mode: statuses waiting for the journal
-	batch []byte          // statuses written since the last read burst, sent as one Outbox message
-	now   time.Time       // time the current line was read
-	once  sync.Once
-	done  chan struct{}
+	r       *Relay
+	conn    net.Conn
+	out     *transport.Outbox
+	log     *logrus.Entry
+	login   string
+	quiet   bool
+	crlf    bool
+	seq     int64 // implicit sequence number for instructions without #
+	msg     Message
+	routing RouteScratch
+	acks    chan pendingAck // guaranteed mode: statuses waiting for the journal
+	batch   []byte          // statuses written since the last read burst, sent as one Outbox message
+	now     time.Time       // time the current line was read
+	once    sync.Once
+	done    chan struct{}
 }
 
 type pendingAck struct {
@@ -326,7 +326,7 @@ func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
 // route sends a routable instruction to its centers (or to the journal).
 func (cl *client) route(seq int64, m *Message, at time.Time) bool {
 	r := cl.r
-	set, err := r.Table().Route(m, &cl.args)
+	set, err := r.Table().Route(m, &cl.routing)
 	if err != nil {
 		r.m.exprErrors.Inc()
 		r.warnEvery(&r.exprWarn, cl.log.WithError(err), "route expression failed")
@@ -442,19 +442,58 @@ func (cl *client) sendRaw(b []byte) bool {
 }
 
 // ackLoop sends statuses in order, each once its journal record is durable.
+// Statuses that are ready together go out as one outbox entry.
 func (cl *client) ackLoop(ctx context.Context) {
 	failed := false
+	var batch []byte
 	for p := range cl.acks {
-		if failed {
-			continue
-		}
-		if p.idx > 0 {
-			if err := cl.r.journal.WaitDurable(ctx, p.idx); err != nil {
-				p.code, p.text = 3, "Not persisted: "+err.Error()
+		for {
+			if failed {
+				break
+			}
+			if p.idx > 0 {
+				if err := cl.r.journal.WaitDurable(ctx, p.idx); err != nil {
+					p.code, p.text = 3, "Not persisted: "+err.Error()
+				}
+			}
+			batch = cl.appendAck(batch, p)
+			if len(batch) >= batchMax {
+				break
+			}
+			var more bool
+			select {
+			case p, more = <-cl.acks:
+			default:
+			}
+			if !more {
+				break
 			}
 		}
-		if !cl.sendStatus(p) {
-			failed = true
+		if !failed && len(batch) > 0 {
+			if !cl.sendRaw(batch) {
+				failed = true
+			}
+			batch = nil
 		}
 	}
+}
+
+// appendAck counts one status and appends its line (guaranteed mode).
+func (cl *client) appendAck(b []byte, p pendingAck) []byte {
+	now := time.Now()
+	if p.code == 0 {
+		cl.r.m.acksOK.Inc()
+	} else {
+		cl.r.m.acksErr.Inc()
+	}
+	cl.r.m.ackLatency.Observe(now.Sub(p.at).Seconds())
+	if cl.quiet {
+		return b
+	}
+	start := len(b)
+	b = AppendStatus(b, now.UnixMilli(), p.seq, p.code, p.text)
+	if cl.r.msgLog != nil {
+		cl.r.msgLog.write("out", cl.peerName(), b[start:])
+	}
+	return cl.appendEOL(b)
 }

@@ -23,7 +23,10 @@ type Config struct {
 	CenterCA   string `mapstructure:"center_ca"`
 	RoutesFile string `mapstructure:"routes_file"`
 	// RoutesCacheSize bounds the deletes-follow-inserts index (objects remembered); 0 disables it.
-	RoutesCacheSize int    `mapstructure:"routes_cache_size"`
+	RoutesCacheSize int `mapstructure:"routes_cache_size"`
+	// ExpressionCache is how many expression results each connection remembers per rule (0 = evaluate every
+	// time). Expressions must then be pure functions of their declared params.
+	ExpressionCache int    `mapstructure:"expression_cache"`
 	Guaranteed      bool   `mapstructure:"guaranteed"`
 	PersistDir      string `mapstructure:"persist_dir"`
 	// SegmentBytes is the journal segment size before a new segment starts.
@@ -60,6 +63,7 @@ func DefaultConfig() Config {
 		Centers:         map[string]string{},
 		RoutesFile:      "configs/relay.routes",
 		RoutesCacheSize: 10000,
+		ExpressionCache: 4096,
 		PersistDir:      "data/persist",
 		SegmentBytes:    64 << 20,
 		MessageLog:      "data/relay-messages.log",
@@ -133,6 +137,9 @@ func (c Config) Validate() error {
 	}
 	if c.RoutesCacheSize < 0 {
 		return fmt.Errorf("relay.routes_cache_size: expected 0 or more, got %d", c.RoutesCacheSize)
+	}
+	if c.ExpressionCache < 0 {
+		return fmt.Errorf("relay.expression_cache: expected 0 or more, got %d", c.ExpressionCache)
 	}
 	if c.Guaranteed && c.PersistDir == "" {
 		return fmt.Errorf("relay.persist_dir: expected a directory when relay.guaranteed is true")

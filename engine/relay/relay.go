@@ -192,7 +192,12 @@ func (r *Relay) loadRoutes() (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay.routes_file: %w", err)
 	}
-	return ParseRoutes(filepath.Base(r.cfg.RoutesFile), src, r.centerNames, r.compile)
+	t, err := ParseRoutes(filepath.Base(r.cfg.RoutesFile), src, r.centerNames, r.compile)
+	if err != nil {
+		return nil, err
+	}
+	t.SetMemo(r.cfg.ExpressionCache)
+	return t, nil
 }
 
 // Reload re-reads the routes file; a bad file keeps the table in use.

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -103,10 +104,11 @@ func typeBit(t byte) uint8 {
 
 // Table is an immutable, validated routes table.
 type Table struct {
-	rules   []*Rule
-	centers []string
-	all     CenterSet
-	maxArgs int
+	rules    []*Rule
+	centers  []string
+	all      CenterSet
+	maxArgs  int
+	memoSize int
 }
 
 // Rules returns the rules in evaluation order.
@@ -283,11 +285,24 @@ func parseAction(s string) (bool, error) {
 	return false, fmt.Errorf("expected BREAK, CONTINUE or blank, got %q", s)
 }
 
-// Route returns the centers m goes to. scratch is reused for the predicate
-// arguments (pass a pointer to a per-connection slice). An expression error
-// makes that rule false (ON_FALSE applies); the first such error is returned
-// alongside the result so the caller can log and count it.
-func (t *Table) Route(m *Message, scratch *[]Value) (CenterSet, error) {
+// RouteScratch is per-connection routing state: argument storage and a
+// bounded memo of expression results (expressions must be pure functions of
+// their declared params; see Table.SetMemo). The zero value is ready.
+type RouteScratch struct {
+	args  []Value
+	table *Table
+	memo  []map[string]bool
+	key   []byte
+}
+
+// SetMemo sets how many expression results each connection remembers per
+// rule (0 disables). Call it before the table is used.
+func (t *Table) SetMemo(n int) { t.memoSize = n }
+
+// Route returns the centers m goes to. An expression error makes that rule
+// false (ON_FALSE applies); the first such error is returned alongside the
+// result so the caller can log and count it.
+func (t *Table) Route(m *Message, st *RouteScratch) (CenterSet, error) {
 	if len(t.rules) == 0 {
 		return t.all, nil
 	}
@@ -296,14 +311,21 @@ func (t *Table) Route(m *Message, scratch *[]Value) (CenterSet, error) {
 		return 0, nil
 	}
 	objType, hasObj := m.Text("T")
-	if cap(*scratch) < t.maxArgs {
-		*scratch = make([]Value, t.maxArgs)
+	if cap(st.args) < t.maxArgs {
+		st.args = make([]Value, t.maxArgs)
+	}
+	if st.table != t {
+		st.table = t
+		st.memo = nil
+		if t.memoSize > 0 {
+			st.memo = make([]map[string]bool, len(t.rules))
+		}
 	}
 	var (
 		set      CenterSet
 		firstErr error
 	)
-	for _, r := range t.rules {
+	for ri, r := range t.rules {
 		if r.msgTypes&bit == 0 {
 			continue
 		}
@@ -312,18 +334,33 @@ func (t *Table) Route(m *Message, scratch *[]Value) (CenterSet, error) {
 				continue
 			}
 		}
-		args := (*scratch)[:len(r.Params)]
+		args := st.args[:len(r.Params)]
 		if !extractArgs(m, r.Params, args) {
 			continue
 		}
 		ok := true
 		if r.pred != nil {
-			var err error
-			ok, err = r.pred.Eval(args)
-			if err != nil {
-				ok = false
-				if firstErr == nil {
-					firstErr = fmt.Errorf("route %s (line %d): %w", r.Name, r.Line, err)
+			ok = false
+			cached := false
+			if st.memo != nil {
+				st.key = appendArgsKey(st.key[:0], args)
+				ok, cached = st.memo[ri][string(st.key)]
+			}
+			if !cached {
+				var err error
+				ok, err = r.pred.Eval(args)
+				if err != nil {
+					ok = false
+					if firstErr == nil {
+						firstErr = fmt.Errorf("route %s (line %d): %w", r.Name, r.Line, err)
+					}
+				} else if st.memo != nil {
+					mm := st.memo[ri]
+					if mm == nil || len(mm) >= t.memoSize {
+						mm = make(map[string]bool, min(t.memoSize, 256))
+						st.memo[ri] = mm
+					}
+					mm[string(st.key)] = ok
 				}
 			}
 		}
@@ -337,6 +374,24 @@ func (t *Table) Route(m *Message, scratch *[]Value) (CenterSet, error) {
 		}
 	}
 	return set, firstErr
+}
+
+// appendArgsKey encodes typed args unambiguously for the memo.
+func appendArgsKey(b []byte, args []Value) []byte {
+	for i := range args {
+		v := &args[i]
+		b = append(b, byte(v.Kind))
+		switch v.Kind {
+		case KindString, KindEnum, KindJSON, KindBinary:
+			b = binary.AppendUvarint(b, uint64(len(v.S)))
+			b = append(b, v.S...)
+		case KindFloat, KindDouble:
+			b = binary.BigEndian.AppendUint64(b, math.Float64bits(v.F))
+		default:
+			b = binary.BigEndian.AppendUint64(b, uint64(v.I))
+		}
+	}
+	return b
 }
 
 func containsString(list []string, s string) bool {

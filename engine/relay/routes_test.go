@@ -73,7 +73,7 @@ func route(t *testing.T, tab *Table, line string) string {
 	if err != nil {
 		t.Fatalf("%s: %v", line, err)
 	}
-	var scratch []Value
+	var scratch RouteScratch
 	s, err := tab.Route(&m, &scratch)
 	if err != nil {
 		t.Fatalf("%s: %v", line, err)
@@ -152,13 +152,13 @@ Wide;3;O;*;n Int;;b;BREAK;
 	}
 	// Wide applies (n absent is null, not nonull) and breaks
 	m0, _ := Parse([]byte(`O|T="x"`))
-	var sc0 []Value
+	var sc0 RouteScratch
 	if set, _ := tab.Route(&m0, &sc0); names(tab, set) != "b" {
 		t.Fatalf("got %q", names(tab, set))
 	}
 	// n of the wrong type: Wide does not apply; Alpha and Zed route; the expression error is reported
 	m, _ := Parse([]byte(`O|T="x"|n="str"`))
-	var sc []Value
+	var sc RouteScratch
 	set, err := tab.Route(&m, &sc)
 	if names(tab, set) != "a,c" || err == nil || !strings.Contains(err.Error(), "route Fail (line 5): boom") {
 		t.Fatalf("got %q %v", names(tab, set), err)
@@ -204,7 +204,7 @@ func TestObjectIndexDeletesFollowInserts(t *testing.T) {
 	x := NewObjectIndex(2)
 	send := func(line string) string {
 		m, _ := Parse([]byte(line))
-		var sc []Value
+		var sc RouteScratch
 		s, _ := tab.Route(&m, &sc)
 		return names(tab, x.Follow("app", &m, s))
 	}
@@ -249,7 +249,7 @@ func FuzzParseRoutes(f *testing.F) {
 			return
 		}
 		m, _ := Parse([]byte(`O|T="Order"|I="o1"|qty=5000L|px=250.0D|venue="NYSE"|Symbol="IBM"`))
-		var sc []Value
+		var sc RouteScratch
 		tab.Route(&m, &sc)
 	})
 }
@@ -260,7 +260,7 @@ func BenchmarkRouteWorked(b *testing.B) {
 		b.Fatal(err)
 	}
 	m, _ := Parse([]byte(`O|T="Order"|I="o1"|qty=5000L|px=250.0D|venue="NYSE"`))
-	var sc []Value
+	var sc RouteScratch
 	b.ReportAllocs()
 	for b.Loop() {
 		tab.Route(&m, &sc)

@@ -194,6 +194,7 @@ func (c *Center) serve(ctx context.Context, conn net.Conn) {
 	var relayID string
 	var m relay.Message
 	var out []byte
+	var sinkNow int64
 	for {
 		line, err := rd.Next()
 		if err != nil {
@@ -209,11 +210,15 @@ func (c *Center) serve(ctx context.Context, conn net.Conn) {
 			c.count++
 			silent := c.silent
 			if !silent {
-				out = relay.AppendStatus(out[:0], time.Now().UnixMilli(), seq, 0, "OK")
+				if sinkNow == 0 {
+					sinkNow = time.Now().UnixMilli() // one clock read per read burst
+				}
+				out = relay.AppendStatus(out[:0], sinkNow, seq, 0, "OK")
 				out = append(out, '\n')
 				w.Write(out)
 				if rd.Buffered() == 0 {
 					w.Flush()
+					sinkNow = 0
 				}
 			}
 			c.mu.Unlock()
