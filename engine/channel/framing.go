@@ -349,13 +349,13 @@ func (d *XMLDecoder) finish() (any, error) {
 	return string(d.buf), nil
 }
 
-// checkXML reports whether b is one well-formed XML document.
+// checkXML reports whether b is one well-formed XML document (one pass of encoding/xml, which also matches
+// end tags to start tags).
 func checkXML(b []byte) error {
 	dec := xml.NewDecoder(bytes.NewReader(b))
-	root := 0
-	depth := 0
+	root, depth := 0, 0
 	for {
-		tok, err := dec.RawToken()
+		tok, err := dec.Token()
 		if err == io.EOF {
 			break
 		}
@@ -374,15 +374,6 @@ func checkXML(b []byte) error {
 			if depth == 0 && len(bytes.TrimSpace(t)) > 0 {
 				return errXMLText
 			}
-		}
-	}
-	// RawToken does not match end tags to start tags; Token does.
-	dec = xml.NewDecoder(bytes.NewReader(b))
-	for {
-		if _, err := dec.Token(); err == io.EOF {
-			break
-		} else if err != nil {
-			return fmt.Errorf("xml-messages: invalid document: %w", err)
 		}
 	}
 	if root != 1 || depth != 0 {
