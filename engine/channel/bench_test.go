@@ -66,4 +66,3 @@ func BenchmarkEncodeHTTPRequest(b *testing.B) {
 		}
 	}
 }
-
