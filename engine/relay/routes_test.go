@@ -266,3 +266,34 @@ func BenchmarkRouteWorked(b *testing.B) {
 		tab.Route(&m, &sc)
 	}
 }
+
+func TestRouteMemo(t *testing.T) {
+	evals := 0
+	compile := func(params []ParamType, src string) (Predicate, error) {
+		return PredicateFunc(func(a []Value) (bool, error) { evals++; return a[0].S < "F", nil }), nil
+	}
+	tab, err := ParseRoutes("r", []byte("R;1;O;*;Symbol String nonull;Symbol < \"F\";a;BREAK;\n"), []string{"a"}, compile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab.SetMemo(2)
+	var st RouteScratch
+	for _, sym := range []string{"AAPL", "AAPL", "IBM", "AAPL", "ZZ", "ZZ"} {
+		m, _ := Parse([]byte(`O|T="x"|Symbol="` + sym + `"`))
+		set, _ := tab.Route(&m, &st)
+		if set.Has(0) != (sym < "F") {
+			t.Fatalf("%s routed wrong", sym)
+		}
+	}
+	// AAPL, IBM evaluated; AAPL cached twice; ZZ fills past the bound (map reset) and is then cached
+	if evals != 3 {
+		t.Fatalf("%d evaluations", evals)
+	}
+	tab2, _ := ParseRoutes("r", []byte("R;1;O;*;Symbol String nonull;Symbol < \"F\";a;BREAK;\n"), []string{"a"}, compile)
+	m, _ := Parse([]byte(`O|T="x"|Symbol="ZZ"`))
+	tab2.Route(&m, &st) // a new table starts with an empty memo (and tab2 has none)
+	tab2.Route(&m, &st)
+	if evals != 5 {
+		t.Fatalf("%d evaluations after swap", evals)
+	}
+}
