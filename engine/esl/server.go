@@ -192,7 +192,9 @@ func (srv *Server) serveCall(c net.Conn) {
 		}
 		log.WithError(err).Error("no flow for call: hanging up")
 		srv.metrics.calls.WithLabelValues(info.Flow, "no_flow").Inc()
-		_ = s.Hangup(srv.ctx, "NO_ROUTE_DESTINATION")
+		hctx, hcancel := context.WithTimeout(context.Background(), srv.cfg.CommandTimeout)
+		_ = s.Hangup(hctx, "NO_ROUTE_DESTINATION")
+		hcancel()
 		srv.finish(s)
 		return
 	}
@@ -201,36 +203,37 @@ func (srv *Server) serveCall(c net.Conn) {
 	// that ignores ErrHungUp cannot run forever.
 	ctx, cancel := context.WithCancel(srv.ctx)
 	defer cancel()
-	grace := time.AfterFunc(time.Hour, cancel)
-	grace.Stop()
-	defer grace.Stop()
-	go func() {
-		select {
-		case <-s.done:
-			grace.Reset(srv.cfg.FlowGrace)
-		case <-ctx.Done():
-		}
-	}()
+	s.mu.Lock()
+	s.onClose = func() { time.AfterFunc(srv.cfg.FlowGrace, cancel) }
+	gone := s.readErr != nil
+	s.mu.Unlock()
+	if gone {
+		time.AfterFunc(srv.cfg.FlowGrace, cancel)
+	}
 
 	log.Debug("call started")
 	err = runFlow(ctx, flow, s)
+	// The goodbye must go out even when the server is shutting down, within a bounded time.
+	hctx, hcancel := context.WithTimeout(context.Background(), srv.cfg.CommandTimeout)
+	defer hcancel()
 	outcome := "completed"
 	switch {
 	case err != nil && errors.Is(err, ErrHungUp):
 		outcome = "hungup"
 		log.Debug("flow ended: caller hung up")
+	case err != nil && srv.ctx.Err() != nil:
+		outcome = "shutdown"
+		log.Info("engine shutting down: hanging up")
+		_ = s.Hangup(hctx, "SYSTEM_SHUTDOWN")
 	case err != nil:
 		outcome = "error"
 		log.WithError(err).Error("flow failed: hanging up")
-		_ = s.Hangup(srv.ctx, "NORMAL_TEMPORARY_FAILURE")
+		_ = s.Hangup(hctx, "NORMAL_TEMPORARY_FAILURE")
 	case !s.Ready():
 		outcome = "hungup"
 	}
-	s.mu.Lock()
-	auto := srv.cfg.AutoHangup && !s.noAuto
-	s.mu.Unlock()
-	if err == nil && auto {
-		_ = s.Hangup(srv.ctx, "NORMAL_CLEARING")
+	if err == nil && s.AutoHangup() {
+		_ = s.Hangup(hctx, "NORMAL_CLEARING")
 	}
 	srv.metrics.calls.WithLabelValues(info.Flow, outcome).Inc()
 	srv.finish(s)

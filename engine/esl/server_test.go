@@ -314,3 +314,41 @@ func TestFlowErrorHangsUp(t *testing.T) {
 		t.Fatalf("cause %q", res.HangupCause)
 	}
 }
+
+func TestShutdownHangsUpLiveCalls(t *testing.T) {
+	started := make(chan struct{}, 1)
+	flow := esl.FlowFunc(func(ctx context.Context, s *esl.Session) error {
+		started <- struct{}{}
+		_, err := s.StreamFile(ctx, "long.wav", nil)
+		return err
+	})
+	srv := esl.NewServer(esl.DefaultConfig(), func(*esl.CallInfo) (esl.Flow, error) { return flow, nil }, nil, nil)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	resc := make(chan *esltest.Result, 1)
+	go func() {
+		r, _ := esltest.Run(context.Background(), esltest.Call{Addr: l.Addr().String(), Async: true, Full: true, Media: 30 * time.Second})
+		resc <- r
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("shutdown took %s", took)
+	}
+	if err := <-served; !errors.Is(err, esl.ErrServerClosed) {
+		t.Fatalf("serve: %v", err)
+	}
+	res := <-resc
+	if res.HangupCause != "SYSTEM_SHUTDOWN" {
+		t.Fatalf("cause %q\n%s", res.HangupCause, res)
+	}
+}

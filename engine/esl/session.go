@@ -75,7 +75,8 @@ type Session struct {
 	dtmfCh   chan struct{}
 	done     chan struct{} // the reader ended: socket closed
 	readErr  error
-	noAuto   bool // SetAutoHangup(false)
+	noAuto   bool   // SetAutoHangup(false)
+	onClose  func() // called once when the reader ends
 }
 
 // AutoHangup reports whether the engine will hang the call up when the flow returns.
@@ -160,8 +161,12 @@ func (s *Session) read(r *Reader) {
 		if err != nil {
 			s.mu.Lock()
 			s.readErr = err
+			onClose := s.onClose
 			s.mu.Unlock()
 			s.markHungUp("")
+			if onClose != nil {
+				onClose()
+			}
 			return
 		}
 		switch ct := f.ContentType(); ct {
