@@ -1,0 +1,1 @@
+-- This example needs no scripts: its Lua is the EXPRESSION column of relay.routes.
