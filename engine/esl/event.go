@@ -40,40 +40,41 @@ func ParseEvent(f *Frame) (*Event, error) {
 // ParsePlainEvent decodes a plain event body: url-encoded "Name: value" lines, then either the end or a
 // Content-Length line, a blank line and that many bytes of body.
 func ParsePlainEvent(b []byte) (*Event, error) {
-	e := &Event{Headers: make(Headers, 0, 32)}
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		var line []byte
-		if i < 0 {
-			line, b = b, nil
+	// One copy of the body; names and undecoded values are substrings of it.
+	s := string(b)
+	e := &Event{Headers: make(Headers, 0, strings.Count(s, "\n"))}
+	for len(s) > 0 {
+		var line string
+		if i := strings.IndexByte(s, '\n'); i < 0 {
+			line, s = s, ""
 		} else {
-			line, b = b[:i], b[i+1:]
+			line, s = s[:i], s[i+1:]
 		}
-		line = bytes.TrimRight(line, "\r")
-		if len(line) == 0 {
+		line = strings.TrimRight(line, "\r")
+		if line == "" {
 			break
 		}
-		c := bytes.IndexByte(line, ':')
+		c := strings.IndexByte(line, ':')
 		if c <= 0 {
 			continue
 		}
-		name := string(bytes.TrimSpace(line[:c]))
-		val := URLDecode(string(bytes.TrimLeft(line[c+1:], " ")))
+		name := strings.TrimSpace(line[:c])
+		val := URLDecode(strings.TrimLeft(line[c+1:], " "))
 		if strings.EqualFold(name, "Content-Length") {
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 0 {
 				return nil, fmt.Errorf("%w: event body Content-Length %q", ErrFrame, val)
 			}
 			// The body follows the blank line ending the header block.
-			if len(b) > 0 && (b[0] == '\n') {
-				b = b[1:]
-			} else if len(b) > 1 && b[0] == '\r' && b[1] == '\n' {
-				b = b[2:]
+			if strings.HasPrefix(s, "\n") {
+				s = s[1:]
+			} else if strings.HasPrefix(s, "\r\n") {
+				s = s[2:]
 			}
-			if n > len(b) {
-				return nil, fmt.Errorf("%w: event body of %d bytes, %d present", ErrFrame, n, len(b))
+			if n > len(s) {
+				return nil, fmt.Errorf("%w: event body of %d bytes, %d present", ErrFrame, n, len(s))
 			}
-			e.Body = string(b[:n])
+			e.Body = s[:n]
 			break
 		}
 		e.Headers = append(e.Headers, Header{Name: name, Value: val})
