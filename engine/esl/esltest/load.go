@@ -51,15 +51,15 @@ func RunLoad(ctx context.Context, l Load) LoadResult {
 				c.UUID = ""
 				c.started = l.Started
 				res, err := Run(ctx, c)
-				if ctx.Err() != nil && l.Total == 0 {
-					return
+				if l.Total == 0 && (ctx.Err() != nil || pastDeadline(ctx)) {
+					return // cut by the end of the run, not a failure
 				}
 				calls.Add(1)
 				if err != nil || (l.OK != nil && !l.OK(res)) {
 					failed.Add(1)
 					sampleOnce.Do(func() {
 						if res != nil {
-							sample = res.String()
+							sample = res.String() + fmt.Sprintf("hangup cause %q, answered %v, %d commands\n", res.HangupCause, res.Answered, res.Commands)
 						}
 						if err != nil {
 							sample += fmt.Sprintf("error: %v\n", err)
@@ -76,4 +76,9 @@ func RunLoad(ctx context.Context, l Load) LoadResult {
 		r.Rate = float64(r.Calls) / el.Seconds()
 	}
 	return r
+}
+
+func pastDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
