@@ -50,8 +50,9 @@ func relayCmd() *cobra.Command {
 3forge's example routes (Lua expressions) on those two centers, then runs --clients AMI
 clients for --duration. Each client keeps up to --window unacknowledged O messages in
 flight (NewOrder with Symbol AAPL, IBM, ZVZZT in turn) and measures each message's ack
-latency (send to M status). The same clients then drive a bare Go line forwarder (bufio
-reader per client, each line written to both sinks and acked) for the baseline.
+latency (send to M status). The same clients first drive a bare Go line forwarder in the
+same topology (bufio reader per client, each line written to both sinks and acked; the
+sinks ack each line back like centers) for the baseline.
 --guaranteed journals every message (fsync, group commit) before its ack.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -175,8 +176,10 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 	return res, nil
 }
 
-// runForwarderBaseline is the bare Go line forwarder: per client a bufio
-// reader; each line is written to both sinks and acked with a status line.
+// runForwarderBaseline is the bare Go line forwarder, in the relay's
+// topology: per client a bufio reader; each line is written to both sinks
+// and acked with a status line; the sinks ack every line back, and the
+// forwarder reads and drops those acks. No parsing, routing or journal.
 func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Duration) (LoadResult, error) {
 	var sinks [2]net.Conn
 	var sinkCount atomic.Int64
@@ -196,16 +199,30 @@ func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Dur
 			return LoadResult{}, err
 		}
 		sinks[i] = c
-		wg.Add(1)
-		go func() {
+		wg.Add(2)
+		go func() { // the sink acks every line, as a center does
 			defer wg.Done()
 			defer s.Close()
 			br := bufio.NewReaderSize(s, 64<<10)
+			bw := bufio.NewWriterSize(s, 64<<10)
 			for {
 				if _, err := br.ReadSlice('\n'); err != nil {
 					return
 				}
 				sinkCount.Add(1)
+				bw.WriteString("M@1700000000000|Q=1|S=0|M=\"OK\"\n")
+				if br.Buffered() == 0 && bw.Flush() != nil {
+					return
+				}
+			}
+		}()
+		go func() { // the forwarder reads and drops the sink's acks
+			defer wg.Done()
+			br := bufio.NewReaderSize(c, 64<<10)
+			for {
+				if _, err := br.ReadSlice('\n'); err != nil {
+					return
+				}
 			}
 		}()
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"math/bits"
 	"sort"
@@ -472,17 +473,26 @@ func convert(v Value, t ValueType) (Value, bool) {
 // ObjectIndex remembers where each object (login I, T, I) was sent so that
 // its updates and deletes follow it (deletes-follow-inserts). It holds at
 // most max objects; past that the oldest remembered object is forgotten.
+// Objects are keyed by a 64-bit hash of (login, T, I): a collision (odds
+// about n²/2⁶⁵) can only add a center to a message, never remove one.
 type ObjectIndex struct {
+	seed   maphash.Seed
+	shards []objShard // 1 for small indexes (exact oldest-first eviction), else objShards
+}
+
+const objShards = 16
+
+type objShard struct {
 	mu   sync.Mutex
 	max  int
-	m    map[string]objEntry
-	ring []string
+	m    map[uint64]objEntry
+	ring []uint64
 	pos  int
 }
 
 type objEntry struct {
 	set  CenterSet
-	slot int
+	slot int32
 }
 
 // NewObjectIndex returns an index of at most max objects; max <= 0 disables it.
@@ -490,7 +500,16 @@ func NewObjectIndex(max int) *ObjectIndex {
 	if max <= 0 {
 		return nil
 	}
-	return &ObjectIndex{max: max, m: make(map[string]objEntry, min(max, 1<<16)), ring: make([]string, 0, min(max, 1<<16))}
+	n := objShards
+	if max < 1024 {
+		n = 1
+	}
+	x := &ObjectIndex{seed: maphash.MakeSeed(), shards: make([]objShard, n)}
+	per := (max + n - 1) / n
+	for i := range x.shards {
+		x.shards[i] = objShard{max: per, m: make(map[uint64]objEntry, min(per, 4096)), ring: make([]uint64, 0, min(per, 4096))}
+	}
+	return x
 }
 
 // Len is the number of remembered objects.
@@ -498,9 +517,13 @@ func (x *ObjectIndex) Len() int {
 	if x == nil {
 		return 0
 	}
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return len(x.m)
+	n := 0
+	for i := range x.shards {
+		x.shards[i].mu.Lock()
+		n += len(x.shards[i].m)
+		x.shards[i].mu.Unlock()
+	}
+	return n
 }
 
 // Follow returns set widened by where the object of m went before, and
@@ -515,47 +538,50 @@ func (x *ObjectIndex) Follow(login string, m *Message, set CenterSet) CenterSet 
 		return set
 	}
 	typ, _ := m.Text("T")
-	var kb [128]byte
-	k := append(kb[:0], login...)
-	k = append(k, 0)
-	k = append(k, typ...)
-	k = append(k, 0)
-	k = AppendValue(k, id)
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	e, found := x.m[string(k)] // no allocation for the lookup
+	var h maphash.Hash
+	h.SetSeed(x.seed)
+	h.WriteString(login)
+	h.WriteByte(0)
+	h.WriteString(typ)
+	h.WriteByte(0)
+	var kb [64]byte
+	h.Write(AppendValue(kb[:0], id))
+	key := h.Sum64()
+	sh := &x.shards[key%uint64(len(x.shards))]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, found := sh.m[key]
 	if found {
 		set |= e.set
 	}
 	if m.Type == 'D' {
 		if found {
-			delete(x.m, string(k))
+			delete(sh.m, key)
 		}
 		return set
 	}
 	if found {
 		if e.set != set {
 			e.set = set
-			x.m[string(k)] = e
+			sh.m[key] = e
 		}
 		return set
 	}
 	if set == 0 {
 		return set
 	}
-	key := string(k)
-	slot := x.pos
-	if len(x.ring) < x.max {
-		x.ring = append(x.ring, key)
-		slot = len(x.ring) - 1
+	slot := sh.pos
+	if len(sh.ring) < sh.max {
+		sh.ring = append(sh.ring, key)
+		slot = len(sh.ring) - 1
 	} else {
-		old := x.ring[slot]
-		if oe, ok := x.m[old]; ok && oe.slot == slot {
-			delete(x.m, old)
+		old := sh.ring[slot]
+		if oe, ok := sh.m[old]; ok && int(oe.slot) == slot {
+			delete(sh.m, old)
 		}
-		x.ring[slot] = key
-		x.pos = (x.pos + 1) % x.max
+		sh.ring[slot] = key
+		sh.pos = (sh.pos + 1) % sh.max
 	}
-	x.m[key] = objEntry{set: set, slot: slot}
+	sh.m[key] = objEntry{set: set, slot: int32(slot)}
 	return set
 }
