@@ -305,7 +305,7 @@ type luaAction struct {
 func (a *luaAction) Info() socket.ActionInfo {
 	m := a.h.Meta.(*actionMeta)
 	return socket.ActionInfo{Name: a.h.Name, Description: m.description, Inputs: m.inputs, Timeout: m.timeout,
-		OutputExample: m.example, ValidatesInputs: true}
+		OutputExample: m.example, ValidatesInputs: true, EnforcesTimeout: true}
 }
 
 // Run validates the inputs and runs the action on one VM under the action's time limit (not the short
@@ -314,7 +314,9 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 	g, h := a.g, a.h
 	m := h.Meta.(*actionMeta)
 	timeout := m.timeout
-	if dl, ok := ctx.Deadline(); ok {
+	if d, ok := socket.TimeLimit(ctx); ok {
+		timeout = d
+	} else if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
 	ev := m.event

@@ -466,9 +466,15 @@ func (c *Conn) runAction(a Action, name string, p Params, id string, count int64
 		if timeout <= 0 {
 			timeout = s.cfg.ActionTimeout
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, timeout)
-		res, err := a.Run(ctx, c, p)
-		cancel()
+		var res any
+		if info.EnforcesTimeout {
+			// No timer per request: the action limits itself to TimeLimit(ctx).
+			res, err = a.Run(context.WithValue(c.ctx, timeLimitKey{}, timeout), c, p)
+		} else {
+			ctx, cancel := context.WithTimeout(c.ctx, timeout)
+			res, err = a.Run(ctx, c, p)
+			cancel()
+		}
 		am.latency.Observe(time.Since(start).Seconds())
 		if err == nil {
 			reply, err = actionReply(res, id, count)
@@ -482,6 +488,14 @@ func (c *Conn) runAction(a Action, name string, p Params, id string, count int64
 		}
 	}
 	_ = c.write(reply)
+}
+
+type timeLimitKey struct{}
+
+// TimeLimit is the time limit the server gives an action that enforces its own (ActionInfo.EnforcesTimeout).
+func TimeLimit(ctx context.Context) (time.Duration, bool) {
+	d, ok := ctx.Value(timeLimitKey{}).(time.Duration)
+	return d, ok
 }
 
 // actionError logs a failed action and returns what the client is told.
