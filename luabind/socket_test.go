@@ -33,6 +33,7 @@ sb.action{ name = "whoami", run = function(conn, params)
 end }
 
 sb.verb("shout", function(conn, args) return string.upper(args) end)
+sb.verb("bye", function(conn, args) conn:close() end)
 sb.verb("join", function(conn, args)
   local ok, err = conn:roomAdd(args)
   if not ok then return nil, err end
@@ -180,6 +181,14 @@ func TestSocketLuaActions(t *testing.T) {
 	got = c.do("documentation")
 	if !strings.Contains(got, `"cacheTest":{"1":{"name":"cacheTest","version":1,"description":"I will test the internal cache functions of the API","inputs":{"key":{"required":true},"value":{"required":true}}`) {
 		t.Fatalf("documentation: %s", got)
+	}
+	// conn:close() from a script: the goodbye line, then the connection ends.
+	if got := c.do("bye"); got != `{"status":"Bye!","context":"api"}` {
+		t.Fatalf("bye: %s", got)
+	}
+	_ = c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if rest, err := c.r.ReadString('\n'); err == nil {
+		t.Fatalf("after bye: %q", rest)
 	}
 }
 

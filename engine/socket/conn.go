@@ -160,6 +160,7 @@ func (c *Conn) SendRaw(p []byte) error { return c.write(p) }
 
 // Close says goodbye and closes the connection once the reader notices.
 func (c *Conn) Close() {
+	c.reason.CompareAndSwap(nil, "closed by script")
 	c.sendGoodbye()
 	c.interruptRead()
 }
