@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -351,4 +352,63 @@ func TestShutdownHangsUpLiveCalls(t *testing.T) {
 	if res.HangupCause != "SYSTEM_SHUTDOWN" {
 		t.Fatalf("cause %q\n%s", res.HangupCause, res)
 	}
+}
+
+// TestLateReplyIsNotTakenByTheNextCommand: a command that gave up on its reply must not leave that reply
+// for the next command. FreeSWITCH is played by hand here to delay one reply.
+func TestLateReplyIsNotTakenByTheNextCommand(t *testing.T) {
+	got := make(chan string, 2)
+	flow := esl.FlowFunc(func(ctx context.Context, s *esl.Session) error {
+		_, err := s.Command(ctx, &esl.Command{Line: "api slow"}, 100*time.Millisecond)
+		got <- "slow: " + errString(err)
+		f, err := s.Command(ctx, &esl.Command{Line: "api fast"}, time.Second)
+		if err != nil {
+			got <- "fast: " + err.Error()
+			return err
+		}
+		got <- "fast: " + string(f.Body)
+		return nil
+	})
+	cfg := esl.DefaultConfig()
+	cfg.AutoHangup = false
+	_, addr := startServer(t, cfg, map[string]esl.Flow{"main": flow})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := esl.NewReader(c, esl.Limits{})
+	api := func(body string) string {
+		return "Content-Type: api/response\nContent-Length: " + strconv.Itoa(len(body)) + "\n\n" + body
+	}
+	for {
+		cmd, err := r.ReadCommand()
+		if err != nil {
+			break
+		}
+		switch cmd.Line {
+		case "connect":
+			c.Write([]byte("Unique-ID: x1\nContent-Type: command/reply\nReply-Text: %2BOK%0A\nSocket-Mode: async\nControl: full\n\n"))
+		case "api slow":
+			time.Sleep(300 * time.Millisecond)
+			c.Write([]byte(api("slow reply")))
+		case "api fast":
+			c.Write([]byte(api("fast reply")))
+		case "exit":
+			c.Write([]byte("Content-Type: command/reply\nReply-Text: +OK bye\n\n"))
+			c.Close()
+		default:
+			c.Write([]byte("Content-Type: command/reply\nReply-Text: +OK\n\n"))
+		}
+	}
+	if a, b := <-got, <-got; a != "slow: esl: api: no reply within 100ms" || b != "fast: fast reply" {
+		t.Fatalf("got %q, %q", a, b)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
 }

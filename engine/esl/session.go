@@ -171,16 +171,18 @@ func (s *Session) read(r *Reader) {
 		}
 		switch ct := f.ContentType(); ct {
 		case TypeCommandReply, TypeAPIResponse:
+			// Under mu, so abandon sees either the reply queued or the stale count, never neither.
 			s.mu.Lock()
 			if s.stale > 0 {
 				s.stale--
 				s.mu.Unlock()
 				continue
 			}
-			s.mu.Unlock()
 			select {
 			case s.replies <- f:
+				s.mu.Unlock()
 			default:
+				s.mu.Unlock()
 				s.log.WithField("reply", f.ReplyText()).Warn("reply with no command waiting: dropped")
 			}
 		case TypeEventPlain, TypeEventJSON:
@@ -303,7 +305,11 @@ func firstWord(s string) string { w, _, _ := strings.Cut(s, " "); return w }
 // abandon notes that the reply of a command nobody waits for any more is still to come.
 func (s *Session) abandon() {
 	s.mu.Lock()
-	s.stale++
+	select {
+	case <-s.replies: // it came just as we gave up
+	default:
+		s.stale++
+	}
 	s.mu.Unlock()
 }
 
