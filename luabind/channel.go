@@ -167,19 +167,23 @@ func ChannelTransforms(rt *Runtime) func(name, dir string) channel.Transform {
 		}
 		c := cache.Load()
 		if c == nil || c.g != g {
-			c = &transformCache{g: g}
+			c = &transformCache{g: g, m: map[transformKey]transformEntry{}}
 			cache.Store(c)
 		}
 		key := transformKey{name, dir}
-		if t, ok := c.m.Load(key); ok {
-			return t.(transformEntry).t
+		c.mu.RLock()
+		e, ok := c.m[key]
+		c.mu.RUnlock()
+		if ok {
+			return e.t
 		}
-		var t channel.Transform
-		if h, ok := g.Handler(channelKind, name+":"+dir); ok {
-			t = luaTransform{g: g, h: h, ev: "channel.transform " + name + " " + dir}
+		if h, found := g.Handler(channelKind, name+":"+dir); found {
+			e.t = luaTransform{g: g, h: h, ev: "channel.transform " + name + " " + dir}
 		}
-		c.m.Store(key, transformEntry{t})
-		return t
+		c.mu.Lock()
+		c.m[key] = e
+		c.mu.Unlock()
+		return e.t
 	}
 }
 
@@ -189,8 +193,9 @@ type transformKey struct{ name, dir string }
 type transformEntry struct{ t channel.Transform }
 
 type transformCache struct {
-	g *Generation
-	m sync.Map // transformKey -> transformEntry
+	g  *Generation
+	mu sync.RWMutex
+	m  map[transformKey]transformEntry
 }
 
 type luaTransform struct {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/switchboard/switchboard/engine/transport"
 )
@@ -83,6 +84,14 @@ func (f framing) encode(payload any) ([]byte, error) {
 		}
 		return append(b, f.delim...), nil
 	}
+	if s, ok := payload.(string); ok && f.protocol == TextMessages && len(f.delim) > 0 {
+		// The common case in one allocation.
+		if containsDelim(s, f.delim) {
+			return nil, fmt.Errorf("text-messages: message contains the delimiter %q", f.delim)
+		}
+		b := make([]byte, 0, len(s)+len(f.delim))
+		return append(append(b, s...), f.delim...), nil
+	}
 	b, err := payloadBytes(payload)
 	if err != nil {
 		return nil, err
@@ -94,6 +103,13 @@ func (f framing) encode(payload any) ([]byte, error) {
 		b = append(b, f.delim...)
 	}
 	return b, nil
+}
+
+func containsDelim(s string, delim []byte) bool {
+	if len(delim) == 1 {
+		return strings.IndexByte(s, delim[0]) >= 0
+	}
+	return strings.Contains(s, string(delim))
 }
 
 // payloadBytes is the wire form of a plain payload: strings and bytes as they are, tables as JSON.
