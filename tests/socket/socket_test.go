@@ -13,8 +13,10 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,6 +140,23 @@ func seedSession(t *testing.T, c *client) {
 func TestSeedSessionTCP(t *testing.T) {
 	e := harness.Start(t, plainYAML, harness.Options{})
 	seedSession(t, dial(t, e.Addr(t, "socket")))
+	resp, err := http.Get("http://" + e.Addr(t, "admin") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`switchboard_socket_requests_total{kind="action",name="randomNumber"} 1`,
+		`switchboard_socket_requests_total{kind="action",name="cacheTest"} 2`,
+		`switchboard_socket_requests_total{kind="verb",name="say"} 1`,
+		`switchboard_socket_connections_total 1`,
+		`switchboard_socket_action_duration_seconds_count{action="cacheTest"} 2`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	e.Logs.WaitFor(t, "listening", time.Second)
 	if !regexp.MustCompile(`msg=listening.*part=socket|part=socket.*msg=listening`).MatchString(e.Logs.String()) {
 		t.Fatalf("no listening line with part=socket in\n%s", e.Logs.String())
