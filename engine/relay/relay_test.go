@@ -442,3 +442,60 @@ func TestGuaranteedLateCenterAndReplay(t *testing.T) {
 		t.Fatalf("replayed %s", id)
 	}
 }
+
+func TestWhitelistRefusesPeer(t *testing.T) {
+	g := start(t, "", func(c *relay.Config) { c.Whitelist = "text:10.1.2.3,192.168.0.0/16" }, "a")
+	c, err := relaytest.DialRaw(g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	line, err := c.ReadLine(5 * time.Second)
+	if err != nil || !regexp.MustCompile(`^M@\d{13}\|Q=0\|S=1\|M="connection refused: .+"$`).MatchString(line) {
+		t.Fatalf("got %q %v", line, err)
+	}
+	if _, err := c.ReadLine(2 * time.Second); err == nil {
+		t.Fatal("refused connection still open")
+	}
+}
+
+func TestWaitForCenterHoldsLogin(t *testing.T) {
+	g := start(t, "", func(c *relay.Config) { c.WaitForCenter = 300 * time.Millisecond }, "a")
+	a := g.centers["a"]
+	a.Close() // no center up
+	deadline := time.Now().Add(5 * time.Second)
+	for g.r.Centers()[0].Connected() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	begin := time.Now()
+	c := dial(t, g, "held", "")
+	if held := time.Since(begin); held < 250*time.Millisecond {
+		t.Fatalf("login answered after %v with no center up", held)
+	}
+	c.Send('O', `T="x"`)
+	expectStatus(t, c, 1, 0, "OK")
+}
+
+func TestMessageLog(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "messages.log")
+	g := start(t, "", func(c *relay.Config) { c.LogMessages = true; c.MessageLog = logFile }, "a")
+	c := dial(t, g, "logged", "")
+	c.Send('O', `T="x"|I="1"`)
+	expectStatus(t, c, 1, 0, "OK")
+	if err := g.centers["a"].WaitCount(1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		data, _ := os.ReadFile(logFile)
+		s := string(data)
+		if strings.Contains(s, ` in logged O#1|T="x"|I="1"`) && strings.Contains(s, ` out logged M@`) &&
+			regexp.MustCompile(` out a O#\d+@\d+\|T="x"\|I="1"`).MatchString(s) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("message log:\n%s", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
