@@ -3,10 +3,14 @@ package channel
 import (
 	"bufio"
 	"context"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -466,4 +470,48 @@ func metricValue(m prometheus.Metric) float64 {
 		return d.Gauge.GetValue()
 	}
 	return 0
+}
+
+func TestAsymmetricChannel(t *testing.T) {
+	// The upstream reads CRLF lines and answers each with an XML document.
+	u := newUpstream(t, func(c net.Conn) {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			fmt.Fprintf(c, "<reply n=%q/>\x01", strings.TrimSuffix(sc.Text(), "\r"))
+		}
+	})
+	cfg := textConfig(u)
+	cfg.Protocol = Asymmetric
+	cfg.Inbound = Framing{Protocol: XMLMessages, Delimiter: "\x01"}
+	cfg.Outbound = Framing{Protocol: TextMessages, Delimiter: "\r\n"}
+	f := startSet(t, cfg, nil)
+	f.event(t, true)
+	ch, _ := f.set.Channel("echo")
+	r, err := ch.Request(context.Background(), "one", 5*time.Second)
+	if err != nil || r != `<reply n="one"/>` {
+		t.Fatalf("got %q, %v", r, err)
+	}
+}
+
+func TestTLSChannel(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "secure ", r.Host)
+	}))
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Protocol, cfg.Host = "tls", HTTP, "127.0.0.1"
+	cfg.Port = srv.Listener.Addr().(*net.TCPAddr).Port
+	cfg.Permanent, cfg.TLS, cfg.TLSServer, cfg.TLSCA = true, true, "example.com", ca
+	f := startSet(t, cfg, nil)
+	f.event(t, true)
+	ch, _ := f.set.Channel("tls")
+	r, err := ch.Request(context.Background(), "GET /", 5*time.Second)
+	if err != nil || r.(map[string]any)["body"] != "secure "+cfg.Addr() {
+		t.Fatalf("got %v, %v", r, err)
+	}
 }
