@@ -412,3 +412,17 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+func TestJSONEvents(t *testing.T) {
+	var choice string
+	cfg := esl.DefaultConfig()
+	cfg.EventFormat = "json"
+	_, addr := startServer(t, cfg, map[string]esl.Flow{"main": menu(&choice)})
+	res := run(t, esltest.Call{Addr: addr, Async: true, Full: true, PressOnRead: "1"})
+	if choice != "1" || res.HangupCause != "NORMAL_CLEARING" {
+		t.Fatalf("choice %q\n%s", choice, res)
+	}
+	if tr := strings.Join(res.Transcript(), "\n"); !strings.Contains(tr, "> myevents json\n> event json BACKGROUND_JOB") {
+		t.Fatalf("transcript:\n%s", tr)
+	}
+}

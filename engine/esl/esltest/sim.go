@@ -366,6 +366,12 @@ func (s *sim) listen(ctx context.Context, wg *sync.WaitGroup) error {
 			s.tr.add("< linger notice")
 			s.write([]byte("Content-Type: text/disconnect-notice\nControlled-Session-UUID: " + s.call.UUID +
 				"\nContent-Disposition: linger\nChannel-Name: " + chanName + "\nLinger-Time: " + lt + "\nContent-Length: 0\n\n"))
+			if s.call.Async {
+				// CS_REPORTING comes after the socket application returned: only a lingering async socket hears it.
+				s.mu.Lock()
+				s.fireLocked("CHANNEL_HANGUP_COMPLETE", esl.Headers{{Name: "Hangup-Cause", Value: s.cause}})
+				s.mu.Unlock()
+			}
 			continue
 		}
 		select {
@@ -717,8 +723,6 @@ func (s *sim) park(ctx context.Context) {
 		}
 		s.mu.Lock()
 	}
-	// CS_REPORTING: only an async socket can still be connected to hear it.
-	s.fireLocked("CHANNEL_HANGUP_COMPLETE", esl.Headers{{Name: "Hangup-Cause", Value: s.cause}})
 	s.parked = false
 	s.mu.Unlock()
 }
