@@ -29,7 +29,8 @@ type client struct {
 	routing RouteScratch
 	acks    chan pendingAck // guaranteed mode: statuses waiting for the journal
 	batch   []byte          // statuses written since the last read burst, sent as one Outbox message
-	now     time.Time       // time the current line was read
+	now     time.Time       // time the current line's read burst arrived (reader goroutine)
+	ackNow  time.Time       // time the current status batch is written (acker goroutine)
 	once    sync.Once
 	done    chan struct{}
 }
@@ -78,7 +79,11 @@ func (cl *client) serve(ctx context.Context) {
 	}()
 	rd := transport.NewReader(cl.conn, []byte("\n"), cl.r.cfg.MaxLine)
 	for {
+		fresh := rd.Buffered() == 0 // Next will read from the socket: take the clock once per read burst
 		line, err := rd.Next()
+		if fresh || cl.now.IsZero() {
+			cl.now = time.Now()
+		}
 		if err != nil {
 			if errors.Is(err, transport.ErrTooLong) {
 				cl.seq++
@@ -122,8 +127,7 @@ func (cl *client) flushBatch() bool {
 
 // handle processes one instruction; false ends the connection.
 func (cl *client) handle(ctx context.Context, line []byte) bool {
-	at := time.Now()
-	cl.now = at
+	at := cl.now // the read burst's time (see serve)
 	if cl.r.msgLog != nil {
 		cl.r.msgLog.write("in", cl.peerName(), line)
 	}
@@ -320,7 +324,8 @@ func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
 	cl.r.sessions[cl.login] = cl
 	cl.r.mu.Unlock()
 	cl.log.Debug("application logged in")
-	return cl.ok(seq, pendingAck{}, time.Now())
+	cl.now = time.Now() // the login may have waited for a center
+	return cl.ok(seq, pendingAck{}, cl.now)
 }
 
 // route sends a routable instruction to its centers (or to the journal).
@@ -456,6 +461,9 @@ func (cl *client) ackLoop(ctx context.Context) {
 					p.code, p.text = 3, "Not persisted: "+err.Error()
 				}
 			}
+			if len(batch) == 0 {
+				cl.ackNow = time.Now()
+			}
 			batch = cl.appendAck(batch, p)
 			if len(batch) >= batchMax {
 				break
@@ -480,7 +488,7 @@ func (cl *client) ackLoop(ctx context.Context) {
 
 // appendAck counts one status and appends its line (guaranteed mode).
 func (cl *client) appendAck(b []byte, p pendingAck) []byte {
-	now := time.Now()
+	now := cl.ackNow
 	if p.code == 0 {
 		cl.r.m.acksOK.Inc()
 	} else {
