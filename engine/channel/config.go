@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -212,21 +213,28 @@ func ParseConfigs(raw any) ([]Config, error) {
 	}
 	out := make([]Config, 0, len(list))
 	seen := map[string]int{}
+	var errs []error // one per bad entry, all reported at once
 	for i, item := range list {
 		path := fmt.Sprintf("channels[%d]", i)
 		m, ok := asMap(item)
 		if !ok {
-			return nil, fmt.Errorf("%s: expected a map of keys, got %T", path, item)
+			errs = append(errs, fmt.Errorf("%s: expected a map of keys, got %T", path, item))
+			continue
 		}
 		c, err := parseOne(path, m)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		if j, dup := seen[c.Name]; dup {
-			return nil, fmt.Errorf("%s.name: %q already used by channels[%d]", path, c.Name, j)
+			errs = append(errs, fmt.Errorf("%s.name: %q already used by channels[%d]", path, c.Name, j))
+			continue
 		}
 		seen[c.Name] = i
 		out = append(out, c)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return out, nil
 }
