@@ -6,6 +6,7 @@ package relaytest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -44,10 +45,16 @@ type Center struct {
 }
 
 // NewCenter listens on addr ("127.0.0.1:0" for a free port).
-func NewCenter(addr string) (*Center, error) {
+func NewCenter(addr string) (*Center, error) { return NewCenterTLS(addr, nil) }
+
+// NewCenterTLS is NewCenter speaking TLS with cfg (nil = plain TCP).
+func NewCenterTLS(addr string, cfg *tls.Config) (*Center, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("relaytest: center: %w", err)
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Center{ln: ln, cancel: cancel, conns: map[net.Conn]*bufio.Writer{}, notify: make(chan struct{}), Store: true}
@@ -283,8 +290,17 @@ type Client struct {
 
 // Dial connects to a relay and logs in with id (plus extra login params such
 // as `O="QUIET"`), returning the login status error if it is not S=0.
-func Dial(addr, id, extra string) (*Client, error) {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+func Dial(addr, id, extra string) (*Client, error) { return DialTLS(addr, nil, id, extra) }
+
+// DialTLS is Dial over TLS with cfg (nil = plain TCP).
+func DialTLS(addr string, cfg *tls.Config, id, extra string) (*Client, error) {
+	var conn net.Conn
+	var err error
+	if cfg != nil {
+		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	} else {
+		conn, err = net.DialTimeout("tcp", addr, 5*time.Second)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("relaytest: dial %s: %w", addr, err)
 	}
