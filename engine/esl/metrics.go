@@ -14,7 +14,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_esl_calls_active", Help: "Calls connected to the esl part now."}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_esl_calls_total",
-			Help: "Calls handled, by flow and outcome (completed, hungup, error, no_flow, setup_failed)."}, []string{"flow", "outcome"}),
+			Help: "Calls handled, by flow and outcome (completed: the flow returned; hungup: the caller left during a blocking call; error, shutdown, no_flow, setup_failed)."}, []string{"flow", "outcome"}),
 		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_esl_command_seconds",
 			Help:    "Round trip of one command to FreeSWITCH and its reply.",
 			Buckets: []float64{.00005, .0001, .0002, .0003, .0004, .0005, .00075, .001, .0015, .002, .005, .01, .025, .1, 1}}),

@@ -229,8 +229,6 @@ func (srv *Server) serveCall(c net.Conn) {
 		outcome = "error"
 		log.WithError(err).Error("flow failed: hanging up")
 		_ = s.Hangup(hctx, "NORMAL_TEMPORARY_FAILURE")
-	case !s.Ready():
-		outcome = "hungup"
 	}
 	if err == nil && s.AutoHangup() {
 		_ = s.Hangup(hctx, "NORMAL_CLEARING")

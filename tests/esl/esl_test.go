@@ -4,6 +4,8 @@ package esl
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"net"
 	"os"
 	"path/filepath"
@@ -192,4 +194,29 @@ func TestExampleIVRMenu(t *testing.T) {
 	if !strings.Contains(strings.Join(res.Transcript(), "\n"), "execute say en number pronounced 42") || res.HangupCause != "NORMAL_CLEARING" {
 		t.Fatalf("transcript:\n%s", res)
 	}
+}
+
+func TestMetrics(t *testing.T) {
+	e := harness.Start(t, eslYAML, harness.Options{Scripts: ivrScript(t)})
+	call(t, esltest.Call{Addr: e.Addr(t, "esl"), Async: true, Full: true, PressOnRead: "3"})
+	call(t, esltest.Call{Addr: e.Addr(t, "esl"), Path: "nosuch", Async: true, Full: true})
+	resp, err := http.Get("http://" + e.Addr(t, "admin") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`switchboard_esl_calls_total{flow="main",outcome="completed"} 1`,
+		`switchboard_esl_calls_total{flow="nosuch",outcome="no_flow"} 1`,
+		`switchboard_esl_hangup_causes_total{cause="NORMAL_CLEARING"} 1`,
+		`switchboard_esl_hangup_causes_total{cause="NO_ROUTE_DESTINATION"} 1`,
+		"switchboard_esl_calls_active 0",
+		"switchboard_esl_command_seconds_count",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	e.Logs.WaitFor(t, `no flow \"nosuch\" registered with sb.flow`, time.Second)
 }
