@@ -5,8 +5,8 @@ package esl
 import (
 	"context"
 	"io"
-	"net/http"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
