@@ -17,6 +17,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
@@ -143,7 +144,8 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 	if err := rt.Load(); err != nil {
 		return LoadResult{}, err
 	}
-	r, err := relay.New(relay.Options{Config: cfg, Compile: luabind.RelayExprCompiler(rt), Log: logrus.NewEntry(quiet)})
+	reg := prometheus.NewRegistry()
+	r, err := relay.New(relay.Options{Config: cfg, Compile: luabind.RelayExprCompiler(rt), Log: logrus.NewEntry(quiet), Metrics: reg})
 	if err != nil {
 		return LoadResult{}, err
 	}
@@ -173,7 +175,39 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 	if got := int64(centers[0].Count() + centers[1].Count()); got < want {
 		return res, fmt.Errorf("relay: centers got %d deliveries, want at least %d", got, want)
 	}
+	if guaranteed {
+		printFsync(os.Stdout, reg)
+	}
 	return res, nil
+}
+
+// printFsync summarises the journal's fsync histogram: count, mean and the
+// bucket bound holding the 50th and 99th percentiles.
+func printFsync(w io.Writer, reg *prometheus.Registry) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "switchboard_relay_journal_fsync_seconds" || len(mf.GetMetric()) == 0 {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		n := h.GetSampleCount()
+		if n == 0 {
+			return
+		}
+		q := func(f float64) string {
+			for _, b := range h.GetBucket() {
+				if float64(b.GetCumulativeCount()) >= f*float64(n) {
+					return "<= " + fmtDur(time.Duration(b.GetUpperBound()*1e9))
+				}
+			}
+			return "> 500ms"
+		}
+		fmt.Fprintf(w, "journal      %d fsyncs, mean %s, p50 %s, p99 %s\n", n,
+			fmtDur(time.Duration(h.GetSampleSum()/float64(n)*1e9)), q(0.5), q(0.99))
+	}
 }
 
 // runForwarderBaseline is the bare Go line forwarder, in the relay's

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Journal is the guaranteed-mode store-and-forward log: append-only segment
@@ -40,6 +41,10 @@ type Journal struct {
 	f       *os.File // current segment
 	size    int64
 	stopped chan struct{}
+
+	// OnSync, when set before the first Append, is told how long each group
+	// commit's fsync took and how many bytes it made durable.
+	OnSync func(d time.Duration, bytes int)
 }
 
 type segment struct {
@@ -272,8 +277,12 @@ func (j *Journal) write(buf []byte, last uint64) error {
 		return fmt.Errorf("relay: journal: write: %w", err)
 	}
 	j.size += int64(len(buf))
+	start := time.Now()
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("relay: journal: fsync: %w", err)
+	}
+	if j.OnSync != nil {
+		j.OnSync(time.Since(start), len(buf))
 	}
 	return nil
 }

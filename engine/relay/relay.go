@@ -142,6 +142,7 @@ func New(opts Options) (*Relay, error) {
 		if err != nil {
 			return nil, err
 		}
+		j.OnSync = func(d time.Duration, _ int) { r.m.fsync.Observe(d.Seconds()) }
 		r.journal = j
 	}
 	if cfg.LogMessages {
