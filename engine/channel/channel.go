@@ -73,6 +73,19 @@ type reply struct {
 	err     error
 }
 
+// waiter is a Request waiting for the inbound message that answers it. A waiter that gave up stays in line
+// (gone) so that the late reply is not handed to the next request.
+type waiter struct {
+	ch   chan reply
+	gone bool
+}
+
+// outMsg is an encoded message waiting for a connection, with the request that waits for its reply.
+type outMsg struct {
+	b []byte
+	w *waiter
+}
+
 // Channel is one active socket: a connection to an upstream server with its framing, its send buffer and its
 // topic bridges.
 type Channel struct {
@@ -88,8 +101,8 @@ type Channel struct {
 	mu         sync.Mutex
 	state      State
 	ob         *transport.Outbox
-	pending    [][]byte
-	waiters    []chan reply // nil entries: requests that timed out, whose reply is still due
+	pending    []outMsg
+	waiters    []*waiter // in the order their messages were written
 	connecting bool
 	connected  bool // a connection was established before (for the reconnect counter)
 	lastErr    error
@@ -118,7 +131,7 @@ func (c *Channel) Send(ctx context.Context, payload any) error {
 	if err != nil {
 		return err
 	}
-	return c.write(b)
+	return c.write(b, nil)
 }
 
 func (c *Channel) prepare(ctx context.Context, payload any) ([]byte, error) {
@@ -148,7 +161,7 @@ func (c *Channel) prepare(ctx context.Context, payload any) ([]byte, error) {
 	return b, nil
 }
 
-func (c *Channel) write(b []byte) error {
+func (c *Channel) write(b []byte, w *waiter) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == StateStopped {
@@ -170,7 +183,7 @@ func (c *Channel) write(b []byte) error {
 		c.dropLocked("buffer_full")
 		return fmt.Errorf("channel %s: %w (%d messages waiting)", c.cfg.Name, ErrBufferFull, len(c.pending))
 	}
-	c.pending = append(c.pending, b)
+	c.pending = append(c.pending, outMsg{b: b, w: w})
 	c.m.buffered.Set(float64(len(c.pending)))
 	if !c.cfg.Permanent && !c.connecting && c.ob == nil {
 		c.connecting = true
@@ -197,15 +210,15 @@ func (c *Channel) Request(ctx context.Context, payload any, timeout time.Duratio
 	if err != nil {
 		return nil, err
 	}
-	ch := make(chan reply, 1)
+	w := &waiter{ch: make(chan reply, 1)}
 	c.reqMu.Lock()
 	c.mu.Lock()
-	c.waiters = append(c.waiters, ch)
+	c.waiters = append(c.waiters, w)
 	c.mu.Unlock()
-	err = c.write(b)
+	err = c.write(b, w)
 	c.reqMu.Unlock()
 	if err != nil {
-		c.abandon(ch)
+		c.abandon(w, true)
 		return nil, err
 	}
 	var timer <-chan time.Time
@@ -215,26 +228,32 @@ func (c *Channel) Request(ctx context.Context, payload any, timeout time.Duratio
 		timer = t.C
 	}
 	select {
-	case r := <-ch:
+	case r := <-w.ch:
 		return r.payload, r.err
 	case <-timer:
-		c.abandon(ch)
+		c.abandon(w, false)
 		return nil, fmt.Errorf("channel %s: %w (%v)", c.cfg.Name, ErrTimeout, timeout)
 	case <-ctx.Done():
-		c.abandon(ch)
+		c.abandon(w, false)
 		return nil, fmt.Errorf("channel %s: request: %w", c.cfg.Name, ctx.Err())
 	}
 }
 
-// abandon leaves a placeholder so the late reply is not taken by the next request.
-func (c *Channel) abandon(ch chan reply) {
+// abandon marks a request that stopped waiting. Its place in line stays (its reply is still due) unless its
+// message was never written (unsent).
+func (c *Channel) abandon(w *waiter, unsent bool) {
 	c.mu.Lock()
-	for i, w := range c.waiters {
-		if w == ch {
-			c.waiters[i] = nil
+	defer c.mu.Unlock()
+	w.gone = true
+	if !unsent {
+		return
+	}
+	for i, x := range c.waiters {
+		if x == w {
+			c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
+			return
 		}
 	}
-	c.mu.Unlock()
 }
 
 // session runs one established connection until it breaks or ctx is done.
@@ -249,8 +268,8 @@ func (c *Channel) session(ctx context.Context, conn net.Conn) error {
 		_ = ob.Close(ctx)
 		return ErrStopped
 	}
-	for _, b := range c.pending {
-		if err := ob.Send(b); err != nil {
+	for _, m := range c.pending {
+		if err := ob.Send(m.b); err != nil {
 			break
 		}
 		c.m.msgsOut.Inc()
@@ -297,13 +316,10 @@ func (c *Channel) session(ctx context.Context, conn net.Conn) error {
 		c.state = StateDown
 	}
 	c.lastErr = err
-	waiters := c.waiters
-	c.waiters = nil
+	lost := c.keepPendingWaitersLocked()
 	c.mu.Unlock()
-	for _, w := range waiters {
-		if w != nil {
-			w <- reply{err: fmt.Errorf("channel %s: %w", c.cfg.Name, ErrDown)}
-		}
+	for _, w := range lost {
+		w.ch <- reply{err: fmt.Errorf("channel %s: %w", c.cfg.Name, ErrDown)}
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	_ = ob.Close(cctx)
@@ -318,6 +334,32 @@ func (c *Channel) session(ctx context.Context, conn net.Conn) error {
 	}
 	c.set.emit(Event{Channel: c.cfg.Name, Up: false, Addr: conn.RemoteAddr().String(), Err: err})
 	return err
+}
+
+// keepPendingWaitersLocked is called when a connection ends: requests whose message was written on it will
+// get no reply (returned, to be failed); requests whose message is still buffered keep their place for the
+// next connection.
+func (c *Channel) keepPendingWaitersLocked() (lost []*waiter) {
+	buffered := make(map[*waiter]bool)
+	for _, m := range c.pending {
+		if m.w != nil {
+			buffered[m.w] = true
+		}
+	}
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		switch {
+		case buffered[w]:
+			kept = append(kept, w)
+		case !w.gone:
+			lost = append(lost, w)
+		}
+	}
+	for i := len(kept); i < len(c.waiters); i++ {
+		c.waiters[i] = nil
+	}
+	c.waiters = kept
+	return lost
 }
 
 func isTimeout(err error) bool {
@@ -345,14 +387,18 @@ func (c *Channel) inbound(ctx context.Context, payload any) {
 		payload = out.Payload
 	}
 	c.mu.Lock()
-	var w chan reply
+	var w *waiter
 	if len(c.waiters) > 0 {
 		w = c.waiters[0]
+		c.waiters[0] = nil
 		c.waiters = c.waiters[1:]
+		if w.gone {
+			w = nil
+		}
 	}
 	c.mu.Unlock()
 	if w != nil {
-		w <- reply{payload: payload}
+		w.ch <- reply{payload: payload}
 	}
 	if c.cfg.RedirectIn {
 		c.set.bus.Publish(c.cfg.TopicIn, payload)
@@ -410,15 +456,18 @@ func (c *Channel) connectOnce(ctx context.Context) {
 			c.state = StateDown
 		}
 		c.lastErr = err
-		waiters := c.waiters
+		var waiting []*waiter
+		for _, w := range c.waiters {
+			if !w.gone {
+				waiting = append(waiting, w)
+			}
+		}
 		c.waiters = nil
 		c.mu.Unlock()
 		c.m.buffered.Set(0)
 		c.m.dropped("connect_failed").Add(float64(n))
-		for _, w := range waiters {
-			if w != nil {
-				w <- reply{err: err}
-			}
+		for _, w := range waiting {
+			w.ch <- reply{err: err}
 		}
 		c.log.WithError(err).WithField("dropped", n).Warn("connect failed; buffered messages dropped")
 		return

@@ -515,3 +515,51 @@ func TestTLSChannel(t *testing.T) {
 		t.Fatalf("got %v, %v", r, err)
 	}
 }
+
+// TestRequestSurvivesBreakWhileBuffered: a request made while the channel is down waits in the buffer and is
+// answered after the reconnect; a request whose message went out on a connection that broke fails at once.
+func TestRequestSurvivesBreakWhileBuffered(t *testing.T) {
+	var silent atomic.Bool
+	u := newUpstream(t, func(c net.Conn) {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			if silent.Load() {
+				continue // swallow: the reply never comes
+			}
+			fmt.Fprintf(c, "re %s\n", sc.Text())
+		}
+	})
+	cfg := textConfig(u)
+	cfg.RedirectIn, cfg.RedirectOut, cfg.TopicIn, cfg.TopicOut = false, false, "", ""
+	cfg.ReconnectionTimeout = 200 * time.Millisecond
+	f := startSet(t, cfg, nil)
+	f.event(t, true)
+	ch, _ := f.set.Channel("echo")
+	silent.Store(true)
+	lostErr := make(chan error, 1)
+	go func() {
+		_, err := ch.Request(context.Background(), "lost", 10*time.Second)
+		lostErr <- err
+	}()
+	waitFor(t, func() bool { return metricValue(ch.m.msgsOut) == 1 })
+	u.kill()
+	f.event(t, false)
+	if err := <-lostErr; err == nil || !strings.Contains(err.Error(), "connection lost before the reply") {
+		t.Fatalf("request on the broken connection: %v", err)
+	}
+	silent.Store(false)
+	got := make(chan any, 1)
+	go func() {
+		r, err := ch.Request(context.Background(), "later", 10*time.Second)
+		if err != nil {
+			r = err
+		}
+		got <- r
+	}()
+	waitFor(t, func() bool { return metricValue(ch.m.buffered) == 1 })
+	u.start()
+	f.event(t, true)
+	if r := <-got; r != "re later" {
+		t.Fatalf("buffered request: %v", r)
+	}
+}
