@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -219,4 +220,32 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	e.Logs.WaitFor(t, `no flow \"nosuch\" registered with sb.flow`, time.Second)
+}
+
+// TestFlowTestCommand: `switchboard flow test` runs a flow from the configured scripts against a simulated
+// call and prints its transcript.
+func TestFlowTestCommand(t *testing.T) {
+	bin := harness.Binary(t)
+	cfg := filepath.Join(harness.Root(), "examples", "ivr-menu", "switchboard.yaml")
+	run := func(args ...string) (string, int) {
+		cmd := exec.Command(bin, append([]string{"flow", "test"}, append(args, "-c", cfg)...)...)
+		cmd.Dir = harness.Root()
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	out, code := run("main", "--dtmf", "3@100ms", "--media", "50ms")
+	for _, want := range []string{"> connect", "caller presses 3", "execute say en number pronounced 42 [event-lock]",
+		"result: answered=true hangup_cause=NORMAL_CLEARING"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("exit %d, output lacks %q:\n%s", code, want, out)
+		}
+	}
+	out, code = run("main", "--hangup-after", "200ms", "--media", "5s")
+	if code != 0 || !strings.Contains(out, "caller hangs up") || !strings.Contains(out, "ivr: caller left (hangup, NORMAL_CLEARING)") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	out, code = run("nosuch")
+	if code == 0 || !strings.Contains(out, `no flow "nosuch"`) || !strings.Contains(out, "flows: ivr, main") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
 }
