@@ -482,14 +482,22 @@ func TestAsymmetricChannel(t *testing.T) {
 	})
 	cfg := textConfig(u)
 	cfg.Protocol = Asymmetric
-	cfg.Inbound = Framing{Protocol: XMLMessages, Delimiter: "\x01"}
-	cfg.Outbound = Framing{Protocol: TextMessages, Delimiter: "\r\n"}
+	cfg.Inbound = Framing{Protocol: XMLMessages, Delimiter: "\x01", ShowPackets: true}
+	cfg.Outbound = Framing{Protocol: TextMessages, Delimiter: "\r\n", ShowPackets: true}
 	f := startSet(t, cfg, nil)
 	f.event(t, true)
 	ch, _ := f.set.Channel("echo")
 	r, err := ch.Request(context.Background(), "one", 5*time.Second)
 	if err != nil || r != `<reply n="one"/>` {
 		t.Fatalf("got %q, %v", r, err)
+	}
+	var in, out bool
+	for _, e := range f.hook.AllEntries() {
+		in = in || (e.Message == "packet in" && e.Data["packet"] == `"<reply n=\"one\"/>\x01"`)
+		out = out || (e.Message == "packet out" && e.Data["packet"] == `"one\r\n"`)
+	}
+	if !in || !out {
+		t.Errorf("showpackets: packet in logged %v, packet out logged %v", in, out)
 	}
 }
 
