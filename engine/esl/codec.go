@@ -105,7 +105,8 @@ type Reader struct {
 
 // NewReader reads from r with limits lim (zero fields take defaults).
 func NewReader(r io.Reader, lim Limits) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, 4096), lim: lim.withDefaults()}
+	// A small buffer: one per call, idle most of the time; bodies larger than it are read straight into place.
+	return &Reader{br: bufio.NewReaderSize(r, 1024), lim: lim.withDefaults()}
 }
 
 // ReadFrame reads the next frame. io.EOF at a clean end between frames; io.ErrUnexpectedEOF inside one.
