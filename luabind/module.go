@@ -11,26 +11,24 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// openModule builds the switchboard module of one VM: the core functions here, then each part's.
+// openModule builds the switchboard module of one VM: a proxy of the shared core functions, the
+// registration functions (which record into this VM), proxies of sb.log, sb.cache and sb.json, then each
+// part's additions.
 func openModule(vm *VM) *lua.LTable {
 	L := vm.L
-	mod := L.NewTable()
-	fns := map[string]lua.LGFunction{
+	s := vm.rt.shared
+	mod := s.proxy(L, "switchboard")
+	for name, fn := range map[string]lua.LGFunction{
 		"on":        vm.sbOn,
 		"after":     func(L *lua.LState) int { return vm.sbTimer(L, false) },
 		"every":     func(L *lua.LState) int { return vm.sbTimer(L, true) },
-		"publish":   vm.sbPublish,
 		"subscribe": vm.sbSubscribe,
-		"sleep":     sbSleep,
-		"now":       func(L *lua.LState) int { L.Push(lua.LNumber(time.Now().UnixMilli())); return 1 },
-		"uuid":      func(L *lua.LState) int { L.Push(lua.LString(NewUUID())); return 1 },
-	}
-	for name, fn := range fns {
+	} {
 		mod.RawSetString(name, L.NewFunction(fn))
 	}
-	mod.RawSetString("log", vm.logTable())
-	mod.RawSetString("cache", vm.cacheTable())
-	mod.RawSetString("json", jsonTable(L))
+	for _, name := range []string{"log", "cache", "json"} {
+		mod.RawSetString(name, s.proxy(L, name))
+	}
 	openSocket(vm, mod)
 	openRelay(vm, mod)
 	openESL(vm, mod)
@@ -202,13 +200,13 @@ func (vm *VM) pinTimer(spec timerSpec, fn *lua.LFunction) (stop func()) {
 }
 
 // sb.publish(topic, value): hand a copy of value to every subscriber of topic; returns how many.
-func (vm *VM) sbPublish(L *lua.LState) int {
+func sbPublish(L *lua.LState, rt *Runtime) int {
 	topic := L.CheckString(1)
 	payload, err := fromLua(L.Get(2), 0)
 	if err != nil {
 		return raise(L, "sb.publish: %v", err)
 	}
-	topics := vm.rt.services.Topics
+	topics := rt.services.Topics
 	if topics == nil {
 		L.Push(lua.LNumber(0))
 		return 1
@@ -276,8 +274,7 @@ func sbSleep(L *lua.LState) int {
 	}
 }
 
-func (vm *VM) logTable() *lua.LTable {
-	L := vm.L
+func logTable(L *lua.LState, rt *Runtime) *lua.LTable {
 	t := L.NewTable()
 	for _, lvl := range []logrus.Level{logrus.DebugLevel, logrus.InfoLevel, logrus.WarnLevel, logrus.ErrorLevel} {
 		lvl := lvl
@@ -287,7 +284,7 @@ func (vm *VM) logTable() *lua.LTable {
 		}
 		t.RawSetString(name, L.NewFunction(func(L *lua.LState) int {
 			msg := L.CheckString(1)
-			e := vm.rt.log.WithField("script", strings.TrimSuffix(L.Where(1), ":"))
+			e := rt.log.WithField("script", strings.TrimSuffix(L.Where(1), ":"))
 			if f, ok := L.Get(2).(*lua.LTable); ok {
 				fields := logrus.Fields{}
 				f.ForEach(func(k, v lua.LValue) { fields[k.String()] = FromLua(v) })
@@ -300,9 +297,7 @@ func (vm *VM) logTable() *lua.LTable {
 	return t
 }
 
-func (vm *VM) cacheTable() *lua.LTable {
-	L := vm.L
-	cache := vm.rt.services.Cache
+func cacheTable(L *lua.LState, cache *Cache) *lua.LTable {
 	t := L.NewTable()
 	t.RawSetString("save", L.NewFunction(func(L *lua.LState) int {
 		key := L.CheckString(1)

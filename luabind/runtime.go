@@ -59,6 +59,7 @@ type Runtime struct {
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
 	memTrips atomic.Int64
+	shared   *shared
 }
 
 // Services are the Go objects bindings reach from Lua: the cache and topics for the core, and whatever each
@@ -111,6 +112,7 @@ func New(opts Options) (*Runtime, error) {
 		rt.poolSize = 4 * runtime.GOMAXPROCS(0)
 	}
 	rt.services = &Services{Cache: NewCache(opts.Config.CacheMaxEntries), Topics: opts.Topics, Log: rt.log, parts: map[string]any{}}
+	rt.shared = newShared(rt)
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stop = cancel
 	rt.wg.Add(1)
@@ -203,6 +205,7 @@ func (rt *Runtime) Close() {
 	rt.loadMu.Unlock()
 	rt.stop()
 	rt.wg.Wait()
+	rt.shared.close()
 }
 
 func (rt *Runtime) track(vm *VM) {

@@ -7,31 +7,27 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// removedGlobals are base functions a script must not have: they reach the file system, load code that
-// was not checked at load time, or change other functions' environments and the collector.
-var removedGlobals = []string{
-	"dofile", "loadfile", "load", "loadstring", "getfenv", "setfenv", "collectgarbage",
-	"_printregs", "module", "newproxy", "require", "print",
-}
-
-// openSandbox opens base, table, string and math, then removes and caps what design.md §3 lists.
+// openSandbox gives a new state its globals: its own _G (reading the shared, sandboxed base functions
+// through a protected metatable), its own proxies of string, table and math, the string methods, and
+// require. design.md §3 lists what the sandbox removes; removed (shared.go) is that list.
 func openSandbox(vm *VM) {
 	L := vm.L
-	for _, lib := range []struct {
-		name string
-		fn   lua.LGFunction
-	}{{lua.BaseLibName, lua.OpenBase}, {lua.TabLibName, lua.OpenTable}, {lua.StringLibName, lua.OpenString}, {lua.MathLibName, lua.OpenMath}} {
-		L.Push(L.NewFunction(lib.fn))
-		L.Push(lua.LString(lib.name))
-		L.Call(1, 0)
+	s := vm.rt.shared
+	g := L.G.Global
+	g.Metatable = s.globalM
+	g.RawSetString("_G", g)
+	for _, name := range []string{"string", "table", "math"} {
+		g.RawSetString(name, s.proxy(L, name))
 	}
-	for _, name := range removedGlobals {
-		L.SetGlobal(name, lua.LNil)
-	}
-	L.SetGlobal("require", L.NewFunction(vm.require))
-	L.SetGlobal("print", L.NewFunction(vm.print))
+	L.SetMetatable(lua.LString(""), s.strMeta)
+	g.RawSetString("require", L.NewFunction(vm.require))
+	ud := L.NewUserData()
+	ud.Value = vm
+	L.G.Registry.RawSetString(vmRegistryKey, ud)
+}
 
-	maxStr := vm.rt.cfg.MaxStringBytes
+// limitLibraries caps, in the builder state's libraries, what could build a huge value in one call.
+func limitLibraries(L *lua.LState, maxStr int) {
 	str := L.GetGlobal("string").(*lua.LTable)
 	str.RawSetString("dump", lua.LNil)
 	str.RawSetString("rep", L.NewFunction(func(L *lua.LState) int {
@@ -130,14 +126,4 @@ func (vm *VM) require(L *lua.LState) int {
 		return 1
 	}
 	return raise(L, "module %q not found: require gives \"switchboard\" and files under %s/lib (e.g. require \"lib.util\")", name, vm.rt.display)
-}
-
-// print logs at info level with the calling script line.
-func (vm *VM) print(L *lua.LState) int {
-	parts := make([]string, L.GetTop())
-	for i := range parts {
-		parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
-	}
-	vm.rt.log.WithField("script", strings.TrimSuffix(L.Where(1), ":")).Info(strings.Join(parts, "\t"))
-	return 0
 }

@@ -1,0 +1,70 @@
+package luabind
+
+import (
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	lua "github.com/yuin/gopher-lua"
+)
+
+func heapNow() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestVMSize reports the heap of one VM with the shipped scripts (go test -run VMSize -v ./luabind/).
+func TestVMSize(t *testing.T) {
+	if testing.Short() {
+		t.Skip()
+	}
+	const n = 500
+	measure := func(name string, mk func() any) {
+		keep := make([]any, 0, n)
+		before := heapNow()
+		for i := 0; i < n; i++ {
+			keep = append(keep, mk())
+		}
+		after := heapNow()
+		t.Logf("%-40s %7d B per VM", name, int(after-before)/n)
+		runtime.KeepAlive(keep)
+	}
+	measure("bare NewState (skip libs, tiny opts)", func() any {
+		return lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 200, RegistrySize: 256, RegistryMaxSize: 256 * 1024, MinimizeStackMemory: true})
+	})
+	l := logrus.New()
+	l.SetOutput(discard{})
+	rt, err := New(Options{Config: DefaultConfig(), FS: os.DirFS("../scripts"), Log: logrus.NewEntry(l)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	if err := rt.Load(); err != nil {
+		t.Fatal(err)
+	}
+	g := rt.Current()
+	measure("sandbox only", func() any {
+		L := lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 200, RegistrySize: 256, RegistryMaxSize: 256 * 1024, MinimizeStackMemory: true})
+		vm := &VM{L: L, gen: g, rt: rt}
+		openSandbox(vm)
+		return vm
+	})
+	measure("sandbox + module", func() any {
+		L := lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 200, RegistrySize: 256, RegistryMaxSize: 256 * 1024, MinimizeStackMemory: true})
+		vm := &VM{L: L, gen: g, rt: rt}
+		openSandbox(vm)
+		vm.mod = openModule(vm)
+		return vm
+	})
+	measure("full VM with shipped scripts", func() any {
+		vm, err := newVM(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vm
+	})
+}
