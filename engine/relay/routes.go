@@ -549,12 +549,18 @@ func (x *ObjectIndex) Follow(login string, m *Message, set CenterSet) CenterSet 
 	key := h.Sum64()
 	sh := &x.shards[key%uint64(len(x.shards))]
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
+	set = sh.follow(key, m.Type == 'D', set)
+	sh.mu.Unlock()
+	return set
+}
+
+// follow is Follow's part under the shard lock.
+func (sh *objShard) follow(key uint64, del bool, set CenterSet) CenterSet {
 	e, found := sh.m[key]
 	if found {
 		set |= e.set
 	}
-	if m.Type == 'D' {
+	if del {
 		if found {
 			delete(sh.m, key)
 		}
