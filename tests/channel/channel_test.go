@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -192,6 +193,24 @@ func TestEchoChannelSurvivesUpstreamRestart(t *testing.T) {
 	}
 	if m := c.do("state", map[string]string{"name": "nope"}); m["error"] != "no channel named nope" {
 		t.Fatalf("unknown channel: %v", m)
+	}
+	resp, err := http.Get("http://" + e.Addr(t, "admin") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`switchboard_channel_up{channel="echo"} 1`,
+		`switchboard_channel_reconnects_total{channel="echo"} 1`,
+		`switchboard_channel_messages_total{channel="echo",direction="out"} 5`,
+		`switchboard_channel_messages_total{channel="echo",direction="in"} 5`,
+		`switchboard_channel_dropped_total{channel="echo",reason="transform"} 1`,
+		`switchboard_channel_buffered{channel="echo"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
 
