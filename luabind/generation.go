@@ -37,7 +37,7 @@ type Generation struct {
 
 	handlers []*Handler
 	byKind   map[string][]*Handler
-	byName   map[string]*Handler // kind + "\x00" + name
+	byName   map[handlerKey]*Handler
 
 	poolMu   sync.Mutex
 	free     []*VM
@@ -50,6 +50,8 @@ type Generation struct {
 	stops   []func()
 	timers  map[*Handler]*time.Timer
 }
+
+type handlerKey struct{ kind, name string }
 
 type script struct {
 	name   string // display path, e.g. scripts/lib/util.lua
@@ -66,7 +68,7 @@ func (g *Generation) Handlers(kind string) []*Handler { return g.byKind[kind] }
 
 // Handler finds a handler by kind and name.
 func (g *Generation) Handler(kind, name string) (*Handler, bool) {
-	h, ok := g.byName[kind+"\x00"+name]
+	h, ok := g.byName[handlerKey{kind, name}]
 	return h, ok
 }
 
@@ -136,7 +138,7 @@ func buildGeneration(rt *Runtime, fsys fs.FS, display string) (*Generation, []*S
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	g := &Generation{rt: rt, scripts: scripts, poolSize: rt.poolSize, byKind: map[string][]*Handler{}, byName: map[string]*Handler{}}
+	g := &Generation{rt: rt, scripts: scripts, poolSize: rt.poolSize, byKind: map[string][]*Handler{}, byName: map[handlerKey]*Handler{}}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	vm, err := newVM(g)
 	if err != nil {
@@ -146,7 +148,7 @@ func buildGeneration(rt *Runtime, fsys fs.FS, display string) (*Generation, []*S
 	g.handlers = vm.regs
 	for _, h := range g.handlers {
 		g.byKind[h.Kind] = append(g.byKind[h.Kind], h)
-		g.byName[h.Kind+"\x00"+h.Name] = h
+		g.byName[handlerKey{h.Kind, h.Name}] = h
 	}
 	g.free = append(g.free, vm)
 	return g, nil

@@ -39,28 +39,36 @@ func openSocket(vm *VM, mod *lua.LTable) {
 	L := vm.L
 	mod.RawSetString("action", L.NewFunction(vm.sbAction))
 	mod.RawSetString("verb", L.NewFunction(vm.sbVerb))
-	mt := L.NewTypeMetatable(connTypeName)
-	methods := L.SetFuncs(L.NewTable(), connMethods)
-	mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
-		c := checkConn(L)
-		switch key := L.CheckString(2); key {
-		case "id":
-			L.Push(lua.LString(c.ID()))
-		case "remoteIP":
-			L.Push(lua.LString(c.RemoteIP()))
-		case "remotePort":
-			L.Push(lua.LNumber(c.RemotePort()))
-		case "connectedAt":
-			L.Push(lua.LNumber(c.ConnectedAt().UnixMilli()))
-		default:
-			L.Push(methods.RawGetString(key))
-		}
-		return 1
-	}))
-	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LString("socket connection " + checkConn(L).ID()))
-		return 1
-	}))
+}
+
+// connMetatable is the metatable of conn objects, built once per runtime and shared by its VMs.
+func connMetatable(rt *Runtime) lua.LValue {
+	return rt.Shared(connTypeName, func(L *lua.LState) lua.LValue {
+		mt := L.NewTable()
+		methods := L.SetFuncs(L.NewTable(), connMethods)
+		mt.RawSetString("__metatable", lua.LFalse)
+		mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
+			c := checkConn(L)
+			switch key := L.CheckString(2); key {
+			case "id":
+				L.Push(lua.LString(c.ID()))
+			case "remoteIP":
+				L.Push(lua.LString(c.RemoteIP()))
+			case "remotePort":
+				L.Push(lua.LNumber(c.RemotePort()))
+			case "connectedAt":
+				L.Push(lua.LNumber(c.ConnectedAt().UnixMilli()))
+			default:
+				L.Push(methods.RawGetString(key))
+			}
+			return 1
+		}))
+		mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+			L.Push(lua.LString("socket connection " + checkConn(L).ID()))
+			return 1
+		}))
+		return mt
+	})
 }
 
 // sb.action{name=, description=, inputs={key={required=, default=, validator=fn}}, run=fn(conn, params), timeout=ms}
@@ -453,7 +461,7 @@ func actionFailure(err error) error {
 func connValue(L *lua.LState, c *socket.Conn) lua.LValue {
 	ud := L.NewUserData()
 	ud.Value = c
-	ud.Metatable = L.GetTypeMetatable(connTypeName)
+	ud.Metatable = connMetatable(VMOf(L).rt)
 	return ud
 }
 
