@@ -107,6 +107,7 @@ type Channel struct {
 	connected  bool // a connection was established before (for the reconnect counter)
 	lastErr    error
 	dropWarn   time.Time
+	errWarn    time.Time
 	dropped    int
 }
 
@@ -200,6 +201,20 @@ func (c *Channel) dropLocked(reason string) {
 	if now := time.Now(); now.Sub(c.dropWarn) >= time.Second {
 		c.log.WithFields(logrus.Fields{"reason": reason, "dropped": c.dropped, "buffer": c.cfg.SendBuffer}).Warn("outbound message dropped")
 		c.dropWarn, c.dropped = now, 0
+	}
+}
+
+// warnRateLimited logs a message from topic_out that could not be sent, at most once a second per channel.
+func (c *Channel) warnRateLimited(err error, topic string) {
+	c.mu.Lock()
+	now := time.Now()
+	skip := now.Sub(c.errWarn) < time.Second
+	if !skip {
+		c.errWarn = now
+	}
+	c.mu.Unlock()
+	if !skip {
+		c.log.WithError(err).WithField("topic", topic).Warn("message from topic_out not sent")
 	}
 }
 

@@ -351,6 +351,15 @@ func TestXMLChannel(t *testing.T) {
 	if err := ch.Send(context.Background(), "<c>"); err == nil {
 		t.Fatal("invalid outbound XML was sent")
 	}
+	f.bus.Publish("echo.out", "<c>")
+	waitFor(t, func() bool {
+		for _, e := range f.hook.AllEntries() {
+			if e.Message == "message from topic_out not sent" && strings.Contains(fmt.Sprint(e.Data["error"]), "invalid document") {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // TestBadUpstreams: each bad stream gives a clear error, a reconnect, and the channel keeps working.

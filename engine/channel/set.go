@@ -128,8 +128,10 @@ func (s *Set) Start(ctx context.Context) error {
 		if c.cfg.RedirectOut {
 			c := c
 			sub, err := s.bus.Subscribe(c.cfg.TopicOut, func(m bus.Message) {
-				if err := c.Send(s.ctx, m.Payload); err != nil && !errors.Is(err, ErrDropped) {
-					c.log.WithError(err).WithField("topic", c.cfg.TopicOut).Debug("redirect-out message not sent")
+				err := c.Send(s.ctx, m.Payload)
+				if err != nil && !errors.Is(err, ErrDropped) && !errors.Is(err, ErrBufferFull) {
+					// Transform and encoding errors (buffer overflow logs on its own).
+					c.warnRateLimited(err, c.cfg.TopicOut)
 				}
 			})
 			if err != nil {
