@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +121,38 @@ func TestUnescape(t *testing.T) {
 		if _, err := Unescape(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestShippedConfigExample parses the commented channel entry in configs/switchboard.yaml, so the
+// documented keys stay real.
+func TestShippedConfigExample(t *testing.T) {
+	data, err := os.ReadFile("../../configs/switchboard.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("channels:\n")
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "#  - name:") {
+			in = true
+		}
+		if in {
+			if !strings.HasPrefix(line, "#  ") {
+				break
+			}
+			b.WriteString(strings.TrimPrefix(line, "#") + "\n")
+		}
+	}
+	if !in {
+		t.Fatal("no commented channel entry in configs/switchboard.yaml")
+	}
+	cs, err := parseYAML(t, strings.Replace(b.String(), "protocol: text-messages      #", "protocol: asymmetric #", 1))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	if c := cs[0]; c.Name != "web" || c.Delimiter != "\n" || !c.TLS || c.Outbound.Delimiter != "\r\n" || c.SendBuffer != 1024 {
+		t.Errorf("%+v", c)
 	}
 }
