@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/transport"
@@ -27,10 +28,11 @@ type client struct {
 	seq     int64 // implicit sequence number for instructions without #
 	msg     Message
 	routing RouteScratch
-	acks    chan pendingAck // guaranteed mode: statuses waiting for the journal
-	batch   []byte          // statuses written since the last read burst, sent as one Outbox message
-	now     time.Time       // time the current line's read burst arrived (reader goroutine)
-	ackNow  time.Time       // time the current status batch is written (acker goroutine)
+	acks    chan pendingAck    // guaranteed mode: statuses waiting for the journal
+	batch   []byte             // statuses written since the last read burst, sent as one Outbox message
+	now     time.Time          // time the current line's read burst arrived (reader goroutine)
+	ackNow  time.Time          // time the current status batch is written (acker goroutine)
+	appIn   prometheus.Counter // this application's instructions (after login)
 	once    sync.Once
 	done    chan struct{}
 }
@@ -146,6 +148,9 @@ func (cl *client) handle(ctx context.Context, line []byte) bool {
 	}
 	cl.seq = seq + 1
 	cl.r.m.in(m.Type).Inc()
+	if cl.appIn != nil {
+		cl.appIn.Inc()
+	}
 
 	if cl.login == "" && m.Type != 'L' {
 		return cl.reject(seq, "Login required: the first instruction must be L with I")
@@ -319,6 +324,8 @@ func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
 		t.Stop()
 	}
 	cl.login = textOf(id)
+	cl.appIn = cl.r.m.appIn.WithLabelValues(cl.login)
+	cl.appIn.Inc()
 	cl.log = cl.log.WithField("app", cl.login)
 	cl.r.mu.Lock()
 	cl.r.sessions[cl.login] = cl

@@ -23,6 +23,7 @@ type metrics struct {
 	ackLatency      prometheus.Histogram
 	slowClients     prometheus.Counter
 	fsync           prometheus.Histogram
+	appIn           *prometheus.CounterVec // by login id
 	acksOK, acksErr prometheus.Counter
 	inByType        [len(knownTypes)]prometheus.Counter
 	collectors      []prometheus.Collector
@@ -57,6 +58,8 @@ func newMetrics() *metrics {
 		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_relay_ack_latency_seconds",
 			Help:    "Time from receiving an instruction to queuing its status (includes the journal fsync in guaranteed mode).",
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5}}),
+		appIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_app_messages_in_total",
+			Help: "Instructions received per application (login I; one series per distinct application id)."}, []string{"app"}),
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_relay_journal_fsync_seconds",
 			Help:    "Duration of each journal group commit's fsync (guaranteed mode).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5}}),
@@ -68,7 +71,7 @@ func newMetrics() *metrics {
 		m.inByType[i] = m.clientIn.WithLabelValues(knownTypes[i : i+1])
 	}
 	m.collectors = []prometheus.Collector{m.connections, m.clientIn, m.acks, m.rejected, m.unrouted, m.exprErrors,
-		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients, m.fsync}
+		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients, m.fsync, m.appIn}
 	return m
 }
 

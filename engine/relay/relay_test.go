@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
 )
@@ -498,4 +500,93 @@ func TestMessageLog(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func TestMetrics(t *testing.T) {
+	center, err := relaytest.NewCenter("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer center.Close()
+	cfg := relay.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.RoutesFile = ""
+	cfg.Centers = map[string]string{"a": center.Addr()}
+	reg := prometheus.NewRegistry()
+	r, err := relay.New(relay.Options{Config: cfg, Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown(context.Background())
+	if err := center.WaitLogin(1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	app, err := relaytest.Dial(r.Addrs()["relay"].String(), "m-app", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	app.Send('O', `T="x"`)
+	expectStatus(t, app, 1, 0, "OK")
+	app.Send('O', `I="no type"`)
+	expectStatus(t, app, 2, 1, "Missing required Fields: T")
+	if err := center.WaitCount(1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{
+		`switchboard_relay_app_messages_in_total{app="m-app"}`:        3, // L and two O
+		`switchboard_relay_acks_total{result="error"}`:                1,
+		`switchboard_relay_acks_total{result="ok"}`:                   2,
+		`switchboard_relay_center_messages_out_total{center="a"}`:     1,
+		`switchboard_relay_center_acks_total{center="a",result="ok"}`: 1,
+		`switchboard_relay_messages_in_total{type="O"}`:               2,
+		`switchboard_relay_rejected_total{}`:                          1,
+		`switchboard_relay_center_up{center="a"}`:                     1,
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		got := gather(t, reg)
+		bad := ""
+		for k, v := range want {
+			if got[k] != v {
+				bad += fmt.Sprintf("%s = %v, want %v\n", k, got[k], v)
+			}
+		}
+		if bad == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(bad)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// gather flattens counters and gauges to `name{label="v",...}` -> value.
+func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			key := mf.GetName() + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case m.Counter != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
 }
