@@ -5,6 +5,7 @@ package channel
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -267,5 +268,24 @@ func TestBadUpstreamsKeepEngineUp(t *testing.T) {
 	}
 	if m := c.do("got", nil); m["context"] != "response" {
 		t.Fatalf("socket server after bad upstreams: %v", m)
+	}
+}
+
+// TestReloadSwapsTransforms: after a reload the next message uses the new script's transform; the
+// connection is not touched.
+func TestReloadSwapsTransforms(t *testing.T) {
+	up := startServer(t, func(c net.Conn) { io.Copy(c, c) })
+	e, c := start(t, fmt.Sprintf("channels:\n  - {name: echo, host: 127.0.0.1, port: %s, permanent: true, redirect_in: true, redirect_out: true, topic_in: echo.in, topic_out: echo.out}\n", up.port()))
+	e.Logs.WaitFor(t, "channel up", 10*time.Second)
+	c.do("pub", map[string]string{"msg": "a"})
+	c.waitGot("A,")
+	e.WriteScript(t, "chan.lua", strings.Replace(script, "string.upper(msg)", `"<" .. msg .. ">"`, 1))
+	if err := e.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.do("pub", map[string]string{"msg": "b"})
+	c.waitGot("A,<b>,")
+	if n := strings.Count(e.Logs.String(), `msg="channel up"`); n != 1 {
+		t.Errorf("%d connections; a reload must not reconnect", n)
 	}
 }
