@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -277,17 +278,27 @@ func dialRaw(t *testing.T, g *rig) *relaytest.Client {
 }
 
 func TestFloodWithoutReadingIsBounded(t *testing.T) {
-	g := start(t, "", func(c *relay.Config) { c.ClientQueue = 16 }, "a")
-	app := dial(t, g, "flood", "")
-	// shrink our receive buffer so the relay's writes back up quickly
-	line := "O|T=\"x\"|pad=\"" + strings.Repeat("p", 200) + "\"\n"
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := app.Raw(strings.Repeat(line, 1000)); err != nil {
-			return // the relay dropped us: bounded
-		}
+	for _, guaranteed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("guaranteed=%v", guaranteed), func(t *testing.T) {
+			if guaranteed && testing.Short() {
+				t.Skip("fills socket buffers through the journal (~10 s under -race)")
+			}
+			g := start(t, "", func(c *relay.Config) { c.ClientQueue = 16; c.Guaranteed = guaranteed }, "a")
+			app := dial(t, g, "flood", "")
+			app.Conn().(*net.TCPConn).SetReadBuffer(4096) // statuses back up sooner
+			line := "O|T=\"x\"|pad=\"" + strings.Repeat("p", 200) + "\"\n"
+			batch := strings.Repeat(line, 1000)
+			deadline := time.Now().Add(20 * time.Second)
+			for time.Now().Before(deadline) {
+				app.Conn().SetWriteDeadline(time.Now().Add(2 * time.Second))
+				if err := app.Raw(batch); err != nil {
+					// dropped by the relay, or the relay stopped reading (backpressure): bounded either way
+					return
+				}
+			}
+			t.Fatal("relay kept accepting a client that never reads its statuses")
+		})
 	}
-	t.Fatal("relay kept accepting a client that never reads its statuses")
 }
 
 func TestCommandRoundTrip(t *testing.T) {
