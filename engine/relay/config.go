@@ -74,7 +74,7 @@ func DefaultConfig() Config {
 	}
 }
 
-// Disabled reports whether the listener is off (port -1).
+// ListenDisabled reports whether the listener is off (port -1).
 func (c Config) ListenDisabled() bool { return strings.HasSuffix(c.Listen, ":-1") }
 
 // CenterNames returns the center names in index order (sorted).

@@ -48,19 +48,18 @@ type Relay struct {
 	wg      sync.WaitGroup
 	centerW sync.WaitGroup // center links, routes watcher, message log flusher
 
-	mu        sync.Mutex
-	clients   map[*client]struct{}
-	sessions  map[string]*client // login I -> latest session
-	commands  map[string]string  // command id -> login I
-	requests  map[string]int     // E request id -> center index
-	reqOrder  []string
-	upCh      chan struct{} // closed when a center logs in, then replaced
-	reloadMu  sync.Mutex
-	dropWarn  atomic.Int64
-	nakWarn   atomic.Int64
-	exprWarn  atomic.Int64
-	shutdown  atomic.Bool
-	startedAt time.Time
+	mu       sync.Mutex
+	clients  map[*client]struct{}
+	sessions map[string]*client // login I -> latest session
+	commands map[string]string  // command id -> login I
+	requests map[string]int     // E request id -> center index
+	reqOrder []string
+	upCh     chan struct{} // closed when a center logs in, then replaced
+	reloadMu sync.Mutex
+	dropWarn atomic.Int64
+	nakWarn  atomic.Int64
+	exprWarn atomic.Int64
+	shutdown atomic.Bool
 }
 
 // maxPendingCommands bounds the E request ids remembered for routing R back.
@@ -76,7 +75,7 @@ func New(opts Options) (*Relay, error) {
 	log := opts.Log
 	if log == nil {
 		l := logrus.New()
-		l.SetOutput(io_discard{})
+		l.SetOutput(discardWriter{})
 		log = logrus.NewEntry(l)
 	}
 	r := &Relay{cfg: cfg, compile: opts.Compile, log: log.WithField("part", "relay"), reg: opts.Metrics, m: newMetrics(),
@@ -160,9 +159,9 @@ func New(opts Options) (*Relay, error) {
 	return r, nil
 }
 
-type io_discard struct{}
+type discardWriter struct{}
 
-func (io_discard) Write(p []byte) (int, error) { return len(p), nil }
+func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 func (r *Relay) closeJournal() {
 	if r.journal != nil {
@@ -222,7 +221,6 @@ func (r *Relay) Reload(ctx context.Context) error {
 func (r *Relay) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
-	r.startedAt = time.Now()
 	if !r.cfg.ListenDisabled() {
 		var tlsCfg *tls.Config
 		if r.cfg.TLS.Cert != "" {
