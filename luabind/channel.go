@@ -24,12 +24,22 @@ func openChannel(vm *VM, mod *lua.LTable) {
 	L := vm.L
 	mod.RawSetString("transform", L.NewFunction(vm.sbTransform))
 	mod.RawSetString("channel", L.NewFunction(vm.sbChannel))
-	mt := L.NewTypeMetatable(channelObjectType)
-	methods := L.NewTable()
-	methods.RawSetString("send", L.NewFunction(vm.channelSend))
-	methods.RawSetString("request", L.NewFunction(vm.channelRequest))
-	methods.RawSetString("state", L.NewFunction(vm.channelState))
-	mt.RawSetString("__index", methods)
+}
+
+// channelMetatable is the metatable of sb.channel(name) objects, built once per runtime and shared by its VMs;
+// the methods find their VM through the calling state.
+func channelMetatable(rt *Runtime) lua.LValue {
+	return rt.Shared(channelObjectType, func(L *lua.LState) lua.LValue {
+		mt := L.NewTable()
+		methods := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+			"send":    func(L *lua.LState) int { return VMOf(L).channelSend(L) },
+			"request": func(L *lua.LState) int { return VMOf(L).channelRequest(L) },
+			"state":   func(L *lua.LState) int { return VMOf(L).channelState(L) },
+		})
+		mt.RawSetString("__index", methods)
+		mt.RawSetString("__metatable", lua.LFalse)
+		return mt
+	})
 }
 
 // sb.transform(channel, "in"|"out", fn): top level only. fn(msg, channel) returns the message to pass on, or
@@ -64,7 +74,7 @@ func (vm *VM) sbChannel(L *lua.LState) int {
 	}
 	ud := L.NewUserData()
 	ud.Value = name
-	L.SetMetatable(ud, L.GetTypeMetatable(channelObjectType))
+	L.SetMetatable(ud, channelMetatable(vm.rt))
 	L.Push(ud)
 	return 1
 }

@@ -202,7 +202,7 @@ sb.on("wait", function() sb.sleep(60000) end)`}, nil)
 
 func TestMemoryCaps(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.HandlerTimeout = 20 * time.Second
+	cfg.HandlerTimeout = time.Minute // the memory guard, not the time limit, must stop "grow"
 	cfg.MemoryLimitMB = 300
 	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
 local sb = require "switchboard"
@@ -210,7 +210,7 @@ sb.on("rep", function() return string.rep('x', 2^40) end)
 sb.on("concat", function() local t = {} for i = 1, 100 do t[i] = string.rep('y', 1000000) end return table.concat(t) end)
 sb.on("format", function() return string.format("%999999999d", 1) end)
 sb.on("sparse", function() local t = {} t[2^30] = 1 return "ok" end)
-sb.on("grow", function() local t = {} local i = 0 while true do i = i + 1 t[i] = {i, i, i, i} end end)`}, nil)
+sb.on("grow", function() local t = {} local i = 0 while true do i = i + 1 t[i] = string.rep("x", 1000000) .. i end end)`}, nil)
 	g := rt.Current()
 	for name, want := range map[string]string{
 		"rep":    "string.rep: result of 1099511627776 bytes exceeds lua.max_string_bytes",
