@@ -128,8 +128,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 
 // serveCall is one call from connect to close.
 func (srv *Server) serveCall(c net.Conn) {
-	log := srv.log.WithField("remote", c.RemoteAddr().String())
-	s := newSession(srv, c, log)
+	s := newSession(srv, c)
 	r := NewReader(c, Limits{MaxHeaderBytes: srv.cfg.MaxFrameBytes})
 	// The reader goroutine is owned by this call: it ends when the socket closes, and serveCall closes the
 	// socket and waits for it before returning.
@@ -140,30 +139,36 @@ func (srv *Server) serveCall(c net.Conn) {
 	s.info = &CallInfo{Remote: c.RemoteAddr()}
 	f, err := s.Command(srv.ctx, &Command{Line: "connect"}, srv.cfg.ConnectTimeout)
 	if err != nil {
-		log.WithError(err).Warn("connect failed")
+		s.Log().WithError(err).Warn("connect failed")
 		srv.metrics.calls.WithLabelValues("", "setup_failed").Inc()
 		return
 	}
 	data := &Event{Headers: f.Headers}
 	info := s.info
-	info.Data = data
+	info.vars = s.Variable
 	info.UUID = data.Get("Unique-ID")
 	info.Async = strings.EqualFold(data.Get("Socket-Mode"), "async")
 	info.Full = strings.EqualFold(data.Get("Control"), "full")
 	info.Path, _ = data.Variable("socket_path")
+	// Variables go to the session's cache; Data keeps the rest (a real connect reply has ~150 variables).
 	s.mu.Lock()
+	rest := make(Headers, 0, len(data.Headers)/2)
 	for _, h := range data.Headers {
 		if strings.HasPrefix(h.Name, "variable_") {
 			s.vars[h.Name[len("variable_"):]] = h.Value
+		} else {
+			rest = append(rest, h)
 		}
 	}
+	info.Data = &Event{Headers: rest}
 	if data.Get("Answer-State") == "answered" {
 		s.answered = true
 	}
 	s.mu.Unlock()
 	info.Flow = srv.flowName(info)
-	s.log = log.WithFields(logrus.Fields{"uuid": info.UUID, "flow": info.Flow})
-	log = s.log
+	s.mu.Lock()
+	s.logUUID, s.logFlow = info.UUID, info.Flow
+	s.mu.Unlock()
 
 	srv.mu.Lock()
 	srv.sessions[s] = struct{}{}
@@ -180,7 +185,7 @@ func (srv *Server) serveCall(c net.Conn) {
 	}()
 
 	if err := srv.subscribe(s); err != nil {
-		log.WithError(err).Warn("event subscription failed")
+		s.Log().WithError(err).Warn("event subscription failed")
 		srv.metrics.calls.WithLabelValues(info.Flow, "setup_failed").Inc()
 		return
 	}
@@ -190,7 +195,7 @@ func (srv *Server) serveCall(c net.Conn) {
 		if err == nil {
 			err = fmt.Errorf("no flow")
 		}
-		log.WithError(err).Error("no flow for call: hanging up")
+		s.Log().WithError(err).Error("no flow for call: hanging up")
 		srv.metrics.calls.WithLabelValues(info.Flow, "no_flow").Inc()
 		hctx, hcancel := context.WithTimeout(context.Background(), srv.cfg.CommandTimeout)
 		_ = s.Hangup(hctx, "NO_ROUTE_DESTINATION")
@@ -211,7 +216,7 @@ func (srv *Server) serveCall(c net.Conn) {
 		time.AfterFunc(srv.cfg.FlowGrace, cancel)
 	}
 
-	log.Debug("call started")
+	s.Log().Debug("call started")
 	err = runFlow(ctx, flow, s)
 	// The goodbye must go out even when the server is shutting down, within a bounded time.
 	hctx, hcancel := context.WithTimeout(context.Background(), srv.cfg.CommandTimeout)
@@ -220,14 +225,14 @@ func (srv *Server) serveCall(c net.Conn) {
 	switch {
 	case err != nil && errors.Is(err, ErrHungUp):
 		outcome = "hungup"
-		log.Debug("flow ended: caller hung up")
+		s.Log().Debug("flow ended: caller hung up")
 	case err != nil && srv.ctx.Err() != nil:
 		outcome = "shutdown"
-		log.Info("engine shutting down: hanging up")
+		s.Log().Info("engine shutting down: hanging up")
 		_ = s.Hangup(hctx, "SYSTEM_SHUTDOWN")
 	case err != nil:
 		outcome = "error"
-		log.WithError(err).Error("flow failed: hanging up")
+		s.Log().WithError(err).Error("flow failed: hanging up")
 		_ = s.Hangup(hctx, "NORMAL_TEMPORARY_FAILURE")
 	}
 	if err == nil && s.AutoHangup() {

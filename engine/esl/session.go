@@ -23,12 +23,20 @@ type CallInfo struct {
 	Full   bool   // Control: full
 	Path   string // variable_socket_path: the /path of the socket application's data
 	Flow   string // the flow chosen for it
-	Data   *Event // the whole channel data
+	Data   *Event // the channel data of the connect reply, without its variable_* headers (see Variable)
 	Remote net.Addr
+
+	vars func(name string) (string, bool)
 }
 
-// Variable returns channel variable name from the channel data at connect.
-func (c *CallInfo) Variable(name string) string { v, _ := c.Data.Variable(name); return v }
+// Variable returns channel variable name: from the connect reply, updated by every event since.
+func (c *CallInfo) Variable(name string) string {
+	if c.vars == nil {
+		return ""
+	}
+	v, _ := c.vars(name)
+	return v
+}
 
 // Flow runs one call; it returns when the call is done with.
 type Flow interface {
@@ -54,10 +62,10 @@ type DTMF struct {
 // executes wait for the CHANNEL_EXECUTE_COMPLETE whose Application-UUID is the event-uuid they sent.
 // Every wait also ends on hangup (ErrHungUp), socket loss (ErrHungUp) and ctx.
 type Session struct {
-	info *CallInfo
-	conn net.Conn
-	log  *logrus.Entry
-	srv  *Server
+	info   *CallInfo
+	conn   net.Conn
+	srv    *Server
+	remote string
 
 	cmdMu   sync.Mutex // one command in flight
 	replies chan *Frame
@@ -70,12 +78,14 @@ type Session struct {
 	cause    string
 	stale    int // replies of abandoned commands still to come
 	digits   []DTMF
-	waiters  map[string]chan *Event
+	waiters  []waiter // executes and background jobs waiting for their event (rarely more than one)
 	hangupCh chan struct{}
 	dtmfCh   chan struct{}
 	done     chan struct{} // the reader ended: socket closed
 	readErr  error
 	noAuto   bool   // SetAutoHangup(false)
+	logUUID  string // log fields, set once the connect reply named the call
+	logFlow  string
 	onClose  func() // called once when the reader ends
 }
 
@@ -94,9 +104,9 @@ func (s *Session) SetAutoHangup(on bool) {
 	s.mu.Unlock()
 }
 
-func newSession(srv *Server, conn net.Conn, log *logrus.Entry) *Session {
-	return &Session{srv: srv, conn: conn, log: log, replies: make(chan *Frame, 1), vars: map[string]string{},
-		waiters: map[string]chan *Event{}, hangupCh: make(chan struct{}), dtmfCh: make(chan struct{}, 1), done: make(chan struct{})}
+func newSession(srv *Server, conn net.Conn) *Session {
+	return &Session{srv: srv, conn: conn, remote: conn.RemoteAddr().String(), replies: make(chan *Frame, 1), vars: map[string]string{},
+		hangupCh: make(chan struct{}), dtmfCh: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // Info describes the call.
@@ -105,8 +115,17 @@ func (s *Session) Info() *CallInfo { return s.info }
 // UUID is the channel's Unique-ID.
 func (s *Session) UUID() string { return s.info.UUID }
 
-// Log is the call's logger (part=esl uuid=<call> flow=<flow>).
-func (s *Session) Log() *logrus.Entry { return s.log }
+// Log is the call's logger (part=esl uuid=<call> flow=<flow>). It is built when asked, so an idle call
+// holds no logger of its own.
+func (s *Session) Log() *logrus.Entry {
+	s.mu.Lock()
+	f := logrus.Fields{"remote": s.remote}
+	if s.logUUID != "" {
+		f["uuid"], f["flow"] = s.logUUID, s.logFlow
+	}
+	s.mu.Unlock()
+	return s.srv.log.WithFields(f)
+}
 
 // Ready is true while the channel is up and the socket connected.
 func (s *Session) Ready() bool {
@@ -183,24 +202,24 @@ func (s *Session) read(r *Reader) {
 				s.mu.Unlock()
 			default:
 				s.mu.Unlock()
-				s.log.WithField("reply", f.ReplyText()).Warn("reply with no command waiting: dropped")
+				s.Log().WithField("reply", f.ReplyText()).Warn("reply with no command waiting: dropped")
 			}
 		case TypeEventPlain, TypeEventJSON:
 			e, err := ParseEvent(f)
 			if err != nil {
 				s.srv.metrics.ignored.WithLabelValues("bad-event").Inc()
-				s.log.WithError(err).Warn("unreadable event ignored")
+				s.Log().WithError(err).Warn("unreadable event ignored")
 				continue
 			}
 			s.onEvent(e)
 		case TypeDisconnectNotice:
 			s.markHungUp("")
 			if f.Headers.Get("Content-Disposition") != "linger" {
-				s.log.Debug("disconnect notice")
+				s.Log().Debug("disconnect notice")
 			}
 		default:
 			s.srv.metrics.ignored.WithLabelValues(label(ct)).Inc()
-			s.log.WithField("content_type", ct).Debug("frame of unknown type ignored")
+			s.Log().WithField("content_type", ct).Debug("frame of unknown type ignored")
 		}
 	}
 }
@@ -231,9 +250,9 @@ func (s *Session) onEvent(e *Event) {
 	case "CHANNEL_ANSWER":
 		s.answered = true
 	case "CHANNEL_EXECUTE_COMPLETE":
-		waiter = s.waiters[e.Get("Application-UUID")]
+		waiter = s.waiterLocked(e.Get("Application-UUID"))
 	case "BACKGROUND_JOB":
-		waiter = s.waiters[e.Get("Job-UUID")]
+		waiter = s.waiterLocked(e.Get("Job-UUID"))
 	case "DTMF":
 		s.digits = append(s.digits, DTMF{Digit: e.Get("DTMF-Digit"), Duration: e.Get("DTMF-Duration")})
 		select {
@@ -365,13 +384,9 @@ func (s *Session) Execute(ctx context.Context, app, arg string, opt ExecOptions)
 	id := newID()
 	ch := make(chan *Event, 1)
 	s.mu.Lock()
-	s.waiters[id] = ch
+	s.waiters = append(s.waiters, waiter{id, ch})
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.waiters, id)
-		s.mu.Unlock()
-	}()
+	defer s.unwait(id)
 	h := make(Headers, 0, 5)
 	h = append(h, Header{"call-command", "execute"}, Header{"execute-app-name", app})
 	var body []byte
@@ -558,13 +573,9 @@ func (s *Session) BgAPI(ctx context.Context, cmd string) (string, error) {
 	id := newID()
 	ch := make(chan *Event, 1)
 	s.mu.Lock()
-	s.waiters[id] = ch
+	s.waiters = append(s.waiters, waiter{id, ch})
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.waiters, id)
-		s.mu.Unlock()
-	}()
+	defer s.unwait(id)
 	if _, err := s.Raw(ctx, "bgapi "+cmd, Header{"Job-UUID", id}); err != nil {
 		return "", err
 	}
@@ -575,5 +586,33 @@ func (s *Session) BgAPI(ctx context.Context, cmd string) (string, error) {
 		return "", ErrHungUp
 	case <-ctx.Done():
 		return "", ctx.Err()
+	}
+}
+
+type waiter struct {
+	id string
+	ch chan *Event
+}
+
+func (s *Session) waiterLocked(id string) chan *Event {
+	for _, w := range s.waiters {
+		if w.id == id {
+			return w.ch
+		}
+	}
+	return nil
+}
+
+func (s *Session) unwait(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, w := range s.waiters {
+		if w.id == id {
+			n := len(s.waiters) - 1
+			copy(s.waiters[i:], s.waiters[i+1:])
+			s.waiters[n] = waiter{} // drop the channel
+			s.waiters = s.waiters[:n]
+			return
+		}
 	}
 }
