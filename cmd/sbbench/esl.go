@@ -202,7 +202,18 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 			time.Sleep(50 * time.Millisecond)
 		}
 		fmt.Fprintf(out, "%d calls parked after %.2fs\n", srv.Active(), time.Since(start).Seconds())
-		time.Sleep(2 * time.Second) // let every flow reach its park
+		// Let every flow reach its park: wait until no command has been sent for a second.
+		last := uint64(0)
+		for still := 0; still < 5 && time.Now().Before(deadline); {
+			time.Sleep(200 * time.Millisecond)
+			_, _, n := histQuantiles(promBuckets(reg, "switchboard_esl_command_seconds"), nil)
+			if n == last {
+				still++
+			} else {
+				still, last = 0, n
+			}
+		}
+		runtime.GC()
 		runtime.GC()
 		var at runtime.MemStats
 		runtime.ReadMemStats(&at)
