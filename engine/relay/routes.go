@@ -7,6 +7,8 @@ import (
 	"hash/maphash"
 	"math"
 	"math/bits"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -123,8 +125,17 @@ func (t *Table) Centers() []string { return t.centers }
 // whose index is their bit in a CenterSet (ROUTE_LIST matches them without
 // regard to case). Every bad line is reported.
 func ParseRoutes(name string, src []byte, centers []string, compile ExprCompiler) (*Table, error) {
+	t, errs := parseRoutes(name, src, centers, compile)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return t, nil
+}
+
+// parseRoutes is ParseRoutes returning every problem separately.
+func parseRoutes(name string, src []byte, centers []string, compile ExprCompiler) (*Table, []error) {
 	if len(centers) > MaxCenters {
-		return nil, fmt.Errorf("%s: %d centers, at most %d are supported", name, len(centers), MaxCenters)
+		return nil, []error{fmt.Errorf("%s: %d centers, at most %d are supported", name, len(centers), MaxCenters)}
 	}
 	t := &Table{centers: centers}
 	index := make(map[string]int, len(centers))
@@ -159,7 +170,7 @@ func ParseRoutes(name string, src []byte, centers []string, compile ExprCompiler
 		t.rules = append(t.rules, r)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, errs
 	}
 	sort.SliceStable(t.rules, func(i, j int) bool {
 		a, b := t.rules[i], t.rules[j]
@@ -169,6 +180,26 @@ func ParseRoutes(name string, src []byte, centers []string, compile ExprCompiler
 		return a.Name < b.Name
 	})
 	return t, nil
+}
+
+// CheckConfig checks cfg's routes file offline (for `switchboard check`): it
+// reads and parses the file with its expressions compiled by compile, and
+// returns each problem as `relay.routes:LINE: reason` (the file's base name,
+// as the running relay logs it). A disabled relay or a routes file that does
+// not exist (the relay then sends everything to every center) is no problem.
+func CheckConfig(cfg Config, compile ExprCompiler) []error {
+	if !cfg.Enabled || cfg.RoutesFile == "" {
+		return nil
+	}
+	src, err := os.ReadFile(cfg.RoutesFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return []error{fmt.Errorf("relay.routes_file: %w", err)}
+	}
+	_, errs := parseRoutes(filepath.Base(cfg.RoutesFile), src, cfg.CenterNames(), compile)
+	return errs
 }
 
 func parseRule(line string, centers map[string]int, all CenterSet, compile ExprCompiler) (*Rule, error) {

@@ -3,6 +3,8 @@ package relay
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -295,5 +297,56 @@ func TestRouteMemo(t *testing.T) {
 	tab2.Route(&m, &st)
 	if evals != 5 {
 		t.Fatalf("%d evaluations after swap", evals)
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Centers = map[string]string{"Center0": "127.0.0.1:1", "Center1": "127.0.0.1:2", "Center2": "127.0.0.1:3", "Center3": "127.0.0.1:4"}
+	cfg.RoutesFile = filepath.Join(dir, "relay.routes")
+
+	// no file: the relay runs with every message to every center, not an error
+	if errs := CheckConfig(cfg, goExprs); len(errs) != 0 {
+		t.Fatalf("missing file: %v", errs)
+	}
+	if err := os.WriteFile(cfg.RoutesFile, []byte(forgeRoutes), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if errs := CheckConfig(cfg, goExprs); len(errs) != 0 {
+		t.Fatalf("good file: %v", errs)
+	}
+	bad := "# header\n" +
+		"A;1;O;*;;;Center0;;\n" +
+		"B;x;O;*;;;Center0;;\n" + // line 3: priority
+		"C;1;O;*;;no such expression;Center0;;\n" + // line 4: expression does not compile
+		"D;1;O;*;;;Nowhere;;\n" + // line 5: unknown center
+		"A;2;O;*;;;Center1;;\n" // line 6: duplicate
+	if err := os.WriteFile(cfg.RoutesFile, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	errs := CheckConfig(cfg, goExprs)
+	want := []string{
+		`relay.routes:3: route B: PRIORITY: expected an integer, got "x"`,
+		`relay.routes:4: route C: EXPRESSION: cannot compile "no such expression"`,
+		`relay.routes:5: route D: ROUTE_LIST: unknown center "Nowhere"`,
+		`relay.routes:6: duplicate route name "A" (first on line 2)`,
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("got %d errors, want %d: %v", len(errs), len(want), errs)
+	}
+	for i, w := range want {
+		if errs[i].Error() != w {
+			t.Errorf("error %d: got %q, want %q", i, errs[i], w)
+		}
+	}
+	// a routes file that cannot be read is one problem naming the key
+	cfg.RoutesFile = dir
+	if errs := CheckConfig(cfg, goExprs); len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "relay.routes_file: ") {
+		t.Fatalf("unreadable file: %v", errs)
+	}
+	cfg.Enabled = false
+	if errs := CheckConfig(cfg, goExprs); errs != nil {
+		t.Fatalf("disabled relay: %v", errs)
 	}
 }
