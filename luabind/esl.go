@@ -270,7 +270,10 @@ var sessionMethods = map[string]lua.LGFunction{
 		L.Push(lua.LBool(ls.s.Ready()))
 		return 1
 	},
-	"answered": func(L *lua.LState) int { L.Push(lua.LBool(checkSession(L).s.Answered())); return 1 },
+	"answered":   func(L *lua.LState) int { L.Push(lua.LBool(checkSession(L).s.Answered())); return 1 },
+	"bridged":    func(L *lua.LState) int { L.Push(lua.LBool(checkSession(L).s.Bridged())); return 1 },
+	"mediaReady": func(L *lua.LState) int { L.Push(lua.LBool(checkSession(L).s.MediaReady())); return 1 },
+	"getState":   func(L *lua.LState) int { L.Push(lua.LString(checkSession(L).s.State())); return 1 },
 	"hangupCause": func(L *lua.LState) int {
 		L.Push(lua.LString(checkSession(L).s.HangupCause()))
 		return 1

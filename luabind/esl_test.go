@@ -152,6 +152,9 @@ sb.flow("vars", function(session)
   session:setVariable("greeting", "hello")
   session:consoleLog("info", "var " .. session:getVariable("greeting") .. " from " .. session:getVariable("sip_from_user") .. " uuid " .. session.uuid .. " " .. session:get_uuid())
   session:consoleLog("info", "api " .. session:api("uuid_getvar", session.uuid .. " greeting") .. " bg " .. session:bgapi("echo", "hi"))
+  session:consoleLog("info", "state " .. session:getState() .. " media " .. tostring(session:mediaReady()) .. " bridged " .. tostring(session:bridged()))
+  session:answer()
+  session:consoleLog("info", "after answer media " .. tostring(session:mediaReady()) .. " answered " .. tostring(session:answered()))
   session:set_tts_params("flite", "kal")
   session:speak("hello world")
   session:sendmsg({["call-command"] = "execute", ["execute-app-name"] = "log", ["execute-app-arg"] = "INFO raw"})
@@ -212,6 +215,8 @@ func TestLuaSessionAPI(t *testing.T) {
 	playCall(t, esltest.Call{Addr: addr, Path: "vars", Async: true, Full: true, Caller: "2001", UUID: "v-1"})
 	waitLog(t, buf, "var hello from 2001 uuid v-1 v-1")
 	waitLog(t, buf, "api hello bg hi")
+	waitLog(t, buf, "state CS_EXECUTE media false bridged false")
+	waitLog(t, buf, "after answer media true answered true")
 	if rt.LiveVMs() > rt.poolSize+1 {
 		t.Fatalf("%d VMs alive", rt.LiveVMs())
 	}

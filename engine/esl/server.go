@@ -162,8 +162,9 @@ func (srv *Server) serveCall(c net.Conn) {
 	}
 	info.Data = &Event{Headers: rest}
 	if data.Get("Answer-State") == "answered" {
-		s.answered = true
+		s.answered, s.media = true, true
 	}
+	s.state = data.Get("Channel-State")
 	s.mu.Unlock()
 	info.Flow = srv.flowName(info)
 	s.mu.Lock()

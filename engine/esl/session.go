@@ -75,6 +75,9 @@ type Session struct {
 	mu       sync.Mutex
 	vars     map[string]string
 	answered bool
+	bridged  bool
+	media    bool   // early media or answered
+	state    string // Channel-State of the latest event
 	hungup   bool
 	cause    string
 	stale    int // replies of abandoned commands still to come
@@ -140,6 +143,30 @@ func (s *Session) Answered() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.answered
+}
+
+// Bridged reports whether the channel is bridged now (CHANNEL_BRIDGE seen, no CHANNEL_UNBRIDGE since).
+func (s *Session) Bridged() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bridged
+}
+
+// MediaReady reports whether media flows (early media or answered).
+func (s *Session) MediaReady() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.media
+}
+
+// State is the Channel-State of the latest event (CS_EXECUTE, CS_HANGUP...).
+func (s *Session) State() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hungup && s.cause != "" {
+		return "CS_HANGUP"
+	}
+	return s.state
 }
 
 // HangupCause is the cause FreeSWITCH reported, "" while the call is up.
@@ -251,12 +278,21 @@ func (s *Session) onEvent(e *Event) {
 		}
 	}
 	if e.Get("Answer-State") == "answered" {
-		s.answered = true
+		s.answered, s.media = true, true
+	}
+	if st := e.Get("Channel-State"); st != "" {
+		s.state = st
 	}
 	var waiter chan *Event
 	switch name {
 	case "CHANNEL_ANSWER":
-		s.answered = true
+		s.answered, s.media = true, true
+	case "CHANNEL_PROGRESS_MEDIA":
+		s.media = true
+	case "CHANNEL_BRIDGE":
+		s.bridged = true
+	case "CHANNEL_UNBRIDGE":
+		s.bridged = false
 	case "CHANNEL_EXECUTE_COMPLETE":
 		waiter = s.waiterLocked(e.Get("Application-UUID"))
 	case "BACKGROUND_JOB":
