@@ -32,8 +32,9 @@ type Center struct {
 	r      *Relay
 	dialer *transport.Dialer
 	log    *logrus.Entry
-	queue  chan []byte // shared, immutable "T@now|params" lines
-	direct chan []byte // R lines answering this center's E
+	queue  chan []byte  // batches of "T@now|params\n" lines (non-guaranteed mode)
+	queued atomic.Int64 // lines in queue
+	direct chan []byte  // R lines answering this center's E
 	up     atomic.Bool
 
 	out, dropped, acksOK, acksErr prometheus.Counter
@@ -45,16 +46,21 @@ type Center struct {
 func (c *Center) Connected() bool { return c.up.Load() }
 
 // QueueLen is the number of messages waiting for the center (non-guaranteed mode).
-func (c *Center) QueueLen() int { return len(c.queue) }
+func (c *Center) QueueLen() int { return int(c.queued.Load()) }
 
-// enqueue queues line for the center without blocking (non-guaranteed mode).
-func (c *Center) enqueue(line []byte) {
-	select {
-	case c.queue <- line:
-	default:
-		c.dropped.Inc()
-		c.r.warnEvery(&c.r.dropWarn, c.log, "center queue full: message dropped")
+// enqueue queues a batch of n lines for the center without blocking
+// (non-guaranteed mode); past relay.center_queue lines the batch is dropped.
+func (c *Center) enqueue(lines []byte, n int) {
+	if c.queued.Add(int64(n)) <= int64(c.r.cfg.CenterQueue) {
+		select {
+		case c.queue <- lines:
+			return
+		default:
+		}
 	}
+	c.queued.Add(-int64(n))
+	c.dropped.Add(float64(n))
+	c.r.warnEvery(&c.r.dropWarn, c.log, "center queue full: messages dropped")
 }
 
 // sendDirect queues a line that bypasses routing and the journal (R answers).
@@ -173,6 +179,7 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 	c.log.Info("center logged in")
 	c.r.centerUp()
 
+	// write sends one "T@now|params" line as "T#seq@now|params"
 	write := func(l []byte) error {
 		line = line[:0]
 		line = append(line, l[0])
@@ -188,12 +195,37 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 		c.out.Inc()
 		return err
 	}
+	// writeBatch sends a queued batch of '\n'-terminated lines
+	writeBatch := func(b []byte) error {
+		c.queued.Add(-int64(bytes.Count(b, nl)))
+		n := 0
+		defer func() { c.out.Add(float64(n)) }()
+		for len(b) > 0 {
+			i := bytes.IndexByte(b, '\n')
+			l := b[:i]
+			b = b[i+1:]
+			line = line[:0]
+			line = append(line, l[0], '#')
+			line = strconv.AppendInt(line, seq, 10)
+			line = append(line, l[1:]...)
+			line = append(line, '\n')
+			seq++
+			n++
+			if c.r.msgLog != nil {
+				c.r.msgLog.write("out", c.Name, line[:len(line)-1])
+			}
+			if _, err := w.Write(line); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 
 	if fl == nil {
 		for {
 			select {
-			case l := <-c.queue:
-				if err := write(l); err != nil {
+			case b := <-c.queue:
+				if err := writeBatch(b); err != nil {
 					return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
 				}
 			case l := <-c.direct:
@@ -211,8 +243,8 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 			for round := 0; round < 2; round++ {
 				for more := true; more; {
 					select {
-					case l := <-c.queue:
-						if err := write(l); err != nil {
+					case b := <-c.queue:
+						if err := writeBatch(b); err != nil {
 							return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
 						}
 					default:
@@ -353,6 +385,8 @@ func (c *Center) readLoop(ctx context.Context, conn net.Conn, fl *inflight, logg
 		}
 	}
 }
+
+var nl = []byte{'\n'}
 
 // quickStatus reads S of a strict status line `M@now|Q=n|S=n|...` without a
 // full parse; ok is false for anything else.

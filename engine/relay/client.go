@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,12 +30,48 @@ type client struct {
 	msg     Message
 	routing RouteScratch
 	acks    chan pendingAck    // guaranteed mode: statuses waiting for the journal
-	batch   []byte             // statuses written since the last read burst, sent as one Outbox message
-	now     time.Time          // time the current line's read burst arrived (reader goroutine)
 	ackNow  time.Time          // time the current status batch is written (acker goroutine)
 	appIn   prometheus.Counter // this application's instructions (after login)
 	once    sync.Once
 	done    chan struct{}
+
+	// State of the current read burst (reader goroutine only). Everything a
+	// burst produces is sent when the reader is about to read again
+	// (burstReader), so many lines share one outbox entry, one queue entry
+	// per center, and one update of each metric.
+	now       time.Time // time the burst arrived
+	nowDigits []byte    // now in Unix milliseconds, as text (headers and statuses)
+	batch     []byte    // statuses (non-guaranteed mode)
+	acked     [2]int    // statuses in batch: OK, error
+	inTypes   [len(knownTypes)]int
+	inApp     int
+	line      []byte   // scratch for one routed line (guaranteed mode)
+	centerBuf [][]byte // routed lines per center, "T@now|params\n" (non-guaranteed mode)
+	centerN   []int    // lines in centerBuf
+}
+
+// errSlowClient ends a connection whose statuses could not be queued.
+var errSlowClient = errors.New("relay: application does not read its statuses")
+
+// burstReader is the connection as the line reader sees it: before each read
+// (the reader has no complete line left) it sends what the burst produced,
+// and after it takes the clock once for the lines that arrived.
+type burstReader struct{ cl *client }
+
+func (b burstReader) Read(p []byte) (int, error) {
+	if !b.cl.flushBurst() {
+		return 0, errSlowClient
+	}
+	n, err := b.cl.conn.Read(p)
+	if n > 0 {
+		b.cl.setNow(time.Now())
+	}
+	return n, err
+}
+
+func (cl *client) setNow(t time.Time) {
+	cl.now = t
+	cl.nowDigits = strconv.AppendInt(cl.nowDigits[:0], t.UnixMilli(), 10)
 }
 
 type pendingAck struct {
@@ -50,7 +87,10 @@ func newClient(r *Relay, c net.Conn) *client {
 		log: r.log.WithField("peer", c.RemoteAddr().String()), done: make(chan struct{})}
 	if r.journal != nil {
 		cl.acks = make(chan pendingAck, r.cfg.ClientQueue)
+	} else {
+		cl.centerBuf, cl.centerN = make([][]byte, len(r.centers)), make([]int, len(r.centers))
 	}
+	cl.setNow(time.Now())
 	return cl
 }
 
@@ -79,13 +119,9 @@ func (cl *client) serve(ctx context.Context) {
 		cancel()
 		cl.conn.Close()
 	}()
-	rd := transport.NewReader(cl.conn, []byte("\n"), cl.r.cfg.MaxLine)
+	rd := transport.NewReader(burstReader{cl}, []byte("\n"), cl.r.cfg.MaxLine)
 	for {
-		fresh := rd.Buffered() == 0 // Next will read from the socket: take the clock once per read burst
 		line, err := rd.Next()
-		if fresh || cl.now.IsZero() {
-			cl.now = time.Now()
-		}
 		if err != nil {
 			if errors.Is(err, transport.ErrTooLong) {
 				cl.seq++
@@ -105,25 +141,52 @@ func (cl *client) serve(ctx context.Context) {
 			continue
 		}
 		ok := cl.handle(ctx, line)
-		// statuses of one read burst go out together: one queue entry and one write for many acks
-		if !ok || rd.Buffered() == 0 || len(cl.batch) >= batchMax {
-			if !cl.flushBatch() || !ok {
+		if !ok || len(cl.batch) >= batchMax {
+			if !cl.flushBurst() || !ok {
 				return
 			}
 		}
 	}
 }
 
-// batchMax bounds the statuses coalesced into one outbound queue entry.
-const batchMax = 4096
+// batchMax bounds the statuses coalesced into one outbound queue entry, and
+// the routed lines into one center queue entry.
+const batchMax = 16 << 10
 
-// flushBatch queues the coalesced statuses.
-func (cl *client) flushBatch() bool {
+// flushBurst sends what the read burst produced: routed lines to their
+// centers, then the statuses, and adds the burst's counts to the metrics.
+// It returns false when the client is to be disconnected.
+func (cl *client) flushBurst() bool {
+	for i, n := range cl.centerN {
+		if n > 0 {
+			cl.r.centers[i].enqueue(cl.centerBuf[i], n)
+			cl.centerBuf[i], cl.centerN[i] = nil, 0
+		}
+	}
+	m := cl.r.m
+	for i, n := range cl.inTypes {
+		if n > 0 {
+			m.inByType[i].Add(float64(n))
+			cl.inTypes[i] = 0
+		}
+	}
+	if cl.inApp > 0 && cl.appIn != nil {
+		cl.appIn.Add(float64(cl.inApp))
+	}
+	cl.inApp = 0
+	if n := cl.acked[0] + cl.acked[1]; n > 0 {
+		m.acksOK.Add(float64(cl.acked[0]))
+		if cl.acked[1] > 0 {
+			m.acksErr.Add(float64(cl.acked[1]))
+		}
+		m.ackLatency.observeN(time.Since(cl.now), n)
+		cl.acked = [2]int{}
+	}
 	if len(cl.batch) == 0 {
 		return true
 	}
 	b := cl.batch
-	cl.batch = make([]byte, 0, 512)
+	cl.batch = make([]byte, 0, 2*len(b))
 	return cl.sendRaw(b)
 }
 
@@ -147,9 +210,9 @@ func (cl *client) handle(ctx context.Context, line []byte) bool {
 		seq = cl.seq
 	}
 	cl.seq = seq + 1
-	cl.r.m.in(m.Type).Inc()
+	cl.inTypes[strings.IndexByte(knownTypes, m.Type)]++
 	if cl.appIn != nil {
-		cl.appIn.Inc()
+		cl.inApp++
 	}
 
 	if cl.login == "" && m.Type != 'L' {
@@ -211,7 +274,7 @@ func (cl *client) handle(ctx context.Context, line []byte) bool {
 		if pause > cl.r.cfg.MaxPause {
 			pause = cl.r.cfg.MaxPause
 		}
-		if !cl.ok(seq, pendingAck{}, at) || !cl.flushBatch() {
+		if !cl.ok(seq, pendingAck{}, at) || !cl.flushBurst() {
 			return false
 		}
 		t := time.NewTimer(pause)
@@ -331,7 +394,7 @@ func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
 	cl.r.sessions[cl.login] = cl
 	cl.r.mu.Unlock()
 	cl.log.Debug("application logged in")
-	cl.now = time.Now() // the login may have waited for a center
+	cl.setNow(time.Now()) // the login may have waited for a center
 	return cl.ok(seq, pendingAck{}, cl.now)
 }
 
@@ -348,21 +411,52 @@ func (cl *client) route(seq int64, m *Message, at time.Time) bool {
 		r.m.unrouted.Inc()
 		return cl.ok(seq, pendingAck{}, at)
 	}
-	line := AppendHeader(make([]byte, 0, 128), m.Type, -1, cl.nowOr(m.Now))
-	line = AppendParams(line, m.Params)
 	if r.journal != nil {
-		idx, err := r.journal.Append(set, line)
+		cl.line = cl.appendRouted(cl.line[:0], m)
+		idx, err := r.journal.Append(set, cl.line)
 		if err != nil {
 			return cl.rejectCode(seq, 3, "Not persisted: "+err.Error())
 		}
 		return cl.ok(seq, pendingAck{idx: idx}, at)
 	}
-	for _, c := range r.centers {
-		if set.Has(c.Index) {
-			c.enqueue(line)
+	// encoded once, into the first center's burst buffer, and copied to the others
+	var line []byte
+	for i := range cl.centerBuf {
+		if !set.Has(i) {
+			continue
+		}
+		b := cl.centerBuf[i]
+		if b == nil {
+			b = make([]byte, 0, 4096)
+		}
+		if line == nil {
+			start := len(b)
+			b = append(cl.appendRouted(b, m), '\n')
+			line = b[start:]
+		} else {
+			b = append(b, line...)
+		}
+		cl.centerBuf[i] = b
+		cl.centerN[i]++
+		if len(b) >= batchMax {
+			r.centers[i].enqueue(b, cl.centerN[i])
+			cl.centerBuf[i], cl.centerN[i] = nil, 0
 		}
 	}
 	return cl.ok(seq, pendingAck{}, at)
+}
+
+// appendRouted appends the line centers receive, `T@now|params` (each center
+// inserts its own #seq): the application's @now or the burst's time, and the
+// params in strict form (copied when the input already was).
+func (cl *client) appendRouted(b []byte, m *Message) []byte {
+	b = append(b, m.Type, '@')
+	if m.Now >= 0 {
+		b = strconv.AppendInt(b, m.Now, 10)
+	} else {
+		b = append(b, cl.nowDigits...)
+	}
+	return m.AppendParamsTo(b)
 }
 
 func (cl *client) reject(seq int64, text string) bool { return cl.rejectCode(seq, 1, text) }
@@ -398,25 +492,16 @@ func (cl *client) status(p pendingAck) bool {
 // sendStatus writes one status: into the read burst's batch on the reader
 // goroutine (non-guaranteed mode), or straight to the outbox from the acker.
 func (cl *client) sendStatus(p pendingAck) bool {
-	now := cl.now
-	if cl.acks != nil {
-		now = time.Now()
-	}
 	if p.code == 0 {
-		cl.r.m.acksOK.Inc()
+		cl.acked[0]++
 	} else {
-		cl.r.m.acksErr.Inc()
+		cl.acked[1]++
 	}
-	cl.r.m.ackLatency.Observe(now.Sub(p.at).Seconds())
 	if cl.quiet {
 		return true
 	}
-	if cl.acks != nil {
-		b := AppendStatus(make([]byte, 0, 48+len(p.text)), now.UnixMilli(), p.seq, p.code, p.text)
-		return cl.sendLine(b)
-	}
 	start := len(cl.batch)
-	cl.batch = AppendStatus(cl.batch, now.UnixMilli(), p.seq, p.code, p.text)
+	cl.batch = appendStatusDigits(cl.batch, cl.nowDigits, p.seq, p.code, p.text)
 	if cl.r.msgLog != nil {
 		cl.r.msgLog.write("out", cl.peerName(), cl.batch[start:])
 	}
@@ -501,7 +586,7 @@ func (cl *client) appendAck(b []byte, p pendingAck) []byte {
 	} else {
 		cl.r.m.acksErr.Inc()
 	}
-	cl.r.m.ackLatency.Observe(now.Sub(p.at).Seconds())
+	cl.r.m.ackLatency.observeN(now.Sub(p.at), 1)
 	if cl.quiet {
 		return b
 	}

@@ -59,6 +59,23 @@ type Message struct {
 	Seq    int64 // -1 when absent
 	Now    int64 // -1 when absent
 	Params []Param
+
+	// strict holds the parsed line's `|key=value...` section when it is
+	// byte for byte what AppendParams(Params) writes (see AppendParamsTo);
+	// strictOK says whether it is set. ParseInto sets them, Set clears them.
+	strict   string
+	strictOK bool
+}
+
+// AppendParamsTo appends the strict wire form of m's params, like
+// AppendParams(b, m.Params). When m was parsed from a line already in strict
+// form it copies that line's bytes instead of encoding every value again.
+// m.Params must not have been changed in place since ParseInto.
+func (m *Message) AppendParamsTo(b []byte) []byte {
+	if m.strictOK {
+		return append(b, m.strict...)
+	}
+	return AppendParams(b, m.Params)
 }
 
 // Get returns the value of key and whether it is present.
@@ -82,6 +99,7 @@ func (m *Message) Text(key string) (string, bool) {
 
 // Set replaces or appends key.
 func (m *Message) Set(key string, v Value) {
+	m.strictOK = false
 	for i := range m.Params {
 		if m.Params[i].Key == key {
 			m.Params[i].Val = v
@@ -121,6 +139,7 @@ func Parse(line []byte) (Message, error) {
 func ParseInto(m *Message, line []byte) error {
 	m.Params = m.Params[:0]
 	m.Seq, m.Now, m.Type = -1, -1, 0
+	m.strict, m.strictOK = "", false
 	for len(line) > 0 && line[len(line)-1] == '\r' {
 		line = line[:len(line)-1]
 	}
@@ -181,11 +200,26 @@ func ParseInto(m *Message, line []byte) error {
 		}
 		break
 	}
+	// the params section is kept as is when it is already strict: one '|'
+	// before each key=value, none trailing, every value in its strict form
+	strict, rawStart, seps := true, p, 0
+	if p < len(s) {
+		if s[p-1] == '|' && s[p-2] != '|' {
+			rawStart = p - 1
+		} else {
+			strict = false
+		}
+	}
 	for p < len(s) {
 		if s[p] == '|' {
+			seps++
 			p++
 			continue
 		}
+		if len(m.Params) > 0 && seps != 1 {
+			strict = false
+		}
+		seps = 0
 		kstart := p
 		for p < len(s) && isKeyByte(s[p]) {
 			p++
@@ -206,15 +240,19 @@ func ParseInto(m *Message, line []byte) error {
 			}
 		}
 		p++
-		v, np, err := parseValue(s, p)
+		v, np, vstrict, err := parseValue(s, p)
 		if err != nil {
 			return err
 		}
+		strict = strict && vstrict
 		if np < len(s) && s[np] != '|' {
 			return synErr(np, "unexpected %q after value of %q, expected '|'", s[np], key)
 		}
 		m.Params = append(m.Params, Param{Key: key, Val: v})
 		p = np
+	}
+	if strict && seps == 0 {
+		m.strict, m.strictOK = s[rawStart:], true
 	}
 	return nil
 }
@@ -234,31 +272,42 @@ func isKeyByte(c byte) bool {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-// parseValue parses the value starting at s[p] and returns where it ends.
-func parseValue(s string, p int) (Value, int, error) {
+// parseValue parses the value starting at s[p] and returns where it ends and
+// whether its text is exactly its strict form (what AppendValue writes).
+func parseValue(s string, p int) (Value, int, bool, error) {
+	v, np, strict, err := parseValueForm(s, p)
+	if err == nil && !strict && (v.Kind == KindFloat || v.Kind == KindDouble) && np-p < 40 {
+		// decimal numbers: strict when they already read as Go's shortest form
+		var buf [48]byte
+		strict = string(AppendValue(buf[:0], v)) == s[p:np]
+	}
+	return v, np, strict, err
+}
+
+func parseValueForm(s string, p int) (Value, int, bool, error) {
 	if p >= len(s) || s[p] == '|' {
-		return Value{}, p, synErr(p, "missing value")
+		return Value{}, p, false, synErr(p, "missing value")
 	}
 	c := s[p]
 	switch {
 	case c == '"' || c == '\'':
-		text, np, err := parseQuoted(s, p)
+		text, np, plain, err := parseQuoted(s, p)
 		if err != nil {
-			return Value{}, np, err
+			return Value{}, np, false, err
 		}
 		if c == '\'' {
-			return Value{Kind: KindEnum, S: text}, np, nil
+			return Value{Kind: KindEnum, S: text}, np, plain, nil
 		}
 		if np < len(s) {
 			switch s[np] {
 			case 'J':
-				return Value{Kind: KindJSON, S: text}, np + 1, nil
+				return Value{Kind: KindJSON, S: text}, np + 1, plain, nil
 			case 'U':
 				b, err := base64.StdEncoding.DecodeString(text)
 				if err != nil {
-					return Value{}, np, synErr(p, "binary value is not valid base64")
+					return Value{}, np, false, synErr(p, "binary value is not valid base64")
 				}
-				return Value{Kind: KindBinary, S: string(b)}, np + 1, nil
+				return Value{Kind: KindBinary, S: string(b)}, np + 1, false, nil
 			case 'T':
 				if np+1 < len(s) && s[np+1] == '(' {
 					end := np + 2
@@ -266,17 +315,17 @@ func parseValue(s string, p int) (Value, int, error) {
 						end++
 					}
 					if end == len(s) {
-						return Value{}, end, synErr(np+1, "unterminated date pattern, expected ')'")
+						return Value{}, end, false, synErr(np+1, "unterminated date pattern, expected ')'")
 					}
 					if end == np+2 {
-						return Value{}, end, synErr(np+1, "empty date pattern")
+						return Value{}, end, false, synErr(np+1, "empty date pattern")
 					}
-					return Value{Kind: KindUTC, S: text, Pattern: s[np+2 : end]}, end + 1, nil
+					return Value{Kind: KindUTC, S: text, Pattern: s[np+2 : end]}, end + 1, plain, nil
 				}
-				return Value{}, np, synErr(np+1, "expected '(' and a date pattern after T")
+				return Value{}, np, false, synErr(np+1, "expected '(' and a date pattern after T")
 			}
 		}
-		return Value{Kind: KindString, S: text}, np, nil
+		return Value{Kind: KindString, S: text}, np, plain, nil
 	case isDigit(c) || c == '-':
 		return parseNumber(s, p)
 	case c == 'D' || c == 'F':
@@ -287,14 +336,14 @@ func parseValue(s string, p int) (Value, int, error) {
 		raw, err := base64.StdEncoding.DecodeString(s[p+1 : end])
 		if c == 'D' {
 			if err != nil || len(raw) != 8 {
-				return Value{}, end, synErr(p, "encoded double must be base64 of 8 bytes")
+				return Value{}, end, false, synErr(p, "encoded double must be base64 of 8 bytes")
 			}
-			return Value{Kind: KindDouble, F: math.Float64frombits(binary.BigEndian.Uint64(raw))}, end, nil
+			return Value{Kind: KindDouble, F: math.Float64frombits(binary.BigEndian.Uint64(raw))}, end, false, nil
 		}
 		if err != nil || len(raw) != 4 {
-			return Value{}, end, synErr(p, "encoded float must be base64 of 4 bytes")
+			return Value{}, end, false, synErr(p, "encoded float must be base64 of 4 bytes")
 		}
-		return Value{Kind: KindFloat, F: float64(math.Float32frombits(binary.BigEndian.Uint32(raw)))}, end, nil
+		return Value{Kind: KindFloat, F: float64(math.Float32frombits(binary.BigEndian.Uint32(raw)))}, end, false, nil
 	}
 	end := p
 	for end < len(s) && s[end] != '|' {
@@ -302,17 +351,19 @@ func parseValue(s string, p int) (Value, int, error) {
 	}
 	switch s[p:end] {
 	case "true":
-		return Value{Kind: KindBool, I: 1}, end, nil
+		return Value{Kind: KindBool, I: 1}, end, true, nil
 	case "false":
-		return Value{Kind: KindBool}, end, nil
+		return Value{Kind: KindBool}, end, true, nil
 	case "null":
-		return Value{Kind: KindNull}, end, nil
+		return Value{Kind: KindNull}, end, true, nil
 	}
-	return Value{}, end, synErr(p, "bare word %q: text values must be quoted", s[p:end])
+	return Value{}, end, false, synErr(p, "bare word %q: text values must be quoted", s[p:end])
 }
 
-// parseNumber reads -?digits[.digits][(e|E)[+-]digits][suffix].
-func parseNumber(s string, p int) (Value, int, error) {
+// parseNumber reads -?digits[.digits][(e|E)[+-]digits][suffix]. strict is
+// set for integers already in their strict form (decimal numbers are checked
+// by parseValue).
+func parseNumber(s string, p int) (v Value, np int, strict bool, err error) {
 	start := p
 	if s[p] == '-' {
 		p++
@@ -322,8 +373,9 @@ func parseNumber(s string, p int) (Value, int, error) {
 		p++
 	}
 	if p == ds {
-		return Value{}, p, synErr(start, "expected digits in number")
+		return Value{}, p, false, synErr(start, "expected digits in number")
 	}
+	de := p
 	frac, exp := false, false
 	if p < len(s) && s[p] == '.' {
 		frac = true
@@ -333,7 +385,7 @@ func parseNumber(s string, p int) (Value, int, error) {
 			p++
 		}
 		if p == fs {
-			return Value{}, p, synErr(p, "expected digits after decimal point")
+			return Value{}, p, false, synErr(p, "expected digits after decimal point")
 		}
 	}
 	if p < len(s) && (s[p] == 'e' || s[p] == 'E') {
@@ -347,16 +399,19 @@ func parseNumber(s string, p int) (Value, int, error) {
 			p++
 		}
 		if p == es {
-			return Value{}, p, synErr(p, "expected digits in exponent")
+			return Value{}, p, false, synErr(p, "expected digits in exponent")
 		}
 	}
 	num := s[start:p]
 	var suffix byte
 	if p < len(s) && s[p] != '|' {
 		suffix = s[p]
+		if suffix == 0 {
+			return Value{}, p, false, synErr(p, "unknown number suffix %q (expected L, F, D or T)", suffix)
+		}
 		p++
 		if p < len(s) && s[p] != '|' {
-			return Value{}, p, synErr(p-1, "bad number %q", s[start:p+1])
+			return Value{}, p, false, synErr(p-1, "bad number %q", s[start:p+1])
 		}
 	}
 	switch suffix {
@@ -365,40 +420,51 @@ func parseNumber(s string, p int) (Value, int, error) {
 			if suffix == 0 {
 				f, err := strconv.ParseFloat(num, 32)
 				if err != nil && !isRangeErr(err) {
-					return Value{}, p, synErr(start, "bad float %q", num)
+					return Value{}, p, false, synErr(start, "bad float %q", num)
 				}
-				return Value{Kind: KindFloat, F: f}, p, nil
+				return Value{Kind: KindFloat, F: f}, p, false, nil
 			}
-			return Value{}, p, synErr(p-1, "suffix %q needs an integer, got %q", suffix, num)
+			return Value{}, p, false, synErr(p-1, "suffix %q needs an integer, got %q", suffix, num)
 		}
-		n, err := strconv.ParseInt(num, 10, 64)
-		if err != nil {
-			return Value{}, p, synErr(start, "integer %q out of range", num)
+		var n int64
+		if de-ds <= 18 { // cannot overflow
+			for i := ds; i < de; i++ {
+				n = n*10 + int64(s[i]-'0')
+			}
+			if start < ds {
+				n = -n
+			}
+		} else if n, err = strconv.ParseInt(num, 10, 64); err != nil {
+			return Value{}, p, false, synErr(start, "integer %q out of range", num)
 		}
+		// strict integers have no leading zeros and no "-0"
+		canonical := (de-ds == 1 || s[ds] != '0') && (start == ds || n != 0)
 		switch suffix {
-		case 'L', 'l':
-			return Value{Kind: KindLong, I: n}, p, nil
+		case 'L':
+			return Value{Kind: KindLong, I: n}, p, canonical, nil
+		case 'l':
+			return Value{Kind: KindLong, I: n}, p, false, nil
 		case 'T':
-			return Value{Kind: KindUTC, I: n}, p, nil
+			return Value{Kind: KindUTC, I: n}, p, canonical, nil
 		}
 		if n < math.MinInt32 || n > math.MaxInt32 {
-			return Value{Kind: KindLong, I: n}, p, nil // lenient: an int too big for 32 bits is a long
+			return Value{Kind: KindLong, I: n}, p, false, nil // lenient: an int too big for 32 bits is a long
 		}
-		return Value{Kind: KindInt, I: n}, p, nil
+		return Value{Kind: KindInt, I: n}, p, canonical, nil
 	case 'F', 'f':
 		f, err := strconv.ParseFloat(num, 32)
 		if err != nil && !isRangeErr(err) {
-			return Value{}, p, synErr(start, "bad float %q", num)
+			return Value{}, p, false, synErr(start, "bad float %q", num)
 		}
-		return Value{Kind: KindFloat, F: f}, p, nil
+		return Value{Kind: KindFloat, F: f}, p, false, nil
 	case 'D', 'd':
 		f, err := strconv.ParseFloat(num, 64)
 		if err != nil && !isRangeErr(err) {
-			return Value{}, p, synErr(start, "bad double %q", num)
+			return Value{}, p, false, synErr(start, "bad double %q", num)
 		}
-		return Value{Kind: KindDouble, F: f}, p, nil
+		return Value{Kind: KindDouble, F: f}, p, false, nil
 	}
-	return Value{}, p, synErr(p-1, "unknown number suffix %q (expected L, F, D or T)", suffix)
+	return Value{}, p, false, synErr(p-1, "unknown number suffix %q (expected L, F, D or T)", suffix)
 }
 
 func isRangeErr(err error) bool {
@@ -408,15 +474,18 @@ func isRangeErr(err error) bool {
 
 // parseQuoted reads a quoted text starting at the quote s[p] and returns the
 // unescaped text and the index after the closing quote.
-func parseQuoted(s string, p int) (string, int, error) {
+func parseQuoted(s string, p int) (text string, np int, plain bool, err error) {
 	q := s[p]
 	i := p + 1
-	// fast path: no escapes
+	// fast path: no escapes; plain when nothing needs escaping either (the
+	// text between the quotes is then exactly its strict form)
+	ctl := false
 	for i < len(s) && s[i] != q && s[i] != '\\' {
+		ctl = ctl || s[i] < 0x20 || s[i] == 0x7f
 		i++
 	}
 	if i < len(s) && s[i] == q {
-		return s[p+1 : i], i + 1, nil
+		return s[p+1 : i], i + 1, !ctl, nil
 	}
 	buf := make([]byte, 0, i-p+16)
 	buf = append(buf, s[p+1:i]...)
@@ -424,10 +493,10 @@ func parseQuoted(s string, p int) (string, int, error) {
 		c := s[i]
 		switch c {
 		case q:
-			return string(buf), i + 1, nil
+			return string(buf), i + 1, false, nil
 		case '\\':
 			if i+1 >= len(s) {
-				return "", i, synErr(i, "unterminated escape")
+				return "", i, false, synErr(i, "unterminated escape")
 			}
 			e := s[i+1]
 			switch e {
@@ -445,17 +514,17 @@ func parseQuoted(s string, p int) (string, int, error) {
 				buf = append(buf, '\b')
 			case 'u':
 				if i+6 > len(s) {
-					return "", i, synErr(i, "\\u needs 4 hex digits")
+					return "", i, false, synErr(i, "\\u needs 4 hex digits")
 				}
 				n, err := strconv.ParseUint(s[i+2:i+6], 16, 16)
 				if err != nil {
-					return "", i, synErr(i, "\\u needs 4 hex digits, got %q", s[i+2:i+6])
+					return "", i, false, synErr(i, "\\u needs 4 hex digits, got %q", s[i+2:i+6])
 				}
 				buf = utf8.AppendRune(buf, rune(n))
 				i += 6
 				continue
 			default:
-				return "", i, synErr(i, "unknown escape \\%c", e)
+				return "", i, false, synErr(i, "unknown escape \\%c", e)
 			}
 			i += 2
 		default:
@@ -464,9 +533,9 @@ func parseQuoted(s string, p int) (string, int, error) {
 		}
 	}
 	if q == '"' {
-		return "", i, synErr(p, "unterminated string, expected closing '\"'")
+		return "", i, false, synErr(p, "unterminated string, expected closing '\"'")
 	}
-	return "", i, synErr(p, "unterminated enum, expected closing \"'\"")
+	return "", i, false, synErr(p, "unterminated enum, expected closing \"'\"")
 }
 
 // AppendValue appends the strict wire form of v.
@@ -616,6 +685,21 @@ func AppendStatus(b []byte, now, seq int64, code int, text string) []byte {
 	b = strconv.AppendInt(b, now, 10)
 	b = append(b, "|Q="...)
 	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, "|S="...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, "|M="...)
+	return appendQuoted(b, text, '"')
+}
+
+// appendStatusDigits is AppendStatus with now already formatted.
+func appendStatusDigits(b, now []byte, seq int64, code int, text string) []byte {
+	b = append(b, "M@"...)
+	b = append(b, now...)
+	b = append(b, "|Q="...)
+	b = strconv.AppendInt(b, seq, 10)
+	if code == 0 && text == "OK" {
+		return append(b, `|S=0|M="OK"`...)
+	}
 	b = append(b, "|S="...)
 	b = strconv.AppendInt(b, int64(code), 10)
 	b = append(b, "|M="...)

@@ -164,6 +164,8 @@ func FuzzParse(f *testing.F) {
 		`O|s="\u00e9\n\t\\"|x=-1.5e-3F|t=1422059533454T`,
 		`M|Q=0|S=1|M="Missing required Fields: I"`,
 		`O|#7|@8|T="x"|`,
+		`O#3|T="Order"|I="o3"|qty=100|px=12.5D|f=1.5F|n=-7|z=0|big=12345678901L|u=1422059533454T|e='NYSE'|ok=false`,
+		`O|n=007|m=-0|x=1.50D|y=1e5D|w=2147483648|v=5l|s="a\u0001b"`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -174,6 +176,11 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("error of type %T", err)
 			}
 			return
+		}
+		if m.strictOK {
+			if enc := string(AppendParams(nil, m.Params)); m.strict != enc {
+				t.Fatalf("kept params %q of %q, but their strict form is %q", m.strict, line, enc)
+			}
 		}
 		enc := m.String()
 		m2, err := Parse([]byte(enc))
@@ -210,4 +217,45 @@ func BenchmarkEncode(b *testing.B) {
 		buf = m.Append(buf[:0])
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+func TestStrictParamsKept(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		kept bool
+	}{
+		{`O#1@2|T="Order"|I="o1"|qty=100|px=12.5D|venue='NYSE'`, true},
+		{`O|T="x"|a=-5|b=0|c=12345678901L|d=1422059533454T|e=true|f=null|g=1.0D|h=0.25F|j="{}"J|k="2014"T(yyyy)`, true},
+		{`X`, true},
+		{`O|T="x"|`, false},          // trailing '|'
+		{`O||T="x"`, false},          // empty field
+		{`O|T="x"||a=1`, false},      // empty field
+		{`O|a=007`, false},           // leading zeros
+		{`O|a=-0`, false},            // minus zero
+		{`O|a=5l`, false},            // lower-case suffix
+		{`O|a=2147483648`, false},    // int too big: a long
+		{`O|a=1.50D`, false},         // not the shortest form
+		{`O|a=1.5`, false},           // float without F
+		{`O|a=1E5D`, false},          // exponent
+		{`O|a="x\"y"`, false},        // escapes are re-encoded
+		{"O|a=\"x\ty\"", false},      // raw control character
+		{`O|a="aGVsbG8="U`, false},   // base64 is re-encoded
+		{`O|a=DQAkh+1RELRg=`, false}, // encoded double
+	} {
+		m, err := Parse([]byte(c.line))
+		if err != nil {
+			t.Fatalf("%s: %v", c.line, err)
+		}
+		if m.strictOK != c.kept {
+			t.Errorf("%s: kept %v, want %v", c.line, m.strictOK, c.kept)
+		}
+		if got, want := string(m.AppendParamsTo(nil)), string(AppendParams(nil, m.Params)); got != want {
+			t.Errorf("%s: AppendParamsTo %q, AppendParams %q", c.line, got, want)
+		}
+	}
+	m, _ := Parse([]byte(`O|T="x"|a=1`))
+	m.Set("a", Value{Kind: KindInt, I: 2})
+	if got := string(m.AppendParamsTo(nil)); got != `|T="x"|a=2` {
+		t.Fatalf("after Set: %q", got)
+	}
 }

@@ -1,7 +1,11 @@
 package relay
 
 import (
+	"math"
+	"sort"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -20,7 +24,7 @@ type metrics struct {
 	centerUp        *prometheus.GaugeVec   // by center
 	reconnects      *prometheus.CounterVec // by center
 	routeReloads    *prometheus.CounterVec // by result
-	ackLatency      prometheus.Histogram
+	ackLatency      *durationHistogram
 	slowClients     prometheus.Counter
 	fsync           prometheus.Histogram
 	appIn           *prometheus.CounterVec // by login id
@@ -55,9 +59,9 @@ func newMetrics() *metrics {
 			Help: "Sessions established with a center."}, []string{"center"}),
 		routeReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_routes_reloads_total",
 			Help: "Routes file loads by result (ok, failed)."}, []string{"result"}),
-		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_relay_ack_latency_seconds",
-			Help:    "Time from receiving an instruction to queuing its status (includes the journal fsync in guaranteed mode).",
-			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5}}),
+		ackLatency: newDurationHistogram("switchboard_relay_ack_latency_seconds",
+			"Time from receiving an instruction to queuing its status (includes the journal fsync in guaranteed mode).",
+			[]float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5}),
 		appIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_app_messages_in_total",
 			Help: "Instructions received per application (login I; one series per distinct application id)."}, []string{"app"}),
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_relay_journal_fsync_seconds",
@@ -99,4 +103,52 @@ func (m *metrics) unregister(r prometheus.Registerer) {
 // in returns the received-instructions counter of type t (a known type).
 func (m *metrics) in(t byte) prometheus.Counter {
 	return m.inByType[strings.IndexByte(knownTypes, t)]
+}
+
+// durationHistogram is a Prometheus histogram of durations that can record
+// many equal observations at once (every status of one read burst has the
+// same latency), with one atomic add per bucket instead of one per message.
+type durationHistogram struct {
+	desc   *prometheus.Desc
+	bounds []float64       // upper bounds in seconds
+	limits []time.Duration // the same bounds as durations
+	counts []atomic.Uint64 // per bucket (not cumulative); the last one is +Inf
+	sumNs  atomic.Uint64
+}
+
+func newDurationHistogram(name, help string, bounds []float64) *durationHistogram {
+	h := &durationHistogram{desc: prometheus.NewDesc(name, help, nil, nil), bounds: bounds,
+		counts: make([]atomic.Uint64, len(bounds)+1)}
+	for _, b := range bounds {
+		h.limits = append(h.limits, time.Duration(math.Round(b*1e9)))
+	}
+	return h
+}
+
+// observeN records n observations of d.
+func (h *durationHistogram) observeN(d time.Duration, n int) {
+	if n <= 0 {
+		return
+	}
+	if d < 0 {
+		d = 0
+	}
+	i := sort.Search(len(h.limits), func(i int) bool { return d <= h.limits[i] })
+	h.counts[i].Add(uint64(n))
+	h.sumNs.Add(uint64(d) * uint64(n))
+}
+
+// Describe implements prometheus.Collector.
+func (h *durationHistogram) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }
+
+// Collect implements prometheus.Collector.
+func (h *durationHistogram) Collect(ch chan<- prometheus.Metric) {
+	buckets := make(map[float64]uint64, len(h.bounds))
+	var cum uint64
+	for i, b := range h.bounds {
+		cum += h.counts[i].Load()
+		buckets[b] = cum
+	}
+	cum += h.counts[len(h.bounds)].Load()
+	ch <- prometheus.MustNewConstHistogram(h.desc, cum, float64(h.sumNs.Load())/1e9, buckets)
 }
