@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"math/bits"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // ValueType is a PARAM_TYPES type name (AMIScript types).
@@ -499,126 +497,4 @@ func convert(v Value, t ValueType) (Value, bool) {
 		}
 	}
 	return Value{}, false
-}
-
-// ObjectIndex remembers where each object (login I, T, I) was sent so that
-// its updates and deletes follow it (deletes-follow-inserts). It holds at
-// most max objects; past that the oldest remembered object is forgotten.
-// Objects are keyed by a 64-bit hash of (login, T, I): a collision (odds
-// about n²/2⁶⁵) can only add a center to a message, never remove one.
-type ObjectIndex struct {
-	seed   maphash.Seed
-	shards []objShard // 1 for small indexes (exact oldest-first eviction), else objShards
-}
-
-const objShards = 16
-
-type objShard struct {
-	mu   sync.Mutex
-	max  int
-	m    map[uint64]objEntry
-	ring []uint64
-	pos  int
-}
-
-type objEntry struct {
-	set  CenterSet
-	slot int32
-}
-
-// NewObjectIndex returns an index of at most max objects; max <= 0 disables it.
-func NewObjectIndex(max int) *ObjectIndex {
-	if max <= 0 {
-		return nil
-	}
-	n := objShards
-	if max < 1024 {
-		n = 1
-	}
-	x := &ObjectIndex{seed: maphash.MakeSeed(), shards: make([]objShard, n)}
-	per := (max + n - 1) / n
-	for i := range x.shards {
-		x.shards[i] = objShard{max: per, m: make(map[uint64]objEntry, min(per, 4096)), ring: make([]uint64, 0, min(per, 4096))}
-	}
-	return x
-}
-
-// Len is the number of remembered objects.
-func (x *ObjectIndex) Len() int {
-	if x == nil {
-		return 0
-	}
-	n := 0
-	for i := range x.shards {
-		x.shards[i].mu.Lock()
-		n += len(x.shards[i].m)
-		x.shards[i].mu.Unlock()
-	}
-	return n
-}
-
-// Follow returns set widened by where the object of m went before, and
-// records the result (O) or forgets the object (D). Messages other than O and
-// D, and objects without I, pass through unchanged.
-func (x *ObjectIndex) Follow(login string, m *Message, set CenterSet) CenterSet {
-	if x == nil || (m.Type != 'O' && m.Type != 'D') {
-		return set
-	}
-	id, ok := m.Get("I")
-	if !ok || id.Kind == KindNull {
-		return set
-	}
-	typ, _ := m.Text("T")
-	var h maphash.Hash
-	h.SetSeed(x.seed)
-	h.WriteString(login)
-	h.WriteByte(0)
-	h.WriteString(typ)
-	h.WriteByte(0)
-	var kb [64]byte
-	h.Write(AppendValue(kb[:0], id))
-	key := h.Sum64()
-	sh := &x.shards[key%uint64(len(x.shards))]
-	sh.mu.Lock()
-	set = sh.follow(key, m.Type == 'D', set)
-	sh.mu.Unlock()
-	return set
-}
-
-// follow is Follow's part under the shard lock.
-func (sh *objShard) follow(key uint64, del bool, set CenterSet) CenterSet {
-	e, found := sh.m[key]
-	if found {
-		set |= e.set
-	}
-	if del {
-		if found {
-			delete(sh.m, key)
-		}
-		return set
-	}
-	if found {
-		if e.set != set {
-			e.set = set
-			sh.m[key] = e
-		}
-		return set
-	}
-	if set == 0 {
-		return set
-	}
-	slot := sh.pos
-	if len(sh.ring) < sh.max {
-		sh.ring = append(sh.ring, key)
-		slot = len(sh.ring) - 1
-	} else {
-		old := sh.ring[slot]
-		if oe, ok := sh.m[old]; ok && int(oe.slot) == slot {
-			delete(sh.m, old)
-		}
-		sh.ring[slot] = key
-		sh.pos = (sh.pos + 1) % sh.max
-	}
-	sh.m[key] = objEntry{set: set, slot: int32(slot)}
-	return set
 }
