@@ -216,10 +216,7 @@ func check(opts *rootOptions) error {
 	if err != nil {
 		return err
 	}
-	if fsys == nil {
-		fsys = os.DirFS(cfg.Lua.ScriptsDir)
-	}
-	problems := luabind.Check(cfg.Lua, fsys, display)
+	problems := engine.Check(cfg, fsys, display)
 	for _, p := range problems {
 		fmt.Fprintln(opts.stderr, p.Error())
 	}

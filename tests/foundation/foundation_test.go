@@ -55,6 +55,19 @@ func TestCheckReportsScriptErrors(t *testing.T) {
 	}
 }
 
+func TestCheckReportsRoutesErrors(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "scripts"), 0o755)
+	os.WriteFile(filepath.Join(dir, "relay.routes"), []byte("# name;priority;types;objects;params;expr;route;ontrue;onfalse\n"+
+		"ok;1;O;Order;qty Int;qty > 1;*;BREAK;CONTINUE\n"+
+		"bad;2;O;Order;qty Int;qty >;*;BREAK;CONTINUE\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "c.yaml"), []byte("lua:\n  scripts_dir: scripts\nrelay:\n  routes_file: relay.routes\n  centers: {primary: 127.0.0.1:1}\n"), 0o644)
+	code, out := runCheck(t, dir, "-c", "c.yaml")
+	if code != 1 || !strings.HasPrefix(strings.TrimSpace(out), "relay.routes:3:") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
 func TestCheckReportsConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "c.yaml"), []byte("socket:\n  listn: 1\nlua:\n  handler_timeout: 5\n"), 0o644)

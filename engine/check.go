@@ -1,0 +1,37 @@
+package engine
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/engine/relay"
+	"github.com/switchboard/switchboard/luabind"
+)
+
+// Check validates offline what a start would load, without listening: every script (compiled, top level run),
+// then the relay's routes file with its expressions compiled. Each problem is one error reading
+// `file:line: message`. scripts nil reads cfg.Lua.ScriptsDir.
+func Check(cfg Config, scripts fs.FS, display string) []error {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: scripts, Display: display, Log: logrus.NewEntry(l)})
+	if err != nil {
+		return []error{err}
+	}
+	defer rt.Close()
+	if err := rt.Load(); err != nil {
+		var le *luabind.LoadError
+		if errors.As(err, &le) {
+			out := make([]error, len(le.Errors))
+			for i, se := range le.Errors {
+				out[i] = se
+			}
+			return out
+		}
+		return []error{err}
+	}
+	return relay.CheckConfig(cfg.Relay, luabind.RelayExprCompiler(rt))
+}
