@@ -37,24 +37,33 @@ func openESL(vm *VM, mod *lua.LTable) {
 		}
 		return 0
 	}))
-	mt := L.NewTypeMetatable(sessionTypeName)
-	methods := L.SetFuncs(L.NewTable(), sessionMethods)
-	mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
-		ls := checkSession(L)
-		switch key := L.CheckString(2); key {
-		case "uuid":
-			L.Push(lua.LString(ls.s.UUID()))
-		case "flow":
-			L.Push(lua.LString(ls.s.Info().Flow))
-		default:
-			L.Push(methods.RawGetString(key))
-		}
-		return 1
-	}))
-	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LString("session " + checkSession(L).s.UUID()))
-		return 1
-	}))
+}
+
+// sessionMetatable is the metatable of session objects, built once per runtime and shared by its VMs (the
+// methods take the session from their first argument, never from a VM).
+func sessionMetatable(rt *Runtime) lua.LValue {
+	return rt.Shared(sessionTypeName, func(L *lua.LState) lua.LValue {
+		mt := L.NewTable()
+		methods := L.SetFuncs(L.NewTable(), sessionMethods)
+		mt.RawSetString("__metatable", lua.LFalse)
+		mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
+			ls := checkSession(L)
+			switch key := L.CheckString(2); key {
+			case "uuid":
+				L.Push(lua.LString(ls.s.UUID()))
+			case "flow":
+				L.Push(lua.LString(ls.s.Info().Flow))
+			default:
+				L.Push(methods.RawGetString(key))
+			}
+			return 1
+		}))
+		mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+			L.Push(lua.LString("session " + checkSession(L).s.UUID()))
+			return 1
+		}))
+		return mt
+	})
 }
 
 // FlowResolver resolves calls to the sb.flow handlers of the generation serving when the call arrives;
@@ -89,7 +98,7 @@ func (f *luaFlow) Run(ctx context.Context, s *esl.Session) error {
 	ls := &luaSession{s: s, vm: vm}
 	ud := L.NewUserData()
 	ud.Value = ls
-	L.SetMetatable(ud, L.GetTypeMetatable(sessionTypeName))
+	L.SetMetatable(ud, sessionMetatable(vm.rt))
 	ls.ud = ud
 	L.Push(vm.Func(f.h))
 	L.Push(ud)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -207,22 +208,25 @@ func TestMemoryCaps(t *testing.T) {
 	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
 local sb = require "switchboard"
 sb.on("rep", function() return string.rep('x', 2^40) end)
-sb.on("concat", function() local t = {} for i = 1, 100 do t[i] = string.rep('y', 1000000) end return table.concat(t) end)
+sb.on("concat", function() local t = {} for i = 1, 100 do t[i] = string.rep('y', 200000) end return table.concat(t) end)
 sb.on("format", function() return string.format("%999999999d", 1) end)
 sb.on("sparse", function() local t = {} t[2^30] = 1 return "ok" end)
 sb.on("grow", function() local t = {} local i = 0 while true do i = i + 1 t[i] = string.rep("x", 1000000) .. i end end)`}, nil)
 	g := rt.Current()
-	for name, want := range map[string]string{
-		"rep":    "string.rep: result of 1099511627776 bytes exceeds lua.max_string_bytes",
-		"concat": "table.concat: result exceeds lua.max_string_bytes",
-		"format": "string.format: width or precision",
-		"grow":   "process heap passed lua.memory_limit_mb",
+	// In order: "grow" fills the heap, so it runs last.
+	for _, c := range []struct{ name, want string }{
+		{"rep", "string.rep: result of 1099511627776 bytes exceeds lua.max_string_bytes"},
+		{"concat", "table.concat: result exceeds lua.max_string_bytes"},
+		{"format", "string.format: width or precision"},
+		{"grow", "process heap passed lua.memory_limit_mb"},
 	} {
-		_, err := callString(t, g, "on", name, "")
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: got %v, want %q", name, err, want)
+		runtime.GC()
+		_, err := callString(t, g, "on", c.name, "")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.name, err, c.want)
 		}
 	}
+	runtime.GC()
 	if got, err := callString(t, g, "on", "sparse", ""); err != nil || got != "ok" {
 		t.Errorf("sparse: %q %v", got, err)
 	}
