@@ -321,10 +321,8 @@ func (a *luaAction) Info() socket.ActionInfo {
 func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (any, error) {
 	g, h := a.g, a.h
 	m := h.Meta.(*actionMeta)
-	timeout := m.timeout
-	if d, ok := socket.TimeLimit(ctx); ok {
-		timeout = d
-	} else if dl, ok := ctx.Deadline(); ok {
+	timeout := c.TimeLimit(socket.ActionInfo{Timeout: m.timeout})
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
 	}
 	ev := m.event

@@ -222,11 +222,11 @@ func BenchmarkSocketLuaAction(b *testing.B) {
 	rt, _, _ := newRuntime(t, DefaultConfig(), fsys, nil)
 	defer rt.Close()
 	s := NewSocketScripts(rt)
-	var p socket.Params
-	p.Set("action", "randomNumber")
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
+		var p socket.Params // each connection has its own
+		p.Set("action", "randomNumber")
 		for pb.Next() {
 			a, _ := s.Lookup("randomNumber")
 			if _, err := a.Run(ctx, nil, p.Clone()); err != nil {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
@@ -33,6 +34,7 @@ func socketCmd() *cobra.Command {
 		echo    bool
 		idle    int
 		cpuprof string
+		memprof string
 		hold    int
 		rounds  int
 	)
@@ -56,9 +58,10 @@ over-counts slightly), plus goroutine stack memory.`,
 				return holdIdle(addr, hold)
 			}
 			target := addr
+			var srv *socketServer
 			if target == "" {
-				srv, err := startSocketServer(scripts)
-				if err != nil {
+				var err error
+				if srv, err = startSocketServer(scripts); err != nil {
 					return err
 				}
 				defer srv.stop()
@@ -78,6 +81,15 @@ over-counts slightly), plus goroutine stack memory.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
+			if memprof != "" {
+				runtime.MemProfileRate = 64 << 10
+				defer func() {
+					if f, err := os.Create(memprof); err == nil {
+						_ = pprof.Lookup("allocs").WriteTo(f, 0)
+						f.Close()
+					}
+				}()
+			}
 			fmt.Fprintf(out, "sbbench socket: %d conns, request %q, %s x %d rounds, GOMAXPROCS %d\n", conns, request, dur, rounds, runtime.GOMAXPROCS(0))
 			// On a shared machine one run's rate says more about the neighbours than about the code, so
 			// echo and socket alternate for several rounds, and each run also reports the CPU time this
@@ -96,12 +108,16 @@ over-counts slightly), plus goroutine stack memory.`,
 					printResult(out, "echo", base)
 				}
 				c0 := cpuTime()
+				h0 := srv.counter("switchboard_socket_inline_handoffs_total")
 				r, err := runSocket(ctx, target, conns, dur, request)
 				if err != nil {
 					return err
 				}
 				sockCPU := perOp(cpuTime()-c0, r.Ops)
 				printResult(out, "socket", r)
+				if srv != nil {
+					fmt.Fprintf(out, "%-12s inline actions handed over (stalled): %.0f\n", "socket", srv.counter("switchboard_socket_inline_handoffs_total")-h0)
+				}
 				if echo {
 					printRatio(out, "socket", r, base)
 					fmt.Fprintf(out, "%-12s cpu/op %s vs echo %s: %.2fx of echo at equal CPU\n", "socket", fmtDur(sockCPU), fmtDur(baseCPU), float64(baseCPU)/float64(sockCPU))
@@ -122,6 +138,7 @@ over-counts slightly), plus goroutine stack memory.`,
 	f.StringVar(&addr, "addr", "", "host:port of a running socket server (default: start one in-process)")
 	f.StringVar(&scripts, "scripts", "scripts", "scripts directory of the in-process server")
 	f.BoolVar(&echo, "echo", true, "run the echo baseline first and print the ratio")
+	f.StringVar(&memprof, "memprofile", "", "write an allocation profile of the whole run (client and in-process server) to this file")
 	f.StringVar(&cpuprof, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
 	f.IntVar(&rounds, "rounds", 1, "alternate echo and socket runs this many times and print the medians")
 	f.IntVar(&hold, "hold", 0, "internal: open this many idle connections to --addr until stdin closes (used by --idle)")
@@ -133,6 +150,24 @@ over-counts slightly), plus goroutine stack memory.`,
 type socketServer struct {
 	addr string
 	stop func()
+	reg  *prometheus.Registry
+}
+
+// counter reads one of the in-process server's counters (0 when absent or the server is remote).
+func (s *socketServer) counter(name string) float64 {
+	if s == nil || s.reg == nil {
+		return 0
+	}
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		return 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 && mf.GetMetric()[0].GetCounter() != nil {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 // startSocketServer runs the socket server with the Lua runtime on 127.0.0.1:0.
@@ -154,7 +189,8 @@ func startSocketServer(scriptsDir string) (*socketServer, error) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.SimultaneousActions = 5
 	s := luabind.NewSocketScripts(rt)
-	srv, err := socket.New(cfg, socket.Options{Actions: s, Verbs: s, Hooks: s, Log: log})
+	reg := prometheus.NewRegistry()
+	srv, err := socket.New(cfg, socket.Options{Actions: s, Verbs: s, Hooks: s, Log: log, Metrics: reg})
 	if err != nil {
 		rt.Close()
 		return nil, err
@@ -166,7 +202,7 @@ func startSocketServer(scriptsDir string) (*socketServer, error) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
-	return &socketServer{addr: l.Addr().String(), stop: func() {
+	return &socketServer{addr: l.Addr().String(), reg: reg, stop: func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)

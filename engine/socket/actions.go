@@ -36,7 +36,7 @@ type ActionInfo struct {
 	// ValidatesInputs says Run applies the inputs itself (with ApplyInputs); the server then only
 	// uses Inputs for documentation and param scrubbing. Scripts do this to validate on the VM they run on.
 	ValidatesInputs bool
-	// EnforcesTimeout says Run stops itself at TimeLimit(ctx) (the Lua runtime's watchdog does), so the
+	// EnforcesTimeout says Run stops itself at Conn.TimeLimit (the Lua runtime's watchdog does), so the
 	// server does not arm a timer per request; ctx is still cancelled when the connection goes away.
 	EnforcesTimeout bool
 }

@@ -45,7 +45,20 @@ type Conn struct {
 	closed    atomic.Bool // no more writes: goodbye sent or connection aborted
 	abortOnce sync.Once
 	reason    atomic.Value // string: why the connection ended (for logs and metrics)
+
+	// rd frames requests; only the goroutine holding the reading role uses it (see read).
+	rd *transport.Reader
+	// inlineSince is when (Server.clock) the reader started the action it runs inline, 0 when it runs
+	// none, handedOff once the stall watch gave the reading role to a new goroutine.
+	inlineSince atomic.Int64
+	lastInline  int64 // the reader's last inlineSince
+
+	wmu    sync.Mutex    // orders direct writes with queued ones
+	direct *directWriter // nil: every write is queued (TLS, non-unix)
 }
+
+// handedOff marks Conn.inlineSince when the reading role moved to another goroutine.
+const handedOff = -1
 
 func (s *Server) newConn(nc net.Conn) *Conn {
 	c := &Conn{srv: s, id: newID(), nc: nc, connectedAt: s.now()}
@@ -57,6 +70,7 @@ func (s *Server) newConn(nc net.Conn) *Conn {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.log = s.log.WithField("conn", c.id)
+	c.direct = newDirectWriter(nc)
 	return c
 }
 
@@ -165,12 +179,25 @@ func (c *Conn) Close() {
 	c.interruptRead()
 }
 
-// write queues p; a full queue disconnects the peer (it does not read what we send).
+// write sends p: at once on this goroutine when nothing is queued and the socket takes it all (a plain
+// TCP connection), else through the outbox; a full queue disconnects the peer (it does not read what we
+// send). Writing directly spares the outbox's writer goroutine a wake-up per reply (docs/benchmarks.md);
+// it never blocks: what the socket does not take at once is queued, in order, behind it.
 func (c *Conn) write(p []byte) error {
 	if c.closed.Load() {
 		return net.ErrClosed
 	}
+	c.wmu.Lock()
+	if c.direct != nil && c.out.Pending() == 0 {
+		n := c.direct.write(p)
+		if n == len(p) {
+			c.wmu.Unlock()
+			return nil
+		}
+		p = p[n:]
+	}
 	err := c.out.Send(p)
+	c.wmu.Unlock()
 	if err == nil {
 		return nil
 	}
@@ -200,7 +227,9 @@ func (c *Conn) sendGoodbye() {
 	if c.closed.Swap(true) {
 		return
 	}
+	c.wmu.Lock()
 	_ = c.out.Send(apiLine("status", c.srv.cfg.Goodbye))
+	c.wmu.Unlock()
 }
 
 // Errors that end the read loop.
@@ -209,6 +238,8 @@ var (
 	errShutdown = errors.New("server shutting down")
 	errIdle     = errors.New("idle timeout")
 	errQuit     = errors.New("quit")
+	// errHandedOff ends a read loop whose inline action stalled: another goroutine reads now.
+	errHandedOff = errors.New("reading handed off")
 )
 
 // ctrlC is what telnet sends for Ctrl-C (IAC IP IAC DO TIMING-MARK); Ctrl-D is a lone 0x04.
@@ -247,7 +278,7 @@ func (r connReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// serve runs the connection until it ends.
+// serve runs the connection until it ends (its goroutine may hand reading to another one on the way).
 func (c *Conn) serve() {
 	s := c.srv
 	s.metrics.accepted.Inc()
@@ -267,10 +298,16 @@ func (c *Conn) serve() {
 	if s.cfg.MaxDataLength > maxLine {
 		maxLine = s.cfg.MaxDataLength
 	}
-	rd := transport.NewReader(connReader{c: c, idle: s.cfg.IdleTimeout}, s.delim, maxLine)
+	c.rd = transport.NewReader(connReader{c: c, idle: s.cfg.IdleTimeout}, s.delim, maxLine)
+	c.read()
+}
+
+// read reads and handles requests until the connection ends, then finishes it; or until the action it
+// was running inline stalled and the stall watch started another goroutine on read (handOver).
+func (c *Conn) read() {
 	var end error
 	for end == nil {
-		msg, err := rd.Next()
+		msg, err := c.rd.Next()
 		switch {
 		case err == nil:
 			end = c.handleMessage(msg)
@@ -280,21 +317,37 @@ func (c *Conn) serve() {
 			end = err
 		}
 	}
+	if end == errHandedOff {
+		return
+	}
 	c.finish(end)
+	c.srv.forget(c)
+}
+
+// handOver gives the reading role to a new goroutine if the reader is still in the inline action it
+// started at since (called by the stall watch).
+func (c *Conn) handOver(since int64) bool {
+	if !c.inlineSince.CompareAndSwap(since, handedOff) {
+		return false
+	}
+	c.srv.metrics.handoffs.Inc()
+	go c.read()
+	return true
 }
 
 // handleMessage splits off bare CRs (with the default "\n" delimiter a CR also ends a line, as in the
-// reference) and handles each line.
+// reference) and handles each line. Only the last line of a message may run its action inline.
 func (c *Conn) handleMessage(msg []byte) error {
 	if c.srv.splitCR && bytes.IndexByte(msg, '\r') >= 0 {
-		for _, part := range bytes.Split(msg, []byte{'\r'}) {
-			if err := c.handleLine(part); err != nil {
+		parts := bytes.Split(msg, []byte{'\r'})
+		for i, part := range parts {
+			if err := c.handleLine(part, i == len(parts)-1); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	return c.handleLine(msg)
+	return c.handleLine(msg, true)
 }
 
 // tooLong answers a line over max_data_length (n = its length) or over the hard buffer cap (n < 0).
@@ -329,8 +382,8 @@ func (c *Conn) nextRequest() (string, int64) {
 	return id, count
 }
 
-// handleLine dispatches one complete line.
-func (c *Conn) handleLine(raw []byte) error {
+// handleLine dispatches one complete line. last says no other line of the same message follows it.
+func (c *Conn) handleLine(raw []byte, last bool) error {
 	if len(raw) == 0 {
 		return nil
 	}
@@ -364,7 +417,7 @@ func (c *Conn) handleLine(raw []byte) error {
 		}
 		p := c.params.Clone()
 		c.mu.Unlock()
-		c.startAction(p, id, count)
+		return c.startAction(p, id, count, last)
 	case LinePlain:
 		if s.opts.Verbs != nil {
 			if v, ok := s.opts.Verbs.LookupVerb(l.Verb); ok {
@@ -373,12 +426,19 @@ func (c *Conn) handleLine(raw []byte) error {
 			}
 		}
 		c.mu.Lock()
-		c.params.Set("action", l.Verb)
+		if cur, _ := c.params.Get("action"); !isString(cur, l.Verb) { // clients mostly repeat an action
+			c.params.Set("action", l.Verb)
+		}
 		p := c.params.Clone()
 		c.mu.Unlock()
-		c.startAction(p, id, count)
+		return c.startAction(p, id, count, last)
 	}
 	return nil
+}
+
+func isString(v any, s string) bool {
+	x, ok := v.(string)
+	return ok && x == s
 }
 
 // truthy is JavaScript's truthiness for JSON values.
@@ -403,9 +463,12 @@ const (
 	msgShuttingDown  = "the server is shutting down"
 )
 
-// startAction checks the limits and runs the action in its own goroutine: replies come back in
-// completion order, as in the reference.
-func (c *Conn) startAction(p Params, id string, count int64) {
+// startAction checks the limits and runs the action. Actions run concurrently and reply in completion
+// order, as in the reference; but when nothing else is pending on the connection and no other request
+// is buffered (last: none later in the same message), the reader runs the action itself: most requests
+// then cost no goroutine hand-off. An inline action that takes longer than a moment (the stall watch,
+// inline.go) hands the reading role to a new goroutine, so later requests are not held up behind it.
+func (c *Conn) startAction(p Params, id string, count int64, last bool) error {
 	s := c.srv
 	name, _ := p.Get("action")
 	nameStr, _ := name.(string)
@@ -414,9 +477,11 @@ func (c *Conn) startAction(p Params, id string, count int64) {
 	if nameStr != "" {
 		a, found = s.opts.Actions.Lookup(nameStr)
 	}
+	inline := last && c.rd != nil && c.rd.Buffered() == 0
 	c.mu.Lock()
 	c.totalActions++
 	over := c.pending >= s.cfg.SimultaneousActions
+	inline = inline && c.pending == 0
 	if !over && found && !s.shutting.Load() {
 		c.pending++
 	}
@@ -425,20 +490,41 @@ func (c *Conn) startAction(p Params, id string, count int64) {
 	case s.shutting.Load():
 		s.metrics.errors.WithLabelValues("shutting_down").Inc()
 		_ = c.write(errorReply(msgShuttingDown, id, count))
-		return
+		return nil
 	case over:
 		s.metrics.errors.WithLabelValues("too_many_pending").Inc()
 		_ = c.write(errorReply(msgTooMany, id, count))
-		return
+		return nil
 	case !found:
 		s.metrics.requests.WithLabelValues("action", "unknown").Inc()
 		s.metrics.errors.WithLabelValues("unknown_action").Inc()
 		_ = c.write(errorReply(msgUnknownAction, id, count))
-		return
+		return nil
 	}
 	s.metrics.pending.Inc()
 	c.actions.Add(1)
-	s.workers.run(func() { c.runAction(a, nameStr, p, id, count) })
+	if !inline {
+		c.runOnWorker(a, nameStr, p, id, count)
+		return nil
+	}
+	since := s.inlineStart()
+	if since <= c.lastInline { // unique per connection, so a stale hand-over cannot match a later action
+		since = c.lastInline + 1
+	}
+	c.lastInline = since
+	c.inlineSince.Store(since)
+	c.runAction(a, nameStr, p, id, count)
+	s.inlineEnd()
+	if !c.inlineSince.CompareAndSwap(since, 0) {
+		return errHandedOff
+	}
+	return nil
+}
+
+// runOnWorker runs the action on an action worker (a function of its own, so the inline path does not
+// pay for the closure's captures).
+func (c *Conn) runOnWorker(a Action, name string, p Params, id string, count int64) {
+	c.srv.workers.run(func() { c.runAction(a, name, p, id, count) })
 }
 
 func (c *Conn) runAction(a Action, name string, p Params, id string, count int64) {
@@ -469,8 +555,8 @@ func (c *Conn) runAction(a Action, name string, p Params, id string, count int64
 		}
 		var res any
 		if info.EnforcesTimeout {
-			// No timer per request: the action limits itself to TimeLimit(ctx).
-			res, err = a.Run(context.WithValue(c.ctx, timeLimitKey{}, timeout), c, p)
+			// No timer per request: the action limits itself to c.TimeLimit(info).
+			res, err = a.Run(c.ctx, c, p)
 		} else {
 			ctx, cancel := context.WithTimeout(c.ctx, timeout)
 			res, err = a.Run(ctx, c, p)
@@ -491,12 +577,16 @@ func (c *Conn) runAction(a Action, name string, p Params, id string, count int64
 	_ = c.write(reply)
 }
 
-type timeLimitKey struct{}
-
-// TimeLimit is the time limit the server gives an action that enforces its own (ActionInfo.EnforcesTimeout).
-func TimeLimit(ctx context.Context) (time.Duration, bool) {
-	d, ok := ctx.Value(timeLimitKey{}).(time.Duration)
-	return d, ok
+// TimeLimit is the time limit of an action on this connection: its own Timeout, else the server's
+// socket.action_timeout. An action that enforces its own limit (ActionInfo.EnforcesTimeout) asks here.
+func (c *Conn) TimeLimit(info ActionInfo) time.Duration {
+	if info.Timeout > 0 {
+		return info.Timeout
+	}
+	if c == nil { // an action run outside a server (tests, benchmarks)
+		return DefaultConfig().ActionTimeout
+	}
+	return c.srv.cfg.ActionTimeout
 }
 
 // actionError logs a failed action and returns what the client is told.

@@ -20,6 +20,7 @@ type metrics struct {
 	latency  *prometheus.HistogramVec // action latency by action
 	slow     prometheus.Counter
 	chat     prometheus.Counter
+	handoffs prometheus.Counter
 
 	perAction sync.Map // action name -> *actionMetrics, so the hot path does no label hashing
 }
@@ -52,11 +53,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"action"}),
 		slow: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_socket_slow_readers_total", Help: "Connections dropped because their outbound queue was full."}),
 		chat: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_socket_chat_messages_total", Help: "say messages broadcast."}),
+		handoffs: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_socket_inline_handoffs_total",
+			Help: "Actions run by a connection's reader that took long enough for reading to move to a new goroutine."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.open, m.closed, m.requests, m.errors, m.pending, m.latency, m.slow, m.chat} {
+	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.open, m.closed, m.requests, m.errors, m.pending, m.latency, m.slow, m.chat, m.handoffs} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -5,6 +5,9 @@ package socket
 // line's "params"). An action gets a copy taken when it starts.
 type Params struct {
 	fields Object
+	// shared says fields may be seen by a clone: the next change copies them first (copy on write), so
+	// taking a snapshot for each action costs nothing while the params do not change.
+	shared bool
 }
 
 // Get returns the value of key.
@@ -17,13 +20,25 @@ func (p *Params) String(key string) string {
 	return s
 }
 
+// own makes fields private before a change.
+func (p *Params) own() {
+	if p.shared {
+		p.fields = append(make(Object, 0, len(p.fields)+2), p.fields...)
+		p.shared = false
+	}
+}
+
 // Set sets key, keeping its position if it exists.
-func (p *Params) Set(key string, v any) { p.fields = setField(p.fields, key, v) }
+func (p *Params) Set(key string, v any) {
+	p.own()
+	p.fields = setField(p.fields, key, v)
+}
 
 // Delete removes key.
 func (p *Params) Delete(key string) {
 	for i := range p.fields {
 		if p.fields[i].Key == key {
+			p.own()
 			p.fields = append(p.fields[:i:i], p.fields[i+1:]...)
 			return
 		}
@@ -31,7 +46,7 @@ func (p *Params) Delete(key string) {
 }
 
 // Reset removes every key.
-func (p *Params) Reset() { p.fields = nil }
+func (p *Params) Reset() { p.fields, p.shared = nil, false }
 
 // Len is the number of keys.
 func (p *Params) Len() int { return len(p.fields) }
@@ -39,14 +54,16 @@ func (p *Params) Len() int { return len(p.fields) }
 // Fields returns the keys and values in order; the slice must not be modified.
 func (p *Params) Fields() Object { return p.fields }
 
-// Clone returns an independent copy (values are shared; they are never mutated in place).
+// Clone returns an independent copy (values are shared; they are never mutated in place). The fields
+// themselves are copied only when either side changes next.
 func (p *Params) Clone() Params {
 	if len(p.fields) == 0 {
 		return Params{}
 	}
-	out := make(Object, len(p.fields), len(p.fields)+2)
-	copy(out, p.fields)
-	return Params{fields: out}
+	if !p.shared {
+		p.shared = true
+	}
+	return Params{fields: p.fields, shared: true}
 }
 
 // Object returns the params as an ordered JSON object (never nil, so it renders as {}).

@@ -46,9 +46,10 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*Conn]struct{}
-	wg        sync.WaitGroup // connection goroutines
+	wg        sync.WaitGroup // connections being served (Done by forget)
 
 	workers *workers
+	stall   stallWatch
 
 	shutting   atomic.Bool
 	shutdownCh chan struct{} // closed when Shutdown starts
@@ -82,6 +83,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		shutdownCh: make(chan struct{}),
 		workers:    newWorkers(10 * time.Second),
 	}
+	s.stall.init()
 	s.drainCtx, s.drainStop = context.WithCancel(context.Background())
 	if s.now == nil {
 		s.now = time.Now
@@ -146,6 +148,7 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.listeners[l] = struct{}{}
 	s.mu.Unlock()
+	s.stall.start(s)
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, l)
@@ -181,14 +184,16 @@ func (s *Server) Serve(l net.Listener) error {
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			c.serve()
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-		}()
+		go c.serve()
 	}
+}
+
+// forget drops a finished connection (called once by the goroutine that finished it).
+func (s *Server) forget(c *Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 // Shutdown stops accepting, lets every connection finish its pending actions (their replies are sent),
@@ -212,6 +217,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	s.stall.stop()
 	select {
 	case <-done:
 		s.workers.stop()
