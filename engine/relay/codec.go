@@ -240,15 +240,23 @@ func ParseInto(m *Message, line []byte) error {
 			}
 		}
 		p++
-		v, np, vstrict, err := parseValue(s, p)
+		n := len(m.Params)
+		if n < cap(m.Params) {
+			m.Params = m.Params[:n+1] // the slot is overwritten field by field
+		} else {
+			m.Params = append(m.Params, Param{})
+		}
+		m.Params[n].Key = key
+		np, vstrict, err := parseValue(s, p, &m.Params[n].Val)
 		if err != nil {
+			m.Params = m.Params[:len(m.Params)-1]
 			return err
 		}
 		strict = strict && vstrict
 		if np < len(s) && s[np] != '|' {
+			m.Params = m.Params[:len(m.Params)-1]
 			return synErr(np, "unexpected %q after value of %q, expected '|'", s[np], key)
 		}
-		m.Params = append(m.Params, Param{Key: key, Val: v})
 		p = np
 	}
 	if strict && seps == 0 {
@@ -272,42 +280,54 @@ func isKeyByte(c byte) bool {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-// parseValue parses the value starting at s[p] and returns where it ends and
-// whether its text is exactly its strict form (what AppendValue writes).
-func parseValue(s string, p int) (Value, int, bool, error) {
-	v, np, strict, err := parseValueForm(s, p)
-	if err == nil && !strict && (v.Kind == KindFloat || v.Kind == KindDouble) && np-p < 40 {
-		// decimal numbers: strict when they already read as Go's shortest form
-		var buf [48]byte
-		strict = string(AppendValue(buf[:0], v)) == s[p:np]
+// setNum and setText fill a reused Value field by field: only the pointer
+// fields that change are written (each such write has a GC barrier).
+func (v *Value) setNum(k Kind, i int64, f float64) {
+	v.Kind, v.I, v.F = k, i, f
+	if v.S != "" {
+		v.S = ""
 	}
-	return v, np, strict, err
+	if v.Pattern != "" {
+		v.Pattern = ""
+	}
 }
 
-func parseValueForm(s string, p int) (Value, int, bool, error) {
+func (v *Value) setText(k Kind, s string) {
+	v.Kind, v.I, v.F, v.S = k, 0, 0, s
+	if v.Pattern != "" {
+		v.Pattern = ""
+	}
+}
+
+// parseValue parses the value starting at s[p] and returns where it ends and
+// whether its text is exactly its strict form (what AppendValue writes).
+func parseValue(s string, p int, v *Value) (np int, strict bool, err error) {
 	if p >= len(s) || s[p] == '|' {
-		return Value{}, p, false, synErr(p, "missing value")
+		return p, false, synErr(p, "missing value")
 	}
 	c := s[p]
 	switch {
 	case c == '"' || c == '\'':
 		text, np, plain, err := parseQuoted(s, p)
 		if err != nil {
-			return Value{}, np, false, err
+			return np, false, err
 		}
 		if c == '\'' {
-			return Value{Kind: KindEnum, S: text}, np, plain, nil
+			v.setText(KindEnum, text)
+			return np, plain, nil
 		}
 		if np < len(s) {
 			switch s[np] {
 			case 'J':
-				return Value{Kind: KindJSON, S: text}, np + 1, plain, nil
+				v.setText(KindJSON, text)
+				return np + 1, plain, nil
 			case 'U':
 				b, err := base64.StdEncoding.DecodeString(text)
 				if err != nil {
-					return Value{}, np, false, synErr(p, "binary value is not valid base64")
+					return np, false, synErr(p, "binary value is not valid base64")
 				}
-				return Value{Kind: KindBinary, S: string(b)}, np + 1, false, nil
+				v.setText(KindBinary, string(b))
+				return np + 1, false, nil
 			case 'T':
 				if np+1 < len(s) && s[np+1] == '(' {
 					end := np + 2
@@ -315,19 +335,21 @@ func parseValueForm(s string, p int) (Value, int, bool, error) {
 						end++
 					}
 					if end == len(s) {
-						return Value{}, end, false, synErr(np+1, "unterminated date pattern, expected ')'")
+						return end, false, synErr(np+1, "unterminated date pattern, expected ')'")
 					}
 					if end == np+2 {
-						return Value{}, end, false, synErr(np+1, "empty date pattern")
+						return end, false, synErr(np+1, "empty date pattern")
 					}
-					return Value{Kind: KindUTC, S: text, Pattern: s[np+2 : end]}, end + 1, plain, nil
+					*v = Value{Kind: KindUTC, S: text, Pattern: s[np+2 : end]}
+					return end + 1, plain, nil
 				}
-				return Value{}, np, false, synErr(np+1, "expected '(' and a date pattern after T")
+				return np, false, synErr(np+1, "expected '(' and a date pattern after T")
 			}
 		}
-		return Value{Kind: KindString, S: text}, np, plain, nil
+		v.setText(KindString, text)
+		return np, plain, nil
 	case isDigit(c) || c == '-':
-		return parseNumber(s, p)
+		return parseNumber(s, p, v)
 	case c == 'D' || c == 'F':
 		end := p + 1
 		for end < len(s) && s[end] != '|' {
@@ -336,14 +358,16 @@ func parseValueForm(s string, p int) (Value, int, bool, error) {
 		raw, err := base64.StdEncoding.DecodeString(s[p+1 : end])
 		if c == 'D' {
 			if err != nil || len(raw) != 8 {
-				return Value{}, end, false, synErr(p, "encoded double must be base64 of 8 bytes")
+				return end, false, synErr(p, "encoded double must be base64 of 8 bytes")
 			}
-			return Value{Kind: KindDouble, F: math.Float64frombits(binary.BigEndian.Uint64(raw))}, end, false, nil
+			v.setNum(KindDouble, 0, math.Float64frombits(binary.BigEndian.Uint64(raw)))
+			return end, false, nil
 		}
 		if err != nil || len(raw) != 4 {
-			return Value{}, end, false, synErr(p, "encoded float must be base64 of 4 bytes")
+			return end, false, synErr(p, "encoded float must be base64 of 4 bytes")
 		}
-		return Value{Kind: KindFloat, F: float64(math.Float32frombits(binary.BigEndian.Uint32(raw)))}, end, false, nil
+		v.setNum(KindFloat, 0, float64(math.Float32frombits(binary.BigEndian.Uint32(raw))))
+		return end, false, nil
 	}
 	end := p
 	for end < len(s) && s[end] != '|' {
@@ -351,19 +375,22 @@ func parseValueForm(s string, p int) (Value, int, bool, error) {
 	}
 	switch s[p:end] {
 	case "true":
-		return Value{Kind: KindBool, I: 1}, end, true, nil
+		v.setNum(KindBool, 1, 0)
+		return end, true, nil
 	case "false":
-		return Value{Kind: KindBool}, end, true, nil
+		v.setNum(KindBool, 0, 0)
+		return end, true, nil
 	case "null":
-		return Value{Kind: KindNull}, end, true, nil
+		v.setNum(KindNull, 0, 0)
+		return end, true, nil
 	}
-	return Value{}, end, false, synErr(p, "bare word %q: text values must be quoted", s[p:end])
+	return end, false, synErr(p, "bare word %q: text values must be quoted", s[p:end])
 }
 
 // parseNumber reads -?digits[.digits][(e|E)[+-]digits][suffix]. strict is
 // set for integers already in their strict form (decimal numbers are checked
 // by parseValue).
-func parseNumber(s string, p int) (v Value, np int, strict bool, err error) {
+func parseNumber(s string, p int, v *Value) (np int, strict bool, err error) {
 	start := p
 	if s[p] == '-' {
 		p++
@@ -373,19 +400,21 @@ func parseNumber(s string, p int) (v Value, np int, strict bool, err error) {
 		p++
 	}
 	if p == ds {
-		return Value{}, p, false, synErr(start, "expected digits in number")
+		return p, false, synErr(start, "expected digits in number")
 	}
 	de := p
 	frac, exp := false, false
+	fs, fe := p, p // fraction digits
 	if p < len(s) && s[p] == '.' {
 		frac = true
 		p++
-		fs := p
+		fs = p
 		for p < len(s) && isDigit(s[p]) {
 			p++
 		}
+		fe = p
 		if p == fs {
-			return Value{}, p, false, synErr(p, "expected digits after decimal point")
+			return p, false, synErr(p, "expected digits after decimal point")
 		}
 	}
 	if p < len(s) && (s[p] == 'e' || s[p] == 'E') {
@@ -399,7 +428,7 @@ func parseNumber(s string, p int) (v Value, np int, strict bool, err error) {
 			p++
 		}
 		if p == es {
-			return Value{}, p, false, synErr(p, "expected digits in exponent")
+			return p, false, synErr(p, "expected digits in exponent")
 		}
 	}
 	num := s[start:p]
@@ -407,11 +436,11 @@ func parseNumber(s string, p int) (v Value, np int, strict bool, err error) {
 	if p < len(s) && s[p] != '|' {
 		suffix = s[p]
 		if suffix == 0 {
-			return Value{}, p, false, synErr(p, "unknown number suffix %q (expected L, F, D or T)", suffix)
+			return p, false, synErr(p, "unknown number suffix %q (expected L, F, D or T)", suffix)
 		}
 		p++
 		if p < len(s) && s[p] != '|' {
-			return Value{}, p, false, synErr(p-1, "bad number %q", s[start:p+1])
+			return p, false, synErr(p-1, "bad number %q", s[start:p+1])
 		}
 	}
 	switch suffix {
@@ -420,11 +449,12 @@ func parseNumber(s string, p int) (v Value, np int, strict bool, err error) {
 			if suffix == 0 {
 				f, err := strconv.ParseFloat(num, 32)
 				if err != nil && !isRangeErr(err) {
-					return Value{}, p, false, synErr(start, "bad float %q", num)
+					return p, false, synErr(start, "bad float %q", num)
 				}
-				return Value{Kind: KindFloat, F: f}, p, false, nil
+				v.setNum(KindFloat, 0, f)
+				return p, false, nil
 			}
-			return Value{}, p, false, synErr(p-1, "suffix %q needs an integer, got %q", suffix, num)
+			return p, false, synErr(p-1, "suffix %q needs an integer, got %q", suffix, num)
 		}
 		var n int64
 		if de-ds <= 18 { // cannot overflow
@@ -435,36 +465,96 @@ func parseNumber(s string, p int) (v Value, np int, strict bool, err error) {
 				n = -n
 			}
 		} else if n, err = strconv.ParseInt(num, 10, 64); err != nil {
-			return Value{}, p, false, synErr(start, "integer %q out of range", num)
+			return p, false, synErr(start, "integer %q out of range", num)
 		}
 		// strict integers have no leading zeros and no "-0"
 		canonical := (de-ds == 1 || s[ds] != '0') && (start == ds || n != 0)
 		switch suffix {
 		case 'L':
-			return Value{Kind: KindLong, I: n}, p, canonical, nil
+			v.setNum(KindLong, n, 0)
+			return p, canonical, nil
 		case 'l':
-			return Value{Kind: KindLong, I: n}, p, false, nil
+			v.setNum(KindLong, n, 0)
+			return p, false, nil
 		case 'T':
-			return Value{Kind: KindUTC, I: n}, p, canonical, nil
+			v.setNum(KindUTC, n, 0)
+			return p, canonical, nil
 		}
 		if n < math.MinInt32 || n > math.MaxInt32 {
-			return Value{Kind: KindLong, I: n}, p, false, nil // lenient: an int too big for 32 bits is a long
+			v.setNum(KindLong, n, 0)
+			return p, false, nil // lenient: an int too big for 32 bits is a long
 		}
-		return Value{Kind: KindInt, I: n}, p, canonical, nil
+		v.setNum(KindInt, n, 0)
+		return p, canonical, nil
 	case 'F', 'f':
 		f, err := strconv.ParseFloat(num, 32)
 		if err != nil && !isRangeErr(err) {
-			return Value{}, p, false, synErr(start, "bad float %q", num)
+			return p, false, synErr(start, "bad float %q", num)
 		}
-		return Value{Kind: KindFloat, F: f}, p, false, nil
+		v.setNum(KindFloat, 0, f)
+		return p, suffix == 'F' && !exp && shortestDecimal(s[ds:de], s[fs:fe], 6, 2), nil
 	case 'D', 'd':
-		f, err := strconv.ParseFloat(num, 64)
-		if err != nil && !isRangeErr(err) {
-			return Value{}, p, false, synErr(start, "bad double %q", num)
+		f, ok := exactDouble(s[ds:de], s[fs:fe], exp)
+		if !ok {
+			var err error
+			if f, err = strconv.ParseFloat(num, 64); err != nil && !isRangeErr(err) {
+				return p, false, synErr(start, "bad double %q", num)
+			}
+		} else if start < ds {
+			f = -f
 		}
-		return Value{Kind: KindDouble, F: f}, p, false, nil
+		v.setNum(KindDouble, 0, f)
+		return p, suffix == 'D' && !exp && shortestDecimal(s[ds:de], s[fs:fe], 15, 3), nil
 	}
-	return Value{}, p, false, synErr(p-1, "unknown number suffix %q (expected L, F, D or T)", suffix)
+	return p, false, synErr(p-1, "unknown number suffix %q (expected L, F, D or T)", suffix)
+}
+
+// shortestDecimal reports whether the decimal intPart.fracPart (no exponent)
+// is exactly how AppendValue writes its value: Go's shortest round-trip
+// digits in 'f' form, with ".0" for whole numbers. That holds when the digits
+// have no leading or trailing zeros to drop, there are at most sigDigits of
+// them (15 for doubles, 6 for floats: every such decimal survives the round
+// trip, so no shorter one maps to the same value), and the value is 0 or not
+// so small that AppendValue switches to the exponent form (below 1e-4; at
+// most zeroRun zeros after the point).
+func shortestDecimal(intPart, fracPart string, sigDigits, zeroRun int) bool {
+	if fracPart == "" || len(intPart) > 1 && intPart[0] == '0' {
+		return false
+	}
+	if fracPart == "0" {
+		return len(intPart) <= sigDigits
+	}
+	if fracPart[len(fracPart)-1] == '0' {
+		return false
+	}
+	if intPart != "0" {
+		return len(intPart)+len(fracPart) <= sigDigits
+	}
+	lz := 0
+	for lz < len(fracPart) && fracPart[lz] == '0' {
+		lz++
+	}
+	return lz <= zeroRun && len(fracPart)-lz <= sigDigits
+}
+
+// pow10 are the powers of ten that are exact doubles.
+var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
+
+// exactDouble converts intPart.fracPart without strconv when the result is
+// exact: at most 15 digits in all (an integer below 2⁵³) divided by an exact
+// power of ten is correctly rounded. ok is false otherwise (and for exponents).
+func exactDouble(intPart, fracPart string, exp bool) (float64, bool) {
+	if exp || len(intPart)+len(fracPart) > 15 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(intPart); i++ {
+		n = n*10 + int64(intPart[i]-'0')
+	}
+	for i := 0; i < len(fracPart); i++ {
+		n = n*10 + int64(fracPart[i]-'0')
+	}
+	return float64(n) / pow10[len(fracPart)], true
 }
 
 func isRangeErr(err error) bool {

@@ -259,3 +259,17 @@ func TestStrictParamsKept(t *testing.T) {
 		t.Fatalf("after Set: %q", got)
 	}
 }
+
+// benchOrder is the line sbbench relay sends.
+var benchOrder = []byte(`O#12345|T="NewOrder"|I="o12345"|Symbol="AAPL"|qty=100|px=12.5D`)
+
+func BenchmarkParseOrder(b *testing.B) {
+	var m Message
+	b.SetBytes(int64(len(benchOrder)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ParseInto(&m, benchOrder); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
