@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -387,6 +388,12 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 			failure = publicError(msg.String())
 			return nil
 		}
+		if t, ok := res.(*lua.LTable); ok {
+			if enc, ok := encodeResult(t); ok {
+				result = enc
+				return nil
+			}
+		}
 		result, err = orderedFromLua(res, 0)
 		return err
 	})
@@ -397,6 +404,100 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 		return nil, failure
 	}
 	return result, nil
+}
+
+// encodeResult writes an action's result table (an object, not an array) straight to JSON, in the
+// order and form orderedFromLua and the socket encoder would give it, without the Go values in between
+// (docs/benchmarks.md). ok=false for anything that path treats specially (arrays, non-string keys,
+// functions, userdata, deep nesting): the caller then converts as usual.
+func encodeResult(t *lua.LTable) (socket.EncodedObject, bool) {
+	if n, count := tableShape(t); n > 0 && count == n {
+		return nil, false // an array renders as "data"
+	}
+	b := make([]byte, 0, 128)
+	b = append(b, '{')
+	first := true
+	ok := true
+	for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
+		key, isStr := k.(lua.LString)
+		if !isStr {
+			return nil, false
+		}
+		if socket.ReservedKey(string(key)) {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = socket.AppendJSONString(b, string(key))
+		b = append(b, ':')
+		if b, ok = appendLuaJSON(b, v, 1); !ok {
+			return nil, false
+		}
+	}
+	return append(b, '}'), true
+}
+
+// tableShape returns the border (#t) and the number of keys of t.
+func tableShape(t *lua.LTable) (n, count int) {
+	n = t.Len()
+	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) {
+		count++
+	}
+	return n, count
+}
+
+// appendLuaJSON appends a Lua value as JSON (see encodeResult).
+func appendLuaJSON(b []byte, v lua.LValue, depth int) ([]byte, bool) {
+	if depth > maxDepth {
+		return b, false
+	}
+	switch x := v.(type) {
+	case lua.LString:
+		return socket.AppendJSONString(b, string(x)), true
+	case lua.LNumber:
+		f := float64(x)
+		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+			return strconv.AppendInt(b, int64(f), 10), true
+		}
+		return socket.AppendJSONNumber(b, f), true
+	case lua.LBool:
+		return strconv.AppendBool(b, bool(x)), true
+	case *lua.LTable:
+		ok := true
+		if n, count := tableShape(x); n > 0 && count == n {
+			b = append(b, '[')
+			for i := 1; i <= n; i++ {
+				if i > 1 {
+					b = append(b, ',')
+				}
+				if b, ok = appendLuaJSON(b, x.RawGetInt(i), depth+1); !ok {
+					return b, false
+				}
+			}
+			return append(b, ']'), true
+		}
+		b = append(b, '{')
+		first := true
+		for k, e := x.Next(lua.LNil); k != lua.LNil; k, e = x.Next(k) {
+			key, isStr := k.(lua.LString)
+			if !isStr {
+				return b, false
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = socket.AppendJSONString(b, string(key))
+			b = append(b, ':')
+			if b, ok = appendLuaJSON(b, e, depth+1); !ok {
+				return b, false
+			}
+		}
+		return append(b, '}'), true
+	}
+	return b, false
 }
 
 type luaVerb struct {

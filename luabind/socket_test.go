@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	lua "github.com/yuin/gopher-lua"
+
 	"github.com/switchboard/switchboard/engine/socket"
 )
 
@@ -234,4 +236,59 @@ func BenchmarkSocketLuaAction(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestEncodeResultMatchesConversion checks the direct JSON encoding of action results against the
+// general path (orderedFromLua, then the socket encoder), and that it declines what it does not handle.
+func TestEncodeResultMatchesConversion(t *testing.T) {
+	L := lua.NewState()
+	defer L.Close()
+	cases := []struct {
+		src     string
+		encoded bool
+	}{
+		{`{}`, true},
+		{`{ randomNumber = 0.5, stringRandomNumber = "Your random number is 0.5" }`, true},
+		{`{ a = 1, b = -0.0, c = 2^53, d = 1e21, e = 1e-7, f = 0/0, g = 1/0, h = -3 }`, true},
+		{`{ s = "quote \" back \\ nl \n tab \t ctl \1 utf8 é bad \255", t = true, f = false }`, true},
+		{`{ nested = { list = { 1, "two", { three = 3 } }, empty = {} }, z = "last" }`, true},
+		{`{ context = "x", messageId = "y", messageCount = 1, kept = "yes" }`, true},
+		{`{ 1, 2, 3 }`, false},                 // an array renders as data
+		{`{ [1] = "a", x = "b" }`, false},      // number keys
+		{`{ f = print }`, false},               // a function
+		{`{ deep = { { { { 1 } } } } }`, true}, // arrays inside objects
+	}
+	for _, tc := range cases {
+		if err := L.DoString("result = " + tc.src); err != nil {
+			t.Fatalf("%s: %v", tc.src, err)
+		}
+		tbl := L.GetGlobal("result").(*lua.LTable)
+		enc, ok := encodeResult(tbl)
+		if ok != tc.encoded {
+			t.Fatalf("%s: encoded %v, want %v", tc.src, ok, tc.encoded)
+		}
+		if !ok {
+			continue
+		}
+		v, err := orderedFromLua(tbl, 0)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.src, err)
+		}
+		var kept socket.Object
+		for _, f := range v.(socket.Object) {
+			if !socket.ReservedKey(f.Key) {
+				kept = append(kept, f)
+			}
+		}
+		want, err := kept.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(kept) == 0 {
+			want = []byte("{}")
+		}
+		if string(enc) != string(want) {
+			t.Fatalf("%s:\n encoded %s\n    want %s", tc.src, enc, want)
+		}
+	}
 }

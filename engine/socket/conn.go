@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
@@ -39,7 +40,8 @@ type Conn struct {
 	rooms        []string
 	totalActions int64
 	pending      int
-	count        int64 // requests received (messageCount)
+	count        int64  // requests received (messageCount)
+	idHi, idLo   uint64 // random base of the messageIds made up for this connection's requests
 
 	actions   sync.WaitGroup
 	closed    atomic.Bool // no more writes: goodbye sent or connection aborted
@@ -61,7 +63,7 @@ type Conn struct {
 const handedOff = -1
 
 func (s *Server) newConn(nc net.Conn) *Conn {
-	c := &Conn{srv: s, id: newID(), nc: nc, connectedAt: s.now()}
+	c := &Conn{srv: s, id: newID(), nc: nc, connectedAt: s.now(), idHi: rand.Uint64(), idLo: rand.Uint64()}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.remoteIP, c.remotePort = a.IP.String(), a.Port
 	} else if nc.RemoteAddr() != nil {
@@ -369,15 +371,16 @@ func (c *Conn) tooLong(n int) {
 	_ = c.write(statusErrorReply(msg, id, count))
 }
 
-// nextRequest counts a request and picks its messageId: the sticky messageId param, else a new UUID.
-func (c *Conn) nextRequest() (string, int64) {
+// nextRequest counts a request and picks its messageId: the sticky messageId param, else one made from
+// the connection's random id base and the request's number.
+func (c *Conn) nextRequest() (msgID, int64) {
 	c.mu.Lock()
 	c.count++
 	count := c.count
-	id := c.params.String("messageId")
+	id := msgID{s: c.params.String("messageId")}
 	c.mu.Unlock()
-	if id == "" {
-		id = newID()
+	if id.s == "" {
+		id.hi, id.lo = c.idHi, c.idLo+uint64(count)
 	}
 	return id, count
 }
@@ -413,7 +416,7 @@ func (c *Conn) handleLine(raw []byte, last bool) error {
 			}
 		}
 		if mid := c.params.String("messageId"); mid != "" {
-			id = mid
+			id = msgID{s: mid}
 		}
 		p := c.params.Clone()
 		c.mu.Unlock()
@@ -468,7 +471,7 @@ const (
 // is buffered (last: none later in the same message), the reader runs the action itself: most requests
 // then cost no goroutine hand-off. An inline action that takes longer than a moment (the stall watch,
 // inline.go) hands the reading role to a new goroutine, so later requests are not held up behind it.
-func (c *Conn) startAction(p Params, id string, count int64, last bool) error {
+func (c *Conn) startAction(p Params, id msgID, count int64, last bool) error {
 	s := c.srv
 	name, _ := p.Get("action")
 	nameStr, _ := name.(string)
@@ -523,11 +526,11 @@ func (c *Conn) startAction(p Params, id string, count int64, last bool) error {
 
 // runOnWorker runs the action on an action worker (a function of its own, so the inline path does not
 // pay for the closure's captures).
-func (c *Conn) runOnWorker(a Action, name string, p Params, id string, count int64) {
+func (c *Conn) runOnWorker(a Action, name string, p Params, id msgID, count int64) {
 	c.srv.workers.run(func() { c.runAction(a, name, p, id, count) })
 }
 
-func (c *Conn) runAction(a Action, name string, p Params, id string, count int64) {
+func (c *Conn) runAction(a Action, name string, p Params, id msgID, count int64) {
 	s := c.srv
 	start := time.Now()
 	defer func() {
@@ -635,7 +638,7 @@ func ApplyInputs(p *Params, inputs []Input, validate func(i int, v any) error) e
 	return nil
 }
 
-func (c *Conn) customVerb(v Verb, l Line, id string, count int64) {
+func (c *Conn) customVerb(v Verb, l Line, id msgID, count int64) {
 	s := c.srv
 	s.metrics.requests.WithLabelValues("verb", l.Verb).Inc()
 	ctx, cancel := context.WithTimeout(c.ctx, s.cfg.ActionTimeout)

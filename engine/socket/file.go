@@ -26,7 +26,7 @@ var errFileNotFound = errors.New(msgFileNotFound)
 
 // sendFile answers the file verb from the public directory. Paths that leave it (.., absolute, symlinks
 // out) are refused exactly like a missing file.
-func (c *Conn) sendFile(name string, id string, count int64) {
+func (c *Conn) sendFile(name string, id msgID, count int64) {
 	s := c.srv
 	data, err := readPublic(s.cfg.PublicDir, name, s.cfg.FileMaxBytes)
 	if err != nil {

@@ -294,3 +294,19 @@ func setField(o Object, key string, v any) Object {
 	}
 	return append(o, Field{Key: key, Value: v})
 }
+
+// EncodedObject is an action result already encoded as one JSON object ({"k":v,...}); its members are
+// copied into the reply as they are. Script bindings build it straight from their own values (see
+// AppendJSONString), sparing the Object in between. It must not have the keys context, messageId or
+// messageCount (ReservedKey), which the server writes.
+type EncodedObject []byte
+
+// AppendJSONString appends s as a JSON string, encoded as every reply is (no HTML escaping, invalid UTF-8
+// as U+FFFD).
+func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
+
+// AppendJSONNumber appends f as JSON.stringify would (NaN and infinities as null).
+func AppendJSONNumber(b []byte, f float64) []byte { return appendFloat(b, f) }
+
+// ReservedKey says a reply field is written by the server, not by an action's result.
+func ReservedKey(k string) bool { return reservedKey(k) }

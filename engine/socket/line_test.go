@@ -103,7 +103,7 @@ func FuzzParseLine(f *testing.F) {
 			}
 		}
 		// Every reply built from parsed input must be valid JSON.
-		if !json.Valid([]byte(strings.TrimSuffix(string(errorReply(l.Verb, l.Rest, 1)), crlf))) {
+		if !json.Valid([]byte(strings.TrimSuffix(string(errorReply(l.Verb, msgID{s: l.Rest}, 1)), crlf))) {
 			t.Fatalf("error reply for %q is not JSON", s)
 		}
 	})

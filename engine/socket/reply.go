@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"errors"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -14,21 +15,31 @@ const crlf = "\r\n"
 // reserved keys an action result cannot set: the server writes them itself.
 func reservedKey(k string) bool { return k == "context" || k == "messageId" || k == "messageCount" }
 
-func appendTail(b []byte, id string, count int64) []byte {
+func appendTail(b []byte, id msgID, count int64) []byte {
 	b = append(b, `"context":"response","messageId":`...)
-	b = appendString(b, id)
+	b = id.appendTo(b)
 	b = append(b, `,"messageCount":`...)
 	b = strconv.AppendInt(b, count, 10)
 	return append(b, '}', '\r', '\n')
 }
 
+var errNotObject = errors.New("socket: EncodedObject is not a JSON object")
+
 // actionReply renders a successful action: its result's fields, then the tail.
-func actionReply(result any, id string, count int64) ([]byte, error) {
+func actionReply(result any, id msgID, count int64) ([]byte, error) {
 	b := make([]byte, 0, 160)
 	b = append(b, '{')
 	var err error
 	switch r := result.(type) {
 	case nil:
+	case EncodedObject:
+		if len(r) < 2 || r[0] != '{' || r[len(r)-1] != '}' {
+			return nil, errNotObject
+		}
+		if members := r[1 : len(r)-1]; len(members) > 0 {
+			b = append(b, members...)
+			b = append(b, ',')
+		}
 	case Object:
 		for _, f := range r {
 			if reservedKey(f.Key) {
@@ -64,7 +75,7 @@ func actionReply(result any, id string, count int64) ([]byte, error) {
 }
 
 // okReply renders a verb's success: {"status":"OK","context":"response"[,"data":...],"messageId":...}.
-func okReply(data any, hasData bool, id string, count int64) []byte {
+func okReply(data any, hasData bool, id msgID, count int64) []byte {
 	b := make([]byte, 0, 128)
 	b = append(b, `{"status":"OK","context":"response",`...)
 	if hasData {
@@ -78,14 +89,14 @@ func okReply(data any, hasData bool, id string, count int64) []byte {
 		}
 	}
 	b = append(b, `"messageId":`...)
-	b = appendString(b, id)
+	b = id.appendTo(b)
 	b = append(b, `,"messageCount":`...)
 	b = strconv.AppendInt(b, count, 10)
 	return append(b, '}', '\r', '\n')
 }
 
 // errorReply renders {"error":msg,"context":"response","messageId":...,"messageCount":n}.
-func errorReply(msg, id string, count int64) []byte {
+func errorReply(msg string, id msgID, count int64) []byte {
 	b := make([]byte, 0, 96+len(msg))
 	b = append(b, `{"error":`...)
 	b = appendString(b, msg)
@@ -94,7 +105,7 @@ func errorReply(msg, id string, count int64) []byte {
 }
 
 // statusErrorReply is the maxDataLength form, which also carries "status":"error".
-func statusErrorReply(msg, id string, count int64) []byte {
+func statusErrorReply(msg string, id msgID, count int64) []byte {
 	b := make([]byte, 0, 112+len(msg))
 	b = append(b, `{"status":"error","error":`...)
 	b = appendString(b, msg)
@@ -138,24 +149,50 @@ func sortedKeys(m map[string]any) []string {
 
 // newID returns a random RFC 4122 version 4 UUID. Ids only need to be unique, not secret.
 func newID() string {
+	var s [36]byte
+	return string(appendUUID(s[:0], rand.Uint64(), rand.Uint64()))
+}
+
+// appendUUID appends the 128 bits hi, lo formatted as a version 4 UUID (the version and variant bits
+// are overwritten).
+func appendUUID(b []byte, hi, lo uint64) []byte {
 	var u [16]byte
-	a, b := rand.Uint64(), rand.Uint64()
 	for i := 0; i < 8; i++ {
-		u[i] = byte(a >> (8 * i))
-		u[8+i] = byte(b >> (8 * i))
+		u[i] = byte(hi >> (56 - 8*i))
+		u[8+i] = byte(lo >> (56 - 8*i))
 	}
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
-	var s [36]byte
-	j := 0
 	for i, x := range u {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
-			s[j] = '-'
-			j++
+			b = append(b, '-')
 		}
-		s[j] = hexDigits[x>>4]
-		s[j+1] = hexDigits[x&0xf]
-		j += 2
+		b = append(b, hexDigits[x>>4], hexDigits[x&0xf])
 	}
-	return string(s[:])
+	return b
+}
+
+// msgID is a request's messageId: the client's (s), or else one the server makes up, rendered only when
+// a reply is written: a UUID of the connection's random base plus the request's number (unique on the
+// connection, random across connections; clients only compare ids, socket.md §2.6).
+type msgID struct {
+	s      string
+	hi, lo uint64
+}
+
+func (id msgID) appendTo(b []byte) []byte {
+	if id.s != "" {
+		return appendString(b, id.s)
+	}
+	b = append(b, '"')
+	b = appendUUID(b, id.hi, id.lo)
+	return append(b, '"')
+}
+
+func (id msgID) String() string {
+	if id.s != "" {
+		return id.s
+	}
+	var s [36]byte
+	return string(appendUUID(s[:0], id.hi, id.lo))
 }

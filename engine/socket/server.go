@@ -128,7 +128,7 @@ func (s *Server) Listen() (net.Listener, error) {
 		Log:       s.log,
 		OnRefuse: func(c net.Conn, reason string) {
 			s.metrics.refused.Inc()
-			_, _ = c.Write(errorReply("too many connections", newID(), 0))
+			_, _ = c.Write(errorReply("too many connections", msgID{s: newID()}, 0))
 		},
 	})
 	if err != nil {

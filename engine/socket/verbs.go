@@ -9,7 +9,7 @@ import (
 var paramKeysAlways = map[string]bool{"file": true, "apiVersion": true, "callback": true, "action": true, "messageId": true}
 
 // builtinVerb runs one of the reference's verbs. Its reply always carries its own request's id.
-func (c *Conn) builtinVerb(l Line, id string, count int64) error {
+func (c *Conn) builtinVerb(l Line, id msgID, count int64) error {
 	s := c.srv
 	s.metrics.requests.WithLabelValues("verb", l.Verb).Inc()
 	args := l.Args()

@@ -1,0 +1,82 @@
+package socket
+
+import (
+	"context"
+	"regexp"
+	"testing"
+)
+
+// An action run inline by the reader that does not finish soon hands reading to a new goroutine: a
+// request sent (in a write of its own) while it blocks is answered first.
+func TestStalledInlineActionHandsOverReading(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	ts := startServer(t, func(_ *Config, o *Options) {
+		a := o.Actions.(ActionMap)
+		a["block"] = &ActionFunc{ActionInfo{Name: "block"}, func(ctx context.Context, c *Conn, p Params) (any, error) {
+			started <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return Object{{"released", true}}, nil
+		}}
+	})
+	c := dial(t, ts.addr)
+	c.line() // welcome
+	c.send("block\n")
+	<-started
+	c.send("randomNumber\n")
+	expectShape(t, c.line(), `{"randomNumber":0.25,"stringRandomNumber":"Your random number is 0.25","context":"response","messageId":"UUID","messageCount":2}`)
+	close(release)
+	expectShape(t, c.line(), `{"released":true,"context":"response","messageId":"UUID","messageCount":1}`)
+	// The connection goes on with its new reader; the old goroutine has ended with its action.
+	expectShape(t, c.do("randomNumber"), `{"randomNumber":0.25,"stringRandomNumber":"Your random number is 0.25","context":"response","messageId":"UUID","messageCount":3}`)
+	expectShape(t, c.do("detailsView"), `{"status":"OK","context":"response","data":{"id":"UUID","fingerprint":"UUID","remoteIP":"127.0.0.1","remotePort":PORT,"params":{"action":"randomNumber"},"connectedAt":MS,"rooms":[],"totalActions":3,"pendingActions":0},"messageId":"UUID","messageCount":4}`)
+}
+
+// Made-up messageIds are UUIDs, different for every request and every connection.
+func TestGeneratedMessageIDsAreDistinct(t *testing.T) {
+	ts := startServer(t, nil)
+	re := regexp.MustCompile(`"messageId":"([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})"`)
+	seen := map[string]bool{}
+	for range 2 {
+		c := dial(t, ts.addr)
+		c.line()
+		for range 50 {
+			m := re.FindStringSubmatch(c.do("randomNumber"))
+			if m == nil || seen[m[1]] {
+				t.Fatalf("messageId %v missing or repeated", m)
+			}
+			seen[m[1]] = true
+		}
+	}
+}
+
+// An action may answer with an object it encoded itself; its members are spliced into the reply.
+func TestEncodedObjectResult(t *testing.T) {
+	ts := startServer(t, func(_ *Config, o *Options) {
+		a := o.Actions.(ActionMap)
+		a["enc"] = &ActionFunc{ActionInfo{Name: "enc"}, func(ctx context.Context, c *Conn, p Params) (any, error) {
+			return EncodedObject(`{"a":1,"b":"x"}`), nil
+		}}
+		a["empty"] = &ActionFunc{ActionInfo{Name: "empty"}, func(ctx context.Context, c *Conn, p Params) (any, error) {
+			return EncodedObject(`{}`), nil
+		}}
+		a["broken"] = &ActionFunc{ActionInfo{Name: "broken"}, func(ctx context.Context, c *Conn, p Params) (any, error) {
+			return EncodedObject(`[1]`), nil
+		}}
+	})
+	c := dial(t, ts.addr)
+	c.line()
+	expectShape(t, c.do("enc"), `{"a":1,"b":"x","context":"response","messageId":"UUID","messageCount":1}`)
+	expectShape(t, c.do("empty"), `{"context":"response","messageId":"UUID","messageCount":2}`)
+	expectShape(t, c.do("broken"), `{"error":"the action's result cannot be sent: socket: EncodedObject is not a JSON object","context":"response","messageId":"UUID","messageCount":3}`)
+}
+
+func (c *client) do(req string) string {
+	c.t.Helper()
+	c.send(req + "\n")
+	return c.line()
+}
