@@ -539,42 +539,50 @@ func (cl *client) sendRaw(b []byte) bool {
 }
 
 // ackLoop sends statuses in order, each once its journal record is durable.
-// Statuses that are ready together go out as one outbox entry.
+// Statuses that are ready together go out as one outbox entry; a status that
+// has to wait for the journal first sends those already ready, so no status
+// waits for a later group commit than its own.
 func (cl *client) ackLoop(ctx context.Context) {
-	failed := false
-	var batch []byte
-	for p := range cl.acks {
-		for {
-			if failed {
-				break
-			}
-			if p.idx > 0 {
-				if err := cl.r.journal.WaitDurable(ctx, p.idx); err != nil {
-					p.code, p.text = 3, "Not persisted: "+err.Error()
-				}
-			}
-			if len(batch) == 0 {
-				cl.ackNow = time.Now()
-			}
-			batch = cl.appendAck(batch, p)
-			if len(batch) >= batchMax {
-				break
-			}
-			var more bool
-			select {
-			case p, more = <-cl.acks:
-			default:
-			}
-			if !more {
-				break
+	var (
+		batch   []byte
+		durable uint64 // journal index known durable (no lock needed up to it)
+		failed  bool
+	)
+	send := func() {
+		if !failed && len(batch) > 0 && !cl.sendRaw(batch) {
+			failed = true
+		}
+		batch = nil
+	}
+	p, ok := <-cl.acks
+	for ok {
+		if failed { // the connection is going away: drain
+			p, ok = <-cl.acks
+			continue
+		}
+		if p.idx > durable {
+			send()
+			d, err := cl.r.journal.waitDurable(ctx, p.idx)
+			if err != nil {
+				p.code, p.text = 3, "Not persisted: "+err.Error()
+			} else {
+				durable = d
 			}
 		}
-		if !failed && len(batch) > 0 {
-			if !cl.sendRaw(batch) {
-				failed = true
-			}
-			batch = nil
+		if len(batch) == 0 {
+			cl.ackNow = time.Now()
 		}
+		batch = cl.appendAck(batch, p)
+		if len(batch) >= batchMax {
+			send()
+		}
+		select {
+		case p, ok = <-cl.acks:
+			continue
+		default:
+		}
+		send()
+		p, ok = <-cl.acks
 	}
 }
 

@@ -78,6 +78,16 @@ func (m *Message) AppendParamsTo(b []byte) []byte {
 	return AppendParams(b, m.Params)
 }
 
+// lookup returns the value of key in place, or nil.
+func (m *Message) lookup(key string) *Value {
+	for i := range m.Params {
+		if m.Params[i].Key == key {
+			return &m.Params[i].Val
+		}
+	}
+	return nil
+}
+
 // Get returns the value of key and whether it is present.
 func (m *Message) Get(key string) (Value, bool) {
 	for i := range m.Params {

@@ -210,20 +210,26 @@ func (j *Journal) Durable() (uint64, <-chan struct{}) {
 
 // WaitDurable blocks until idx is on disk, the journal fails, or ctx ends.
 func (j *Journal) WaitDurable(ctx context.Context, idx uint64) error {
+	_, err := j.waitDurable(ctx, idx)
+	return err
+}
+
+// waitDurable is WaitDurable also returning the durable index it saw (>= idx).
+func (j *Journal) waitDurable(ctx context.Context, idx uint64) (uint64, error) {
 	for {
 		j.mu.Lock()
 		d, ch, err := j.durable, j.durCh, j.err
 		j.mu.Unlock()
 		if d >= idx {
-			return nil
+			return d, nil
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
 	}
 }

@@ -65,8 +65,9 @@ func newMetrics() *metrics {
 		appIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_app_messages_in_total",
 			Help: "Instructions received per application (login I; one series per distinct application id)."}, []string{"app"}),
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_relay_journal_fsync_seconds",
-			Help:    "Duration of each journal group commit's fsync (guaranteed mode).",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5}}),
+			Help: "Duration of each journal group commit's fsync (guaranteed mode).",
+			Buckets: []float64{.00005, .0001, .0002, .0003, .0005, .00075, .001, .0015, .002, .003, .004, .005,
+				.0075, .01, .015, .025, .05, .1, .5}}),
 		slowClients: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_slow_clients_total",
 			Help: "Applications disconnected because they did not read their statuses."}),
 	}

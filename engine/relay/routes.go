@@ -96,11 +96,19 @@ type Rule struct {
 const routableTypes = "ODCSA"
 
 func typeBit(t byte) uint8 {
-	i := strings.IndexByte(routableTypes, t)
-	if i < 0 {
-		return 0
+	switch t {
+	case 'O':
+		return 1
+	case 'D':
+		return 2
+	case 'C':
+		return 4
+	case 'S':
+		return 8
+	case 'A':
+		return 16
 	}
-	return 1 << uint(i)
+	return 0
 }
 
 // Table is an immutable, validated routes table.
@@ -436,22 +444,38 @@ func containsString(list []string, s string) bool {
 // extractArgs converts the declared params of m; false = the rule does not
 // apply (a nonull param is missing or null, or a value has the wrong type).
 func extractArgs(m *Message, decl []ParamType, args []Value) bool {
-	for i, d := range decl {
-		v, ok := m.Get(d.Name)
-		if !ok || v.Kind == KindNull {
+	for i := range decl {
+		d := &decl[i]
+		v := m.lookup(d.Name)
+		if v == nil || v.Kind == KindNull {
 			if d.NonNull {
 				return false
 			}
 			args[i] = Value{}
 			continue
 		}
-		cv, ok := convert(v, d.Type)
-		if !ok {
+		if !convertInto(&args[i], v, d.Type) {
 			return false
 		}
-		args[i] = cv
 	}
 	return true
+}
+
+// convertInto stores v converted to t in dst; false when v does not convert.
+func convertInto(dst, v *Value, t ValueType) bool {
+	if (t == TypeString && v.Kind == KindString) || (t == TypeDouble && v.Kind == KindDouble) ||
+		(t == TypeLong && v.Kind == KindLong) || (t == TypeInt && v.Kind == KindInt && v.I == int64(int32(v.I))) {
+		// already the declared type (the common case): a field-wise copy
+		if dst.Kind != v.Kind || dst.I != v.I || dst.F != v.F || dst.S != v.S || dst.Pattern != "" {
+			*dst = *v
+		}
+		return true
+	}
+	cv, ok := convert(*v, t)
+	if ok {
+		*dst = cv
+	}
+	return ok
 }
 
 func convert(v Value, t ValueType) (Value, bool) {
