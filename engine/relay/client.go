@@ -28,6 +28,7 @@ type client struct {
 	crlf    bool
 	seq     int64 // implicit sequence number for instructions without #
 	msg     Message
+	arena   lineArena // the strings of msg (clone those kept past the next line)
 	routing RouteScratch
 	acks    chan pendingAck    // guaranteed mode: statuses waiting for the journal
 	ackNow  time.Time          // time the current status batch is written (acker goroutine)
@@ -197,7 +198,7 @@ func (cl *client) handle(ctx context.Context, line []byte) bool {
 		cl.r.msgLog.write("in", cl.peerName(), line)
 	}
 	m := &cl.msg
-	if err := ParseInto(m, line); err != nil {
+	if err := parseInto(m, line, &cl.arena); err != nil {
 		seq := salvageSeq(line)
 		if seq < 0 {
 			seq = cl.seq
@@ -237,7 +238,7 @@ func (cl *client) handle(ctx context.Context, line []byte) bool {
 		}
 		id, _ := m.Get("I")
 		cl.r.mu.Lock()
-		cl.r.commands[textOf(id)] = cl.login
+		cl.r.commands[strings.Clone(textOf(id))] = cl.login
 		cl.r.mu.Unlock()
 		return cl.route(seq, m, at)
 	case 'A':
@@ -386,7 +387,7 @@ func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
 		}
 		t.Stop()
 	}
-	cl.login = textOf(id)
+	cl.login = strings.Clone(textOf(id))
 	cl.appIn = cl.r.m.appIn.WithLabelValues(cl.login)
 	cl.appIn.Inc()
 	cl.log = cl.log.WithField("app", cl.login)

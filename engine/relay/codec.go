@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Kind is the wire type of a parameter value, decided purely by its syntax.
@@ -146,7 +147,30 @@ func Parse(line []byte) (Message, error) {
 
 // ParseInto is Parse reusing m's Params storage. All strings in m share one
 // allocation copied from line, so line may be reused afterwards.
-func ParseInto(m *Message, line []byte) error {
+func ParseInto(m *Message, line []byte) error { return parseInto(m, line, nil) }
+
+// lineArena hands out copies of lines carved from shared blocks, so that many
+// lines cost one allocation. Bytes once handed out are never written again:
+// strings over them stay valid for as long as they are referenced (and keep
+// their block alive; clone the few that are kept long).
+type lineArena struct{ buf []byte }
+
+const arenaBlock = 16 << 10
+
+func (a *lineArena) copy(line []byte) string {
+	if len(line) > arenaBlock/8 {
+		return string(line)
+	}
+	if cap(a.buf)-len(a.buf) < len(line) {
+		a.buf = make([]byte, 0, arenaBlock)
+	}
+	start := len(a.buf)
+	a.buf = append(a.buf, line...)
+	return unsafe.String(&a.buf[start], len(line))
+}
+
+// parseInto is ParseInto taking the copy of line from arena (nil: its own).
+func parseInto(m *Message, line []byte, arena *lineArena) error {
 	m.Params = m.Params[:0]
 	m.Seq, m.Now, m.Type = -1, -1, 0
 	m.strict, m.strictOK = "", false
@@ -156,7 +180,12 @@ func ParseInto(m *Message, line []byte) error {
 	if len(line) == 0 {
 		return synErr(0, "empty instruction")
 	}
-	s := string(line)
+	var s string
+	if arena != nil {
+		s = arena.copy(line)
+	} else {
+		s = string(line)
+	}
 	t := s[0]
 	if t >= 'a' && t <= 'z' {
 		return synErr(0, "instruction type %q must be upper case", t)
@@ -184,8 +213,14 @@ func ParseInto(m *Message, line []byte) error {
 				}
 				return synErr(p, "expected digits after '@' (timestamp)")
 			}
-			n, err := strconv.ParseInt(s[start:q], 10, 64)
-			if err != nil {
+			var n int64
+			if q-start <= 18 { // cannot overflow
+				for i := start; i < q; i++ {
+					n = n*10 + int64(s[i]-'0')
+				}
+			} else if v, err := strconv.ParseInt(s[start:q], 10, 64); err == nil {
+				n = v
+			} else {
 				return synErr(start, "number after %q out of range", mark)
 			}
 			if mark == '#' {
@@ -284,9 +319,15 @@ func containsByte(s string, b byte) bool {
 	return false
 }
 
-func isKeyByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
-}
+func isKeyByte(c byte) bool { return keyBytes[c] }
+
+// keyBytes marks the bytes of keys: letters, digits, '_'.
+var keyBytes = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+	}
+	return t
+}()
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -270,6 +271,43 @@ func BenchmarkParseOrder(b *testing.B) {
 	for b.Loop() {
 		if err := ParseInto(&m, benchOrder); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParseOrderArena(b *testing.B) {
+	var m Message
+	var a lineArena
+	b.SetBytes(int64(len(benchOrder)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := parseInto(&m, benchOrder, &a); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestLineArenaKeepsStrings: strings of earlier lines survive later lines
+// parsed into the same arena and buffer.
+func TestLineArenaKeepsStrings(t *testing.T) {
+	var m Message
+	var a lineArena
+	buf := make([]byte, 0, 64)
+	var kept []string
+	for i := 0; i < 2000; i++ {
+		buf = append(buf[:0], fmt.Sprintf(`O|T="t%d"|I="id-%d"`, i, i)...)
+		if err := parseInto(&m, buf, &a); err != nil {
+			t.Fatal(err)
+		}
+		id, _ := m.Text("I")
+		kept = append(kept, id)
+		for j := range buf {
+			buf[j] = 'x' // the reader reuses its buffer
+		}
+	}
+	for i, s := range kept {
+		if s != fmt.Sprintf("id-%d", i) {
+			t.Fatalf("string %d is now %q", i, s)
 		}
 	}
 }
