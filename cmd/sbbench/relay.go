@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,7 @@ func relayCmd() *cobra.Command {
 		guaranteed bool
 		persist    string
 		cpuprofile string
+		rounds     int
 	)
 	cmd := &cobra.Command{
 		Use:   "relay",
@@ -64,6 +66,24 @@ sinks ack each line back like centers) for the baseline.
 			}
 			fmt.Fprintf(out, "sbbench relay: %d clients, window %d, %s, %s, GOMAXPROCS %d\n",
 				clients, window, dur, mode, runtime.GOMAXPROCS(0))
+			var ratios []float64
+			for round := 1; round < rounds; round++ {
+				// extra rounds first (forwarder, relay, forwarder, relay, ...) so that a
+				// machine shared with other work loads both sides alike
+				base, err := runForwarderBaseline(cmd.Context(), clients, window, dur)
+				if err != nil {
+					return fmt.Errorf("baseline: %w", err)
+				}
+				printResult(out, "forwarder", base)
+				r, err := runRelayBench(cmd.Context(), clients, window, dur, guaranteed, persist)
+				if err != nil {
+					return err
+				}
+				printResult(out, "relay", r)
+				ratios = append(ratios, r.Rate/base.Rate)
+				fmt.Fprintf(out, "round %d      rate %.2fx of the forwarder (%.0f vs %.0f msgs/s); ack p99 %s\n",
+					round, r.Rate/base.Rate, r.Rate, base.Rate, fmtDur(r.P99))
+			}
 			base, err := runForwarderBaseline(cmd.Context(), clients, window, dur)
 			if err != nil {
 				return fmt.Errorf("baseline: %w", err)
@@ -89,6 +109,12 @@ sinks ack each line back like centers) for the baseline.
 			printResult(out, "relay", r)
 			fmt.Fprintf(out, "relay        rate %.2fx of the forwarder (%.0f vs %.0f msgs/s); ack p99 %s\n",
 				r.Rate/base.Rate, r.Rate, base.Rate, fmtDur(r.P99))
+			if rounds > 1 {
+				ratios = append(ratios, r.Rate/base.Rate)
+				sort.Float64s(ratios)
+				fmt.Fprintf(out, "rounds       %d, ratio min %.2fx median %.2fx max %.2fx\n",
+					len(ratios), ratios[0], ratios[len(ratios)/2], ratios[len(ratios)-1])
+			}
 			return nil
 		},
 	}
@@ -97,7 +123,8 @@ sinks ack each line back like centers) for the baseline.
 	f.DurationVar(&dur, "duration", 5*time.Second, "how long to run each side")
 	f.IntVar(&window, "window", 256, "unacknowledged messages in flight per client")
 	f.BoolVar(&guaranteed, "guaranteed", false, "guaranteed messaging (journal + fsync before ack)")
-	f.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the relay run to this file")
+	f.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the (last) relay run to this file")
+	f.IntVar(&rounds, "rounds", 1, "alternate forwarder and relay runs this many times and report the median ratio")
 	f.StringVar(&persist, "persist-dir", "", "journal directory for --guaranteed (default: a temporary directory)")
 	return cmd
 }
