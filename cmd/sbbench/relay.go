@@ -203,14 +203,14 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 		return res, fmt.Errorf("relay: centers got %d deliveries, want at least %d", got, want)
 	}
 	if guaranteed {
-		printFsync(os.Stdout, reg)
+		printFsync(os.Stdout, reg, res.Ops)
 	}
 	return res, nil
 }
 
 // printFsync summarises the journal's fsync histogram: count, mean and the
 // bucket bound holding the 50th and 99th percentiles.
-func printFsync(w io.Writer, reg *prometheus.Registry) {
+func printFsync(w io.Writer, reg *prometheus.Registry, records int64) {
 	mfs, err := reg.Gather()
 	if err != nil {
 		return
@@ -232,8 +232,8 @@ func printFsync(w io.Writer, reg *prometheus.Registry) {
 			}
 			return "> 500ms"
 		}
-		fmt.Fprintf(w, "journal      %d fsyncs, mean %s, p50 %s, p99 %s\n", n,
-			fmtDur(time.Duration(h.GetSampleSum()/float64(n)*1e9)), q(0.5), q(0.99))
+		fmt.Fprintf(w, "journal      %d fsyncs (%.0f records each), mean %s, p50 %s, p90 %s, p99 %s, p99.9 %s\n", n,
+			float64(records)/float64(n), fmtDur(time.Duration(h.GetSampleSum()/float64(n)*1e9)), q(0.5), q(0.9), q(0.99), q(0.999))
 	}
 }
 
