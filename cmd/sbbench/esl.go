@@ -62,6 +62,7 @@ func eslCmd() *cobra.Command {
 		every       time.Duration
 		simAddr     string
 		goFlows     bool
+		prof        profiles
 	)
 	cmd := &cobra.Command{
 		Use:   "esl",
@@ -79,9 +80,14 @@ process's heap holds only the engine side.
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if simAddr != "" {
+				stop, err := prof.start()
+				if err != nil {
+					return err
+				}
+				defer stop()
 				return runESLSim(cmd.Context(), cmd.OutOrStdout(), simAddr, mode, calls, concurrency, dur, every)
 			}
-			return runESLBench(cmd.Context(), cmd.OutOrStdout(), mode, calls, concurrency, dur, every, goFlows)
+			return runESLBench(cmd.Context(), cmd.OutOrStdout(), mode, calls, concurrency, dur, every, goFlows, prof)
 		},
 	}
 	f := cmd.Flags()
@@ -92,13 +98,60 @@ process's heap holds only the engine side.
 	f.DurationVar(&every, "every", 100*time.Millisecond, "pause between one call's commands (rtt)")
 	f.BoolVar(&goFlows, "go-flows", false, "run the same flows written in Go instead of Lua (isolates the esl part from the Lua VM)")
 	f.StringVar(&simAddr, "sim-addr", "", "internal: run only the FreeSWITCH simulator against this address")
+	f.StringVar(&prof.cpu, "cpuprofile", "", "write a CPU profile of the engine side to this file (the simulator's to <file>.sim)")
+	f.StringVar(&prof.mem, "memprofile", "", "write an allocation profile of the engine side to this file (the simulator's to <file>.sim)")
 	return cmd
+}
+
+// profiles are the optional CPU and allocation profiles of one process of the benchmark.
+type profiles struct{ cpu, mem string }
+
+func (p profiles) sim() profiles {
+	q := profiles{}
+	if p.cpu != "" {
+		q.cpu = p.cpu + ".sim"
+	}
+	if p.mem != "" {
+		q.mem = p.mem + ".sim"
+	}
+	return q
+}
+
+// start begins the CPU profile; the returned stop ends it and writes the allocation profile.
+func (p profiles) start() (stop func(), err error) {
+	var cpu *os.File
+	if p.cpu != "" {
+		if cpu, err = os.Create(p.cpu); err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(cpu); err != nil {
+			cpu.Close()
+			return nil, err
+		}
+	}
+	return func() {
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			cpu.Close()
+		}
+		if p.mem != "" {
+			if f, err := os.Create(p.mem); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}
+	}, nil
 }
 
 type simReport struct {
 	Calls, Failed int64
 	Rate          float64
 	Sample        string
+	ReplyP50      time.Duration // the simulator's own time per command (read to reply written)
+	ReplyP99      time.Duration
+	NumGC         uint32  // the simulator's GCs during the run
+	Alloc         uint64  // bytes it allocated
+	Seconds       float64 // how long it ran
 }
 
 // runESLSim is the child: it plays FreeSWITCH.
@@ -126,11 +179,19 @@ func runESLSim(ctx context.Context, out io.Writer, addr, mode string, calls, con
 	default:
 		return fmt.Errorf("esl: --mode %q: expected parked, flow or rtt", mode)
 	}
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	start := time.Now()
+	var replies esltest.Latency
+	l.Call.ReplyTime = &replies
 	r := esltest.RunLoad(ctx, l)
-	return json.NewEncoder(out).Encode(simReport{Calls: r.Calls, Failed: r.Failed, Rate: r.Rate, Sample: r.Sample})
+	runtime.ReadMemStats(&m1)
+	return json.NewEncoder(out).Encode(simReport{Calls: r.Calls, Failed: r.Failed, Rate: r.Rate, Sample: r.Sample,
+		ReplyP50: replies.Quantile(0.5), ReplyP99: replies.Quantile(0.99),
+		NumGC: m1.NumGC - m0.NumGC, Alloc: m1.TotalAlloc - m0.TotalAlloc, Seconds: time.Since(start).Seconds()})
 }
 
-func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurrency int, dur, every time.Duration, goFlows bool) error {
+func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurrency int, dur, every time.Duration, goFlows bool, prof profiles) error {
 	if err := raiseFileLimit(calls + concurrency + 64); err != nil {
 		return err
 	}
@@ -176,6 +237,9 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 
 	child := exec.CommandContext(ctx, os.Args[0], "esl", "--sim-addr", addr, "--mode", mode, "--calls", strconv.Itoa(calls),
 		"--concurrency", strconv.Itoa(concurrency), "--duration", dur.String(), "--every", every.String())
+	if sp := prof.sim(); sp.cpu != "" || sp.mem != "" {
+		child.Args = append(child.Args, "--cpuprofile", sp.cpu, "--memprofile", sp.mem)
+	}
 	child.Stderr = os.Stderr
 	stdout, err := child.StdoutPipe()
 	if err != nil {
@@ -186,7 +250,7 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 		return err
 	}
 	var heapPerCall float64
-	var base []bucketCount
+	var base, engineBase []bucketCount
 	if mode == "rtt" {
 		// Leave out the connect burst: measure from one second after every call is up.
 		deadline := time.Now().Add(2 * time.Minute)
@@ -195,7 +259,16 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 		}
 		time.Sleep(time.Second)
 		base = promBuckets(reg, "switchboard_esl_command_seconds")
+		engineBase = promBuckets(reg, "switchboard_esl_command_engine_seconds")
 	}
+	// Profiles and GC counts cover the measured part: after the connect burst in rtt mode.
+	stopProf, err := prof.start()
+	if err != nil {
+		return err
+	}
+	var gc0 runtime.MemStats
+	runtime.ReadMemStats(&gc0)
+	measured := time.Now()
 	if mode == "parked" {
 		deadline := time.Now().Add(5 * time.Minute)
 		for srv.Active() < calls && time.Now().Before(deadline) {
@@ -237,6 +310,15 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 	if err := child.Wait(); err != nil && mode != "parked" {
 		return fmt.Errorf("esl: simulator: %w", err)
 	}
+	var gc1 runtime.MemStats
+	runtime.ReadMemStats(&gc1)
+	stopProf()
+	if mode != "parked" {
+		secs := time.Since(measured).Seconds()
+		fmt.Fprintf(out, "engine: %d GCs in %.1fs (%.1f MB/s allocated, %.0f allocs/s); simulator: %d GCs (%.1f MB/s allocated)\n",
+			gc1.NumGC-gc0.NumGC, secs, float64(gc1.TotalAlloc-gc0.TotalAlloc)/1e6/secs, float64(gc1.Mallocs-gc0.Mallocs)/secs,
+			rep.NumGC, float64(rep.Alloc)/1e6/rep.Seconds)
+	}
 	switch mode {
 	case "flow":
 		fmt.Fprintf(out, "4-step flow: %.0f calls/s (%d calls, %d failed, %d concurrent callers, %s)\n", rep.Rate, rep.Calls, rep.Failed, concurrency, dur)
@@ -254,6 +336,9 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 		what = "steady state, connect burst left out"
 	}
 	fmt.Fprintf(out, "command round trip (sendmsg/api -> reply), %s, %d commands: p50 %s p99 %s\n", what, n, fmtDur(p50), fmtDur(p99))
+	e50, e99, _ := histQuantiles(promBuckets(reg, "switchboard_esl_command_engine_seconds"), engineBase)
+	fmt.Fprintf(out, "  engine's share (write the command; reply read -> flow has it): p50 %s p99 %s\n", fmtDur(e50), fmtDur(e99))
+	fmt.Fprintf(out, "  simulator's share (command read -> reply written, every command of the run): p50 %s p99 %s\n", fmtDur(rep.ReplyP50), fmtDur(rep.ReplyP99))
 	return nil
 }
 

@@ -101,6 +101,11 @@ type Reader struct {
 	lim Limits
 	// Skipped counts header lines without a colon, which are ignored as FreeSWITCH ignores them.
 	Skipped int
+	// ReuseBody makes ReadFrame read bodies into one buffer the Reader keeps: a frame's Body is then valid
+	// only until the next ReadFrame, and a caller that keeps it must copy it. For a reader that parses
+	// events at once, it saves one allocation the size of each event.
+	ReuseBody bool
+	body      []byte
 }
 
 // NewReader reads from r with limits lim (zero fields take defaults).
@@ -115,7 +120,7 @@ func (r *Reader) ReadFrame() (*Frame, error) {
 	if _, err := r.readBlock(false, &f.Headers); err != nil {
 		return nil, err
 	}
-	body, err := r.readBody(f.Headers)
+	body, err := r.readBody(f.Headers, r.ReuseBody)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +137,7 @@ func (r *Reader) ReadCommand() (*Command, error) {
 		return nil, err
 	}
 	c.Line = line
-	if c.Body, err = r.readBody(c.Headers); err != nil {
+	if c.Body, err = r.readBody(c.Headers, false); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -193,8 +198,8 @@ func (r *Reader) readBlock(command bool, out *Headers) (string, error) {
 		if len(*out) >= r.lim.MaxHeaders {
 			return "", fmt.Errorf("%w: more than %d headers", ErrFrame, r.lim.MaxHeaders)
 		}
-		name := string(bytes.TrimSpace(line[:i]))
-		val := string(bytes.TrimLeft(line[i+1:], " \t"))
+		name := intern(bytes.TrimSpace(line[:i]))
+		val := intern(bytes.TrimLeft(line[i+1:], " \t"))
 		if !command {
 			val = URLDecode(val)
 		}
@@ -202,7 +207,33 @@ func (r *Reader) readBlock(command bool, out *Headers) (string, error) {
 	}
 }
 
-func (r *Reader) readBody(h Headers) ([]byte, error) {
+// maxReusedBody bounds the buffer a ReuseBody reader keeps; larger bodies get their own.
+const maxReusedBody = 64 << 10
+
+// intern returns the names and values every frame carries without allocating; others are copied.
+func intern(b []byte) string {
+	switch string(b) {
+	case "Content-Type":
+		return "Content-Type"
+	case "Content-Length":
+		return "Content-Length"
+	case "Reply-Text":
+		return "Reply-Text"
+	case TypeEventPlain:
+		return TypeEventPlain
+	case TypeEventJSON:
+		return TypeEventJSON
+	case TypeCommandReply:
+		return TypeCommandReply
+	case TypeAPIResponse:
+		return TypeAPIResponse
+	case "+OK":
+		return "+OK"
+	}
+	return string(b)
+}
+
+func (r *Reader) readBody(h Headers, reuse bool) ([]byte, error) {
 	cl, ok := h.Lookup("Content-Length")
 	if !ok {
 		return nil, nil
@@ -214,7 +245,15 @@ func (r *Reader) readBody(h Headers) ([]byte, error) {
 	if n == 0 {
 		return nil, nil
 	}
-	body := make([]byte, n)
+	var body []byte
+	if reuse && n <= maxReusedBody {
+		if cap(r.body) < n {
+			r.body = make([]byte, n)
+		}
+		body = r.body[:n]
+	} else {
+		body = make([]byte, n)
+	}
 	if _, err := io.ReadFull(r.br, body); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF

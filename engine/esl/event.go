@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 )
 
 // Event is one FreeSWITCH event: its headers (url-decoded) and an optional body (BACKGROUND_JOB result).
@@ -40,47 +39,66 @@ func ParseEvent(f *Frame) (*Event, error) {
 // ParsePlainEvent decodes a plain event body: url-encoded "Name: value" lines, then either the end or a
 // Content-Length line, a blank line and that many bytes of body.
 func ParsePlainEvent(b []byte) (*Event, error) {
-	// One copy of the body; names and undecoded values are substrings of it.
-	s := string(b)
-	e := &Event{Headers: make(Headers, 0, strings.Count(s, "\n"))}
-	for len(s) > 0 {
-		var line string
-		if i := strings.IndexByte(s, '\n'); i < 0 {
-			line, s = s, ""
+	// Names and decoded values go into one buffer that becomes one string; the headers are substrings of
+	// it. An event is then three allocations (buffer, header list, event) whatever its size.
+	buf := make([]byte, 0, len(b))
+	var small [3 * 64]int
+	offs := small[:0] // name start, value start, value end in buf, per header
+	var body []byte
+	rest := b
+	for len(rest) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(rest, '\n'); i < 0 {
+			line, rest = rest, nil
 		} else {
-			line, s = s[:i], s[i+1:]
+			line, rest = rest[:i], rest[i+1:]
 		}
-		line = strings.TrimRight(line, "\r")
-		if line == "" {
+		line = bytes.TrimRight(line, "\r")
+		if len(line) == 0 {
 			break
 		}
-		c := strings.IndexByte(line, ':')
+		c := bytes.IndexByte(line, ':')
 		if c <= 0 {
 			continue
 		}
-		name := strings.TrimSpace(line[:c])
-		val := URLDecode(strings.TrimLeft(line[c+1:], " "))
-		if strings.EqualFold(name, "Content-Length") {
+		name := bytes.TrimSpace(line[:c])
+		raw := bytes.TrimLeft(line[c+1:], " ")
+		if bytes.EqualFold(name, []byte("Content-Length")) {
+			val := string(appendURLDecode(nil, raw))
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 0 {
 				return nil, fmt.Errorf("%w: event body Content-Length %q", ErrFrame, val)
 			}
 			// The body follows the blank line ending the header block.
-			if strings.HasPrefix(s, "\n") {
-				s = s[1:]
-			} else if strings.HasPrefix(s, "\r\n") {
-				s = s[2:]
+			if bytes.HasPrefix(rest, []byte("\n")) {
+				rest = rest[1:]
+			} else if bytes.HasPrefix(rest, []byte("\r\n")) {
+				rest = rest[2:]
 			}
-			if n > len(s) {
-				return nil, fmt.Errorf("%w: event body of %d bytes, %d present", ErrFrame, n, len(s))
+			if n > len(rest) {
+				return nil, fmt.Errorf("%w: event body of %d bytes, %d present", ErrFrame, n, len(rest))
 			}
-			e.Body = s[:n]
+			body = rest[:n]
 			break
 		}
-		e.Headers = append(e.Headers, Header{Name: name, Value: val})
+		ns := len(buf)
+		buf = append(buf, name...)
+		vs := len(buf)
+		buf = appendURLDecode(buf, raw)
+		offs = append(offs, ns, vs, len(buf))
 	}
-	if len(e.Headers) == 0 {
+	if len(offs) == 0 {
 		return nil, fmt.Errorf("%w: event without headers", ErrFrame)
+	}
+	buf = append(buf, body...)
+	all := string(buf)
+	e := &Event{Headers: make(Headers, len(offs)/3)}
+	for i := range e.Headers {
+		ns, vs, ve := offs[3*i], offs[3*i+1], offs[3*i+2]
+		e.Headers[i] = Header{Name: all[ns:vs], Value: all[vs:ve]}
+	}
+	if body != nil {
+		e.Body = all[len(all)-len(body):]
 	}
 	return e, nil
 }
@@ -132,7 +150,7 @@ func AppendPlainEvent(dst []byte, e *Event) []byte {
 	for _, h := range e.Headers {
 		dst = append(dst, h.Name...)
 		dst = append(dst, ": "...)
-		dst = append(dst, URLEncode(h.Value)...)
+		dst = AppendURLEncode(dst, h.Value)
 		dst = append(dst, '\n')
 	}
 	if e.Body != "" {

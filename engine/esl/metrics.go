@@ -6,6 +6,7 @@ type metrics struct {
 	active  prometheus.Gauge
 	calls   *prometheus.CounterVec // flow, outcome
 	rtt     prometheus.Histogram
+	engine  prometheus.Histogram
 	causes  *prometheus.CounterVec
 	ignored *prometheus.CounterVec
 }
@@ -18,13 +19,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_esl_command_seconds",
 			Help:    "Round trip of one command to FreeSWITCH and its reply.",
 			Buckets: []float64{.00005, .0001, .0002, .0003, .0004, .0005, .00075, .001, .0015, .002, .005, .01, .025, .1, 1}}),
+		engine: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_esl_command_engine_seconds",
+			Help: "The engine's own share of a command round trip: encoding and writing the command, then from the read that " +
+				"brought the reply to the waiting flow having it (the rest is FreeSWITCH, the network and the reader's wake-up).",
+			Buckets: []float64{.000005, .00001, .00002, .00005, .0001, .0002, .0003, .0005, .00075, .001, .0015, .002, .005, .01, .1}}),
 		causes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_esl_hangup_causes_total",
 			Help: "Hangup causes reported by FreeSWITCH."}, []string{"cause"}),
 		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_esl_frames_ignored_total",
 			Help: "Frames of unknown or unreadable types that were ignored."}, []string{"type"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.active, m.calls, m.rtt, m.causes, m.ignored} {
+		for _, c := range []prometheus.Collector{m.active, m.calls, m.rtt, m.engine, m.causes, m.ignored} {
 			_ = reg.Register(c)
 		}
 	}

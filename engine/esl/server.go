@@ -129,7 +129,9 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 // serveCall is one call from connect to close.
 func (srv *Server) serveCall(c net.Conn) {
 	s := newSession(srv, c)
-	r := NewReader(c, Limits{MaxHeaderBytes: srv.cfg.MaxFrameBytes})
+	s.rconn = &stampedConn{Conn: c}
+	r := NewReader(s.rconn, Limits{MaxHeaderBytes: srv.cfg.MaxFrameBytes})
+	r.ReuseBody = true // events are parsed (copied) at once; read copies reply bodies
 	// The reader goroutine is owned by this call: it ends when the socket closes, and serveCall closes the
 	// socket and waits for it before returning.
 	go s.read(r)

@@ -68,9 +68,11 @@ type Session struct {
 	srv    *Server
 	remote string
 
-	cmdMu   sync.Mutex // one command in flight
-	replies chan *Frame
-	wbuf    []byte
+	cmdMu    sync.Mutex // one command in flight
+	replies  chan reply
+	wbuf     []byte
+	cmdTimer *time.Timer // Command's reply timeout, created at first use
+	rconn    *stampedConn
 
 	mu       sync.Mutex
 	vars     map[string]string
@@ -109,7 +111,7 @@ func (s *Session) SetAutoHangup(on bool) {
 }
 
 func newSession(srv *Server, conn net.Conn) *Session {
-	return &Session{srv: srv, conn: conn, remote: conn.RemoteAddr().String(), replies: make(chan *Frame, 1), vars: map[string]string{},
+	return &Session{srv: srv, conn: conn, remote: conn.RemoteAddr().String(), replies: make(chan reply, 1), vars: map[string]string{},
 		hangupCh: make(chan struct{}), dtmfCh: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
@@ -202,6 +204,25 @@ func (s *Session) markHungUp(cause string) {
 
 var executeStart = []byte("Event-Name: CHANNEL_EXECUTE\n")
 
+// reply is a command's reply as the reader hands it over, with when its last bytes were read.
+type reply struct {
+	f       *Frame
+	arrived time.Time
+}
+
+// stampedConn notes when each Read returned, so a command can tell the engine's share of its round trip.
+// Only the session's reader goroutine reads it (at is read by the command waiter after a channel receive).
+type stampedConn struct {
+	net.Conn
+	at time.Time
+}
+
+func (c *stampedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.at = time.Now()
+	return n, err
+}
+
 // read is the session's reader goroutine: replies to the waiting command, events to their waiters.
 func (s *Session) read(r *Reader) {
 	defer close(s.done)
@@ -220,6 +241,8 @@ func (s *Session) read(r *Reader) {
 		}
 		switch ct := f.ContentType(); ct {
 		case TypeCommandReply, TypeAPIResponse:
+			// The reader reuses its body buffer; the waiting command keeps this one.
+			f.Body = bytes.Clone(f.Body)
 			// Under mu, so abandon sees either the reply queued or the stale count, never neither.
 			s.mu.Lock()
 			if s.stale > 0 {
@@ -228,7 +251,7 @@ func (s *Session) read(r *Reader) {
 				continue
 			}
 			select {
-			case s.replies <- f:
+			case s.replies <- reply{f: f, arrived: s.rconn.at}:
 				s.mu.Unlock()
 			default:
 				s.mu.Unlock()
@@ -317,12 +340,24 @@ func (s *Session) onEvent(e *Event) {
 	}
 }
 
+// newID is a random (version 4) UUID, built without fmt: one allocation.
 func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	const hex = "0123456789abcdef"
+	var out [36]byte
+	j := 0
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out[j] = '-'
+			j++
+		}
+		out[j], out[j+1] = hex[c>>4], hex[c&15]
+		j += 2
+	}
+	return string(out[:])
 }
 
 // Command sends one command and returns its reply frame (command/reply or api/response). timeout 0 waits
@@ -342,16 +377,28 @@ func (s *Session) Command(ctx context.Context, c *Command, timeout time.Duration
 		s.conn.Close()
 		return nil, fmt.Errorf("%w: write: %v", ErrHungUp, err)
 	}
+	sent := time.Now()
 	var tc <-chan time.Time
 	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		tc = t.C
+		// One timer per call, reused under cmdMu (Reset drops a stale expiry since Go 1.23).
+		if s.cmdTimer == nil {
+			s.cmdTimer = time.NewTimer(timeout)
+		} else {
+			s.cmdTimer.Reset(timeout)
+		}
+		defer s.cmdTimer.Stop()
+		tc = s.cmdTimer.C
 	}
 	select {
-	case f := <-s.replies:
-		s.srv.metrics.rtt.Observe(time.Since(start).Seconds())
-		return f, nil
+	case r := <-s.replies:
+		now := time.Now()
+		s.srv.metrics.rtt.Observe(now.Sub(start).Seconds())
+		// The engine's share: encoding and writing, then from the read that brought the reply's last
+		// bytes to this goroutine having it. The rest is the peer, the network and the reader's wake-up.
+		if !r.arrived.IsZero() && r.arrived.After(sent) {
+			s.srv.metrics.engine.Observe((sent.Sub(start) + now.Sub(r.arrived)).Seconds())
+		}
+		return r.f, nil
 	case <-s.done:
 		return nil, ErrHungUp
 	case <-ctx.Done():

@@ -1,6 +1,9 @@
 package esl
 
-import "strings"
+import (
+	"bytes"
+	"strings"
+)
 
 // URLDecode undoes FreeSWITCH's url-encoding: %XX (either case) becomes the byte; anything else, including
 // '+' and a '%' not followed by two hex digits, stays as it is.
@@ -27,6 +30,29 @@ func URLDecode(s string) string {
 	return string(b)
 }
 
+// appendURLDecode appends URLDecode(b) to dst.
+func appendURLDecode(dst, b []byte) []byte {
+	i := bytes.IndexByte(b, '%')
+	if i < 0 {
+		return append(dst, b...)
+	}
+	dst = append(dst, b[:i]...)
+	for ; i < len(b); i++ {
+		c := b[i]
+		if c == '%' && i+2 < len(b) {
+			hi, ok1 := unhex(b[i+1])
+			lo, ok2 := unhex(b[i+2])
+			if ok1 && ok2 {
+				dst = append(dst, hi<<4|lo)
+				i += 2
+				continue
+			}
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
 func unhex(c byte) (byte, bool) {
 	switch {
 	case '0' <= c && c <= '9':
@@ -45,31 +71,50 @@ const unsafeBytes = "\r\n #%&+:;<=>?@[\\]^`{|}\""
 // `\r\n #%&+:;<=>?@[\]^`{|}"` become %XX in upper-case hex, except a '%' already followed by two upper-case
 // hex digits, which is kept.
 func URLEncode(s string) string {
-	need := false
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || strings.IndexByte(unsafeBytes, c) >= 0 {
-			need = true
-			break
-		}
-	}
-	if !need {
+	if !needsEncoding(s) {
 		return s
 	}
+	return string(AppendURLEncode(make([]byte, 0, len(s)+16), s))
+}
+
+// AppendURLEncode appends URLEncode(s) to dst without building an intermediate string.
+func AppendURLEncode(dst []byte, s string) []byte {
+	if !needsEncoding(s) {
+		return append(dst, s...)
+	}
 	const hex = "0123456789ABCDEF"
-	b := make([]byte, 0, len(s)+16)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c == '%' && i+2 < len(s) && isUpperHex(s[i+1]) && isUpperHex(s[i+2]) {
-			b = append(b, c)
+			dst = append(dst, c)
 			continue
 		}
-		if c < 0x20 || c > 0x7e || strings.IndexByte(unsafeBytes, c) >= 0 {
-			b = append(b, '%', hex[c>>4], hex[c&15])
+		if unsafeByte(c) {
+			dst = append(dst, '%', hex[c>>4], hex[c&15])
 			continue
 		}
-		b = append(b, c)
+		dst = append(dst, c)
 	}
-	return string(b)
+	return dst
 }
+
+func needsEncoding(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if unsafeByte(s[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// unsafeTable marks the bytes URLEncode escapes.
+var unsafeTable = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c < 0x20 || c > 0x7e || strings.IndexByte(unsafeBytes, byte(c)) >= 0
+	}
+	return t
+}()
+
+func unsafeByte(c byte) bool { return unsafeTable[c] }
 
 func isUpperHex(c byte) bool { return ('0' <= c && c <= '9') || ('A' <= c && c <= 'F') }

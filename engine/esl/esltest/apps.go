@@ -71,17 +71,19 @@ func (s *sim) execLocked(c *esl.Command) {
 		appUUID = newUUID()
 	}
 	lock := strings.EqualFold(c.Headers.Get("event-lock"), "true")
-	text := "execute " + name
-	if arg != "" {
-		text += " " + arg
+	if !s.tr.quiet {
+		text := "execute " + name
+		if arg != "" {
+			text += " " + arg
+		}
+		if lock {
+			text += " [event-lock]"
+		}
+		if n := len(s.running); n > 0 {
+			text += " (nested in " + s.running[n-1] + ")"
+		}
+		s.tr.add("%s", text)
 	}
-	if lock {
-		text += " [event-lock]"
-	}
-	if n := len(s.running); n > 0 {
-		text += " (nested in " + s.running[n-1] + ")"
-	}
-	s.tr.add("%s", text)
 	s.brk = false // CF_BREAK is cleared when an application starts
 	s.running = append(s.running, name)
 	if lock {
@@ -107,10 +109,12 @@ func (s *sim) execLocked(c *esl.Command) {
 	if lock {
 		s.lockDepth--
 	}
-	if note != "" {
-		resp += " " + note
+	if !s.tr.quiet {
+		if note != "" {
+			resp += " " + note
+		}
+		s.tr.add("complete %s: %s", name, resp)
 	}
-	s.tr.add("complete %s: %s", name, resp)
 }
 
 // mediaLocked is a media loop: for d (forever when d < 0) it plays, running nested messages when no

@@ -71,6 +71,10 @@ type Call struct {
 	// Quiet keeps no transcript (load runs).
 	Quiet bool
 
+	// ReplyTime, when set, gets the simulator's time for each command after connect: from the command read
+	// off the socket to its reply written (load runs: the peer's share of a command round trip).
+	ReplyTime *Latency
+
 	started     func()        // load mode: called once connected
 	MaxDuration time.Duration // safety stop: hang up after this (default 2 minutes)
 }

@@ -69,6 +69,10 @@ type sim struct {
 	ctx         context.Context
 	parked      bool
 	out         []byte // events waiting for the listener to write
+	ebuf        []byte // one event's serialization, reused
+	hdrs        esl.Headers
+	varKeys     []string // sorted variable names (sortVarsLocked)
+	varNames    []string // "variable_" + varKeys[i]
 	seq         int
 	commands    int
 
@@ -208,11 +212,11 @@ func (s *sim) answerState() string {
 }
 
 // eventLocked builds an event with the prep headers, the channel data and, for most events, every variable.
+// The headers live in a buffer the simulator reuses: they are valid until the next event.
 func (s *sim) eventLocked(name string, extra esl.Headers) *esl.Event {
 	s.seq++
 	ts := time.Now()
-	h := make(esl.Headers, 0, 24+len(extra)+len(s.vars))
-	h = append(h,
+	h := append(s.hdrs[:0],
 		esl.Header{Name: "Event-Name", Value: name},
 		esl.Header{Name: "Core-UUID", Value: "c0de0000-0000-4000-8000-000000000001"},
 		esl.Header{Name: "FreeSWITCH-Hostname", Value: "esltest"},
@@ -248,16 +252,34 @@ func (s *sim) eventLocked(name string, extra esl.Headers) *esl.Event {
 	}
 	h = append(h, extra...)
 	if !noVars[name] {
-		keys := make([]string, 0, len(s.vars))
-		for k := range s.vars {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			h = append(h, esl.Header{Name: "variable_" + k, Value: s.vars[k]})
+		s.sortVarsLocked()
+		for i, k := range s.varKeys {
+			h = append(h, esl.Header{Name: s.varNames[i], Value: s.vars[k]})
 		}
 	}
+	s.hdrs = h
 	return &esl.Event{Headers: h}
+}
+
+// sortVarsLocked keeps varKeys (the variable names in order) and varNames ("variable_<name>") in step with
+// vars, sorting again only when the set of names changed.
+func (s *sim) sortVarsLocked() {
+	same := len(s.varKeys) == len(s.vars)
+	for i := 0; same && i < len(s.varKeys); i++ {
+		_, same = s.vars[s.varKeys[i]]
+	}
+	if same {
+		return
+	}
+	s.varKeys = s.varKeys[:0]
+	for k := range s.vars {
+		s.varKeys = append(s.varKeys, k)
+	}
+	sort.Strings(s.varKeys)
+	s.varNames = s.varNames[:0]
+	for _, k := range s.varKeys {
+		s.varNames = append(s.varNames, "variable_"+k)
+	}
 }
 
 // fireLocked queues event name for the engine when its subscriptions let it through.
@@ -271,27 +293,30 @@ func (s *sim) fireEventLocked(name string, extra esl.Headers, body string) {
 	}
 	e := s.eventLocked(name, extra)
 	e.Body = body
-	var b []byte
 	ct := esl.TypeEventPlain
 	if s.format == "json" {
 		ct = esl.TypeEventJSON
-		b = esl.AppendJSONEvent(nil, e)
+		s.ebuf = esl.AppendJSONEvent(s.ebuf[:0], e)
 	} else {
-		b = esl.AppendPlainEvent(nil, e)
+		s.ebuf = esl.AppendPlainEvent(s.ebuf[:0], e)
 	}
 	s.out = append(s.out, "Content-Length: "...)
-	s.out = strconv.AppendInt(s.out, int64(len(b)), 10)
+	s.out = strconv.AppendInt(s.out, int64(len(s.ebuf)), 10)
 	s.out = append(s.out, "\nContent-Type: "...)
 	s.out = append(s.out, ct...)
 	s.out = append(s.out, "\n\n"...)
-	s.out = append(s.out, b...)
+	s.out = append(s.out, s.ebuf...)
 	signal(s.lwake)
 }
 
 // listen is mod_event_socket's listener: read a command, answer it, flush events, check hangup and linger.
 func (s *sim) listen(ctx context.Context, wg *sync.WaitGroup) error {
 	defer close(s.done)
-	cmds := make(chan *esl.Command)
+	type command struct {
+		c  *esl.Command
+		at time.Time // when it was read
+	}
+	cmds := make(chan command)
 	readErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
@@ -304,7 +329,7 @@ func (s *sim) listen(ctx context.Context, wg *sync.WaitGroup) error {
 				return
 			}
 			select {
-			case cmds <- c:
+			case cmds <- command{c, time.Now()}:
 			case <-s.done:
 				return
 			}
@@ -312,7 +337,8 @@ func (s *sim) listen(ctx context.Context, wg *sync.WaitGroup) error {
 	}()
 	first := time.NewTimer(s.call.ConnectWait)
 	select {
-	case c := <-cmds:
+	case cmd := <-cmds:
+		c := cmd.c
 		first.Stop()
 		s.commands++
 		if strings.EqualFold(strings.TrimSpace(c.Line), "connect") {
@@ -335,10 +361,11 @@ func (s *sim) listen(ctx context.Context, wg *sync.WaitGroup) error {
 	}
 	var lingerT <-chan time.Time
 	downHandled := false
+	var free []byte // the buffer written last round, reused for the next events
 	for {
 		s.mu.Lock()
 		out := s.out
-		s.out = nil
+		s.out = free[:0]
 		up, linger, secs, xfer := s.up, s.linger, s.lingerSecs, s.transferred
 		chanName := s.vars["channel_name"]
 		s.mu.Unlock()
@@ -348,6 +375,7 @@ func (s *sim) listen(ctx context.Context, wg *sync.WaitGroup) error {
 				return nil
 			}
 		}
+		free = out
 		if xfer && up {
 			s.goodbye()
 			return nil
@@ -375,9 +403,13 @@ func (s *sim) listen(ctx context.Context, wg *sync.WaitGroup) error {
 			continue
 		}
 		select {
-		case c := <-cmds:
+		case cmd := <-cmds:
 			s.commands++
-			if s.handle(ctx, wg, c) {
+			end := s.handle(ctx, wg, cmd.c)
+			if s.call.ReplyTime != nil {
+				s.call.ReplyTime.Add(time.Since(cmd.at))
+			}
+			if end {
 				return nil
 			}
 		case err := <-readErr:
