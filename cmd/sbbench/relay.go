@@ -238,46 +238,29 @@ func printFsync(w io.Writer, reg *prometheus.Registry, records int64) {
 }
 
 // runForwarderBaseline is the bare Go line forwarder, in the relay's
-// topology: per client a bufio reader; each line is written to both sinks
-// and acked with a status line; the sinks ack every line back, and the
-// forwarder reads and drops those acks. No parsing, routing or journal.
+// topology and with the same ack work: per client a bufio reader; each line
+// is written to the same centers the relay's example routes pick (found by a
+// byte search for the symbol: no parsing) and acked with a status line; the
+// centers are the same test centers the relay bench uses (they ack every
+// line back with its sequence number), and the forwarder reads and drops
+// those acks. No parsing, routing table, index or journal.
 func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Duration) (LoadResult, error) {
 	var sinks [2]net.Conn
-	var sinkCount atomic.Int64
 	var wg sync.WaitGroup
 	for i := range sinks {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		center, err := relaytest.NewCenter("127.0.0.1:0")
 		if err != nil {
 			return LoadResult{}, err
 		}
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			return LoadResult{}, err
-		}
-		s, err := ln.Accept()
-		ln.Close()
+		center.Store = false
+		defer center.Close()
+		c, err := net.Dial("tcp", center.Addr())
 		if err != nil {
 			return LoadResult{}, err
 		}
 		sinks[i] = c
-		wg.Add(2)
-		go func() { // the sink acks every line, as a center does
-			defer wg.Done()
-			defer s.Close()
-			br := bufio.NewReaderSize(s, 64<<10)
-			bw := bufio.NewWriterSize(s, 64<<10)
-			for {
-				if _, err := br.ReadSlice('\n'); err != nil {
-					return
-				}
-				sinkCount.Add(1)
-				bw.WriteString("M@1700000000000|Q=1|S=0|M=\"OK\"\n")
-				if br.Buffered() == 0 && bw.Flush() != nil {
-					return
-				}
-			}
-		}()
-		go func() { // the forwarder reads and drops the sink's acks
+		wg.Add(1)
+		go func() { // the forwarder reads and drops the center's acks
 			defer wg.Done()
 			br := bufio.NewReaderSize(c, 64<<10)
 			for {
@@ -287,6 +270,7 @@ func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Dur
 			}
 		}()
 	}
+	symC0, symC1 := []byte(`Symbol="AAPL"`), []byte(`Symbol="IBM"`)
 	var sinkMu [2]sync.Mutex
 	sinkW := [2]*bufio.Writer{bufio.NewWriterSize(sinks[0], 64<<10), bufio.NewWriterSize(sinks[1], 64<<10)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -312,10 +296,22 @@ func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Dur
 					if err != nil {
 						return
 					}
+					to := 3 // both centers, like ZVZZT
+					if bytes.Contains(line, symC0) {
+						to = 1
+					} else if bytes.Contains(line, symC1) {
+						to = 2
+					}
+					end := br.Buffered() == 0 // end of the read burst: flush
 					for i := range sinkW {
+						if to&(1<<i) == 0 && !end {
+							continue
+						}
 						sinkMu[i].Lock()
-						sinkW[i].Write(line)
-						if br.Buffered() == 0 {
+						if to&(1<<i) != 0 {
+							sinkW[i].Write(line)
+						}
+						if end && sinkW[i].Buffered() > 0 {
 							sinkW[i].Flush()
 						}
 						sinkMu[i].Unlock()
