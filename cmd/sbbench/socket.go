@@ -98,29 +98,33 @@ over-counts slightly), plus goroutine stack memory.`,
 			for round := 1; round <= rounds; round++ {
 				var base LoadResult
 				var baseCPU time.Duration
+				var baseUser time.Duration
 				if echo {
-					c0 := cpuTime()
+					u0, s0 := cpuTimes()
 					var err error
 					if base, err = runEchoBaseline(ctx, conns, dur, 64); err != nil {
 						return err
 					}
-					baseCPU = perOp(cpuTime()-c0, base.Ops)
+					u1, s1 := cpuTimes()
+					baseCPU, baseUser = perOp(u1-u0+s1-s0, base.Ops), perOp(u1-u0, base.Ops)
 					printResult(out, "echo", base)
 				}
-				c0 := cpuTime()
+				u0, s0 := cpuTimes()
 				h0 := srv.counter("switchboard_socket_inline_handoffs_total")
 				r, err := runSocket(ctx, target, conns, dur, request)
 				if err != nil {
 					return err
 				}
-				sockCPU := perOp(cpuTime()-c0, r.Ops)
+				u1, s1 := cpuTimes()
+				sockCPU, sockUser := perOp(u1-u0+s1-s0, r.Ops), perOp(u1-u0, r.Ops)
 				printResult(out, "socket", r)
 				if srv != nil {
 					fmt.Fprintf(out, "%-12s inline actions handed over (stalled): %.0f\n", "socket", srv.counter("switchboard_socket_inline_handoffs_total")-h0)
 				}
 				if echo {
 					printRatio(out, "socket", r, base)
-					fmt.Fprintf(out, "%-12s cpu/op %s vs echo %s: %.2fx of echo at equal CPU\n", "socket", fmtDur(sockCPU), fmtDur(baseCPU), float64(baseCPU)/float64(sockCPU))
+					fmt.Fprintf(out, "%-12s cpu/op %s (user %s) vs echo %s (user %s): %.2fx of echo at equal CPU\n", "socket",
+						fmtDur(sockCPU), fmtDur(sockUser), fmtDur(baseCPU), fmtDur(baseUser), float64(baseCPU)/float64(sockCPU))
 					ratios = append(ratios, r.Rate/base.Rate)
 					cpuRatios = append(cpuRatios, float64(baseCPU)/float64(sockCPU))
 				}
@@ -322,11 +326,17 @@ func holdIdle(addr string, n int) error {
 
 // cpuTime is the user+system CPU this process has used.
 func cpuTime() time.Duration {
+	u, s := cpuTimes()
+	return u + s
+}
+
+// cpuTimes is the user and system CPU time this process has used.
+func cpuTimes() (user, sys time.Duration) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
 }
 
 func perOp(d time.Duration, ops int64) time.Duration {

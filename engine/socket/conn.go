@@ -54,6 +54,7 @@ type Conn struct {
 	// none, handedOff once the stall watch gave the reading role to a new goroutine.
 	inlineSince atomic.Int64
 	lastInline  int64 // the reader's last inlineSince
+	inlineIdx   int   // position in stallWatch.inline (guarded by its mutex)
 
 	wmu    sync.Mutex    // orders direct writes with queued ones
 	direct *directWriter // nil: every write is queued (TLS, non-unix)
@@ -510,14 +511,15 @@ func (c *Conn) startAction(p Params, id msgID, count int64, last bool) error {
 		c.runOnWorker(a, nameStr, p, id, count)
 		return nil
 	}
-	since := s.inlineStart()
+	since := s.inlineStart(c)
 	if since <= c.lastInline { // unique per connection, so a stale hand-over cannot match a later action
 		since = c.lastInline + 1
 	}
 	c.lastInline = since
 	c.inlineSince.Store(since)
 	c.runAction(a, nameStr, p, id, count)
-	s.inlineEnd()
+	s.inlineEnd(c) // before the action stops counting as pending: only then may the reader start another
+	c.actionDone()
 	if !c.inlineSince.CompareAndSwap(since, 0) {
 		return errHandedOff
 	}
@@ -527,19 +529,24 @@ func (c *Conn) startAction(p Params, id msgID, count int64, last bool) error {
 // runOnWorker runs the action on an action worker (a function of its own, so the inline path does not
 // pay for the closure's captures).
 func (c *Conn) runOnWorker(a Action, name string, p Params, id msgID, count int64) {
-	c.srv.workers.run(func() { c.runAction(a, name, p, id, count) })
+	c.srv.workers.run(func() {
+		defer c.actionDone()
+		c.runAction(a, name, p, id, count)
+	})
+}
+
+// actionDone ends an action's count as pending.
+func (c *Conn) actionDone() {
+	c.mu.Lock()
+	c.pending--
+	c.mu.Unlock()
+	c.srv.metrics.pending.Dec()
+	c.actions.Done()
 }
 
 func (c *Conn) runAction(a Action, name string, p Params, id msgID, count int64) {
 	s := c.srv
 	start := time.Now()
-	defer func() {
-		c.mu.Lock()
-		c.pending--
-		c.mu.Unlock()
-		s.metrics.pending.Dec()
-		c.actions.Done()
-	}()
 	info := a.Info()
 	am := s.metrics.action(name)
 	am.requests.Inc()

@@ -21,13 +21,32 @@
 //	chat         {"message":..,"room":..,"from":<conn id>,"context":"user","sentAt":<ms>}
 //	goodbye      {"status":"Bye!","context":"api"} then close
 //
-// messageId is the sticky "messageId" param when set, else a fresh UUID, captured when the line is read,
-// so every reply (verbs included, unlike the reference) carries its own request's id even when lines are
-// pipelined. messageCount numbers the requests of the connection (the older protocol of the seed).
+// messageId is the sticky "messageId" param when set, else a UUID made up for the request, captured when
+// the line is read, so every reply (verbs included, unlike the reference) carries its own request's id
+// even when lines are pipelined. Made-up ids are the connection's random 128-bit base plus the request's
+// number, in UUID v4 form: unique on the connection and, being random per connection, across them;
+// clients only compare ids (socket.md §2.6). messageCount numbers the requests of the connection (the
+// older protocol of the seed).
 //
 // Actions run concurrently (at most socket.simultaneous_actions per connection; replies arrive in
 // completion order); verbs run in line order. Scripts plug in through the small interfaces Actions,
 // Verbs and Hooks, so Go code and tests drive the server without Lua.
+//
+// # Running actions
+//
+// When nothing else is pending on the connection and no further request is buffered, the connection's
+// reader runs the action itself, which spares a goroutine hand-off per request. If that action is still
+// running after 2 ms (it sleeps, waits, or spins), a stall watch gives the reading role to a new
+// goroutine (counted in switchboard_socket_inline_handoffs_total), so the requests that arrive
+// meanwhile start at most about 4 ms late, on action workers, and can overtake it. A Lua action that
+// never returns therefore holds up neither its own connection (beyond those milliseconds) nor others;
+// it is stopped at its time limit. (The reference runs on one event loop: its async actions never hold
+// the connection up, but a synchronous loop would stall the whole server.) Pipelined requests, and
+// requests that arrive while an action of the connection runs, go to action workers at once.
+//
+// Replies are written on the goroutine that produced them, with a non-blocking write, when nothing is
+// queued for the connection; otherwise, or for what the socket does not take at once, or over TLS, they
+// go through the connection's bounded outbox and its writer goroutine, in order.
 //
 // # Limits
 //

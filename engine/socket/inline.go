@@ -2,7 +2,6 @@ package socket
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -19,11 +18,15 @@ import (
 const stallAfter = 2 * time.Millisecond
 
 // stallWatch hands reading over from connections whose inline action stalls. It ticks only while
-// inline actions run (and for a short while after), then parks until the next one starts.
+// inline actions run (and for a short while after), then parks until the next one starts. It looks only
+// at the connections running an inline action now, so its cost does not grow with idle connections.
 type stallWatch struct {
-	epoch   time.Time
-	running atomic.Int64 // inline actions running now
-	parked  atomic.Bool
+	epoch time.Time
+
+	mu     sync.Mutex
+	inline []*Conn // connections whose reader runs an action now (Conn.inlineIdx is the position)
+	parked bool
+
 	wake    chan struct{} // capacity 1
 	quit    chan struct{}
 	done    chan struct{}
@@ -41,23 +44,41 @@ func (w *stallWatch) init() {
 // clock is the time since the server was built, in nanoseconds, > 0.
 func (w *stallWatch) clock() int64 { return int64(time.Since(w.epoch)) + 1 }
 
-// inlineStart counts an inline action and returns its start time (stallWatch.clock).
-func (s *Server) inlineStart() int64 {
+// inlineStart registers c's reader as running an action inline and returns its start time (clock).
+func (s *Server) inlineStart(c *Conn) int64 {
 	w := &s.stall
-	if w.running.Add(1) == 1 && w.parked.Load() && w.parked.CompareAndSwap(true, false) {
+	now := w.clock()
+	w.mu.Lock()
+	c.inlineIdx = len(w.inline)
+	w.inline = append(w.inline, c)
+	wake := w.parked
+	w.parked = false
+	w.mu.Unlock()
+	if wake {
 		select {
 		case w.wake <- struct{}{}:
 		default:
 		}
 	}
-	return w.clock()
+	return now
 }
 
-func (s *Server) inlineEnd() { s.stall.running.Add(-1) }
+// inlineEnd unregisters c (its inline action has returned).
+func (s *Server) inlineEnd(c *Conn) {
+	w := &s.stall
+	w.mu.Lock()
+	last := len(w.inline) - 1
+	moved := w.inline[last]
+	w.inline[c.inlineIdx] = moved
+	moved.inlineIdx = c.inlineIdx
+	w.inline[last] = nil
+	w.inline = w.inline[:last]
+	w.mu.Unlock()
+}
 
 // start runs the watch (once per server; Serve calls it).
-func (w *stallWatch) start(s *Server) {
-	w.once.Do(func() { go w.run(s) })
+func (w *stallWatch) start() {
+	w.once.Do(func() { go w.run() })
 }
 
 // stop ends the watch and waits for it (a watch never started is just marked done).
@@ -70,7 +91,7 @@ func (w *stallWatch) stop() {
 // idleTicks is how many ticks without inline actions the watch waits before parking.
 const idleTicks = 100
 
-func (w *stallWatch) run(s *Server) {
+func (w *stallWatch) run() {
 	defer close(w.done)
 	t := time.NewTicker(stallAfter)
 	defer t.Stop()
@@ -81,32 +102,31 @@ func (w *stallWatch) run(s *Server) {
 		case <-w.quit:
 			return
 		}
-		if w.running.Load() == 0 {
-			if idle++; idle < idleTicks {
-				continue
-			}
+		now := w.clock()
+		w.mu.Lock()
+		if len(w.inline) > 0 {
 			idle = 0
-			t.Stop()
-			w.parked.Store(true)
-			// An action may have started between the check and parked: do not sleep through it.
-			if w.running.Load() == 0 || !w.parked.CompareAndSwap(true, false) {
-				select {
-				case <-w.wake:
-				case <-w.quit:
-					return
+			for _, c := range w.inline {
+				if since := c.inlineSince.Load(); since > 0 && now-since >= int64(stallAfter) {
+					c.handOver(since)
 				}
 			}
-			t.Reset(stallAfter)
+			w.mu.Unlock()
+			continue
+		}
+		if idle++; idle < idleTicks {
+			w.mu.Unlock()
 			continue
 		}
 		idle = 0
-		now := w.clock()
-		s.mu.Lock()
-		for c := range s.conns {
-			if since := c.inlineSince.Load(); since > 0 && now-since >= int64(stallAfter) {
-				c.handOver(since)
-			}
+		w.parked = true
+		w.mu.Unlock()
+		t.Stop()
+		select {
+		case <-w.wake:
+		case <-w.quit:
+			return
 		}
-		s.mu.Unlock()
+		t.Reset(stallAfter)
 	}
 }

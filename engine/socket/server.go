@@ -148,7 +148,7 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.listeners[l] = struct{}{}
 	s.mu.Unlock()
-	s.stall.start(s)
+	s.stall.start()
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, l)
