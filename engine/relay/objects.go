@@ -28,11 +28,16 @@ type objShard struct {
 	max   int
 	n     int
 	mask  uint64
-	keys  []uint64 // 0 = empty
-	sets  []CenterSet
-	slots []int32  // ring slot of the entry
+	tab   []objEntry
 	ring  []uint64 // keys by insertion; 0 = slot freed by a delete
 	pos   int      // next ring slot to reuse once the ring is full
+}
+
+// objEntry is one table entry (one cache line holds a few, probes stay local).
+type objEntry struct {
+	key  uint64 // 0 = empty
+	set  CenterSet
+	slot int // ring slot of the entry
 }
 
 // NewObjectIndex returns an index of at most max objects; max <= 0 disables it.
@@ -51,8 +56,8 @@ func NewObjectIndex(max int) *ObjectIndex {
 		size <<= 1
 	}
 	for i := range x.shards {
-		x.shards[i] = objShard{max: per, mask: uint64(size - 1), keys: make([]uint64, size),
-			sets: make([]CenterSet, size), slots: make([]int32, size), ring: make([]uint64, 0, min(per, 4096))}
+		x.shards[i] = objShard{max: per, mask: uint64(size - 1), tab: make([]objEntry, size),
+			ring: make([]uint64, 0, min(per, 4096))}
 	}
 	return x
 }
@@ -123,7 +128,7 @@ func appendIDKey(b []byte, v *Value) []byte {
 func (sh *objShard) find(key uint64) (int, bool) {
 	i := (key >> 8) & sh.mask // the low bits chose the shard
 	for {
-		k := sh.keys[i]
+		k := sh.tab[i].key
 		if k == key {
 			return int(i), true
 		}
@@ -139,11 +144,11 @@ func (sh *objShard) remove(i int) {
 	mask := int(sh.mask)
 	sh.n--
 	for {
-		sh.keys[i] = 0
+		sh.tab[i].key = 0
 		j := i
 		for {
 			j = (j + 1) & mask
-			k := sh.keys[j]
+			k := sh.tab[j].key
 			if k == 0 {
 				return
 			}
@@ -156,7 +161,7 @@ func (sh *objShard) remove(i int) {
 				stays = home > i || home <= j
 			}
 			if !stays {
-				sh.keys[i], sh.sets[i], sh.slots[i] = k, sh.sets[j], sh.slots[j]
+				sh.tab[i] = sh.tab[j]
 				i = j
 				break
 			}
@@ -168,17 +173,17 @@ func (sh *objShard) remove(i int) {
 func (sh *objShard) follow(key uint64, del bool, set CenterSet) CenterSet {
 	i, found := sh.find(key)
 	if found {
-		set |= sh.sets[i]
+		set |= sh.tab[i].set
 	}
 	if del {
 		if found {
-			sh.ring[sh.slots[i]] = 0
+			sh.ring[sh.tab[i].slot] = 0
 			sh.remove(i)
 		}
 		return set
 	}
 	if found {
-		sh.sets[i] = set
+		sh.tab[i].set = set
 		return set
 	}
 	if set == 0 {
@@ -200,7 +205,7 @@ func (sh *objShard) follow(key uint64, del bool, set CenterSet) CenterSet {
 		}
 		sh.ring[slot] = key
 	}
-	sh.keys[i], sh.sets[i], sh.slots[i] = key, set, int32(slot)
+	sh.tab[i] = objEntry{key: key, set: set, slot: slot}
 	sh.n++
 	return set
 }

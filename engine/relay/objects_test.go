@@ -60,7 +60,7 @@ func TestObjectShardModel(t *testing.T) {
 			}
 		}
 		for k, e := range model {
-			if i, ok := sh.find(k); !ok || sh.sets[i] != e.set {
+			if i, ok := sh.find(k); !ok || sh.tab[i].set != e.set {
 				t.Fatalf("max %d: key %x lost", max, k)
 			}
 		}
