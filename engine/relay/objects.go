@@ -24,13 +24,13 @@ type ObjectIndex struct {
 const objShards = 16
 
 type objShard struct {
-	mu    sync.Mutex
-	max   int
-	n     int
-	mask  uint64
-	tab   []objEntry
-	ring  []uint64 // keys by insertion; 0 = slot freed by a delete
-	pos   int      // next ring slot to reuse once the ring is full
+	mu   sync.Mutex
+	max  int
+	n    int
+	mask uint64
+	tab  []objEntry
+	ring []uint64 // keys by insertion; 0 = slot freed by a delete
+	pos  int      // next ring slot to reuse once the ring is full
 }
 
 // objEntry is one table entry (one cache line holds a few, probes stay local).
