@@ -34,6 +34,7 @@ type Center struct {
 	log    *logrus.Entry
 	queue  chan []byte  // batches of "T@now|params\n" lines (non-guaranteed mode)
 	queued atomic.Int64 // lines in queue
+	free   chan []byte  // written batches, for clients to fill again
 	direct chan []byte  // R lines answering this center's E
 	up     atomic.Bool
 
@@ -61,6 +62,28 @@ func (c *Center) enqueue(lines []byte, n int) {
 	c.queued.Add(-int64(n))
 	c.dropped.Add(float64(n))
 	c.r.warnEvery(&c.r.dropWarn, c.log, "center queue full: messages dropped")
+}
+
+// batchBuf returns an empty buffer for a batch of lines: a recycled one when
+// the link has one, so a steady stream allocates none.
+func (c *Center) batchBuf() []byte {
+	select {
+	case b := <-c.free:
+		return b[:0]
+	default:
+		return make([]byte, 0, batchMax+1024)
+	}
+}
+
+// recycle offers a written batch's buffer for reuse.
+func (c *Center) recycle(b []byte) {
+	if cap(b) > 4*batchMax {
+		return
+	}
+	select {
+	case c.free <- b[:0]:
+	default:
+	}
 }
 
 // sendDirect queues a line that bypasses routing and the journal (R answers).
@@ -228,6 +251,7 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 				if err := writeBatch(b); err != nil {
 					return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
 				}
+				c.recycle(b)
 			case l := <-c.direct:
 				if err := write(l); err != nil {
 					return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
@@ -247,6 +271,7 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 						if err := writeBatch(b); err != nil {
 							return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
 						}
+						c.recycle(b)
 					default:
 						more = false
 					}

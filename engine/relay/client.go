@@ -428,7 +428,7 @@ func (cl *client) route(seq int64, m *Message, at time.Time) bool {
 		}
 		b := cl.centerBuf[i]
 		if b == nil {
-			b = make([]byte, 0, 4096)
+			b = r.centers[i].batchBuf()
 		}
 		if line == nil {
 			start := len(b)

@@ -112,7 +112,7 @@ func New(opts Options) (*Relay, error) {
 			d.TLS = c
 		}
 		c := &Center{Name: name, Index: i, r: r, dialer: d, log: r.log.WithField("center", name),
-			queue: make(chan []byte, cfg.CenterQueue), direct: make(chan []byte, 1024),
+			queue: make(chan []byte, cfg.CenterQueue), free: make(chan []byte, 16), direct: make(chan []byte, 1024),
 			out: r.m.centerOut.WithLabelValues(name), dropped: r.m.dropped.WithLabelValues(name),
 			acksOK: r.m.centerAcks.WithLabelValues(name, "ok"), acksErr: r.m.centerAcks.WithLabelValues(name, "error"),
 			upGauge: r.m.centerUp.WithLabelValues(name), connects: r.m.reconnects.WithLabelValues(name)}
