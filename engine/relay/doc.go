@@ -29,6 +29,14 @@
 // the center acks, so centers that are down or late receive everything in
 // order (at least once). Segments every center has passed are removed.
 //
+// Hot path (see docs/benchmarks.md): a connection's lines are parsed into
+// shared arena blocks; a params section already in strict form is forwarded
+// as is (only the header `T@now` is written, and each center inserts its
+// #seq); everything one read burst produces (statuses, lines per center,
+// metric counts) is sent when the reader is about to read again. The object
+// index is an open-addressing table per shard. CheckConfig checks the routes
+// file offline for `switchboard check`.
+//
 // Limits: relay.max_line bytes per instruction (longer ones get S=1 and are
 // skipped), relay.client_queue statuses waiting for a client (a client that
 // does not read them is disconnected), relay.center_queue messages per
