@@ -99,7 +99,7 @@ process's heap holds only the engine side.
 	f.BoolVar(&goFlows, "go-flows", false, "run the same flows written in Go instead of Lua (isolates the esl part from the Lua VM)")
 	f.StringVar(&simAddr, "sim-addr", "", "internal: run only the FreeSWITCH simulator against this address")
 	f.StringVar(&prof.cpu, "cpuprofile", "", "write a CPU profile of the engine side to this file (the simulator's to <file>.sim)")
-	f.StringVar(&prof.mem, "memprofile", "", "write an allocation profile of the engine side to this file (the simulator's to <file>.sim)")
+	f.StringVar(&prof.mem, "memprofile", "", "write an allocation profile of the engine side to this file, the allocations before the measured part to <file>.base (the simulator's to <file>.sim)")
 	return cmd
 }
 
@@ -117,8 +117,18 @@ func (p profiles) sim() profiles {
 	return q
 }
 
-// start begins the CPU profile; the returned stop ends it and writes the allocation profile.
+// start begins the CPU profile and, for the allocation profile, writes the allocations so far to
+// <mem>.base (go tool pprof -base <mem>.base <mem> shows the measured part alone); the returned stop ends
+// the CPU profile and writes the allocation profile.
 func (p profiles) start() (stop func(), err error) {
+	if p.mem != "" {
+		f, err := os.Create(p.mem + ".base")
+		if err != nil {
+			return nil, err
+		}
+		_ = pprof.Lookup("allocs").WriteTo(f, 0)
+		f.Close()
+	}
 	var cpu *os.File
 	if p.cpu != "" {
 		if cpu, err = os.Create(p.cpu); err != nil {

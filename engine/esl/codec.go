@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -106,6 +107,7 @@ type Reader struct {
 	// events at once, it saves one allocation the size of each event.
 	ReuseBody bool
 	body      []byte
+	scratch   Headers // ReadFrame's headers while they are read
 }
 
 // NewReader reads from r with limits lim (zero fields take defaults).
@@ -116,8 +118,21 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 
 // ReadFrame reads the next frame. io.EOF at a clean end between frames; io.ErrUnexpectedEOF inside one.
 func (r *Reader) ReadFrame() (*Frame, error) {
-	f := &Frame{}
-	if _, err := r.readBlock(false, &f.Headers); err != nil {
+	// Headers gather in a scratch list the Reader keeps, then move into the frame: a reply or an event
+	// frame (two or three headers) is one allocation with its headers, a larger one two.
+	r.scratch = r.scratch[:0]
+	_, err := r.readBlock(false, &r.scratch)
+	var f *Frame
+	if n := len(r.scratch); err == nil && n <= len(smallFrame{}.h) {
+		sf := &smallFrame{}
+		copy(sf.h[:], r.scratch)
+		sf.f.Headers = sf.h[:n:n]
+		f = &sf.f
+	} else if err == nil {
+		f = &Frame{Headers: slices.Clone(r.scratch)}
+	}
+	clear(r.scratch) // hold no strings of this frame
+	if err != nil {
 		return nil, err
 	}
 	body, err := r.readBody(f.Headers, r.ReuseBody)
@@ -126,6 +141,12 @@ func (r *Reader) ReadFrame() (*Frame, error) {
 	}
 	f.Body = body
 	return f, nil
+}
+
+// smallFrame is a frame with room for its headers in the same allocation.
+type smallFrame struct {
+	f Frame
+	h [3]Header
 }
 
 // ReadCommand reads the next command: first line is the command, then headers, then an optional body of

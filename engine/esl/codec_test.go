@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -247,6 +248,116 @@ func FuzzReadCommand(f *testing.F) {
 			if strings.ContainsAny(c.Line, "\n") {
 				t.Fatalf("command line with newline %q", c.Line)
 			}
+		}
+	})
+}
+
+// referencePlainEvent is the plain event parser written the obvious way (one string per value); the
+// one-buffer ParsePlainEvent must agree with it on every input.
+func referencePlainEvent(b []byte) (*Event, error) {
+	s := string(b)
+	e := &Event{}
+	for len(s) > 0 {
+		var line string
+		if i := strings.IndexByte(s, '\n'); i < 0 {
+			line, s = s, ""
+		} else {
+			line, s = s[:i], s[i+1:]
+		}
+		line = strings.TrimRight(line, "\r")
+		if line == "" {
+			break
+		}
+		c := strings.IndexByte(line, ':')
+		if c <= 0 {
+			continue
+		}
+		name := strings.TrimSpace(line[:c])
+		val := URLDecode(strings.TrimLeft(line[c+1:], " "))
+		if strings.EqualFold(name, "Content-Length") {
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				return nil, ErrFrame
+			}
+			if strings.HasPrefix(s, "\n") {
+				s = s[1:]
+			} else if strings.HasPrefix(s, "\r\n") {
+				s = s[2:]
+			}
+			if n > len(s) {
+				return nil, ErrFrame
+			}
+			e.Body = s[:n]
+			break
+		}
+		e.Headers = append(e.Headers, Header{Name: name, Value: val})
+	}
+	if len(e.Headers) == 0 {
+		return nil, ErrFrame
+	}
+	return e, nil
+}
+
+func FuzzParsePlainEvent(f *testing.F) {
+	f.Add([]byte("Event-Name: DTMF\nDTMF-Digit: %23\n\n"))
+	f.Add([]byte("Event-Name: BACKGROUND_JOB\nJob-UUID: j%201\nContent-Length: 7\n\n+OK up\n"))
+	f.Add([]byte("Event-Name: X\r\nA: %zz%4%41\r\n\r\n"))
+	f.Add([]byte(":\nno colon\nB:  two spaces\nContent-Length: 3\r\n\r\nabcdef"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := ParsePlainEvent(b)
+		want, werr := referencePlainEvent(b)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("ParsePlainEvent(%q) error %v, reference %v", b, err, werr)
+		}
+		if err != nil {
+			return
+		}
+		if len(got.Headers) != len(want.Headers) || got.Body != want.Body {
+			t.Fatalf("ParsePlainEvent(%q) = %+v, reference %+v", b, got, want)
+		}
+		for i := range got.Headers {
+			if got.Headers[i] != want.Headers[i] {
+				t.Fatalf("header %d: %+v, reference %+v", i, got.Headers[i], want.Headers[i])
+			}
+		}
+	})
+}
+
+func TestReuseBody(t *testing.T) {
+	stream := "Content-Type: api/response\nContent-Length: 3\n\nabc" + "Content-Type: api/response\nContent-Length: 3\n\nxyz"
+	r := NewReader(strings.NewReader(stream+stream), Limits{})
+	a, _ := r.ReadFrame()
+	b, _ := r.ReadFrame()
+	if string(a.Body) != "abc" || string(b.Body) != "xyz" {
+		t.Fatalf("without ReuseBody bodies are the frames' own: %q %q", a.Body, b.Body)
+	}
+	r.ReuseBody = true
+	c, _ := r.ReadFrame()
+	kept := bytes.Clone(c.Body)
+	d, err := r.ReadFrame()
+	if err != nil || string(kept) != "abc" || string(d.Body) != "xyz" || &c.Body[0] != &d.Body[0] {
+		t.Fatalf("ReuseBody: %q then %q (%v), same buffer %v", kept, d.Body, err, &c.Body[0] == &d.Body[0])
+	}
+}
+
+func TestNewID(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for i := 0; i < 100; i++ {
+		id := newID()
+		if !re.MatchString(id) || seen[id] {
+			t.Fatalf("newID() = %q (seen before: %v)", id, seen[id])
+		}
+		seen[id] = true
+	}
+}
+
+func FuzzAppendURLEncode(f *testing.F) {
+	f.Add("a b", "Jane Doe")
+	f.Add("", "%41%zz\xff\n")
+	f.Fuzz(func(t *testing.T, prefix, s string) {
+		if got := string(AppendURLEncode([]byte(prefix), s)); got != prefix+URLEncode(s) {
+			t.Fatalf("AppendURLEncode(%q, %q) = %q, want %q", prefix, s, got, prefix+URLEncode(s))
 		}
 	})
 }

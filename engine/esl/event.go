@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // Event is one FreeSWITCH event: its headers (url-decoded) and an optional body (BACKGROUND_JOB result).
@@ -39,9 +40,10 @@ func ParseEvent(f *Frame) (*Event, error) {
 // ParsePlainEvent decodes a plain event body: url-encoded "Name: value" lines, then either the end or a
 // Content-Length line, a blank line and that many bytes of body.
 func ParsePlainEvent(b []byte) (*Event, error) {
-	// Names and decoded values go into one buffer that becomes one string; the headers are substrings of
-	// it. An event is then three allocations (buffer, header list, event) whatever its size.
-	buf := make([]byte, 0, len(b))
+	// Names and decoded values go into one buffer that becomes one string (strings.Builder: no copy); the
+	// headers are substrings of it. An event is then three allocations (buffer, header list, event).
+	var buf strings.Builder
+	buf.Grow(len(b))
 	var small [3 * 64]int
 	offs := small[:0] // name start, value start, value end in buf, per header
 	var body []byte
@@ -64,7 +66,7 @@ func ParsePlainEvent(b []byte) (*Event, error) {
 		name := bytes.TrimSpace(line[:c])
 		raw := bytes.TrimLeft(line[c+1:], " ")
 		if bytes.EqualFold(name, []byte("Content-Length")) {
-			val := string(appendURLDecode(nil, raw))
+			val := URLDecode(string(raw))
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 0 {
 				return nil, fmt.Errorf("%w: event body Content-Length %q", ErrFrame, val)
@@ -81,17 +83,17 @@ func ParsePlainEvent(b []byte) (*Event, error) {
 			body = rest[:n]
 			break
 		}
-		ns := len(buf)
-		buf = append(buf, name...)
-		vs := len(buf)
-		buf = appendURLDecode(buf, raw)
-		offs = append(offs, ns, vs, len(buf))
+		ns := buf.Len()
+		buf.Write(name)
+		vs := buf.Len()
+		writeURLDecode(&buf, raw)
+		offs = append(offs, ns, vs, buf.Len())
 	}
 	if len(offs) == 0 {
 		return nil, fmt.Errorf("%w: event without headers", ErrFrame)
 	}
-	buf = append(buf, body...)
-	all := string(buf)
+	buf.Write(body)
+	all := buf.String()
 	e := &Event{Headers: make(Headers, len(offs)/3)}
 	for i := range e.Headers {
 		ns, vs, ve := offs[3*i], offs[3*i+1], offs[3*i+2]

@@ -406,7 +406,8 @@ func (s *Session) Command(ctx context.Context, c *Command, timeout time.Duration
 		return nil, ctx.Err()
 	case <-tc:
 		s.abandon()
-		return nil, fmt.Errorf("esl: %s: no reply within %s", firstWord(c.Line), timeout)
+		// A copy of the word, so c (often on the caller's stack) does not escape through the error.
+		return nil, fmt.Errorf("esl: %s: no reply within %s", strings.Clone(firstWord(c.Line)), timeout)
 	}
 }
 

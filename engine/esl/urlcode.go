@@ -30,27 +30,28 @@ func URLDecode(s string) string {
 	return string(b)
 }
 
-// appendURLDecode appends URLDecode(b) to dst.
-func appendURLDecode(dst, b []byte) []byte {
-	i := bytes.IndexByte(b, '%')
-	if i < 0 {
-		return append(dst, b...)
-	}
-	dst = append(dst, b[:i]...)
-	for ; i < len(b); i++ {
-		c := b[i]
-		if c == '%' && i+2 < len(b) {
-			hi, ok1 := unhex(b[i+1])
-			lo, ok2 := unhex(b[i+2])
+// writeURLDecode writes URLDecode(b) to w.
+func writeURLDecode(w *strings.Builder, b []byte) {
+	for {
+		i := bytes.IndexByte(b, '%')
+		if i < 0 {
+			w.Write(b)
+			return
+		}
+		w.Write(b[:i])
+		b = b[i:]
+		if len(b) >= 3 {
+			hi, ok1 := unhex(b[1])
+			lo, ok2 := unhex(b[2])
 			if ok1 && ok2 {
-				dst = append(dst, hi<<4|lo)
-				i += 2
+				w.WriteByte(hi<<4 | lo)
+				b = b[3:]
 				continue
 			}
 		}
-		dst = append(dst, c)
+		w.WriteByte('%')
+		b = b[1:]
 	}
-	return dst
 }
 
 func unhex(c byte) (byte, bool) {
