@@ -414,7 +414,7 @@ func encodeResult(t *lua.LTable) (socket.EncodedObject, bool) {
 	if n, count := tableShape(t); n > 0 && count == n {
 		return nil, false // an array renders as "data"
 	}
-	b := make([]byte, 0, 128)
+	b := make([]byte, 0, 256) // room for the reply's tail, which the server appends in place
 	b = append(b, '{')
 	first := true
 	ok := true
@@ -439,9 +439,12 @@ func encodeResult(t *lua.LTable) (socket.EncodedObject, bool) {
 	return append(b, '}'), true
 }
 
-// tableShape returns the border (#t) and the number of keys of t.
+// tableShape returns the border (#t) and the number of keys of t; the keys are counted only when the
+// border is not 0 (then count is 0 too), as only a non-empty array needs the count, and Next is slow.
 func tableShape(t *lua.LTable) (n, count int) {
-	n = t.Len()
+	if n = t.Len(); n == 0 {
+		return 0, 0
+	}
 	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) {
 		count++
 	}

@@ -295,10 +295,11 @@ func setField(o Object, key string, v any) Object {
 	return append(o, Field{Key: key, Value: v})
 }
 
-// EncodedObject is an action result already encoded as one JSON object ({"k":v,...}); its members are
-// copied into the reply as they are. Script bindings build it straight from their own values (see
+// EncodedObject is an action result already encoded as one JSON object ({"k":v,...}); its members go
+// into the reply as they are. Script bindings build it straight from their own values (see
 // AppendJSONString), sparing the Object in between. It must not have the keys context, messageId or
-// messageCount (ReservedKey), which the server writes.
+// messageCount (ReservedKey), which the server writes. The server builds the reply in its buffer (spare
+// capacity of about 100 bytes saves a copy), so it must not be used after it was returned.
 type EncodedObject []byte
 
 // AppendJSONString appends s as a JSON string, encoded as every reply is (no HTML escaping, invalid UTF-8

@@ -27,19 +27,21 @@ var errNotObject = errors.New("socket: EncodedObject is not a JSON object")
 
 // actionReply renders a successful action: its result's fields, then the tail.
 func actionReply(result any, id msgID, count int64) ([]byte, error) {
+	if r, ok := result.(EncodedObject); ok { // the reply is built in the result's own buffer
+		if len(r) < 2 || r[0] != '{' || r[len(r)-1] != '}' {
+			return nil, errNotObject
+		}
+		b := []byte(r[:len(r)-1])
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		return appendTail(b, id, count), nil
+	}
 	b := make([]byte, 0, 160)
 	b = append(b, '{')
 	var err error
 	switch r := result.(type) {
 	case nil:
-	case EncodedObject:
-		if len(r) < 2 || r[0] != '{' || r[len(r)-1] != '}' {
-			return nil, errNotObject
-		}
-		if members := r[1 : len(r)-1]; len(members) > 0 {
-			b = append(b, members...)
-			b = append(b, ',')
-		}
 	case Object:
 		for _, f := range r {
 			if reservedKey(f.Key) {
