@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Header is one "Name: value" line of a frame or event. Names keep the case they arrived with; lookups
@@ -102,11 +103,11 @@ type Reader struct {
 	lim Limits
 	// Skipped counts header lines without a colon, which are ignored as FreeSWITCH ignores them.
 	Skipped int
-	// ReuseBody makes ReadFrame read bodies into one buffer the Reader keeps: a frame's Body is then valid
-	// only until the next ReadFrame, and a caller that keeps it must copy it. For a reader that parses
-	// events at once, it saves one allocation the size of each event.
+	// ReuseBody makes ReadFrame take bodies from buffers shared by all Readers; the caller hands each
+	// frame's body back with Recycle once done with it. For a reader that parses events at once, it saves
+	// one allocation the size of each event, and an idle reader holds no buffer.
 	ReuseBody bool
-	body      []byte
+	pooled    *[]byte // the pooled buffer of the latest body, until Recycle
 	scratch   Headers // ReadFrame's headers while they are read
 }
 
@@ -132,6 +133,9 @@ func (r *Reader) ReadFrame() (*Frame, error) {
 		f = &Frame{Headers: slices.Clone(r.scratch)}
 	}
 	clear(r.scratch) // hold no strings of this frame
+	if cap(r.scratch) > 16 {
+		r.scratch = nil // a large block (the connect reply) is not kept for the small frames that follow
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -228,8 +232,22 @@ func (r *Reader) readBlock(command bool, out *Headers) (string, error) {
 	}
 }
 
-// maxReusedBody bounds the buffer a ReuseBody reader keeps; larger bodies get their own.
+// maxReusedBody bounds the buffers ReuseBody readers share; larger bodies get their own.
 const maxReusedBody = 64 << 10
+
+var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// Recycle hands back the body of f, read with ReuseBody, for later frames; f.Body is nil afterwards. It
+// does nothing for a frame whose body was not pooled.
+func (r *Reader) Recycle(f *Frame) {
+	p := r.pooled
+	if p == nil || len(f.Body) == 0 || cap(*p) == 0 || &f.Body[:1][0] != &(*p)[:1][0] {
+		return
+	}
+	r.pooled = nil
+	f.Body = nil
+	bodyPool.Put(p)
+}
 
 // intern returns the names and values every frame carries without allocating; others are copied.
 func intern(b []byte) string {
@@ -268,10 +286,12 @@ func (r *Reader) readBody(h Headers, reuse bool) ([]byte, error) {
 	}
 	var body []byte
 	if reuse && n <= maxReusedBody {
-		if cap(r.body) < n {
-			r.body = make([]byte, n)
+		p := bodyPool.Get().(*[]byte)
+		if cap(*p) < n {
+			*p = make([]byte, n)
 		}
-		body = r.body[:n]
+		body = (*p)[:n]
+		r.pooled = p
 	} else {
 		body = make([]byte, n)
 	}

@@ -22,7 +22,7 @@ func completeEvent() []byte {
 }
 
 // BenchmarkReadAndParseEvent reads and parses a 130-header event as the session's reader does (body
-// buffer reused).
+// buffer pooled).
 func BenchmarkReadAndParseEvent(b *testing.B) {
 	frame := completeEvent()
 	stream := bytes.Repeat(frame, 64)
@@ -41,6 +41,7 @@ func BenchmarkReadAndParseEvent(b *testing.B) {
 		if _, err := ParseEvent(f); err != nil {
 			b.Fatal(err)
 		}
+		r.Recycle(f)
 	}
 }
 

@@ -239,46 +239,56 @@ func (s *Session) read(r *Reader) {
 			}
 			return
 		}
-		switch ct := f.ContentType(); ct {
-		case TypeCommandReply, TypeAPIResponse:
-			// The reader reuses its body buffer; the waiting command keeps this one.
-			f.Body = bytes.Clone(f.Body)
-			// Under mu, so abandon sees either the reply queued or the stale count, never neither.
-			s.mu.Lock()
-			if s.stale > 0 {
-				s.stale--
-				s.mu.Unlock()
-				continue
-			}
-			select {
-			case s.replies <- reply{f: f, arrived: s.rconn.at}:
-				s.mu.Unlock()
-			default:
-				s.mu.Unlock()
-				s.Log().WithField("reply", f.ReplyText()).Warn("reply with no command waiting: dropped")
-			}
-		case TypeEventPlain, TypeEventJSON:
-			// CHANNEL_EXECUTE says nothing a waiter needs (its COMPLETE carries the same variables, later):
-			// skip parsing it, which halves the parsing an execute costs.
-			if ct == TypeEventPlain && bytes.HasPrefix(f.Body, executeStart) {
-				continue
-			}
-			e, err := ParseEvent(f)
-			if err != nil {
-				s.srv.metrics.ignored.WithLabelValues("bad-event").Inc()
-				s.Log().WithError(err).Warn("unreadable event ignored")
-				continue
-			}
-			s.onEvent(e)
-		case TypeDisconnectNotice:
-			s.markHungUp("")
-			if f.Headers.Get("Content-Disposition") != "linger" {
-				s.Log().Debug("disconnect notice")
-			}
-		default:
-			s.srv.metrics.ignored.WithLabelValues(label(ct)).Inc()
-			s.Log().WithField("content_type", ct).Debug("frame of unknown type ignored")
+		s.dispatch(r, f)
+	}
+}
+
+// dispatch hands one frame to whoever waits for it. The body's buffer goes back to the reader's pool
+// before it returns (replies keep a copy).
+func (s *Session) dispatch(r *Reader, f *Frame) {
+	defer r.Recycle(f)
+	switch ct := f.ContentType(); ct {
+	case TypeCommandReply, TypeAPIResponse:
+		if len(f.Body) > 0 { // an api response: the waiting command keeps a copy
+			body := bytes.Clone(f.Body)
+			r.Recycle(f)
+			f.Body = body
 		}
+		// Under mu, so abandon sees either the reply queued or the stale count, never neither.
+		s.mu.Lock()
+		if s.stale > 0 {
+			s.stale--
+			s.mu.Unlock()
+			return
+		}
+		select {
+		case s.replies <- reply{f: f, arrived: s.rconn.at}:
+			s.mu.Unlock()
+		default:
+			s.mu.Unlock()
+			s.Log().WithField("reply", f.ReplyText()).Warn("reply with no command waiting: dropped")
+		}
+	case TypeEventPlain, TypeEventJSON:
+		// CHANNEL_EXECUTE says nothing a waiter needs (its COMPLETE carries the same variables, later):
+		// skip parsing it, which halves the parsing an execute costs.
+		if ct == TypeEventPlain && bytes.HasPrefix(f.Body, executeStart) {
+			return
+		}
+		e, err := ParseEvent(f)
+		if err != nil {
+			s.srv.metrics.ignored.WithLabelValues("bad-event").Inc()
+			s.Log().WithError(err).Warn("unreadable event ignored")
+			return
+		}
+		s.onEvent(e)
+	case TypeDisconnectNotice:
+		s.markHungUp("")
+		if f.Headers.Get("Content-Disposition") != "linger" {
+			s.Log().Debug("disconnect notice")
+		}
+	default:
+		s.srv.metrics.ignored.WithLabelValues(label(ct)).Inc()
+		s.Log().WithField("content_type", ct).Debug("frame of unknown type ignored")
 	}
 }
 
