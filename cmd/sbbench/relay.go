@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing/fstest"
 	"time"
 
@@ -66,25 +67,28 @@ sinks ack each line back like centers) for the baseline.
 			}
 			fmt.Fprintf(out, "sbbench relay: %d clients, window %d, %s, %s, GOMAXPROCS %d\n",
 				clients, window, dur, mode, runtime.GOMAXPROCS(0))
-			var ratios []float64
+			var ratios, cpuRatios []float64
 			for round := 1; round < rounds; round++ {
 				// extra rounds first (forwarder, relay, forwarder, relay, ...) so that a
 				// machine shared with other work loads both sides alike
-				base, err := runForwarderBaseline(cmd.Context(), clients, window, dur)
+				var baseCPU, relayCPU time.Duration
+				base, err := runForwarderBaseline(cmd.Context(), clients, window, dur, &baseCPU)
 				if err != nil {
 					return fmt.Errorf("baseline: %w", err)
 				}
 				printResult(out, "forwarder", base)
-				r, err := runRelayBench(cmd.Context(), clients, window, dur, guaranteed, persist)
+				r, err := runRelayBench(cmd.Context(), clients, window, dur, guaranteed, persist, &relayCPU)
 				if err != nil {
 					return err
 				}
 				printResult(out, "relay", r)
 				ratios = append(ratios, r.Rate/base.Rate)
-				fmt.Fprintf(out, "round %d      rate %.2fx of the forwarder (%.0f vs %.0f msgs/s); ack p99 %s\n",
-					round, r.Rate/base.Rate, r.Rate, base.Rate, fmtDur(r.P99))
+				cpuRatios = append(cpuRatios, float64(baseCPU)/float64(relayCPU))
+				fmt.Fprintf(out, "round %d      rate %.2fx of the forwarder (%.0f vs %.0f msgs/s); ack p99 %s; cpu/msg %dns vs %dns (%.2fx)\n",
+					round, r.Rate/base.Rate, r.Rate, base.Rate, fmtDur(r.P99), relayCPU.Nanoseconds(), baseCPU.Nanoseconds(), float64(baseCPU)/float64(relayCPU))
 			}
-			base, err := runForwarderBaseline(cmd.Context(), clients, window, dur)
+			var baseCPU, relayCPU time.Duration
+			base, err := runForwarderBaseline(cmd.Context(), clients, window, dur, &baseCPU)
 			if err != nil {
 				return fmt.Errorf("baseline: %w", err)
 			}
@@ -99,7 +103,7 @@ sinks ack each line back like centers) for the baseline.
 					return err
 				}
 			}
-			r, err := runRelayBench(cmd.Context(), clients, window, dur, guaranteed, persist)
+			r, err := runRelayBench(cmd.Context(), clients, window, dur, guaranteed, persist, &relayCPU)
 			if cpuprofile != "" {
 				pprof.StopCPUProfile()
 			}
@@ -107,13 +111,15 @@ sinks ack each line back like centers) for the baseline.
 				return err
 			}
 			printResult(out, "relay", r)
-			fmt.Fprintf(out, "relay        rate %.2fx of the forwarder (%.0f vs %.0f msgs/s); ack p99 %s\n",
-				r.Rate/base.Rate, r.Rate, base.Rate, fmtDur(r.P99))
+			fmt.Fprintf(out, "relay        rate %.2fx of the forwarder (%.0f vs %.0f msgs/s); ack p99 %s; cpu/msg %dns vs %dns (%.2fx)\n",
+				r.Rate/base.Rate, r.Rate, base.Rate, fmtDur(r.P99), relayCPU.Nanoseconds(), baseCPU.Nanoseconds(), float64(baseCPU)/float64(relayCPU))
 			if rounds > 1 {
 				ratios = append(ratios, r.Rate/base.Rate)
+				cpuRatios = append(cpuRatios, float64(baseCPU)/float64(relayCPU))
 				sort.Float64s(ratios)
-				fmt.Fprintf(out, "rounds       %d, ratio min %.2fx median %.2fx max %.2fx\n",
-					len(ratios), ratios[0], ratios[len(ratios)/2], ratios[len(ratios)-1])
+				sort.Float64s(cpuRatios)
+				fmt.Fprintf(out, "rounds       %d, rate ratio min %.2fx median %.2fx max %.2fx; cpu/msg ratio median %.2fx\n",
+					len(ratios), ratios[0], ratios[len(ratios)/2], ratios[len(ratios)-1], cpuRatios[len(cpuRatios)/2])
 			}
 			return nil
 		},
@@ -130,7 +136,7 @@ sinks ack each line back like centers) for the baseline.
 }
 
 // runRelayBench runs the relay with two test centers and drives it.
-func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, guaranteed bool, persist string) (LoadResult, error) {
+func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, guaranteed bool, persist string, cpu *time.Duration) (LoadResult, error) {
 	var centers [2]*relaytest.Center
 	cfg := relay.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
@@ -189,7 +195,7 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 			return LoadResult{}, err
 		}
 	}
-	res, err := drivePipelined(ctx, r.Addrs()["relay"].String(), clients, window, dur, true)
+	res, err := drivePipelined(ctx, r.Addrs()["relay"].String(), clients, window, dur, true, cpu)
 	if err != nil {
 		return res, err
 	}
@@ -244,7 +250,7 @@ func printFsync(w io.Writer, reg *prometheus.Registry, records int64) {
 // centers are the same test centers the relay bench uses (they ack every
 // line back with its sequence number), and the forwarder reads and drops
 // those acks. No parsing, routing table, index or journal.
-func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Duration) (LoadResult, error) {
+func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Duration, cpu *time.Duration) (LoadResult, error) {
 	var sinks [2]net.Conn
 	var wg sync.WaitGroup
 	for i := range sinks {
@@ -334,7 +340,7 @@ func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Dur
 			}()
 		}
 	}()
-	res, err := drivePipelined(ctx, ln.Addr().String(), clients, window, dur, false)
+	res, err := drivePipelined(ctx, ln.Addr().String(), clients, window, dur, false, cpu)
 	ln.Close()
 	conns.Wait()
 	for i := range sinks {
@@ -349,7 +355,9 @@ func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Dur
 
 // drivePipelined runs clients that keep window messages in flight and
 // measure each one's ack latency. With login, each first logs in (L#0).
-func drivePipelined(ctx context.Context, addr string, clients, window int, dur time.Duration, login bool) (LoadResult, error) {
+// cpu receives the process's CPU time (user+system, clients and servers
+// alike) per acknowledged message; Allocs the heap allocations per message.
+func drivePipelined(ctx context.Context, addr string, clients, window int, dur time.Duration, login bool, cpu *time.Duration) (LoadResult, error) {
 	type result struct {
 		hist latencyHist
 		ops  int64
@@ -358,6 +366,9 @@ func drivePipelined(ctx context.Context, addr string, clients, window int, dur t
 	}
 	results := make([]*result, clients)
 	var wg sync.WaitGroup
+	cpu0 := processCPU()
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
 	start := time.Now()
 	stopAt := start.Add(dur)
 	for ci := 0; ci < clients; ci++ {
@@ -464,6 +475,23 @@ func drivePipelined(ctx context.Context, addr string, clients, window int, dur t
 	}
 	total.Duration = time.Since(start)
 	total.Rate = float64(total.Ops) / total.Duration.Seconds()
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	if total.Ops > 0 {
+		total.Allocs = float64(ms1.Mallocs-ms0.Mallocs) / float64(total.Ops)
+		if cpu != nil {
+			*cpu = (processCPU() - cpu0) / time.Duration(total.Ops)
+		}
+	}
 	total.P50, total.P99 = h.quantile(0.50), h.quantile(0.99)
 	return total, nil
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
