@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,6 +43,7 @@ type Journal struct {
 	f       *os.File // current segment
 	size    int64
 	stopped chan struct{}
+	segGen  atomic.Uint64 // bumped when a segment starts (readers re-check their position)
 
 	// OnSync, when set before the first Append, is told how long each group
 	// commit's fsync took and how many bytes it made durable.
@@ -168,6 +171,7 @@ func (j *Journal) newSegment(base uint64) error {
 	}
 	j.f, j.size = f, 0
 	j.segments = append(j.segments, segment{base: base, path: path})
+	j.segGen.Add(1)
 	return nil
 }
 
@@ -388,8 +392,11 @@ func (j *Journal) Close() error {
 
 // JournalReader reads durable records in order, starting at a cursor.
 type JournalReader struct {
-	j    *Journal
-	next uint64
+	j       *Journal
+	durable uint64 // a durable index seen (records up to it need no lock)
+	gen     uint64 // segGen when positioned
+	limit   uint64 // base of the segment after the one open (max when it is the last)
+	next    uint64
 	seg  int // index into segments snapshot by base
 	base uint64
 	f    *os.File
@@ -415,8 +422,9 @@ func (r *JournalReader) Close() {
 // Next returns the next durable record (index, centers, line); the line is
 // valid until the following call. It blocks until one is durable or ctx ends.
 func (r *JournalReader) Next(ctx context.Context) (uint64, CenterSet, []byte, error) {
-	for {
+	for r.next > r.durable {
 		d, ch := r.j.Durable()
+		r.durable = d
 		if r.next <= d {
 			break
 		}
@@ -457,6 +465,10 @@ func (r *JournalReader) Next(ctx context.Context) (uint64, CenterSet, []byte, er
 // position opens the segment holding r.next when the reader is not already
 // positioned right before it.
 func (r *JournalReader) position() error {
+	gen := r.j.segGen.Load()
+	if r.f != nil && gen == r.gen && r.pos <= r.next && r.next < r.limit {
+		return nil // no new segment since, and still inside the open one
+	}
 	r.j.mu.Lock()
 	segs := r.j.segments
 	i := sort.Search(len(segs), func(i int) bool { return segs[i].base > r.next }) - 1
@@ -464,6 +476,11 @@ func (r *JournalReader) position() error {
 		i = 0
 	}
 	s := segs[i]
+	r.limit = math.MaxUint64
+	if i+1 < len(segs) {
+		r.limit = segs[i+1].base
+	}
+	r.gen = gen
 	r.j.mu.Unlock()
 	if r.f != nil && r.base == s.base && r.pos <= r.next {
 		return nil
