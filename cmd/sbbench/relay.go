@@ -45,6 +45,7 @@ func relayCmd() *cobra.Command {
 		guaranteed bool
 		persist    string
 		cpuprofile string
+		memprofile string
 		rounds     int
 	)
 	cmd := &cobra.Command{
@@ -107,6 +108,16 @@ sinks ack each line back like centers) for the baseline.
 			if cpuprofile != "" {
 				pprof.StopCPUProfile()
 			}
+			if memprofile != "" {
+				f, err := os.Create(memprofile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+					return err
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -130,6 +141,7 @@ sinks ack each line back like centers) for the baseline.
 	f.IntVar(&window, "window", 256, "unacknowledged messages in flight per client")
 	f.BoolVar(&guaranteed, "guaranteed", false, "guaranteed messaging (journal + fsync before ack)")
 	f.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the (last) relay run to this file")
+	f.StringVar(&memprofile, "memprofile", "", "write an allocation profile (whole process, after the last relay run) to this file")
 	f.IntVar(&rounds, "rounds", 1, "alternate forwarder and relay runs this many times and report the median ratio")
 	f.StringVar(&persist, "persist-dir", "", "journal directory for --guaranteed (default: a temporary directory)")
 	return cmd

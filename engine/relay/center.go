@@ -371,10 +371,13 @@ func (c *Center) readLoop(ctx context.Context, conn net.Conn, fl *inflight, logg
 			}
 			return fmt.Errorf("relay: center %s: read: %w", c.Name, err)
 		}
-		if !first && fl == nil {
-			// hot path: a plain status only bumps a counter in non-guaranteed mode
-			if code, ok := quickStatus(raw); ok && code == 0 {
+		if !first {
+			// hot path: a plain OK status only bumps a counter (and the window)
+			if q, code, ok := quickStatus(raw); ok && code == 0 {
 				c.acksOK.Inc()
+				if fl != nil {
+					fl.ack(q)
+				}
 				continue
 			}
 		}
@@ -413,23 +416,29 @@ func (c *Center) readLoop(ctx context.Context, conn net.Conn, fl *inflight, logg
 
 var nl = []byte{'\n'}
 
-// quickStatus reads S of a strict status line `M@now|Q=n|S=n|...` without a
-// full parse; ok is false for anything else.
-func quickStatus(line []byte) (code int, ok bool) {
+// quickStatus reads Q and S of a strict status line `M@now|Q=n|S=n|...`
+// without a full parse; ok is false for anything else.
+func quickStatus(line []byte) (q int64, code int, ok bool) {
 	if len(line) < 8 || line[0] != 'M' {
-		return 0, false
+		return 0, 0, false
 	}
-	i := bytes.Index(line, []byte("|S="))
-	if i < 0 || i+3 >= len(line) {
-		return 0, false
+	i := bytes.Index(line, []byte("|Q="))
+	if i < 0 {
+		return 0, 0, false
 	}
-	n := 0
 	j := i + 3
-	for ; j < len(line) && line[j] >= '0' && line[j] <= '9'; j++ {
-		n = n*10 + int(line[j]-'0')
+	for ; j < len(line) && j-i < 21 && line[j] >= '0' && line[j] <= '9'; j++ {
+		q = q*10 + int64(line[j]-'0')
 	}
-	if j == i+3 || (j < len(line) && line[j] != '|') {
-		return 0, false
+	if j == i+3 || j+3 > len(line) || string(line[j:j+3]) != "|S=" {
+		return 0, 0, false
 	}
-	return n, true
+	k := j + 3
+	for ; k < len(line) && k-j < 12 && line[k] >= '0' && line[k] <= '9'; k++ {
+		code = code*10 + int(line[k]-'0')
+	}
+	if k == j+3 || (k < len(line) && line[k] != '|') {
+		return 0, 0, false
+	}
+	return q, code, true
 }

@@ -190,13 +190,15 @@ func (j *Journal) Append(centers CenterSet, line []byte) (uint64, error) {
 	}
 	j.lastIdx++
 	idx := j.lastIdx
-	var hdr [recHeader]byte
-	binary.BigEndian.PutUint32(hdr[0:4], uint32(len(line)))
-	binary.BigEndian.PutUint64(hdr[8:16], idx)
-	binary.BigEndian.PutUint64(hdr[16:24], uint64(centers))
-	binary.BigEndian.PutUint32(hdr[4:8], crc32.Update(crc32.Checksum(hdr[8:], crcTable), crcTable, line))
-	j.pending = append(j.pending, hdr[:]...)
+	// the header is built in place (a local array would escape through crc32)
+	start := len(j.pending)
+	j.pending = binary.BigEndian.AppendUint32(j.pending, uint32(len(line)))
+	j.pending = binary.BigEndian.AppendUint32(j.pending, 0) // crc, below
+	j.pending = binary.BigEndian.AppendUint64(j.pending, idx)
+	j.pending = binary.BigEndian.AppendUint64(j.pending, uint64(centers))
 	j.pending = append(j.pending, line...)
+	rec := j.pending[start:]
+	binary.BigEndian.PutUint32(rec[4:8], crc32.Checksum(rec[8:], crcTable))
 	j.mu.Unlock()
 	select {
 	case j.wake <- struct{}{}:
