@@ -101,8 +101,8 @@ func (m *Message) Get(key string) (Value, bool) {
 
 // Text returns the value of key when it is a string or enum.
 func (m *Message) Text(key string) (string, bool) {
-	v, ok := m.Get(key)
-	if !ok || (v.Kind != KindString && v.Kind != KindEnum) {
+	v := m.lookup(key)
+	if v == nil || (v.Kind != KindString && v.Kind != KindEnum) {
 		return "", false
 	}
 	return v.S, true

@@ -51,8 +51,8 @@ func NewObjectIndex(max int) *ObjectIndex {
 	}
 	x := &ObjectIndex{seed: maphash.MakeSeed(), shards: make([]objShard, n)}
 	per := (max + n - 1) / n
-	size := 4
-	for size < 2*per {
+	size := 4 // at most 3/4 full (probes stay short, the table stays small in cache)
+	for size < per+per/3+1 {
 		size <<= 1
 	}
 	for i := range x.shards {
@@ -83,8 +83,8 @@ func (x *ObjectIndex) Follow(login string, m *Message, set CenterSet) CenterSet 
 	if x == nil || (m.Type != 'O' && m.Type != 'D') {
 		return set
 	}
-	id, ok := m.Get("I")
-	if !ok || id.Kind == KindNull {
+	id := m.lookup("I")
+	if id == nil || id.Kind == KindNull {
 		return set
 	}
 	typ, _ := m.Text("T")
@@ -93,12 +93,12 @@ func (x *ObjectIndex) Follow(login string, m *Message, set CenterSet) CenterSet 
 	b = append(b, 0)
 	b = append(b, typ...)
 	b = append(b, 0)
-	b = appendIDKey(b, &id)
+	b = appendIDKey(b, id)
 	key := maphash.Bytes(x.seed, b)
 	if key == 0 {
 		key = 1 // 0 marks an empty table entry
 	}
-	sh := &x.shards[key%uint64(len(x.shards))]
+	sh := &x.shards[key&uint64(len(x.shards)-1)] // 1 or objShards, a power of two
 	sh.mu.Lock()
 	set = sh.follow(key, m.Type == 'D', set)
 	sh.mu.Unlock()

@@ -327,10 +327,31 @@ func parseAction(s string) (bool, error) {
 // bounded memo of expression results (expressions must be pure functions of
 // their declared params; see Table.SetMemo). The zero value is ready.
 type RouteScratch struct {
-	args  []Value
-	table *Table
-	memo  []map[string]bool
-	key   []byte
+	args   []Value
+	table  *Table
+	memo   []map[string]bool
+	recent [][memoRecent]recentResult // per rule: the last results, checked before the map
+	next   []uint8
+	key    []byte
+}
+
+// memoRecent is how many of a rule's latest results are kept in front of the
+// memo map (a few compares instead of hashing the key).
+const memoRecent = 4
+
+type recentResult struct {
+	key  []byte
+	ok   bool
+	used bool
+}
+
+// remember puts the result for st.key first in rule ri's recent results.
+func (st *RouteScratch) remember(ri int, ok bool) {
+	slot := st.next[ri]
+	st.next[ri] = (slot + 1) % memoRecent
+	e := &st.recent[ri][slot]
+	e.key = append(e.key[:0], st.key...)
+	e.ok, e.used = ok, true
 }
 
 // SetMemo sets how many expression results each connection remembers per
@@ -354,9 +375,11 @@ func (t *Table) Route(m *Message, st *RouteScratch) (CenterSet, error) {
 	}
 	if st.table != t {
 		st.table = t
-		st.memo = nil
+		st.memo, st.recent, st.next = nil, nil, nil
 		if t.memoSize > 0 {
 			st.memo = make([]map[string]bool, len(t.rules))
+			st.recent = make([][memoRecent]recentResult, len(t.rules))
+			st.next = make([]uint8, len(t.rules))
 		}
 	}
 	var (
@@ -382,7 +405,17 @@ func (t *Table) Route(m *Message, st *RouteScratch) (CenterSet, error) {
 			cached := false
 			if st.memo != nil {
 				st.key = appendArgsKey(st.key[:0], args)
-				ok, cached = st.memo[ri][string(st.key)]
+				for k := range st.recent[ri] {
+					if e := &st.recent[ri][k]; e.used && string(e.key) == string(st.key) {
+						ok, cached = e.ok, true
+						break
+					}
+				}
+				if !cached {
+					if ok, cached = st.memo[ri][string(st.key)]; cached {
+						st.remember(ri, ok)
+					}
+				}
 			}
 			if !cached {
 				var err error
@@ -399,6 +432,7 @@ func (t *Table) Route(m *Message, st *RouteScratch) (CenterSet, error) {
 						st.memo[ri] = mm
 					}
 					mm[string(st.key)] = ok
+					st.remember(ri, ok)
 				}
 			}
 		}

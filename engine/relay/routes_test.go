@@ -350,3 +350,24 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("disabled relay: %v", errs)
 	}
 }
+
+// BenchmarkRouteForgeMemo routes the sbbench mix (3forge's example rules,
+// symbols AAPL, IBM, ZVZZT in turn) with the per-connection memo on.
+func BenchmarkRouteForgeMemo(b *testing.B) {
+	tab, err := ParseRoutes("relay.routes", []byte(forgeRoutes), []string{"Center0", "Center1", "Center2", "Center3"}, goExprs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tab.SetMemo(4096)
+	var msgs [3]Message
+	for i, sym := range []string{"AAPL", "IBM", "ZVZZT"} {
+		msgs[i], _ = Parse([]byte(`O|T="NewOrder"|I="o1"|Symbol="` + sym + `"|qty=100|px=12.5D`))
+	}
+	var sc RouteScratch
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		tab.Route(&msgs[i%3], &sc)
+		i++
+	}
+}
