@@ -482,16 +482,17 @@ func (c *Conn) startAction(p Params, id msgID, count int64, last bool) error {
 		a, found = s.opts.Actions.Lookup(nameStr)
 	}
 	inline := last && c.rd != nil && c.rd.Buffered() == 0
+	shutting := s.shutting.Load() // read once: an action counted as pending must run
 	c.mu.Lock()
 	c.totalActions++
 	over := c.pending >= s.cfg.SimultaneousActions
 	inline = inline && c.pending == 0
-	if !over && found && !s.shutting.Load() {
+	if !over && found && !shutting {
 		c.pending++
 	}
 	c.mu.Unlock()
 	switch {
-	case s.shutting.Load():
+	case shutting:
 		s.metrics.errors.WithLabelValues("shutting_down").Inc()
 		_ = c.write(errorReply(msgShuttingDown, id, count))
 		return nil
