@@ -51,7 +51,7 @@ type Conn struct {
 	// rd frames requests; only the goroutine holding the reading role uses it (see read).
 	rd *transport.Reader
 	// inlineSince is when (Server.clock) the reader started the action it runs inline, 0 when it runs
-	// none, handedOff once the stall watch gave the reading role to a new goroutine.
+	// none, handedOff once the stall watch gave the reading role to another goroutine.
 	inlineSince atomic.Int64
 	lastInline  int64 // the reader's last inlineSince
 	inlineIdx   int   // position in stallWatch.inline (guarded by its mutex)
@@ -327,14 +327,14 @@ func (c *Conn) read() {
 	c.srv.forget(c)
 }
 
-// handOver gives the reading role to a new goroutine if the reader is still in the inline action it
-// started at since (called by the stall watch).
+// handOver gives the reading role to another goroutine (an action worker) if the reader is still in the
+// inline action it started at since (called by the stall watch).
 func (c *Conn) handOver(since int64) bool {
 	if !c.inlineSince.CompareAndSwap(since, handedOff) {
 		return false
 	}
 	c.srv.metrics.handoffs.Inc()
-	go c.read()
+	c.srv.workers.run(c.read) // an idle action worker's stack is already grown for the interpreter
 	return true
 }
 
@@ -471,7 +471,7 @@ const (
 // order, as in the reference; but when nothing else is pending on the connection and no other request
 // is buffered (last: none later in the same message), the reader runs the action itself: most requests
 // then cost no goroutine hand-off. An inline action that takes longer than a moment (the stall watch,
-// inline.go) hands the reading role to a new goroutine, so later requests are not held up behind it.
+// inline.go) hands the reading role to another goroutine, so later requests are not held up behind it.
 func (c *Conn) startAction(p Params, id msgID, count int64, last bool) error {
 	s := c.srv
 	name, _ := p.Get("action")

@@ -36,8 +36,8 @@
 //
 // When nothing else is pending on the connection and no further request is buffered, the connection's
 // reader runs the action itself, which spares a goroutine hand-off per request. If that action is still
-// running after 2 ms (it sleeps, waits, or spins), a stall watch gives the reading role to a new
-// goroutine (counted in switchboard_socket_inline_handoffs_total), so the requests that arrive
+// running after 2 ms (it sleeps, waits, or spins), a stall watch gives the reading role to an
+// action worker (counted in switchboard_socket_inline_handoffs_total), so the requests that arrive
 // meanwhile start at most about 4 ms late, on action workers, and can overtake it. A Lua action that
 // never returns therefore holds up neither its own connection (beyond those milliseconds) nor others;
 // it is stopped at its time limit. (The reference runs on one event loop: its async actions never hold

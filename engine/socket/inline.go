@@ -8,10 +8,11 @@ import (
 // Inline actions. A connection's reader runs an action itself when nothing else is pending on the
 // connection and no further request is buffered: the common closed-loop request then costs no goroutine
 // hand-off (docs/benchmarks.md). The stall watch keeps this from serialising a connection behind a slow
-// action: an action that has run inline for stallAfter gets the reading role taken from it, and a new
-// goroutine goes on reading, so requests that arrive meanwhile wait at most about 2×stallAfter before
+// action: an action that has run inline for stallAfter gets the reading role taken from it, and an
+// action worker (its stack already grown) goes on reading, so requests that arrive meanwhile wait at most about 2×stallAfter before
 // they start (the reference, an event loop, would start them at once; with workers, they would start
-// after one hand-off). The old goroutine ends when its action has replied.
+// after one hand-off). The old goroutine ends when its action has replied (or, if it was a worker, goes
+// back to the pool).
 
 // stallAfter is how long an inline action may hold up its connection's reading; the watch also ticks
 // this often while inline actions run.

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// An action run inline by the reader that does not finish soon hands reading to a new goroutine: a
+// An action run inline by the reader that does not finish soon hands reading to another goroutine: a
 // request sent (in a write of its own) while it blocks is answered first.
 func TestStalledInlineActionHandsOverReading(t *testing.T) {
 	release := make(chan struct{})

@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		slow: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_socket_slow_readers_total", Help: "Connections dropped because their outbound queue was full."}),
 		chat: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_socket_chat_messages_total", Help: "say messages broadcast."}),
 		handoffs: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_socket_inline_handoffs_total",
-			Help: "Actions run by a connection's reader that took long enough for reading to move to a new goroutine."}),
+			Help: "Actions run by a connection's reader that took long enough for reading to move to another goroutine."}),
 	}
 	if reg == nil {
 		return m, nil
