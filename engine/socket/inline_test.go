@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"testing"
+	"time"
 )
 
 // An action run inline by the reader that does not finish soon hands reading to another goroutine: a
@@ -33,6 +34,53 @@ func TestStalledInlineActionHandsOverReading(t *testing.T) {
 	expectShape(t, c.line(), `{"released":true,"context":"response","messageId":"UUID","messageCount":1}`)
 	// The connection goes on with its new reader; the old goroutine has ended with its action.
 	expectShape(t, c.do("randomNumber"), `{"randomNumber":0.25,"stringRandomNumber":"Your random number is 0.25","context":"response","messageId":"UUID","messageCount":3}`)
+}
+
+// A connection whose reading moved on from a stalled inline action still ends cleanly: quit cancels the
+// action, says goodbye and closes; shutting down answers a stalled action before the goodbye.
+func TestHandedOverConnectionEnds(t *testing.T) {
+	started := make(chan struct{}, 2)
+	release := make(chan struct{})
+	ts := startServer(t, func(_ *Config, o *Options) {
+		a := o.Actions.(ActionMap)
+		a["block"] = &ActionFunc{ActionInfo{Name: "block"}, func(ctx context.Context, c *Conn, p Params) (any, error) {
+			started <- struct{}{}
+			select {
+			case <-release:
+				return Object{{"released", true}}, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}}
+	})
+	c := dial(t, ts.addr)
+	c.line()
+	c.send("block\n")
+	<-started
+	expectShape(t, c.do("paramView action"), `{"status":"OK","context":"response","data":"block","messageId":"UUID","messageCount":2}`)
+	c.send("quit\n")
+	expectShape(t, c.line(), `{"status":"Bye!","context":"api"}`)
+	c.expectEOF()
+
+	d := dial(t, ts.addr)
+	d.line()
+	d.send("block\n")
+	<-started
+	expectShape(t, d.do("paramView action"), `{"status":"OK","context":"response","data":"block","messageId":"UUID","messageCount":2}`)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- ts.Shutdown(ctx)
+	}()
+	time.Sleep(20 * time.Millisecond) // let Shutdown start waiting for the action
+	close(release)
+	expectShape(t, d.line(), `{"released":true,"context":"response","messageId":"UUID","messageCount":1}`)
+	expectShape(t, d.line(), `{"status":"Bye!","context":"api"}`)
+	d.expectEOF()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Made-up messageIds are UUIDs, different for every request and every connection.
