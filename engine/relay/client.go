@@ -439,6 +439,10 @@ func (cl *client) route(seq int64, m *Message, at time.Time) bool {
 		}
 		cl.centerBuf[i] = b
 		cl.centerN[i]++
+	}
+	// full batches go now (only after line was copied everywhere: a queued
+	// buffer belongs to its center, which recycles it once written)
+	for i, b := range cl.centerBuf {
 		if len(b) >= batchMax {
 			r.centers[i].enqueue(b, cl.centerN[i])
 			cl.centerBuf[i], cl.centerN[i] = nil, 0

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -600,4 +601,65 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestBigBurstsReachEveryCenterIntact sends, from three applications at
+// once, bursts much larger than one center batch, every message to two
+// centers, and checks that both receive every message byte for byte and in
+// each application's order (batches are handed to centers and their buffers
+// recycled to any connection while the bursts go on).
+func TestBigBurstsReachEveryCenterIntact(t *testing.T) {
+	g := start(t, "All;1;O;*;;;primary,risk;;\n", nil, "primary", "risk")
+	const apps, n = 3, 2000
+	pad := strings.Repeat("x", 40)
+	body := func(a, i int) string {
+		return fmt.Sprintf(`O|T="Order"|I="a%d-%d"|note="%s%d"|qty=%d`, a, i, pad, i, i)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, apps)
+	for a := 0; a < apps; a++ {
+		c := dial(t, g, fmt.Sprintf("bulk%d", a), "")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				if _, err := c.Queue('O', strings.TrimPrefix(body(a, i), "O|")); err != nil {
+					errs <- err
+					return
+				}
+			}
+			if err := c.Flush(); err != nil {
+				errs <- err
+				return
+			}
+			for i := 0; i < n; i++ {
+				if st, err := c.ReadStatus(5 * time.Second); err != nil || st.Code != 0 {
+					errs <- fmt.Errorf("app %d status %d: %+v %v", a, i, st, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"primary", "risk"} {
+		center := g.centers[name]
+		if err := center.WaitCount(apps*n, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		next := make([]int, apps)
+		for _, b := range center.Bodies() {
+			var a int
+			if _, err := fmt.Sscanf(b, `O|T="Order"|I="a%d-`, &a); err != nil || a < 0 || a >= apps {
+				t.Fatalf("%s: unexpected body %q", name, b)
+			}
+			if want := body(a, next[a]); b != want {
+				t.Fatalf("%s: got %q, want %q", name, b, want)
+			}
+			next[a]++
+		}
+	}
 }
