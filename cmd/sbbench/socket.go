@@ -13,6 +13,7 @@ import (
 	"runtime/pprof"
 	"sort"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,17 +27,18 @@ import (
 
 func socketCmd() *cobra.Command {
 	var (
-		conns   int
-		dur     time.Duration
-		request string
-		addr    string
-		scripts string
-		echo    bool
-		idle    int
-		cpuprof string
-		memprof string
-		hold    int
-		rounds  int
+		conns    int
+		dur      time.Duration
+		request  string
+		addr     string
+		scripts  string
+		echo     bool
+		idle     int
+		cpuprof  string
+		memprof  string
+		hold     int
+		rounds   int
+		pipeline int
 	)
 	cmd := &cobra.Command{
 		Use:   "socket",
@@ -111,7 +113,7 @@ over-counts slightly), plus goroutine stack memory.`,
 				}
 				u0, s0 := cpuTimes()
 				h0 := srv.counter("switchboard_socket_inline_handoffs_total")
-				r, err := runSocket(ctx, target, conns, dur, request)
+				r, err := runSocket(ctx, target, conns, dur, request, pipeline)
 				if err != nil {
 					return err
 				}
@@ -120,6 +122,9 @@ over-counts slightly), plus goroutine stack memory.`,
 				printResult(out, "socket", r)
 				if srv != nil {
 					fmt.Fprintf(out, "%-12s inline actions handed over (stalled): %.0f\n", "socket", srv.counter("switchboard_socket_inline_handoffs_total")-h0)
+				}
+				if !echo {
+					fmt.Fprintf(out, "%-12s cpu/op %s (user %s)\n", "socket", fmtDur(sockCPU), fmtDur(sockUser))
 				}
 				if echo {
 					printRatio(out, "socket", r, base)
@@ -144,6 +149,7 @@ over-counts slightly), plus goroutine stack memory.`,
 	f.BoolVar(&echo, "echo", true, "run the echo baseline first and print the ratio")
 	f.StringVar(&memprof, "memprofile", "", "write an allocation profile of the whole run (client and in-process server) to this file")
 	f.StringVar(&cpuprof, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
+	f.IntVar(&pipeline, "pipeline", 1, "requests each connection writes at once before reading their replies (an op is then the whole batch)")
 	f.IntVar(&rounds, "rounds", 1, "alternate echo and socket runs this many times and print the medians")
 	f.IntVar(&hold, "hold", 0, "internal: open this many idle connections to --addr until stdin closes (used by --idle)")
 	_ = f.MarkHidden("hold")
@@ -218,8 +224,14 @@ func startSocketServer(scriptsDir string) (*socketServer, error) {
 var responseCtx = []byte(`"context":"response"`)
 
 // runSocket drives the server at addr: one request line, then read lines until its reply.
-func runSocket(ctx context.Context, addr string, conns int, dur time.Duration, request string) (LoadResult, error) {
-	line := []byte(request + "\n")
+func runSocket(ctx context.Context, addr string, conns int, dur time.Duration, request string, pipeline int) (LoadResult, error) {
+	pipeline = max(pipeline, 1)
+	line := bytes.Repeat([]byte(request+"\n"), pipeline)
+	var firstErr sync.Once
+	report := func(err error) error { // a failed connection stops; say why once
+		firstErr.Do(func() { fmt.Fprintf(os.Stderr, "sbbench socket: a connection failed: %v\n", err) })
+		return err
+	}
 	return runClosedLoop(ctx, conns, dur, func(int) (func() error, func(), error) {
 		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 		if err != nil {
@@ -234,7 +246,7 @@ func runSocket(ctx context.Context, addr string, conns int, dur time.Duration, r
 			if _, err := c.Write(line); err != nil {
 				return fmt.Errorf("socket: write: %w", err)
 			}
-			for {
+			for got := 0; got < pipeline; {
 				reply, err := r.ReadSlice('\n')
 				if err != nil {
 					return fmt.Errorf("socket: read: %w", err)
@@ -243,10 +255,11 @@ func runSocket(ctx context.Context, addr string, conns int, dur time.Duration, r
 					continue // a chat line or a push
 				}
 				if bytes.HasPrefix(reply, []byte(`{"error"`)) {
-					return fmt.Errorf("socket: error reply %s", bytes.TrimSpace(reply))
+					return report(fmt.Errorf("socket: error reply %s", bytes.TrimSpace(reply)))
 				}
-				return nil
+				got++
 			}
+			return nil
 		}
 		return do, func() { c.Close() }, nil
 	})

@@ -518,9 +518,9 @@ func (c *Conn) startAction(p Params, id msgID, count int64, last bool) error {
 	}
 	c.lastInline = since
 	c.inlineSince.Store(since)
-	c.runAction(a, nameStr, p, id, count)
+	reply := c.runAction(a, nameStr, p, id, count)
 	s.inlineEnd(c) // before the action stops counting as pending: only then may the reader start another
-	c.actionDone()
+	c.answer(reply)
 	if !c.inlineSince.CompareAndSwap(since, 0) {
 		return errHandedOff
 	}
@@ -530,22 +530,24 @@ func (c *Conn) startAction(p Params, id msgID, count int64, last bool) error {
 // runOnWorker runs the action on an action worker (a function of its own, so the inline path does not
 // pay for the closure's captures).
 func (c *Conn) runOnWorker(a Action, name string, p Params, id msgID, count int64) {
-	c.srv.workers.run(func() {
-		defer c.actionDone()
-		c.runAction(a, name, p, id, count)
-	})
+	c.srv.workers.run(func() { c.answer(c.runAction(a, name, p, id, count)) })
 }
 
-// actionDone ends an action's count as pending.
-func (c *Conn) actionDone() {
+// answer ends an action: it stops counting as pending before its reply is sent, so a client that waits
+// for its replies before sending more never meets the simultaneous_actions limit (a reply written on
+// this goroutine can reach the client at once); then the reply goes out, and only then is the action
+// done for Shutdown and finish.
+func (c *Conn) answer(reply []byte) {
 	c.mu.Lock()
 	c.pending--
 	c.mu.Unlock()
 	c.srv.metrics.pending.Dec()
+	_ = c.write(reply)
 	c.actions.Done()
 }
 
-func (c *Conn) runAction(a Action, name string, p Params, id msgID, count int64) {
+// runAction runs an action and returns its reply (or error reply).
+func (c *Conn) runAction(a Action, name string, p Params, id msgID, count int64) []byte {
 	s := c.srv
 	start := time.Now()
 	info := a.Info()
@@ -585,7 +587,7 @@ func (c *Conn) runAction(a Action, name string, p Params, id msgID, count int64)
 			reply = errorReply(c.actionError(name, timeout, err), id, count)
 		}
 	}
-	_ = c.write(reply)
+	return reply
 }
 
 // TimeLimit is the time limit of an action on this connection: its own Timeout, else the server's
