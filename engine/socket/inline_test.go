@@ -3,6 +3,7 @@ package socket
 import (
 	"context"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -126,4 +127,21 @@ func (c *client) do(req string) string {
 	c.t.Helper()
 	c.send(req + "\n")
 	return c.line()
+}
+
+// A client that sends simultaneous_actions requests at once and waits for all the replies before the
+// next batch never hears "too many pending requests": an action frees its slot before it replies.
+func TestFullBatchesNeverOverTheLimit(t *testing.T) {
+	ts := startServer(t, nil)
+	c := dial(t, ts.addr)
+	c.line()
+	batch := strings.Repeat("randomNumber\n", ts.Config().SimultaneousActions)
+	for i := 0; i < 200; i++ {
+		c.send(batch)
+		for j := 0; j < ts.Config().SimultaneousActions; j++ {
+			if got := c.line(); strings.Contains(got, `"error"`) {
+				t.Fatalf("batch %d reply %d: %s", i, j, got)
+			}
+		}
+	}
 }
