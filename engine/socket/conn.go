@@ -650,7 +650,7 @@ func ApplyInputs(p *Params, inputs []Input, validate func(i int, v any) error) e
 
 func (c *Conn) customVerb(v Verb, l Line, id msgID, count int64) {
 	s := c.srv
-	s.metrics.requests.WithLabelValues("verb", l.Verb).Inc()
+	s.metrics.verb(l.Verb).Inc()
 	ctx, cancel := context.WithTimeout(c.ctx, s.cfg.ActionTimeout)
 	data, err := v.Run(ctx, c, l.Rest)
 	cancel()

@@ -23,6 +23,7 @@ type metrics struct {
 	handoffs prometheus.Counter
 
 	perAction sync.Map // action name -> *actionMetrics, so the hot path does no label hashing
+	perVerb   sync.Map // verb name -> prometheus.Counter (built-in and registered verbs only)
 }
 
 type actionMetrics struct {
@@ -38,6 +39,16 @@ func (m *metrics) action(name string) *actionMetrics {
 	am := &actionMetrics{requests: m.requests.WithLabelValues("action", name), latency: m.latency.WithLabelValues(name)}
 	v, _ := m.perAction.LoadOrStore(name, am)
 	return v.(*actionMetrics)
+}
+
+// verb returns the request counter of a verb (a built-in one or one a script registered, so the label
+// values stay few).
+func (m *metrics) verb(name string) prometheus.Counter {
+	if v, ok := m.perVerb.Load(name); ok {
+		return v.(prometheus.Counter)
+	}
+	v, _ := m.perVerb.LoadOrStore(name, m.requests.WithLabelValues("verb", name))
+	return v.(prometheus.Counter)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

@@ -11,7 +11,7 @@ var paramKeysAlways = map[string]bool{"file": true, "apiVersion": true, "callbac
 // builtinVerb runs one of the reference's verbs. Its reply always carries its own request's id.
 func (c *Conn) builtinVerb(l Line, id msgID, count int64) error {
 	s := c.srv
-	s.metrics.requests.WithLabelValues("verb", l.Verb).Inc()
+	s.metrics.verb(l.Verb).Inc()
 	args := l.Args()
 	arg := func(i int) (string, bool) {
 		if i < len(args) {
