@@ -99,15 +99,20 @@ func RelayExprCompiler(rt *Runtime) relay.ExprCompiler {
 		if err != nil {
 			return nil, fmt.Errorf("%q: %w", source, err)
 		}
-		return &relayPredicate{rt: rt, f: f, ev: "relay.route " + source}, nil
+		return &relayPredicate{rt: rt, f: f, ev: "relay.route " + source, pure: pureExpression(translateAMIScript(source), names)}, nil
 	}
 }
 
 type relayPredicate struct {
-	rt *Runtime
-	f  *Func
-	ev string
+	rt   *Runtime
+	f    *Func
+	ev   string
+	pure bool
 }
+
+// Pure reports whether the expression reads only its params and pure library functions, so the relay may
+// remember its results per param values.
+func (p *relayPredicate) Pure() bool { return p.pure }
 
 var errNoGeneration = errors.New("luabind: no scripts loaded")
 

@@ -54,6 +54,18 @@ type Predicate interface {
 	Eval(args []Value) (bool, error)
 }
 
+// impure is implemented by predicates whose result may change for the same args (an expression that reads
+// the clock, the cache or math.random); their results are never remembered (relay.expression_cache).
+type impure interface {
+	Pure() bool
+}
+
+// memoizable reports whether a predicate's results may be remembered per param values.
+func memoizable(p Predicate) bool {
+	ip, ok := p.(impure)
+	return !ok || ip.Pure()
+}
+
 // PredicateFunc adapts a Go function to Predicate.
 type PredicateFunc func(args []Value) (bool, error)
 
@@ -87,6 +99,7 @@ type Rule struct {
 	Params   []ParamType
 	Expr     string
 	pred     Predicate
+	memo     bool // results may be remembered (the predicate is pure)
 	Centers  CenterSet
 	BreakOnTrue,
 	BreakOnFalse bool
@@ -309,6 +322,7 @@ func parseRule(line string, centers map[string]int, all CenterSet, compile ExprC
 			return nil, fmt.Errorf("route %s: EXPRESSION: %w", r.Name, err)
 		}
 		r.pred = pred
+		r.memo = memoizable(pred)
 	}
 	return r, nil
 }
@@ -403,7 +417,7 @@ func (t *Table) Route(m *Message, st *RouteScratch) (CenterSet, error) {
 		if r.pred != nil {
 			ok = false
 			cached := false
-			if st.memo != nil {
+			if st.memo != nil && r.memo {
 				st.key = appendArgsKey(st.key[:0], args)
 				for k := range st.recent[ri] {
 					if e := &st.recent[ri][k]; e.used && string(e.key) == string(st.key) {
@@ -425,7 +439,7 @@ func (t *Table) Route(m *Message, st *RouteScratch) (CenterSet, error) {
 					if firstErr == nil {
 						firstErr = fmt.Errorf("route %s (line %d): %w", r.Name, r.Line, err)
 					}
-				} else if st.memo != nil {
+				} else if st.memo != nil && r.memo {
 					mm := st.memo[ri]
 					if mm == nil || len(mm) >= t.memoSize {
 						mm = make(map[string]bool, min(t.memoSize, 256))
