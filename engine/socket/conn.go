@@ -667,7 +667,10 @@ func (c *Conn) finish(end error) {
 	reason := "closed by client"
 	switch {
 	case errors.Is(end, errQuit):
+		// The reference destroys the connection and drops replies still pending; here the requests sent
+		// before quit are answered first (each is bounded by its action's time limit), then goodbye.
 		reason = "quit"
+		c.waitActions(c.ctx)
 		c.cancel()
 		c.sendGoodbye()
 	case errors.Is(end, errBreak):

@@ -21,6 +21,9 @@
 //	chat         {"message":..,"room":..,"from":<conn id>,"context":"user","sentAt":<ms>}
 //	goodbye      {"status":"Bye!","context":"api"} then close
 //
+// quit and exit first answer the requests sent before them that are still running (each within its action's
+// time limit), then say goodbye; the reference drops those replies.
+//
 // messageId is the sticky "messageId" param when set, else a UUID made up for the request, captured when
 // the line is read, so every reply (verbs included, unlike the reference) carries its own request's id
 // even when lines are pipelined. Made-up ids are the connection's random 128-bit base plus the request's

@@ -37,12 +37,14 @@ func TestStalledInlineActionHandsOverReading(t *testing.T) {
 	expectShape(t, c.do("randomNumber"), `{"randomNumber":0.25,"stringRandomNumber":"Your random number is 0.25","context":"response","messageId":"UUID","messageCount":3}`)
 }
 
-// A connection whose reading moved on from a stalled inline action still ends cleanly: quit cancels the
-// action, says goodbye and closes; shutting down answers a stalled action before the goodbye.
+// A connection whose reading moved on from a stalled inline action still ends cleanly: quit answers the
+// action (here at its time limit), says goodbye and closes; shutting down answers a stalled action before
+// the goodbye.
 func TestHandedOverConnectionEnds(t *testing.T) {
 	started := make(chan struct{}, 2)
 	release := make(chan struct{})
-	ts := startServer(t, func(_ *Config, o *Options) {
+	ts := startServer(t, func(cfg *Config, o *Options) {
+		cfg.ActionTimeout = 300 * time.Millisecond
 		a := o.Actions.(ActionMap)
 		a["block"] = &ActionFunc{ActionInfo{Name: "block"}, func(ctx context.Context, c *Conn, p Params) (any, error) {
 			started <- struct{}{}
@@ -60,6 +62,7 @@ func TestHandedOverConnectionEnds(t *testing.T) {
 	<-started
 	expectShape(t, c.do("paramView action"), `{"status":"OK","context":"response","data":"block","messageId":"UUID","messageCount":2}`)
 	c.send("quit\n")
+	expectShape(t, c.line(), `{"error":"the action block did not finish within its time limit of 300ms","context":"response","messageId":"UUID","messageCount":1}`)
 	expectShape(t, c.line(), `{"status":"Bye!","context":"api"}`)
 	c.expectEOF()
 
@@ -144,4 +147,19 @@ func TestFullBatchesNeverOverTheLimit(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Requests pipelined before quit are answered before the goodbye (the reference drops them).
+func TestQuitAnswersPendingRequests(t *testing.T) {
+	ts := startServer(t, nil)
+	c := dial(t, ts.addr)
+	c.line()
+	c.send("sleepTest\nrandomNumber\nquit\n")
+	got := []string{c.line(), c.line()}
+	both := got[0] + got[1]
+	if !strings.Contains(both, `"sleepDuration":200`) || !strings.Contains(both, `"randomNumber":`) {
+		t.Fatalf("a pending reply was lost or the goodbye came first: %q", got)
+	}
+	expectShape(t, c.line(), `{"status":"Bye!","context":"api"}`)
+	c.expectEOF()
 }
