@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"runtime"
-	"runtime/pprof"
 	"strings"
 	"testing/fstest"
 	"time"
@@ -56,17 +54,11 @@ Prints each round, both totals and the channel rate as a fraction of echo.`,
 			if rounds < 1 {
 				return fmt.Errorf("channel: --rounds must be >= 1, got %d", rounds)
 			}
-			if prof != "" {
-				f, err := os.Create(prof)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+			stopProfile, err := startCPUProfile(prof)
+			if err != nil {
+				return err
 			}
+			defer stopProfile()
 			var base, r LoadResult
 			slice := dur / time.Duration(rounds)
 			for i := 0; i < rounds; i++ {

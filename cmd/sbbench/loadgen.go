@@ -7,7 +7,9 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -253,4 +255,20 @@ func fmtDur(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.1fµs", float64(d)/1e3)
 	}
+}
+
+// startCPUProfile writes a CPU profile to path until stop is called; an empty path profiles nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -94,20 +94,12 @@ sinks ack each line back like centers) for the baseline.
 				return fmt.Errorf("baseline: %w", err)
 			}
 			printResult(out, "forwarder", base)
-			if cpuprofile != "" {
-				f, err := os.Create(cpuprofile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
+			stopProfile, err := startCPUProfile(cpuprofile)
+			if err != nil {
+				return err
 			}
 			r, err := runRelayBench(cmd.Context(), clients, window, dur, guaranteed, persist, &relayCPU)
-			if cpuprofile != "" {
-				pprof.StopCPUProfile()
-			}
+			stopProfile()
 			if memprofile != "" {
 				f, err := os.Create(memprofile)
 				if err != nil {

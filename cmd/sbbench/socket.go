@@ -72,17 +72,11 @@ over-counts slightly), plus goroutine stack memory.`,
 			if idle > 0 {
 				return measureIdle(out, target, idle)
 			}
-			if cpuprof != "" {
-				f, err := os.Create(cpuprof)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+			stopProfile, err := startCPUProfile(cpuprof)
+			if err != nil {
+				return err
 			}
+			defer stopProfile()
 			if memprof != "" {
 				runtime.MemProfileRate = 64 << 10
 				defer func() {
