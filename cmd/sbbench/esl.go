@@ -122,6 +122,9 @@ func (p profiles) sim() profiles {
 // the CPU profile and writes the allocation profile.
 func (p profiles) start() (stop func(), err error) {
 	if p.mem != "" {
+		// The allocation profile is published at the end of a GC cycle: finish one so the base holds
+		// everything allocated so far (and below, so the profile holds everything until the end).
+		runtime.GC()
 		f, err := os.Create(p.mem + ".base")
 		if err != nil {
 			return nil, err
@@ -145,6 +148,7 @@ func (p profiles) start() (stop func(), err error) {
 			cpu.Close()
 		}
 		if p.mem != "" {
+			runtime.GC()
 			if f, err := os.Create(p.mem); err == nil {
 				_ = pprof.Lookup("allocs").WriteTo(f, 0)
 				f.Close()
@@ -260,7 +264,7 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 		return err
 	}
 	var heapPerCall float64
-	var base, engineBase []bucketCount
+	var base, writeBase, recvBase []bucketCount
 	if mode == "rtt" {
 		// Leave out the connect burst: measure from one second after every call is up.
 		deadline := time.Now().Add(2 * time.Minute)
@@ -269,7 +273,8 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 		}
 		time.Sleep(time.Second)
 		base = promBuckets(reg, "switchboard_esl_command_seconds")
-		engineBase = promBuckets(reg, "switchboard_esl_command_engine_seconds")
+		writeBase = promBuckets(reg, "switchboard_esl_command_engine_seconds", "write")
+		recvBase = promBuckets(reg, "switchboard_esl_command_engine_seconds", "receive")
 	}
 	// Profiles and GC counts cover the measured part: after the connect burst in rtt mode.
 	stopProf, err := prof.start()
@@ -346,8 +351,10 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 		what = "steady state, connect burst left out"
 	}
 	fmt.Fprintf(out, "command round trip (sendmsg/api -> reply), %s, %d commands: p50 %s p99 %s\n", what, n, fmtDur(p50), fmtDur(p99))
-	e50, e99, _ := histQuantiles(promBuckets(reg, "switchboard_esl_command_engine_seconds"), engineBase)
-	fmt.Fprintf(out, "  engine's share (write the command; reply read -> flow has it): p50 %s p99 %s\n", fmtDur(e50), fmtDur(e99))
+	w50, w99, _ := histQuantiles(promBuckets(reg, "switchboard_esl_command_engine_seconds", "write"), writeBase)
+	r50, r99, _ := histQuantiles(promBuckets(reg, "switchboard_esl_command_engine_seconds", "receive"), recvBase)
+	fmt.Fprintf(out, "  engine's share: write the command p50 %s p99 %s; reply read -> flow has it p50 %s p99 %s\n",
+		fmtDur(w50), fmtDur(w99), fmtDur(r50), fmtDur(r99))
 	fmt.Fprintf(out, "  simulator's share (command read -> reply written, every command of the run): p50 %s p99 %s\n", fmtDur(rep.ReplyP50), fmtDur(rep.ReplyP99))
 	return nil
 }
@@ -357,23 +364,34 @@ type bucketCount struct {
 	count uint64
 }
 
-// promBuckets reads the cumulative buckets of histogram name from reg.
-func promBuckets(reg *prometheus.Registry, name string) []bucketCount {
+// promBuckets reads the cumulative buckets of histogram name from reg; with phase set, of the series whose
+// phase label has that value.
+func promBuckets(reg *prometheus.Registry, name string, phase ...string) []bucketCount {
 	mfs, err := reg.Gather()
 	if err != nil {
 		return nil
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != name || len(mf.GetMetric()) == 0 {
+		if mf.GetName() != name {
 			continue
 		}
-		h := mf.GetMetric()[0].GetHistogram()
-		var out []bucketCount
-		for _, b := range h.GetBucket() {
-			out = append(out, bucketCount{b.GetUpperBound(), b.GetCumulativeCount()})
+		for _, m := range mf.GetMetric() {
+			if len(phase) > 0 {
+				match := false
+				for _, lp := range m.GetLabel() {
+					match = match || (lp.GetName() == "phase" && lp.GetValue() == phase[0])
+				}
+				if !match {
+					continue
+				}
+			}
+			var out []bucketCount
+			for _, b := range m.GetHistogram().GetBucket() {
+				out = append(out, bucketCount{b.GetUpperBound(), b.GetCumulativeCount()})
+			}
+			sort.Slice(out, func(i, j int) bool { return out[i].upper < out[j].upper })
+			return out
 		}
-		sort.Slice(out, func(i, j int) bool { return out[i].upper < out[j].upper })
-		return out
 	}
 	return nil
 }

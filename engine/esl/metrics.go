@@ -6,7 +6,7 @@ type metrics struct {
 	active  prometheus.Gauge
 	calls   *prometheus.CounterVec // flow, outcome
 	rtt     prometheus.Histogram
-	engine  prometheus.Histogram
+	engine  *prometheus.HistogramVec // phase: write, receive
 	causes  *prometheus.CounterVec
 	ignored *prometheus.CounterVec
 }
@@ -19,10 +19,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_esl_command_seconds",
 			Help:    "Round trip of one command to FreeSWITCH and its reply.",
 			Buckets: []float64{.00005, .0001, .0002, .0003, .0004, .0005, .00075, .001, .0015, .002, .005, .01, .025, .1, 1}}),
-		engine: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_esl_command_engine_seconds",
-			Help: "The engine's own share of a command round trip: encoding and writing the command, then from the read that " +
-				"brought the reply to the waiting flow having it (the rest is FreeSWITCH, the network and the reader's wake-up).",
-			Buckets: []float64{.000005, .00001, .00002, .00005, .0001, .0002, .0003, .0005, .00075, .001, .0015, .002, .005, .01, .1}}),
+		engine: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "switchboard_esl_command_engine_seconds",
+			Help: "The engine's own share of a command round trip, by phase: write (encoding and writing the command) and " +
+				"receive (from the read that brought the reply to the waiting flow having it). The rest of the round trip " +
+				"is FreeSWITCH, the network and the reader's wake-up.",
+			Buckets: []float64{.000005, .00001, .00002, .00005, .0001, .0002, .0003, .0005, .00075, .001, .0015, .002, .005, .01, .1}},
+			[]string{"phase"}),
 		causes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_esl_hangup_causes_total",
 			Help: "Hangup causes reported by FreeSWITCH."}, []string{"cause"}),
 		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_esl_frames_ignored_total",

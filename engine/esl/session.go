@@ -406,7 +406,8 @@ func (s *Session) Command(ctx context.Context, c *Command, timeout time.Duration
 		// The engine's share: encoding and writing, then from the read that brought the reply's last
 		// bytes to this goroutine having it. The rest is the peer, the network and the reader's wake-up.
 		if !r.arrived.IsZero() && r.arrived.After(sent) {
-			s.srv.metrics.engine.Observe((sent.Sub(start) + now.Sub(r.arrived)).Seconds())
+			s.srv.metrics.engine.WithLabelValues("write").Observe(sent.Sub(start).Seconds())
+			s.srv.metrics.engine.WithLabelValues("receive").Observe(now.Sub(r.arrived).Seconds())
 		}
 		return r.f, nil
 	case <-s.done:
