@@ -24,6 +24,7 @@ type client struct {
 	out     *transport.Outbox
 	log     *logrus.Entry
 	login   string
+	owner   Owner // login as the object index records it
 	quiet   bool
 	crlf    bool
 	seq     int64 // implicit sequence number for instructions without #
@@ -253,9 +254,9 @@ func (cl *client) handle(ctx context.Context, line []byte) bool {
 			return cl.reject(seq, miss)
 		}
 		id, _ := m.Get("I")
-		c, ok := cl.r.takeRequest(textOf(id))
+		c, ok := cl.r.takeRequest(textOf(id), cl.login)
 		if !ok {
-			return cl.reject(seq, fmt.Sprintf("Unknown request id %s: no pending E", textOf(id)))
+			return cl.reject(seq, fmt.Sprintf("Unknown request id %s: no pending E for this application", textOf(id)))
 		}
 		out := AppendHeader(make([]byte, 0, len(line)+16), 'R', -1, cl.nowOr(m.Now))
 		out = AppendParams(out, m.Params)
@@ -388,6 +389,7 @@ func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
 		t.Stop()
 	}
 	cl.login = strings.Clone(textOf(id))
+	cl.owner = cl.r.objects.Owner(cl.login)
 	cl.appIn = cl.r.m.appIn.WithLabelValues(cl.login)
 	cl.appIn.Inc()
 	cl.log = cl.log.WithField("app", cl.login)
@@ -407,7 +409,7 @@ func (cl *client) route(seq int64, m *Message, at time.Time) bool {
 		r.m.exprErrors.Inc()
 		r.warnEvery(&r.exprWarn, cl.log.WithError(err), "route expression failed")
 	}
-	set = r.objects.Follow(cl.login, m, set)
+	set = r.objects.Follow(cl.owner, m, set)
 	if set == 0 {
 		r.m.unrouted.Inc()
 		return cl.ok(seq, pendingAck{}, at)

@@ -26,6 +26,7 @@ type metrics struct {
 	routeReloads    *prometheus.CounterVec // by result
 	ackLatency      *durationHistogram
 	slowClients     prometheus.Counter
+	commands        *prometheus.CounterVec // E from centers by result: object, command, undelivered
 	fsync           prometheus.Histogram
 	appIn           *prometheus.CounterVec // by login id
 	acksOK, acksErr prometheus.Counter
@@ -70,13 +71,16 @@ func newMetrics() *metrics {
 				.0075, .01, .015, .025, .05, .1, .5}}),
 		slowClients: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_slow_clients_total",
 			Help: "Applications disconnected because they did not read their statuses."}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_commands_total",
+			Help: "E lines from centers, by result: object (to the application that sent the object), command (to the one that registered the command), undelivered (the center got R with S=1)."},
+			[]string{"result"}),
 	}
 	m.acksOK, m.acksErr = m.acks.WithLabelValues("ok"), m.acks.WithLabelValues("error")
 	for i := range knownTypes {
 		m.inByType[i] = m.clientIn.WithLabelValues(knownTypes[i : i+1])
 	}
 	m.collectors = []prometheus.Collector{m.connections, m.clientIn, m.acks, m.rejected, m.unrouted, m.exprErrors,
-		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients, m.fsync, m.appIn}
+		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients, m.commands, m.fsync, m.appIn}
 	return m
 }
 

@@ -4,24 +4,41 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"math"
+	"strconv"
 	"sync"
 )
 
 // ObjectIndex remembers where each object (login I, T, I) was sent so that
-// its updates and deletes follow it (deletes-follow-inserts). It holds at
-// most max objects; past that the oldest remembered object is forgotten.
-// Objects are keyed by a 64-bit hash of (login, T, I): a collision (odds
+// its updates and deletes follow it (deletes-follow-inserts), and which
+// application sent it, so that a center's E naming the object (O and T)
+// reaches that application (OwnersOf). It holds at most max objects; past
+// that the oldest remembered object is forgotten.
+//
+// An object's table key is a 64-bit hash of (T, I) and its entry holds the
+// owner's id (Owner, interned per login): entries match on both, so the same
+// (T, I) sent by two applications are two objects, and OwnersOf finds every
+// application that sent (T, I) in one probe run. A hash collision (odds
 // about n²/2⁶⁵) can only add a center to a message, never remove one.
 //
-// Each shard is an open-addressing hash table (linear probing, at most half
+// Each shard is an open-addressing hash table (linear probing, at most 3/4
 // full, backward-shift deletion) plus a ring of keys in insertion order for
 // eviction: a new object costs two short probes and no allocation.
 type ObjectIndex struct {
 	seed   maphash.Seed
 	shards []objShard // 1 for small indexes (exact oldest-first eviction), else objShards
+
+	ownerMu sync.Mutex
+	owners  map[string]uint32 // login -> owner id (1-based; 0 = not interned)
+	names   []string          // owner id - 1 -> login
 }
 
 const objShards = 16
+
+// maxOwners bounds the distinct application ids the index interns. The ids
+// of AMI applications are stable names (a few per deployment); past this
+// many, the objects of a new login are still followed (keyed with the login
+// itself) but have no known owner, so their E lines go by command owner.
+const maxOwners = 1 << 16
 
 type objShard struct {
 	mu   sync.Mutex
@@ -33,11 +50,20 @@ type objShard struct {
 	pos  int      // next ring slot to reuse once the ring is full
 }
 
-// objEntry is one table entry (one cache line holds a few, probes stay local).
+// objEntry is one table entry (24 bytes: one cache line holds a few, probes
+// stay local).
 type objEntry struct {
-	key  uint64 // 0 = empty
-	set  CenterSet
-	slot int // ring slot of the entry
+	key   uint64 // 0 = empty
+	set   CenterSet
+	owner uint32 // Owner id; 0 = a login past maxOwners (its key hashes the login too)
+	slot  uint32 // ring slot of the entry
+}
+
+// Owner is an application as the index records it: get it once per login
+// with (*ObjectIndex).Owner.
+type Owner struct {
+	id    uint32
+	login string
 }
 
 // NewObjectIndex returns an index of at most max objects; max <= 0 disables it.
@@ -49,7 +75,7 @@ func NewObjectIndex(max int) *ObjectIndex {
 	if max < 1024 {
 		n = 1
 	}
-	x := &ObjectIndex{seed: maphash.MakeSeed(), shards: make([]objShard, n)}
+	x := &ObjectIndex{seed: maphash.MakeSeed(), shards: make([]objShard, n), owners: map[string]uint32{}}
 	per := (max + n - 1) / n
 	size := 4 // at most 3/4 full (probes stay short, the table stays small in cache)
 	for size < per+per/3+1 {
@@ -60,6 +86,23 @@ func NewObjectIndex(max int) *ObjectIndex {
 			ring: make([]uint64, 0, min(per, 4096))}
 	}
 	return x
+}
+
+// Owner interns login (an application id) for Follow. The same login always
+// gets the same Owner, across reconnects.
+func (x *ObjectIndex) Owner(login string) Owner {
+	if x == nil {
+		return Owner{login: login}
+	}
+	x.ownerMu.Lock()
+	defer x.ownerMu.Unlock()
+	id, ok := x.owners[login]
+	if !ok && len(x.names) < maxOwners {
+		x.names = append(x.names, login)
+		id = uint32(len(x.names))
+		x.owners[login] = id
+	}
+	return Owner{id: id, login: login}
 }
 
 // Len is the number of remembered objects.
@@ -76,10 +119,29 @@ func (x *ObjectIndex) Len() int {
 	return n
 }
 
+// objectKey hashes (T, I); an owner that is not interned (id 0) hashes its
+// login in too, so its objects stay apart from everyone else's.
+func (x *ObjectIndex) objectKey(o *Owner, typ string, id *Value) uint64 {
+	var kb [128]byte
+	b := kb[:0]
+	if o != nil && o.id == 0 {
+		b = append(b, o.login...)
+		b = append(b, 0)
+	}
+	b = append(b, typ...)
+	b = append(b, 0)
+	b = appendIDKey(b, id)
+	key := maphash.Bytes(x.seed, b)
+	if key == 0 {
+		key = 1 // 0 marks an empty table entry
+	}
+	return key
+}
+
 // Follow returns set widened by where the object of m went before, and
 // records the result (O) or forgets the object (D). Messages other than O and
 // D, and objects without I, pass through unchanged.
-func (x *ObjectIndex) Follow(login string, m *Message, set CenterSet) CenterSet {
+func (x *ObjectIndex) Follow(owner Owner, m *Message, set CenterSet) CenterSet {
 	if x == nil || (m.Type != 'O' && m.Type != 'D') {
 		return set
 	}
@@ -88,55 +150,88 @@ func (x *ObjectIndex) Follow(login string, m *Message, set CenterSet) CenterSet 
 		return set
 	}
 	typ, _ := m.Text("T")
-	var kb [128]byte
-	b := append(kb[:0], login...)
-	b = append(b, 0)
-	b = append(b, typ...)
-	b = append(b, 0)
-	b = appendIDKey(b, id)
-	key := maphash.Bytes(x.seed, b)
-	if key == 0 {
-		key = 1 // 0 marks an empty table entry
-	}
+	key := x.objectKey(&owner, typ, id)
 	sh := &x.shards[key&uint64(len(x.shards)-1)] // 1 or objShards, a power of two
 	sh.mu.Lock()
-	set = sh.follow(key, m.Type == 'D', set)
+	set = sh.follow(key, owner.id, m.Type == 'D', set)
 	sh.mu.Unlock()
 	return set
 }
 
-// appendIDKey encodes an object id unambiguously (kind, then its value).
-func appendIDKey(b []byte, v *Value) []byte {
-	b = append(b, byte(v.Kind))
-	switch v.Kind {
-	case KindString, KindEnum, KindJSON, KindBinary:
-		return append(b, v.S...)
-	case KindFloat, KindDouble:
-		return binary.LittleEndian.AppendUint64(b, math.Float64bits(v.F))
-	case KindUTC:
-		if v.Pattern != "" {
-			b = append(b, v.S...)
-			b = append(b, 0)
-			return append(b, v.Pattern...)
+// OwnersOf returns the logins of the applications that sent the object
+// (typ, id) and have not deleted it since (usually one; several when
+// different applications used the same type and id), in no particular
+// order. Nothing is returned for an object that was never sent, was
+// deleted, or was forgotten (the index is full).
+func (x *ObjectIndex) OwnersOf(typ string, id *Value) []string {
+	if x == nil || id == nil || id.Kind == KindNull {
+		return nil
+	}
+	key := x.objectKey(nil, typ, id)
+	sh := &x.shards[key&uint64(len(x.shards)-1)]
+	var ids []uint32
+	sh.mu.Lock()
+	for i := (key >> 8) & sh.mask; sh.tab[i].key != 0; i = (i + 1) & sh.mask {
+		if e := &sh.tab[i]; e.key == key && e.owner != 0 {
+			ids = append(ids, e.owner)
 		}
 	}
-	return binary.LittleEndian.AppendUint64(b, uint64(v.I))
+	sh.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	out := make([]string, len(ids))
+	x.ownerMu.Lock()
+	for i, o := range ids {
+		out[i] = x.names[o-1]
+	}
+	x.ownerMu.Unlock()
+	return out
 }
 
-// find returns the table position of key, or of the empty entry where it
-// would go.
-func (sh *objShard) find(key uint64) (int, bool) {
+// appendIDKey encodes an object id as AMI sees it, as text: a string or
+// enum by its text, an integer by its digits (I="5", I='5', I=5 and I=5L
+// name the same object, so a center's E with O="5" finds it), anything else
+// by its kind and strict form.
+func appendIDKey(b []byte, v *Value) []byte {
+	switch v.Kind {
+	case KindString, KindEnum:
+		return append(b, v.S...)
+	case KindInt, KindLong:
+		return strconv.AppendInt(b, v.I, 10)
+	case KindFloat, KindDouble:
+		b = append(b, 0, byte(v.Kind))
+		return binary.LittleEndian.AppendUint64(b, math.Float64bits(v.F))
+	}
+	b = append(b, 0, byte(v.Kind))
+	return AppendValue(b, *v)
+}
+
+// find returns the table position of (key, owner), or of the empty entry
+// where it would go.
+func (sh *objShard) find(key uint64, owner uint32) (int, bool) {
 	i := (key >> 8) & sh.mask // the low bits chose the shard
 	for {
-		k := sh.tab[i].key
-		if k == key {
+		e := &sh.tab[i]
+		if e.key == key && e.owner == owner {
 			return int(i), true
 		}
-		if k == 0 {
+		if e.key == 0 {
 			return int(i), false
 		}
 		i = (i + 1) & sh.mask
 	}
+}
+
+// findSlot returns the table position of the entry with key whose ring slot
+// is slot (eviction knows the ring slot, not the owner).
+func (sh *objShard) findSlot(key uint64, slot uint32) (int, bool) {
+	for i := (key >> 8) & sh.mask; sh.tab[i].key != 0; i = (i + 1) & sh.mask {
+		if sh.tab[i].key == key && sh.tab[i].slot == slot {
+			return int(i), true
+		}
+	}
+	return 0, false
 }
 
 // remove empties table entry i and shifts later entries of its probe run back.
@@ -170,8 +265,8 @@ func (sh *objShard) remove(i int) {
 }
 
 // follow is Follow's part under the shard lock.
-func (sh *objShard) follow(key uint64, del bool, set CenterSet) CenterSet {
-	i, found := sh.find(key)
+func (sh *objShard) follow(key uint64, owner uint32, del bool, set CenterSet) CenterSet {
+	i, found := sh.find(key, owner)
 	if found {
 		set |= sh.tab[i].set
 	}
@@ -197,15 +292,15 @@ func (sh *objShard) follow(key uint64, del bool, set CenterSet) CenterSet {
 		slot = sh.pos
 		sh.pos = (sh.pos + 1) % sh.max
 		if old := sh.ring[slot]; old != 0 {
-			if j, ok := sh.find(old); ok {
+			if j, ok := sh.findSlot(old, uint32(slot)); ok {
 				sh.remove(j)
-				// the removal may have shifted key's empty entry
-				i, _ = sh.find(key)
+				// the removal may have shifted the new object's empty entry
+				i, _ = sh.find(key, owner)
 			}
 		}
 		sh.ring[slot] = key
 	}
-	sh.tab[i] = objEntry{key: key, set: set, slot: slot}
+	sh.tab[i] = objEntry{key: key, set: set, owner: owner, slot: uint32(slot)}
 	sh.n++
 	return set
 }

@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,9 +52,9 @@ type Relay struct {
 
 	mu       sync.Mutex
 	clients  map[*client]struct{}
-	sessions map[string]*client // login I -> latest session
-	commands map[string]string  // command id -> login I
-	requests map[string]int     // E request id -> center index
+	sessions map[string]*client        // login I -> latest session
+	commands map[string]string         // command id -> login I
+	requests map[string]pendingRequest // E request id -> where it came from and went
 	reqOrder []string
 	upCh     chan struct{} // closed when a center logs in, then replaced
 	reloadMu sync.Mutex
@@ -64,6 +66,12 @@ type Relay struct {
 
 // maxPendingCommands bounds the E request ids remembered for routing R back.
 const maxPendingCommands = 10000
+
+// pendingRequest is an E delivered to an application and not answered yet.
+type pendingRequest struct {
+	center int    // the center that sent the E, where the R goes
+	login  string // the application the E went to, the only one whose R is taken
+}
 
 // New validates cfg, loads the routes file and opens the journal. Nothing
 // listens or dials until Start.
@@ -80,7 +88,7 @@ func New(opts Options) (*Relay, error) {
 	}
 	r := &Relay{cfg: cfg, compile: opts.Compile, log: log.WithField("part", "relay"), reg: opts.Metrics, m: newMetrics(),
 		clients: map[*client]struct{}{}, sessions: map[string]*client{}, commands: map[string]string{},
-		requests: map[string]int{}, upCh: make(chan struct{})}
+		requests: map[string]pendingRequest{}, upCh: make(chan struct{})}
 	r.centerNames = cfg.CenterNames()
 	r.objects = NewObjectIndex(cfg.RoutesCacheSize)
 	tab, err := r.loadRoutes()
@@ -179,6 +187,18 @@ func (r *Relay) Table() *Table { return r.table.Load() }
 func (r *Relay) CenterAddr(name string) string {
 	addr, _ := centerAddr(r.cfg.Centers[name])
 	return addr
+}
+
+// Applications returns the ids (login I) of the applications logged in now, sorted.
+func (r *Relay) Applications() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.sessions))
+	for id := range r.sessions {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Centers returns the centers by index.
@@ -312,11 +332,15 @@ func (r *Relay) acceptLoop(ctx context.Context) {
 			cl.serve(ctx)
 			r.mu.Lock()
 			delete(r.clients, cl)
-			if cl.login != "" && r.sessions[cl.login] == cl {
+			last := cl.login != "" && r.sessions[cl.login] == cl
+			if last {
 				delete(r.sessions, cl.login)
 			}
 			r.mu.Unlock()
 			r.m.connections.Dec()
+			if last {
+				cl.log.Debug("application logged out")
+			}
 		}()
 	}
 }
@@ -439,14 +463,21 @@ func (r *Relay) anyCenterUp() (bool, <-chan struct{}) {
 	return false, r.upCh
 }
 
-// deliverCommand sends a center's E to the application that registered the
-// command, and remembers the request so the application's R goes back.
+// deliverCommand sends a center's E to the application it is for (see
+// commandTarget) and remembers the request so that application's R goes back
+// to this center. When that application is not connected, or does not read,
+// the center gets `R|I=<request>|S=1|M="<reason>"` at once.
 func (r *Relay) deliverCommand(c *Center, m *Message) {
 	reqID, _ := m.Text("I")
 	cmd, _ := m.Text("C")
+	typ, _ := m.Text("T")
+	var owners []string
+	obj := m.lookup("O")
+	if obj != nil && typ != "" {
+		owners = r.objects.OwnersOf(typ, obj) // before r.mu: the index has its own locks
+	}
 	r.mu.Lock()
-	owner := r.commands[cmd]
-	cl := r.sessions[owner]
+	login, cl, reason := r.commandTarget(cmd, typ, obj, owners)
 	if cl != nil && reqID != "" {
 		if _, seen := r.requests[reqID]; !seen {
 			r.reqOrder = append(r.reqOrder, reqID)
@@ -455,33 +486,84 @@ func (r *Relay) deliverCommand(c *Center, m *Message) {
 				r.reqOrder = r.reqOrder[1:]
 			}
 		}
-		r.requests[reqID] = c.Index
+		r.requests[reqID] = pendingRequest{center: c.Index, login: login}
 	}
 	r.mu.Unlock()
-	if cl == nil {
-		line := AppendHeader(nil, 'R', -1, time.Now().UnixMilli())
-		line = AppendParams(line, []Param{{Key: "I", Val: Value{Kind: KindString, S: reqID}},
-			{Key: "S", Val: Value{Kind: KindInt, I: 1}},
-			{Key: "M", Val: Value{Kind: KindString, S: fmt.Sprintf("no application owns command %q", cmd)}}})
-		c.sendDirect(line)
-		c.log.WithField("command", cmd).Warn("E for a command no connected application registered")
-		return
+	if cl != nil {
+		line := AppendHeader(nil, 'E', -1, time.Now().UnixMilli())
+		line = AppendParams(line, m.Params)
+		if cl.sendLine(line) {
+			if len(owners) > 0 {
+				r.m.commands.WithLabelValues("object").Inc()
+			} else {
+				r.m.commands.WithLabelValues("command").Inc()
+			}
+			return
+		}
+		if reqID != "" {
+			r.takeRequest(reqID, login)
+		}
+		reason = fmt.Sprintf("application %q does not read: command not delivered", login)
 	}
-	line := AppendHeader(nil, 'E', -1, time.Now().UnixMilli())
-	line = AppendParams(line, m.Params)
-	cl.sendLine(line)
+	r.m.commands.WithLabelValues("undelivered").Inc()
+	c.log.WithFields(logrus.Fields{"command": cmd, "request": reqID, "reason": reason}).Warn("E not delivered")
+	line := AppendHeader(nil, 'R', -1, time.Now().UnixMilli())
+	line = AppendParams(line, []Param{{Key: "I", Val: Value{Kind: KindString, S: reqID}},
+		{Key: "S", Val: Value{Kind: KindInt, I: 1}},
+		{Key: "M", Val: Value{Kind: KindString, S: reason}}})
+	if !c.sendDirect(line) {
+		c.log.WithField("request", reqID).Warn("center link busy: undelivered-command answer dropped")
+	}
 }
 
-// takeRequest returns the center that sent the E with request id.
-func (r *Relay) takeRequest(id string) (*Center, bool) {
+// commandTarget picks the application an E goes to (under r.mu). An E that
+// names an object the index knows (O and T) goes to the application that
+// sent that object; when several applications sent the same type and id,
+// the one that registered the command wins (connected or not: another one
+// may not know the command), else the first connected one by login. Any other E goes to the application that registered the command
+// (C). With no connected target, cl is nil and reason says why.
+func (r *Relay) commandTarget(cmd, typ string, obj *Value, owners []string) (login string, cl *client, reason string) {
+	if len(owners) > 0 {
+		login = owners[0]
+		if len(owners) > 1 {
+			sort.Strings(owners)
+			login = owners[0]
+			for _, o := range owners {
+				if r.sessions[o] != nil {
+					login = o
+					break
+				}
+			}
+			if cmdOwner := r.commands[cmd]; slices.Contains(owners, cmdOwner) {
+				login = cmdOwner
+			}
+		}
+		if cl = r.sessions[login]; cl == nil {
+			return login, nil, fmt.Sprintf("application %q that sent %s %s is not connected", login, typ, AppendValue(nil, *obj))
+		}
+		return login, cl, ""
+	}
+	login = r.commands[cmd]
+	if login == "" {
+		return "", nil, fmt.Sprintf("no application owns command %q", cmd)
+	}
+	if cl = r.sessions[login]; cl == nil {
+		return login, nil, fmt.Sprintf("application %q that registered command %q is not connected", login, cmd)
+	}
+	return login, cl, ""
+}
+
+// takeRequest returns the center that sent the E with request id, if that E
+// went to application login.
+func (r *Relay) takeRequest(id, login string) (*Center, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	i, ok := r.requests[id]
-	if !ok {
+	p, ok := r.requests[id]
+	if !ok || p.login != login {
 		return nil, false
 	}
 	delete(r.requests, id)
-	return r.centers[i], true
+	return r.centers[p.center], true
 }
 
 // warnEvery logs msg at most once a second per counter.

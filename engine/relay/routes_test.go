@@ -204,11 +204,12 @@ func TestObjectIndexDeletesFollowInserts(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := NewObjectIndex(2)
+	app := x.Owner("app")
 	send := func(line string) string {
 		m, _ := Parse([]byte(line))
 		var sc RouteScratch
 		s, _ := tab.Route(&m, &sc)
-		return names(tab, x.Follow("app", &m, s))
+		return names(tab, x.Follow(app, &m, s))
 	}
 	if got := send(`O|T="Order"|I="o1"|qty=5000L|px=250.0D|venue="NYSE"`); got != "primary,risk,hist" {
 		t.Fatal(got)
