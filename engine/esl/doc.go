@@ -21,5 +21,13 @@
 // capped by esl.max_calls. Static mode has no DTMF events while idle and no input callbacks (FreeSWITCH
 // does not read the socket while an application runs); api/bgapi/linger need `full`.
 //
+// Metrics: calls active and total (by flow and outcome), hangup causes, ignored frames, the command round
+// trip (switchboard_esl_command_seconds) and the engine's own share of it by phase
+// (switchboard_esl_command_engine_seconds{phase="write"|"receive"}), which tells a slow FreeSWITCH or a busy
+// host from a slow engine.
+//
+// Memory: an idle call holds its session, a 1 KiB read buffer and the channel variables of the latest
+// event; event bodies are read into buffers pooled across calls and parsed into one string per event.
+//
 // Package esltest is the FreeSWITCH simulator the tests, `switchboard flow test` and `sbbench esl` use.
 package esl

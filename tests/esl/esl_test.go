@@ -214,6 +214,8 @@ func TestMetrics(t *testing.T) {
 		`switchboard_esl_hangup_causes_total{cause="NO_ROUTE_DESTINATION"} 1`,
 		"switchboard_esl_calls_active 0",
 		"switchboard_esl_command_seconds_count",
+		`switchboard_esl_command_engine_seconds_count{phase="write"}`,
+		`switchboard_esl_command_engine_seconds_count{phase="receive"}`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -239,3 +239,30 @@ func TestParseDTMF(t *testing.T) {
 		}
 	}
 }
+
+func TestLatency(t *testing.T) {
+	var l Latency
+	if l.Quantile(0.5) != 0 {
+		t.Fatal("empty histogram has a quantile")
+	}
+	for i := 1; i <= 100; i++ {
+		l.Add(time.Duration(i) * time.Millisecond)
+	}
+	if l.Count() != 100 {
+		t.Fatalf("count %d", l.Count())
+	}
+	// Buckets are 5% wide: each quantile is within 5% above the exact value.
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 50 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}} {
+		got := l.Quantile(c.q)
+		if got < c.want || float64(got) > float64(c.want)*1.051 {
+			t.Errorf("Quantile(%v) = %s, want %s to +5%%", c.q, got, c.want)
+		}
+	}
+	l.Add(time.Hour) // beyond the last bucket: counted there
+	if l.Count() != 101 {
+		t.Fatal("overflow not counted")
+	}
+}
