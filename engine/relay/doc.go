@@ -7,18 +7,20 @@
 // parsed leniently (Parse); everything the relay writes is strict: statuses
 // are exactly `M@<now>|Q=<seq>|S=<code>|M="<text>"`, the form the 3forge Java
 // client requires. The first instruction must be L with I; O needs T; D needs
-// I and T; C needs I; R answers an E from a center and goes back to it; X
-// closes; P pauses; H returns help text in the status. Login options QUIET
-// (no statuses), UNIX/WINDOWS (line endings), LOG and TTY are accepted.
+// I and T; C needs I; R answers an E from a center and goes back to it (see
+// Commands); X closes; P pauses; H returns help text in the status. Login
+// options QUIET (no statuses), UNIX/WINDOWS (line endings), LOG and TTY are
+// accepted.
 //
 // Routing: rules in priority order (ties by name), prefiltered in Go by
 // message type, object type (T) and declared params, then an expression
 // compiled once by an ExprCompiler (Lua in production, see luabind). A
 // center receives a message at most once; no rules means every center. An
-// ObjectIndex makes updates and deletes of an object follow it to every
-// center it went to before (bounded by relay.routes_cache_size). The routes
-// file is watched (fsnotify) and reloaded on Reload; a bad file keeps the
-// table in use and its errors are logged as `relay.routes:LINE: reason`.
+// ObjectIndex remembers, per object (login I, T, I), the centers it went to,
+// so its updates and deletes follow it there, and the application that sent
+// it (see Commands); it holds at most relay.routes_cache_size objects. The
+// routes file is watched (fsnotify) and reloaded on Reload; a bad file keeps
+// the table in use and its errors are logged as `relay.routes:LINE: reason`.
 //
 // Centers: each has its own queue and goroutine; they log in as the relay
 // (`L|I=<relay.id>`) and number instructions themselves. Non-guaranteed mode
@@ -28,6 +30,27 @@
 // fsync; each center reads the journal from its cursor, which advances as
 // the center acks, so centers that are down or late receive everything in
 // order (at least once). Segments every center has passed are removed.
+//
+// Commands: an application registers a command with C; a center sends E
+// when a user runs it (I = request id, C = command, optional O = object id
+// and T = its type). An E naming an object the ObjectIndex knows (O and T,
+// the object's I and T; I="5", I=5 and I=5L are the same id) goes to the
+// application that sent that object, whatever application registered the
+// command; if several applications sent that type and id, the command's
+// owner among them wins, else the first connected one by login. Any other
+// E (no O or no T, an object never sent, deleted, or forgotten by the
+// bounded index) goes to the application that registered the command. A
+// login owns its objects across reconnects. Only the application the E went
+// to may answer it: its R goes back to the center that sent the E (others
+// get S=1 "Unknown request id"); at most 10000 E await an answer (oldest
+// forgotten). When the chosen application is not connected, or does not
+// read, the center gets `R@now|I=<request>|S=1|M="<reason>"` at once, e.g.
+// `application "algo-2" that sent Order "o1" is not connected` (no other
+// application gets the E: it may not know the command, and the object is
+// not its own). Counted in switchboard_relay_commands_total{result=object|
+// command|undelivered}. With relay.routes_cache_size 0, E goes by command
+// only. The index interns at most 65536 distinct login ids; objects of
+// later new logins are still followed but have no known owner.
 //
 // Hot path (see docs/benchmarks.md): a connection's lines are parsed into
 // shared arena blocks; a params section already in strict form is forwarded
