@@ -38,8 +38,9 @@
 // application that sent that object, whatever application registered the
 // command; if several applications sent that type and id, the command's
 // owner among them wins, else the first connected one by login. Any other
-// E (no O or no T, an object never sent, deleted, or forgotten by the
-// bounded index) goes to the application that registered the command. A
+// E (no O or no T, an object never sent, deleted, forgotten by the bounded
+// index, or sent before the relay started: the index lives in memory) goes
+// to the application that registered the command. A
 // login owns its objects across reconnects. Only the application the E went
 // to may answer it: its R goes back to the center that sent the E (others
 // get S=1 "Unknown request id"); at most 10000 E await an answer (oldest

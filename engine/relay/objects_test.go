@@ -174,3 +174,26 @@ func BenchmarkObjectIndexNew(b *testing.B) {
 		x.Follow(owner, &m, 1)
 	}
 }
+
+// BenchmarkObjectIndexUpdate: updates of objects already remembered (the
+// common case for AMI rows), from two applications sharing the index.
+func BenchmarkObjectIndexUpdate(b *testing.B) {
+	x := NewObjectIndex(10000)
+	m, _ := Parse([]byte(`O|T="NewOrder"|I="o1234567"|Symbol="AAPL"|qty=100|px=12.5D`))
+	ids := make([]Value, 4096)
+	for i := range ids {
+		ids[i] = Value{Kind: KindString, S: "o" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676%26))}
+	}
+	owners := []Owner{x.Owner("bench-1"), x.Owner("bench-2")}
+	for i := range ids {
+		m.Params[1].Val = ids[i]
+		x.Follow(owners[i&1], &m, 1)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		m.Params[1].Val = ids[i&(len(ids)-1)]
+		x.Follow(owners[i&1], &m, 2)
+		i++
+	}
+}
