@@ -269,6 +269,7 @@ func (g *Generation) Acquire(ctx context.Context) (*VM, error) {
 		return nil, err
 	}
 	lctx, cancel := context.WithCancelCause(ctx)
+	vm.rt.setLong(vm, true)
 	vm.long = true
 	vm.cancelCur.Store(&cancel)
 	vm.busy.Store(true)
@@ -288,6 +289,7 @@ func (vm *VM) Release() {
 		(*f)(context.Canceled)
 	}
 	vm.long = false
+	vm.rt.setLong(vm, false)
 	vm.busy.Store(false)
 	vm.cancelCur.Store(&vm.baseCancel)
 	vm.L.SetContext(vm.baseCtx)

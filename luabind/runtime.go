@@ -54,7 +54,10 @@ type Runtime struct {
 	nextID  int64
 
 	vmMu sync.Mutex
-	vms  map[*VM]struct{}
+	vms  map[*VM]struct{} // every live VM (the memory guard cancels the busy ones)
+	// short are the VMs not owned by a call: only they carry deadlines, so the watchdog walks them alone
+	// unless the heap is over its limit (a thousand parked calls cost its tick nothing).
+	short map[*VM]struct{}
 
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
@@ -103,6 +106,7 @@ func New(opts Options) (*Runtime, error) {
 		display: opts.Display,
 		log:     opts.Log.WithField("part", "lua"),
 		vms:     map[*VM]struct{}{},
+		short:   map[*VM]struct{}{},
 	}
 	if rt.display == "" {
 		rt.display = strings.TrimSuffix(opts.Config.ScriptsDir, "/")
@@ -211,12 +215,27 @@ func (rt *Runtime) Close() {
 func (rt *Runtime) track(vm *VM) {
 	rt.vmMu.Lock()
 	rt.vms[vm] = struct{}{}
+	rt.short[vm] = struct{}{}
 	rt.vmMu.Unlock()
 }
 
 func (rt *Runtime) untrack(vm *VM) {
 	rt.vmMu.Lock()
 	delete(rt.vms, vm)
+	delete(rt.short, vm)
+	rt.vmMu.Unlock()
+}
+
+// setLong moves a VM between the short set (watched for deadlines) and call ownership.
+func (rt *Runtime) setLong(vm *VM, long bool) {
+	rt.vmMu.Lock()
+	if _, live := rt.vms[vm]; live {
+		if long {
+			delete(rt.short, vm)
+		} else {
+			rt.short[vm] = struct{}{}
+		}
+	}
 	rt.vmMu.Unlock()
 }
 
@@ -254,7 +273,11 @@ func (rt *Runtime) watchdog(ctx context.Context) {
 		}
 		batch = batch[:0]
 		rt.vmMu.Lock()
-		for vm := range rt.vms {
+		set := rt.short
+		if overMemory {
+			set = rt.vms
+		}
+		for vm := range set {
 			if vm.busy.Load() {
 				batch = append(batch, vm)
 			}
@@ -268,7 +291,7 @@ func (rt *Runtime) watchdog(ctx context.Context) {
 				cancelled++
 			case d != 0 && now > d:
 				vm.cancel(ErrTimeout)
-			default:
+			case d != 0:
 				if done, _ := vm.callerDone.Load().(<-chan struct{}); done != nil {
 					select {
 					case <-done:

@@ -379,3 +379,26 @@ sb.on("flow", function() sb.sleep(60000) end)`}, nil)
 		t.Fatalf("long handler: %v", err)
 	}
 }
+
+// A call flow (long handler) is outside the deadline walk but not outside the memory guard.
+func TestMemoryGuardReachesLongHandlers(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MemoryLimitMB = 300
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.on("grow", function() local t = {} local i = 0 while true do i = i + 1 t[i] = string.rep("z", 1000000) .. i end end)`}, nil)
+	g := rt.Current()
+	h, _ := g.Handler("on", "grow")
+	runtime.GC()
+	vm, err := g.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.L.Push(vm.Func(h))
+	err = vm.LongError(vm.L.PCall(0, 0, nil), "flow grow")
+	vm.Release()
+	runtime.GC()
+	if err == nil || !errors.Is(err, ErrMemory) || !strings.Contains(err.Error(), "lua.memory_limit_mb") {
+		t.Fatalf("long handler: %v", err)
+	}
+}
