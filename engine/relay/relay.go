@@ -61,6 +61,7 @@ type Relay struct {
 	dropWarn atomic.Int64
 	nakWarn  atomic.Int64
 	exprWarn atomic.Int64
+	cmdWarn  atomic.Int64
 	shutdown atomic.Bool
 }
 
@@ -506,7 +507,8 @@ func (r *Relay) deliverCommand(c *Center, m *Message) {
 		reason = fmt.Sprintf("application %q does not read: command not delivered", login)
 	}
 	r.m.commands.WithLabelValues("undelivered").Inc()
-	c.log.WithFields(logrus.Fields{"command": cmd, "request": reqID, "reason": reason}).Warn("E not delivered")
+	r.warnEvery(&r.cmdWarn, c.log.WithFields(logrus.Fields{"command": cmd, "request": reqID, "reason": reason}),
+		"E not delivered (the center got R with S=1)")
 	line := AppendHeader(nil, 'R', -1, time.Now().UnixMilli())
 	line = AppendParams(line, []Param{{Key: "I", Val: Value{Kind: KindString, S: reqID}},
 		{Key: "S", Val: Value{Kind: KindInt, I: 1}},
