@@ -66,7 +66,6 @@ type Engine struct {
 
 	reloads   *prometheus.CounterVec
 	stateMu   sync.Mutex
-	running   bool
 	shutdowns int
 }
 
@@ -100,7 +99,10 @@ func New(opts Options) (*Engine, error) {
 				return 0
 			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_lua_vms", Help: "Lua VMs alive (pooled, running or owned by a call)."},
-			func() float64 { return float64(rt.LiveVMs()) }))
+			func() float64 { return float64(rt.LiveVMs()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_lua_memory_cancellations_total",
+			Help: "Times the heap passed lua.memory_limit_mb and every running Lua handler was cancelled."},
+			func() float64 { return float64(rt.MemoryCancellations()) }))
 	if err := rt.Load(); err != nil {
 		e.reloads.WithLabelValues("failed").Inc()
 		e.close()
@@ -144,9 +146,6 @@ func (e *Engine) Start(ctx context.Context) error {
 		_ = e.stopParts(sctx)
 		return err
 	}
-	e.stateMu.Lock()
-	e.running = true
-	e.stateMu.Unlock()
 	e.log.WithField("parts", len(e.parts)).Info("switchboard started")
 	return nil
 }

@@ -239,6 +239,9 @@ func (rt *Runtime) setLong(vm *VM, long bool) {
 	rt.vmMu.Unlock()
 }
 
+// MemoryCancellations counts the times the heap passed lua.memory_limit_mb with Lua handlers running.
+func (rt *Runtime) MemoryCancellations() int64 { return rt.memTrips.Load() }
+
 // LiveVMs counts the VMs that exist now (pooled, running, or owned by a call).
 func (rt *Runtime) LiveVMs() int {
 	rt.vmMu.Lock()

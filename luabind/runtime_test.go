@@ -401,4 +401,7 @@ sb.on("grow", function() local t = {} local i = 0 while true do i = i + 1 t[i] =
 	if err == nil || !errors.Is(err, ErrMemory) || !strings.Contains(err.Error(), "lua.memory_limit_mb") {
 		t.Fatalf("long handler: %v", err)
 	}
+	if n := rt.MemoryCancellations(); n < 1 {
+		t.Fatalf("memory cancellations counted %d", n)
+	}
 }

@@ -331,12 +331,6 @@ func holdIdle(addr string, n int) error {
 	return nil
 }
 
-// cpuTime is the user+system CPU this process has used.
-func cpuTime() time.Duration {
-	u, s := cpuTimes()
-	return u + s
-}
-
 // cpuTimes is the user and system CPU time this process has used.
 func cpuTimes() (user, sys time.Duration) {
 	var ru syscall.Rusage

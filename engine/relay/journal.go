@@ -399,7 +399,6 @@ type JournalReader struct {
 	gen     uint64 // segGen when positioned
 	limit   uint64 // base of the segment after the one open (max when it is the last)
 	next    uint64
-	seg     int // index into segments snapshot by base
 	base    uint64
 	f       *os.File
 	r       *bufio.Reader

@@ -3,7 +3,6 @@ package relay
 import (
 	"math"
 	"sort"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -103,11 +102,6 @@ func (m *metrics) unregister(r prometheus.Registerer) {
 	for _, c := range append(m.collectors, m.queueDepthFns...) {
 		r.Unregister(c)
 	}
-}
-
-// in returns the received-instructions counter of type t (a known type).
-func (m *metrics) in(t byte) prometheus.Counter {
-	return m.inByType[strings.IndexByte(knownTypes, t)]
 }
 
 // durationHistogram is a Prometheus histogram of durations that can record

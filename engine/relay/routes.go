@@ -105,9 +105,6 @@ type Rule struct {
 	BreakOnFalse bool
 }
 
-// routableTypes are the instruction types the routes table sees.
-const routableTypes = "ODCSA"
-
 func typeBit(t byte) uint8 {
 	switch t {
 	case 'O':

@@ -55,7 +55,6 @@ type Server struct {
 	shutdownCh chan struct{} // closed when Shutdown starts
 	drainCtx   context.Context
 	drainStop  context.CancelFunc
-	closeOnce  sync.Once
 }
 
 // New checks cfg and builds a server.
