@@ -56,7 +56,10 @@ func (e *ScriptError) Location() string {
 	return e.File
 }
 
-var locPrefix = regexp.MustCompile(`^([^\s:][^:]*\.lua):(\d+): `)
+var (
+	locPrefix  = regexp.MustCompile(`^([^\s:][^:]*\.lua):(\d+): `)
+	locInTrace = regexp.MustCompile(`(?m)^\s*([^\s:][^:]*\.lua):(\d+):`)
+)
 
 // scriptError turns what gopher-lua returned into a ScriptError.
 func scriptError(err error, event string) *ScriptError {
@@ -77,6 +80,7 @@ func scriptError(err error, event string) *ScriptError {
 			Message: strings.TrimSpace(fmt.Sprintf("near '%s': %s", pe.Token, pe.Message))}
 	}
 	msg := err.Error()
+	trace := ""
 	var ae *lua.ApiError
 	if errors.As(err, &ae) {
 		if ae.Cause != nil {
@@ -85,12 +89,18 @@ func scriptError(err error, event string) *ScriptError {
 		if ae.Object != nil {
 			msg = ae.Object.String()
 		}
+		trace = ae.StackTrace
 	}
 	out := &ScriptError{Message: msg, Event: event}
 	if m := locPrefix.FindStringSubmatch(msg); m != nil {
 		out.File = m[1]
 		out.Line, _ = strconv.Atoi(m[2])
 		out.Message = msg[len(m[0]):]
+	} else if m := locInTrace.FindStringSubmatch(trace); m != nil {
+		// Errors raised by the interpreter itself ("lua callstack overflow") carry no position; the
+		// innermost script frame of the traceback is where it happened.
+		out.File = m[1]
+		out.Line, _ = strconv.Atoi(m[2])
 	}
 	return out
 }

@@ -405,3 +405,48 @@ sb.on("grow", function() local t = {} local i = 0 while true do i = i + 1 t[i] =
 		t.Fatalf("memory cancellations counted %d", n)
 	}
 }
+
+// sb.cache refuses a new key past lua.cache_max_entries (existing keys can still be overwritten), and frees
+// room when keys expire.
+func TestCacheFull(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.CacheMaxEntries = 2
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.on("fill", function()
+  local out = {}
+  out[1] = tostring(sb.cache.save("a", 1))
+  out[2] = tostring(sb.cache.save("b", 2, 20))
+  local ok, err = sb.cache.save("c", 3)
+  out[3] = tostring(ok) .. ":" .. tostring(err)
+  out[4] = tostring(sb.cache.save("a", 10))
+  sb.sleep(40)
+  out[5] = tostring(sb.cache.save("c", 3))
+  return table.concat(out, ",")
+end)`}, nil)
+	got, err := callString(t, rt.Current(), "on", "fill", "")
+	if err != nil || got != "true,true,nil:cache is full,true,true" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+// Runaway recursion ends in a Lua error, not a crash, and the VM pool keeps serving.
+func TestRunawayRecursion(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": `
+local sb = require "switchboard"
+local function down(n) return 1 + down(n + 1) end
+local function wide(...) return wide(1, 2, 3, 4, 5, 6, 7, 8, ...) end
+sb.on("down", function() return down(1) end)
+sb.on("wide", function() return wide() end)
+sb.on("echo", function(s) return "ok:" .. s end)`}, nil)
+	g := rt.Current()
+	for _, name := range []string{"down", "wide"} {
+		_, err := callString(t, g, "on", name, "")
+		if err == nil || !strings.Contains(err.Error(), "scripts/a.lua") {
+			t.Errorf("%s: want a located Lua error, got %v", name, err)
+		}
+	}
+	if got, err := callString(t, g, "on", "echo", "x"); err != nil || got != "ok:x" {
+		t.Fatalf("after recursion: %q %v", got, err)
+	}
+}
