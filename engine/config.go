@@ -29,6 +29,7 @@ type Config struct {
 	Admin           AdminConfig      `mapstructure:"admin"`
 	Bus             BusConfig        `mapstructure:"bus"`
 	ShutdownTimeout time.Duration    `mapstructure:"shutdown_timeout"`
+	GCFloorMB       int              `mapstructure:"gc_floor_mb"` // engine/gcfloor; read at start
 	Socket          socket.Config    `mapstructure:"socket"`
 	Relay           relay.Config     `mapstructure:"relay"`
 	ESL             esl.Config       `mapstructure:"esl"`
@@ -59,6 +60,7 @@ func DefaultConfig() Config {
 		Admin:           AdminConfig{Listen: "127.0.0.1:9090"},
 		Bus:             BusConfig{QueueSize: 1024},
 		ShutdownTimeout: 10 * time.Second,
+		GCFloorMB:       32,
 		Socket:          socket.DefaultConfig(),
 		Relay:           relay.DefaultConfig(),
 		ESL:             esl.DefaultConfig(),
@@ -85,6 +87,9 @@ func (c Config) Validate() error {
 	}
 	if c.Bus.QueueSize < 1 {
 		errs = append(errs, fmt.Errorf("bus.queue_size: expected a positive number, got %d", c.Bus.QueueSize))
+	}
+	if c.GCFloorMB < 0 {
+		errs = append(errs, fmt.Errorf("gc_floor_mb: expected 0 (off) or a size in MB, got %d", c.GCFloorMB))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_timeout: expected a positive duration such as 10s, got %v", c.ShutdownTimeout))

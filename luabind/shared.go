@@ -26,7 +26,8 @@ type shared struct {
 	libMeta map[string]*lua.LTable
 
 	mu    sync.Mutex
-	parts map[string]lua.LValue
+	parts map[string]lua.LValue // written under mu
+	built sync.Map              // key → lua.LValue: what parts holds, read without the lock on every call
 }
 
 // proxyMeta returns {__index = t, __metatable = false}: scripts read through it and cannot reach t.
@@ -107,6 +108,9 @@ func (s *shared) proxy(L *lua.LState, name string) *lua.LTable {
 // write to: use it as a metatable with __metatable set, or behind a proxy.
 func (rt *Runtime) Shared(key string, build func(L *lua.LState) lua.LValue) lua.LValue {
 	s := rt.shared
+	if v, ok := s.built.Load(key); ok {
+		return v.(lua.LValue)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if v, ok := s.parts[key]; ok {
@@ -114,6 +118,7 @@ func (rt *Runtime) Shared(key string, build func(L *lua.LState) lua.LValue) lua.
 	}
 	v := build(s.builder)
 	s.parts[key] = v
+	s.built.Store(key, v)
 	return v
 }
 

@@ -7,7 +7,7 @@ sb.action{
   name = "randomNumber",
   description = "I am an API method which will generate a random number",
   outputExample = { randomNumber = 0.123, stringRandomNumber = "Your random number is 0.123" },
-  run = function(conn) -- no params argument: the server then does not build the params table
+  run = function() -- no arguments: the server then builds neither the conn object nor the params table
     -- a number converts to its shortest round-trip digits, the same digits the JSON reply shows
     local n = math.random()
     return { randomNumber = n, stringRandomNumber = "Your random number is " .. n }

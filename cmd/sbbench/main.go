@@ -7,6 +7,9 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/switchboard/switchboard/engine"
+	"github.com/switchboard/switchboard/engine/gcfloor"
 )
 
 func main() {
@@ -16,6 +19,12 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	var floorMB int
+	var tuner *gcfloor.Tuner
+	root.PersistentFlags().IntVar(&floorMB, "gc-floor-mb", engine.DefaultConfig().GCFloorMB,
+		"heap size before the first garbage collection (gc_floor_mb, as the engine runs; 0 = Go's default pacing)")
+	root.PersistentPreRun = func(*cobra.Command, []string) { tuner = gcfloor.Start(uint64(floorMB) << 20) }
+	root.PersistentPostRun = func(*cobra.Command, []string) { tuner.Stop() }
 	root.AddCommand(echoCmd(), socketCmd(), relayCmd(), eslCmd(), channelCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "sbbench:", err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/engine"
+	"github.com/switchboard/switchboard/engine/gcfloor"
 	"github.com/switchboard/switchboard/luabind"
 )
 
@@ -149,6 +150,8 @@ func run(ctx context.Context, opts *rootOptions) error {
 	if err != nil {
 		return err
 	}
+	gc := gcfloor.Start(uint64(cfg.GCFloorMB) << 20) // process-wide, so here rather than in the engine
+	defer gc.Stop()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
