@@ -346,8 +346,22 @@ func cacheTable(L *lua.LState, cache *Cache) *lua.LTable {
 	return t
 }
 
+// jsonNull is the Go value behind sb.json.null: every converter to Go turns it into nil, which JSON
+// encodes as null (a Lua nil would drop the key instead).
+type jsonNull struct{}
+
 func jsonTable(L *lua.LState) *lua.LTable {
 	t := L.NewTable()
+	null := L.NewUserData()
+	null.Value = jsonNull{}
+	nullMeta := L.NewTable()
+	nullMeta.RawSetString("__metatable", lua.LFalse)
+	nullMeta.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LString("null"))
+		return 1
+	}))
+	null.Metatable = nullMeta
+	t.RawSetString("null", null)
 	t.RawSetString("encode", L.NewFunction(func(L *lua.LState) int {
 		b, err := EncodeJSON(L.CheckAny(1))
 		if err != nil {

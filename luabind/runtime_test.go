@@ -450,3 +450,22 @@ sb.on("echo", function(s) return "ok:" .. s end)`}, nil)
 		t.Fatalf("after recursion: %q %v", got, err)
 	}
 }
+
+// sb.json.null stands for JSON null where a Lua nil would drop the key or end the array; Go receives nil.
+func TestJSONNull(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.on("null", function()
+  local null = sb.json.null
+  local enc = sb.json.encode({ a = null, list = { 1, null, 3 } })
+  local ok = sb.cache.save("n", { v = null })
+  local _, info = sb.cache.load("n")
+  local pcallOk = pcall(setmetatable, null, {})
+  return table.concat({ enc, tostring(null), tostring(null == sb.json.null), type(null),
+    tostring(info.value.v), tostring(pcallOk), tostring(getmetatable(null)) }, "|")
+end)`}, nil)
+	got, err := callString(t, rt.Current(), "on", "null", "")
+	if err != nil || got != `{"a":null,"list":[1,null,3]}|null|true|userdata|nil|false|false` {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}

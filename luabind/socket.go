@@ -467,6 +467,11 @@ func appendLuaJSON(b []byte, v lua.LValue, depth int) ([]byte, bool) {
 		return socket.AppendJSONNumber(b, f), true
 	case lua.LBool:
 		return strconv.AppendBool(b, bool(x)), true
+	case *lua.LUserData:
+		if _, null := x.Value.(jsonNull); null {
+			return append(b, "null"...), true
+		}
+		return b, false
 	case *lua.LTable:
 		ok := true
 		if n, count := tableShape(x); n > 0 && count == n {

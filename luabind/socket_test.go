@@ -170,7 +170,7 @@ func TestSocketLuaActions(t *testing.T) {
 	c.do("paramAdd key=myKey")
 	c.do("paramAdd value=myValue")
 	got := tail(c.do("cacheTest"))
-	if !regexp.MustCompile(`^\{"cacheTestResults":\{"saveResp":true,"sizeResp":\d+,"loadResp":\{"key":"cacheTest_myKey","value":"myValue","expireTimestamp":\d{13},"createdAt":\d{13}\},"deleteResp":true\},"context":"response",ID\}$`).MatchString(got) {
+	if !regexp.MustCompile(`^\{"cacheTestResults":\{"saveResp":true,"sizeResp":\d+,"loadResp":\{"key":"cacheTest_myKey","value":"myValue","expireTimestamp":\d{13},"createdAt":\d{13},"lastReadAt":null\},"deleteResp":true\},"context":"response",ID\}$`).MatchString(got) {
 		t.Fatalf("cacheTest: %s", got)
 	}
 	// sleepTest is longer than lua.handler_timeout (300ms here) and still answers.
@@ -253,11 +253,19 @@ func TestEncodeResultMatchesConversion(t *testing.T) {
 		{`{ s = "quote \" back \\ nl \n tab \t ctl \1 utf8 é bad \255", t = true, f = false }`, true},
 		{`{ nested = { list = { 1, "two", { three = 3 } }, empty = {} }, z = "last" }`, true},
 		{`{ context = "x", messageId = "y", messageCount = 1, kept = "yes" }`, true},
-		{`{ 1, 2, 3 }`, false},                 // an array renders as data
-		{`{ [1] = "a", x = "b" }`, false},      // number keys
-		{`{ f = print }`, false},               // a function
-		{`{ deep = { { { { 1 } } } } }`, true}, // arrays inside objects
+		{`{ 1, 2, 3 }`, false},                                    // an array renders as data
+		{`{ [1] = "a", x = "b" }`, false},                         // number keys
+		{`{ f = print }`, false},                                  // a function
+		{`{ deep = { { { { 1 } } } } }`, true},                    // arrays inside objects
+		{`{ a = null, b = { 1, null }, c = { x = null } }`, true}, // sb.json.null
+		{`{ u = other }`, false},                                  // any other userdata
 	}
+	null := L.NewUserData()
+	null.Value = jsonNull{}
+	L.SetGlobal("null", null)
+	other := L.NewUserData()
+	other.Value = 7
+	L.SetGlobal("other", other)
 	for _, tc := range cases {
 		if err := L.DoString("result = " + tc.src); err != nil {
 			t.Fatalf("%s: %v", tc.src, err)

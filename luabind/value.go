@@ -118,6 +118,9 @@ func fromLua(v lua.LValue, depth int) (any, error) {
 	case *lua.LTable:
 		return tableFromLua(x, depth)
 	case *lua.LUserData:
+		if _, null := x.Value.(jsonNull); null {
+			return nil, nil
+		}
 		return x.Value, nil
 	}
 	return nil, nil

@@ -52,7 +52,7 @@ sb.action{
           value = info.value,
           expireTimestamp = info.expireTimestamp,
           createdAt = info.createdAt,
-          lastReadAt = info.lastReadAt, -- nil on the first read: the field is left out
+          lastReadAt = info.lastReadAt or sb.json.null, -- never read before: null, as actionhero answers
         },
         deleteResp = deleteResp,
       },

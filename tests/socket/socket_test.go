@@ -120,7 +120,7 @@ func seedSession(t *testing.T, c *client) {
 	match(t, c.do("paramAdd key=myKey"), `{"status":"OK","context":"response","messageId":"UUID","messageCount":4}`)
 	match(t, c.do("paramAdd value=myValue"), `{"status":"OK","context":"response","messageId":"UUID","messageCount":5}`)
 	match(t, c.do("paramsView"), `{"status":"OK","context":"response","data":{"action":"cacheTest","key":"myKey","value":"myValue"},"messageId":"UUID","messageCount":6}`)
-	ct := match(t, c.do("cacheTest"), `{"cacheTestResults":{"saveResp":true,"sizeResp":NUM,"loadResp":{"key":"cacheTest_myKey","value":"myValue","expireTimestamp":MS,"createdAt":MS},"deleteResp":true},"context":"response","messageId":"UUID","messageCount":7}`)
+	ct := match(t, c.do("cacheTest"), `{"cacheTestResults":{"saveResp":true,"sizeResp":NUM,"loadResp":{"key":"cacheTest_myKey","value":"myValue","expireTimestamp":MS,"createdAt":MS,"lastReadAt":null},"deleteResp":true},"context":"response","messageId":"UUID","messageCount":7}`)
 	var expire, created int64
 	fmt.Sscan(ct[1], &expire)
 	fmt.Sscan(ct[2], &created)
