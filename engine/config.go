@@ -67,6 +67,17 @@ func DefaultConfig() Config {
 	}
 }
 
+// GCFloor is the floor for engine/gcfloor in bytes: gc_floor_mb, but at most half of lua.memory_limit_mb
+// when that is set, since the Lua memory guard counts garbage not yet collected and must not trip on
+// what the floor lets pile up.
+func (c Config) GCFloor() uint64 {
+	mb := max(c.GCFloorMB, 0)
+	if c.Lua.MemoryLimitMB > 0 {
+		mb = min(mb, c.Lua.MemoryLimitMB/2)
+	}
+	return uint64(mb) << 20
+}
+
 // Validate checks the engine's own keys and asks each part to check its section.
 func (c Config) Validate() error {
 	var errs []error

@@ -100,3 +100,24 @@ func TestReconfigureAppliesLogAndNamesTheRest(t *testing.T) {
 		t.Fatalf("level %v, keys %v", e.logger.GetLevel(), keys)
 	}
 }
+
+// The GC floor never reaches the Lua memory guard's limit, which counts uncollected garbage.
+func TestGCFloor(t *testing.T) {
+	cfg := DefaultConfig()
+	if got := cfg.GCFloor(); got != 32<<20 {
+		t.Fatalf("default floor %d, want 32 MiB", got)
+	}
+	cfg.Lua.MemoryLimitMB = 40
+	if got := cfg.GCFloor(); got != 20<<20 {
+		t.Fatalf("floor under a 40 MiB guard %d, want 20 MiB", got)
+	}
+	cfg.Lua.MemoryLimitMB = 0
+	cfg.GCFloorMB = 100
+	if got := cfg.GCFloor(); got != 100<<20 {
+		t.Fatalf("floor without a guard %d, want 100 MiB", got)
+	}
+	cfg.GCFloorMB = -1
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "gc_floor_mb") {
+		t.Fatalf("negative floor: %v", err)
+	}
+}

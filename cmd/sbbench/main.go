@@ -21,9 +21,13 @@ func main() {
 	}
 	var floorMB int
 	var tuner *gcfloor.Tuner
-	root.PersistentFlags().IntVar(&floorMB, "gc-floor-mb", engine.DefaultConfig().GCFloorMB,
+	def := engine.DefaultConfig()
+	root.PersistentFlags().IntVar(&floorMB, "gc-floor-mb", def.GCFloorMB,
 		"heap size before the first garbage collection (gc_floor_mb, as the engine runs; 0 = Go's default pacing)")
-	root.PersistentPreRun = func(*cobra.Command, []string) { tuner = gcfloor.Start(uint64(floorMB) << 20) }
+	root.PersistentPreRun = func(*cobra.Command, []string) {
+		def.GCFloorMB = floorMB
+		tuner = gcfloor.Start(def.GCFloor())
+	}
 	root.PersistentPostRun = func(*cobra.Command, []string) { tuner.Stop() }
 	root.AddCommand(echoCmd(), socketCmd(), relayCmd(), eslCmd(), channelCmd())
 	if err := root.Execute(); err != nil {

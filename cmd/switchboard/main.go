@@ -150,7 +150,7 @@ func run(ctx context.Context, opts *rootOptions) error {
 	if err != nil {
 		return err
 	}
-	gc := gcfloor.Start(uint64(cfg.GCFloorMB) << 20) // process-wide, so here rather than in the engine
+	gc := gcfloor.Start(cfg.GCFloor()) // process-wide, so here rather than in the engine
 	defer gc.Stop()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
