@@ -2,6 +2,7 @@
 -- session (detailsView, randomNumber, cacheTest, paramAdd, say...) works out of the box.
 -- Edit freely: `kill -HUP <pid>` (or POST /reload on the admin address) reloads every script.
 local sb = require "switchboard"
+local random = math.random
 
 sb.action{
   name = "randomNumber",
@@ -9,7 +10,7 @@ sb.action{
   outputExample = { randomNumber = 0.123, stringRandomNumber = "Your random number is 0.123" },
   run = function() -- no arguments: the server then builds neither the conn object nor the params table
     -- a number converts to its shortest round-trip digits, the same digits the JSON reply shows
-    local n = math.random()
+    local n = random()
     return { randomNumber = n, stringRandomNumber = "Your random number is " .. n }
   end,
 }
