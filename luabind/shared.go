@@ -25,9 +25,8 @@ type shared struct {
 	strMeta *lua.LTable // builtin metatable of strings ("x"):rep(3)
 	libMeta map[string]*lua.LTable
 
-	mu    sync.Mutex
-	parts map[string]lua.LValue // written under mu
-	built sync.Map              // key → lua.LValue: what parts holds, read without the lock on every call
+	mu    sync.Mutex // serialises builds (the builder state is not safe for concurrent use)
+	parts sync.Map   // key → lua.LValue; read without the lock on every call
 }
 
 // proxyMeta returns {__index = t, __metatable = false}: scripts read through it and cannot reach t.
@@ -40,7 +39,7 @@ func proxyMeta(L *lua.LState, t *lua.LTable) *lua.LTable {
 
 func newShared(rt *Runtime) *shared {
 	L := lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 16, RegistrySize: 256})
-	s := &shared{builder: L, libMeta: map[string]*lua.LTable{}, parts: map[string]lua.LValue{}}
+	s := &shared{builder: L, libMeta: map[string]*lua.LTable{}}
 	for _, lib := range []struct {
 		name string
 		fn   lua.LGFunction
@@ -108,17 +107,16 @@ func (s *shared) proxy(L *lua.LState, name string) *lua.LTable {
 // write to: use it as a metatable with __metatable set, or behind a proxy.
 func (rt *Runtime) Shared(key string, build func(L *lua.LState) lua.LValue) lua.LValue {
 	s := rt.shared
-	if v, ok := s.built.Load(key); ok {
+	if v, ok := s.parts.Load(key); ok {
 		return v.(lua.LValue)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if v, ok := s.parts[key]; ok {
-		return v
+	if v, ok := s.parts.Load(key); ok { // built while we waited
+		return v.(lua.LValue)
 	}
 	v := build(s.builder)
-	s.parts[key] = v
-	s.built.Store(key, v)
+	s.parts.Store(key, v)
 	return v
 }
 

@@ -93,7 +93,7 @@ func (t *Tuner) adjust() {
 	if t.sample[0].Value.Kind() == metrics.KindUint64 {
 		live = t.sample[0].Value.Uint64()
 	}
-	p := Percent(t.floor, live, t.base)
+	p := percentFor(t.floor, live, t.base)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopped.Load() || p == t.current {
@@ -103,10 +103,10 @@ func (t *Tuner) adjust() {
 	t.current = p
 }
 
-// Percent is the smallest GC percent ≥ base whose heap goal reaches floor for a live heap of live
+// percentFor is the smallest GC percent ≥ base whose heap goal reaches floor for a live heap of live
 // bytes. The runtime's goal is max(live × (1+p/100), 4 MB × p/100), so the floor is reached either by
 // the growth of the live heap or by the runtime's minimum, whichever needs the smaller percent.
-func Percent(floor, live uint64, base int) int {
+func percentFor(floor, live uint64, base int) int {
 	floor = min(floor, maxFloor)
 	p := ceilDiv(floor*100, runtimeMinimum) // by the minimum
 	if live > 0 && live < floor {

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestPercent(t *testing.T) {
+func TestPercentFor(t *testing.T) {
 	const mb = 1 << 20
 	cases := []struct {
 		floor, live uint64
@@ -47,8 +47,8 @@ func TestPercent(t *testing.T) {
 		{100 * mb, 100 * mb, 100, 100}, // at the floor
 	}
 	for _, c := range cases {
-		if got := Percent(c.floor, c.live, c.base); got != c.want {
-			t.Errorf("Percent(floor %d MB, live %.2f MB, GOGC %d) = %d, want %d",
+		if got := percentFor(c.floor, c.live, c.base); got != c.want {
+			t.Errorf("percentFor(floor %d MB, live %.2f MB, GOGC %d) = %d, want %d",
 				c.floor/mb, float64(c.live)/mb, c.base, got, c.want)
 		}
 	}
