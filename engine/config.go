@@ -67,6 +67,9 @@ func DefaultConfig() Config {
 	}
 }
 
+// maxGCFloorMB (1 TiB) keeps the floor's byte count far from overflowing.
+const maxGCFloorMB = 1 << 20
+
 // GCFloor is the floor for engine/gcfloor in bytes: gc_floor_mb, but at most half of lua.memory_limit_mb
 // when that is set, since the Lua memory guard counts garbage not yet collected and must not trip on
 // what the floor lets pile up.
@@ -99,8 +102,8 @@ func (c Config) Validate() error {
 	if c.Bus.QueueSize < 1 {
 		errs = append(errs, fmt.Errorf("bus.queue_size: expected a positive number, got %d", c.Bus.QueueSize))
 	}
-	if c.GCFloorMB < 0 {
-		errs = append(errs, fmt.Errorf("gc_floor_mb: expected 0 (off) or a size in MB, got %d", c.GCFloorMB))
+	if c.GCFloorMB < 0 || c.GCFloorMB > maxGCFloorMB {
+		errs = append(errs, fmt.Errorf("gc_floor_mb: expected 0 (off) or a size in MB up to %d, got %d", maxGCFloorMB, c.GCFloorMB))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_timeout: expected a positive duration such as 10s, got %v", c.ShutdownTimeout))

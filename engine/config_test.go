@@ -116,8 +116,10 @@ func TestGCFloor(t *testing.T) {
 	if got := cfg.GCFloor(); got != 100<<20 {
 		t.Fatalf("floor without a guard %d, want 100 MiB", got)
 	}
-	cfg.GCFloorMB = -1
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "gc_floor_mb") {
-		t.Fatalf("negative floor: %v", err)
+	for _, bad := range []int{-1, 1<<20 + 1, 1 << 50} {
+		cfg.GCFloorMB = bad
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "gc_floor_mb") {
+			t.Fatalf("gc_floor_mb %d: %v", bad, err)
+		}
 	}
 }
