@@ -3,20 +3,46 @@ package engine
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 )
 
+// The shipped file says every default, except that its paths, relative to configs/, name the repository's
+// scripts/, public/ and data/ (the defaults, relative to the file's folder, would name configs/scripts...).
 func TestShippedConfigEqualsDefaults(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := LoadConfig(ConfigSource{File: filepath.Join("..", "configs", "switchboard.yaml")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	def := DefaultConfig()
-	if cfg.Socket.Listen != def.Socket.Listen || cfg.Lua.HandlerTimeout != def.Lua.HandlerTimeout || cfg.ShutdownTimeout != def.ShutdownTimeout ||
-		cfg.ESL.Listen != def.ESL.Listen || cfg.Relay.Listen != def.Relay.Listen || cfg.Admin.Listen != def.Admin.Listen {
-		t.Fatalf("shipped file differs from defaults: %+v", cfg)
+	if cfg.Origin.File != filepath.Join(root, "configs", "switchboard.yaml") {
+		t.Fatalf("origin %q", cfg.Origin.File)
+	}
+	got, want := map[string]any{}, map[string]any{}
+	flattenValue(cfg, got)
+	flattenValue(DefaultConfig(), want)
+	paths := map[string]string{
+		"lua.scripts_dir":   filepath.Join(root, "scripts"),
+		"socket.public_dir": filepath.Join(root, "public"),
+		"relay.routes_file": filepath.Join(root, "configs", "relay.routes"),
+		"relay.persist_dir": filepath.Join(root, "data", "persist"),
+		"relay.message_log": filepath.Join(root, "data", "relay-messages.log"),
+	}
+	for k, w := range want {
+		if p, ok := paths[k]; ok {
+			w = p
+		}
+		if !reflect.DeepEqual(got[k], w) {
+			t.Errorf("%s: shipped %#v, default %#v", k, got[k], w)
+		}
+	}
+	if len(cfg.Channels) != 0 {
+		t.Errorf("shipped channels: %+v", cfg.Channels)
 	}
 }
 
@@ -72,11 +98,7 @@ func TestBadConfigNamesKeys(t *testing.T) {
 			t.Errorf("%q: got %v, want %q", yaml, err, want)
 		}
 	}
-	_, err := LoadConfig(ConfigSource{Fallback: []byte("{}"), Env: []string{"SWITCHBOARD_NOPE=1"}})
-	if err == nil || !strings.Contains(err.Error(), "SWITCHBOARD_NOPE") {
-		t.Errorf("env: %v", err)
-	}
-	_, err = LoadConfig(ConfigSource{Fallback: []byte("{}"), Set: map[string]string{"socket.nope": "1"}})
+	_, err := LoadConfig(ConfigSource{Fallback: []byte("{}"), Set: map[string]string{"socket.nope": "1"}})
 	if err == nil || !strings.Contains(err.Error(), "socket.nope: unknown key") {
 		t.Errorf("set: %v", err)
 	}
