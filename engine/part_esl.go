@@ -15,8 +15,8 @@ import (
 // eslPart serves FreeSWITCH's outbound sockets; each call runs its sb.flow on the script generation that
 // was serving when the call arrived.
 type eslPart struct {
-	e   *Engine
-	cfg esl.Config
+	e    *Engine
+	cfg  esl.Config
 	srv  *esl.Server
 	stop stopOnce
 
