@@ -65,7 +65,6 @@ func exampleYAML(t *testing.T, port int) string {
 		t.Fatal(err)
 	}
 	return strings.NewReplacer(
-		"examples/http-active-socket/scripts", "scripts",
 		"127.0.0.1:5000", "127.0.0.1:0",
 		"127.0.0.1:9090", "127.0.0.1:0",
 		"host: www.example.com", "host: 127.0.0.1",
