@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -143,5 +145,28 @@ func TestGCFloor(t *testing.T) {
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "gc_floor_mb") {
 			t.Fatalf("gc_floor_mb %d: %v", bad, err)
 		}
+	}
+}
+
+// A bad duration names the key, what was expected and what was given, each once.
+func TestDurationErrorsSayGotOnce(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte("lua:\n  handler_timeout: soon\nshutdown_timeout: 10\n"), 0o644)
+	_, err := LoadConfig(ConfigSource{File: file})
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v", err)
+	}
+	var got []string
+	for _, e := range ce.Errors {
+		got = append(got, e.Error())
+	}
+	sort.Strings(got)
+	want := []string{
+		`lua.handler_timeout: expected a duration such as 500ms, 10s or 2m, got "soon"`,
+		`shutdown_timeout: expected a duration with a unit such as 10s (a bare number's unit would be a guess), got 10`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
