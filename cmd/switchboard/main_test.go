@@ -55,6 +55,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 // TestFindConfig: the first file of the search list that exists wins; none means the built-in defaults; a
 // file that is there but cannot be used is an error, not a fallback.
 func TestFindConfig(t *testing.T) {
+	if got := strings.Join(configSearch(), " "); got != "configs/switchboard.yaml /etc/switchboard/switchboard.yaml" {
+		t.Fatalf("search order %q", got)
+	}
 	dir := t.TempDir()
 	local := filepath.Join(dir, "configs", "switchboard.yaml")
 	etc := filepath.Join(dir, "etc", "switchboard.yaml")
