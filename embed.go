@@ -1,5 +1,7 @@
-// Package switchboard holds the defaults compiled into the binary: the shipped configuration and scripts, used
-// when the working directory has none (so `go run ./cmd/switchboard` works anywhere).
+// Package switchboard holds the scripts compiled into the binary: with no configuration file (no -c, and
+// neither configs/switchboard.yaml nor /etc/switchboard/switchboard.yaml exists) the engine runs on its
+// built-in defaults (engine.DefaultConfig) with these scripts, so `go run ./cmd/switchboard` works from any
+// directory.
 package switchboard
 
 import (
@@ -7,14 +9,8 @@ import (
 	"io/fs"
 )
 
-//go:embed configs/switchboard.yaml
-var defaultConfig []byte
-
 //go:embed scripts
 var scripts embed.FS
-
-// DefaultConfig is configs/switchboard.yaml as built into the binary.
-func DefaultConfig() []byte { return defaultConfig }
 
 // DefaultScripts is the scripts/ directory as built into the binary.
 func DefaultScripts() fs.FS {

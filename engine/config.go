@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +36,31 @@ type Config struct {
 	Relay           relay.Config     `mapstructure:"relay"`
 	ESL             esl.Config       `mapstructure:"esl"`
 	Channels        []channel.Config `mapstructure:"-"` // decoded by channel.ParseConfigs
+
+	// Origin says where this configuration came from; it is not a key.
+	Origin Origin `mapstructure:"-"`
+}
+
+// Origin says where a loaded configuration came from.
+type Origin struct {
+	// File is the absolute path of the file read; "" when the built-in defaults were used.
+	File string
+	// Overridden lists the keys set by environment variables or flags, sorted.
+	Overridden []string
+	// IgnoredEnv lists the SWITCHBOARD_* environment variables that name no key, sorted. They are
+	// ignored (a Kubernetes Service named switchboard injects SWITCHBOARD_PORT=tcp://...); the caller
+	// warns about them once.
+	IgnoredEnv []string
+}
+
+// IsOverridden says whether key was set by an environment variable or a flag.
+func (o Origin) IsOverridden(key string) bool {
+	for _, k := range o.Overridden {
+		if k == key {
+			return true
+		}
+	}
+	return false
 }
 
 // LogConfig is the `log:` section.
@@ -52,8 +79,12 @@ type BusConfig struct {
 	QueueSize int `mapstructure:"queue_size"` // per subscriber; see engine/bus for the slow-subscriber policy
 }
 
-// DefaultConfig is every key's default; configs/switchboard.yaml repeats them with comments.
+// DefaultConfig is every key's default; configs/switchboard.yaml repeats them with comments (its paths are
+// relative to configs/, so they point at the repository's scripts/, public/ and data/). Relative paths
+// are resolved by LoadConfig (see pathKeys).
 func DefaultConfig() Config {
+	relayCfg := relay.DefaultConfig()
+	relayCfg.RoutesFile = "relay.routes" // beside the configuration file
 	return Config{
 		Log:             LogConfig{Level: "info", Format: "text"},
 		Lua:             luabind.DefaultConfig(),
@@ -62,7 +93,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 10 * time.Second,
 		GCFloorMB:       32,
 		Socket:          socket.DefaultConfig(),
-		Relay:           relay.DefaultConfig(),
+		Relay:           relayCfg,
 		ESL:             esl.DefaultConfig(),
 	}
 }
@@ -133,13 +164,18 @@ func checkHostPort(s string) error {
 // ConfigSource says where LoadConfig reads from.
 type ConfigSource struct {
 	File     string            // YAML file; "" uses Fallback
-	Fallback []byte            // YAML used when File is "" (the embedded defaults)
+	Fallback []byte            // YAML used when File is ""; empty = the built-in defaults alone
 	Env      []string          // KEY=VALUE pairs; SWITCHBOARD_SOCKET_LISTEN overrides socket.listen
 	Set      map[string]string // key path -> value, from flags (highest precedence)
 }
 
-// LoadConfig reads YAML, then environment, then flags over the defaults; unknown keys and bad values are
-// errors naming the key path and the expected form.
+// LoadConfig reads YAML, then environment, then flags over the defaults; unknown keys in the file or the
+// flags and bad values are errors naming the key path and the expected form. SWITCHBOARD_* environment
+// variables that name no key are ignored and listed in Origin.IgnoredEnv.
+//
+// Paths (pathKeys) come back absolute: a relative path in the file, or a default the file leaves in place,
+// is resolved from the file's folder (from the working directory when there is no file); a relative path
+// from an environment variable or a flag is resolved from the working directory, as a shell user expects.
 func LoadConfig(src ConfigSource) (Config, error) {
 	def := DefaultConfig()
 	v := viper.New()
@@ -151,13 +187,20 @@ func LoadConfig(src ConfigSource) (Config, error) {
 	}
 
 	data := src.Fallback
-	name := "embedded defaults"
+	name := "built-in defaults"
+	var origin Origin
 	if src.File != "" {
 		b, err := os.ReadFile(src.File)
 		if err != nil {
 			return Config{}, fmt.Errorf("config: %w", err)
 		}
 		data, name = b, src.File
+		if origin.File, err = filepath.Abs(src.File); err != nil {
+			return Config{}, fmt.Errorf("config: %s: %w", name, err)
+		}
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		data = []byte("{}")
 	}
 	var raw map[string]any
 	if err := yaml.Unmarshal(data, &raw); err != nil {
@@ -177,10 +220,11 @@ func LoadConfig(src ConfigSource) (Config, error) {
 		}
 		path, known := envKey(strings.TrimPrefix(k, "SWITCHBOARD_"), flat)
 		if !known {
-			errs = append(errs, fmt.Errorf("%s: environment variable names no configuration key", k))
+			origin.IgnoredEnv = append(origin.IgnoredEnv, k)
 			continue
 		}
 		v.Set(path, val)
+		origin.Overridden = append(origin.Overridden, path)
 	}
 	setKeys := make([]string, 0, len(src.Set))
 	for k := range src.Set {
@@ -193,7 +237,11 @@ func LoadConfig(src ConfigSource) (Config, error) {
 			continue
 		}
 		v.Set(k, src.Set[k])
+		origin.Overridden = append(origin.Overridden, k)
 	}
+	sort.Strings(origin.IgnoredEnv)
+	sort.Strings(origin.Overridden)
+	origin.Overridden = slices.Compact(origin.Overridden)
 
 	cfg := def
 	dc := &mapstructure.DecoderConfig{
@@ -219,6 +267,12 @@ func LoadConfig(src ConfigSource) (Config, error) {
 		errs = append(errs, err)
 	}
 	cfg.Channels = chans
+	cfg.Origin = origin
+	if len(errs) == 0 {
+		if err := cfg.resolvePaths(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) == 0 {
 		if err := cfg.Validate(); err != nil {
 			errs = append(errs, err)
@@ -228,6 +282,66 @@ func LoadConfig(src ConfigSource) (Config, error) {
 		return Config{}, &ConfigError{Source: name, Errors: errs}
 	}
 	return cfg, nil
+}
+
+// pathKeys are the keys that name a file or a directory. allowlist marks the "file:path" | "text:..."
+// form, where only a file: value is a path. A test checks that every string key is either here or in
+// notPathKeys, so a new path key cannot be forgotten.
+var pathKeys = []struct {
+	key       string
+	ref       func(*Config) *string
+	allowlist bool
+}{
+	{"lua.scripts_dir", func(c *Config) *string { return &c.Lua.ScriptsDir }, false},
+	{"socket.tls.cert", func(c *Config) *string { return &c.Socket.TLS.Cert }, false},
+	{"socket.tls.key", func(c *Config) *string { return &c.Socket.TLS.Key }, false},
+	{"socket.public_dir", func(c *Config) *string { return &c.Socket.PublicDir }, false},
+	{"relay.tls.cert", func(c *Config) *string { return &c.Relay.TLS.Cert }, false},
+	{"relay.tls.key", func(c *Config) *string { return &c.Relay.TLS.Key }, false},
+	{"relay.whitelist", func(c *Config) *string { return &c.Relay.Whitelist }, true},
+	{"relay.center_ca", func(c *Config) *string { return &c.Relay.CenterCA }, false},
+	{"relay.routes_file", func(c *Config) *string { return &c.Relay.RoutesFile }, false},
+	{"relay.persist_dir", func(c *Config) *string { return &c.Relay.PersistDir }, false},
+	{"relay.message_log", func(c *Config) *string { return &c.Relay.MessageLog }, false},
+	{"esl.allow", func(c *Config) *string { return &c.ESL.Allow }, true},
+}
+
+// resolvePaths makes every path absolute (see LoadConfig); channels[].tls.ca comes only from the file.
+func (c *Config) resolvePaths() error {
+	wd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
+	fileBase := wd
+	if c.Origin.File != "" {
+		fileBase = filepath.Dir(c.Origin.File)
+	}
+	for _, pk := range pathKeys {
+		base := fileBase
+		if c.Origin.IsOverridden(pk.key) {
+			base = wd
+		}
+		p := pk.ref(c)
+		*p = resolvePath(base, *p, pk.allowlist)
+	}
+	for i := range c.Channels {
+		c.Channels[i].TLSCA = resolvePath(fileBase, c.Channels[i].TLSCA, false)
+	}
+	return nil
+}
+
+func resolvePath(base, v string, allowlist bool) string {
+	if allowlist {
+		spec := strings.TrimSpace(v)
+		if p, ok := strings.CutPrefix(spec, "file:"); ok {
+			return "file:" + resolvePath(base, strings.TrimSpace(p), false)
+		}
+		return v
+	}
+	if v == "" || filepath.IsAbs(v) {
+		return v
+	}
+	return filepath.Join(base, v)
 }
 
 // ConfigError lists every problem found in a configuration.
@@ -248,7 +362,7 @@ func (e *ConfigError) Error() string {
 }
 
 // durationHook accepts "1500ms", "10s", "2m" and a bare 0; other numbers are refused because their unit
-// would be a guess.
+// would be a guess. Its errors say what was expected; decodeErrors adds the key and what was given.
 func durationHook(from, to reflect.Type, data any) (any, error) {
 	if to != reflect.TypeOf(time.Duration(0)) {
 		return data, nil
@@ -257,14 +371,14 @@ func durationHook(from, to reflect.Type, data any) (any, error) {
 	case string:
 		d, err := time.ParseDuration(strings.TrimSpace(x))
 		if err != nil {
-			return nil, fmt.Errorf("expected a duration such as 500ms, 10s or 2m, got %q", x)
+			return nil, errors.New("expected a duration such as 500ms, 10s or 2m")
 		}
 		return d, nil
 	case int, int64, float64:
 		if reflect.ValueOf(x).Convert(reflect.TypeOf(float64(0))).Float() == 0 {
 			return time.Duration(0), nil
 		}
-		return nil, fmt.Errorf("expected a duration with a unit such as 10s, got the bare number %v", x)
+		return nil, errors.New("expected a duration with a unit such as 10s (a bare number's unit would be a guess)")
 	case time.Duration:
 		return x, nil
 	}
@@ -332,6 +446,9 @@ func unknownKeys(prefix string, raw map[string]any, t reflect.Type) []string {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
+		if f.Type == reflect.TypeOf(Origin{}) {
+			continue // not a key
+		}
 		if tag == "-" {
 			tag = strings.ToLower(f.Name)
 		}

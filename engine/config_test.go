@@ -1,22 +1,50 @@
 package engine
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 )
 
+// The shipped file says every default, except that its paths, relative to configs/, name the repository's
+// scripts/, public/ and data/ (the defaults, relative to the file's folder, would name configs/scripts...).
 func TestShippedConfigEqualsDefaults(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := LoadConfig(ConfigSource{File: filepath.Join("..", "configs", "switchboard.yaml")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	def := DefaultConfig()
-	if cfg.Socket.Listen != def.Socket.Listen || cfg.Lua.HandlerTimeout != def.Lua.HandlerTimeout || cfg.ShutdownTimeout != def.ShutdownTimeout ||
-		cfg.ESL.Listen != def.ESL.Listen || cfg.Relay.Listen != def.Relay.Listen || cfg.Admin.Listen != def.Admin.Listen {
-		t.Fatalf("shipped file differs from defaults: %+v", cfg)
+	if cfg.Origin.File != filepath.Join(root, "configs", "switchboard.yaml") {
+		t.Fatalf("origin %q", cfg.Origin.File)
+	}
+	got, want := map[string]any{}, map[string]any{}
+	flattenValue(cfg, got)
+	flattenValue(DefaultConfig(), want)
+	paths := map[string]string{
+		"lua.scripts_dir":   filepath.Join(root, "scripts"),
+		"socket.public_dir": filepath.Join(root, "public"),
+		"relay.routes_file": filepath.Join(root, "configs", "relay.routes"),
+		"relay.persist_dir": filepath.Join(root, "data", "persist"),
+		"relay.message_log": filepath.Join(root, "data", "relay-messages.log"),
+	}
+	for k, w := range want {
+		if p, ok := paths[k]; ok {
+			w = p
+		}
+		if !reflect.DeepEqual(got[k], w) {
+			t.Errorf("%s: shipped %#v, default %#v", k, got[k], w)
+		}
+	}
+	if len(cfg.Channels) != 0 {
+		t.Errorf("shipped channels: %+v", cfg.Channels)
 	}
 }
 
@@ -72,11 +100,7 @@ func TestBadConfigNamesKeys(t *testing.T) {
 			t.Errorf("%q: got %v, want %q", yaml, err, want)
 		}
 	}
-	_, err := LoadConfig(ConfigSource{Fallback: []byte("{}"), Env: []string{"SWITCHBOARD_NOPE=1"}})
-	if err == nil || !strings.Contains(err.Error(), "SWITCHBOARD_NOPE") {
-		t.Errorf("env: %v", err)
-	}
-	_, err = LoadConfig(ConfigSource{Fallback: []byte("{}"), Set: map[string]string{"socket.nope": "1"}})
+	_, err := LoadConfig(ConfigSource{Fallback: []byte("{}"), Set: map[string]string{"socket.nope": "1"}})
 	if err == nil || !strings.Contains(err.Error(), "socket.nope: unknown key") {
 		t.Errorf("set: %v", err)
 	}
@@ -121,5 +145,28 @@ func TestGCFloor(t *testing.T) {
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "gc_floor_mb") {
 			t.Fatalf("gc_floor_mb %d: %v", bad, err)
 		}
+	}
+}
+
+// A bad duration names the key, what was expected and what was given, each once.
+func TestDurationErrorsSayGotOnce(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte("lua:\n  handler_timeout: soon\nshutdown_timeout: 10\n"), 0o644)
+	_, err := LoadConfig(ConfigSource{File: file})
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v", err)
+	}
+	var got []string
+	for _, e := range ce.Errors {
+		got = append(got, e.Error())
+	}
+	sort.Strings(got)
+	want := []string{
+		`lua.handler_timeout: expected a duration such as 500ms, 10s or 2m, got "soon"`,
+		`shutdown_timeout: expected a duration with a unit such as 10s (a bare number's unit would be a guess), got 10`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -2,6 +2,10 @@
 // the Lua runtime and the four parts (socket server, relay, call control, active sockets), and runs them:
 // Start, Reload (SIGHUP and POST /reload), Shutdown. Signal handling lives in cmd/switchboard.
 //
+// LoadConfig reads the configuration (file, SWITCHBOARD_* environment, flags), resolves every path key
+// against the file's folder and records its origin. Start either starts every part or, when one fails,
+// stops what it started and returns a *StartError; every part's Shutdown is idempotent.
+//
 // Each part is built in its own file (part_socket.go, part_relay.go, part_esl.go, part_channel.go) from its
 // section of the configuration; a part that is disabled builds to nothing.
 package engine

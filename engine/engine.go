@@ -117,6 +117,10 @@ func New(opts Options) (*Engine, error) {
 	for _, b := range builders {
 		p, err := b.build(e)
 		if err != nil {
+			// Parts already built may hold files (the relay's journal): their Shutdown releases them.
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			_ = e.stopParts(sctx)
+			cancel()
 			e.close()
 			return nil, fmt.Errorf("%s: %w", b.name, err)
 		}
@@ -127,24 +131,34 @@ func New(opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// Start starts every part, then the admin listener. If one fails, those already started are shut down.
+// Start starts every part, then the admin listener. If one fails, everything started so far is shut down
+// (the failing part too: a part's Shutdown is safe on a part that did not start) and the error is a
+// *StartError naming the part, its address and the cause. Shutdown may still be called after a failed
+// Start; it then releases the scripts and the bus.
 func (e *Engine) Start(ctx context.Context) error {
 	e.started = time.Now()
-	for i, np := range e.parts {
+	var failed *StartError
+	for _, np := range e.parts {
 		if err := np.p.Start(ctx); err != nil {
-			sctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout)
-			for j := i - 1; j >= 0; j-- {
-				_ = e.parts[j].p.Shutdown(sctx)
-			}
-			cancel()
-			return fmt.Errorf("%s: start: %w", np.name, err)
+			failed = startError(np.name, e.cfg.listenAddr(np.name), err)
+			break
 		}
 	}
-	if err := e.startAdmin(); err != nil {
+	if failed == nil {
+		if err := e.startAdmin(); err != nil {
+			failed = startError("admin", e.cfg.Admin.Listen, err)
+		}
+	}
+	if failed != nil {
+		cause := failed.Err
+		if failed.Addr != "" {
+			cause = ListenCause(cause)
+		}
+		e.log.WithFields(logrus.Fields{"part": failed.Part, "addr": failed.Addr}).WithError(cause).Error("start failed: stopping what started")
 		sctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout)
 		defer cancel()
 		_ = e.stopParts(sctx)
-		return err
+		return failed
 	}
 	e.log.WithField("parts", len(e.parts)).Info("switchboard started")
 	return nil

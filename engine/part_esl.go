@@ -15,13 +15,14 @@ import (
 // eslPart serves FreeSWITCH's outbound sockets; each call runs its sb.flow on the script generation that
 // was serving when the call arrived.
 type eslPart struct {
-	e   *Engine
-	cfg esl.Config
-	srv *esl.Server
+	e    *Engine
+	cfg  esl.Config
+	srv  *esl.Server
+	stop stopOnce
 
 	mu   sync.Mutex
 	l    net.Listener
-	done chan error
+	done chan error // Serve's result; read once, by the first Shutdown
 }
 
 // newESLPart builds the esl part from e.cfg; it returns nil, nil when the part is disabled.
@@ -48,26 +49,29 @@ func (p *eslPart) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("esl: %w", err)
 	}
+	done := make(chan error, 1)
 	p.mu.Lock()
-	p.l = l
-	p.done = make(chan error, 1)
+	p.l, p.done = l, done
 	p.mu.Unlock()
 	log.WithField("addr", l.Addr().String()).Info("listening")
-	go func() { p.done <- p.srv.Serve(l) }()
+	go func() { done <- p.srv.Serve(l) }()
 	return nil
 }
 
+// Shutdown is idempotent and safe on a part that never started (see stopOnce).
 func (p *eslPart) Shutdown(ctx context.Context) error {
-	err := p.srv.Shutdown(ctx)
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	if done != nil {
-		if serr := <-done; serr != nil && !errors.Is(serr, esl.ErrServerClosed) && err == nil {
-			err = serr
+	return p.stop.do(ctx, func() error {
+		err := p.srv.Shutdown(ctx)
+		p.mu.Lock()
+		done := p.done
+		p.mu.Unlock()
+		if done != nil {
+			if serr := <-done; serr != nil && !errors.Is(serr, esl.ErrServerClosed) && err == nil {
+				err = serr
+			}
 		}
-	}
-	return err
+		return err
+	})
 }
 
 func (p *eslPart) Addrs() map[string]net.Addr {

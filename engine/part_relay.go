@@ -10,7 +10,8 @@ import (
 
 // relayPart runs the AMI relay; route expressions are Lua, evaluated on the serving script generation.
 type relayPart struct {
-	r *relay.Relay
+	r    *relay.Relay
+	stop stopOnce
 }
 
 // newRelayPart builds the relay part from e.cfg; it returns nil, nil when the part is disabled.
@@ -27,7 +28,11 @@ func newRelayPart(e *Engine) (part, error) {
 	return &relayPart{r: r}, nil
 }
 
-func (p *relayPart) Start(ctx context.Context) error    { return p.r.Start(ctx) }
-func (p *relayPart) Shutdown(ctx context.Context) error { return p.r.Shutdown(ctx) }
-func (p *relayPart) Reload(ctx context.Context) error   { return p.r.Reload(ctx) }
-func (p *relayPart) Addrs() map[string]net.Addr         { return p.r.Addrs() }
+func (p *relayPart) Start(ctx context.Context) error { return p.r.Start(ctx) }
+
+// Shutdown is idempotent: a second call waits for the first (relay.Shutdown alone returns at once).
+func (p *relayPart) Shutdown(ctx context.Context) error {
+	return p.stop.do(ctx, func() error { return p.r.Shutdown(ctx) })
+}
+func (p *relayPart) Reload(ctx context.Context) error { return p.r.Reload(ctx) }
+func (p *relayPart) Addrs() map[string]net.Addr       { return p.r.Addrs() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 
 	"github.com/switchboard/switchboard/engine/socket"
 	"github.com/switchboard/switchboard/luabind"
@@ -12,8 +13,11 @@ import (
 // socketPart runs the actionhero-compatible socket server with the scripts' actions, verbs and hooks.
 type socketPart struct {
 	srv  *socket.Server
+	stop stopOnce
+
+	mu   sync.Mutex
 	l    net.Listener
-	done chan error
+	done chan error // Serve's result; read once, by the first Shutdown
 }
 
 // newSocketPart builds the socket part from e.cfg; it returns nil, nil when the part is disabled.
@@ -37,23 +41,33 @@ func (p *socketPart) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.l = l
-	p.done = make(chan error, 1)
-	go func() { p.done <- p.srv.Serve(l) }()
+	done := make(chan error, 1)
+	p.mu.Lock()
+	p.l, p.done = l, done
+	p.mu.Unlock()
+	go func() { done <- p.srv.Serve(l) }()
 	return nil
 }
 
+// Shutdown is idempotent and safe on a part that never started (see stopOnce).
 func (p *socketPart) Shutdown(ctx context.Context) error {
-	err := p.srv.Shutdown(ctx)
-	if p.done != nil {
-		if serr := <-p.done; serr != nil && err == nil {
-			err = fmt.Errorf("socket: %w", serr)
+	return p.stop.do(ctx, func() error {
+		err := p.srv.Shutdown(ctx)
+		p.mu.Lock()
+		done := p.done
+		p.mu.Unlock()
+		if done != nil {
+			if serr := <-done; serr != nil && err == nil {
+				err = fmt.Errorf("socket: %w", serr)
+			}
 		}
-	}
-	return err
+		return err
+	})
 }
 
 func (p *socketPart) Addrs() map[string]net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.l == nil {
 		return nil
 	}

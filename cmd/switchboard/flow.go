@@ -20,7 +20,13 @@ import (
 // flowCmd is `switchboard flow test <flow>`: run a call flow from the configured scripts against a simulated
 // FreeSWITCH call and print what the call did.
 func flowCmd(opts *rootOptions) *cobra.Command {
-	flow := &cobra.Command{Use: "flow", Short: "work with call flows (sb.flow)"}
+	flow := &cobra.Command{Use: "flow", Short: "work with call flows (sb.flow)", Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q for \"switchboard flow\" (commands: test)", args[0])
+			}
+			return usagef("flow: expected a command: switchboard flow test <flow>")
+		}}
 	var (
 		dtmf        []string
 		hangupAfter time.Duration
@@ -40,21 +46,26 @@ and prints every command, application, digit and hangup with its time. No FreeSW
   switchboard flow test main --dtmf 1@2s
   switchboard flow test main --dtmf 12#@500ms --media 1s --hangup-after 10s
   switchboard flow test main --static          # socket application without "async full"`,
-		Args: cobra.ExactArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("flow test: expected one flow name, got %d arguments", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			call := esltest.Call{Path: args[0], Async: !static, Full: !static && !single, HangupAfter: hangupAfter, Media: media,
 				Vars: map[string]string{}, MaxDuration: timeout}
 			for _, spec := range dtmf {
 				d, err := esltest.ParseDTMF(spec)
 				if err != nil {
-					return fmt.Errorf("--dtmf: %w", err)
+					return usageError{fmt.Errorf("--dtmf: %w", err)}
 				}
 				call.DTMF = append(call.DTMF, d...)
 			}
 			for _, kv := range vars {
 				k, v, ok := strings.Cut(kv, "=")
 				if !ok {
-					return fmt.Errorf("--var %q: expected name=value", kv)
+					return usagef("--var %q: expected name=value", kv)
 				}
 				call.Vars[k] = v
 			}
@@ -78,7 +89,7 @@ and prints every command, application, digit and hangup with its time. No FreeSW
 }
 
 func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call esltest.Call, timeout time.Duration) error {
-	fsys, display, err := scriptsFor(cfg)
+	sc, err := scriptsFor(cfg)
 	if err != nil {
 		return err
 	}
@@ -90,7 +101,8 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 		logger.SetLevel(logrus.InfoLevel) // consoleLog lines of the flow are part of the test
 	}
 	log := logrus.NewEntry(logger)
-	rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: fsys, Display: display, Log: log})
+	warnIgnoredEnv(log, cfg)
+	rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: sc.fsys, Display: sc.display, Log: log})
 	if err != nil {
 		return err
 	}
@@ -104,7 +116,7 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 			names = append(names, h.Name)
 		}
 		sort.Strings(names)
-		return fmt.Errorf("no flow %q in %s (flows: %s)", call.Path, display, strings.Join(names, ", "))
+		return fmt.Errorf("no flow %q in %s (flows: %s)", call.Path, sc, strings.Join(names, ", "))
 	}
 	ecfg := cfg.ESL
 	ecfg.Listen = "127.0.0.1:0"

@@ -1,4 +1,8 @@
-// Command switchboard runs the engine: `switchboard [run] [-c file]`, `switchboard check`, `switchboard version`.
+// Command switchboard runs the engine: `switchboard [run] [-c file]`, `switchboard check`, `switchboard version`,
+// `switchboard flow test <flow>`.
+//
+// Exit codes: 0 success; 1 the configuration, the scripts, the start or the shutdown failed; 2 the command
+// line is wrong (unknown command or flag, missing or extra argument, malformed flag value).
 package main
 
 import (
@@ -9,29 +13,41 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/engine"
 	"github.com/switchboard/switchboard/engine/gcfloor"
-	"github.com/switchboard/switchboard/luabind"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
-const defaultConfigFile = "configs/switchboard.yaml"
+const (
+	exitError = 1
+	exitUsage = 2
+)
+
+// configSearch is where a configuration file is looked for when -c is not given, in order. Without one
+// the built-in defaults and scripts are used.
+func configSearch() []string {
+	return []string{filepath.Join("configs", "switchboard.yaml"), "/etc/switchboard/switchboard.yaml"}
+}
 
 type rootOptions struct {
-	ConfigFile string   // -c; "" = configs/switchboard.yaml if present, else the embedded defaults
+	ConfigFile string   // -c; "" = the first of search that exists, else the built-in defaults
 	Set        []string // --set key=value
 	LogLevel   string
 	LogFormat  string
+	search     []string
 	stdout     io.Writer
 	stderr     io.Writer
 }
@@ -40,40 +56,75 @@ func main() {
 	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// usageError is a wrong command line; it exits 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// usageArgs makes a failed positional-argument check a usage error.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
 func execute(args []string, stdout, stderr io.Writer) int {
-	opts := &rootOptions{stdout: stdout, stderr: stderr}
+	opts := &rootOptions{stdout: stdout, stderr: stderr, search: configSearch()}
 	root := &cobra.Command{
 		Use:           "switchboard",
 		Short:         "Switchboard: a network engine scripted in Lua (socket server, AMI relay, FreeSWITCH call control, active sockets)",
+		Version:       versionString(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		RunE:          func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), opts) },
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q (commands: run, check, version, flow)", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), opts) },
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVarP(&opts.ConfigFile, "config", "c", "", "configuration file (default "+defaultConfigFile+", or the built-in defaults when it is absent)")
-	pf.StringArrayVar(&opts.Set, "set", nil, "override a key: --set socket.listen=127.0.0.1:5001 (repeatable)")
+	pf.StringVarP(&opts.ConfigFile, "config", "c", "", "configuration file (default: "+strings.Join(opts.search, ", then ")+
+		", else the built-in defaults); relative paths in it resolve from its folder")
+	pf.StringArrayVar(&opts.Set, "set", nil, "override a key: --set socket.listen=127.0.0.1:5001 (repeatable; relative paths resolve from the working directory)")
 	pf.StringVar(&opts.LogLevel, "log-level", "", "override log.level (debug, info, warn, error)")
 	pf.StringVar(&opts.LogFormat, "log-format", "", "override log.format (text, json)")
 	root.AddCommand(
-		&cobra.Command{Use: "run", Short: "run the engine (the default command)", Args: cobra.NoArgs,
+		&cobra.Command{Use: "run", Short: "run the engine (the default command)", Args: usageArgs(cobra.NoArgs),
 			RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), opts) }},
-		&cobra.Command{Use: "check", Short: "validate the configuration and compile and load every script", Args: cobra.NoArgs,
+		&cobra.Command{Use: "check", Short: "validate the configuration and compile and load every script", Args: usageArgs(cobra.NoArgs),
 			RunE: func(cmd *cobra.Command, _ []string) error { return check(opts) }},
-		&cobra.Command{Use: "version", Short: "print the version", Args: cobra.NoArgs,
+		&cobra.Command{Use: "version", Short: "print the version", Args: usageArgs(cobra.NoArgs),
 			Run: func(cmd *cobra.Command, _ []string) { fmt.Fprintln(stdout, versionString()) }},
 		flowCmd(opts),
 	)
-	if err := root.ExecuteContext(context.Background()); err != nil {
-		var quiet errReported
-		if !errors.As(err, &quiet) {
-			fmt.Fprintln(stderr, "switchboard:", err)
-		}
-		return 1
+	err := root.ExecuteContext(context.Background())
+	var usage usageError
+	var quiet errReported
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &usage):
+		fmt.Fprintf(stderr, "switchboard: %v\nRun 'switchboard --help' for usage.\n", err)
+		return exitUsage
+	case errors.As(err, &quiet):
+		return exitError
+	default:
+		fmt.Fprintln(stderr, "switchboard:", err)
+		return exitError
 	}
-	return 0
 }
 
 // errReported is an error whose details were already printed.
@@ -93,19 +144,39 @@ func versionString() string {
 	return fmt.Sprintf("switchboard %s%s (%s %s/%s)", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
-// loadConfig reads the configuration the way every command does: file (or embedded defaults), then
-// SWITCHBOARD_* environment variables, then flags.
-func loadConfig(opts *rootOptions) (engine.Config, error) {
-	src := engine.ConfigSource{File: opts.ConfigFile, Fallback: switchboard.DefaultConfig(), Env: os.Environ(), Set: map[string]string{}}
-	if src.File == "" {
-		if _, err := os.Stat(defaultConfigFile); err == nil {
-			src.File = defaultConfigFile
+// findConfig returns the first file of search that exists, or "" when none does. A file that exists but
+// cannot be read is an error, never a reason to fall back to the defaults.
+func findConfig(search []string) (string, error) {
+	for _, f := range search {
+		info, err := os.Stat(f)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			return "", fmt.Errorf("config: %w", err)
+		case info.IsDir():
+			return "", fmt.Errorf("config: %s is a directory", f)
 		}
+		return f, nil
+	}
+	return "", nil
+}
+
+// loadConfig reads the configuration the way every command does: -c (or the first file found, or the
+// built-in defaults), then SWITCHBOARD_* environment variables, then flags.
+func loadConfig(opts *rootOptions) (engine.Config, error) {
+	src := engine.ConfigSource{File: opts.ConfigFile, Env: os.Environ(), Set: map[string]string{}}
+	if src.File == "" {
+		found, err := findConfig(opts.search)
+		if err != nil {
+			return engine.Config{}, err
+		}
+		src.File = found
 	}
 	for _, kv := range opts.Set {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
-			return engine.Config{}, fmt.Errorf("--set %q: expected key=value", kv)
+			return engine.Config{}, usagef("--set %q: expected key=value", kv)
 		}
 		src.Set[strings.TrimSpace(k)] = v
 	}
@@ -118,27 +189,87 @@ func loadConfig(opts *rootOptions) (engine.Config, error) {
 	return engine.LoadConfig(src)
 }
 
-// scriptsFor returns the scripts to load: lua.scripts_dir when it exists, else the built-in scripts when the
-// directory is the default one (nil FS means "read the directory").
-func scriptsFor(cfg engine.Config) (fs.FS, string, error) {
-	if _, err := os.Stat(cfg.Lua.ScriptsDir); err == nil {
-		return nil, cfg.Lua.ScriptsDir, nil
-	} else if cfg.Lua.ScriptsDir != luabind.DefaultConfig().ScriptsDir {
-		return nil, "", fmt.Errorf("lua.scripts_dir: %w", err)
-	}
-	return switchboard.DefaultScripts(), "scripts", nil
+// scripts is what a command loads: a directory (fsys nil) or the built-in scripts.
+type scripts struct {
+	fsys    fs.FS  // nil: read dir
+	dir     string // absolute; "" for the built-in scripts
+	display string // prefix of script names in errors: dir relative to the working directory when below it
 }
 
-func newEngine(opts *rootOptions, cfg engine.Config) (*engine.Engine, error) {
-	fsys, display, err := scriptsFor(cfg)
+func (s scripts) String() string {
+	if s.fsys != nil {
+		return "built-in scripts"
+	}
+	return s.dir
+}
+
+// scriptsFor returns the scripts a configuration names. The built-in scripts are used only with the
+// built-in defaults (no configuration file) and no lua.scripts_dir from the environment or a flag; a
+// scripts_dir that is named and missing is an error, never a fallback.
+func scriptsFor(cfg engine.Config) (scripts, error) {
+	if cfg.Origin.File == "" && !cfg.Origin.IsOverridden("lua.scripts_dir") {
+		return scripts{fsys: switchboard.DefaultScripts(), display: "scripts"}, nil
+	}
+	dir := cfg.Lua.ScriptsDir
+	info, err := os.Stat(dir)
 	if err != nil {
-		return nil, err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		from := "the working directory"
+		if cfg.Origin.File != "" && !cfg.Origin.IsOverridden("lua.scripts_dir") {
+			from = "the folder of " + cfg.Origin.File
+		}
+		return scripts{}, fmt.Errorf("lua.scripts_dir: %s: %w (a relative scripts_dir is resolved from %s)", dir, err, from)
+	}
+	if !info.IsDir() {
+		return scripts{}, fmt.Errorf("lua.scripts_dir: %s is not a directory", dir)
+	}
+	return scripts{dir: dir, display: displayPath(dir)}, nil
+}
+
+// displayPath is p relative to the working directory when it lies below it, else p.
+func displayPath(p string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return p
+	}
+	rel, err := filepath.Rel(wd, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return p
+	}
+	return rel
+}
+
+func configName(cfg engine.Config) string {
+	if cfg.Origin.File == "" {
+		return "built-in defaults"
+	}
+	return cfg.Origin.File
+}
+
+// warnIgnoredEnv logs, once, the SWITCHBOARD_* variables that name no key.
+func warnIgnoredEnv(log logrus.FieldLogger, cfg engine.Config) {
+	if len(cfg.Origin.IgnoredEnv) > 0 {
+		log.WithField("variables", strings.Join(cfg.Origin.IgnoredEnv, ",")).
+			Warn("environment variables that name no configuration key are ignored")
+	}
+}
+
+func newEngine(opts *rootOptions, cfg engine.Config) (*engine.Engine, *logrus.Logger, error) {
+	sc, err := scriptsFor(cfg)
+	if err != nil {
+		return nil, nil, err
 	}
 	logger := engine.NewLogger(cfg.Log, opts.stderr)
-	if fsys != nil {
-		logger.WithField("part", "lua").Info("scripts directory absent: using the built-in scripts")
+	logger.WithFields(logrus.Fields{"config": configName(cfg), "scripts": sc.String()}).Info("configuration loaded")
+	warnIgnoredEnv(logger, cfg)
+	e, err := engine.New(engine.Options{Config: cfg, Logger: logger, Scripts: sc.fsys, ScriptsDisplay: sc.display})
+	if err != nil {
+		return nil, nil, err
 	}
-	return engine.New(engine.Options{Config: cfg, Logger: logger, Scripts: fsys, ScriptsDisplay: display})
+	return e, logger, nil
 }
 
 func run(ctx context.Context, opts *rootOptions) error {
@@ -146,7 +277,7 @@ func run(ctx context.Context, opts *rootOptions) error {
 	if err != nil {
 		return err
 	}
-	e, err := newEngine(opts, cfg)
+	e, log, err := newEngine(opts, cfg)
 	if err != nil {
 		return err
 	}
@@ -156,12 +287,12 @@ func run(ctx context.Context, opts *rootOptions) error {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	if err := e.Start(ctx); err != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-		defer cancel()
-		_ = e.Shutdown(sctx)
+		// Start has stopped the parts it started; release the scripts and the bus, then exit 1.
+		if serr := stop(e, cfg.ShutdownTimeout, sigs, log); serr != nil {
+			log.WithError(serr).Warn("cleaning up after the failed start")
+		}
 		return err
 	}
-	log := engine.NewLogger(cfg.Log, opts.stderr)
 	var sig os.Signal
 	for sig = range sigs {
 		if sig != syscall.SIGHUP {
@@ -177,26 +308,31 @@ func run(ctx context.Context, opts *rootOptions) error {
 			log.WithField("generation", e.Runtime().Current().ID()).Info("reload complete")
 		}
 	}
-	log.WithFields(map[string]any{"signal": sig.String(), "timeout": cfg.ShutdownTimeout.String()}).Info("shutting down; send the signal again to exit at once")
+	log.WithFields(logrus.Fields{"signal": sig.String(), "timeout": cfg.ShutdownTimeout.String()}).Info("shutting down; send the signal again to exit at once")
+	if err := stop(e, cfg.ShutdownTimeout, sigs, log); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// stop shuts e down within timeout; a SIGINT or SIGTERM meanwhile exits the process at once (status 1).
+func stop(e *engine.Engine, timeout time.Duration, sigs <-chan os.Signal, log logrus.FieldLogger) error {
 	done := make(chan error, 1)
 	go func() {
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		done <- e.Shutdown(sctx)
 	}()
 	for {
 		select {
 		case err := <-done:
-			if err != nil {
-				return fmt.Errorf("shutdown: %w", err)
-			}
-			return nil
+			return err
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				continue
 			}
 			log.WithField("signal", s.String()).Warn("second signal: exiting without waiting")
-			os.Exit(1)
+			os.Exit(exitError)
 		}
 	}
 }
@@ -215,17 +351,21 @@ func check(opts *rootOptions) error {
 		}
 		return err
 	}
-	fsys, display, err := scriptsFor(cfg)
+	if len(cfg.Origin.IgnoredEnv) > 0 {
+		fmt.Fprintf(opts.stderr, "switchboard: warning: environment variables that name no configuration key are ignored: %s\n",
+			strings.Join(cfg.Origin.IgnoredEnv, ", "))
+	}
+	sc, err := scriptsFor(cfg)
 	if err != nil {
 		return err
 	}
-	problems := engine.Check(cfg, fsys, display)
+	problems := engine.Check(cfg, sc.fsys, sc.display)
 	for _, p := range problems {
 		fmt.Fprintln(opts.stderr, p.Error())
 	}
 	if len(problems) > 0 {
 		return errReported{len(problems)}
 	}
-	fmt.Fprintln(opts.stdout, "ok: configuration and scripts are valid")
+	fmt.Fprintf(opts.stdout, "ok: configuration and scripts are valid (configuration: %s; scripts: %s)\n", configName(cfg), sc)
 	return nil
 }

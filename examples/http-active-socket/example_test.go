@@ -6,10 +6,12 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +32,9 @@ type upstream struct {
 func (u *upstream) start(t *testing.T) {
 	t.Helper()
 	mux := http.NewServeMux()
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "<!doctype html><title>home</title>")
+	})
 	mux.HandleFunc("/page", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "<!DOCTYPE html><title>code</title>")
 	})
@@ -65,7 +70,6 @@ func exampleYAML(t *testing.T, port int) string {
 		t.Fatal(err)
 	}
 	return strings.NewReplacer(
-		"examples/http-active-socket/scripts", "scripts",
 		"127.0.0.1:5000", "127.0.0.1:0",
 		"127.0.0.1:9090", "127.0.0.1:0",
 		"host: www.example.com", "host: 127.0.0.1",
@@ -141,5 +145,48 @@ func TestRequestPage(t *testing.T) {
 			t.Fatalf("no page after the upstream came back: %v", m)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestREADMECommand sends exactly the bytes of the README's `printf '...' | nc 127.0.0.1 5000`, ends its
+// side as nc does at the end of its input, and checks the reply lines against those the README shows (…
+// stands for any text).
+func TestREADMECommand(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?m)^printf '([^']*)' \\| nc 127\\.0\\.0\\.1 5000\n```\n(?s:.*?)```\n((?:\\{.*\n)+)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md has no `printf '...' | nc 127.0.0.1 5000` block followed by the replies")
+	}
+	input := strings.NewReplacer(`\r`, "\r", `\n`, "\n", `\\`, `\`).Replace(string(m[1]))
+	shown := strings.Split(strings.TrimSpace(string(m[2])), "\n")
+
+	u := &upstream{addr: "127.0.0.1:0"}
+	u.start(t)
+	defer func() { u.stop() }()
+	e := harness.Start(t, exampleYAML(t, u.port()), harness.Options{Scripts: exampleScripts(t)})
+	e.Logs.WaitFor(t, "channel up", 10*time.Second)
+	c := harness.Dial(t, e.Addr(t, "socket"))
+	if _, err := io.WriteString(c, input); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(c) // the server answers what it was sent, then closes
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimSpace(string(out)), "\r\n")
+	if len(got) != len(shown) {
+		t.Fatalf("got %d lines, the README shows %d:\n%s", len(got), len(shown), out)
+	}
+	for i, want := range shown {
+		re := "^" + strings.ReplaceAll(regexp.QuoteMeta(want), "…", ".*") + "$"
+		if !regexp.MustCompile(re).MatchString(got[i]) {
+			t.Errorf("line %d: got %s\nREADME shows %s", i+1, got[i], want)
+		}
 	}
 }

@@ -36,23 +36,29 @@ func TestRelayTwoCenters(t *testing.T) {
 	}
 	riskAddr := risk.Addr()
 	risk.Close()
-	persist := t.TempDir()
+	routes, err := os.ReadFile(filepath.Join(root, "examples/relay-two-centers/relay.routes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The config's paths are relative to its folder: the harness's directory gets the scripts and the
+	// routes file, and the journal goes to its data/.
 	cfg := string(yaml)
 	for old, repl := range map[string]string{
-		"127.0.0.1:3289":                                            "127.0.0.1:0",
-		"127.0.0.1:9090":                                            "127.0.0.1:0",
-		"primary: 127.0.0.1:3270":                                   "primary: " + primary.Addr(),
-		"risk: 127.0.0.1:3271":                                      "risk: " + riskAddr,
-		"examples/relay-two-centers/relay.routes":                   filepath.Join(root, "examples/relay-two-centers/relay.routes"),
-		"persist_dir: data/relay-two-centers":                       "persist_dir: " + persist,
-		"lua:\n  scripts_dir: examples/relay-two-centers/scripts\n": "",
+		"127.0.0.1:3289":          "127.0.0.1:0",
+		"127.0.0.1:9090":          "127.0.0.1:0",
+		"primary: 127.0.0.1:3270": "primary: " + primary.Addr(),
+		"risk: 127.0.0.1:3271":    "risk: " + riskAddr,
 	} {
 		if !strings.Contains(cfg, old) {
 			t.Fatalf("example config no longer has %q", old)
 		}
 		cfg = strings.Replace(cfg, old, repl, 1)
 	}
-	e := harness.Start(t, cfg, harness.Options{Scripts: map[string]string{"README.lua": "-- none\n"}})
+	e := harness.Start(t, cfg, harness.Options{Scripts: map[string]string{"README.lua": "-- none\n"},
+		Files: map[string]string{"relay.routes": string(routes)}})
+	if got := e.Config().Relay.PersistDir; got != filepath.Join(e.Dir, "data") {
+		t.Fatalf("persist_dir %q, want the data folder beside the config", got)
+	}
 	app, err := relaytest.Dial(e.Addr(t, "relay"), "sor-1", "")
 	if err != nil {
 		t.Fatal(err)

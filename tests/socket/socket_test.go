@@ -27,6 +27,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/switchboard/switchboard/engine"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -473,23 +474,22 @@ func TestActionheroNodeClient(t *testing.T) {
 }
 
 // TestShippedPublicFile serves the repository's public/hello.txt with the file verb, the way
-// `switchboard run -c configs/switchboard.yaml` does from the repository root: no public_dir in the
-// YAML, so the default ("public", relative to the working directory) applies.
+// `switchboard run` does from the repository root: configs/switchboard.yaml says public_dir: ../public,
+// relative to its own folder, which is the repository's public/ whatever the working directory.
 func TestShippedPublicFile(t *testing.T) {
 	root := harness.Root()
 	want, err := os.ReadFile(filepath.Join(root, "public", "hello.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	shipped, err := os.ReadFile(filepath.Join(root, "configs", "switchboard.yaml"))
+	shipped, err := engine.LoadConfig(engine.ConfigSource{File: filepath.Join(root, "configs", "switchboard.yaml")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`(?m)^  public_dir: public\b`).Match(shipped) {
-		t.Fatalf("configs/switchboard.yaml: socket.public_dir is not public")
+	if shipped.Socket.PublicDir != filepath.Join(root, "public") {
+		t.Fatalf("configs/switchboard.yaml: socket.public_dir is %q, not the repository's public/", shipped.Socket.PublicDir)
 	}
-	t.Chdir(root)
-	e := harness.Start(t, plainYAML, harness.Options{})
+	e := harness.Start(t, plainYAML+"  public_dir: "+shipped.Socket.PublicDir+"\n", harness.Options{})
 
 	c := dial(t, e.Addr(t, "socket"))
 	c.line() // welcome
