@@ -37,9 +37,6 @@ func New(socket string) (*Notifier, error) {
 	}
 }
 
-// Enabled reports whether messages go anywhere.
-func (n *Notifier) Enabled() bool { return n != nil }
-
 // Ready says the service is up and serving (startup done, or a reload finished).
 func (n *Notifier) Ready(status string) error {
 	return n.Send("READY=1", "STATUS="+oneLine(status))
