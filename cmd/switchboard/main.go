@@ -15,7 +15,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -26,10 +25,8 @@ import (
 	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/engine"
 	"github.com/switchboard/switchboard/engine/gcfloor"
+	"github.com/switchboard/switchboard/internal/buildinfo"
 )
-
-// version is set at build time with -ldflags "-X main.version=v1.2.3".
-var version = "dev"
 
 const (
 	exitError = 1
@@ -133,15 +130,15 @@ type errReported struct{ n int }
 func (e errReported) Error() string { return fmt.Sprintf("%d problem(s)", e.n) }
 
 func versionString() string {
-	rev := ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				rev = " " + s.Value[:12]
-			}
-		}
+	bi := buildinfo.Get()
+	rev, built := "", ""
+	if c := bi.ShortCommit(); c != "" {
+		rev = " " + c
 	}
-	return fmt.Sprintf("switchboard %s%s (%s %s/%s)", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if bi.Date != "" {
+		built = ", built " + bi.Date
+	}
+	return fmt.Sprintf("switchboard %s%s (%s %s/%s%s)", bi.Version, rev, bi.Go, runtime.GOOS, runtime.GOARCH, built)
 }
 
 // findConfig returns the first file of search that exists, or "" when none does. A file that exists but
@@ -293,21 +290,27 @@ func run(ctx context.Context, opts *rootOptions) error {
 		}
 		return err
 	}
+	sd := newServiceManager(log.WithField("part", "systemd"))
+	sd.ready(e, nil)
 	var sig os.Signal
 	for sig = range sigs {
 		if sig != syscall.SIGHUP {
 			break
 		}
 		log.WithField("signal", "SIGHUP").Info("reloading scripts and live configuration")
+		sd.reloading()
 		if fresh, err := loadConfig(opts); err != nil {
 			log.WithError(err).Error("configuration not reloaded: it has errors; the running configuration stays")
 		} else if keys := e.Reconfigure(fresh); len(keys) > 0 {
 			log.WithField("keys", strings.Join(keys, ",")).Warn("these configuration changes take effect at the next start")
 		}
-		if err := e.Reload(ctx); err == nil {
+		err := e.Reload(ctx)
+		if err == nil {
 			log.WithField("generation", e.Runtime().Current().ID()).Info("reload complete")
 		}
+		sd.ready(e, err)
 	}
+	sd.stopping(sig)
 	log.WithFields(logrus.Fields{"signal": sig.String(), "timeout": cfg.ShutdownTimeout.String()}).Info("shutting down; send the signal again to exit at once")
 	if err := stop(e, cfg.ShutdownTimeout, sigs, log); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
