@@ -157,7 +157,7 @@ func TestInstalledLayout(t *testing.T) {
 	work := t.TempDir() // not the repository, so nothing falls back to ./configs or ./scripts
 	check := exec.Command(bin, "check", "-c", cfg)
 	check.Dir = work
-	if out, err := check.CombinedOutput(); err != nil || string(out) != "ok: configuration and scripts are valid\n" {
+	if out, err := check.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "ok: configuration and scripts are valid (configuration: "+cfg+"; ") {
 		t.Fatalf("switchboard check -c %s: %v\n%s", cfg, err, out)
 	}
 
