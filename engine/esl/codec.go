@@ -79,14 +79,16 @@ type Limits struct {
 	MaxHeaderBytes int // bytes of one header block; default 256 KiB
 	MaxHeaders     int // header lines in one block; default 4096
 	MaxBody        int // Content-Length; default 16 MiB, FreeSWITCH's own cap
-	// Bodies, when set, is shared by the Readers of a server: a body larger than 64 KiB takes its bytes from
-	// it as they arrive, and a frame whose body would take it past its size is refused (ErrFrame).
+	// Bodies, when set, is shared by the Readers of a server: a body larger than 64 KiB takes its bytes past
+	// the first 64 KiB from it as they arrive, and a frame whose body would take it past its size is refused
+	// (ErrFrame).
 	Bodies *BodyBudget
 }
 
 // BodyBudget bounds the bytes that the large bodies (over 64 KiB) being read by all the Readers sharing it
-// hold at once. A Reader gives a body's bytes back once the caller is done with the frame (Recycle, or the
-// next read). It is safe for concurrent use.
+// hold at once past their first 64 KiB (which, like a small body, is the connection's own). A Reader gives
+// a body's bytes back once the caller is done with the frame (Recycle, or the next read). It is safe for
+// concurrent use.
 type BodyBudget struct {
 	max  int64
 	used atomic.Int64
@@ -370,18 +372,22 @@ func (r *Reader) readBody(h Headers, reuse bool) ([]byte, error) {
 }
 
 // readGrowing reads a body of n bytes into a buffer that grows (doubling) only as the bytes arrive, so
-// an announced length costs nothing until it is sent; its capacity is taken from lim.Bodies as it grows.
+// an announced length costs nothing until it is sent; its capacity past the first 64 KiB is taken from
+// lim.Bodies as it grows.
 func (r *Reader) readGrowing(n int) ([]byte, error) {
 	var body []byte
 	for len(body) < n {
 		if len(body) == cap(body) {
 			size := min(n, max(2*cap(body), r.step))
-			if !r.lim.Bodies.take(int64(size - cap(body))) {
-				r.release()
-				return nil, fmt.Errorf("%w: body of %d bytes: the bodies being read would pass %d bytes (esl.bodies_in_flight_bytes)",
-					ErrFrame, n, r.lim.Bodies.Max())
+			// the first step is the connection's own, as a small body is; growth past it is shared
+			if more := int64(size - max(cap(body), r.step)); more > 0 {
+				if !r.lim.Bodies.take(more) {
+					r.release()
+					return nil, fmt.Errorf("%w: body of %d bytes: the bodies being read would pass %d bytes (esl.bodies_in_flight_bytes)",
+						ErrFrame, n, r.lim.Bodies.Max())
+				}
+				r.held += more
 			}
-			r.held += int64(size - cap(body))
 			grown := make([]byte, len(body), size)
 			copy(grown, body)
 			body = grown

@@ -21,7 +21,7 @@ type Config struct {
 	FlowGrace      time.Duration `mapstructure:"flow_grace"`      // after the socket is gone, a flow's context is cancelled this much later
 	MaxCalls       int           `mapstructure:"max_calls"`       // 0 = unlimited
 	MaxFrameBytes  int           `mapstructure:"max_frame_bytes"` // header block cap; bodies are capped at 16 MiB as in FreeSWITCH
-	// BodiesInFlightBytes bounds the bytes of large bodies (over 64 KiB) being read by all calls at once.
+	// BodiesInFlightBytes bounds the bytes of bodies being read past their first 64 KiB, all calls at once.
 	BodiesInFlightBytes int `mapstructure:"bodies_in_flight_bytes"`
 	// MaxVariablesBytes bounds the channel variables one call remembers (names and values, as FreeSWITCH
 	// reports them); later new or longer ones are not remembered (logged once per call).

@@ -17,8 +17,8 @@
 // Limits (docs/operations.md, "Limits"): header block esl.max_frame_bytes (default 256 KiB), 4096 headers,
 // bodies 16 MiB (FreeSWITCH's own cap); a frame over a limit or with a bad Content-Length closes that call's
 // socket (logged, switchboard_esl_bad_frames_total). A body is never allocated from its Content-Length: one
-// over 64 KiB grows with the bytes that arrived and takes them from esl.bodies_in_flight_bytes, shared by
-// all calls (a body past it closes its call's socket). Events hold at most 4096 headers; a call remembers
+// over 64 KiB grows with the bytes that arrived and takes those past 64 KiB from esl.bodies_in_flight_bytes,
+// shared by all calls (a body past it closes its call's socket). Events hold at most 4096 headers; a call remembers
 // esl.max_variables_bytes of channel variables and 128 unread digits; a reply no command waits for is
 // dropped. Unknown content types (log/data, text/rude-rejection, ...) are counted and ignored. Commands
 // wait esl.command_timeout for their reply (not a static-mode execute, which replies when the application

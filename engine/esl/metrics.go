@@ -43,7 +43,7 @@ func newMetrics(reg prometheus.Registerer, maxFlows int, bodies *BodyBudget) *me
 		flows: labels.NewSet(maxFlows, nil),
 	}
 	bodiesGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_esl_body_bytes_in_flight",
-		Help: "Bytes of large (over 64 KiB) frame bodies being read now, all calls together (bounded by esl.bodies_in_flight_bytes)."},
+		Help: "Bytes of frame bodies being read now past their first 64 KiB, all calls together (bounded by esl.bodies_in_flight_bytes)."},
 		func() float64 { return float64(bodies.InUse()) })
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.active, m.calls, m.rtt, m.engine, m.causes, m.ignored, m.badFrames, bodiesGauge} {
