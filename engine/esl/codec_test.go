@@ -360,7 +360,7 @@ func TestBodyGrowsAsItArrivesWithinABudget(t *testing.T) {
 	res := make(chan result, 1)
 	go func() { f, err := r.ReadFrame(); res <- result{f, err} }()
 	io.WriteString(pw, "Content-Type: api/response\nContent-Length: 16777216\n\n")
-	pw.Write(make([]byte, 100<<10)) // returns once the reader took it all
+	pw.Write(make([]byte, 100<<10))           // returns once the reader took it all
 	if got := budget.InUse(); got != 64<<10 { // a 128 KiB buffer, whose first 64 KiB are the connection's own
 		t.Fatalf("after 100 KiB of a 16 MiB body: %d bytes taken, want 64 KiB", got)
 	}
