@@ -484,3 +484,20 @@ func FuzzAppendURLEncode(f *testing.F) {
 		}
 	})
 }
+
+// Pooled tells a pooled body from the frame's own (a large one, or one read without ReuseBody).
+func TestPooled(t *testing.T) {
+	stream := "Content-Type: api/response\nContent-Length: 3\n\nabc" +
+		"Content-Type: api/response\nContent-Length: 70000\n\n" + strings.Repeat("L", 70000)
+	r := NewReader(strings.NewReader(stream), Limits{})
+	r.ReuseBody = true
+	small, _ := r.ReadFrame()
+	if !r.Pooled(small) {
+		t.Fatal("a small body read with ReuseBody is not pooled")
+	}
+	r.Recycle(small)
+	large, err := r.ReadFrame()
+	if err != nil || len(large.Body) != 70000 || r.Pooled(large) {
+		t.Fatalf("a 70000-byte body: %d bytes, pooled %v, %v", len(large.Body), r.Pooled(large), err)
+	}
+}

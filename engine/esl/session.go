@@ -316,7 +316,9 @@ func (s *Session) dispatch(r *Reader, f *Frame) {
 			return
 		}
 		if r.Pooled(f) { // an api response in a pooled buffer: the waiting command keeps a copy
-			f.Body = bytes.Clone(f.Body)
+			body := bytes.Clone(f.Body)
+			r.Recycle(f)
+			f.Body = body
 		}
 		select {
 		case s.replies <- reply{f: f, arrived: s.rconn.at}:
