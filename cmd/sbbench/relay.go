@@ -170,6 +170,7 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 		cfg.PersistDir = persist
 	}
 	cfg.ClientQueue = 2 * window
+	cfg.ClientQueueBytes = max(cfg.ClientQueueBytes, 2*window*64) // a status line is under 64 bytes
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
 	rt, err := luabind.New(luabind.Options{Config: luabind.DefaultConfig(), Log: logrus.NewEntry(quiet),

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Header is one "Name: value" line of a frame or event. Names keep the case they arrived with; lookups
@@ -78,6 +79,50 @@ type Limits struct {
 	MaxHeaderBytes int // bytes of one header block; default 256 KiB
 	MaxHeaders     int // header lines in one block; default 4096
 	MaxBody        int // Content-Length; default 16 MiB, FreeSWITCH's own cap
+	// Bodies, when set, is shared by the Readers of a server: a body larger than 64 KiB takes its bytes past
+	// the first 64 KiB from it as they arrive, and a frame whose body would take it past its size is refused
+	// (ErrFrame).
+	Bodies *BodyBudget
+}
+
+// BodyBudget bounds the bytes that the large bodies (over 64 KiB) being read by all the Readers sharing it
+// hold at once past their first 64 KiB (which, like a small body, is the connection's own). A Reader gives
+// a body's bytes back once the caller is done with the frame (Recycle, or the next read). It is safe for
+// concurrent use.
+type BodyBudget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// NewBodyBudget returns a budget of max bytes.
+func NewBodyBudget(max int64) *BodyBudget { return &BodyBudget{max: max} }
+
+// Max is the budget's size in bytes.
+func (b *BodyBudget) Max() int64 { return b.max }
+
+// InUse is the bytes taken now.
+func (b *BodyBudget) InUse() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.used.Load()
+}
+
+func (b *BodyBudget) take(n int64) bool {
+	if b == nil {
+		return true
+	}
+	if b.used.Add(n) > b.max {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *BodyBudget) give(n int64) {
+	if b != nil && n > 0 {
+		b.used.Add(-n)
+	}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -109,16 +154,25 @@ type Reader struct {
 	ReuseBody bool
 	pooled    *[]byte // the pooled buffer of the latest body, until Recycle
 	scratch   Headers // ReadFrame's headers while they are read
+	held      int64   // bytes of the latest body taken from lim.Bodies, until Recycle or the next read
+	step      int     // bodies over this many bytes grow as they arrive (maxReusedBody; tests lower it)
 }
 
 // NewReader reads from r with limits lim (zero fields take defaults).
 func NewReader(r io.Reader, lim Limits) *Reader {
 	// A small buffer: one per call, idle most of the time; bodies larger than it are read straight into place.
-	return &Reader{br: bufio.NewReaderSize(r, 1024), lim: lim.withDefaults()}
+	return &Reader{br: bufio.NewReaderSize(r, 1024), lim: lim.withDefaults(), step: maxReusedBody}
+}
+
+// release gives the latest large body's bytes back to the budget.
+func (r *Reader) release() {
+	r.lim.Bodies.give(r.held)
+	r.held = 0
 }
 
 // ReadFrame reads the next frame. io.EOF at a clean end between frames; io.ErrUnexpectedEOF inside one.
 func (r *Reader) ReadFrame() (*Frame, error) {
+	r.release()
 	// Headers gather in a scratch list the Reader keeps, then move into the frame: a reply or an event
 	// frame (two or three headers) is one allocation with its headers, a larger one two.
 	r.scratch = r.scratch[:0]
@@ -156,6 +210,7 @@ type smallFrame struct {
 // ReadCommand reads the next command: first line is the command, then headers, then an optional body of
 // content-length bytes. Values are taken as they are (no url-decoding), as FreeSWITCH does.
 func (r *Reader) ReadCommand() (*Command, error) {
+	r.release()
 	c := &Command{}
 	line, err := r.readBlock(true, &c.Headers)
 	if err != nil {
@@ -238,15 +293,24 @@ const maxReusedBody = 64 << 10
 var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // Recycle hands back the body of f, read with ReuseBody, for later frames; f.Body is nil afterwards. It
-// does nothing for a frame whose body was not pooled.
+// does nothing for a frame whose body was not pooled, except giving a large body's bytes back to
+// Limits.Bodies (the caller keeps the body, but it no longer counts as being read).
 func (r *Reader) Recycle(f *Frame) {
-	p := r.pooled
-	if p == nil || len(f.Body) == 0 || cap(*p) == 0 || &f.Body[:1][0] != &(*p)[:1][0] {
+	r.release()
+	if !r.Pooled(f) {
 		return
 	}
+	p := r.pooled
 	r.pooled = nil
 	f.Body = nil
 	bodyPool.Put(p)
+}
+
+// Pooled reports whether f's body is a pooled buffer that Recycle takes back (so a caller keeping the body
+// must copy it first).
+func (r *Reader) Pooled(f *Frame) bool {
+	p := r.pooled
+	return p != nil && len(f.Body) > 0 && cap(*p) > 0 && &f.Body[:1][0] == &(*p)[:1][0]
 }
 
 // intern returns the names and values every frame carries without allocating; others are copied.
@@ -279,13 +343,16 @@ func (r *Reader) readBody(h Headers, reuse bool) ([]byte, error) {
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(cl))
 	if err != nil || n < 0 || n > r.lim.MaxBody {
-		return nil, fmt.Errorf("%w: Content-Length %q (want 0..%d)", ErrFrame, cl, r.lim.MaxBody)
+		return nil, fmt.Errorf("%w: Content-Length %.64q (want 0..%d)", ErrFrame, cl, r.lim.MaxBody)
 	}
 	if n == 0 {
 		return nil, nil
 	}
+	if n > r.step {
+		return r.readGrowing(n)
+	}
 	var body []byte
-	if reuse && n <= maxReusedBody {
+	if reuse {
 		p := bodyPool.Get().(*[]byte)
 		if cap(*p) < n {
 			*p = make([]byte, n)
@@ -300,6 +367,40 @@ func (r *Reader) readBody(h Headers, reuse bool) ([]byte, error) {
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, err
+	}
+	return body, nil
+}
+
+// readGrowing reads a body of n bytes into a buffer that grows (doubling) only as the bytes arrive, so
+// an announced length costs nothing until it is sent; its capacity past the first 64 KiB is taken from
+// lim.Bodies as it grows.
+func (r *Reader) readGrowing(n int) ([]byte, error) {
+	var body []byte
+	for len(body) < n {
+		if len(body) == cap(body) {
+			size := min(n, max(2*cap(body), r.step))
+			// the first step is the connection's own, as a small body is; growth past it is shared
+			if more := int64(size - max(cap(body), r.step)); more > 0 {
+				if !r.lim.Bodies.take(more) {
+					r.release()
+					return nil, fmt.Errorf("%w: body of %d bytes: the bodies being read would pass %d bytes (esl.bodies_in_flight_bytes)",
+						ErrFrame, n, r.lim.Bodies.Max())
+				}
+				r.held += more
+			}
+			grown := make([]byte, len(body), size)
+			copy(grown, body)
+			body = grown
+		}
+		m, err := r.br.Read(body[len(body):cap(body)])
+		body = body[:len(body)+m]
+		if err != nil && len(body) < n {
+			r.release()
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
 	}
 	return body, nil
 }

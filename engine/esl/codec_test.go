@@ -199,9 +199,21 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte("Content-Type: api/response\nContent-Length: 4\n\n+OK\n"))
 	f.Add([]byte("Content-Length: 20\nContent-Type: text/event-json\n\n{\"Event-Name\":\"X\"}  "))
 	f.Add([]byte("\x00\xff\n\n:::\nContent-Length: 2\n\n"))
+	// announced bodies that do not (all) arrive, bodies that grow as they arrive, bodies past the budget
+	f.Add([]byte("Content-Type: api/response\nContent-Length: 4000\n\nshort"))
+	f.Add([]byte("Content-Type: api/response\nContent-Length: 300\n\n" + strings.Repeat("z", 300) +
+		"Content-Type: api/response\nContent-Length: 40\n\n" + strings.Repeat("w", 40)))
+	f.Add([]byte("Content-Type: api/response\nContent-Length: 3000\n\n" + strings.Repeat("q", 3000)))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r := NewReader(bytes.NewReader(b), Limits{MaxHeaderBytes: 4096, MaxBody: 4096})
+		budget := NewBodyBudget(2048)
+		r := NewReader(bytes.NewReader(b), Limits{MaxHeaderBytes: 4096, MaxBody: 4096, Bodies: budget})
 		r.ReuseBody = len(b)%2 == 0 // both ways, as the session reads (pooled bodies) and as tools do
+		r.step = 16 + len(b)%64     // bodies over this grow as they arrive and take from the budget
+		defer func() {
+			if n := budget.InUse(); n != 0 {
+				t.Fatalf("%d bytes of the body budget not given back", n)
+			}
+		}()
 		for i := 0; i < 100; i++ {
 			fr, err := r.ReadFrame()
 			if err != nil {
@@ -209,6 +221,12 @@ func FuzzReadFrame(f *testing.F) {
 			}
 			if len(fr.Body) > 4096 {
 				t.Fatalf("body over limit: %d", len(fr.Body))
+			}
+			if n, err := strconv.Atoi(fr.Headers.Get("Content-Length")); err == nil && len(fr.Body) != n {
+				t.Fatalf("body of %d bytes for Content-Length %d", len(fr.Body), n)
+			}
+			if budget.InUse() > budget.Max() {
+				t.Fatalf("budget overdrawn: %d", budget.InUse())
 			}
 			if e, err := ParseEvent(fr); err == nil && len(e.Headers) == 0 {
 				t.Fatal("event without headers accepted")
@@ -292,6 +310,9 @@ func referencePlainEvent(b []byte) (*Event, error) {
 			e.Body = s[:n]
 			break
 		}
+		if len(e.Headers) == MaxEventHeaders {
+			return nil, ErrFrame
+		}
 		e.Headers = append(e.Headers, Header{Name: name, Value: val})
 	}
 	if len(e.Headers) == 0 {
@@ -323,6 +344,95 @@ func FuzzParsePlainEvent(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A body over 64 KiB is read into a buffer that grows with what arrived, taking its capacity past 64 KiB
+// from the shared budget, given back when the frame is done with (or the read fails); past the budget the frame is
+// refused.
+func TestBodyGrowsAsItArrivesWithinABudget(t *testing.T) {
+	budget := NewBodyBudget(1 << 20)
+	pr, pw := io.Pipe()
+	r := NewReader(pr, Limits{Bodies: budget})
+	type result struct {
+		f   *Frame
+		err error
+	}
+	res := make(chan result, 1)
+	go func() { f, err := r.ReadFrame(); res <- result{f, err} }()
+	io.WriteString(pw, "Content-Type: api/response\nContent-Length: 16777216\n\n")
+	pw.Write(make([]byte, 100<<10))           // returns once the reader took it all
+	if got := budget.InUse(); got != 64<<10 { // a 128 KiB buffer, whose first 64 KiB are the connection's own
+		t.Fatalf("after 100 KiB of a 16 MiB body: %d bytes taken, want 64 KiB", got)
+	}
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		pw.Write(make([]byte, 1000<<10)) // past 1 MiB the buffer must double to 2 MiB, past the budget
+	}()
+	got := <-res
+	pr.Close() // the rest is never read
+	<-wrote
+	if !errors.Is(got.err, ErrFrame) || !strings.Contains(got.err.Error(), "esl.bodies_in_flight_bytes") {
+		t.Fatalf("body past the budget: %v", got.err)
+	}
+	if budget.InUse() != 0 {
+		t.Fatalf("%d bytes not given back after the refusal", budget.InUse())
+	}
+
+	// within the budget: read, held until Recycle, given back
+	stream := "Content-Type: api/response\nContent-Length: 200000\n\n" + strings.Repeat("b", 200000)
+	r = NewReader(strings.NewReader(stream+stream), Limits{Bodies: budget})
+	f, err := r.ReadFrame()
+	if err != nil || len(f.Body) != 200000 {
+		t.Fatalf("%d bytes, %v", len(f.Body), err)
+	}
+	if budget.InUse() != 200000-64<<10 { // the last step stops at the body's length
+		t.Fatalf("a 200000-byte body holds %d bytes of the budget", budget.InUse())
+	}
+	r.Recycle(f)
+	if budget.InUse() != 0 || len(f.Body) != 200000 {
+		t.Fatalf("after Recycle: %d taken, body %d bytes", budget.InUse(), len(f.Body))
+	}
+	if _, err := r.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ReadFrame(); err != io.EOF || budget.InUse() != 0 {
+		t.Fatalf("at the end: %v, %d taken", err, budget.InUse())
+	}
+	// a body that stops early gives its bytes back
+	r = NewReader(strings.NewReader("Content-Length: 300000\n\n"+strings.Repeat("c", 100000)), Limits{Bodies: budget})
+	if _, err := r.ReadFrame(); err != io.ErrUnexpectedEOF || budget.InUse() != 0 {
+		t.Fatalf("short body: %v, %d taken", err, budget.InUse())
+	}
+}
+
+// Events hold at most MaxEventHeaders headers: a 16 MiB body of tiny lines is refused instead of costing
+// hundreds of MB of header structures.
+func TestEventHeadersAreBounded(t *testing.T) {
+	plain := "Event-Name: X\n" + strings.Repeat("a: b\n", MaxEventHeaders) + "\n"
+	if _, err := ParsePlainEvent([]byte(plain)); !errors.Is(err, ErrFrame) {
+		t.Fatalf("plain event of %d headers: %v", MaxEventHeaders+1, err)
+	}
+	if e, err := ParsePlainEvent([]byte(strings.Repeat("a: b\n", MaxEventHeaders) + "\n")); err != nil || len(e.Headers) != MaxEventHeaders {
+		t.Fatalf("plain event of %d headers: %v", MaxEventHeaders, err)
+	}
+	var js strings.Builder
+	js.WriteString(`{"Event-Name":"X"`)
+	for i := 0; i < MaxEventHeaders; i++ {
+		js.WriteString(`,"h` + strconv.Itoa(i) + `":""`)
+	}
+	js.WriteString("}")
+	if _, err := ParseJSONEvent([]byte(js.String())); !errors.Is(err, ErrFrame) {
+		t.Fatalf("json event of %d members: %v", MaxEventHeaders+1, err)
+	}
+	for _, bad := range []string{`{"a":"b"} x`, `[1]`, `"s"`, `{"a":}`} {
+		if _, err := ParseJSONEvent([]byte(bad)); !errors.Is(err, ErrFrame) {
+			t.Errorf("json event %q: %v", bad, err)
+		}
+	}
+	if e, err := ParseJSONEvent([]byte(`{"Event-Name":"X","a":"1","a":"2","n":3}`)); err != nil || e.Get("a") != "2" || e.Get("n") != "3" {
+		t.Fatalf("json event: %+v %v", e, err)
+	}
 }
 
 func TestReuseBody(t *testing.T) {
@@ -373,4 +483,21 @@ func FuzzAppendURLEncode(f *testing.F) {
 			t.Fatalf("AppendURLEncode(%q, %q) = %q, want %q", prefix, s, got, prefix+URLEncode(s))
 		}
 	})
+}
+
+// Pooled tells a pooled body from the frame's own (a large one, or one read without ReuseBody).
+func TestPooled(t *testing.T) {
+	stream := "Content-Type: api/response\nContent-Length: 3\n\nabc" +
+		"Content-Type: api/response\nContent-Length: 70000\n\n" + strings.Repeat("L", 70000)
+	r := NewReader(strings.NewReader(stream), Limits{})
+	r.ReuseBody = true
+	small, _ := r.ReadFrame()
+	if !r.Pooled(small) {
+		t.Fatal("a small body read with ReuseBody is not pooled")
+	}
+	r.Recycle(small)
+	large, err := r.ReadFrame()
+	if err != nil || len(large.Body) != 70000 || r.Pooled(large) {
+		t.Fatalf("a 70000-byte body: %d bytes, pooled %v, %v", len(large.Body), r.Pooled(large), err)
+	}
 }

@@ -21,8 +21,15 @@ type Config struct {
 	FlowGrace      time.Duration `mapstructure:"flow_grace"`      // after the socket is gone, a flow's context is cancelled this much later
 	MaxCalls       int           `mapstructure:"max_calls"`       // 0 = unlimited
 	MaxFrameBytes  int           `mapstructure:"max_frame_bytes"` // header block cap; bodies are capped at 16 MiB as in FreeSWITCH
-	KeepAlive      time.Duration `mapstructure:"keepalive"`
-	Allow          string        `mapstructure:"allow"` // "" = everyone; "text:127.0.0.1,10.0.0.0/8" or "file:path"
+	// BodiesInFlightBytes bounds the bytes of bodies being read past their first 64 KiB, all calls at once.
+	BodiesInFlightBytes int `mapstructure:"bodies_in_flight_bytes"`
+	// MaxVariablesBytes bounds the channel variables one call remembers (names and values, as FreeSWITCH
+	// reports them); later new or longer ones are not remembered (logged once per call).
+	MaxVariablesBytes int `mapstructure:"max_variables_bytes"`
+	// MaxFlowSeries is how many flow names get their own switchboard_esl_calls_total series.
+	MaxFlowSeries int           `mapstructure:"max_flow_series"`
+	KeepAlive     time.Duration `mapstructure:"keepalive"`
+	Allow         string        `mapstructure:"allow"` // "" = everyone; "text:127.0.0.1,10.0.0.0/8" or "file:path"
 }
 
 // DefaultConfig returns the defaults documented in configs/switchboard.yaml.
@@ -40,6 +47,10 @@ func DefaultConfig() Config {
 		FlowGrace:      5 * time.Second,
 		MaxFrameBytes:  256 << 10,
 		KeepAlive:      30 * time.Second,
+
+		BodiesInFlightBytes: 64 << 20,
+		MaxVariablesBytes:   1 << 20,
+		MaxFlowSeries:       100,
 	}
 }
 
@@ -77,6 +88,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFrameBytes < 1024 {
 		return fmt.Errorf("esl.max_frame_bytes: expected at least 1024, got %d", c.MaxFrameBytes)
+	}
+	if c.BodiesInFlightBytes < 1<<20 {
+		return fmt.Errorf("esl.bodies_in_flight_bytes: expected at least 1048576, got %d", c.BodiesInFlightBytes)
+	}
+	if c.MaxVariablesBytes < 64<<10 {
+		return fmt.Errorf("esl.max_variables_bytes: expected at least 65536, got %d", c.MaxVariablesBytes)
+	}
+	if c.MaxFlowSeries < 0 {
+		return fmt.Errorf("esl.max_flow_series: expected 0 or more, got %d", c.MaxFlowSeries)
 	}
 	return nil
 }

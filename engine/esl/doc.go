@@ -14,20 +14,27 @@
 // variable_socket_path), else the channel variable named by esl.flow_variable, else esl.default_flow.
 // A FlowResolver maps the call to a Flow; Lua flows (sb.flow) are one implementation, Go funcs another.
 //
-// Limits: header block esl.max_frame_bytes (default 256 KiB), 4096 headers, bodies 16 MiB (FreeSWITCH's
-// own cap); a frame over a limit or with a bad Content-Length closes that call's socket. Unknown content
-// types (log/data, text/rude-rejection, ...) are counted and ignored. Commands wait esl.command_timeout for
-// their reply (not a static-mode execute, which replies when the application ends). Concurrent calls are
-// capped by esl.max_calls. Static mode has no DTMF events while idle and no input callbacks (FreeSWITCH
-// does not read the socket while an application runs); api/bgapi/linger need `full`.
+// Limits (docs/operations.md, "Limits"): header block esl.max_frame_bytes (default 256 KiB), 4096 headers,
+// bodies 16 MiB (FreeSWITCH's own cap); a frame over a limit or with a bad Content-Length closes that call's
+// socket (logged, switchboard_esl_bad_frames_total). A body is never allocated from its Content-Length: one
+// over 64 KiB grows with the bytes that arrived and takes those past 64 KiB from esl.bodies_in_flight_bytes,
+// shared by all calls (a body past it closes its call's socket). Events hold at most 4096 headers; a call remembers
+// esl.max_variables_bytes of channel variables and 128 unread digits; a reply no command waits for is
+// dropped. Unknown content types (log/data, text/rude-rejection, ...) are counted and ignored. Commands
+// wait esl.command_timeout for their reply (not a static-mode execute, which replies when the application
+// ends). Concurrent calls are capped by esl.max_calls. Static mode has no DTMF events while idle and no
+// input callbacks (FreeSWITCH does not read the socket while an application runs); api/bgapi/linger need
+// `full`.
 //
-// Metrics: calls active and total (by flow and outcome), hangup causes, ignored frames, the command round
-// trip (switchboard_esl_command_seconds) and the engine's own share of it by phase
-// (switchboard_esl_command_engine_seconds{phase="write"|"receive"}), which tells a slow FreeSWITCH or a busy
-// host from a slow engine.
+// Metrics: calls active and total (by flow and outcome), hangup causes, ignored and bad frames, body bytes
+// in flight, the command round trip (switchboard_esl_command_seconds) and the engine's own share of it by
+// phase (switchboard_esl_command_engine_seconds{phase="write"|"receive"}), which tells a slow FreeSWITCH
+// or a busy host from a slow engine. No label value comes from the peer unchecked: causes are FreeSWITCH's
+// cause names or "other", flows are those the resolver found (at most esl.max_flow_series, then "other").
 //
 // Memory: an idle call holds its session, a 1 KiB read buffer and the channel variables of the latest
-// event; event bodies are read into buffers pooled across calls and parsed into one string per event.
+// event; event bodies up to 64 KiB are read into buffers pooled across calls and parsed into one string
+// per event.
 //
 // Package esltest is the FreeSWITCH simulator the tests, `switchboard flow test` and `sbbench esl` use.
 package esl

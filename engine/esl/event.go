@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -37,8 +38,13 @@ func ParseEvent(f *Frame) (*Event, error) {
 	}
 }
 
+// MaxEventHeaders bounds the headers of one event (a real one has a few hundred): a body of tiny header
+// lines would otherwise cost many times its size in header structures.
+const MaxEventHeaders = 4096
+
 // ParsePlainEvent decodes a plain event body: url-encoded "Name: value" lines, then either the end or a
-// Content-Length line, a blank line and that many bytes of body.
+// Content-Length line, a blank line and that many bytes of body. More than MaxEventHeaders headers is an
+// error.
 func ParsePlainEvent(b []byte) (*Event, error) {
 	// Names and decoded values go into one buffer that becomes one string (strings.Builder: no copy); the
 	// headers are substrings of it. An event is then three allocations (buffer, header list, event).
@@ -83,6 +89,9 @@ func ParsePlainEvent(b []byte) (*Event, error) {
 			body = rest[:n]
 			break
 		}
+		if len(offs) == 3*MaxEventHeaders {
+			return nil, fmt.Errorf("%w: event with more than %d headers", ErrFrame, MaxEventHeaders)
+		}
 		ns := buf.Len()
 		buf.Write(name)
 		vs := buf.Len()
@@ -106,10 +115,11 @@ func ParsePlainEvent(b []byte) (*Event, error) {
 }
 
 // ParseJSONEvent decodes a json event: one flat object of string values, "_body" holding the body.
-// Non-string values are kept in their JSON text.
+// Non-string values are kept in their JSON text; a repeated name keeps its last value. More than
+// MaxEventHeaders members is an error.
 func ParseJSONEvent(b []byte) (*Event, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
+	m, err := jsonMembers(b)
+	if err != nil {
 		return nil, fmt.Errorf("%w: json event: %v", ErrFrame, err)
 	}
 	if len(m) == 0 {
@@ -136,6 +146,41 @@ func ParseJSONEvent(b []byte) (*Event, error) {
 		e.Headers = append(e.Headers, Header{Name: k, Value: jsonString(m[k])})
 	}
 	return e, nil
+}
+
+// jsonMembers decodes one JSON object into its members, member by member, so that the count is checked
+// before an object of a million tiny members is built.
+func jsonMembers(b []byte) (map[string]json.RawMessage, error) {
+	if !json.Valid(b) {
+		return nil, errors.New("invalid JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	if tok == nil {
+		return nil, nil // null: no members, as json.Unmarshal into a map
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, fmt.Errorf("expected an object, got %v", tok)
+	}
+	m := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, err
+		}
+		m[tok.(string)] = raw
+		if len(m) > MaxEventHeaders {
+			return nil, fmt.Errorf("more than %d members", MaxEventHeaders)
+		}
+	}
+	return m, nil
 }
 
 func jsonString(raw json.RawMessage) string {

@@ -1,17 +1,26 @@
 package esl
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard/switchboard/engine/labels"
+)
+
+// metrics are the switchboard_esl_* series. Every label value a peer can influence is bounded: flows by
+// esl.max_flow_series (only flows the resolver found get a value of their own), causes by FreeSWITCH's
+// cause table, ignored frames by a fixed list of content types.
 type metrics struct {
-	active  prometheus.Gauge
-	calls   *prometheus.CounterVec // flow, outcome
-	rtt     prometheus.Histogram
-	engine  *prometheus.HistogramVec // phase: write, receive
-	causes  *prometheus.CounterVec
-	ignored *prometheus.CounterVec
+	active    prometheus.Gauge
+	calls     *prometheus.CounterVec // flow, outcome
+	rtt       prometheus.Histogram
+	engine    *prometheus.HistogramVec // phase: write, receive
+	causes    *prometheus.CounterVec
+	ignored   *prometheus.CounterVec
+	badFrames prometheus.Counter
+	flows     *labels.Set // flow label values; never released: flows are few and named by scripts
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, maxFlows int, bodies *BodyBudget) *metrics {
 	m := &metrics{
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_esl_calls_active", Help: "Calls connected to the esl part now."}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_esl_calls_total",
@@ -29,9 +38,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Hangup causes reported by FreeSWITCH."}, []string{"cause"}),
 		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_esl_frames_ignored_total",
 			Help: "Frames of unknown or unreadable types that were ignored."}, []string{"type"}),
+		badFrames: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_esl_bad_frames_total",
+			Help: "Calls whose socket was closed for a malformed or over-limit frame (a body past esl.bodies_in_flight_bytes included)."}),
+		flows: labels.NewSet(maxFlows, nil),
 	}
+	bodiesGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_esl_body_bytes_in_flight",
+		Help: "Bytes of frame bodies being read now past their first 64 KiB, all calls together (bounded by esl.bodies_in_flight_bytes)."},
+		func() float64 { return float64(bodies.InUse()) })
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.active, m.calls, m.rtt, m.engine, m.causes, m.ignored} {
+		for _, c := range []prometheus.Collector{m.active, m.calls, m.rtt, m.engine, m.causes, m.ignored, m.badFrames, bodiesGauge} {
 			_ = reg.Register(c)
 		}
 	}

@@ -19,6 +19,7 @@ type Server struct {
 	resolve FlowResolver
 	log     *logrus.Entry
 	metrics *metrics
+	bodies  *BodyBudget // large bodies being read, all calls (esl.bodies_in_flight_bytes)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -46,9 +47,17 @@ func NewServer(cfg Config, resolve FlowResolver, log *logrus.Entry, reg promethe
 	if cfg.EventFormat == "" {
 		cfg.EventFormat = "plain"
 	}
+	def := DefaultConfig()
+	if cfg.BodiesInFlightBytes <= 0 {
+		cfg.BodiesInFlightBytes = def.BodiesInFlightBytes
+	}
+	if cfg.MaxVariablesBytes <= 0 {
+		cfg.MaxVariablesBytes = def.MaxVariablesBytes
+	}
+	bodies := NewBodyBudget(int64(cfg.BodiesInFlightBytes))
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, resolve: resolve, log: log.WithField("part", "esl"), metrics: newMetrics(reg), ctx: ctx, cancel: cancel,
-		listeners: map[net.Listener]struct{}{}, sessions: map[*Session]struct{}{}}
+	return &Server{cfg: cfg, resolve: resolve, log: log.WithField("part", "esl"), metrics: newMetrics(reg, cfg.MaxFlowSeries, bodies),
+		bodies: bodies, ctx: ctx, cancel: cancel, listeners: map[net.Listener]struct{}{}, sessions: map[*Session]struct{}{}}
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -130,7 +139,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 func (srv *Server) serveCall(c net.Conn) {
 	s := newSession(srv, c)
 	s.rconn = &stampedConn{Conn: c}
-	r := NewReader(s.rconn, Limits{MaxHeaderBytes: srv.cfg.MaxFrameBytes})
+	r := NewReader(s.rconn, Limits{MaxHeaderBytes: srv.cfg.MaxFrameBytes, Bodies: srv.bodies})
 	r.ReuseBody = true // events are parsed (copied) at once; read copies reply bodies
 	// The reader goroutine is owned by this call: it ends when the socket closes, and serveCall closes the
 	// socket and waits for it before returning.
@@ -157,7 +166,7 @@ func (srv *Server) serveCall(c net.Conn) {
 	rest := make(Headers, 0, len(data.Headers)/2)
 	for _, h := range data.Headers {
 		if strings.HasPrefix(h.Name, "variable_") {
-			s.vars[h.Name[len("variable_"):]] = h.Value
+			s.setVarLocked(h.Name[len("variable_"):], h.Value)
 		} else {
 			rest = append(rest, h)
 		}
@@ -183,13 +192,13 @@ func (srv *Server) serveCall(c net.Conn) {
 		srv.mu.Unlock()
 		srv.metrics.active.Dec()
 		if cause := s.HangupCause(); cause != "" {
-			srv.metrics.causes.WithLabelValues(cause).Inc()
+			srv.metrics.causes.WithLabelValues(causeLabel(cause)).Inc()
 		}
 	}()
 
 	if err := srv.subscribe(s); err != nil {
 		s.Log().WithError(err).Warn("event subscription failed")
-		srv.metrics.calls.WithLabelValues(info.Flow, "setup_failed").Inc()
+		srv.metrics.calls.WithLabelValues("", "setup_failed").Inc()
 		return
 	}
 
@@ -199,7 +208,7 @@ func (srv *Server) serveCall(c net.Conn) {
 			err = fmt.Errorf("no flow")
 		}
 		s.Log().WithError(err).Error("no flow for call: hanging up")
-		srv.metrics.calls.WithLabelValues(info.Flow, "no_flow").Inc()
+		srv.metrics.calls.WithLabelValues("", "no_flow").Inc() // the name is the caller's: no series of its own
 		hctx, hcancel := context.WithTimeout(context.Background(), srv.cfg.CommandTimeout)
 		_ = s.Hangup(hctx, "NO_ROUTE_DESTINATION")
 		hcancel()
@@ -241,7 +250,7 @@ func (srv *Server) serveCall(c net.Conn) {
 	if err == nil && s.AutoHangup() {
 		_ = s.Hangup(hctx, "NORMAL_CLEARING")
 	}
-	srv.metrics.calls.WithLabelValues(info.Flow, outcome).Inc()
+	srv.metrics.calls.WithLabelValues(srv.metrics.flows.Acquire(info.Flow), outcome).Inc()
 	srv.finish(s)
 }
 

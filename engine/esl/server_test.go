@@ -10,15 +10,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	"go.uber.org/goleak"
+
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/esltest"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // startServer serves flows (by name) on 127.0.0.1:0 and returns its address.
 func startServer(t *testing.T, cfg esl.Config, flows map[string]esl.Flow) (*esl.Server, string) {
+	t.Helper()
+	return startServerWith(t, cfg, flows, nil, nil)
+}
+
+// startServerWith is startServer with a log and a metrics registry (either may be nil).
+func startServerWith(t *testing.T, cfg esl.Config, flows map[string]esl.Flow, log *logrus.Entry, reg prometheus.Registerer) (*esl.Server, string) {
 	t.Helper()
 	if cfg.DefaultFlow == "" {
 		cfg = esl.DefaultConfig()
@@ -29,7 +38,7 @@ func startServer(t *testing.T, cfg esl.Config, flows map[string]esl.Flow) (*esl.
 			return nil, errors.New("unknown flow " + c.Flow)
 		}
 		return f, nil
-	}, nil, nil)
+	}, log, reg)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

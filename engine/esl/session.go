@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -68,7 +69,8 @@ type Session struct {
 	srv    *Server
 	remote string
 
-	cmdMu    sync.Mutex // one command in flight
+	cmdMu    sync.Mutex  // one command in flight
+	awaiting atomic.Bool // a command waits for its reply: other replies are dropped, never parked
 	replies  chan reply
 	wbuf     []byte
 	cmdTimer *time.Timer // Command's reply timeout, created at first use
@@ -76,6 +78,8 @@ type Session struct {
 
 	mu       sync.Mutex
 	vars     map[string]string
+	varBytes int  // names and values in vars (esl.max_variables_bytes)
+	varsFull bool // a variable was not remembered (logged once)
 	answered bool
 	bridged  bool
 	media    bool   // early media or answered
@@ -190,6 +194,49 @@ func (s *Session) Variable(name string) (string, bool) {
 	return v, ok
 }
 
+// setVarLocked remembers a channel variable reported by FreeSWITCH (under mu), within
+// esl.max_variables_bytes: a new or longer value past it is not remembered, and the first such is logged.
+func (s *Session) setVarLocked(name, value string) {
+	old, had := s.vars[name]
+	grow := len(value) - len(old)
+	if !had {
+		grow += len(name) + varOverhead
+	}
+	if grow > 0 && s.varBytes+grow > s.srv.cfg.MaxVariablesBytes {
+		if !s.varsFull {
+			s.varsFull = true
+			s.srv.log.WithFields(logrus.Fields{"remote": s.remote, "uuid": s.logUUID, "variable": clip(name, 64)}).
+				Warnf("channel variables past %d bytes (esl.max_variables_bytes): later ones are not remembered", s.srv.cfg.MaxVariablesBytes)
+		}
+		return
+	}
+	s.vars[name] = value
+	s.varBytes += grow
+}
+
+// deleteVarLocked forgets a channel variable (under mu).
+func (s *Session) deleteVarLocked(name string) {
+	if old, had := s.vars[name]; had {
+		delete(s.vars, name)
+		s.varBytes -= len(name) + len(old) + varOverhead
+	}
+}
+
+// varOverhead is what one remembered variable costs beyond its name and value.
+const varOverhead = 64
+
+// maxQueuedDigits bounds the digits reported and not yet taken by the flow; later ones are dropped, as
+// FreeSWITCH's own DTMF queue does.
+const maxQueuedDigits = 128
+
+// clip cuts s to at most n bytes, for logs.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
 func (s *Session) markHungUp(cause string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -229,6 +276,12 @@ func (s *Session) read(r *Reader) {
 	for {
 		f, err := r.ReadFrame()
 		if err != nil {
+			if errors.Is(err, ErrFrame) {
+				// the stream cannot be resynchronised: the call's socket is closed (the flow sees ErrHungUp)
+				s.srv.metrics.badFrames.Inc()
+				s.Log().WithError(err).Warn("bad frame from FreeSWITCH: closing the call's socket")
+				s.conn.Close()
+			}
 			s.mu.Lock()
 			s.readErr = err
 			onClose := s.onClose
@@ -249,17 +302,23 @@ func (s *Session) dispatch(r *Reader, f *Frame) {
 	defer r.Recycle(f)
 	switch ct := f.ContentType(); ct {
 	case TypeCommandReply, TypeAPIResponse:
-		if len(f.Body) > 0 { // an api response: the waiting command keeps a copy
-			body := bytes.Clone(f.Body)
-			r.Recycle(f)
-			f.Body = body
-		}
 		// Under mu, so abandon sees either the reply queued or the stale count, never neither.
 		s.mu.Lock()
 		if s.stale > 0 {
 			s.stale--
 			s.mu.Unlock()
 			return
+		}
+		if !s.awaiting.Load() {
+			s.mu.Unlock()
+			s.srv.metrics.ignored.WithLabelValues("unsolicited-reply").Inc()
+			s.Log().WithField("reply", clip(f.ReplyText(), 64)).Debug("reply with no command waiting: dropped")
+			return
+		}
+		if r.Pooled(f) { // an api response in a pooled buffer: the waiting command keeps a copy
+			body := bytes.Clone(f.Body)
+			r.Recycle(f)
+			f.Body = body
 		}
 		select {
 		case s.replies <- reply{f: f, arrived: s.rconn.at}:
@@ -307,7 +366,7 @@ func (s *Session) onEvent(e *Event) {
 	s.mu.Lock()
 	for _, h := range e.Headers {
 		if strings.HasPrefix(h.Name, "variable_") {
-			s.vars[h.Name[len("variable_"):]] = h.Value
+			s.setVarLocked(h.Name[len("variable_"):], h.Value)
 		}
 	}
 	if e.Get("Answer-State") == "answered" {
@@ -331,7 +390,10 @@ func (s *Session) onEvent(e *Event) {
 	case "BACKGROUND_JOB":
 		waiter = s.waiterLocked(e.Get("Job-UUID"))
 	case "DTMF":
-		s.digits = append(s.digits, DTMF{Digit: e.Get("DTMF-Digit"), Duration: e.Get("DTMF-Duration")})
+		// FreeSWITCH reports one character; anything else is not a digit. The queue is bounded.
+		if d := e.Get("DTMF-Digit"); len(d) == 1 && len(s.digits) < maxQueuedDigits {
+			s.digits = append(s.digits, DTMF{Digit: d, Duration: clip(e.Get("DTMF-Duration"), 16)})
+		}
 		select {
 		case s.dtmfCh <- struct{}{}:
 		default:
@@ -381,6 +443,8 @@ func (s *Session) Command(ctx context.Context, c *Command, timeout time.Duration
 	default:
 	}
 	s.wbuf = AppendCommand(s.wbuf[:0], c)
+	s.awaiting.Store(true)
+	defer s.awaiting.Store(false)
 	start := time.Now()
 	_ = s.conn.SetWriteDeadline(start.Add(s.srv.cfg.CommandTimeout))
 	if _, err := s.conn.Write(s.wbuf); err != nil {
@@ -623,8 +687,14 @@ func (s *Session) SetVariable(ctx context.Context, name, value string) error {
 	}
 	s.mu.Lock()
 	if value == "" {
-		delete(s.vars, name)
+		s.deleteVarLocked(name)
 	} else {
+		// the flow's own value always counts, even past the bound (it is the script's, not the peer's)
+		if old, had := s.vars[name]; had {
+			s.varBytes += len(value) - len(old)
+		} else {
+			s.varBytes += len(name) + len(value) + varOverhead
+		}
 		s.vars[name] = value
 	}
 	s.mu.Unlock()

@@ -34,6 +34,7 @@ type Center struct {
 	log    *logrus.Entry
 	queue  chan []byte  // batches of "T@now|params\n" lines (non-guaranteed mode)
 	queued atomic.Int64 // lines in queue
+	qbytes atomic.Int64 // bytes in queue and direct (relay.center_queue_bytes)
 	free   chan []byte  // written batches, for clients to fill again
 	direct chan []byte  // R lines answering this center's E
 	up     atomic.Bool
@@ -50,9 +51,12 @@ func (c *Center) Connected() bool { return c.up.Load() }
 func (c *Center) QueueLen() int { return int(c.queued.Load()) }
 
 // enqueue queues a batch of n lines for the center without blocking
-// (non-guaranteed mode); past relay.center_queue lines the batch is dropped.
+// (non-guaranteed mode); past relay.center_queue lines or
+// relay.center_queue_bytes bytes the batch is dropped.
 func (c *Center) enqueue(lines []byte, n int) {
-	if c.queued.Add(int64(n)) <= int64(c.r.cfg.CenterQueue) {
+	size := int64(len(lines))
+	q, b := c.queued.Add(int64(n)), c.qbytes.Add(size)
+	if q <= int64(c.r.cfg.CenterQueue) && b <= int64(c.r.cfg.CenterQueueBytes) {
 		select {
 		case c.queue <- lines:
 			return
@@ -60,6 +64,7 @@ func (c *Center) enqueue(lines []byte, n int) {
 		}
 	}
 	c.queued.Add(-int64(n))
+	c.qbytes.Add(-size)
 	c.dropped.Add(float64(n))
 	c.r.warnEvery(&c.r.dropWarn, c.log, "center queue full: messages dropped")
 }
@@ -86,14 +91,19 @@ func (c *Center) recycle(b []byte) {
 	}
 }
 
-// sendDirect queues a line that bypasses routing and the journal (R answers).
+// sendDirect queues a line that bypasses routing and the journal (R answers),
+// within relay.center_queue_bytes.
 func (c *Center) sendDirect(line []byte) bool {
-	select {
-	case c.direct <- line:
-		return true
-	default:
-		return false
+	size := int64(len(line))
+	if c.qbytes.Add(size) <= int64(c.r.cfg.CenterQueueBytes) {
+		select {
+		case c.direct <- line:
+			return true
+		default:
+		}
 	}
+	c.qbytes.Add(-size)
+	return false
 }
 
 // run keeps the link up until ctx ends.
@@ -218,9 +228,15 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 		c.out.Inc()
 		return err
 	}
+	// writeDirect sends a line taken from c.direct
+	writeDirect := func(l []byte) error {
+		c.qbytes.Add(-int64(len(l)))
+		return write(l)
+	}
 	// writeBatch sends a queued batch of '\n'-terminated lines
 	writeBatch := func(b []byte) error {
 		c.queued.Add(-int64(bytes.Count(b, nl)))
+		c.qbytes.Add(-int64(len(b)))
 		n := 0
 		defer func() { c.out.Add(float64(n)) }()
 		for len(b) > 0 {
@@ -253,7 +269,7 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 				}
 				c.recycle(b)
 			case l := <-c.direct:
-				if err := write(l); err != nil {
+				if err := writeDirect(l); err != nil {
 					return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
 				}
 			case err := <-readDone:
@@ -318,7 +334,7 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 		for more := true; more; {
 			select {
 			case l := <-c.direct:
-				if err := write(l); err != nil {
+				if err := writeDirect(l); err != nil {
 					return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
 				}
 				wrote = true
@@ -334,7 +350,7 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 		select {
 		case <-wait:
 		case l := <-c.direct:
-			if err := write(l); err != nil {
+			if err := writeDirect(l); err != nil {
 				return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
 			}
 			if err := w.Flush(); err != nil {

@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -22,9 +24,11 @@ type client struct {
 	r       *Relay
 	conn    net.Conn
 	out     *transport.Outbox
+	queued  atomic.Int64 // bytes given to out and not yet written (relay.client_queue_bytes)
 	log     *logrus.Entry
 	login   string
-	owner   Owner // login as the object index records it
+	appName string // the app label value of this session (labels.Set), "" before the login
+	owner   Owner  // login as the object index records it
 	quiet   bool
 	crlf    bool
 	seq     int64 // implicit sequence number for instructions without #
@@ -85,8 +89,11 @@ type pendingAck struct {
 }
 
 func newClient(r *Relay, c net.Conn) *client {
-	cl := &client{r: r, conn: c, out: transport.NewOutbox(c, r.cfg.ClientQueue), crlf: r.cfg.SendCR,
+	cl := &client{r: r, conn: c, crlf: r.cfg.SendCR,
 		log: r.log.WithField("peer", c.RemoteAddr().String()), done: make(chan struct{})}
+	// The outbox is bounded in bytes (sendRaw); its count of entries is a backstop sized so that entries of a
+	// few bytes cannot cost more than the bytes themselves.
+	cl.out = transport.NewOutbox(writtenCounter{Conn: c, queued: &cl.queued}, max(64, r.cfg.ClientQueueBytes/64))
 	if r.journal != nil {
 		cl.acks = make(chan pendingAck, r.cfg.ClientQueue)
 	} else {
@@ -120,6 +127,9 @@ func (cl *client) serve(ctx context.Context) {
 		_ = cl.out.Close(cctx)
 		cancel()
 		cl.conn.Close()
+		if cl.appName != "" {
+			cl.r.m.apps.Release(cl.appName)
+		}
 	}()
 	rd := transport.NewReader(burstReader{cl}, []byte("\n"), cl.r.cfg.MaxLine)
 	for {
@@ -238,9 +248,11 @@ func (cl *client) handle(ctx context.Context, line []byte) bool {
 			return cl.reject(seq, miss)
 		}
 		id, _ := m.Get("I")
-		cl.r.mu.Lock()
-		cl.r.commands[strings.Clone(textOf(id))] = cl.login
-		cl.r.mu.Unlock()
+		lvl, hasLevel := m.Get("L")
+		remove := hasLevel && (lvl.Kind == KindInt || lvl.Kind == KindLong) && lvl.I == 0
+		if refused := cl.r.registerCommand(textOf(id), cl.login, remove); refused != "" {
+			return cl.reject(seq, refused)
+		}
 		return cl.route(seq, m, at)
 	case 'A':
 		if miss := missing(m, "I", "L", "T"); miss != "" {
@@ -355,6 +367,9 @@ func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
 	if !ok || id.Kind == KindNull || textOf(id) == "" {
 		return cl.reject(seq, "Missing required Fields: I")
 	}
+	if n := len(textOf(id)); n > cl.r.cfg.MaxLoginBytes {
+		return cl.reject(seq, fmt.Sprintf("Login id of %d bytes: at most %d (relay.max_login_bytes)", n, cl.r.cfg.MaxLoginBytes))
+	}
 	if o, ok := m.Text("O"); ok {
 		for _, opt := range strings.Split(o, ",") {
 			switch strings.ToUpper(strings.TrimSpace(opt)) {
@@ -390,7 +405,8 @@ func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
 	}
 	cl.login = strings.Clone(textOf(id))
 	cl.owner = cl.r.objects.Owner(cl.login)
-	cl.appIn = cl.r.m.appIn.WithLabelValues(cl.login)
+	cl.appName = cl.r.m.apps.Acquire(cl.login)
+	cl.appIn = cl.r.m.appIn.WithLabelValues(cl.appName)
 	cl.appIn.Inc()
 	cl.log = cl.log.WithField("app", cl.login)
 	cl.r.mu.Lock()
@@ -470,7 +486,23 @@ func (cl *client) reject(seq int64, text string) bool { return cl.rejectCode(seq
 
 func (cl *client) rejectCode(seq int64, code int, text string) bool {
 	cl.r.m.rejected.Inc()
-	return cl.status(pendingAck{seq: seq, code: code, text: text, at: cl.now})
+	return cl.status(pendingAck{seq: seq, code: code, text: clipText(text), at: cl.now})
+}
+
+// maxStatusText bounds the text of an error status: errors quote what the application sent, which may be
+// as long as an instruction.
+const maxStatusText = 512
+
+// clipText cuts text to maxStatusText bytes (at a rune boundary) with "..." appended.
+func clipText(text string) string {
+	if len(text) <= maxStatusText {
+		return text
+	}
+	cut := maxStatusText - 3
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return text[:cut] + "..."
 }
 
 func (cl *client) ok(seq int64, p pendingAck, at time.Time) bool {
@@ -532,17 +564,39 @@ func (cl *client) sendLine(b []byte) bool {
 	return cl.sendRaw(cl.appendEOL(b))
 }
 
-// sendRaw queues terminated lines.
+// sendRaw queues terminated lines. An application that leaves more than
+// relay.client_queue_bytes unread is disconnected and counted (one entry is
+// always taken when nothing is waiting).
 func (cl *client) sendRaw(b []byte) bool {
-	if err := cl.out.Send(b); err != nil {
+	n := int64(len(b))
+	queued := cl.queued.Add(n)
+	err := transport.ErrOutboxFull
+	if queued == n || queued <= int64(cl.r.cfg.ClientQueueBytes) {
+		err = cl.out.Send(b)
+	}
+	if err != nil {
+		cl.queued.Add(-n)
 		if errors.Is(err, transport.ErrOutboxFull) {
 			cl.r.m.slowClients.Inc()
-			cl.log.Warn("application does not read its statuses: disconnected")
+			cl.log.WithField("queued_bytes", queued-n).Warn("application does not read its statuses: disconnected")
 		}
 		cl.stop()
 		return false
 	}
 	return true
+}
+
+// writtenCounter is the connection as a client's outbox writes to it: it
+// takes what was written off the client's queued bytes.
+type writtenCounter struct {
+	net.Conn
+	queued *atomic.Int64
+}
+
+func (w writtenCounter) Write(p []byte) (int, error) {
+	n, err := w.Conn.Write(p)
+	w.queued.Add(-int64(n))
+	return n, err
 }
 
 // ackLoop sends statuses in order, each once its journal record is durable.

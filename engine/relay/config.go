@@ -26,9 +26,12 @@ type Config struct {
 	RoutesCacheSize int `mapstructure:"routes_cache_size"`
 	// ExpressionCache is how many expression results each connection remembers per rule (0 = evaluate every
 	// time). Expressions must then be pure functions of their declared params.
-	ExpressionCache int    `mapstructure:"expression_cache"`
-	Guaranteed      bool   `mapstructure:"guaranteed"`
-	PersistDir      string `mapstructure:"persist_dir"`
+	ExpressionCache int `mapstructure:"expression_cache"`
+	// ExpressionCacheBytes bounds the remembered results of one connection (all rules): keys, values and a
+	// per-entry overhead. Past it the connection's memo starts over.
+	ExpressionCacheBytes int    `mapstructure:"expression_cache_bytes"`
+	Guaranteed           bool   `mapstructure:"guaranteed"`
+	PersistDir           string `mapstructure:"persist_dir"`
 	// SegmentBytes is the journal segment size before a new segment starts.
 	SegmentBytes int64 `mapstructure:"segment_bytes"`
 	LogMessages  bool  `mapstructure:"log_messages"`
@@ -38,10 +41,21 @@ type Config struct {
 	WaitForCenter time.Duration `mapstructure:"wait_for_center"`
 	// MaxLine is the longest accepted instruction in bytes.
 	MaxLine int `mapstructure:"max_line"`
-	// ClientQueue is how many statuses may wait for a client that does not read; past it the client is dropped.
+	// MaxLoginBytes is the longest application id (I of the login) accepted.
+	MaxLoginBytes int `mapstructure:"max_login_bytes"`
+	// ClientQueue is how many statuses may wait for their journal record (guaranteed mode) before the relay
+	// stops reading the application.
 	ClientQueue int `mapstructure:"client_queue"`
+	// ClientQueueBytes bounds the bytes of statuses and E lines waiting for an application that does not
+	// read them; past it the application is disconnected (counted).
+	ClientQueueBytes int `mapstructure:"client_queue_bytes"`
 	// CenterQueue is how many messages may wait for one center (non-guaranteed mode drops past it, counted).
-	CenterQueue    int           `mapstructure:"center_queue"`
+	CenterQueue int `mapstructure:"center_queue"`
+	// CenterQueueBytes bounds the bytes waiting for one center (routed lines and R answers).
+	CenterQueueBytes int `mapstructure:"center_queue_bytes"`
+	// MaxAppSeries is how many application ids get their own switchboard_relay_app_messages_in_total
+	// series at a time; the others count under app="other".
+	MaxAppSeries   int           `mapstructure:"max_app_series"`
 	MaxConnections int           `mapstructure:"max_connections"`
 	KeepAlive      time.Duration `mapstructure:"keepalive"`
 	// MaxPause caps the delay of a P (pause) instruction.
@@ -57,20 +71,25 @@ type TLSConfig struct {
 // DefaultConfig returns the defaults documented in configs/switchboard.yaml.
 func DefaultConfig() Config {
 	return Config{
-		Enabled:         true,
-		ID:              "relay1",
-		Listen:          "0.0.0.0:3289",
-		Centers:         map[string]string{},
-		RoutesFile:      "configs/relay.routes",
-		RoutesCacheSize: 10000,
-		ExpressionCache: 4096,
-		PersistDir:      "data/persist",
-		SegmentBytes:    64 << 20,
-		MessageLog:      "data/relay-messages.log",
-		MaxLine:         64 << 10,
-		ClientQueue:     4096,
-		CenterQueue:     65536,
-		MaxPause:        10 * time.Second,
+		Enabled:              true,
+		ID:                   "relay1",
+		Listen:               "0.0.0.0:3289",
+		Centers:              map[string]string{},
+		RoutesFile:           "configs/relay.routes",
+		RoutesCacheSize:      10000,
+		ExpressionCache:      4096,
+		ExpressionCacheBytes: 256 << 10,
+		PersistDir:           "data/persist",
+		SegmentBytes:         64 << 20,
+		MessageLog:           "data/relay-messages.log",
+		MaxLine:              64 << 10,
+		MaxLoginBytes:        256,
+		ClientQueue:          4096,
+		ClientQueueBytes:     1 << 20,
+		CenterQueue:          65536,
+		CenterQueueBytes:     64 << 20,
+		MaxAppSeries:         100,
+		MaxPause:             10 * time.Second,
 	}
 }
 
@@ -153,11 +172,26 @@ func (c Config) Validate() error {
 	if c.MaxLine < 64 {
 		return fmt.Errorf("relay.max_line: expected at least 64 bytes, got %d", c.MaxLine)
 	}
+	if c.ExpressionCacheBytes < 0 {
+		return fmt.Errorf("relay.expression_cache_bytes: expected 0 or more, got %d", c.ExpressionCacheBytes)
+	}
+	if c.MaxLoginBytes < 1 {
+		return fmt.Errorf("relay.max_login_bytes: expected at least 1, got %d", c.MaxLoginBytes)
+	}
 	if c.ClientQueue < 1 {
 		return fmt.Errorf("relay.client_queue: expected at least 1, got %d", c.ClientQueue)
 	}
+	if c.ClientQueueBytes < 4096 {
+		return fmt.Errorf("relay.client_queue_bytes: expected at least 4096, got %d", c.ClientQueueBytes)
+	}
 	if c.CenterQueue < 1 {
 		return fmt.Errorf("relay.center_queue: expected at least 1, got %d", c.CenterQueue)
+	}
+	if c.CenterQueueBytes < c.MaxLine {
+		return fmt.Errorf("relay.center_queue_bytes: expected at least relay.max_line (%d), got %d", c.MaxLine, c.CenterQueueBytes)
+	}
+	if c.MaxAppSeries < 0 {
+		return fmt.Errorf("relay.max_app_series: expected 0 or more, got %d", c.MaxAppSeries)
 	}
 	if c.MaxConnections < 0 || c.WaitForCenter < 0 || c.KeepAlive < 0 || c.MaxPause < 0 {
 		return fmt.Errorf("relay: max_connections, wait_for_center, keepalive and max_pause must not be negative")

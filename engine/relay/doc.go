@@ -61,8 +61,22 @@
 // index is an open-addressing table per shard. CheckConfig checks the routes
 // file offline for `switchboard check`.
 //
-// Limits: relay.max_line bytes per instruction (longer ones get S=1 and are
-// skipped), relay.client_queue statuses waiting for a client (a client that
-// does not read them is disconnected), relay.center_queue messages per
-// center (or journal records in flight in guaranteed mode), 64 centers.
+// Limits (docs/operations.md, "Limits"): everything an application or a
+// center can make the relay hold is bounded in bytes. relay.max_line bytes
+// per instruction (longer ones get S=1 and are skipped); relay.max_login_bytes
+// per login id; relay.client_queue_bytes of statuses and E lines waiting for
+// an application (one that does not read them is disconnected and counted);
+// relay.client_queue statuses waiting for the journal (guaranteed mode);
+// relay.center_queue messages and relay.center_queue_bytes bytes per center
+// (dropped and counted past them, or journal records in flight in guaranteed
+// mode); relay.expression_cache_bytes of remembered expression results per
+// connection (params over 1 KiB are never remembered); 4 MiB of registered
+// commands (C with L=0 removes one) and of pending E request ids; error
+// status texts cut to 512 bytes; 64 centers.
+//
+// Metrics: no label value comes from a peer unchecked. The app label of
+// switchboard_relay_app_messages_in_total is the login id made valid UTF-8
+// and cut to 64 bytes, for at most relay.max_app_series applications at a
+// time (the rest count under "other"), and its series is deleted when the
+// application's last session ends (package labels).
 package relay

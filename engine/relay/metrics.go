@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard/switchboard/engine/labels"
 )
 
 // metrics are the switchboard_relay_* series of one relay.
@@ -27,14 +29,15 @@ type metrics struct {
 	slowClients     prometheus.Counter
 	commands        *prometheus.CounterVec // E from centers by result: object, command, undelivered
 	fsync           prometheus.Histogram
-	appIn           *prometheus.CounterVec // by login id
+	appIn           *prometheus.CounterVec // by login id, at most relay.max_app_series of them (apps)
+	apps            *labels.Set            // the app label values in use; a value's series goes with its last session
 	acksOK, acksErr prometheus.Counter
 	inByType        [len(knownTypes)]prometheus.Counter
 	collectors      []prometheus.Collector
 	queueDepthFns   []prometheus.Collector
 }
 
-func newMetrics() *metrics {
+func newMetrics(maxApps int) *metrics {
 	m := &metrics{
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_relay_connections", Help: "Application connections open."}),
 		clientIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_messages_in_total",
@@ -63,7 +66,7 @@ func newMetrics() *metrics {
 			"Time from receiving an instruction to queuing its status (includes the journal fsync in guaranteed mode).",
 			[]float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5}),
 		appIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_app_messages_in_total",
-			Help: "Instructions received per application (login I; one series per distinct application id)."}, []string{"app"}),
+			Help: "Instructions received per connected application (login I, at most 64 bytes; at most relay.max_app_series ids, the others under app=\"other\"; a series goes when its application's last session ends)."}, []string{"app"}),
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_relay_journal_fsync_seconds",
 			Help: "Duration of each journal group commit's fsync (guaranteed mode).",
 			Buckets: []float64{.00005, .0001, .0002, .0003, .0005, .00075, .001, .0015, .002, .003, .004, .005,
@@ -74,6 +77,7 @@ func newMetrics() *metrics {
 			Help: "E lines from centers, by result: object (to the application that sent the object), command (to the one that registered the command), undelivered (the center got R with S=1)."},
 			[]string{"result"}),
 	}
+	m.apps = labels.NewSet(maxApps, func(v string) { m.appIn.DeleteLabelValues(v) })
 	m.acksOK, m.acksErr = m.acks.WithLabelValues("ok"), m.acks.WithLabelValues("error")
 	for i := range knownTypes {
 		m.inByType[i] = m.clientIn.WithLabelValues(knownTypes[i : i+1])

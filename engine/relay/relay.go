@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,8 +55,10 @@ type Relay struct {
 	clients  map[*client]struct{}
 	sessions map[string]*client        // login I -> latest session
 	commands map[string]string         // command id -> login I
+	cmdBytes int                       // bytes the commands hold (ids, logins, entry overhead)
 	requests map[string]pendingRequest // E request id -> where it came from and went
 	reqOrder []string
+	reqBytes int           // bytes of the ids in reqOrder
 	upCh     chan struct{} // closed when a center logs in, then replaced
 	reloadMu sync.Mutex
 	dropWarn atomic.Int64
@@ -65,8 +68,19 @@ type Relay struct {
 	shutdown atomic.Bool
 }
 
-// maxPendingCommands bounds the E request ids remembered for routing R back.
-const maxPendingCommands = 10000
+// maxPendingCommands and maxPendingCommandBytes bound the E request ids remembered for routing R back
+// (the oldest are forgotten first).
+const (
+	maxPendingCommands     = 10000
+	maxPendingCommandBytes = 4 << 20
+)
+
+// maxCommandBytes bounds the command registry (C instructions: command id -> application); a C that would
+// pass it gets S=1 until commands are removed (C with L=0).
+const maxCommandBytes = 4 << 20
+
+// entryOverhead is what one remembered map entry costs beyond its strings, for byte bounds.
+const entryOverhead = 64
 
 // pendingRequest is an E delivered to an application and not answered yet.
 type pendingRequest struct {
@@ -87,7 +101,7 @@ func New(opts Options) (*Relay, error) {
 		l.SetOutput(discardWriter{})
 		log = logrus.NewEntry(l)
 	}
-	r := &Relay{cfg: cfg, compile: opts.Compile, log: log.WithField("part", "relay"), reg: opts.Metrics, m: newMetrics(),
+	r := &Relay{cfg: cfg, compile: opts.Compile, log: log.WithField("part", "relay"), reg: opts.Metrics, m: newMetrics(cfg.MaxAppSeries),
 		clients: map[*client]struct{}{}, sessions: map[string]*client{}, commands: map[string]string{},
 		requests: map[string]pendingRequest{}, upCh: make(chan struct{})}
 	r.centerNames = cfg.CenterNames()
@@ -142,6 +156,16 @@ func New(opts Options) (*Relay, error) {
 				return 0
 			}
 			return float64(r.journal.Size())
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_relay_client_queue_bytes",
+			Help: "Bytes of statuses and E lines waiting for applications to read them (sum over connections)."}, func() float64 {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			n := int64(0)
+			for cl := range r.clients {
+				n += cl.queued.Load()
+			}
+			return float64(n)
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_relay_routes_objects",
 			Help: "Objects remembered by the deletes-follow-inserts index."}, func() float64 { return float64(r.objects.Len()) }))
@@ -217,7 +241,7 @@ func (r *Relay) loadRoutes() (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.SetMemo(r.cfg.ExpressionCache)
+	t.SetMemo(r.cfg.ExpressionCache, r.cfg.ExpressionCacheBytes)
 	return t, nil
 }
 
@@ -481,9 +505,14 @@ func (r *Relay) deliverCommand(c *Center, m *Message) {
 	login, cl, reason := r.commandTarget(cmd, typ, obj, owners)
 	if cl != nil && reqID != "" {
 		if _, seen := r.requests[reqID]; !seen {
+			reqID = strings.Clone(reqID) // m's strings live in the center reader's buffers
 			r.reqOrder = append(r.reqOrder, reqID)
-			if len(r.reqOrder) > maxPendingCommands {
-				delete(r.requests, r.reqOrder[0])
+			r.reqBytes += len(reqID) + entryOverhead
+			for len(r.reqOrder) > maxPendingCommands || r.reqBytes > maxPendingCommandBytes && len(r.reqOrder) > 1 {
+				old := r.reqOrder[0]
+				delete(r.requests, old)
+				r.reqBytes -= len(old) + entryOverhead
+				r.reqOrder[0] = ""
 				r.reqOrder = r.reqOrder[1:]
 			}
 		}
@@ -553,6 +582,33 @@ func (r *Relay) commandTarget(cmd, typ string, obj *Value, owners []string) (log
 		return login, nil, fmt.Sprintf("application %q that registered command %q is not connected", login, cmd)
 	}
 	return login, cl, ""
+}
+
+// registerCommand records (C) or removes (C with L=0) the application that owns command id. A new
+// command that would take the registry past maxCommandBytes is refused with the reason.
+func (r *Relay) registerCommand(id, login string, remove bool) (refused string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev, known := r.commands[id]
+	if remove {
+		if known {
+			delete(r.commands, id)
+			r.cmdBytes -= len(id) + len(prev) + entryOverhead
+		}
+		return ""
+	}
+	if known {
+		r.cmdBytes += len(login) - len(prev)
+		r.commands[id] = login
+		return ""
+	}
+	cost := len(id) + len(login) + entryOverhead
+	if r.cmdBytes+cost > maxCommandBytes {
+		return fmt.Sprintf("Too many commands registered (%d of %d bytes): remove some with L=0", r.cmdBytes, maxCommandBytes)
+	}
+	r.commands[strings.Clone(id)] = login
+	r.cmdBytes += cost
+	return ""
 }
 
 // takeRequest returns the center that sent the E with request id, if that E

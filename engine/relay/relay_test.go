@@ -57,6 +57,12 @@ type rig struct {
 
 func start(t *testing.T, routes string, edit func(*relay.Config), names ...string) *rig {
 	t.Helper()
+	return startWith(t, routes, edit, relay.Options{}, names...)
+}
+
+// startWith is start with opts' Metrics and Log.
+func startWith(t *testing.T, routes string, edit func(*relay.Config), opts relay.Options, names ...string) *rig {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := relay.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
@@ -79,7 +85,8 @@ func start(t *testing.T, routes string, edit func(*relay.Config), names ...strin
 	if edit != nil {
 		edit(&cfg)
 	}
-	r, err := relay.New(relay.Options{Config: cfg, Compile: exprs})
+	opts.Config, opts.Compile = cfg, exprs
+	r, err := relay.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,11 +123,12 @@ func typeBit(t byte) uint8 {
 
 // Table is an immutable, validated routes table.
 type Table struct {
-	rules    []*Rule
-	centers  []string
-	all      CenterSet
-	maxArgs  int
-	memoSize int
+	rules     []*Rule
+	centers   []string
+	all       CenterSet
+	maxArgs   int
+	memoSize  int
+	memoBytes int
 }
 
 // Rules returns the rules in evaluation order.
@@ -338,13 +339,28 @@ func parseAction(s string) (bool, error) {
 // bounded memo of expression results (expressions must be pure functions of
 // their declared params; see Table.SetMemo). The zero value is ready.
 type RouteScratch struct {
-	args   []Value
-	table  *Table
-	memo   []map[string]bool
-	recent [][memoRecent]recentResult // per rule: the last results, checked before the map
-	next   []uint8
-	key    []byte
+	args      []Value
+	table     *Table
+	memo      []map[string]bool
+	memoBytes int                        // what memo holds, counted as memoEntryBytes per result
+	ruleBytes []int                      // the same per rule
+	recent    [][memoRecent]recentResult // per rule: the last results, checked before the map
+	next      []uint8
+	key       []byte
 }
+
+// maxMemoKey is the longest key (encoded param values) whose result is
+// remembered: a message with longer params is evaluated every time, so that
+// the memo and the recent results stay small whatever the params hold.
+const maxMemoKey = 1 << 10
+
+// memoEntryBytes is what one remembered result costs against
+// relay.expression_cache_bytes: its key, its value and the map's overhead.
+func memoEntryBytes(key []byte) int { return len(key) + 1 + entryOverhead }
+
+// MemoBytes is what the remembered expression results of this connection
+// hold, as counted against relay.expression_cache_bytes.
+func (st *RouteScratch) MemoBytes() int { return st.memoBytes }
 
 // memoRecent is how many of a rule's latest results are kept in front of the
 // memo map (a few compares instead of hashing the key).
@@ -366,8 +382,15 @@ func (st *RouteScratch) remember(ri int, ok bool) {
 }
 
 // SetMemo sets how many expression results each connection remembers per
-// rule (0 disables). Call it before the table is used.
-func (t *Table) SetMemo(n int) { t.memoSize = n }
+// rule and the bytes they may hold per connection, all rules together (either
+// 0 disables). Past the bytes the connection's memo starts over. Call it
+// before the table is used.
+func (t *Table) SetMemo(n, bytes int) {
+	if n <= 0 || bytes <= 0 {
+		n, bytes = 0, 0
+	}
+	t.memoSize, t.memoBytes = n, bytes
+}
 
 // Route returns the centers m goes to. An expression error makes that rule
 // false (ON_FALSE applies); the first such error is returned alongside the
@@ -386,9 +409,10 @@ func (t *Table) Route(m *Message, st *RouteScratch) (CenterSet, error) {
 	}
 	if st.table != t {
 		st.table = t
-		st.memo, st.recent, st.next = nil, nil, nil
+		st.memo, st.recent, st.next, st.memoBytes, st.ruleBytes = nil, nil, nil, 0, nil
 		if t.memoSize > 0 {
 			st.memo = make([]map[string]bool, len(t.rules))
+			st.ruleBytes = make([]int, len(t.rules))
 			st.recent = make([][memoRecent]recentResult, len(t.rules))
 			st.next = make([]uint8, len(t.rules))
 		}
@@ -414,8 +438,12 @@ func (t *Table) Route(m *Message, st *RouteScratch) (CenterSet, error) {
 		if r.pred != nil {
 			ok = false
 			cached := false
-			if st.memo != nil && r.memo {
+			memo := st.memo != nil && r.memo
+			if memo {
 				st.key = appendArgsKey(st.key[:0], args)
+				memo = len(st.key) <= maxMemoKey
+			}
+			if memo {
 				for k := range st.recent[ri] {
 					if e := &st.recent[ri][k]; e.used && string(e.key) == string(st.key) {
 						ok, cached = e.ok, true
@@ -436,14 +464,8 @@ func (t *Table) Route(m *Message, st *RouteScratch) (CenterSet, error) {
 					if firstErr == nil {
 						firstErr = fmt.Errorf("route %s (line %d): %w", r.Name, r.Line, err)
 					}
-				} else if st.memo != nil && r.memo {
-					mm := st.memo[ri]
-					if mm == nil || len(mm) >= t.memoSize {
-						mm = make(map[string]bool, min(t.memoSize, 256))
-						st.memo[ri] = mm
-					}
-					mm[string(st.key)] = ok
-					st.remember(ri, ok)
+				} else if memo {
+					st.memorize(ri, ok)
 				}
 			}
 		}
@@ -457,6 +479,32 @@ func (t *Table) Route(m *Message, st *RouteScratch) (CenterSet, error) {
 		}
 	}
 	return set, firstErr
+}
+
+// memorize remembers ok for st.key under rule ri. A rule's map starts over at
+// relay.expression_cache results; the connection's memo starts over (every
+// rule) when it would pass relay.expression_cache_bytes.
+func (st *RouteScratch) memorize(ri int, ok bool) {
+	t := st.table
+	cost := memoEntryBytes(st.key)
+	mm := st.memo[ri]
+	if mm != nil && len(mm) >= t.memoSize {
+		st.memoBytes -= st.ruleBytes[ri]
+		st.ruleBytes[ri], mm = 0, nil
+	}
+	if st.memoBytes+cost > t.memoBytes {
+		clear(st.memo)
+		clear(st.ruleBytes)
+		st.memoBytes, mm = 0, nil
+	}
+	if mm == nil {
+		mm = make(map[string]bool, min(t.memoSize, 256))
+		st.memo[ri] = mm
+	}
+	mm[string(st.key)] = ok
+	st.memoBytes += cost
+	st.ruleBytes[ri] += cost
+	st.remember(ri, ok)
 }
 
 // appendArgsKey encodes typed args unambiguously for the memo.

@@ -279,7 +279,7 @@ func TestRouteMemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tab.SetMemo(2)
+	tab.SetMemo(2, 1<<20)
 	var st RouteScratch
 	for _, sym := range []string{"AAPL", "AAPL", "IBM", "AAPL", "ZZ", "ZZ"} {
 		m, _ := Parse([]byte(`O|T="x"|Symbol="` + sym + `"`))
@@ -359,7 +359,7 @@ func BenchmarkRouteForgeMemo(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tab.SetMemo(4096)
+	tab.SetMemo(4096, 1<<20)
 	var msgs [3]Message
 	for i, sym := range []string{"AAPL", "IBM", "ZVZZT"} {
 		msgs[i], _ = Parse([]byte(`O|T="NewOrder"|I="o1"|Symbol="` + sym + `"|qty=100|px=12.5D`))
