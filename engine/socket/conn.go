@@ -403,19 +403,7 @@ func (c *Conn) handleLine(raw []byte, last bool) error {
 		return c.builtinVerb(l, id, count)
 	case LineJSON:
 		c.mu.Lock()
-		if obj, ok := l.JSON.(Object); ok {
-			if p, ok := obj.Get("params"); ok {
-				c.params.Reset()
-				if po, ok := p.(Object); ok {
-					for _, f := range po {
-						c.params.Set(f.Key, f.Value)
-					}
-				}
-			}
-			if a, ok := obj.Get("action"); ok && truthy(a) {
-				c.params.Set("action", a)
-			}
-		}
+		applyJSONLine(&c.params, l.JSON)
 		if mid := c.params.String("messageId"); mid != "" {
 			id = msgID{s: mid}
 		}
@@ -438,6 +426,24 @@ func (c *Conn) handleLine(raw []byte, last bool) error {
 		return c.startAction(p, id, count, last)
 	}
 	return nil
+}
+
+// applyJSONLine applies a JSON request line to the sticky params: "params" (an object) replaces them all,
+// a truthy "action" sets the action.
+func applyJSONLine(params *Params, v any) {
+	obj, ok := v.(Object)
+	if !ok {
+		return
+	}
+	if p, ok := obj.Get("params"); ok {
+		params.Reset()
+		if po, ok := p.(Object); ok {
+			params.Replace(po) // decodeJSON left no duplicate keys
+		}
+	}
+	if a, ok := obj.Get("action"); ok && truthy(a) {
+		params.Set("action", a)
+	}
 }
 
 func isString(v any, s string) bool {
