@@ -54,6 +54,9 @@ type RoomsConfig struct {
 	Autocreate bool     `mapstructure:"autocreate"`
 }
 
+// maxFileBytes is the largest socket.file_max_bytes: the file verb holds the whole file in memory.
+const maxFileBytes = 1 << 30
+
 // DefaultConfig returns the defaults documented in configs/switchboard.yaml.
 func DefaultConfig() Config {
 	return Config{
@@ -110,8 +113,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("socket.outbound_queue: expected a positive number of messages, got %d", c.OutboundQueue)
 	case c.FileMode != FileRaw && c.FileMode != FileFramed:
 		return fmt.Errorf("socket.file_mode: expected \"raw\" or \"framed\", got %q", c.FileMode)
-	case c.FileMaxBytes < 0:
-		return fmt.Errorf("socket.file_max_bytes: expected 0 (no limit) or a positive number of bytes, got %d", c.FileMaxBytes)
+	case c.FileMaxBytes < 1 || c.FileMaxBytes > maxFileBytes:
+		return fmt.Errorf("socket.file_max_bytes: expected a number of bytes from 1 to %d (the whole file is held in memory while it is sent), got %d", int64(maxFileBytes), c.FileMaxBytes)
 	case c.Goodbye == "":
 		return fmt.Errorf("socket.goodbye: expected a non-empty text such as \"Bye!\", got an empty string")
 	}

@@ -2,8 +2,13 @@ package socket
 
 import (
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/switchboard/switchboard/tests/harness"
 )
@@ -57,4 +62,68 @@ func TestJSONWithManyKeysIsLinear(t *testing.T) {
 	}
 	match(t, c.do("paramView dup"), `{"status":"OK","context":"response","data":"last","messageId":"UUID","messageCount":2}`)
 	stillServed(t)
+}
+
+// TestFileVerbRefusesWhatIsNotARegularFile puts a FIFO, a directory, a symlink to the FIFO, a symlink out of
+// public_dir and a file over file_max_bytes in public_dir (issue 10 item 11: a FIFO used to block an OS
+// thread, and the connection, forever per request): each gets the protocol's file error at once, the
+// refusal is logged with the reason, and the connection and a bystander keep being served.
+func TestFileVerbRefusesWhatIsNotARegularFile(t *testing.T) {
+	pub := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "secret.txt")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(outside, []byte("secret"), 0o644))
+	must(os.WriteFile(filepath.Join(pub, "hello.txt"), []byte("hello\n"), 0o644))
+	must(os.WriteFile(filepath.Join(pub, "big.bin"), make([]byte, 1025), 0o644))
+	must(syscall.Mkfifo(filepath.Join(pub, "fifo"), 0o644))
+	must(os.Mkdir(filepath.Join(pub, "dir"), 0o755))
+	must(os.Symlink("fifo", filepath.Join(pub, "link-to-fifo")))
+	must(os.Symlink(outside, filepath.Join(pub, "link-out")))
+
+	for _, mode := range []string{"raw", "framed"} {
+		t.Run(mode, func(t *testing.T) {
+			e := harness.Start(t, fmt.Sprintf("socket:\n  listen: 127.0.0.1:0\n  public_dir: %s\n  file_mode: %s\n  file_max_bytes: 1024\n", pub, mode),
+				harness.Options{})
+			addr := e.Addr(t, "socket")
+			stillServed := bystanderOf(t, addr)
+			c := dial(t, addr)
+			c.line()
+			n := 0
+			refused := func(name, wantErr string) {
+				t.Helper()
+				n++
+				if mode == "raw" {
+					match(t, c.do("file "+name), `"`+wantErr+`"`)
+					return
+				}
+				match(t, c.do("file "+name), fmt.Sprintf(`{"error":"%s","context":"response","messageId":"UUID","messageCount":%d}`, wantErr, n))
+			}
+			for i := 0; i < 3; i++ { // each request used to hold one more thread
+				refused("fifo", "That file is not found")
+				refused("link-to-fifo", "That file is not found")
+			}
+			refused("dir", "That file is not found")
+			refused("link-out", "That file is not found")
+			refused("big.bin", "that file is too big")
+			e.Logs.WaitFor(t, "is a named pipe (FIFO)", 5*time.Second)
+			e.Logs.WaitFor(t, "dir is a directory", 5*time.Second)
+			stillServed(t)
+			// The same connection still gets regular files.
+			n++
+			c.send("file hello.txt\n")
+			if mode == "raw" {
+				got := make([]byte, len("hello\n"))
+				if _, err := io.ReadFull(c.r, got); err != nil || string(got) != "hello\n" {
+					t.Fatalf("file hello.txt: %q, %v", got, err)
+				}
+				return
+			}
+			match(t, c.line(), fmt.Sprintf(`{"status":"OK","context":"response","data":{"file":"hello.txt","length":6,"encoding":"base64","content":"aGVsbG8K"},"messageId":"UUID","messageCount":%d}`, n))
+		})
+	}
 }
