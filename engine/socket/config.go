@@ -46,6 +46,8 @@ type Config struct {
 type TLSConfig struct {
 	Cert string `mapstructure:"cert"`
 	Key  string `mapstructure:"key"`
+	// HandshakeTimeout closes a connection whose TLS handshake is not done this long after accept.
+	HandshakeTimeout time.Duration `mapstructure:"handshake_timeout"`
 }
 
 // RoomsConfig lists the rooms that exist at start.
@@ -62,6 +64,7 @@ func DefaultConfig() Config {
 	return Config{
 		Enabled:             true,
 		Listen:              "0.0.0.0:5000",
+		TLS:                 TLSConfig{HandshakeTimeout: 10 * time.Second},
 		Delimiter:           "\n",
 		MaxBuffer:           1 << 20,
 		Welcome:             "Hello! Welcome to the switchboard api",
@@ -95,6 +98,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("socket.tls.cert: expected a certificate file when socket.secure is true, got an empty string")
 	case c.Secure && c.TLS.Key == "":
 		return fmt.Errorf("socket.tls.key: expected a key file when socket.secure is true, got an empty string")
+	case c.TLS.HandshakeTimeout <= 0:
+		return fmt.Errorf("socket.tls.handshake_timeout: expected a positive duration such as 10s, got %v", c.TLS.HandshakeTimeout)
 	case c.Delimiter == "":
 		return fmt.Errorf("socket.delimiter: expected a non-empty string such as \"\\n\", got an empty string")
 	case c.MaxDataLength < 0:

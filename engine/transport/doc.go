@@ -2,14 +2,20 @@
 // stands on: one listener, one framing reader, one outbound queue and one
 // dialer, so that limits and security behave the same in every part.
 //
-// Listening: Listen binds a TCP address (port 0 picks a free port), optionally
-// wraps accepted connections in TLS (ServerTLS: TLS 1.2 or later), checks the
-// peer against an Allowlist (IPs, CIDRs and hostname globs; hostnames are
+// Listening: Listen binds a TCP address (port 0 picks a free port), checks
+// the peer against an Allowlist (IPs, CIDRs and hostname globs; hostnames are
 // matched on forward-confirmed reverse DNS, looked up only when a hostname
 // pattern exists), sets TCP keepalive and enforces a connection cap. Refused
 // peers are logged with their address and the reason and closed at once; an
-// optional OnRefuse hook may first say something in the part's own protocol.
-// Accept only ever returns admitted connections.
+// optional OnRefuse hook may first say something in the part's own protocol
+// (at most 16 refused peers are held open for that at a time; the rest are
+// closed without a word, so a flood cannot spend descriptors on refusals).
+// With TLS the listener runs the handshake itself, holding the connection's
+// slot under the cap, within HandshakeTimeout (default 10 s): a peer that
+// never sends a ClientHello is closed, logged and reported. TLS is 1.2 or
+// later; 1.2 offers only ECDHE with AES-GCM or ChaCha20-Poly1305
+// (ModernCipherSuites), never CBC or SHA-1 MACs. Accept only ever returns
+// admitted connections, handshake done.
 //
 // Framing: Reader splits a byte stream on any non-empty delimiter ("\n",
 // "\r\n", "\x01", ...). It never allocates on the hot path (a returned message

@@ -1,8 +1,12 @@
 package socket
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,4 +130,88 @@ func TestFileVerbRefusesWhatIsNotARegularFile(t *testing.T) {
 			match(t, c.line(), fmt.Sprintf(`{"status":"OK","context":"response","data":{"file":"hello.txt","length":6,"encoding":"base64","content":"aGVsbG8K"},"messageId":"UUID","messageCount":%d}`, n))
 		})
 	}
+}
+
+// metricsOf returns the /metrics text of the engine's admin listener.
+func metricsOf(t *testing.T, e *harness.Engine) string {
+	t.Helper()
+	resp, err := http.Get("http://" + e.Addr(t, "admin") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+// waitMetric polls /metrics until it has the line want.
+func waitMetric(t *testing.T, e *harness.Engine, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m := metricsOf(t, e)
+		if strings.Contains(m, want+"\n") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics never had %q; it has:\n%s", want, grepLines(m, strings.SplitN(want, "{", 2)[0]))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestTLSHandshakeTimeoutAndModernSuites (issue 10 item 17): a client that connects to the TLS socket port
+// and sends nothing is closed after socket.tls.handshake_timeout, counted and logged; a client offering only
+// CBC-SHA1 suites fails the handshake; a TLS bystander is served throughout.
+func TestTLSHandshakeTimeoutAndModernSuites(t *testing.T) {
+	cert, key := writeCert(t)
+	e := harness.Start(t, fmt.Sprintf("socket:\n  listen: 127.0.0.1:0\n  secure: true\n  tls:\n    cert: %s\n    key: %s\n    handshake_timeout: 300ms\n", cert, key), harness.Options{})
+	addr := e.Addr(t, "socket")
+	pool := x509.NewCertPool()
+	pemBytes, _ := os.ReadFile(cert)
+	pool.AppendCertsFromPEM(pemBytes)
+	cfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	tlsDial := func(cfg *tls.Config) (net.Conn, error) {
+		return tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	}
+	bc, err := tlsDial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bystander := newClient(t, bc)
+	bystander.line()
+	stillServed := func() {
+		t.Helper()
+		match(t, bystander.do("randomNumber"), `{"randomNumber":NUM,"stringRandomNumber":"Your random number is NUM","context":"response","messageId":"UUID","messageCount":NUM}`)
+	}
+
+	silent := dial(t, addr)
+	stillServed()
+	silent.expectClosed()
+	waitMetric(t, e, `switchboard_socket_tls_handshake_failures_total{reason="timeout"} 1`)
+	e.Logs.WaitFor(t, "TLS handshake failed; connection closed", 5*time.Second)
+	stillServed()
+
+	cbc := cfg.Clone()
+	cbc.MaxVersion = tls.VersionTLS12
+	cbc.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA}
+	if c, err := tlsDial(cbc); err == nil {
+		c.Close()
+		t.Fatal("a client offering only CBC-SHA1 suites was accepted")
+	}
+	waitMetric(t, e, `switchboard_socket_tls_handshake_failures_total{reason="failed"} 1`)
+	stillServed()
 }
