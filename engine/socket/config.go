@@ -35,6 +35,9 @@ type Config struct {
 	MaxConnections int           `mapstructure:"max_connections"`
 	// OutboundQueue is how many replies may wait for a slow reader before it is disconnected.
 	OutboundQueue int `mapstructure:"outbound_queue"`
+	// MaxOutboundBytes is how many bytes may wait for a slow reader before it is disconnected (a single
+	// larger message is still sent when nothing else waits).
+	MaxOutboundBytes int `mapstructure:"max_outbound_bytes"`
 	// PublicDir is where the file verb reads; "" disables it.
 	PublicDir string `mapstructure:"public_dir"`
 	// FileMode is "raw" (the reference's bare bytes) or "framed" (one JSON line with base64 content).
@@ -74,6 +77,7 @@ func DefaultConfig() Config {
 		ParamScrubbing:      true,
 		Rooms:               RoomsConfig{Starting: []string{"defaultRoom"}},
 		OutboundQueue:       1024,
+		MaxOutboundBytes:    1 << 20,
 		PublicDir:           "public",
 		FileMode:            FileRaw,
 		FileMaxBytes:        10 << 20,
@@ -116,6 +120,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("socket.max_connections: expected 0 (no limit) or a positive number, got %d", c.MaxConnections)
 	case c.OutboundQueue < 1:
 		return fmt.Errorf("socket.outbound_queue: expected a positive number of messages, got %d", c.OutboundQueue)
+	case c.MaxOutboundBytes < 1024:
+		return fmt.Errorf("socket.max_outbound_bytes: expected at least 1024 bytes, got %d", c.MaxOutboundBytes)
 	case c.FileMode != FileRaw && c.FileMode != FileFramed:
 		return fmt.Errorf("socket.file_mode: expected \"raw\" or \"framed\", got %q", c.FileMode)
 	case c.FileMaxBytes < 1 || c.FileMaxBytes > maxFileBytes:

@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -28,6 +29,19 @@ var errFileNotFound = errors.New(msgFileNotFound)
 // out) are refused exactly like a missing file.
 func (c *Conn) sendFile(name string, id msgID, count int64) {
 	s := c.srv
+	// A file may be larger than socket.max_outbound_bytes, which the outbound queue allows only when
+	// nothing else waits in it: wait (this is the connection's reader, so the client's further requests
+	// wait too) until what was sent before has gone, for at most the action time limit.
+	ctx, cancel := context.WithTimeout(c.ctx, s.cfg.ActionTimeout)
+	err := c.out.WaitBelow(ctx, 0)
+	cancel()
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		c.dropSlowReader(0)
+		return
+	case err != nil:
+		return // the connection is closing
+	}
 	data, err := readPublic(s.cfg.PublicDir, name, s.cfg.FileMaxBytes)
 	if err != nil {
 		s.metrics.errors.WithLabelValues("file").Inc()

@@ -25,9 +25,13 @@
 // ErrTooLong; the reader then skips to the next delimiter and carries on.
 //
 // Writing: Outbox is a bounded queue of outbound messages drained by one
-// writer goroutine that coalesces whatever is queued into one write. Send never
-// blocks: when the queue is full it returns ErrOutboxFull and the caller is
-// expected to drop the slow peer.
+// writer goroutine that coalesces whatever is queued into one write. It is
+// bounded in messages and, with NewBoundedOutbox, in bytes (a single message
+// over the byte bound is taken only when nothing waits). Send never blocks:
+// when the queue is full it returns ErrOutboxFull and the caller is expected
+// to drop the slow peer; WaitBelow lets a caller that may block (a peer's own
+// request) wait for room instead. Messages are never modified, so one buffer
+// may be sent to many outboxes.
 //
 // Dialing: Dialer.Dial makes one attempt (TCP or TLS, with timeout and
 // keepalive); Dialer.Run keeps a link up, redialing with exponential backoff

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -214,4 +216,111 @@ func TestTLSHandshakeTimeoutAndModernSuites(t *testing.T) {
 	}
 	waitMetric(t, e, `switchboard_socket_tls_handshake_failures_total{reason="failed"} 1`)
 	stillServed()
+}
+
+// TestSlowRoomMembersAreDroppedByBytes (issue 10 item 10): 150 room members that never read (4 KB receive
+// buffers) while one client says 12 messages of 512 KiB (6 MB in all) used to add 440 MB and never
+// count a slow reader. Each member's outbound queue is bounded in bytes (socket.max_outbound_bytes, 1 MiB
+// by default), so every silent member is disconnected and counted once, the members share one copy of
+// each message, and the sender and a reading member get every message.
+func TestSlowRoomMembersAreDroppedByBytes(t *testing.T) {
+	e := harness.Start(t, "socket:\n  listen: 127.0.0.1:0\n", harness.Options{})
+	addr := e.Addr(t, "socket")
+	const members, says, size = 150, 12, 512 << 10
+
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	// readers count the chat lines a client receives (and check their size).
+	chatReader := func(name string, c *client) chan int {
+		got := make(chan int, 1)
+		go func() {
+			n := 0
+			for n < says {
+				_ = c.c.SetReadDeadline(time.Now().Add(60 * time.Second))
+				s, err := c.r.ReadString('\n')
+				if err != nil {
+					t.Errorf("%s: read: %v after %d chat lines", name, err, n)
+					break
+				}
+				if strings.Contains(s, `"context":"user"`) {
+					if len(s) < size {
+						t.Errorf("%s: chat line of %d bytes", name, len(s))
+					}
+					n++
+				}
+			}
+			got <- n
+		}()
+		return got
+	}
+	reader := dial(t, addr)
+	reader.line()
+	match(t, reader.do("roomAdd defaultRoom"), `{"status":"OK","context":"response","data":true,"messageId":"UUID","messageCount":1}`)
+
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	for i := 0; i < members; i++ {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.Write([]byte("roomAdd defaultRoom\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sender := dial(t, addr)
+	sender.line()
+	match(t, sender.do("roomAdd defaultRoom"), `{"status":"OK","context":"response","data":true,"messageId":"UUID","messageCount":1}`)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(reader.do("roomView defaultRoom"), fmt.Sprintf(`"membersCount":%d`, members+2)) {
+		if time.Now().After(deadline) {
+			t.Fatal("the silent members never all joined")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var m runtime.MemStats
+		for {
+			runtime.ReadMemStats(&m)
+			if m.HeapAlloc > peak.Load() {
+				peak.Store(m.HeapAlloc)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	readerGot, senderGot := chatReader("reader", reader), chatReader("sender", sender)
+	text := strings.Repeat("y", size)
+	for i := 0; i < says; i++ {
+		sender.send("say defaultRoom " + text + "\n")
+	}
+	if n := <-senderGot; n != says {
+		t.Fatalf("sender got %d of its %d messages", n, says)
+	}
+	if n := <-readerGot; n != says {
+		t.Fatalf("reading member got %d of %d messages", n, says)
+	}
+	waitMetric(t, e, fmt.Sprintf("switchboard_socket_slow_readers_total %d", members))
+	waitMetric(t, e, fmt.Sprintf(`switchboard_socket_disconnects_total{reason="outbound queue full"} %d`, members))
+	close(stop)
+	<-sampled
+	grew := int64(peak.Load()) - int64(before.HeapAlloc)
+	t.Logf("heap grew by at most %d MB while %d MB were said to %d silent members", grew>>20, says*size>>20, members)
+	// One shared copy per message plus buffers: far below one copy per member (150 x 6 MB).
+	if grew > 200<<20 {
+		t.Fatalf("heap grew by %d MB", grew>>20)
+	}
+	match(t, reader.do("randomNumber"), `{"randomNumber":NUM,"stringRandomNumber":"Your random number is NUM","context":"response","messageId":"UUID","messageCount":NUM}`)
 }
