@@ -170,3 +170,45 @@ func TestAdminConfigErrors(t *testing.T) {
 		_ = e.Shutdown(t.Context())
 	}
 }
+
+// The admin listener has its own connection cap: past admin.max_connections a connection is closed at once
+// (logged), and a slot frees when a connection goes.
+func TestAdminConnectionCap(t *testing.T) {
+	e := harness.Start(t, "admin:\n  listen: 127.0.0.1:0\n  max_connections: 2\n", harness.Options{})
+	addr := e.Addr(t, "admin")
+	held := []net.Conn{harness.Dial(t, addr), harness.Dial(t, addr)}
+	for _, c := range held { // make sure both are accepted: each gets an answer
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
+			t.Fatalf("held connection: %q %v", line, err)
+		}
+	}
+	third := harness.Dial(t, addr)
+	_ = third.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := third.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("the third connection was served (%d bytes)", n)
+	}
+	e.Logs.WaitFor(t, "too many connections", 5*time.Second)
+	held[0].Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _ := adminDoTry(addr)
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no slot freed after a connection closed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func adminDoTry(addr string) (int, error) {
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + addr + "/healthz")
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
