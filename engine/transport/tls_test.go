@@ -2,11 +2,13 @@ package transport
 
 import (
 	"crypto/tls"
+	"errors"
 	"crypto/x509"
 	"net"
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,5 +139,65 @@ func TestListenAppliesModernSuites(t *testing.T) {
 	l := mustListen(t, ListenConfig{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	if got := l.(*listener).cfg.TLS; got.MinVersion != tls.VersionTLS12 || !slices.Equal(got.CipherSuites, ModernCipherSuites()) {
 		t.Fatalf("listener TLS: min %x suites %v", got.MinVersion, got.CipherSuites)
+	}
+}
+
+// Refused peers being told why hold descriptors: at most maxRefusing at a time; the rest are closed at
+// once. Every refusal is reported to OnRefused.
+func TestListenRefusalsBounded(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	inFlight, most, refused := 0, 0, 0
+	l := mustListen(t, ListenConfig{MaxConns: 1,
+		OnRefused: func(string) { mu.Lock(); refused++; mu.Unlock() },
+		OnRefuse: func(c net.Conn, reason string) {
+			mu.Lock()
+			inFlight++
+			most = max(most, inFlight)
+			mu.Unlock()
+			<-release
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+		}})
+	acc := acceptOne(t, l)
+	first, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	admitted := <-acc
+	defer admitted.Close()
+	const flood = 3 * maxRefusing
+	var conns []net.Conn
+	for i := 0; i < flood; i++ {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	waitFor(t, "every refusal to be reported", func() bool { mu.Lock(); defer mu.Unlock(); return refused == flood })
+	// The ones past maxRefusing were closed without waiting for OnRefuse.
+	var wg sync.WaitGroup
+	var closedN atomic.Int64
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetReadDeadline(time.Now().Add(2 * time.Second)) // the held ones time out
+			if _, err := c.Read(make([]byte, 1)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				closedN.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	closed := int(closedN.Load())
+	close(release)
+	mu.Lock()
+	defer mu.Unlock()
+	if most != maxRefusing || closed != flood-maxRefusing {
+		t.Fatalf("%d refusals told at once (want %d), %d closed at once (want %d)", most, maxRefusing, closed, flood-maxRefusing)
 	}
 }
