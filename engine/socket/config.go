@@ -31,8 +31,10 @@ type Config struct {
 	// the reference does; false keeps every paramAdd.
 	ParamScrubbing bool          `mapstructure:"param_scrubbing"`
 	Rooms          RoomsConfig   `mapstructure:"rooms"`
-	IdleTimeout    time.Duration `mapstructure:"idle_timeout"`
-	MaxConnections int           `mapstructure:"max_connections"`
+	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+	// MaxConnections caps open connections; 0 means none in this package, and the engine replaces 0 by
+	// a share of the process's file descriptor limit (engine/connbudget.go).
+	MaxConnections int `mapstructure:"max_connections"`
 	// OutboundQueue is how many replies may wait for a slow reader before it is disconnected.
 	OutboundQueue int `mapstructure:"outbound_queue"`
 	// MaxOutboundBytes is how many bytes may wait for a slow reader before it is disconnected (a single
@@ -117,7 +119,7 @@ func (c Config) Validate() error {
 	case c.IdleTimeout < 0:
 		return fmt.Errorf("socket.idle_timeout: expected 0s (off) or a positive duration, got %v", c.IdleTimeout)
 	case c.MaxConnections < 0:
-		return fmt.Errorf("socket.max_connections: expected 0 (no limit) or a positive number, got %d", c.MaxConnections)
+		return fmt.Errorf("socket.max_connections: expected 0 (auto: the engine derives it from the file descriptor limit) or a positive number, got %d", c.MaxConnections)
 	case c.OutboundQueue < 1:
 		return fmt.Errorf("socket.outbound_queue: expected a positive number of messages, got %d", c.OutboundQueue)
 	case c.MaxOutboundBytes < 1024:
