@@ -31,7 +31,7 @@ type Config struct {
 	// the reference does; false keeps every paramAdd.
 	ParamScrubbing bool          `mapstructure:"param_scrubbing"`
 	Rooms          RoomsConfig   `mapstructure:"rooms"`
-	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+	IdleTimeout    time.Duration `mapstructure:"idle_timeout"`
 	// MaxConnections caps open connections; 0 means none in this package, and the engine replaces 0 by
 	// a share of the process's file descriptor limit (engine/connbudget.go).
 	MaxConnections int `mapstructure:"max_connections"`

@@ -2,8 +2,8 @@ package transport
 
 import (
 	"crypto/tls"
-	"errors"
 	"crypto/x509"
+	"errors"
 	"net"
 	"os"
 	"slices"
