@@ -2,14 +2,21 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/transport"
 	"github.com/switchboard/switchboard/luabind"
@@ -23,28 +30,78 @@ type admin struct {
 	wg  chan struct{}
 }
 
+// validate checks the admin keys other than admin.listen.
+func (c AdminConfig) validate() []error {
+	var errs []error
+	if c.Token != "" && c.TokenFile != "" {
+		errs = append(errs, errors.New("admin.token_file: expected either admin.token or admin.token_file, got both"))
+	}
+	if c.MaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("admin.max_connections: expected a positive number, got %d", c.MaxConnections))
+	}
+	for i, h := range c.Hosts {
+		if h == "" || strings.ContainsAny(h, "/: ") {
+			errs = append(errs, fmt.Errorf("admin.hosts[%d]: expected a host name without port or scheme, such as switchboard.example.net, got %q", i, h))
+		}
+	}
+	return errs
+}
+
+// adminToken returns the token that write requests must present ("" = none), reading admin.token_file.
+func (c AdminConfig) adminToken(log *logrus.Entry) (string, error) {
+	if c.TokenFile == "" {
+		return c.Token, nil
+	}
+	st, err := os.Stat(c.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("admin.token_file: %w", err)
+	}
+	data, err := os.ReadFile(c.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("admin.token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(data))
+	if tok == "" {
+		return "", fmt.Errorf("admin.token_file: %s is empty", c.TokenFile)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		log.WithFields(logrus.Fields{"file": c.TokenFile, "mode": st.Mode().Perm().String()}).
+			Warn("admin.token_file can be read by other users; chmod 600 it")
+	}
+	return tok, nil
+}
+
 func (e *Engine) startAdmin() error {
-	if e.cfg.Admin.Listen == "" {
+	cfg := e.cfg.Admin
+	if cfg.Listen == "" {
 		return nil
 	}
-	ln, err := transport.Listen(transport.ListenConfig{Addr: e.cfg.Admin.Listen, Log: e.log.WithField("part", "admin")})
+	log := e.log.WithField("part", "admin")
+	token, err := cfg.adminToken(log)
 	if err != nil {
-		return fmt.Errorf("admin: listen %s: %w", e.cfg.Admin.Listen, err)
+		return err
+	}
+	ln, err := transport.Listen(transport.ListenConfig{Addr: cfg.Listen, Log: log, MaxConns: cfg.MaxConnections})
+	if err != nil {
+		return fmt.Errorf("admin: listen %s: %w", cfg.Listen, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", e.healthz)
-	mux.Handle("/metrics", promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{ErrorLog: e.log.WithField("part", "admin")}))
+	mux.Handle("/metrics", promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{ErrorLog: log}))
 	mux.HandleFunc("/reload", e.reloadHTTP)
+	guard := newAdminGuard(cfg, ln.Addr(), token, log, mux)
 	a := &admin{e: e, ln: ln, wg: make(chan struct{}),
-		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: nil}}
+		// Each connection holds one of admin.max_connections slots: idle and slow ones are let go.
+		srv: &http.Server{Handler: guard, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10, ErrorLog: nil}}
 	go func() {
 		defer close(a.wg)
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			e.log.WithField("part", "admin").WithError(err).Error("admin server stopped")
+			log.WithError(err).Error("admin server stopped")
 		}
 	}()
 	e.admin = a
-	e.log.WithFields(map[string]any{"part": "admin", "addr": ln.Addr().String()}).Info("listening")
+	log.WithFields(map[string]any{"addr": ln.Addr().String(), "token": token != ""}).Info("listening")
 	return nil
 }
 
@@ -52,6 +109,119 @@ func (a *admin) shutdown(ctx context.Context) error {
 	err := a.srv.Shutdown(ctx)
 	<-a.wg
 	return err
+}
+
+// adminGuard protects the admin listener's write requests (any method but GET and HEAD: POST /reload
+// and whatever is added later) from other web pages and other users:
+//   - the Host header must name this listener (its IP, localhost for a loopback or wildcard listener, any
+//     IP literal for a wildcard one, or a name in admin.hosts), which defeats DNS rebinding;
+//   - an Origin header, which browsers send with every cross-site POST, must name it too (CSRF);
+//   - with admin.token set, "Authorization: Bearer <token>" is required (compared in constant time).
+//
+// Refusals are 403 (Host, Origin) or 401 (token) with a JSON body saying why, and a log line. GET and HEAD
+// (/healthz, /metrics) stay open: they change nothing.
+type adminGuard struct {
+	next      http.Handler
+	log       *logrus.Entry
+	token     [sha256.Size]byte
+	hasToken  bool
+	ip        net.IP // the bound address
+	wildcard  bool   // bound to 0.0.0.0 or ::
+	loopback  bool
+	hosts     []string // lower case
+	listenArg string   // the host part of admin.listen as configured, lower case
+}
+
+func newAdminGuard(cfg AdminConfig, addr net.Addr, token string, log *logrus.Entry, next http.Handler) *adminGuard {
+	g := &adminGuard{next: next, log: log}
+	if token != "" {
+		g.token, g.hasToken = sha256.Sum256([]byte(token)), true
+	}
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		g.ip = ta.IP
+		g.wildcard = ta.IP.IsUnspecified()
+		g.loopback = ta.IP.IsLoopback()
+	}
+	for _, h := range cfg.Hosts {
+		g.hosts = append(g.hosts, normalHost(h))
+	}
+	if h, _, err := net.SplitHostPort(cfg.Listen); err == nil {
+		g.listenArg = normalHost(h)
+	}
+	return g
+}
+
+// normalHost lower-cases a host name and drops IPv6 brackets and a final dot.
+func normalHost(h string) string {
+	h = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSuffix(h, "]"), "["), ".")
+	return strings.ToLower(h)
+}
+
+// hostAllowed reports whether hostport (a Host header or an Origin's host) names this listener.
+func (g *adminGuard) hostAllowed(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = normalHost(host)
+	if host == "" {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		// An IP literal cannot be rebound to another address by DNS.
+		return g.wildcard || ip.Equal(g.ip) || g.loopback && ip.IsLoopback()
+	}
+	if host == "localhost" {
+		return g.loopback || g.wildcard
+	}
+	return host == g.listenArg || slices.Contains(g.hosts, host)
+}
+
+func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		g.next.ServeHTTP(w, r)
+		return
+	}
+	if !g.hostAllowed(r.Host) {
+		g.refuse(w, r, http.StatusForbidden, fmt.Sprintf("the Host header %q does not name this admin listener (add the name to admin.hosts to allow it)", r.Host))
+		return
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		u, err := url.Parse(origin)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !g.hostAllowed(u.Host) {
+			g.refuse(w, r, http.StatusForbidden, fmt.Sprintf("requests from the web origin %q are not accepted", origin))
+			return
+		}
+	}
+	if g.hasToken {
+		auth := r.Header.Get("Authorization")
+		scheme, tok, _ := strings.Cut(auth, " ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], g.token[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard admin"`)
+			msg := "this request needs the admin token: Authorization: Bearer <admin.token>"
+			if auth != "" {
+				msg = "the admin token is wrong"
+			}
+			g.refuse(w, r, http.StatusUnauthorized, msg)
+			return
+		}
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+func (g *adminGuard) refuse(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	g.log.WithFields(logrus.Fields{"remote": r.RemoteAddr, "method": r.Method, "path": r.URL.Path, "host": r.Host,
+		"origin": r.Header.Get("Origin"), "status": code}).Warn("admin request refused: " + msg)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	status := "forbidden"
+	if code == http.StatusUnauthorized {
+		status = "unauthorized"
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(map[string]string{"status": status, "error": msg})
 }
 
 func (e *Engine) healthz(w http.ResponseWriter, r *http.Request) {

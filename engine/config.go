@@ -69,9 +69,19 @@ type LogConfig struct {
 	Format string `mapstructure:"format"` // text | json
 }
 
-// AdminConfig is the `admin:` section.
+// AdminConfig is the `admin:` section (engine/admin.go).
 type AdminConfig struct {
 	Listen string `mapstructure:"listen"` // "" disables /healthz, /metrics and POST /reload
+	// Token, when set, is required as "Authorization: Bearer <token>" by POST /reload and every other
+	// request that is not a GET or HEAD.
+	Token string `mapstructure:"token"`
+	// TokenFile names a file holding the token (read at start; surrounding whitespace is ignored).
+	TokenFile string `mapstructure:"token_file"`
+	// Hosts are further names the admin listener may be reached by (Host and Origin headers of write
+	// requests), besides its own address and, for a loopback or wildcard listener, localhost.
+	Hosts []string `mapstructure:"hosts"`
+	// MaxConnections caps the admin listener's connections, apart from every part's.
+	MaxConnections int `mapstructure:"max_connections"`
 }
 
 // BusConfig is the `bus:` section.
@@ -88,7 +98,7 @@ func DefaultConfig() Config {
 	return Config{
 		Log:             LogConfig{Level: "info", Format: "text"},
 		Lua:             luabind.DefaultConfig(),
-		Admin:           AdminConfig{Listen: "127.0.0.1:9090"},
+		Admin:           AdminConfig{Listen: "127.0.0.1:9090", Hosts: []string{}, MaxConnections: 16},
 		Bus:             BusConfig{QueueSize: 1024},
 		ShutdownTimeout: 10 * time.Second,
 		GCFloorMB:       32,
@@ -130,6 +140,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("admin.listen: %w", err))
 		}
 	}
+	errs = append(errs, c.Admin.validate()...)
 	if c.Bus.QueueSize < 1 {
 		errs = append(errs, fmt.Errorf("bus.queue_size: expected a positive number, got %d", c.Bus.QueueSize))
 	}

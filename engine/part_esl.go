@@ -34,6 +34,7 @@ func newESLPart(e *Engine) (part, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.MaxCalls = e.connBudget().capFor(e.log.WithField("part", "esl"), "esl.max_calls", cfg.MaxCalls, fdPerESLCall)
 	// NewServer adds part=esl to the entry it is given.
 	return &eslPart{e: e, cfg: cfg, srv: esl.NewServer(cfg, luabind.FlowResolver(e.lua), e.log, e.metrics)}, nil
 }

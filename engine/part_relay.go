@@ -20,6 +20,9 @@ func newRelayPart(e *Engine) (part, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
+	if !cfg.ListenDisabled() {
+		cfg.MaxConnections = e.connBudget().capFor(e.log.WithField("part", "relay"), "relay.max_connections", cfg.MaxConnections, fdPerRelayConn)
+	}
 	r, err := relay.New(relay.Options{Config: cfg, Compile: luabind.RelayExprCompiler(e.lua), Log: e.log, Metrics: e.metrics})
 	if err != nil {
 		return nil, err

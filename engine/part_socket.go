@@ -26,6 +26,11 @@ func newSocketPart(e *Engine) (part, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
+	perConn := fdPerSocketConn
+	if cfg.PublicDir == "" {
+		perConn = 1
+	}
+	cfg.MaxConnections = e.connBudget().capFor(e.log.WithField("part", "socket"), "socket.max_connections", cfg.MaxConnections, perConn)
 	// Actions are looked up in the serving generation per request, so a reload applies to new requests.
 	scripts := luabind.NewSocketScripts(e.lua)
 	srv, err := socket.New(cfg, socket.Options{Actions: scripts, Verbs: scripts, Hooks: scripts, Log: e.log, Metrics: e.metrics})

@@ -32,9 +32,14 @@ type Config struct {
 	ParamScrubbing bool          `mapstructure:"param_scrubbing"`
 	Rooms          RoomsConfig   `mapstructure:"rooms"`
 	IdleTimeout    time.Duration `mapstructure:"idle_timeout"`
-	MaxConnections int           `mapstructure:"max_connections"`
+	// MaxConnections caps open connections; 0 means none in this package, and the engine replaces 0 by
+	// a share of the process's file descriptor limit (engine/connbudget.go).
+	MaxConnections int `mapstructure:"max_connections"`
 	// OutboundQueue is how many replies may wait for a slow reader before it is disconnected.
 	OutboundQueue int `mapstructure:"outbound_queue"`
+	// MaxOutboundBytes is how many bytes may wait for a slow reader before it is disconnected (a single
+	// larger message is still sent when nothing else waits).
+	MaxOutboundBytes int `mapstructure:"max_outbound_bytes"`
 	// PublicDir is where the file verb reads; "" disables it.
 	PublicDir string `mapstructure:"public_dir"`
 	// FileMode is "raw" (the reference's bare bytes) or "framed" (one JSON line with base64 content).
@@ -46,6 +51,8 @@ type Config struct {
 type TLSConfig struct {
 	Cert string `mapstructure:"cert"`
 	Key  string `mapstructure:"key"`
+	// HandshakeTimeout closes a connection whose TLS handshake is not done this long after accept.
+	HandshakeTimeout time.Duration `mapstructure:"handshake_timeout"`
 }
 
 // RoomsConfig lists the rooms that exist at start.
@@ -54,11 +61,15 @@ type RoomsConfig struct {
 	Autocreate bool     `mapstructure:"autocreate"`
 }
 
+// maxFileBytes is the largest socket.file_max_bytes: the file verb holds the whole file in memory.
+const maxFileBytes = 1 << 30
+
 // DefaultConfig returns the defaults documented in configs/switchboard.yaml.
 func DefaultConfig() Config {
 	return Config{
 		Enabled:             true,
 		Listen:              "0.0.0.0:5000",
+		TLS:                 TLSConfig{HandshakeTimeout: 10 * time.Second},
 		Delimiter:           "\n",
 		MaxBuffer:           1 << 20,
 		Welcome:             "Hello! Welcome to the switchboard api",
@@ -68,6 +79,7 @@ func DefaultConfig() Config {
 		ParamScrubbing:      true,
 		Rooms:               RoomsConfig{Starting: []string{"defaultRoom"}},
 		OutboundQueue:       1024,
+		MaxOutboundBytes:    1 << 20,
 		PublicDir:           "public",
 		FileMode:            FileRaw,
 		FileMaxBytes:        10 << 20,
@@ -92,6 +104,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("socket.tls.cert: expected a certificate file when socket.secure is true, got an empty string")
 	case c.Secure && c.TLS.Key == "":
 		return fmt.Errorf("socket.tls.key: expected a key file when socket.secure is true, got an empty string")
+	case c.TLS.HandshakeTimeout <= 0:
+		return fmt.Errorf("socket.tls.handshake_timeout: expected a positive duration such as 10s, got %v", c.TLS.HandshakeTimeout)
 	case c.Delimiter == "":
 		return fmt.Errorf("socket.delimiter: expected a non-empty string such as \"\\n\", got an empty string")
 	case c.MaxDataLength < 0:
@@ -105,13 +119,15 @@ func (c Config) Validate() error {
 	case c.IdleTimeout < 0:
 		return fmt.Errorf("socket.idle_timeout: expected 0s (off) or a positive duration, got %v", c.IdleTimeout)
 	case c.MaxConnections < 0:
-		return fmt.Errorf("socket.max_connections: expected 0 (no limit) or a positive number, got %d", c.MaxConnections)
+		return fmt.Errorf("socket.max_connections: expected 0 (auto: the engine derives it from the file descriptor limit) or a positive number, got %d", c.MaxConnections)
 	case c.OutboundQueue < 1:
 		return fmt.Errorf("socket.outbound_queue: expected a positive number of messages, got %d", c.OutboundQueue)
+	case c.MaxOutboundBytes < 1024:
+		return fmt.Errorf("socket.max_outbound_bytes: expected at least 1024 bytes, got %d", c.MaxOutboundBytes)
 	case c.FileMode != FileRaw && c.FileMode != FileFramed:
 		return fmt.Errorf("socket.file_mode: expected \"raw\" or \"framed\", got %q", c.FileMode)
-	case c.FileMaxBytes < 0:
-		return fmt.Errorf("socket.file_max_bytes: expected 0 (no limit) or a positive number of bytes, got %d", c.FileMaxBytes)
+	case c.FileMaxBytes < 1 || c.FileMaxBytes > maxFileBytes:
+		return fmt.Errorf("socket.file_max_bytes: expected a number of bytes from 1 to %d (the whole file is held in memory while it is sent), got %d", int64(maxFileBytes), c.FileMaxBytes)
 	case c.Goodbye == "":
 		return fmt.Errorf("socket.goodbye: expected a non-empty text such as \"Bye!\", got an empty string")
 	}

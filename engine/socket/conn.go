@@ -45,6 +45,7 @@ type Conn struct {
 
 	actions   sync.WaitGroup
 	closed    atomic.Bool // no more writes: goodbye sent or connection aborted
+	slow      atomic.Bool // dropped as a slow reader (counted once)
 	abortOnce sync.Once
 	reason    atomic.Value // string: why the connection ended (for logs and metrics)
 
@@ -205,12 +206,24 @@ func (c *Conn) write(p []byte) error {
 		return nil
 	}
 	if errors.Is(err, transport.ErrOutboxFull) {
-		c.srv.metrics.slow.Inc()
-		c.log.WithField("queued", c.srv.cfg.OutboundQueue).Warn("client is not reading: outbound queue full, disconnecting")
-		c.abort("outbound queue full")
+		c.dropSlowReader(len(p))
 		return fmt.Errorf("socket: conn %s: %w", c.id, err)
 	}
 	return err
+}
+
+// dropSlowReader disconnects a client that does not read what it is sent (its outbound queue is at
+// socket.outbound_queue messages or socket.max_outbound_bytes bytes), logging and counting it once
+// (switchboard_socket_slow_readers_total) however many writes meet the full queue.
+func (c *Conn) dropSlowReader(refused int) {
+	if !c.slow.CompareAndSwap(false, true) {
+		return
+	}
+	c.srv.metrics.slow.Inc()
+	c.log.WithFields(logrus.Fields{"queued_messages": c.out.Pending(), "queued_bytes": c.out.PendingBytes(),
+		"refused_bytes": refused, "max_outbound_bytes": c.srv.cfg.MaxOutboundBytes, "outbound_queue": c.srv.cfg.OutboundQueue}).
+		Warn("client is not reading: outbound queue full, disconnecting")
+	c.abort("outbound queue full")
 }
 
 // abort closes the connection at once (no goodbye) and cancels its actions.
@@ -287,7 +300,7 @@ func (c *Conn) serve() {
 	s.metrics.accepted.Inc()
 	s.metrics.open.Inc()
 	defer s.metrics.open.Dec()
-	c.out = transport.NewOutbox(c.nc, s.cfg.OutboundQueue)
+	c.out = transport.NewBoundedOutbox(c.nc, transport.OutboxLimits{Messages: s.cfg.OutboundQueue, Bytes: s.cfg.MaxOutboundBytes})
 	c.log.WithField("remote", c.nc.RemoteAddr().String()).Debug("connection open")
 
 	if s.cfg.Welcome != "" {
@@ -403,19 +416,7 @@ func (c *Conn) handleLine(raw []byte, last bool) error {
 		return c.builtinVerb(l, id, count)
 	case LineJSON:
 		c.mu.Lock()
-		if obj, ok := l.JSON.(Object); ok {
-			if p, ok := obj.Get("params"); ok {
-				c.params.Reset()
-				if po, ok := p.(Object); ok {
-					for _, f := range po {
-						c.params.Set(f.Key, f.Value)
-					}
-				}
-			}
-			if a, ok := obj.Get("action"); ok && truthy(a) {
-				c.params.Set("action", a)
-			}
-		}
+		applyJSONLine(&c.params, l.JSON)
 		if mid := c.params.String("messageId"); mid != "" {
 			id = msgID{s: mid}
 		}
@@ -438,6 +439,24 @@ func (c *Conn) handleLine(raw []byte, last bool) error {
 		return c.startAction(p, id, count, last)
 	}
 	return nil
+}
+
+// applyJSONLine applies a JSON request line to the sticky params: "params" (an object) replaces them all,
+// a truthy "action" sets the action.
+func applyJSONLine(params *Params, v any) {
+	obj, ok := v.(Object)
+	if !ok {
+		return
+	}
+	if p, ok := obj.Get("params"); ok {
+		params.Reset()
+		if po, ok := p.(Object); ok {
+			params.Replace(po) // decodeJSON left no duplicate keys
+		}
+	}
+	if a, ok := obj.Get("action"); ok && truthy(a) {
+		params.Set("action", a)
+	}
 }
 
 func isString(v any, s string) bool {
@@ -736,12 +755,14 @@ func (c *Conn) waitActions(ctx context.Context) {
 }
 
 // Broadcast delivers a chat line to every member of room (the sender included, as in the reference).
+// The members share one copy of the line (no writer modifies what it is given), so a large message said
+// to a large room costs its size once, not once per member; each member's queue still counts it in
+// full against its own bound.
 func (s *Server) Broadcast(room, from, text string) int {
 	line := chatLine(text, room, from, s.now().UnixMilli())
 	n := 0
 	for _, m := range s.rooms.members(room) {
-		// Each outbox takes ownership of its slice.
-		if m.write(bytes.Clone(line)) == nil {
+		if m.write(line) == nil {
 			n++
 		}
 	}

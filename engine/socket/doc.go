@@ -57,7 +57,12 @@
 // bytes buffered without a delimiter never exceed max_buffer (the over-long message is answered with the
 // same error and skipped up to the next delimiter). idle_timeout closes silent connections with the
 // goodbye line; max_connections refuses extra connections with an error line; a client that does not
-// read is disconnected (and logged) when outbound_queue replies wait for it. Telnet Ctrl-C
+// read is disconnected (logged, counted once in switchboard_socket_slow_readers_total) when
+// outbound_queue messages or max_outbound_bytes bytes wait for it (a single larger message is still sent
+// when nothing else waits; a file request waits, up to action_timeout, for earlier output to leave). A say
+// is one shared copy for all room members. JSON request lines are decoded in time linear in their size.
+// The file verb sends only regular files inside public_dir, at most file_max_bytes. Over TLS the
+// handshake must finish within tls.handshake_timeout (TLS 1.2 with AEAD suites only, or 1.3). Telnet Ctrl-C
 // (ff f4 ff fd 06) or Ctrl-D (04) sent as a chunk of its own closes with the goodbye line. Shutdown stops
 // accepting, answers pending actions, then says goodbye and closes.
 package socket

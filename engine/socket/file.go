@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -28,6 +29,19 @@ var errFileNotFound = errors.New(msgFileNotFound)
 // out) are refused exactly like a missing file.
 func (c *Conn) sendFile(name string, id msgID, count int64) {
 	s := c.srv
+	// A file may be larger than socket.max_outbound_bytes, which the outbound queue allows only when
+	// nothing else waits in it: wait (this is the connection's reader, so the client's further requests
+	// wait too) until what was sent before has gone, for at most the action time limit.
+	ctx, cancel := context.WithTimeout(c.ctx, s.cfg.ActionTimeout)
+	err := c.out.WaitBelow(ctx, 0)
+	cancel()
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		c.dropSlowReader(0)
+		return
+	case err != nil:
+		return // the connection is closing
+	}
 	data, err := readPublic(s.cfg.PublicDir, name, s.cfg.FileMaxBytes)
 	if err != nil {
 		s.metrics.errors.WithLabelValues("file").Inc()
@@ -54,9 +68,17 @@ func (c *Conn) sendFile(name string, id msgID, count int64) {
 	_ = c.write(data)
 }
 
-var errFileTooBig = errors.New("file larger than socket.file_max_bytes")
+var (
+	errFileTooBig = errors.New("file larger than socket.file_max_bytes")
+	errNotRegular = errors.New("not a regular file")
+)
 
-// readPublic reads dir/name, confined to dir by os.Root.
+// readPublic reads dir/name, confined to dir by os.Root (no "..", no absolute path, no symlink out of
+// dir). Only regular files are read: a FIFO would block the reading thread until some writer opened it
+// (forever, one OS thread per request), a device could be endless or have side effects. The type is
+// checked before opening (stat, following symlinks inside dir), the open itself does not wait
+// (O_NONBLOCK, and O_NOCTTY so a terminal never becomes the process's), and the opened file is checked
+// again (fstat), so a file swapped for a FIFO in between is refused too. At most maxBytes are read.
 func readPublic(dir, name string, maxBytes int64) ([]byte, error) {
 	if dir == "" || name == "" || strings.ContainsRune(name, 0) {
 		return nil, errFileNotFound
@@ -71,7 +93,17 @@ func readPublic(dir, name string, maxBytes int64) ([]byte, error) {
 		return nil, fmt.Errorf("socket: public dir: %w", err)
 	}
 	defer root.Close()
-	f, err := root.Open(clean)
+	st, err := root.Stat(clean)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errFileNotFound
+		}
+		return nil, fmt.Errorf("%w: %v", errFileNotFound, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is %s", errNotRegular, name, fileType(st.Mode()))
+	}
+	f, err := root.OpenFile(clean, os.O_RDONLY|openNoWait, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, errFileNotFound
@@ -79,9 +111,12 @@ func readPublic(dir, name string, maxBytes int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", errFileNotFound, err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
-		return nil, errFileNotFound
+	st, err = f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errFileNotFound, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is %s", errNotRegular, name, fileType(st.Mode()))
 	}
 	if maxBytes > 0 && st.Size() > maxBytes {
 		return nil, errFileTooBig
@@ -95,7 +130,24 @@ func readPublic(dir, name string, maxBytes int64) ([]byte, error) {
 		return nil, fmt.Errorf("socket: read %s: %w", name, err)
 	}
 	if maxBytes > 0 && int64(len(data)) > maxBytes {
-		return nil, errFileTooBig
+		return nil, errFileTooBig // it grew while we read
 	}
 	return data, nil
+}
+
+// fileType names a non-regular file's type for the log.
+func fileType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "not a regular file"
 }

@@ -21,6 +21,8 @@ type metrics struct {
 	slow     prometheus.Counter
 	chat     prometheus.Counter
 	handoffs prometheus.Counter
+	// handshakes counts failed TLS handshakes by reason (timeout, failed).
+	handshakes *prometheus.CounterVec
 
 	perAction sync.Map // action name -> *actionMetrics, so the hot path does no label hashing
 	perVerb   sync.Map // verb name -> prometheus.Counter (built-in and registered verbs only)
@@ -66,11 +68,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		chat: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_socket_chat_messages_total", Help: "say messages broadcast."}),
 		handoffs: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_socket_inline_handoffs_total",
 			Help: "Actions run by a connection's reader that took long enough for reading to move to another goroutine."}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_socket_tls_handshake_failures_total",
+			Help: "TLS handshakes that failed (reason=failed) or did not finish within socket.tls.handshake_timeout (reason=timeout); the connection is closed."}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.open, m.closed, m.requests, m.errors, m.pending, m.latency, m.slow, m.chat, m.handoffs} {
+	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.open, m.closed, m.requests, m.errors, m.pending, m.latency, m.slow, m.chat, m.handoffs, m.handshakes} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -28,10 +28,23 @@ func (p *Params) own() {
 	}
 }
 
-// Set sets key, keeping its position if it exists.
+// Set sets key, keeping its position if it exists. It scans the keys, which is linear in their number:
+// a request makes a few Set calls at most, and many keys arrive together through Replace.
 func (p *Params) Set(key string, v any) {
 	p.own()
-	p.fields = setField(p.fields, key, v)
+	for i := range p.fields {
+		if p.fields[i].Key == key {
+			p.fields[i].Value = v
+			return
+		}
+	}
+	p.fields = append(p.fields, Field{Key: key, Value: v})
+}
+
+// Replace makes obj's keys and values the params, in its order; obj must not hold a key twice (a decoded
+// JSON object never does). It costs one copy, however many keys there are.
+func (p *Params) Replace(obj Object) {
+	p.fields, p.shared = append(make(Object, 0, len(obj)+2), obj...), false
 }
 
 // Delete removes key.

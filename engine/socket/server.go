@@ -126,9 +126,11 @@ func (s *Server) Listen() (net.Listener, error) {
 		MaxConns:  s.cfg.MaxConnections,
 		Log:       s.log,
 		OnRefuse: func(c net.Conn, reason string) {
-			s.metrics.refused.Inc()
 			_, _ = c.Write(errorReply("too many connections", msgID{s: newID()}, 0))
 		},
+		OnRefused:          func(string) { s.metrics.refused.Inc() },
+		HandshakeTimeout:   s.cfg.TLS.HandshakeTimeout,
+		OnHandshakeFailure: func(reason string) { s.metrics.handshakes.WithLabelValues(reason).Inc() },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("socket: listen %s: %w", s.cfg.Listen, err)

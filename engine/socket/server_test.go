@@ -221,7 +221,7 @@ func TestTLSSameProtocol(t *testing.T) {
 	cert := selfSigned(t)
 	ts := startServer(t, func(cfg *Config, o *Options) {
 		cfg.Secure = true
-		cfg.TLS = TLSConfig{Cert: "unused", Key: "unused"}
+		cfg.TLS.Cert, cfg.TLS.Key = "unused", "unused"
 		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	})
 	tc, err := tls.Dial("tcp", ts.addr, &tls.Config{InsecureSkipVerify: true})

@@ -23,10 +23,29 @@ type ListenConfig struct {
 	MaxConns  int           // 0 = unlimited; over the cap a connection is closed at once and logged
 	Log       *logrus.Entry
 	OnRefuse  func(c net.Conn, reason string) // optional: say something protocol-specific before close
+	// OnRefused, optional, is told of every refused connection (also those
+	// closed without OnRefuse past maxRefusing), e.g. to count them. It runs
+	// on the accept loop and must not block.
+	OnRefused func(reason string)
+	// HandshakeTimeout bounds a TLS handshake, from accept to its end; 0 means
+	// DefaultHandshakeTimeout. A peer that is not done by then is closed.
+	HandshakeTimeout time.Duration
+	// OnHandshakeFailure, optional, is told of every failed TLS handshake
+	// (reason HandshakeTimedOut or HandshakeFailed), e.g. to count it.
+	OnHandshakeFailure func(reason string)
 }
+
+// DefaultHandshakeTimeout is the TLS handshake limit of a listener that sets none.
+const DefaultHandshakeTimeout = 10 * time.Second
 
 // refuseTimeout bounds what OnRefuse may spend writing to a refused peer.
 const refuseTimeout = time.Second
+
+// maxRefusing bounds the refused connections held open at once while OnRefuse
+// writes to them (each holds a file descriptor for up to refuseTimeout); past
+// it a refused connection is closed without a word, so a flood over the cap
+// cannot use up the process's descriptors through refusals.
+const maxRefusing = 16
 
 // Reasons a connection is refused, as passed to OnRefuse and logged.
 const (
@@ -34,18 +53,33 @@ const (
 	ReasonTooManyConn = "too many connections"
 )
 
+// Reasons a TLS handshake fails, as passed to OnHandshakeFailure and logged.
+const (
+	HandshakeTimedOut = "timeout"
+	HandshakeFailed   = "failed"
+)
+
 // Listen binds cfg.Addr and returns a listener whose Accept returns only
 // admitted connections: allowed by cfg.Allow and within cfg.MaxConns. Refused
 // connections are logged (remote address and reason), passed to cfg.OnRefuse
 // if set, and closed. Closing an accepted connection frees its slot under the
-// cap. With cfg.TLS the returned connections are *tls.Conn (handshake on first
-// read or write). Close stops accepting and waits for in-flight admission
-// checks.
+// cap. With cfg.TLS the returned connections are *tls.Conn whose handshake is
+// done: the listener runs it (holding the connection's slot) within
+// cfg.HandshakeTimeout, and logs and closes peers that fail it. TLS is 1.2 or
+// later, and 1.2 only with the AEAD suites of ModernCipherSuites unless the
+// config names its own. Close stops accepting and waits for in-flight
+// admission checks and handshakes.
 func Listen(cfg ListenConfig) (net.Listener, error) {
-	if cfg.TLS != nil && cfg.TLS.MinVersion < tls.VersionTLS12 {
+	if cfg.TLS != nil {
 		c := cfg.TLS.Clone()
-		c.MinVersion = tls.VersionTLS12
+		c.MinVersion = max(c.MinVersion, tls.VersionTLS12)
+		if c.CipherSuites == nil {
+			c.CipherSuites = ModernCipherSuites()
+		}
 		cfg.TLS = c
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if cfg.Log == nil {
 		l := logrus.New()
@@ -85,7 +119,9 @@ type listener struct {
 	cancel context.CancelFunc
 	conns  chan net.Conn
 	active atomic.Int64
-	wg     sync.WaitGroup
+	// refusing counts refused connections still open while OnRefuse writes.
+	refusing atomic.Int64
+	wg       sync.WaitGroup
 
 	closeOnce sync.Once
 	done      chan struct{} // closed when the accept loop ends
@@ -196,8 +232,23 @@ func (l *listener) admit(c net.Conn) {
 		conn = &capConn{Conn: c, l: l}
 	}
 	if l.cfg.TLS != nil {
-		conn = tls.Server(conn, l.cfg.TLS)
+		// The handshake runs here, bounded, so a peer that never sends a
+		// ClientHello cannot hold a connection (and its part's goroutines)
+		// forever; it must not hold up the accept loop either.
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			if tc, ok := l.handshake(conn); ok {
+				l.handOver(tc)
+			}
+		}()
+		return
 	}
+	l.handOver(conn)
+}
+
+// handOver passes an admitted connection to Accept.
+func (l *listener) handOver(conn net.Conn) {
 	select {
 	case l.conns <- conn:
 	case <-l.ctx.Done():
@@ -205,15 +256,51 @@ func (l *listener) admit(c net.Conn) {
 	}
 }
 
+// handshake runs the TLS server handshake on conn within the handshake
+// timeout; on failure it logs, reports and closes the connection.
+func (l *listener) handshake(conn net.Conn) (*tls.Conn, bool) {
+	tc := tls.Server(conn, l.cfg.TLS)
+	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.HandshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	timedOut := ctx.Err() == context.DeadlineExceeded
+	cancel()
+	if err == nil {
+		return tc, true
+	}
+	tc.Close()
+	if l.ctx.Err() != nil {
+		return nil, false // the listener is closing
+	}
+	reason := HandshakeFailed
+	if timedOut {
+		reason = HandshakeTimedOut
+	}
+	l.cfg.Log.WithFields(logrus.Fields{"remote": conn.RemoteAddr().String(), "reason": reason}).WithError(err).
+		Info("TLS handshake failed; connection closed")
+	if l.cfg.OnHandshakeFailure != nil {
+		l.cfg.OnHandshakeFailure(reason)
+	}
+	return nil, false
+}
+
 func (l *listener) refuse(c net.Conn, reason string) {
 	l.cfg.Log.WithFields(logrus.Fields{"remote": c.RemoteAddr().String(), "reason": reason}).Warn("connection refused")
+	if l.cfg.OnRefused != nil {
+		l.cfg.OnRefused(reason)
+	}
 	if l.cfg.OnRefuse == nil {
+		c.Close()
+		return
+	}
+	if l.refusing.Add(1) > maxRefusing {
+		l.refusing.Add(-1)
 		c.Close()
 		return
 	}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
+		defer l.refusing.Add(-1)
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(refuseTimeout))
 		var conn net.Conn = c

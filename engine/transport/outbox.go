@@ -21,35 +21,56 @@ const coalesceMax = 64 << 10
 // The writer takes everything queued at once and writes it in one call, so a
 // burst of small messages costs one syscall (and, over TLS, one record).
 type Outbox struct {
-	w   io.Writer
-	max int
+	w        io.Writer
+	max      int // messages
+	maxBytes int // 0: no byte bound
 
 	mu      sync.Mutex
 	queue   [][]byte
-	pending int // queued + being written
+	pending int // messages queued + being written
+	bytes   int // bytes queued + being written
 	err     error
 	closing bool
 	abort   bool
+	space   chan struct{} // closed (and cleared) by the writer after a batch, when WaitBelow waits
 
 	wake chan struct{} // capacity 1
 	done chan struct{} // closed when the writer has stopped
 }
 
-// NewOutbox starts the writer goroutine for w. maxQueued <= 0 means 1024.
-// Close must be called to stop it.
+// OutboxLimits bound what an Outbox holds for a peer that does not read.
+type OutboxLimits struct {
+	// Messages is how many messages may wait; <= 0 means 1024.
+	Messages int
+	// Bytes is how many bytes may wait; 0 means no byte bound. A message that
+	// would take the queue past it is refused, except when nothing waits (a
+	// single message larger than Bytes can still be sent), so the queue never
+	// holds more than max(Bytes, its largest message).
+	Bytes int
+}
+
+// NewOutbox starts the writer goroutine for w, bounded to maxQueued messages
+// (<= 0 means 1024) and no byte bound. Close must be called to stop it.
 func NewOutbox(w io.Writer, maxQueued int) *Outbox {
-	if maxQueued <= 0 {
-		maxQueued = 1024
+	return NewBoundedOutbox(w, OutboxLimits{Messages: maxQueued})
+}
+
+// NewBoundedOutbox starts the writer goroutine for w with the given limits.
+// Close must be called to stop it.
+func NewBoundedOutbox(w io.Writer, lim OutboxLimits) *Outbox {
+	if lim.Messages <= 0 {
+		lim.Messages = 1024
 	}
-	o := &Outbox{w: w, max: maxQueued, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	o := &Outbox{w: w, max: lim.Messages, maxBytes: max(lim.Bytes, 0), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go o.run()
 	return o
 }
 
-// Send queues p for writing and takes ownership of it (do not modify p
-// afterwards). It never blocks. It returns ErrOutboxFull when maxQueued
-// messages are not yet written, the first write error once a write failed, and
-// net.ErrClosed after Close.
+// Send queues p for writing and takes ownership of it: p must not be modified
+// afterwards, though it may be shared, read-only, with other outboxes (one
+// broadcast to many peers). It never blocks. It returns ErrOutboxFull when the
+// messages or bytes not yet written are at the limits (OutboxLimits), the
+// first write error once a write failed, and net.ErrClosed after Close.
 func (o *Outbox) Send(p []byte) error {
 	o.mu.Lock()
 	switch {
@@ -60,12 +81,13 @@ func (o *Outbox) Send(p []byte) error {
 	case o.closing:
 		o.mu.Unlock()
 		return net.ErrClosed
-	case o.pending >= o.max:
+	case o.pending >= o.max, o.maxBytes > 0 && o.pending > 0 && o.bytes+len(p) > o.maxBytes:
 		o.mu.Unlock()
 		return ErrOutboxFull
 	}
 	o.queue = append(o.queue, p)
 	o.pending++
+	o.bytes += len(p)
 	o.mu.Unlock()
 	select {
 	case o.wake <- struct{}{}:
@@ -79,6 +101,45 @@ func (o *Outbox) Pending() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.pending
+}
+
+// PendingBytes returns how many bytes are queued or being written.
+func (o *Outbox) PendingBytes() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.bytes
+}
+
+// WaitBelow waits until at most n bytes are queued or being written. It
+// returns ctx.Err() if ctx ends first, and the outbox's error (or
+// net.ErrClosed) if it stops first.
+func (o *Outbox) WaitBelow(ctx context.Context, n int) error {
+	for {
+		o.mu.Lock()
+		switch {
+		case o.bytes <= n:
+			o.mu.Unlock()
+			return nil
+		case o.err != nil:
+			err := o.err
+			o.mu.Unlock()
+			return err
+		case o.closing:
+			o.mu.Unlock()
+			return net.ErrClosed
+		}
+		if o.space == nil {
+			o.space = make(chan struct{})
+		}
+		space := o.space
+		o.mu.Unlock()
+		select {
+		case <-space:
+		case <-o.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Err returns the write error that stopped the outbox, if any.
@@ -142,13 +203,22 @@ func (o *Outbox) run() {
 		o.mu.Unlock()
 
 		err := o.write(batch, &scratch, &vec)
+		written := 0
+		for _, p := range batch {
+			written += len(p)
+		}
 		clear(batch)
 
 		o.mu.Lock()
 		o.pending -= len(batch)
+		o.bytes -= written
+		if o.space != nil {
+			close(o.space)
+			o.space = nil
+		}
 		if err != nil {
 			o.err = err
-			o.pending = 0
+			o.pending, o.bytes = 0, 0
 			o.queue = nil
 			o.mu.Unlock()
 			return

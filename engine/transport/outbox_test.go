@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,6 +96,50 @@ func TestOutboxFull(t *testing.T) {
 	o.Close(context.Background())
 	if got, _ := g.result(); got != "xxxx" {
 		t.Fatalf("wrote %q", got)
+	}
+}
+
+func TestOutboxByteBound(t *testing.T) {
+	g := newGateWriter()
+	o := NewBoundedOutbox(g, OutboxLimits{Messages: 100, Bytes: 10})
+	// A lone message larger than the bound is taken: it could never be sent otherwise.
+	if err := o.Send(bytes.Repeat([]byte("L"), 25)); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Send([]byte("x")); !errors.Is(err, ErrOutboxFull) {
+		t.Fatalf("send behind a 25-byte message with a 10-byte bound: %v, want ErrOutboxFull", err)
+	}
+	<-g.in // the writer holds the big message
+	g.gate <- struct{}{}
+	if err := o.WaitBelow(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ { // exactly the bound
+		if err := o.Send([]byte{byte('0' + i)}); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	if got := o.PendingBytes(); got != 10 {
+		t.Fatalf("pending bytes %d, want 10", got)
+	}
+	if err := o.Send([]byte("y")); !errors.Is(err, ErrOutboxFull) {
+		t.Fatalf("11th byte: %v, want ErrOutboxFull", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	if err := o.WaitBelow(ctx, 5); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitBelow with the writer blocked: %v", err)
+	}
+	cancel()
+	close(g.gate)
+	if err := o.WaitBelow(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	o.Close(context.Background())
+	if got, _ := g.result(); got != strings.Repeat("L", 25)+"0123456789" {
+		t.Fatalf("wrote %q", got)
+	}
+	if err := o.WaitBelow(context.Background(), -1); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("WaitBelow after Close: %v", err)
 	}
 }
 
