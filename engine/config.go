@@ -304,6 +304,7 @@ var pathKeys = []struct {
 	allowlist bool
 }{
 	{"lua.scripts_dir", func(c *Config) *string { return &c.Lua.ScriptsDir }, false},
+	{"admin.token_file", func(c *Config) *string { return &c.Admin.TokenFile }, false},
 	{"socket.tls.cert", func(c *Config) *string { return &c.Socket.TLS.Cert }, false},
 	{"socket.tls.key", func(c *Config) *string { return &c.Socket.TLS.Key }, false},
 	{"socket.public_dir", func(c *Config) *string { return &c.Socket.PublicDir }, false},

@@ -14,7 +14,7 @@ import (
 // notPathKeys are the string keys that do not name a file. With pathKeys they must cover every string key,
 // so a new key is classified on purpose (a path key left out would resolve from the working directory).
 var notPathKeys = []string{
-	"log.level", "log.format", "admin.listen",
+	"log.level", "log.format", "admin.listen", "admin.token",
 	"socket.listen", "socket.delimiter", "socket.welcome", "socket.goodbye", "socket.file_mode",
 	"relay.id", "relay.listen",
 	"esl.listen", "esl.default_flow", "esl.flow_variable", "esl.event_format",
@@ -42,6 +42,8 @@ func TestEveryStringKeyIsClassified(t *testing.T) {
 
 const allPathsYAML = `lua:
   scripts_dir: scripts
+admin:
+  token_file: secrets/admin.token
 socket:
   secure: true
   tls: {cert: tls/socket.pem, key: tls/socket.key}
@@ -79,6 +81,7 @@ func TestPathsResolveFromTheConfigFolder(t *testing.T) {
 		}
 		want := map[string]string{
 			"lua.scripts_dir":   filepath.Join(conf, "scripts"),
+			"admin.token_file":  filepath.Join(conf, "secrets", "admin.token"),
 			"socket.tls.cert":   filepath.Join(conf, "tls", "socket.pem"),
 			"socket.tls.key":    filepath.Join(conf, "tls", "socket.key"),
 			"socket.public_dir": filepath.Join(conf, "public"),
@@ -145,6 +148,7 @@ func TestDefaultPathsResolveFromTheConfigFolder(t *testing.T) {
 		}
 		checkPaths(t, cfg, map[string]string{
 			"lua.scripts_dir":   filepath.Join(base, "scripts"),
+			"admin.token_file":  "",
 			"socket.tls.cert":   "",
 			"socket.tls.key":    "",
 			"socket.public_dir": filepath.Join(base, "public"),
