@@ -157,7 +157,7 @@ func TestEncodeHTTPRequest(t *testing.T) {
 			t.Errorf("%v: got %q, %v; want %q", tc.in, b, err, tc.want)
 		}
 	}
-	for _, bad := range []any{"GET /a b c", "GET a", "HEAD /", map[string]any{"headers": map[string]any{"X": "a\r\nY: b"}},
+	for _, bad := range []any{"GET /a b c", "GET a", "CONNECT /", "GET ftp://h/x", map[string]any{"headers": map[string]any{"X": "a\r\nY: b"}},
 		map[string]any{"verb": "GET"}, 42} {
 		if b, err := EncodeHTTPRequest(bad, "h"); err == nil {
 			t.Errorf("%v: accepted as %q", bad, b)
