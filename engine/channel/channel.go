@@ -140,6 +140,7 @@ type session struct {
 	queued    []*outMsg // queued on the outbox and maybe not written yet (trimmed as writes complete)
 	enq       int64     // bytes queued on the outbox so far
 	verified  bool      // the peer answered (immediately true without a heartbeat)
+	quiet     bool      // follows a session that ended in good order: up is not announced
 	closing   bool      // take no more writes
 	answered  int       // replies paired with requests on this connection
 	gotInput  bool
@@ -644,7 +645,7 @@ func (c *Channel) runSession(ctx context.Context, conn net.Conn) (err error, red
 	}
 	c.sess = s
 	quiet := c.redialed
-	c.redialed = false
+	s.quiet, c.redialed = quiet, false
 	flushed := 0
 	if s.verified {
 		flushed = c.upLocked(s)
@@ -673,7 +674,7 @@ func (c *Channel) runSession(ctx context.Context, conn net.Conn) (err error, red
 			err = derr
 			break
 		}
-		if c.inbound(ctx, s, msg, addr, quiet) {
+		if c.inbound(ctx, s, msg) {
 			deliberate = true
 			break
 		}
@@ -731,7 +732,7 @@ func (c *Channel) headMethod(s *session) string {
 
 // inbound pairs a decoded message with the request it answers and delivers it. It returns true when the
 // session must end after it (the server announced it closes).
-func (c *Channel) inbound(ctx context.Context, s *session, payload any, addr string, quiet bool) (end bool) {
+func (c *Channel) inbound(ctx context.Context, s *session, payload any) (end bool) {
 	c.m.msgsIn.Inc()
 	if c.cfg.ShowMessages || (c.cfg.Protocol == Asymmetric && c.cfg.Inbound.ShowMessages) {
 		c.log.WithField("message", showPayload(payload)).Info("message in")
@@ -1061,10 +1062,9 @@ func (p *packetConn) Read(b []byte) (int, error) {
 			if !s.verified && c.sess == s {
 				up, flushed = true, c.upLocked(s)
 			}
-			quiet := c.redialed
 			c.mu.Unlock()
 			if up {
-				c.announceUp(p.RemoteAddr().String(), flushed, quiet)
+				c.announceUp(p.RemoteAddr().String(), flushed, s.quiet)
 			}
 			return n, err
 		}
