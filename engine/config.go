@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/switchboard/switchboard/engine/bus"
 	"github.com/switchboard/switchboard/engine/channel"
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/relay"
@@ -49,7 +50,8 @@ type AdminConfig struct {
 
 // BusConfig is the `bus:` section.
 type BusConfig struct {
-	QueueSize int `mapstructure:"queue_size"` // per subscriber; see engine/bus for the slow-subscriber policy
+	QueueSize  int `mapstructure:"queue_size"`  // per subscriber; see engine/bus for the slow-subscriber policy
+	QueueBytes int `mapstructure:"queue_bytes"` // the same bound in bytes
 }
 
 // DefaultConfig is every key's default; configs/switchboard.yaml repeats them with comments.
@@ -58,7 +60,7 @@ func DefaultConfig() Config {
 		Log:             LogConfig{Level: "info", Format: "text"},
 		Lua:             luabind.DefaultConfig(),
 		Admin:           AdminConfig{Listen: "127.0.0.1:9090"},
-		Bus:             BusConfig{QueueSize: 1024},
+		Bus:             BusConfig{QueueSize: 1024, QueueBytes: bus.DefaultQueueBytes},
 		ShutdownTimeout: 10 * time.Second,
 		GCFloorMB:       32,
 		Socket:          socket.DefaultConfig(),
@@ -101,6 +103,9 @@ func (c Config) Validate() error {
 	}
 	if c.Bus.QueueSize < 1 {
 		errs = append(errs, fmt.Errorf("bus.queue_size: expected a positive number, got %d", c.Bus.QueueSize))
+	}
+	if c.Bus.QueueBytes < 1 {
+		errs = append(errs, fmt.Errorf("bus.queue_bytes: expected a positive byte count, got %d", c.Bus.QueueBytes))
 	}
 	if c.GCFloorMB < 0 || c.GCFloorMB > maxGCFloorMB {
 		errs = append(errs, fmt.Errorf("gc_floor_mb: expected 0 (off) or a size in MB up to %d, got %d", maxGCFloorMB, c.GCFloorMB))

@@ -79,7 +79,7 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{cfg: cfg, logger: logger, log: logrus.NewEntry(logger), registry: prometheus.NewRegistry()}
 	e.metrics = e.registry
 	e.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	e.bus = bus.New(bus.Options{QueueSize: cfg.Bus.QueueSize, Log: e.log.WithField("part", "bus"), Metrics: e.metrics})
+	e.bus = bus.New(bus.Options{QueueSize: cfg.Bus.QueueSize, QueueBytes: cfg.Bus.QueueBytes, Log: e.log.WithField("part", "bus"), Metrics: e.metrics})
 
 	rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: opts.Scripts, Display: opts.ScriptsDisplay,
 		Log: e.log, Topics: busTopics{e.bus}})
