@@ -127,6 +127,7 @@ type outMsg struct {
 	answered bool
 	tries    int   // connections it was written on without being answered
 	end      int64 // offset of its last byte in its connection's outbound stream
+	wv       waiter
 }
 
 // session is one established connection.
@@ -253,10 +254,13 @@ func (c *Channel) Request(ctx context.Context, payload any, timeout time.Duratio
 	if err != nil {
 		return nil, err
 	}
-	w := newWaiter()
+	var w *waiter
 	if fr != nil {
+		w = newWaiter()
 		err = c.fetch(fr, w)
 	} else {
+		m.wv.ch = make(chan reply, 1) // one allocation less than a separate waiter
+		w = &m.wv
 		m.w, m.reply = w, true
 		err = c.write(m)
 	}
@@ -502,7 +506,12 @@ func (c *Channel) enqueueLocked(s *session, m *outMsg) error {
 		s.queued[i] = nil
 		i++
 	}
-	s.queued = append(s.queued[i:], m)
+	if i == len(s.queued) {
+		s.queued = s.queued[:0] // keeps the array: no allocation per message in a request-reply loop
+	} else {
+		s.queued = s.queued[i:]
+	}
+	s.queued = append(s.queued, m)
 	if m.reply {
 		if len(s.inflight) == 0 && c.cfg.ResponseTimeout > 0 {
 			s.replyDue = time.Now().Add(c.cfg.ResponseTimeout)
@@ -748,7 +757,11 @@ func (c *Channel) inbound(ctx context.Context, s *session, payload any) (end boo
 	if len(s.inflight) > 0 {
 		m = s.inflight[0]
 		s.inflight[0] = nil
-		s.inflight = s.inflight[1:]
+		if len(s.inflight) == 1 {
+			s.inflight = s.inflight[:0] // keeps the array
+		} else {
+			s.inflight = s.inflight[1:]
+		}
 		m.answered = true
 		s.answered++
 		s.replyDue = time.Time{}
