@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // Item 4: a response that never completes fails its request after response_timeout with that reason; the
@@ -345,5 +347,50 @@ func TestRedirectInOpensTheConnection(t *testing.T) {
 	}
 	if _, err := parseYAML(t, "channels:\n  - {name: a, host: h, port: 1, redirect_in: true, topic_in: t, redirect_out: true, topic_out: o, permanent: false}\n"); err != nil {
 		t.Fatalf("on-demand channel with both redirects: %v", err)
+	}
+}
+
+// Shutdown answers every waiting request with ErrStopped: written ones and buffered ones.
+func TestShutdownAnswersWaitingRequests(t *testing.T) {
+	u := newUpstream(t, func(c net.Conn) { io.Copy(io.Discard, c) }) // never answers
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedPort := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	quiet := textConfig(u)
+	quiet.Name, quiet.RedirectIn, quiet.RedirectOut, quiet.TopicIn, quiet.TopicOut = "quiet", false, false, "", ""
+	down := DefaultConfig()
+	down.Name, down.Host, down.Port, down.Permanent = "down", "127.0.0.1", closedPort, true
+	logger := logrus.New()
+	logger.SetOutput(io.Discard)
+	set, err := New(Options{Configs: []Config{quiet, down}, Log: logrus.NewEntry(logger)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := set.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	qc, _ := set.Channel("quiet")
+	dc, _ := set.Channel("down")
+	waitFor(t, func() bool { st, _ := qc.State(); return st == StateUp })
+	errs := make(chan error, 2)
+	for _, ch := range []*Channel{qc, dc} {
+		go func() {
+			_, err := ch.Request(context.Background(), "x", time.Minute)
+			errs <- err
+		}()
+	}
+	waitFor(t, func() bool { return metricValue(qc.m.msgsOut) == 1 && metricValue(dc.m.buffered) == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := set.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; !errors.Is(err, ErrStopped) {
+			t.Errorf("waiting request at shutdown: %v", err)
+		}
+	}
+	if _, err := qc.Request(context.Background(), "late", time.Second); !errors.Is(err, ErrStopped) {
+		t.Errorf("request after shutdown: %v", err)
 	}
 }

@@ -79,6 +79,10 @@ func (d *HTTPDecoder) Decode() (any, error) {
 			}
 			return nil, fmt.Errorf("http: bad response head: %w", err)
 		}
+		if resp.StatusCode < 100 || resp.StatusCode > 999 {
+			resp.Body.Close()
+			return nil, fmt.Errorf("http: bad response head: status %d", resp.StatusCode)
+		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			return nil, errors.New("http: 101 Switching Protocols: the connection no longer speaks HTTP")
 		}
