@@ -714,8 +714,8 @@ func (c *Channel) heartbeats(s *session, stop <-chan struct{}) {
 	for {
 		c.mu.Lock()
 		if c.sess == s && !s.closing && (len(s.inflight) == 0 || (s.verified && c.takesLocked(s, c.hb))) {
-			m := *c.hb
-			if err := c.enqueueLocked(s, &m); err == nil && s.hbDue.IsZero() {
+			m := &outMsg{b: c.hb.b, method: c.hb.method, idem: c.hb.idem, reply: c.hb.reply, internal: true}
+			if err := c.enqueueLocked(s, m); err == nil && s.hbDue.IsZero() {
 				s.hbDue = time.Now().Add(c.cfg.HeartbeatTimeout)
 				c.armLocked(s, s.hbDue, false)
 			}
