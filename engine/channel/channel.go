@@ -948,7 +948,9 @@ func (c *Channel) endSession(ctx context.Context, s *session, err error, deliber
 		c.pending = append(requeue, c.pending...)
 	}
 	c.gaugesLocked()
-	redial := !stopping && c.paired && clean && s.answered > 0
+	// An http or resp server closing in good order after answering (Connection: close, HTTP/1.0), or an idle
+	// connection after a while (keep-alive timeout): connect again at once, quietly.
+	redial := !stopping && c.paired && clean && (s.answered > 0 || time.Since(s.started) >= c.stableAfter())
 	unserved := !stopping && !redial && (!s.verified || (!s.gotInput && time.Since(s.started) < c.stableAfter()))
 	if c.state != StateStopped {
 		if redial {
@@ -1006,10 +1008,11 @@ func (c *Channel) downErr(reason error) error {
 	return fmt.Errorf("channel %s: %w (%v)", c.cfg.Name, ErrDown, errors.Unwrap(reason))
 }
 
-// stableAfter is how long a connection on which nothing arrived must last to count as served.
-func (c *Channel) stableAfter() time.Duration {
-	return max(c.cfg.ReconnectionTimeout, time.Second)
-}
+// stableAfter is how long a connection on which nothing arrived must last to count as served (and an idle
+// http or resp connection to be closed in good order).
+func (c *Channel) stableAfter() time.Duration { return stableAfter }
+
+const stableAfter = time.Second
 
 // attemptFailed shows a failed connection attempt: state down with the error, and a channel.down event
 // (the first after an up at once, then at most one per failEventEvery).

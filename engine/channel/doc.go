@@ -40,10 +40,11 @@
 // reconnection_timeout (±5 %) and then with exponential backoff up to reconnect_max (transport.Dialer.Run).
 // A failed attempt shows as state down with its error and fires channel.down with Event.Failed (the first
 // at once, then at most one per 5 s). A connection on which the peer sent nothing and that ended within
-// max(reconnection_timeout, 1s) — a server that accepts and closes — counts as a failed attempt too, so the
-// backoff keeps growing. An http server that closes after a response (Connection: close, HTTP/1.0) is
-// connected to again at once, quietly (no events); once it has closed after its first response the channel
-// sends it one request per connection. Non-permanent channels connect on the first message sent (or
+// 1 s — a server that accepts and closes — counts as a failed attempt too, so the backoff keeps growing. An
+// http or resp server that closes in good order after answering (Connection: close, HTTP/1.0), or closes a
+// connection idle for more than 1 s (keep-alive timeout), is connected to again at once, quietly (no
+// events); once an http server has closed after its first response the channel sends it one request per
+// connection. Non-permanent channels connect on the first message sent (or
 // Receive), make new connections while messages wait, and are not restored otherwise; a failed connect
 // drops the buffered messages (connect_failed) and fails their requests. redirect_in without an explicit
 // permanent means permanent.

@@ -394,3 +394,30 @@ func TestShutdownAnswersWaitingRequests(t *testing.T) {
 		t.Errorf("request after shutdown: %v", err)
 	}
 }
+
+// An http server closing an idle keep-alive connection is not a failure: the channel connects again at once,
+// quietly; a server that accepts and closes at once is one.
+func TestHTTPIdleCloseIsQuiet(t *testing.T) {
+	u := rawHTTP(t, func(c net.Conn, r *bufio.Reader, _ int) {
+		c.SetReadDeadline(time.Now().Add(1200 * time.Millisecond)) // its keep-alive timeout
+		for {
+			req, err := http.ReadRequest(r)
+			if err != nil {
+				return
+			}
+			writeReply(c, req, "")
+		}
+	})
+	cfg := httpConfig(u)
+	cfg.ReconnectionTimeout, cfg.ReconnectMax = time.Hour, time.Hour
+	f := startSet(t, cfg, nil)
+	f.event(t, true)
+	waitFor(t, func() bool { return u.accepts.Load() >= 2 }) // closed after 1.2 s, connected again
+	if len(f.events) != 0 {
+		t.Fatalf("events for an idle close: %+v", <-f.events)
+	}
+	ch, _ := f.set.Channel("web")
+	if got := body(t)(ch.Request(context.Background(), "GET /after-idle", 5*time.Second)); got != "200 /after-idle" {
+		t.Fatalf("after an idle close: %q", got)
+	}
+}
