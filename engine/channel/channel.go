@@ -140,6 +140,7 @@ type session struct {
 	inflight  []*outMsg // written or queued on this connection, reply due, in write order
 	queued    []*outMsg // queued on the outbox and maybe not written yet (trimmed as writes complete)
 	enq       int64     // bytes queued on the outbox so far
+	held      int64     // bytes of the messages in inflight (kept until answered: an http request may be re-sent)
 	verified  bool      // the peer answered (immediately true without a heartbeat)
 	quiet     bool      // follows a session that ended in good order: up is not announced
 	closing   bool      // take no more writes
@@ -470,12 +471,13 @@ func (c *Channel) takesLocked(s *session, m *outMsg) bool {
 	return !c.oneShot && m.idem && s.inflight[len(s.inflight)-1].idem
 }
 
-// queuedBytesLocked is what the send buffer holds: messages waiting for a connection and bytes queued on the
-// connection but not yet written.
+// queuedBytesLocked is what the send buffer holds: messages waiting for a connection, bytes queued on the
+// connection but not yet written, and messages kept until their reply comes (a message both unwritten and
+// awaiting its reply counts twice: the bound errs on the safe side).
 func (c *Channel) queuedBytesLocked() int64 {
 	q := c.pendingBytes
 	if s := c.sess; s != nil {
-		q += s.enq - s.written.Load()
+		q += s.enq - s.written.Load() + s.held
 	}
 	return q
 }
@@ -518,6 +520,7 @@ func (c *Channel) enqueueLocked(s *session, m *outMsg) error {
 			c.armLocked(s, s.replyDue, false)
 		}
 		s.inflight = append(s.inflight, m)
+		s.held += int64(len(m.b) + messageOverhead)
 	}
 	if !m.internal {
 		c.m.msgsOut.Inc()
@@ -764,6 +767,7 @@ func (c *Channel) inbound(ctx context.Context, s *session, payload any) (end boo
 		}
 		m.answered = true
 		s.answered++
+		s.held -= int64(len(m.b) + messageOverhead)
 		s.replyDue = time.Time{}
 		if len(s.inflight) > 0 && c.cfg.ResponseTimeout > 0 {
 			s.replyDue = time.Now().Add(c.cfg.ResponseTimeout)

@@ -421,3 +421,34 @@ func TestHTTPIdleCloseIsQuiet(t *testing.T) {
 		t.Fatalf("after an idle close: %q", got)
 	}
 }
+
+// Item 7: requests written but not yet answered (kept for a re-send) count in send_buffer_bytes too.
+func TestSendBufferBytesCountsUnanswered(t *testing.T) {
+	u := rawHTTP(t, func(c net.Conn, r *bufio.Reader, _ int) {
+		for { // reads every request, answers none
+			req, err := http.ReadRequest(r)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+		}
+	})
+	cfg := httpConfig(u)
+	cfg.SendBufferBytes = 1 << 20
+	f := startSet(t, cfg, nil)
+	f.event(t, true)
+	ch, _ := f.set.Channel("web")
+	body := strings.Repeat("p", 100_000)
+	refused := 0
+	for i := 0; i < 30; i++ {
+		err := ch.Send(context.Background(), map[string]any{"method": "PUT", "path": "/x", "body": body})
+		if errors.Is(err, ErrBufferFull) {
+			refused++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if refused < 20 {
+		t.Fatalf("%d of 30 PUTs of 100 KB refused with send_buffer_bytes 1 MiB; want at least 20", refused)
+	}
+}
