@@ -17,7 +17,8 @@
 //   - resp: RESP2, the redis protocol. A command ("SET k v" split on spaces, or an array of arguments) is
 //     written as an array of bulk strings; each reply is one value however many lines it takes (simple
 //     string and bulk string: a string; integer: an int64; array: []any; error: map{"err": message}; null:
-//     false, as Redis's own Lua scripting converts them).
+//     false, as Redis's own Lua scripting converts them). A reply that answers no command (pub/sub pushes
+//     after SUBSCRIBE) goes to topic_in or Receive.
 //   - text-stream: whatever one read returns (up to max_message_size), or exactly fixed_size bytes.
 //   - asymmetric: inbound and outbound framings configured separately.
 //
