@@ -1131,6 +1131,9 @@ func (c *Channel) runOnDemand(ctx context.Context) {
 		c.mu.Lock()
 		if ctx.Err() != nil || c.state == StateStopped || len(c.pending) == 0 {
 			c.connecting = false
+			if c.state == StateConnecting {
+				c.state = StateDown // closed in good order, and nothing to send: idle until the next message
+			}
 			c.mu.Unlock()
 			return
 		}

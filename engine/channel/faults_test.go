@@ -452,3 +452,34 @@ func TestSendBufferBytesCountsUnanswered(t *testing.T) {
 		t.Fatalf("%d of 30 PUTs of 100 KB refused with send_buffer_bytes 1 MiB; want at least 20", refused)
 	}
 }
+
+// A non-permanent http channel to a server that closes after each response: every request is served, and
+// between requests the channel is down (idle), not connecting.
+func TestOnDemandHTTPCloseEachResponse(t *testing.T) {
+	u := rawHTTP(t, func(c net.Conn, r *bufio.Reader, _ int) {
+		req, err := http.ReadRequest(r)
+		if err != nil {
+			return
+		}
+		writeReply(c, req, "Connection: close\r\n")
+	})
+	cfg := httpConfig(u)
+	cfg.Permanent = false
+	f := startSet(t, cfg, nil)
+	ch, _ := f.set.Channel("web")
+	for round := 0; round < 2; round++ {
+		var wg sync.WaitGroup
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p := fmt.Sprintf("/r%d-%d", round, i)
+				if got := body(t)(ch.Request(context.Background(), "GET "+p, 5*time.Second)); got != "200 "+p {
+					t.Errorf("%s: %q", p, got)
+				}
+			}()
+		}
+		wg.Wait()
+		waitFor(t, func() bool { st, _ := ch.State(); return st == StateDown })
+	}
+}
