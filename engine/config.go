@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/switchboard/switchboard/engine/bus"
 	"github.com/switchboard/switchboard/engine/channel"
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/relay"
@@ -86,7 +87,8 @@ type AdminConfig struct {
 
 // BusConfig is the `bus:` section.
 type BusConfig struct {
-	QueueSize int `mapstructure:"queue_size"` // per subscriber; see engine/bus for the slow-subscriber policy
+	QueueSize  int `mapstructure:"queue_size"`  // per subscriber; see engine/bus for the slow-subscriber policy
+	QueueBytes int `mapstructure:"queue_bytes"` // the same bound in bytes
 }
 
 // DefaultConfig is every key's default; configs/switchboard.yaml repeats them with comments (its paths are
@@ -99,7 +101,7 @@ func DefaultConfig() Config {
 		Log:             LogConfig{Level: "info", Format: "text"},
 		Lua:             luabind.DefaultConfig(),
 		Admin:           AdminConfig{Listen: "127.0.0.1:9090", Hosts: []string{}, MaxConnections: 16},
-		Bus:             BusConfig{QueueSize: 1024},
+		Bus:             BusConfig{QueueSize: 1024, QueueBytes: bus.DefaultQueueBytes},
 		ShutdownTimeout: 10 * time.Second,
 		GCFloorMB:       32,
 		Socket:          socket.DefaultConfig(),
@@ -143,6 +145,9 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Admin.validate()...)
 	if c.Bus.QueueSize < 1 {
 		errs = append(errs, fmt.Errorf("bus.queue_size: expected a positive number, got %d", c.Bus.QueueSize))
+	}
+	if c.Bus.QueueBytes < 1 {
+		errs = append(errs, fmt.Errorf("bus.queue_bytes: expected a positive byte count, got %d", c.Bus.QueueBytes))
 	}
 	if c.GCFloorMB < 0 || c.GCFloorMB > maxGCFloorMB {
 		errs = append(errs, fmt.Errorf("gc_floor_mb: expected 0 (off) or a size in MB up to %d, got %d", maxGCFloorMB, c.GCFloorMB))

@@ -80,7 +80,7 @@ func New(opts Options) (*Engine, error) {
 	e.metrics = e.registry
 	e.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e.registry.MustRegister(buildInfoGauge())
-	e.bus = bus.New(bus.Options{QueueSize: cfg.Bus.QueueSize, Log: e.log.WithField("part", "bus"), Metrics: e.metrics})
+	e.bus = bus.New(bus.Options{QueueSize: cfg.Bus.QueueSize, QueueBytes: cfg.Bus.QueueBytes, Log: e.log.WithField("part", "bus"), Metrics: e.metrics})
 
 	rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: opts.Scripts, Display: opts.ScriptsDisplay,
 		Log: e.log, Topics: busTopics{e.bus}})

@@ -2,6 +2,7 @@ package luabind
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,7 @@ func channelMetatable(rt *Runtime) lua.LValue {
 		methods := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 			"send":    func(L *lua.LState) int { return VMOf(L).channelSend(L) },
 			"request": func(L *lua.LState) int { return VMOf(L).channelRequest(L) },
+			"receive": func(L *lua.LState) int { return VMOf(L).channelReceive(L) },
 			"state":   func(L *lua.LState) int { return VMOf(L).channelState(L) },
 		})
 		mt.RawSetString("__index", methods)
@@ -150,6 +152,38 @@ func (vm *VM) channelRequest(L *lua.LState) int {
 	return 1
 }
 
+// ch:receive([timeout_ms]) -> msg | nil, "timeout" | nil, err. Takes the oldest inbound message that no request
+// and no topic took (redirect_in off); without timeout_ms it waits until the handler's own time limit.
+func (vm *VM) channelReceive(L *lua.LState) int {
+	ch, ok := vm.checkChannel(L)
+	if !ok {
+		return 2
+	}
+	timeout := time.Duration(L.OptNumber(2, 0)) * time.Millisecond
+	if timeout < 0 {
+		L.ArgError(2, "timeout_ms must not be negative")
+	}
+	ctx := L.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	msg, err := ch.Receive(ctx, timeout)
+	if err != nil {
+		if ctx.Err() != nil {
+			return raise(L, "channel:receive: %v", err)
+		}
+		L.Push(lua.LNil)
+		if errors.Is(err, channel.ErrNoMessage) {
+			L.Push(lua.LString("timeout"))
+		} else {
+			L.Push(lua.LString(err.Error()))
+		}
+		return 2
+	}
+	L.Push(ToLua(L, msg))
+	return 1
+}
+
 // ch:state() -> "up"|"down"|"connecting"|"stopped", last_error_or_nil
 func (vm *VM) channelState(L *lua.LState) int {
 	ch, ok := vm.checkChannel(L)
@@ -260,6 +294,9 @@ func ChannelEvents(rt *Runtime) func(channel.Event) {
 				info.RawSetString("addr", lua.LString(ev.Addr))
 				if ev.Err != nil {
 					info.RawSetString("error", lua.LString(ev.Err.Error()))
+				}
+				if ev.Failed {
+					info.RawSetString("failed", lua.LTrue)
 				}
 				L.Push(f)
 				L.Push(lua.LString(ev.Channel))

@@ -121,3 +121,97 @@ func TestTransformRegistrationErrors(t *testing.T) {
 		t.Fatalf("got %v", errs)
 	}
 }
+
+const receiveScript = `
+local sb = require "switchboard"
+sb.on("channel.down", function(name, info)
+  if info.failed then sb.cache.save("failed", name .. " " .. info.error) end
+end)
+sb.on("test.receive", function(name, ms)
+  local msg, err = sb.channel(name):receive(ms)
+  if msg == nil then return "nil " .. err end
+  return msg
+end)
+`
+
+// TestChannelReceive: ch:receive takes the messages no request and no topic took, in order, and says
+// "timeout" when there is none; channel.down reports failed attempts with info.failed.
+func TestChannelReceive(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.WriteString(c, "one\ntwo\n")
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedPort := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"recv.lua": receiveScript}, nil)
+	feed := channel.DefaultConfig()
+	feed.Name, feed.Host, feed.Port, feed.Permanent = "feed", "127.0.0.1", ln.Addr().(*net.TCPAddr).Port, true
+	gone := channel.DefaultConfig()
+	gone.Name, gone.Host, gone.Port, gone.Permanent = "gone", "127.0.0.1", closedPort, true
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	set, err := channel.New(channel.Options{Configs: []channel.Config{feed, gone}, Log: logrus.NewEntry(l),
+		Transform: ChannelTransforms(rt), OnEvent: ChannelEvents(rt)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.Services().Provide(ChannelsService, set)
+	if err := set.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = set.Shutdown(ctx)
+	}()
+	call := func(name string, ms int) string {
+		t.Helper()
+		g := rt.Current()
+		var out string
+		err := g.Call(context.Background(), g.On("test.receive")[0], "test", 5*time.Second, func(L *lua.LState, r []lua.LValue) error {
+			out = r[0].String()
+			return nil
+		}, lua.LString(name), lua.LNumber(ms))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := call("feed", 3000); got != "one" {
+		t.Fatalf("first: %q", got)
+	}
+	if got := call("feed", 3000); got != "two" {
+		t.Fatalf("second: %q", got)
+	}
+	if got := call("feed", 50); got != "nil timeout" {
+		t.Fatalf("empty: %q", got)
+	}
+	for i := 0; ; i++ {
+		if e, err := rt.Services().Cache.Load("failed"); err == nil {
+			if s, _ := e.Value.(string); !strings.HasPrefix(s, "gone ") || !strings.Contains(s, "refused") {
+				t.Fatalf("channel.down for a failed attempt: %q", s)
+			}
+			break
+		}
+		if i > 500 {
+			t.Fatal("no channel.down with info.failed for a refused connection")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -36,10 +36,11 @@ type Backplane interface {
 
 // Options configures a Bus. Zero values take defaults.
 type Options struct {
-	QueueSize int // per subscriber, default 1024
-	Log       *logrus.Entry
-	Metrics   prometheus.Registerer // nil: counters kept but not exported
-	Backplane Backplane
+	QueueSize  int // messages per subscriber queue, default 1024
+	QueueBytes int // bytes per subscriber queue (SizeOf of each payload + 64), default 16 MiB
+	Log        *logrus.Entry
+	Metrics    prometheus.Registerer // nil: counters kept but not exported
+	Backplane  Backplane
 }
 
 // ErrClosed is returned by Subscribe after Close.
@@ -72,6 +73,9 @@ type topic struct {
 func New(opts Options) *Bus {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 1024
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultQueueBytes
 	}
 	log := opts.Log
 	if log == nil {
@@ -154,12 +158,77 @@ func (b *Bus) deliver(msg Message) int {
 	t := b.topic(msg.Topic, true)
 	t.published.Inc()
 	n := 0
+	size := -1 // computed once, for the first queued subscriber
 	for _, s := range *t.subs.Load() {
-		if s.offer(msg) {
+		if !s.sync && size < 0 {
+			size = SizeOf(msg.Payload) + messageOverhead
+		}
+		if s.offer(msg, size) {
 			n++
 		}
 	}
 	return n
+}
+
+// DefaultQueueBytes bounds a subscriber queue in bytes when Options.QueueBytes is 0.
+const DefaultQueueBytes = 16 << 20
+
+// messageOverhead is what a queued message costs beyond its payload, so that empty messages count too.
+const messageOverhead = 64
+
+// sizeSlot is what SizeOf counts for an element of a slice or each key and value of a map, beyond their
+// contents.
+const sizeSlot = 16
+
+// maxSizeDepth bounds how deep SizeOf walks (payloads converted from Lua are cut at 64 levels anyway).
+const maxSizeDepth = 64
+
+// SizeOf estimates the bytes a plain-data payload holds: the length of strings and byte slices, 8 for a
+// number, and for tables their contents plus sizeSlot per element (2 per map entry). It is what the bounds
+// in bytes count (subscriber queues here, send and receive buffers of channels).
+func SizeOf(v any) int { return sizeOf(v, 0) }
+
+func sizeOf(v any, depth int) int {
+	if depth > maxSizeDepth {
+		return 0
+	}
+	switch x := v.(type) {
+	case nil:
+		return 0
+	case string:
+		return len(x)
+	case []byte:
+		return len(x)
+	case bool:
+		return 1
+	case int, int64, uint64, float64, int32, uint32, float32, time.Time, time.Duration:
+		return 8
+	case map[string]any:
+		n := 0
+		for k, e := range x {
+			n += len(k) + sizeOf(e, depth+1) + 2*sizeSlot
+		}
+		return n
+	case map[string]string:
+		n := 0
+		for k, e := range x {
+			n += len(k) + len(e) + 2*sizeSlot
+		}
+		return n
+	case []any:
+		n := 0
+		for _, e := range x {
+			n += sizeOf(e, depth+1) + sizeSlot
+		}
+		return n
+	case []string:
+		n := 0
+		for _, e := range x {
+			n += len(e) + sizeSlot
+		}
+		return n
+	}
+	return 64 // another Go value: counted as a small struct
 }
 
 // SubOption changes how one subscription receives messages.
@@ -170,6 +239,15 @@ func QueueSize(n int) SubOption {
 	return func(s *Subscription) {
 		if n > 0 {
 			s.size = n
+		}
+	}
+}
+
+// QueueBytes sets the subscription's queue bound in bytes (default Options.QueueBytes).
+func QueueBytes(n int) SubOption {
+	return func(s *Subscription) {
+		if n > 0 {
+			s.maxBytes = n
 		}
 	}
 }
@@ -190,12 +268,14 @@ type Subscription struct {
 	handler func(Message)
 
 	size       int
+	maxBytes   int
 	dropOldest bool
 	sync       bool
 
 	mu      sync.Mutex
-	queue   []Message // ring buffer of len size
+	queue   []queued // ring buffer of len size
 	head, n int
+	bytes   int // sum of the queued messages' sizes
 	closed  bool
 	wake    chan struct{}
 	stop    chan struct{}
@@ -213,7 +293,7 @@ func (b *Bus) Subscribe(topicName string, handler func(Message), opts ...SubOpti
 	if handler == nil {
 		return nil, fmt.Errorf("bus: subscribe %q: nil handler", topicName)
 	}
-	s := &Subscription{bus: b, handler: handler, size: b.opts.QueueSize}
+	s := &Subscription{bus: b, handler: handler, size: b.opts.QueueSize, maxBytes: b.opts.QueueBytes}
 	for _, o := range opts {
 		o(s)
 	}
@@ -233,7 +313,7 @@ func (b *Bus) Subscribe(topicName string, handler func(Message), opts ...SubOpti
 		t.bpCancel = cancel
 	}
 	if !s.sync {
-		s.queue = make([]Message, s.size)
+		s.queue = make([]queued, s.size)
 		s.wake = make(chan struct{}, 1)
 		s.stop = make(chan struct{})
 		b.subs.Add(1)
@@ -246,8 +326,15 @@ func (b *Bus) Subscribe(topicName string, handler func(Message), opts ...SubOpti
 	return s, nil
 }
 
-// offer queues msg (or runs the handler for Sync); false if dropped or closed.
-func (s *Subscription) offer(msg Message) bool {
+// queued is a message in a subscription's queue with the bytes it counts for.
+type queued struct {
+	msg  Message
+	size int
+}
+
+// offer queues msg of size bytes (or runs the handler for Sync); false if dropped or closed. A message over
+// the byte bound on its own is queued only into an empty queue.
+func (s *Subscription) offer(msg Message, size int) bool {
 	if s.sync {
 		if s.closedState.Load() {
 			return false
@@ -260,39 +347,46 @@ func (s *Subscription) offer(msg Message) bool {
 		s.mu.Unlock()
 		return false
 	}
-	queued := true
-	if s.n == s.size {
+	full := func() bool { return s.n == s.size || (s.n > 0 && s.bytes+size > s.maxBytes) }
+	drops := 0
+	if full() {
 		if !s.dropOldest {
 			s.mu.Unlock()
-			s.drop()
+			s.drop(1)
 			return false
 		}
-		s.queue[s.head] = Message{}
-		s.head = (s.head + 1) % s.size
-		s.n--
-		queued = true
-		defer s.drop()
+		for full() {
+			s.bytes -= s.queue[s.head].size
+			s.queue[s.head] = queued{}
+			s.head = (s.head + 1) % s.size
+			s.n--
+			drops++
+		}
 	}
-	s.queue[(s.head+s.n)%s.size] = msg
+	s.queue[(s.head+s.n)%s.size] = queued{msg: msg, size: size}
 	s.n++
+	s.bytes += size
 	// the drainer only sleeps after seeing an empty queue under mu, so only
 	// the message that makes the queue non-empty needs to wake it
 	wake := s.n == 1
 	s.mu.Unlock()
+	if drops > 0 {
+		s.drop(drops)
+	}
 	if wake {
 		select {
 		case s.wake <- struct{}{}:
 		default:
 		}
 	}
-	return queued
+	return true
 }
 
-func (s *Subscription) drop() {
-	s.dropped.Add(1)
-	s.topic.dropped.Inc()
+func (s *Subscription) drop(n int) {
+	s.dropped.Add(uint64(n))
+	s.topic.dropped.Add(float64(n))
 	s.logMu.Lock()
-	s.unlogged++
+	s.unlogged += uint64(n)
 	now := time.Now()
 	if s.lastLog.IsZero() || now.Sub(s.lastLog) >= time.Second {
 		n := s.unlogged
@@ -303,7 +397,7 @@ func (s *Subscription) drop() {
 		if s.dropOldest {
 			policy = "oldest"
 		}
-		s.bus.log.WithFields(logrus.Fields{"topic": s.topic.name, "dropped": n, "total_dropped": s.dropped.Load(), "policy": policy, "queue": s.size}).
+		s.bus.log.WithFields(logrus.Fields{"topic": s.topic.name, "dropped": n, "total_dropped": s.dropped.Load(), "policy": policy, "queue": s.size, "queue_bytes": s.maxBytes}).
 			Warn("bus: subscriber queue full, messages dropped")
 		return
 	}
@@ -328,12 +422,13 @@ func (s *Subscription) run() {
 				s.mu.Unlock()
 				break
 			}
-			msg := s.queue[s.head]
-			s.queue[s.head] = Message{}
+			q := s.queue[s.head]
+			s.queue[s.head] = queued{}
 			s.head = (s.head + 1) % s.size
 			s.n--
+			s.bytes -= q.size
 			s.mu.Unlock()
-			s.call(msg)
+			s.call(q.msg)
 		}
 	}
 }
@@ -346,6 +441,13 @@ func (s *Subscription) call(msg Message) {
 	}()
 	s.topic.delivered.Inc()
 	s.handler(msg)
+}
+
+// QueuedBytes returns the bytes (as SizeOf counts them, plus 64 a message) waiting in the queue.
+func (s *Subscription) QueuedBytes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bytes
 }
 
 // Dropped returns how many messages this subscription has lost to a full queue.
@@ -377,7 +479,7 @@ func (s *Subscription) Close() {
 			s.mu.Lock()
 			s.closed = true
 			clear(s.queue)
-			s.n = 0
+			s.n, s.bytes = 0, 0
 			s.mu.Unlock()
 			close(s.stop)
 		}

@@ -4,10 +4,19 @@
 //
 // Publish never blocks and never allocates per subscriber beyond a queue slot:
 // the subscriber list of a topic is a copy-on-write slice read without locks.
-// Each subscription owns a bounded FIFO queue (default 1024 messages) drained
-// by one goroutine, so a subscriber sees messages in publish order and a slow
-// subscriber never slows the publisher or the other subscribers. A Sync()
-// subscription instead runs its handler in the publisher's goroutine.
+// Each subscription owns a FIFO queue drained by one goroutine, so a subscriber
+// sees messages in publish order and a slow subscriber never slows the
+// publisher or the other subscribers. A Sync() subscription instead runs its
+// handler in the publisher's goroutine.
+//
+// A queue is bounded both in messages (Options.QueueSize, QueueSize; default
+// 1024) and in bytes (Options.QueueBytes, QueueBytes; default 16 MiB). A
+// message counts SizeOf(payload) + 64 bytes: string and byte lengths, 8 per
+// number, 16 per table slot, so a slow subscriber of 900 KB messages holds at
+// most ~16 MiB, not 1024 of them. SizeOf is computed once per Publish, only
+// when the topic has a queued subscriber. A message bigger than the byte bound
+// on its own is queued only into an empty queue (it is in memory anyway; the
+// queue never holds it beside others).
 //
 // Slow-subscriber policy: when a subscription's queue is full, the bus drops
 // the NEWEST message for that subscriber (the one being published) by default,

@@ -1,8 +1,12 @@
 package channel
 
 import (
+	"context"
+	"io"
+	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 // repeatReader returns the same bytes forever, so decoders run without allocation from the source.
@@ -63,6 +67,51 @@ func BenchmarkEncodeHTTPRequest(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, err := EncodeHTTPRequest("GET /index.html?q=1", "www.example.com"); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRequestEcho is one Request round trip on a text channel to a loopback echo server: the channel's
+// own cost (pairing, outbox, framing, deadlines) plus two loopback syscalls each way.
+func BenchmarkRequestEcho(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Host, cfg.Port, cfg.Permanent = "bench", "127.0.0.1", ln.Addr().(*net.TCPAddr).Port, true
+	set, err := New(Options{Configs: []Config{cfg}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := set.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = set.Shutdown(ctx)
+	}()
+	ch, _ := set.Channel("bench")
+	for st, _ := ch.State(); st != StateUp; st, _ = ch.State() {
+		time.Sleep(time.Millisecond)
+	}
+	msg := strings.Repeat("x", 63)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if r, err := ch.Request(context.Background(), msg, 10*time.Second); err != nil || r != msg {
+			b.Fatal(r, err)
 		}
 	}
 }

@@ -500,14 +500,15 @@ func TestAsymmetricChannel(t *testing.T) {
 	if err != nil || r != `<reply n="one"/>` {
 		t.Fatalf("got %q, %v", r, err)
 	}
-	var in, out bool
-	for _, e := range f.hook.AllEntries() {
-		in = in || (e.Message == "packet in" && e.Data["packet"] == `"<reply n=\"one\"/>\x01"`)
-		out = out || (e.Message == "packet out" && e.Data["packet"] == `"one\r\n"`)
-	}
-	if !in || !out {
-		t.Errorf("showpackets: packet in logged %v, packet out logged %v", in, out)
-	}
+	// The writer logs a packet after writing it, so the reply may come first: poll.
+	waitFor(t, func() bool {
+		var in, out bool
+		for _, e := range f.hook.AllEntries() {
+			in = in || (e.Message == "packet in" && e.Data["packet"] == `"<reply n=\"one\"/>\x01"`)
+			out = out || (e.Message == "packet out" && e.Data["packet"] == `"one\r\n"`)
+		}
+		return in && out
+	})
 }
 
 func TestTLSChannel(t *testing.T) {

@@ -18,6 +18,7 @@ const (
 	HTTP         = "http"
 	TextStream   = "text-stream"
 	Asymmetric   = "asymmetric"
+	RESP         = "resp"
 )
 
 // Framing is one direction's framing of an asymmetric channel.
@@ -50,13 +51,27 @@ type Config struct {
 	KeepAlive           time.Duration // TCP keepalive period; 0 = off
 	IdleTimeout         time.Duration // no inbound bytes for this long forces a reconnect; 0 = off
 
-	Delimiter      string // text-messages: unescaped; "" = every read is one message
-	FixedSize      int    // text-stream: exactly this many bytes per message; 0 = what is available
-	MaxMessageSize int    // bytes; bounds every inbound message (HTTP: the body)
-	MaxHeaderSize  int    // http: status line + headers
-	SendBuffer     int    // messages held while down (and queued for writing while up)
-	ShowMessages   bool
-	ShowPackets    bool
+	ResponseTimeout time.Duration // a reply due (http, resp: every request; others: ch:request) must be complete within this; 0 = off
+
+	// Heartbeat, when set, is written every HeartbeatInterval; some input must arrive within HeartbeatTimeout
+	// of it or the connection is closed as dead. With a heartbeat a new connection is up only once the peer
+	// has sent something. On http and resp the heartbeat is a request whose reply is consumed; on the other
+	// framings an inbound message equal to HeartbeatReply (if set) is consumed.
+	Heartbeat         string // unescaped; "" = off
+	HeartbeatReply    string // unescaped
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+
+	Delimiter       string // text-messages: unescaped; "" = every read is one message
+	FixedSize       int    // text-stream: exactly this many bytes per message; 0 = what is available
+	MaxMessageSize  int    // bytes; bounds every inbound message (HTTP: the body)
+	MaxHeaderSize   int    // http: status line + headers
+	SendBuffer      int    // messages held while down (and queued for writing while up)
+	SendBufferBytes int    // the same in bytes
+	ReceiveBuffer   int    // bytes of inbound messages with no taker kept for Receive; 0 = none kept
+	FollowAbsolute  bool   // http: a request for an absolute URL of another host is fetched from that host
+	ShowMessages    bool
+	ShowPackets     bool
 
 	Inbound, Outbound Framing // asymmetric only
 
@@ -71,6 +86,8 @@ func DefaultConfig() Config {
 		Run: true, Protocol: TextMessages, MsgType: "text", Delimiter: "\n",
 		ReconnectionTimeout: 10 * time.Second, ReconnectMax: 5 * time.Minute, DialTimeout: 10 * time.Second,
 		KeepAlive: 30 * time.Second, MaxMessageSize: 1_000_000, MaxHeaderSize: 64 << 10, SendBuffer: 1024,
+		SendBufferBytes: 16 << 20, ReceiveBuffer: 1 << 20, ResponseTimeout: 30 * time.Second,
+		HeartbeatInterval: 10 * time.Second, HeartbeatTimeout: 5 * time.Second,
 	}
 }
 
@@ -102,13 +119,30 @@ func (c Config) validate(path string) error {
 		return fmt.Errorf("%s.max_header_size: expected at least 256, got %d", path, c.MaxHeaderSize)
 	case c.SendBuffer < 1:
 		return fmt.Errorf("%s.send_buffer: expected a positive message count, got %d", path, c.SendBuffer)
+	case c.SendBufferBytes < 1:
+		return fmt.Errorf("%s.send_buffer_bytes: expected a positive byte count, got %d", path, c.SendBufferBytes)
+	case c.ReceiveBuffer < 0:
+		return fmt.Errorf("%s.receive_buffer_bytes: expected 0 (keep none) or a byte count, got %d", path, c.ReceiveBuffer)
+	case c.ResponseTimeout < 0:
+		return fmt.Errorf("%s.response_timeout: expected 0 (off) or a duration such as 30s, got %v", path, c.ResponseTimeout)
+	case c.Heartbeat != "" && c.HeartbeatInterval <= 0:
+		return fmt.Errorf("%s.heartbeat_interval: expected a positive duration (heartbeat is set), got %v", path, c.HeartbeatInterval)
+	case c.Heartbeat != "" && c.HeartbeatTimeout <= 0:
+		return fmt.Errorf("%s.heartbeat_timeout: expected a positive duration (heartbeat is set), got %v", path, c.HeartbeatTimeout)
+	case c.HeartbeatReply != "" && c.Heartbeat == "":
+		return fmt.Errorf("%s.heartbeat_reply: set without heartbeat", path)
+	case c.FollowAbsolute && c.Protocol != HTTP:
+		return fmt.Errorf("%s.follow_absolute: only for protocol http, got %s", path, c.Protocol)
+	case !c.Permanent && c.RedirectIn && !c.RedirectOut:
+		return fmt.Errorf("%s.permanent: false with redirect_in: true and redirect_out: false: nothing would open the connection "+
+			"for topic_in (an on-demand channel connects when a message is sent); set permanent: true", path)
 	case c.FixedSize < 0 || c.FixedSize > c.MaxMessageSize:
 		return fmt.Errorf("%s.fixed_size: expected 0-%d (max_message_size), got %d", path, c.MaxMessageSize, c.FixedSize)
 	case c.DialTimeout < 0 || c.KeepAlive < 0 || c.IdleTimeout < 0:
 		return fmt.Errorf("%s: dial_timeout, keepalive and idle_timeout must not be negative", path)
 	}
 	switch c.Protocol {
-	case TextMessages, XMLMessages, HTTP, TextStream:
+	case TextMessages, XMLMessages, HTTP, TextStream, RESP:
 	case Asymmetric:
 		for _, f := range []struct {
 			key string
@@ -121,7 +155,7 @@ func (c Config) validate(path string) error {
 			}
 		}
 	default:
-		return fmt.Errorf("%s.protocol: expected text-messages, xml-messages, http, text-stream or asymmetric, got %q", path, c.Protocol)
+		return fmt.Errorf("%s.protocol: expected text-messages, xml-messages, http, text-stream, resp or asymmetric, got %q", path, c.Protocol)
 	}
 	switch c.MsgType {
 	case "text", "xml":
@@ -176,6 +210,14 @@ var keys = []struct {
 	{keySpec{"max_message_size", kInt, func(c *Config, v any) { c.MaxMessageSize = v.(int) }}, []string{"protocol.max_packet_size", "max_packet_size"}},
 	{keySpec{"max_header_size", kInt, func(c *Config, v any) { c.MaxHeaderSize = v.(int) }}, nil},
 	{keySpec{"send_buffer", kInt, func(c *Config, v any) { c.SendBuffer = v.(int) }}, nil},
+	{keySpec{"send_buffer_bytes", kInt, func(c *Config, v any) { c.SendBufferBytes = v.(int) }}, nil},
+	{keySpec{"receive_buffer_bytes", kInt, func(c *Config, v any) { c.ReceiveBuffer = v.(int) }}, nil},
+	{keySpec{"response_timeout", kDuration, func(c *Config, v any) { c.ResponseTimeout = v.(time.Duration) }}, nil},
+	{keySpec{"heartbeat", kEscaped, func(c *Config, v any) { c.Heartbeat = v.(string) }}, nil},
+	{keySpec{"heartbeat_reply", kEscaped, func(c *Config, v any) { c.HeartbeatReply = v.(string) }}, nil},
+	{keySpec{"heartbeat_interval", kDuration, func(c *Config, v any) { c.HeartbeatInterval = v.(time.Duration) }}, nil},
+	{keySpec{"heartbeat_timeout", kDuration, func(c *Config, v any) { c.HeartbeatTimeout = v.(time.Duration) }}, nil},
+	{keySpec{"follow_absolute", kBool, func(c *Config, v any) { c.FollowAbsolute = v.(bool) }}, nil},
 	{keySpec{"showmessages", kBool, func(c *Config, v any) { c.ShowMessages = v.(bool) }}, []string{"protocol.showmessages"}},
 	{keySpec{"showpackets", kBool, func(c *Config, v any) { c.ShowPackets = v.(bool) }}, []string{"protocol.showpackets"}},
 	{keySpec{"inbound", kFraming, func(c *Config, v any) { c.Inbound = mergeFraming(c.Inbound, v.(Framing)) }}, []string{"protocol.inbound"}},
@@ -271,6 +313,7 @@ func parseOne(path string, m map[string]any) (Config, error) {
 		names = append(names, k)
 	}
 	sort.Strings(names) // deterministic errors
+	permanentSet := false
 	// protocol.inbound.delimiter style keys of asymmetric channels.
 	for _, k := range names {
 		v := flat[k]
@@ -292,6 +335,7 @@ func parseOne(path string, m map[string]any) (Config, error) {
 		if !ok {
 			return c, fmt.Errorf("%s: unknown key", kp)
 		}
+		permanentSet = permanentSet || spec.canon == "permanent"
 		var val any
 		var err error
 		switch spec.kind {
@@ -323,6 +367,10 @@ func parseOne(path string, m map[string]any) (Config, error) {
 		if spec.set != nil {
 			spec.set(&c, val)
 		}
+	}
+	if !permanentSet && c.RedirectIn {
+		// Something listens on topic_in: connect at start and stay connected.
+		c.Permanent = true
 	}
 	if c.Protocol == Asymmetric {
 		// A direction without its own delimiter uses the channel's.

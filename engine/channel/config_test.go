@@ -156,3 +156,23 @@ func TestShippedConfigExample(t *testing.T) {
 		t.Errorf("%+v", c)
 	}
 }
+
+// Every key is documented in docs/configuration.md and shown in the commented entry of configs/switchboard.yaml.
+func TestEveryChannelKeyDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yml, err := os.ReadFile("../../configs/switchboard.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if !strings.Contains(string(doc), "`"+k.spec.canon+"`") {
+			t.Errorf("docs/configuration.md does not list channels key %s", k.spec.canon)
+		}
+		if !strings.Contains(string(yml), "#    "+k.spec.canon+":") && k.spec.canon != "name" {
+			t.Errorf("configs/switchboard.yaml does not show channels key %s", k.spec.canon)
+		}
+	}
+}

@@ -23,6 +23,10 @@ type Decoder interface {
 	Decode() (any, error)
 }
 
+// paired reports whether every outbound message of the framing gets exactly one reply (http, resp): then
+// replies pair with requests whoever sent them, and a reply that answers nothing is unsolicited.
+func (f framing) paired() bool { return f.protocol == HTTP || f.protocol == RESP }
+
 // framing is one direction's wire format.
 type framing struct {
 	protocol  string
@@ -61,6 +65,8 @@ func (f framing) decoder(r io.Reader) Decoder {
 		return NewXMLDecoder(r, f.max, f.delim)
 	case HTTP:
 		return NewHTTPDecoder(r, f.maxHeader, f.max)
+	case RESP:
+		return NewRESPDecoder(r, f.max)
 	}
 	return errDecoder{fmt.Errorf("channel: no decoder for protocol %q", f.protocol)}
 }
@@ -74,6 +80,8 @@ func (f framing) encode(payload any) ([]byte, error) {
 	switch f.protocol {
 	case HTTP:
 		return EncodeHTTPRequest(payload, f.host)
+	case RESP:
+		return encodeRESP(payload)
 	case XMLMessages:
 		b, err := payloadBytes(payload)
 		if err != nil {

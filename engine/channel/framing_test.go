@@ -133,6 +133,8 @@ func TestHTTPDecoderErrors(t *testing.T) {
 		{"HTTP/1.1 200 OK\r\nX: " + strings.Repeat("y", 2000) + "\r\n\r\n", "head over 1024"},
 		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n" + strings.Repeat("z", 0x1000), "over 100 bytes"},
 		{"garbage\r\n\r\n", "bad response head"},
+		{"HTTP/1.1 099 Odd\r\n\r\n", "bad response head: status 99"},
+		{"HTTP/1.1 101 Switching Protocols\r\n\r\n", "no longer speaks HTTP"},
 	} {
 		_, err := decodeAll(t, NewHTTPDecoder(strings.NewReader(tc.in), 1024, 100))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -157,7 +159,7 @@ func TestEncodeHTTPRequest(t *testing.T) {
 			t.Errorf("%v: got %q, %v; want %q", tc.in, b, err, tc.want)
 		}
 	}
-	for _, bad := range []any{"GET /a b c", "GET a", "HEAD /", map[string]any{"headers": map[string]any{"X": "a\r\nY: b"}},
+	for _, bad := range []any{"GET /a b c", "GET a", "CONNECT /", "GET ftp://h/x", map[string]any{"headers": map[string]any{"X": "a\r\nY: b"}},
 		map[string]any{"verb": "GET"}, 42} {
 		if b, err := EncodeHTTPRequest(bad, "h"); err == nil {
 			t.Errorf("%v: accepted as %q", bad, b)
@@ -199,16 +201,30 @@ func FuzzHTTPDecoder(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHTTP/1.0 204 No Content\r\n\r\n"))
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nshort"))
 	f.Add([]byte("HTTP/1.1 301 Moved\r\nLocation: /x\r\nConnection: close\r\n\r\nbody"))
+	f.Add([]byte("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")) // as HEAD responses
+	f.Add([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := NewHTTPDecoder(iotest.HalfReader(strings.NewReader(string(data))), 512, 128)
+		head := len(data)%2 == 0
+		d.Method = func() string {
+			head = !head
+			if head {
+				return "HEAD"
+			}
+			return "GET"
+		}
 		for i := 0; i < len(data)+1; i++ {
 			m, err := d.Decode()
 			if err != nil {
 				return
 			}
 			r := m.(map[string]any)
-			if body := r["body"].(string); len(body) > 128 {
-				t.Fatalf("body of %d bytes over max", len(body))
+			if body := r["body"].(string); len(body) > 128 || (head && body != "") {
+				t.Fatalf("body of %d bytes (HEAD %v) over max", len(body), head)
+			}
+			if st := r["status"].(int64); st < 200 {
+				t.Fatalf("interim response %d returned", st)
 			}
 		}
 	})

@@ -82,13 +82,23 @@ func New(opts Options) (*Set, error) {
 			}
 		}
 		log := s.log.WithField("channel", cfg.Name)
-		c := &Channel{cfg: cfg, log: log, set: s, m: ms.forChannel(cfg.Name), state: StateDown}
+		c := &Channel{cfg: cfg, log: log, set: s, m: ms.forChannel(cfg.Name), state: StateDown,
+			warns: map[string]*rateLog{}, foreign: make(chan struct{}, maxForeignFetches)}
 		if !cfg.Run {
 			c.state = StateStopped
 		}
 		c.in, c.out = framingsOf(cfg)
+		c.paired = c.out.paired()
+		if cfg.Heartbeat != "" {
+			hb, err := c.heartbeatMessage()
+			if err != nil {
+				return nil, fmt.Errorf("channels[%s].heartbeat: %w", cfg.Name, err)
+			}
+			c.hb = hb
+		}
 		c.dialer = &transport.Dialer{Addr: cfg.Addr(), TLS: tc, Timeout: cfg.DialTimeout, KeepAlive: cfg.KeepAlive, Log: log,
-			Backoff: transport.Backoff{Initial: cfg.ReconnectionTimeout, Max: cfg.ReconnectMax, Multiplier: 2, Jitter: 0.05}}
+			Backoff:     transport.Backoff{Initial: cfg.ReconnectionTimeout, Max: cfg.ReconnectMax, Multiplier: 2, Jitter: 0.05},
+			OnDialError: c.dialFailed, Quiet: true}
 		s.byName[cfg.Name] = c
 		s.order = append(s.order, c)
 	}
@@ -155,16 +165,22 @@ func (s *Set) Start(ctx context.Context) error {
 
 // goConnect starts a non-permanent channel's connection (called with c.mu held).
 func (s *Set) goConnect(c *Channel) {
+	s.spawn(c.runOnDemand)
+}
+
+// spawn runs fn in a goroutine the Set waits for at Shutdown; false once the Set is stopping.
+func (s *Set) spawn(fn func(ctx context.Context)) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
-		return
+		return false
 	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		c.connectOnce(s.ctx)
+		fn(s.ctx)
 	}()
+	return true
 }
 
 // Shutdown stops the topic bridges, gives queued writes until ctx is done to go out, then closes every
@@ -179,17 +195,32 @@ func (s *Set) Shutdown(ctx context.Context) error {
 	}
 	for _, c := range s.order {
 		c.mu.Lock()
-		ob := c.ob
+		var ob *transport.Outbox
+		if c.sess != nil {
+			ob = c.sess.ob
+		}
 		c.mu.Unlock()
 		if ob != nil {
 			_ = ob.Close(ctx) // flush; later Sends get net.ErrClosed and are buffered
 		}
 		c.mu.Lock()
-		if n := len(c.pending); n > 0 {
+		pending := c.pending
+		c.pending, c.pendingBytes = nil, 0
+		c.state = StateStopped
+		if c.recvWake != nil {
+			close(c.recvWake)
+			c.recvWake = nil
+		}
+		c.gaugesLocked()
+		c.mu.Unlock()
+		if n := len(pending); n > 0 {
 			c.log.WithField("messages", n).Warn("shutdown with messages still buffered")
 		}
-		c.state = StateStopped
-		c.mu.Unlock()
+		for _, m := range pending {
+			if m.w != nil {
+				m.w.send(reply{err: fmt.Errorf("channel %s: %w", c.cfg.Name, ErrStopped)})
+			}
+		}
 	}
 	s.mu.Lock()
 	s.stopLocked()
@@ -209,6 +240,31 @@ func (s *Set) stopLocked() {
 		s.cancel()
 		close(s.events)
 	}
+}
+
+// heartbeatMessage encodes the configured heartbeat with the outbound framing.
+func (c *Channel) heartbeatMessage() (*outMsg, error) {
+	m := &outMsg{internal: true, reply: c.paired}
+	if c.out.protocol == HTTP {
+		r, err := parseHTTPRequest(c.cfg.Heartbeat)
+		if err != nil {
+			return nil, err
+		}
+		if r.url != nil {
+			return nil, errors.New("expected a request for this channel's server, such as \"HEAD /\"")
+		}
+		if m.b, err = r.encode(c.out.host, false); err != nil {
+			return nil, err
+		}
+		m.method, m.idem = r.method, r.idempotent()
+		return m, nil
+	}
+	b, err := c.out.encode(c.cfg.Heartbeat)
+	if err != nil {
+		return nil, err
+	}
+	m.b = b
+	return m, nil
 }
 
 func (s *Set) transform(name, dir string) Transform {
@@ -252,13 +308,13 @@ func (s *Set) Sorted() []string {
 }
 
 type metrics struct {
-	up, buffered                *prometheus.GaugeVec
+	up, buffered, bufferedBytes *prometheus.GaugeVec
 	reconnects                  *prometheus.CounterVec
 	messages, bytes, dropCounts *prometheus.CounterVec
 }
 
 type chanMetrics struct {
-	up, buffered                       prometheus.Gauge
+	up, buffered, bufferedBytes        prometheus.Gauge
 	reconnects                         prometheus.Counter
 	msgsIn, msgsOut, bytesIn, bytesOut prometheus.Counter
 	drops                              *prometheus.CounterVec
@@ -275,6 +331,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 while the channel's connection is established."}, []string{"channel"}),
 		buffered: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchboard_channel_buffered",
 			Help: "Outbound messages waiting for the connection."}, []string{"channel"}),
+		bufferedBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchboard_channel_buffered_bytes",
+			Help: "Bytes of outbound messages waiting for the connection."}, []string{"channel"}),
 		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_channel_reconnects_total",
 			Help: "Connections established after the first one."}, []string{"channel"}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_channel_messages_total",
@@ -287,6 +345,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		m.up = register(reg, m.up)
 		m.buffered = register(reg, m.buffered)
+		m.bufferedBytes = register(reg, m.bufferedBytes)
 		m.reconnects = register(reg, m.reconnects)
 		m.messages = register(reg, m.messages)
 		m.bytes = register(reg, m.bytes)
@@ -310,8 +369,9 @@ func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
 func (m *metrics) forChannel(name string) chanMetrics {
 	return chanMetrics{
 		up: m.up.WithLabelValues(name), buffered: m.buffered.WithLabelValues(name),
-		reconnects: m.reconnects.WithLabelValues(name),
-		msgsIn:     m.messages.WithLabelValues(name, In), msgsOut: m.messages.WithLabelValues(name, Out),
+		bufferedBytes: m.bufferedBytes.WithLabelValues(name),
+		reconnects:    m.reconnects.WithLabelValues(name),
+		msgsIn:        m.messages.WithLabelValues(name, In), msgsOut: m.messages.WithLabelValues(name, Out),
 		bytesIn: m.bytes.WithLabelValues(name, In), bytesOut: m.bytes.WithLabelValues(name, Out),
 		drops: m.dropCounts, name: name,
 	}

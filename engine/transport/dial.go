@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -72,7 +73,39 @@ type Dialer struct {
 	KeepAlive time.Duration // TCP keepalive period; 0 = off
 	Backoff   Backoff
 	Log       *logrus.Entry
+	// OnDialError, when set, is called by Run after every failed connection attempt with the error and the
+	// wait before the next attempt (so the owner can show the link as down).
+	OnDialError func(err error, next time.Duration)
+	// Quiet: Run does not log connections made and sessions ended (the session logs them itself); failed
+	// attempts are still logged, rate-limited.
+	Quiet bool
 }
+
+// sessionEnd marks how a session ended, for Run (see Unserved and RedialNow).
+type sessionEnd struct {
+	err      error
+	redial   bool // ended in good order; reconnect at once
+	unserved bool // the peer never proved alive; count as a failed attempt
+}
+
+func (e *sessionEnd) Error() string {
+	if e.err == nil {
+		return "session ended"
+	}
+	return e.err.Error()
+}
+
+func (e *sessionEnd) Unwrap() error { return e.err }
+
+// Unserved marks the error of a session that ended before the peer proved alive (it accepted and closed at
+// once, or never answered): Run counts it as a failed attempt, so the backoff keeps growing instead of
+// starting again. The error's text is err's.
+func Unserved(err error) error { return &sessionEnd{err: err, unserved: true} }
+
+// RedialNow marks the end (err may be nil) of a session that ended in good order and wants a new connection
+// at once, such as an HTTP server that closes the connection after a response: Run redials without waiting
+// and the backoff starts again.
+func RedialNow(err error) error { return &sessionEnd{err: err, redial: true} }
 
 // Dial makes one connection attempt, bounded by ctx and d.Timeout.
 func (d *Dialer) Dial(ctx context.Context) (net.Conn, error) {
@@ -108,8 +141,9 @@ const failLogEvery = 5 * time.Second
 // Run keeps a connection: it dials (retrying with backoff), runs session with
 // the connection, closes the connection when session returns, waits
 // Backoff.Delay and redials. The attempt counter restarts after every
-// established session. Run returns ctx.Err() once ctx is done; the session
-// must return when its ctx is done.
+// session that served (see Unserved and RedialNow for how a session says
+// otherwise). Run returns ctx.Err() once ctx is done; the session must
+// return when its ctx is done.
 func (d *Dialer) Run(ctx context.Context, session func(ctx context.Context, c net.Conn) error) error {
 	log := d.Log
 	if log == nil {
@@ -137,26 +171,44 @@ func (d *Dialer) Run(ctx context.Context, session func(ctx context.Context, c ne
 				log.WithError(err).WithFields(logrus.Fields{"failures": failed, "next_in": delay}).Warn("connect failed")
 				lastLog, failed = now, 0
 			}
+			if d.OnDialError != nil {
+				d.OnDialError(err, delay)
+			}
 			if !sleep(ctx, delay) {
 				return ctx.Err()
 			}
 			continue
 		}
-		log.Info("connected")
-		lastLog, failed = time.Time{}, 0
+		if !d.Quiet {
+			log.Info("connected")
+		}
 		err = session(ctx, c)
 		c.Close()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		attempt = 0
+		var end *sessionEnd
+		errors.As(err, &end)
+		switch {
+		case end != nil && end.redial:
+			attempt = 0
+			lastLog, failed = time.Time{}, 0
+			continue
+		case end != nil && end.unserved:
+			// The backoff goes on growing, as after a failed dial.
+		default:
+			attempt = 0
+			lastLog, failed = time.Time{}, 0
+		}
 		delay := d.Backoff.Delay(attempt)
 		attempt++
-		entry := log.WithField("next_in", delay)
-		if err != nil {
-			entry = entry.WithError(err)
+		if !d.Quiet {
+			entry := log.WithField("next_in", delay)
+			if err != nil {
+				entry = entry.WithError(err)
+			}
+			entry.Warn("connection lost")
 		}
-		entry.Warn("connection lost")
 		if !sleep(ctx, delay) {
 			return ctx.Err()
 		}

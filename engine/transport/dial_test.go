@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -172,5 +173,84 @@ func TestDialerRunLogsFailuresRateLimited(t *testing.T) {
 	e := entries[0]
 	if e.Message != "connect failed" || e.Data["addr"] != addr || e.Data["next_in"] == nil || e.Data[logrus.ErrorKey] == nil {
 		t.Fatalf("log entry %q %v", e.Message, e.Data)
+	}
+}
+
+// A session marked Unserved counts as a failed attempt: the waits keep growing. RedialNow redials at once.
+func TestDialerRunSessionEnds(t *testing.T) {
+	l := mustListen(t, ListenConfig{})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	for _, tc := range []struct {
+		name string
+		end  func(error) error
+		grow bool
+	}{
+		{"unserved", Unserved, true},
+		{"plain error", func(err error) error { return err }, false},
+		{"redial now", RedialNow, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			var at []time.Time
+			logger, hook := logtest.NewNullLogger()
+			d := &Dialer{Addr: l.Addr().String(), Log: logrus.NewEntry(logger), Quiet: true,
+				Backoff: Backoff{Initial: 10 * time.Millisecond, Max: time.Second, Jitter: -1}}
+			done := make(chan error, 1)
+			go func() {
+				done <- d.Run(ctx, func(ctx context.Context, c net.Conn) error {
+					at = append(at, time.Now())
+					if len(at) == 6 {
+						cancel()
+					}
+					err := tc.end(errors.New("closed at once"))
+					if err.Error() != "closed at once" {
+						t.Errorf("marked error reads %q", err)
+					}
+					return err
+				})
+			}()
+			<-done
+			first, last := at[1].Sub(at[0]), at[5].Sub(at[4])
+			switch {
+			case tc.grow && last < 8*first:
+				t.Errorf("waits did not grow: %v then %v", first, last)
+			case !tc.grow && last > 200*time.Millisecond:
+				t.Errorf("wait grew to %v", last)
+			}
+			if n := len(hook.AllEntries()); n != 0 {
+				t.Errorf("Quiet dialer logged %d lines for session ends", n)
+			}
+		})
+	}
+}
+
+func TestDialerOnDialError(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan error, 10)
+	d := &Dialer{Addr: addr, Backoff: Backoff{Initial: time.Millisecond, Max: time.Millisecond},
+		OnDialError: func(err error, next time.Duration) {
+			select {
+			case got <- err:
+			default:
+			}
+		}}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, func(context.Context, net.Conn) error { return nil }) }()
+	err := <-got
+	cancel()
+	<-done
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("OnDialError got %v", err)
 	}
 }

@@ -19,4 +19,7 @@ sb.action{
 
 -- Log what the channel does; sb.on listeners run for every channel.
 sb.on("channel.up", function(name, info) sb.log.info("channel up", { channel = name, addr = info.addr }) end)
-sb.on("channel.down", function(name, info) sb.log.warn("channel down", { channel = name, error = info.error }) end)
+-- info.failed: a connection attempt failed (refused, unresolvable, no answer); these come at most every 5 s.
+sb.on("channel.down", function(name, info)
+  sb.log.warn("channel down", { channel = name, error = info.error, failed = info.failed })
+end)
