@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,7 +16,7 @@ import (
 )
 
 // strlib.go holds the sandbox's replacements of library functions that could run for minutes inside one Go
-// call or build a huge value in one step:
+// call, build a huge value in one step, or panic in Go:
 //
 //   - string.find, match, gmatch (and its alias gfind), gsub run on luapattern, which counts its steps and
 //     stops when the handler's context is cancelled (time limit, memory guard, caller gone). Their results
@@ -25,6 +26,7 @@ import (
 //   - Functions whose result size is chosen by an argument check that size before they allocate:
 //     string.rep, string.gsub (as the result grows), string.format, string.char and table.concat against
 //     lua.max_string_bytes; string.byte and unpack against lua.max_results.
+//   - math.random raises Lua's "interval is empty" where gopher-lua's panics in math/rand.
 //
 // The concatenation operator `..` runs inside gopher-lua's VM and cannot be checked here: repeated doubling
 // is bounded only by the memory guard (lua.memory_limit_mb).
@@ -52,6 +54,9 @@ func openStrlib(L *lua.LState, maxStr int) {
 
 	tbl := L.GetGlobal("table").(*lua.LTable)
 	tbl.RawSetString("concat", L.NewFunction(func(L *lua.LState) int { return tableConcat(L, maxStr) }))
+
+	math := L.GetGlobal("math").(*lua.LTable)
+	math.RawSetString("random", L.NewFunction(mathRandom))
 
 	// The sandbox's base table holds this very function object (shared.go copies the builder's globals), so
 	// it is changed in place.
@@ -627,4 +632,35 @@ func baseUnpack(L *lua.LState) int {
 		}
 	}
 	return int(n)
+}
+
+// mathRandom is gopher-lua's math.random without its Go panics (math.random(0), an empty or overflowing
+// interval): Lua's "interval is empty" error instead.
+func mathRandom(L *lua.LState) int {
+	switch L.GetTop() {
+	case 0:
+		L.Push(lua.LNumber(rand.Float64()))
+		return 1
+	case 1:
+		n := L.CheckInt(1)
+		if n < 1 {
+			L.ArgError(1, "interval is empty")
+		}
+		L.Push(lua.LNumber(rand.IntN(n) + 1))
+		return 1
+	}
+	lo, hi := L.CheckInt(1), L.CheckInt(2)
+	if lo > hi {
+		L.ArgError(2, "interval is empty")
+	}
+	// hi-lo+1 may overflow an int: draw from the span as unsigned (0 is the whole 64-bit range).
+	span := uint64(hi) - uint64(lo) + 1
+	var off uint64
+	if span == 0 {
+		off = rand.Uint64()
+	} else {
+		off = rand.Uint64N(span)
+	}
+	L.Push(lua.LNumber(int(uint64(lo) + off)))
+	return 1
 }
