@@ -480,7 +480,9 @@ func formatBound(f string, args []lua.LValue) (bound, bad int) {
 			continue
 		}
 		i++
+		sharp := false
 		for i < len(f) && strings.IndexByte("+-# 0", f[i]) >= 0 {
+			sharp = sharp || f[i] == '#'
 			i++
 		}
 		width, prec, dynamic := 0, -1, false
@@ -489,7 +491,7 @@ func formatBound(f string, args []lua.LValue) (bound, bad int) {
 			for i < len(f) && (f[i] == '[' || f[i] == ']' || f[i] == '*' || f[i] >= '0' && f[i] <= '9') {
 				if f[i] == '[' || f[i] == '*' {
 					dynamic = true
-				} else if f[i] >= '0' && f[i] <= '9' && n < 1e6 {
+				} else if f[i] >= '0' && f[i] <= '9' && n < 1<<30 { // past any lua.max_string_bytes; no overflow below
 					n = n*10 + int(f[i]-'0')
 				}
 				i++
@@ -509,6 +511,11 @@ func formatBound(f string, args []lua.LValue) (bound, bad int) {
 		if verb == '%' {
 			continue
 		}
+		bound += 16                      // room for fmt's own complaints: %!d(...), %!(BADWIDTH)
+		goSyntax := verb == 'v' && sharp // %#v: quoted strings, and the insides of tables
+		if goSyntax {
+			verb = 'q'
+		}
 		if dynamic {
 			// Argument indexes and '*' widths: any argument may be printed by any verb, so each counts at its
 			// largest for every verb.
@@ -527,7 +534,7 @@ func formatBound(f string, args []lua.LValue) (bound, bad int) {
 		a := args[next]
 		used[next] = true
 		next++
-		if !printable(a) && strings.IndexRune("vsxXq", verb) < 0 {
+		if !printable(a) && (goSyntax || strings.IndexRune("vsxXq", verb) < 0) {
 			return 0, next
 		}
 		bound += max(width, argBound(a, verb, prec))

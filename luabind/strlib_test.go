@@ -246,3 +246,37 @@ sb.on("deep", function() return (("a"):rep(5000)):find(("a?"):rep(5000) .. "b") 
 		t.Fatalf("got %v", err)
 	}
 }
+
+// FuzzFormatBound: the size string.format checks before formatting is never less than what gopher-lua's
+// string.format (Go's fmt) then writes, whatever the format and the arguments.
+func FuzzFormatBound(f *testing.F) {
+	for _, s := range []string{"%s", "%d", "%5.2f", "%q", "%x", "% x", "%#v", "%+q", "%-10s|%10s", "%.3s",
+		"%g %e %o %b %c %U", "%%%d", "%", "%[2]d %[1]s", "%*d", "%v%v%v", "%#x", "%08.3f", "%T", "%p"} {
+		f.Add(s, "héllo\x00\xff\"\\", 1e300, true)
+	}
+	ref := lua.NewState()
+	f.Cleanup(ref.Close)
+	format := ref.GetField(ref.GetGlobal("string"), "format")
+	f.Fuzz(func(t *testing.T, fs, s string, n float64, third bool) {
+		args := []lua.LValue{lua.LString(s), lua.LNumber(n)}
+		if third {
+			args = append(args, lua.LString(s+s))
+		}
+		npat := strings.Count(fs, "%") - strings.Count(fs, "%%")
+		if npat < len(args) {
+			args = args[:max(npat, 0)]
+		}
+		bound, bad := formatBound(fs, args)
+		if bad > 0 {
+			t.Fatalf("%q: strings and numbers refused", fs)
+		}
+		if err := ref.CallByParam(lua.P{Fn: format, NRet: 1, Protect: true}, append([]lua.LValue{lua.LString(fs)}, args...)...); err != nil {
+			return
+		}
+		out := ref.Get(-1).String()
+		ref.Pop(1)
+		if len(out) > bound {
+			t.Fatalf("format(%q, %q, %v): %d bytes, bound %d", fs, s, n, len(out), bound)
+		}
+	})
+}
