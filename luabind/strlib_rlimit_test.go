@@ -56,7 +56,7 @@ sb.on("echo", function(s) return s end)`})
 	t.Logf("address space: %d MiB mapped, limit %d MiB", held>>20, limit>>20)
 
 	cases := append(limitCases, struct{ name, want string }{
-		"format64", "scripts/a.lua:21: string.format: result would exceed lua.max_string_bytes (16777216)"})
+		"format64", "scripts/a.lua:22: string.format: result would exceed lua.max_string_bytes (16777216)"})
 	for _, c := range cases {
 		_, err := callOn(t, g, c.name, 0)
 		if err == nil || err.Error() != c.want+" (event test "+c.name+")" {

@@ -137,6 +137,7 @@ sb.on("byte", function() return count(("b"):rep(1e6):byte(1, -1)) end)
 sb.on("byte_ok", function() return count(("b"):rep(8000):byte(1, -1)) end)
 sb.on("byte_first", function() return ("ABC"):rep(1e6):byte() end)
 sb.on("rep", function() return ("r"):rep(2^40) end)
+sb.on("print", function() local t = {} for i = 1, 8000 do t[i] = big end print(unpack(t)) end)
 `
 
 var limitCases = []struct{ name, want string }{
@@ -151,12 +152,13 @@ var limitCases = []struct{ name, want string }{
 	{"unpack_wrap", "scripts/a.lua:14: unpack: result would exceed lua.max_results (8000 values)"},
 	{"byte", "scripts/a.lua:16: string.byte: result would exceed lua.max_results (8000 values)"},
 	{"rep", "scripts/a.lua:19: string.rep: result of 1099511627776 bytes exceeds lua.max_string_bytes (16777216)"},
+	{"print", "scripts/a.lua:20: print: line would exceed lua.max_string_bytes (16777216)"},
 }
 
 // TestLibrarySizeLimits: each call that would build a result past lua.max_string_bytes or return more than
 // lua.max_results values fails with an error naming the function and the limit, having allocated a small
-// part of what it was asked for (before, table.concat({}, "", 1, 2e10) was a fatal out-of-memory, the gsub
-// built 8 GiB and unpack({}, 1, 1e6) ran for seconds).
+// part of what it was asked for (before, table.concat({}, "", 1, 2e10) and print(unpack(t)) of 8000 big
+// strings were fatal out-of-memory errors, the gsub built 8 GiB and unpack({}, 1, 1e6) ran for seconds).
 func TestLibrarySizeLimits(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.HandlerTimeout = 10 * time.Second
