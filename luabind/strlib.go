@@ -55,8 +55,8 @@ func openStrlib(L *lua.LState, maxStr int) {
 	tbl := L.GetGlobal("table").(*lua.LTable)
 	tbl.RawSetString("concat", L.NewFunction(func(L *lua.LState) int { return tableConcat(L, maxStr) }))
 
-	math := L.GetGlobal("math").(*lua.LTable)
-	math.RawSetString("random", L.NewFunction(mathRandom))
+	mathLib := L.GetGlobal("math").(*lua.LTable)
+	mathLib.RawSetString("random", L.NewFunction(mathRandom))
 
 	// The sandbox's base table holds this very function object (shared.go copies the builder's globals), so
 	// it is changed in place.
@@ -81,19 +81,19 @@ func checkResults(L *lua.LState, fn string, n uint64) {
 	if n <= minResultsCap {
 		return
 	}
-	if max := maxResults(L); n > uint64(max) {
-		L.RaiseError("%s: result would exceed lua.max_results (%d values)", fn, max)
+	if limit := maxResults(L); n > uint64(limit) {
+		L.RaiseError("%s: result would exceed lua.max_results (%d values)", fn, limit)
 	}
 }
 
-func tooLong(L *lua.LState, fn string, max int) int {
-	L.RaiseError("%s: result would exceed lua.max_string_bytes (%d)", fn, max)
+func tooLong(L *lua.LState, fn string, limit int) int {
+	L.RaiseError("%s: result would exceed lua.max_string_bytes (%d)", fn, limit)
 	return 0
 }
 
 // concatTooLong keeps table.concat's error text of before (scripts and tests match on it).
-func concatTooLong(L *lua.LState, max int) int {
-	L.RaiseError("table.concat: result exceeds lua.max_string_bytes (%d)", max)
+func concatTooLong(L *lua.LState, limit int) int {
+	L.RaiseError("table.concat: result exceeds lua.max_string_bytes (%d)", limit)
 	return 0
 }
 
@@ -268,13 +268,13 @@ func strGmatchNext(L *lua.LState) int {
 
 // gsubOut is string.gsub's result under construction, bounded by lua.max_string_bytes.
 type gsubOut struct {
-	b   strings.Builder
-	max int
+	b     strings.Builder
+	limit int
 }
 
 func (o *gsubOut) add(L *lua.LState, s string) {
-	if o.b.Len()+len(s) > o.max {
-		tooLong(L, "string.gsub", o.max)
+	if o.b.Len()+len(s) > o.limit {
+		tooLong(L, "string.gsub", o.limit)
 	}
 	o.b.WriteString(s)
 }
@@ -287,7 +287,7 @@ func strGsub(L *lua.LState, maxStr int) int {
 	limit := L.OptInt(4, -1)
 	p := compilePattern(L, pat)
 	m := matcher(L)
-	out := gsubOut{max: maxStr}
+	out := gsubOut{limit: maxStr}
 	count, copied := 0, 0
 	for pos := 0; pos <= len(s); {
 		found, err := m.Find(p, s, pos)
@@ -578,7 +578,7 @@ func argBound(v lua.LValue, verb rune, prec int) int {
 }
 
 // tableConcat is table.concat with the size of the result checked before it is built.
-func tableConcat(L *lua.LState, max int) int {
+func tableConcat(L *lua.LState, limit int) int {
 	t := L.CheckTable(1)
 	sep := L.OptString(2, "")
 	i := L.OptInt(3, 1)
@@ -596,14 +596,14 @@ func tableConcat(L *lua.LState, max int) int {
 			L.RaiseError("invalid value (at index %d) in table for 'concat'", k)
 		}
 		size += len(v.String())
-		if size > max {
-			return concatTooLong(L, max)
+		if size > limit {
+			return concatTooLong(L, limit)
 		}
 		if k == j {
 			break
 		}
-		if size += len(sep); size > max {
-			return concatTooLong(L, max)
+		if size += len(sep); size > limit {
+			return concatTooLong(L, limit)
 		}
 	}
 	var b strings.Builder
