@@ -16,8 +16,10 @@ type Config struct {
 	PoolSize int `mapstructure:"pool_size"`
 	// MemoryLimitMB: when the Go heap grows past it, every running Lua handler is cancelled; 0 = off.
 	MemoryLimitMB int `mapstructure:"memory_limit_mb"`
-	// MaxStringBytes caps what string.rep and table.concat may build.
+	// MaxStringBytes caps the strings library functions build (string.rep, gsub, format, char, table.concat).
 	MaxStringBytes int `mapstructure:"max_string_bytes"`
+	// MaxResults caps how many values one library call returns (string.byte, unpack).
+	MaxResults int `mapstructure:"max_results"`
 	// CacheMaxEntries bounds sb.cache; a save beyond it fails.
 	CacheMaxEntries int `mapstructure:"cache_max_entries"`
 }
@@ -29,6 +31,7 @@ func DefaultConfig() Config {
 		HandlerTimeout:  time.Second,
 		MemoryLimitMB:   2048,
 		MaxStringBytes:  16 << 20,
+		MaxResults:      8000,
 		CacheMaxEntries: 100000,
 	}
 }
@@ -46,6 +49,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lua.memory_limit_mb: expected 0 (off) or a positive number of MiB, got %d", c.MemoryLimitMB)
 	case c.MaxStringBytes < 1024:
 		return fmt.Errorf("lua.max_string_bytes: expected at least 1024, got %d", c.MaxStringBytes)
+	case c.MaxResults < minResultsCap:
+		return fmt.Errorf("lua.max_results: expected at least %d, got %d", minResultsCap, c.MaxResults)
 	case c.CacheMaxEntries < 1:
 		return fmt.Errorf("lua.cache_max_entries: expected a positive number, got %d", c.CacheMaxEntries)
 	}

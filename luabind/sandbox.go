@@ -1,7 +1,6 @@
 package luabind
 
 import (
-	"regexp"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
@@ -26,73 +25,12 @@ func openSandbox(vm *VM) {
 	L.G.Registry.RawSetString(vmRegistryKey, ud)
 }
 
-// limitLibraries caps, in the builder state's libraries, what could build a huge value in one call.
+// limitLibraries caps, in the builder state's libraries, what could build a huge value or run unbounded in
+// one call (strlib.go), and removes what scripts must not have.
 func limitLibraries(L *lua.LState, maxStr int) {
-	str := L.GetGlobal("string").(*lua.LTable)
-	str.RawSetString("dump", lua.LNil)
-	str.RawSetString("rep", L.NewFunction(func(L *lua.LState) int {
-		s := L.CheckString(1)
-		n := L.CheckInt64(2)
-		if n <= 0 || s == "" {
-			L.Push(lua.LString(""))
-			return 1
-		}
-		if n > int64(maxStr) || int64(len(s))*n > int64(maxStr) {
-			return raise(L, "string.rep: result of %d bytes exceeds lua.max_string_bytes (%d)", int64(len(s))*n, maxStr)
-		}
-		L.Push(lua.LString(strings.Repeat(s, int(n))))
-		return 1
-	}))
-	format := str.RawGetString("format").(*lua.LFunction)
-	str.RawSetString("format", L.NewFunction(func(L *lua.LState) int {
-		if m := hugeWidth.FindString(L.CheckString(1)); m != "" {
-			return raise(L, "string.format: width or precision in %q is too large", m)
-		}
-		top := L.GetTop()
-		L.Push(format)
-		for i := 1; i <= top; i++ {
-			L.Push(L.Get(i))
-		}
-		L.Call(top, 1)
-		return 1
-	}))
+	openStrlib(L, maxStr)
 	math := L.GetGlobal("math").(*lua.LTable)
 	math.RawSetString("randomseed", lua.LNil) // would reseed the process-wide generator
-
-	tbl := L.GetGlobal("table").(*lua.LTable)
-	tbl.RawSetString("concat", L.NewFunction(func(L *lua.LState) int { return tableConcat(L, maxStr) }))
-}
-
-var hugeWidth = regexp.MustCompile(`%[-+ #0]*(\d{4,}|\d*\.\d{4,})`)
-
-// tableConcat is table.concat with the size of the result checked before it is built.
-func tableConcat(L *lua.LState, max int) int {
-	t := L.CheckTable(1)
-	sep := L.OptString(2, "")
-	i := L.OptInt(3, 1)
-	j := L.OptInt(4, t.Len())
-	if i > j {
-		L.Push(lua.LString(""))
-		return 1
-	}
-	size := 0
-	parts := make([]string, 0, j-i+1)
-	for k := i; k <= j; k++ {
-		v := t.RawGetInt(k)
-		switch v.Type() {
-		case lua.LTString, lua.LTNumber:
-		default:
-			return raise(L, "invalid value (at index %d) in table for 'concat'", k)
-		}
-		s := v.String()
-		size += len(s) + len(sep)
-		if size > max {
-			return raise(L, "table.concat: result exceeds lua.max_string_bytes (%d)", max)
-		}
-		parts = append(parts, s)
-	}
-	L.Push(lua.LString(strings.Join(parts, sep)))
-	return 1
 }
 
 // require gives the switchboard module and modules under scripts/lib; nothing from outside scripts/.
