@@ -26,6 +26,7 @@ const (
 // openESL adds sb.flow and the session object's metatable.
 func openESL(vm *VM, mod *lua.LTable) {
 	L := vm.L
+	L.G.Global.RawSetString("freeswitch", sbFreeswitch(vm))
 	mod.RawSetString("flow", L.NewFunction(func(L *lua.LState) int {
 		name := L.CheckString(1)
 		fn := L.CheckFunction(2)
@@ -46,20 +47,31 @@ func sessionMetatable(rt *Runtime) lua.LValue {
 		mt := L.NewTable()
 		methods := L.SetFuncs(L.NewTable(), sessionMethods)
 		mt.RawSetString("__metatable", lua.LFalse)
+		mod := L.SetFuncs(L.NewTable(), modSessionMethods)
 		mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
 			ls := checkSession(L)
 			switch key := L.CheckString(2); key {
 			case "uuid":
-				L.Push(lua.LString(ls.s.UUID()))
+				L.Push(lua.LString(ls.uuid()))
 			case "flow":
-				L.Push(lua.LString(ls.s.Info().Flow))
+				if ls.s == nil {
+					L.Push(lua.LNil)
+				} else {
+					L.Push(lua.LString(ls.s.Info().Flow))
+				}
 			default:
+				if ls.mod {
+					if m := mod.RawGetString(key); m != lua.LNil {
+						L.Push(m)
+						return 1
+					}
+				}
 				L.Push(methods.RawGetString(key))
 			}
 			return 1
 		}))
 		mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
-			L.Push(lua.LString("session " + checkSession(L).s.UUID()))
+			L.Push(lua.LString("session " + checkSession(L).uuid()))
 			return 1
 		}))
 		return mt
@@ -76,6 +88,12 @@ func FlowResolver(rt *Runtime) esl.FlowResolver {
 		}
 		h, ok := g.Handler(kindFlow, call.Flow)
 		if !ok {
+			if f := g.modLuaFlowFor(call); f != nil {
+				return f, nil
+			}
+			if g.modLua.dir != "" {
+				return nil, fmt.Errorf("no flow %q registered with sb.flow and no %s/%s.lua", call.Flow, g.modLua.display, call.Flow)
+			}
 			return nil, fmt.Errorf("no flow %q registered with sb.flow", call.Flow)
 		}
 		return &luaFlow{g: g, h: h}, nil
@@ -95,13 +113,9 @@ func (f *luaFlow) Run(ctx context.Context, s *esl.Session) error {
 	}
 	defer vm.Release()
 	L := vm.L
-	ls := &luaSession{s: s, vm: vm}
-	ud := L.NewUserData()
-	ud.Value = ls
-	L.SetMetatable(ud, sessionMetatable(vm.rt))
-	ls.ud = ud
+	ls := newLuaSession(L, vm, s, false)
 	L.Push(vm.Func(f.h))
-	L.Push(ud)
+	L.Push(ls.ud)
 	err = L.PCall(1, 0, nil)
 	if err == nil && ls.hookFn != nil && ls.hookFn != lua.LNil && s.Ready() && s.AutoHangup() {
 		// The engine hangs up at the end of the flow; do it now so the hook sees it, exactly once.
@@ -137,7 +151,7 @@ func isExit(err error) bool {
 	return ok && v.String() == exitMessage
 }
 
-// luaSession is the `session` a flow receives.
+// luaSession is the `session` a flow receives (and, in mod_lua-style flows, a freeswitch.Session object).
 type luaSession struct {
 	s  *esl.Session
 	vm *VM
@@ -149,6 +163,39 @@ type luaSession struct {
 	transferred       bool
 	ttsEngine         string
 	ttsVoice          string
+
+	// mod_lua-style flows
+	mod           bool   // mod_lua semantics: blocking calls return on hangup, mod_lua's return values
+	inputName     string // setInputCallback's global names, resolved at each call as mod_lua does
+	inputArgName  string
+	hookName      string
+	hookArgName   string
+	termsSet      bool      // playback_terminators=none sent
+	divertOn      bool      // divert_events on sent
+	leg           *esl.Leg  // an originated leg (freeswitch.Session(dial_string))
+	legAutoHangup bool      // hang the leg up when the script ends
+	unbound       bool      // freeswitch.Session() before originate, or after destroy()
+	failCause     string    // a failed originate's cause
+	private       map[string]lua.LValue
+}
+
+func newLuaSession(L *lua.LState, vm *VM, s *esl.Session, mod bool) *luaSession {
+	ls := &luaSession{s: s, vm: vm, mod: mod}
+	ud := L.NewUserData()
+	ud.Value = ls
+	L.SetMetatable(ud, sessionMetatable(vm.rt))
+	ls.ud = ud
+	return ls
+}
+
+func (ls *luaSession) uuid() string {
+	switch {
+	case ls.leg != nil:
+		return ls.leg.UUID
+	case ls.unbound || ls.s == nil:
+		return ""
+	}
+	return ls.s.UUID()
 }
 
 func checkSession(L *lua.LState) *luaSession {
@@ -181,17 +228,29 @@ func fnArg(L *lua.LState, n int) lua.LValue {
 // runHook runs the hangup hook once, when the call is down (deferred as in mod_lua: at the next session
 // call, ready(), or the end of the flow). A hook returning "exit" or "die" ends the flow.
 func (ls *luaSession) runHook(L *lua.LState, why string, atEnd bool) {
-	if ls.hookRan || ls.hookFn == nil || ls.hookFn == lua.LNil || ls.s.Ready() {
+	if ls.hookRan || ((ls.hookFn == nil || ls.hookFn == lua.LNil) && ls.hookName == "") || ls.s == nil || ls.s.Ready() {
 		return
 	}
 	ls.hookRan = true
-	if ls.transferred {
+	if ls.transferred || ls.s.Transferred() {
 		why = "transfer"
 	}
-	L.Push(ls.hookFn)
+	fn, arg := ls.hookFn, ls.hookArg
+	if ls.hookName != "" {
+		// mod_lua: names of globals, looked up when the hook runs
+		fn = L.G.Global.RawGetString(ls.hookName)
+		arg = lua.LNil
+		if ls.hookArgName != "" {
+			arg = L.G.Global.RawGetString(ls.hookArgName)
+		}
+	}
+	if arg == nil {
+		arg = lua.LNil
+	}
+	L.Push(fn)
 	L.Push(ls.ud)
 	L.Push(lua.LString(why))
-	L.Push(ls.hookArg)
+	L.Push(arg)
 	if err := L.PCall(3, 1, nil); err != nil {
 		ls.s.Log().WithError(err).Error("hangup hook failed")
 		return
