@@ -170,12 +170,12 @@ type luaSession struct {
 	inputArgName  string
 	hookName      string
 	hookArgName   string
-	termsSet      bool      // playback_terminators=none sent
-	divertOn      bool      // divert_events on sent
-	leg           *esl.Leg  // an originated leg (freeswitch.Session(dial_string))
-	legAutoHangup bool      // hang the leg up when the script ends
-	unbound       bool      // freeswitch.Session() before originate, or after destroy()
-	failCause     string    // a failed originate's cause
+	termsSet      bool     // playback_terminators=none sent
+	divertOn      bool     // divert_events on sent
+	leg           *esl.Leg // an originated leg (freeswitch.Session(dial_string))
+	legAutoHangup bool     // hang the leg up when the script ends
+	unbound       bool     // freeswitch.Session() before originate, or after destroy()
+	failCause     string   // a failed originate's cause
 	private       map[string]lua.LValue
 }
 

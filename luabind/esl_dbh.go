@@ -217,6 +217,8 @@ var dbhMethods = map[string]lua.LGFunction{
 
 type tooMuchError struct{}
 
-func (tooMuchError) Error() string { return "dbh:query_rows: the result exceeds 64 times esl.dbh_max_row_bytes" }
+func (tooMuchError) Error() string {
+	return "dbh:query_rows: the result exceeds 64 times esl.dbh_max_row_bytes"
+}
 
 var errTooMuch error = tooMuchError{}

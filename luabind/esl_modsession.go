@@ -737,9 +737,9 @@ var modSessionMethods = map[string]lua.LGFunction{
 	"waitForAnswer": blocking("waitForAnswer", func(L *lua.LState, ls *luaSession) int {
 		return 0 // the originate already waited for the answer (bgapi originate returns once answered)
 	}),
-	"insertFile":         notAvailable("session:insertFile", "it edits files on the FreeSWITCH host; there is no event-socket command for it"),
-	"getXMLCDR":          notAvailable("session:getXMLCDR", "there is no event-socket command for a live XML CDR; read variables instead"),
-	"sendEvent":          notAvailable("session:sendEvent", "it hands an event to the endpoint (SIP INFO/NOTIFY); use freeswitch.Event(...):fire() or session:execute(\"send_info\", ...)"),
+	"insertFile": notAvailable("session:insertFile", "it edits files on the FreeSWITCH host; there is no event-socket command for it"),
+	"getXMLCDR":  notAvailable("session:getXMLCDR", "there is no event-socket command for a live XML CDR; read variables instead"),
+	"sendEvent":  notAvailable("session:sendEvent", "it hands an event to the endpoint (SIP INFO/NOTIFY); use freeswitch.Event(...):fire() or session:execute(\"send_info\", ...)"),
 	"playAndDetectSpeech": blocking("playAndDetectSpeech", func(L *lua.LState, ls *luaSession) int {
 		file, engine, grammar := mStr(L, 2, "playAndDetectSpeech"), mStr(L, 3, "playAndDetectSpeech"), mStr(L, 4, "playAndDetectSpeech")
 		_, err := ls.exec("play_and_detect_speech", file+" detect:"+engine+" "+grammar, esl.ExecOptions{})

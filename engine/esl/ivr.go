@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"time"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // The mod_lua-shaped calls below are what the Lua session object uses; Go flows may use them too. Each is
