@@ -65,6 +65,7 @@ func execute(args []string, stdout, stderr io.Writer) int {
 		&cobra.Command{Use: "version", Short: "print the version", Args: cobra.NoArgs,
 			Run: func(cmd *cobra.Command, _ []string) { fmt.Fprintln(stdout, versionString()) }},
 		flowCmd(opts),
+		runScriptCmd(opts),
 	)
 	if err := root.ExecuteContext(context.Background()); err != nil {
 		var quiet errReported
