@@ -27,7 +27,7 @@ type modLua struct {
 }
 
 // splitModLua takes the mod_lua-style scripts out of the ones run at load, and refuses a top-level script
-// that reads the globals only mod_lua provides (it would fail at load with a puzzling nil index).
+// that reads the global session only mod_lua provides (it would fail at load with a puzzling nil index).
 func splitModLua(cfg Config, display string, scripts []*script) ([]*script, *modLua, []*ScriptError) {
 	ml := &modLua{flows: map[string]*script{}, files: map[string]*script{}}
 	if d := strings.Trim(path.Clean("/"+strings.ReplaceAll(cfg.FreeSWITCHDir, "\\", "/")), "/"); cfg.FreeSWITCHDir != "" && d != "" {
@@ -61,7 +61,9 @@ func splitModLua(cfg Config, display string, scripts []*script) ([]*script, *mod
 	return rest, ml, errs
 }
 
-// modLuaGlobal finds the first line reading the global session or freeswitch in a chunk or its functions.
+// modLuaGlobal finds the first line reading the global session in a chunk or its functions (sb scripts get
+// their session as an argument; a global one means a file written for mod_lua). The global freeswitch is
+// left to run time, where indexing it says where the mod_lua table lives.
 func modLuaGlobal(p *lua.FunctionProto) (int, string) {
 	line, name := 0, ""
 	var walk func(p *lua.FunctionProto)
@@ -71,7 +73,7 @@ func modLuaGlobal(p *lua.FunctionProto) (int, string) {
 				continue
 			}
 			k, ok := p.Constants[int(inst&0x3ffff)].(lua.LString)
-			if !ok || (k != "session" && k != "freeswitch") {
+			if !ok || k != "session" {
 				continue
 			}
 			if pc < len(p.DbgSourcePositions) {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -66,4 +67,121 @@ freeswitch.consoleLog("notice", "stream " .. r .. " sleep " .. s .. " ready " ..
 	waitLog(t, buf, "hello hello.lua a b c from 2002 to 5005 in default counter 1")
 	waitLog(t, buf, "hello hello.lua - - from 2002 to 5005 in default counter 1")
 	waitLog(t, buf, "stream 1 sleep 1 ready true")
+}
+
+func TestModLuaHangupReturnsAndGraceCancels(t *testing.T) {
+	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+		"freeswitch/loop.lua": `session:answer()
+local r = session:streamFile("long.wav")
+local d = session:getDigits(3, "#", 5000)
+freeswitch.consoleLog("info", "after hangup: stream " .. r .. " digits '" .. d .. "' ready " .. tostring(session:ready()) .. " answer " .. session:answer())
+while true do end
+`}, nil)
+	cfg := esl.DefaultConfig()
+	cfg.FlowGrace = 300 * time.Millisecond
+	addr := modServer(t, rt, buf, cfg)
+	start := time.Now()
+	res := playCall(t, esltest.Call{Addr: addr, Path: "loop", UUID: "loop-1", Async: true, Full: true, Media: 10 * time.Second, HangupAfter: 100 * time.Millisecond})
+	waitLog(t, buf, "after hangup: stream 0 digits '' ready false answer 0")
+	waitLog(t, buf, "flow cancelled: still running esl.flow_grace after the call ended")
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("a script looping after hangup ran %s (flow_grace 300ms)", took)
+	}
+	if res.HangupCause != "NORMAL_CLEARING" {
+		t.Fatalf("cause %q", res.HangupCause)
+	}
+	waitLog(t, buf, "scripts/freeswitch/loop.lua:5:")
+}
+
+func TestModLuaDigitsConsumedOnce(t *testing.T) {
+	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+		"freeswitch/digits.lua": `session:answer()
+local a = session:playAndGetDigits(1, 3, 1, 2000, "#", "menu.wav", "", "")
+local b = session:read(1, 1, "", 300, "#")
+local c = session:getDigits(5, "", 300)
+freeswitch.consoleLog("info", "pagd '" .. a .. "' read '" .. b .. "' rest '" .. c .. "' result " .. session:getVariable("read_result"))
+`}, nil)
+	addr := modServer(t, rt, buf, esl.DefaultConfig())
+	playCall(t, esltest.Call{Addr: addr, Path: "digits", Async: true, Full: true, Prompts: map[string]time.Duration{"menu.wav": time.Second},
+		PressDuring: map[string]string{"menu.wav": "12#3"}})
+	waitLog(t, buf, "pagd '12' read '3' rest '' result success")
+}
+
+func TestModLuaDTMFQueueBounded(t *testing.T) {
+	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+		"freeswitch/flood.lua": `session:answer()
+session:sleep(1500)
+local d = session:getDigits(1000, "", 100)
+freeswitch.consoleLog("info", "kept " .. #d .. " digits")
+`}, nil)
+	cfg := esl.DefaultConfig()
+	cfg.DTMFQueueBytes = 64 * 45 // 64 digits of "1" with a 4-character duration (1 + 4 + 40 bytes each)
+	addr := modServer(t, rt, buf, cfg)
+	var presses []esltest.DTMF
+	for i := 0; i < 500; i++ {
+		presses = append(presses, esltest.DTMF{Digit: "1", At: time.Duration(i) * time.Millisecond})
+	}
+	playCall(t, esltest.Call{Addr: addr, Path: "flood", Async: true, Full: true, DTMF: presses})
+	waitLog(t, buf, "kept 64 digits")
+	waitLog(t, buf, "DTMF queue full (esl.dtmf_queue_bytes): digits dropped")
+}
+
+func TestModLuaErrorsNameTheMissingThing(t *testing.T) {
+	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+		"flows.lua": `local sb = require "switchboard"
+sb.flow("sbf", function(session) local ok, err = pcall(function() return freeswitch.consoleLog end) sb.log.info("sb: " .. err) end)
+`,
+		"freeswitch/errs.lua": `local ok, err = pcall(function() return freeswitch.EventConsumer("all") end)
+freeswitch.consoleLog("info", "1: " .. err)
+ok, err = pcall(function() return freeswitch.Nope end)
+freeswitch.consoleLog("info", "2: " .. err)
+ok, err = pcall(session.sleep, session, "soon")
+freeswitch.consoleLog("info", "3: " .. err)
+ok, err = pcall(session.getDigits, session, 3)
+freeswitch.consoleLog("info", "4: " .. err)
+ok, err = pcall(function() return require "resources.missing" end)
+freeswitch.consoleLog("info", "5: " .. err)
+ok, err = pcall(function() return io.open("/etc/passwd") end)
+freeswitch.consoleLog("info", "6: " .. tostring(ok) .. " " .. tostring(err))
+local f, msg = io.open("../escape.txt", "w")
+freeswitch.consoleLog("info", "7: " .. tostring(f) .. " " .. tostring(msg))
+freeswitch.consoleLog("info", "8: " .. tostring(os.getenv("HOME")) .. " " .. tostring(pcall(function() return os.execute end)))
+`}, nil)
+	addr := modServer(t, rt, buf, esl.DefaultConfig())
+	playCall(t, esltest.Call{Addr: addr, Path: "sbf", Async: true, Full: true})
+	waitLog(t, buf, "sb: scripts/flows.lua:2: freeswitch.consoleLog: the freeswitch table exists only in mod_lua-style scripts")
+	playCall(t, esltest.Call{Addr: addr, Path: "errs", Async: true, Full: true})
+	for _, want := range []string{
+		"1: scripts/freeswitch/errs.lua:1: freeswitch.EventConsumer is not available in switchboard: it reads switch-wide events",
+		"2: scripts/freeswitch/errs.lua:3: freeswitch.Nope is not available in switchboard: see the mod_lua compatibility table",
+		`3: scripts/freeswitch/errs.lua:5: session:sleep: argument #1 expected a number, got \"soon\"`,
+		"4: scripts/freeswitch/errs.lua:7: session:getDigits: argument #3 expected a number, got nil",
+		`5: scripts/freeswitch/errs.lua:9: module \"resources.missing\" not found: require looks for resources/missing.lua under scripts/freeswitch`,
+		"6: true nil",
+		"7: nil ../escape.txt: ../escape.txt is outside esl.data_dir",
+	} {
+		waitLog(t, buf, want)
+	}
+	waitLog(t, buf, "8: nil false")
+}
+
+func TestModLuaTopLevelSessionIsALoadError(t *testing.T) {
+	fsys := map[string]string{"x.lua": "-- pasted from a FreeSWITCH box\nlocal x = 1\nsession:answer()\n"}
+	errs := Check(DefaultConfig(), mapFS(fsys), "scripts")
+	if len(errs) != 1 || errs[0].Error() != "scripts/x.lua:3: uses the global session: mod_lua-style flows belong in scripts/freeswitch/" {
+		t.Fatalf("errors: %v", errs)
+	}
+	fsys = map[string]string{"freeswitch/x.lua": "session:answer(\n"}
+	errs = Check(DefaultConfig(), mapFS(fsys), "scripts")
+	if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "scripts/freeswitch/x.lua:1:") {
+		t.Fatalf("syntax error: %v", errs)
+	}
+}
+
+func mapFS(files map[string]string) fstest.MapFS {
+	out := fstest.MapFS{}
+	for k, v := range files {
+		out[k] = &fstest.MapFile{Data: []byte(v)}
+	}
+	return out
 }

@@ -281,6 +281,9 @@ var modSessionMethods = map[string]lua.LGFunction{
 			_, err := ls.exec("answer", "", esl.ExecOptions{})
 			return pushBool01(L, ls.done(L, err))
 		}
+		if !ls.s.Up() {
+			return pushBool01(L, false)
+		}
 		if ls.s.Answered() {
 			return pushBool01(L, true)
 		}

@@ -377,6 +377,7 @@ func (s *Session) onEvent(e *Event) {
 		s.queueEvent(e)
 		return
 	}
+	warnFull := false
 	s.mu.Lock()
 	for _, h := range e.Headers {
 		if strings.HasPrefix(h.Name, "variable_") {
@@ -410,9 +411,7 @@ func (s *Session) onEvent(e *Event) {
 		d := DTMF{Digit: e.Get("DTMF-Digit"), Duration: e.Get("DTMF-Duration")}
 		if c := dtmfCost(d); s.dtmfLen+c > s.srv.cfg.DTMFQueueBytes {
 			s.dtmfDrop++
-			if s.dtmfDrop == 1 {
-				defer s.Log().WithField("limit_bytes", s.srv.cfg.DTMFQueueBytes).Warn("DTMF queue full (esl.dtmf_queue_bytes): digits dropped until the flow reads some")
-			}
+			warnFull = s.dtmfDrop == 1
 		} else {
 			s.dtmfSeq++
 			d.seq = s.dtmfSeq
@@ -425,6 +424,9 @@ func (s *Session) onEvent(e *Event) {
 		}
 	}
 	s.mu.Unlock()
+	if warnFull {
+		s.Log().WithField("limit_bytes", s.srv.cfg.DTMFQueueBytes).Warn("DTMF queue full (esl.dtmf_queue_bytes): digits dropped until the flow reads some")
+	}
 	if waiter != nil {
 		select {
 		case waiter <- e:
