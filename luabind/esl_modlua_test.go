@@ -185,3 +185,69 @@ func mapFS(files map[string]string) fstest.MapFS {
 	}
 	return out
 }
+
+func TestModLuaFreeswitchTable(t *testing.T) {
+	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+		"freeswitch/fs.lua": `local api = freeswitch.API()
+freeswitch.consoleLog("info", "api [" .. api:executeString("echo hi there") .. "] [" .. api:execute("uuid_getvar", session:get_uuid() .. " sip_from_user") .. "] [" .. api:execute("nosuch") .. "]")
+freeswitch.consoleLog("info", "global " .. tostring(freeswitch.getGlobalVariable("domain")) .. " " .. tostring(freeswitch.getGlobalVariable("nope")) .. " sounds " .. session:getVariable("sounds_dir"))
+freeswitch.setGlobalVariable("x", "1")
+freeswitch.msleep("20")
+local ev = freeswitch.Event("custom", "callcenter::info")
+ev:addHeader("Action", "agent-state")
+ev:addBody("hello")
+freeswitch.consoleLog("info", "event " .. ev:getType() .. " " .. ev:getHeader("Event-Subclass") .. " fire " .. tostring(ev:fire()))
+local leg = freeswitch.Session("user/1001")
+freeswitch.consoleLog("info", "leg ready " .. tostring(leg:ready()) .. " cause " .. leg:hangupCause())
+leg:setVariable("leg_var", "v")
+leg:streamFile("whisper.wav")
+local busy = freeswitch.Session("user/1002")
+freeswitch.consoleLog("info", "busy ready " .. tostring(busy:ready()) .. " cause " .. busy:hangupCause())
+session:answer()
+freeswitch.bridge(session, leg)
+freeswitch.consoleLog("info", "after bridge leg ready " .. tostring(leg:ready()))
+local menu = freeswitch.IVRMenu(nil, "main", "menu.wav", "short.wav", "bad.wav", "bye.wav", "", "", "", "", "", 0, 500, 1, 2000, 2, 1)
+menu:bindAction("menu-exec-app", "playback option-1.wav", "1")
+menu:bindAction("menu-exit", "", "*")
+menu:execute(session, "main")
+freeswitch.consoleLog("info", "menu done")
+`}, nil)
+	addr := modServer(t, rt, buf, esl.DefaultConfig())
+	res := playCall(t, esltest.Call{Addr: addr, Path: "fs", UUID: "fs-1", Async: true, Full: true, Globals: map[string]string{"domain": "example.com", "sounds_dir": "/snd"},
+		Originate: map[string]string{"user/1002": "USER_BUSY"}, BridgeFor: 50 * time.Millisecond,
+		Prompts: map[string]time.Duration{"menu.wav": time.Second, "short.wav": time.Second}, PressDuring: map[string]string{"menu.wav": "1", "short.wav": "*"}})
+	waitLog(t, buf, `api [hi there] [1000] [-ERR nosuch Command not found!\n]`)
+	waitLog(t, buf, "global example.com nil sounds /snd")
+	waitLog(t, buf, "event CUSTOM callcenter::info fire true")
+	waitLog(t, buf, "leg ready true cause SUCCESS")
+	waitLog(t, buf, "busy ready false cause USER_BUSY")
+	waitLog(t, buf, "after bridge leg ready false")
+	waitLog(t, buf, "menu done")
+	wantIn := []string{
+		"> api global_setvar x=1",
+		"> sendevent CUSTOM (Event-Subclass: callcenter::info, Action: agent-state) body \"hello\"",
+		"originate user/1001: answered (leg 1)",
+		"leg 1: execute playback whisper.wav",
+		"originate user/1002: USER_BUSY",
+		"bridge with leg 1",
+		"leg 1: hangup NORMAL_CLEARING",
+		"> sendevent CUSTOM (Event-Subclass: menu::enter, Menu-Name: main",
+		"execute set playback_terminators=none [event-lock]",
+		"execute playback menu.wav\n",
+		"caller presses 1",
+		"execute playback option-1.wav [event-lock]",
+		"execute playback short.wav\n",
+		"caller presses *",
+		"execute playback bye.wav\n",
+		"> sendevent CUSTOM (Event-Subclass: menu::exit, Menu-Name: main",
+	}
+	tr := transcript(res)
+	at := 0
+	for _, w := range wantIn {
+		i := strings.Index(tr[at:], w)
+		if i < 0 {
+			t.Fatalf("transcript lacks %q after %d:\n%s", w, at, tr)
+		}
+		at += i + len(w)
+	}
+}

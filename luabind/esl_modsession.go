@@ -535,6 +535,10 @@ var modSessionMethods = map[string]lua.LGFunction{
 			L.Push(lua.LString(d))
 			return 1
 		}
+		if !ls.ensureTerminators(L) {
+			L.Push(lua.LString(""))
+			return 1
+		}
 		r, err := ls.s.ReadDigits(ls.ctxm(), lo, hi, prompt, ms(timeout), ms(dt), terms)
 		ls.s.NoteVariable("read_result", r.Result)
 		if r.Terminator != "" {
@@ -562,6 +566,10 @@ var modSessionMethods = map[string]lua.LGFunction{
 		re, err := esl.CompilePattern(pattern)
 		if err != nil {
 			L.RaiseError("session:playAndGetDigits: %v", err)
+		}
+		if !ls.ensureTerminators(L) {
+			L.Push(lua.LString(""))
+			return 1
 		}
 		d, err := ls.s.PlayAndGetDigitsLocal(ls.ctxm(), min, max, tries, ms(timeout), terms, file, invalid, re, varName, ms(dt), xfer)
 		if xfer != "" && ls.s.Transferred() {
@@ -830,12 +838,16 @@ func (ls *luaSession) variable(L *lua.LState, name string) (string, bool) {
 // ensureTerminators makes `*` and every other key reach the input callback instead of ending playback
 // (FreeSWITCH's playback stops on playback_terminators, `*` by default): set once per call.
 func (ls *luaSession) ensureTerminators(L *lua.LState) bool {
+	return ls.done(L, ls.noTerminators(ls.ctxm()))
+}
+
+func (ls *luaSession) noTerminators(ctx context.Context) error {
 	if ls.termsSet || ls.leg != nil || !ls.s.Info().Async {
-		return true
+		return nil
 	}
 	ls.termsSet = true
 	if v, ok := ls.s.Variable("playback_terminators"); ok && v == "none" {
-		return true
+		return nil
 	}
-	return ls.done(L, ls.s.SetVariable(ls.ctxm(), "playback_terminators", "none"))
+	return ls.s.SetVariable(ctx, "playback_terminators", "none")
 }

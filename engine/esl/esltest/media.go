@@ -80,7 +80,9 @@ func (s *sim) sendeventLocked(fields []string, c *esl.Command) string {
 	}
 	var parts []string
 	for _, h := range c.Headers {
-		parts = append(parts, h.Name+": "+h.Value)
+		if !strings.EqualFold(h.Name, "Content-Length") {
+			parts = append(parts, h.Name+": "+h.Value)
+		}
 	}
 	text := "> sendevent " + name
 	if len(parts) > 0 {

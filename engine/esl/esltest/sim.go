@@ -538,7 +538,7 @@ func (s *sim) command(ctx context.Context, wg *sync.WaitGroup, c *esl.Command) (
 		s.reply("+OK bye")
 		return "", nil, true
 	}
-	if word != "sendmsg" {
+	if word != "sendmsg" && word != "sendevent" {
 		s.tr.add("> %s", line)
 	}
 	if fullOnly[word] && !s.call.Full {
