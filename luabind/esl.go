@@ -130,7 +130,7 @@ func (f *luaFlow) Run(ctx context.Context, s *esl.Session) error {
 	if isHungUp(err) {
 		return esl.ErrHungUp
 	}
-	return vm.LongError(err, "esl.flow "+f.h.Name+" uuid "+s.UUID())
+	return graceError(vm.LongError(err, "esl.flow "+f.h.Name+" uuid "+s.UUID()))
 }
 
 func errValue(err error) (lua.LValue, bool) {

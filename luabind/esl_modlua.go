@@ -306,7 +306,16 @@ func (f *modLuaFlow) Run(ctx context.Context, s *esl.Session) error {
 	if err == nil || isExit(err) {
 		return nil
 	}
-	return vm.LongError(err, "esl.flow "+f.name+" uuid "+s.UUID())
+	return graceError(vm.LongError(err, "esl.flow "+f.name+" uuid "+s.UUID()))
+}
+
+// graceError words a flow cancelled by esl.flow_grace as such (not "context canceled").
+func graceError(err error) error {
+	var se *ScriptError
+	if errors.As(err, &se) && errors.Is(se.Cause, esl.ErrFlowGrace) {
+		se.Message = "cancelled: " + esl.ErrFlowGrace.Error()
+	}
+	return err
 }
 
 // end is mod_lua's end of a run: the session drops its hook and input callback (neither runs now),
@@ -344,4 +353,3 @@ func (g *Generation) modLuaFlowFor(call *esl.CallInfo) esl.Flow {
 	return &modLuaFlow{g: g, s: s, name: name, args: call.Args}
 }
 
-var errNoModCall = errors.New("no mod_lua run in this state")

@@ -207,10 +207,10 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 	errMu.Lock()
 	defer errMu.Unlock()
 	switch {
-	case flowErr != nil:
-		return fmt.Errorf("the flow failed: %w", flowErr)
 	case runErr != nil && cctx.Err() != nil, res != nil && res.HangupCause == "ALLOTTED_TIMEOUT":
 		return fmt.Errorf("the flow ran past --timeout %s", timeout)
+	case flowErr != nil:
+		return fmt.Errorf("the flow failed: %w", flowErr)
 	case runErr != nil:
 		return runErr
 	}

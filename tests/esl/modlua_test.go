@@ -298,3 +298,75 @@ func TestModLuaTransferAndReturn(t *testing.T) {
 		t.Fatalf("after_hours ran to its end %d times", n)
 	}
 }
+
+// TestFlowTestModLua: `switchboard flow test` with mod_lua-style scripts: the script's log lines in the
+// transcript in order, chosen bridge outcomes and prompt lengths, unknown applications allowed on request,
+// a non-zero exit when the script raises or runs past --timeout (transcript printed either way).
+func TestFlowTestModLua(t *testing.T) {
+	dir := t.TempDir()
+	scripts := map[string]string{
+		"freeswitch/calls.lua": `freeswitch.consoleLog("info", "calls: start\n")
+session:answer()
+session:execute("bridge", "user/1001")
+freeswitch.consoleLog("info", "calls: bridge " .. session:getVariable("originate_disposition") .. "\n")
+session:execute("valet_park", "lot 1")
+session:streamFile("ivr/long.wav")
+freeswitch.consoleLog("info", "calls: end\n")
+`,
+		"freeswitch/boom.lua": "session:answer()\nlocal t = nil\nprint(t.x)\n",
+		"freeswitch/spin.lua": "session:answer()\nwhile true do end\n",
+	}
+	for name, src := range scripts {
+		p := filepath.Join(dir, "scripts", name)
+		_ = os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(dir, "sb.yaml")
+	yaml := fmt.Sprintf("lua:\n  scripts_dir: %s\nesl:\n  flow_grace: 500ms\n  data_dir: %s\nsocket:\n  enabled: false\nrelay:\n  enabled: false\nadmin:\n  listen: \"\"\n",
+		filepath.Join(dir, "scripts"), filepath.Join(dir, "data"))
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, int) {
+		cmd := exec.Command(harness.Binary(t), append([]string{"flow", "test", "-c", cfg}, args...)...)
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	out, code := run("calls", "--bridge", "user/1001=USER_BUSY", "--allow-unknown-apps", "--prompt", "ivr/long.wav=300ms")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	wantInOrder(t, out,
+		"log info: calls: start (", "/scripts/freeswitch/calls.lua:1)",
+		"execute answer [event-lock]",
+		"execute bridge user/1001 [event-lock]",
+		"complete bridge: _none_ failed USER_BUSY",
+		"log info: calls: bridge USER_BUSY",
+		"execute valet_park lot 1 [event-lock]",
+		"complete valet_park: _none_ (not simulated)",
+		"execute playback ivr/long.wav",
+		"complete playback: FILE PLAYED",
+		"log info: calls: end",
+		"> exit",
+		"result: answered=true hangup_cause=none (call left the socket up)")
+	out, code = run("calls")
+	if code != 0 || !strings.Contains(out, "execute valet_park: Invalid Application") || !strings.Contains(out, "hangup DESTINATION_OUT_OF_ORDER") {
+		t.Fatalf("without --allow-unknown-apps, exit %d:\n%s", code, out)
+	}
+	out, code = run("boom")
+	if code == 0 || !strings.Contains(out, "execute answer [event-lock]") ||
+		!strings.Contains(out, "the flow failed: ") || !strings.Contains(out, "/scripts/freeswitch/boom.lua:3: attempt to index a non-table object(nil) with key 'x'") {
+		t.Fatalf("a raising script: exit %d:\n%s", code, out)
+	}
+	start := time.Now()
+	out, code = run("spin", "--timeout", "1s")
+	if code == 0 || !strings.Contains(out, "simulator: max duration") || !strings.Contains(out, "result: answered=true hangup_cause=ALLOTTED_TIMEOUT") ||
+		!strings.Contains(out, "the flow ran past --timeout 1s") {
+		t.Fatalf("a script past --timeout: exit %d:\n%s", code, out)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Fatalf("flow test of a spinning script took %s", took)
+	}
+}
