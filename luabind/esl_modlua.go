@@ -352,4 +352,3 @@ func (g *Generation) modLuaFlowFor(call *esl.CallInfo) esl.Flow {
 	}
 	return &modLuaFlow{g: g, s: s, name: name, args: call.Args}
 }
-
