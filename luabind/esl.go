@@ -310,8 +310,6 @@ func (ls *luaSession) onDTMF(L *lua.LState) func(esl.DTMF) bool {
 	}
 }
 
-func optInt(L *lua.LState, n, def int) int { return L.OptInt(n, def) }
-
 func exec(L *lua.LState, ls *luaSession, app, arg string) (int, error) {
 	e, err := ls.s.Execute(ls.ctx(), app, arg, esl.ExecOptions{})
 	if err != nil {
@@ -326,7 +324,7 @@ var sessionMethods = map[string]lua.LGFunction{
 	"preAnswer": call(func(L *lua.LState, ls *luaSession) (int, error) { return exec(L, ls, "pre_answer", "") }),
 	"hangup": func(L *lua.LState) int {
 		ls := checkSession(L)
-		if err := ls.s.Hangup(ls.ctx(), L.OptString(2, "NORMAL_CLEARING")); err != nil && !errors.Is(err, esl.ErrHungUp) {
+		if err := ls.s.Hangup(ls.ctx(), mOptStr(L, 2, "NORMAL_CLEARING")); err != nil && !errors.Is(err, esl.ErrHungUp) {
 			L.RaiseError("%v", err)
 		}
 		ls.runHook(L, "hangup", false)
@@ -348,7 +346,7 @@ var sessionMethods = map[string]lua.LGFunction{
 	},
 	"get_uuid": func(L *lua.LState) int { L.Push(lua.LString(checkSession(L).s.UUID())); return 1 },
 	"getVariable": func(L *lua.LState) int {
-		v, ok := checkSession(L).s.Variable(L.CheckString(2))
+		v, ok := checkSession(L).s.Variable(mStr(L, 2, "getVariable"))
 		if !ok {
 			L.Push(lua.LNil)
 		} else {
@@ -357,47 +355,47 @@ var sessionMethods = map[string]lua.LGFunction{
 		return 1
 	},
 	"setVariable": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		return 0, ls.s.SetVariable(ls.ctx(), L.CheckString(2), L.OptString(3, ""))
+		return 0, ls.s.SetVariable(ls.ctx(), mStr(L, 2, "setVariable"), mOptStr(L, 3, ""))
 	}),
 	"execute": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		return exec(L, ls, L.CheckString(2), L.OptString(3, ""))
+		return exec(L, ls, mStr(L, 2, "execute"), mOptStr(L, 3, ""))
 	}),
 	"streamFile": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		r, err := ls.s.StreamFile(ls.ctx(), L.CheckString(2), ls.onDTMF(L))
+		r, err := ls.s.StreamFile(ls.ctx(), mStr(L, 2, "streamFile"), ls.onDTMF(L))
 		L.Push(lua.LString(r))
 		return 1, err
 	}),
 	"sleep": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		return 0, ls.s.Sleep(ls.ctx(), L.CheckInt(2), ls.onDTMF(L))
+		return 0, ls.s.Sleep(ls.ctx(), mInt(L, 2, "sleep"), ls.onDTMF(L))
 	}),
 	"getDigits": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		ms := func(n int) time.Duration { return time.Duration(optInt(L, n, 0)) * time.Millisecond }
-		d, _, err := ls.s.GetDigits(ls.ctx(), L.CheckInt(2), L.OptString(3, ""), time.Duration(L.CheckInt(4))*time.Millisecond, ms(5), ms(6))
+		ms := func(n int) time.Duration { return time.Duration(mOptInt(L, n, 0, "getDigits")) * time.Millisecond }
+		d, _, err := ls.s.GetDigits(ls.ctx(), mInt(L, 2, "getDigits"), mOptStr(L, 3, ""), time.Duration(mInt(L, 4, "getDigits"))*time.Millisecond, ms(5), ms(6))
 		L.Push(lua.LString(d))
 		return 1, err
 	}),
 	"read": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		d, err := ls.s.Read(ls.ctx(), L.CheckInt(2), L.CheckInt(3), L.OptString(4, ""), L.CheckInt(5), L.OptString(6, "#"), optInt(L, 7, 0))
+		d, err := ls.s.Read(ls.ctx(), mInt(L, 2, "read"), mInt(L, 3, "read"), mOptStr(L, 4, ""), mInt(L, 5, "read"), mOptStr(L, 6, "#"), mOptInt(L, 7, 0, "read"))
 		L.Push(lua.LString(d))
 		return 1, err
 	}),
 	"playAndGetDigits": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		d, err := ls.s.PlayAndGetDigits(ls.ctx(), L.CheckInt(2), L.CheckInt(3), L.CheckInt(4), L.CheckInt(5), L.OptString(6, ""),
-			L.OptString(7, ""), L.OptString(8, ""), L.OptString(9, ""), L.OptString(10, ""), optInt(L, 11, 0), L.OptString(12, ""))
+		d, err := ls.s.PlayAndGetDigits(ls.ctx(), mInt(L, 2, "playAndGetDigits"), mInt(L, 3, "playAndGetDigits"), mInt(L, 4, "playAndGetDigits"), mInt(L, 5, "playAndGetDigits"), mOptStr(L, 6, ""),
+			mOptStr(L, 7, ""), mOptStr(L, 8, ""), mOptStr(L, 9, ""), mOptStr(L, 10, ""), mOptInt(L, 11, 0, "playAndGetDigits"), mOptStr(L, 12, ""))
 		L.Push(lua.LString(d))
 		return 1, err
 	}),
 	"say": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		text, module, typ, method := L.CheckString(2), L.CheckString(3), L.CheckString(4), L.CheckString(5)
+		text, module, typ, method := mStr(L, 2, "say"), mStr(L, 3, "say"), mStr(L, 4, "say"), mStr(L, 5, "say")
 		arg := module + " " + typ + " " + method
-		if g := L.OptString(6, ""); g != "" {
+		if g := mOptStr(L, 6, ""); g != "" {
 			arg += " " + g
 		}
 		return exec(L, ls, "say", arg+" "+text)
 	}),
 	"sayPhrase": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		arg := L.CheckString(2)
-		if d, lang := L.OptString(3, ""), L.OptString(4, ""); d != "" || lang != "" {
+		arg := mStr(L, 2, "sayPhrase")
+		if d, lang := mOptStr(L, 3, ""), mOptStr(L, 4, ""); d != "" || lang != "" {
 			arg += "," + d
 			if lang != "" {
 				arg += "," + lang
@@ -407,17 +405,17 @@ var sessionMethods = map[string]lua.LGFunction{
 	}),
 	"set_tts_params": func(L *lua.LState) int {
 		ls := checkSession(L)
-		ls.ttsEngine, ls.ttsVoice = L.CheckString(2), L.CheckString(3)
+		ls.ttsEngine, ls.ttsVoice = mStr(L, 2, "set_tts_params"), mStr(L, 3, "set_tts_params")
 		return 0
 	},
 	"speak": call(func(L *lua.LState, ls *luaSession) (int, error) {
 		if ls.ttsEngine == "" {
 			return 0, errors.New("session:speak: call session:set_tts_params(engine, voice) first")
 		}
-		return exec(L, ls, "speak", ls.ttsEngine+"|"+ls.ttsVoice+"|"+L.CheckString(2))
+		return exec(L, ls, "speak", ls.ttsEngine+"|"+ls.ttsVoice+"|"+mStr(L, 2, "speak"))
 	}),
 	"recordFile": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		arg := L.CheckString(2)
+		arg := mStr(L, 2, "recordFile")
 		for i := 3; i <= 5; i++ {
 			if L.Get(i) == lua.LNil {
 				break
@@ -427,11 +425,11 @@ var sessionMethods = map[string]lua.LGFunction{
 		return exec(L, ls, "record", arg)
 	}),
 	"transfer": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		arg := strings.TrimSpace(strings.Join([]string{L.CheckString(2), L.OptString(3, ""), L.OptString(4, "")}, " "))
+		arg := strings.TrimSpace(strings.Join([]string{mStr(L, 2, "transfer"), mOptStr(L, 3, ""), mOptStr(L, 4, "")}, " "))
 		ls.transferred = true
 		return exec(L, ls, "transfer", arg)
 	}),
-	"bridge":      call(func(L *lua.LState, ls *luaSession) (int, error) { return exec(L, ls, "bridge", L.CheckString(2)) }),
+	"bridge":      call(func(L *lua.LState, ls *luaSession) (int, error) { return exec(L, ls, "bridge", mStr(L, 2, "bridge")) }),
 	"flushDigits": func(L *lua.LState) int { checkSession(L).s.FlushDigits(); return 0 },
 	"flushEvents": func(L *lua.LState) int { return 0 },
 	"setInputCallback": func(L *lua.LState) int {
@@ -448,7 +446,7 @@ var sessionMethods = map[string]lua.LGFunction{
 	"setAutoHangup": func(L *lua.LState) int { checkSession(L).s.SetAutoHangup(L.ToBool(2)); return 0 },
 	"consoleLog": func(L *lua.LState) int {
 		ls := checkSession(L)
-		level, msg := strings.ToLower(L.CheckString(2)), strings.TrimRight(L.CheckString(3), "\n")
+		level, msg := strings.ToLower(mStr(L, 2, "consoleLog")), strings.TrimRight(mStr(L, 3, "consoleLog"), "\n")
 		entry := ls.s.Log().WithField("where", L.Where(1))
 		switch level {
 		case "err", "error", "crit", "alert":
@@ -463,13 +461,13 @@ var sessionMethods = map[string]lua.LGFunction{
 		return 0
 	},
 	"api": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		cmd := strings.TrimSpace(L.CheckString(2) + " " + L.OptString(3, ""))
+		cmd := strings.TrimSpace(mStr(L, 2, "api") + " " + mOptStr(L, 3, ""))
 		r, err := ls.s.API(ls.ctx(), cmd)
 		L.Push(lua.LString(r))
 		return 1, err
 	}),
 	"bgapi": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		cmd := strings.TrimSpace(L.CheckString(2) + " " + L.OptString(3, ""))
+		cmd := strings.TrimSpace(mStr(L, 2, "bgapi") + " " + mOptStr(L, 3, ""))
 		r, err := ls.s.BgAPI(ls.ctx(), cmd)
 		L.Push(lua.LString(r))
 		return 1, err
@@ -481,7 +479,7 @@ var sessionMethods = map[string]lua.LGFunction{
 			h = append(h, esl.Header{Name: k.String(), Value: v.String()})
 		})
 		var body []byte
-		if b := L.OptString(3, ""); b != "" {
+		if b := mOptStr(L, 3, ""); b != "" {
 			body = []byte(b)
 		}
 		r, err := ls.s.SendMsg(ls.ctx(), h, body)
