@@ -427,7 +427,12 @@ var sessionMethods = map[string]lua.LGFunction{
 	"transfer": call(func(L *lua.LState, ls *luaSession) (int, error) {
 		arg := strings.TrimSpace(strings.Join([]string{mStr(L, 2, "transfer"), mOptStr(L, 3, ""), mOptStr(L, 4, "")}, " "))
 		ls.transferred = true
-		return exec(L, ls, "transfer", arg)
+		// The dialplan takes the call back: ready() is false from now on and the engine will not hang up.
+		if err := ls.s.Transfer(ls.ctx(), arg); err != nil {
+			return 0, err
+		}
+		L.Push(lua.LString("_none_"))
+		return 1, nil
 	}),
 	"bridge":      call(func(L *lua.LState, ls *luaSession) (int, error) { return exec(L, ls, "bridge", mStr(L, 2, "bridge")) }),
 	"flushDigits": func(L *lua.LState) int { checkSession(L).s.FlushDigits(); return 0 },
