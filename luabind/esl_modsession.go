@@ -472,7 +472,11 @@ var modSessionMethods = map[string]lua.LGFunction{
 		} else if v, ok := ls.variable(L, "default_language"); ok && v != "" {
 			lang = v
 		}
-		arg := module + ":" + lang + " " + typ + " " + method
+		arg := module
+		if lang != module {
+			arg += ":" + lang
+		}
+		arg += " " + typ + " " + method
 		if g := mOptStr(L, 6, ""); g != "" {
 			arg += " " + g
 		}
