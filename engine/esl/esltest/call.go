@@ -12,7 +12,13 @@
 // Application-UUID from event-uuid; unknown applications hang up with DESTINATION_OUT_OF_ORDER; commands
 // that need `full` answer -ERR command not found without it; myevents/event filtering and formats; linger,
 // the linger notice, HANGUP_COMPLETE (async only) and the goodbye notice; exit; api and bgapi with a few
-// uuid_* commands. Media takes Call.Media per prompt (0 by default), so flows run at full speed.
+// uuid_* commands. Media takes Call.Media per prompt (0 by default; Call.Prompts per file), so flows run at
+// full speed. For mod_lua-style flows it also plays: uuid_fileman on the playing file (seek, pause, restart,
+// stop), sendevent (a Unique-ID of the call queues the event to the channel, diverted to the socket after
+// divert_events on), global_getvar/global_setvar (Call.Globals), bgapi originate with legs driven by
+// sendmsg <leg>, uuid_kill, uuid_setvar and uuid_bridge (Call.Originate chooses outcomes), bridge outcomes
+// (Call.BridgeOutcomes), digits and events during a given file (Call.PressDuring, Call.EventDuring), and
+// applications it does not know when Call.AllowUnknownApps.
 package esltest
 
 import (
