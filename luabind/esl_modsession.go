@@ -112,6 +112,9 @@ func blocking(name string, fn func(L *lua.LState, ls *luaSession) int) lua.LGFun
 		if ls.unbound {
 			return ls.unboundReply(L, name)
 		}
+		if ls.leg != nil && !legMethods[name] {
+			L.RaiseError("session:%s is not available on an originated leg in switchboard: its digits and media events do not reach the call's socket", name)
+		}
 		n := fn(L, ls)
 		if ls.leg == nil {
 			ls.runHook(L, "hangup", false)
@@ -271,6 +274,10 @@ func callbackArgs(L *lua.LState, method string) (fn lua.LValue, name string, arg
 	}
 	return
 }
+
+// legMethods are the blocking methods an originated leg (freeswitch.Session(dial_string)) supports.
+var legMethods = map[string]bool{"answer": true, "preAnswer": true, "setVariable": true, "execute": true, "streamFile": true,
+	"sleep": true, "recordFile": true, "speak": true, "say": true, "transfer": true, "waitForAnswer": true}
 
 var modSessionMethods = map[string]lua.LGFunction{
 	"answer": blocking("answer", func(L *lua.LState, ls *luaSession) int {
