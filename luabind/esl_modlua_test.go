@@ -251,3 +251,34 @@ freeswitch.consoleLog("info", "menu done")
 		at += i + len(w)
 	}
 }
+
+func TestModLuaSayPhraseLanguageAndReturns(t *testing.T) {
+	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+		"freeswitch/say.lua": `local a = session:answer()
+local x = session:execute("log", "INFO hi")
+session:sayPhrase("voicemail_message_count", "3:new", "fr")
+session:sayPhrase("voicemail_goodbye")
+session:say("42", "en:de", "number", "pronounced")
+local s = session:streamFile("missing/x.wav")
+local t = session:transfer("", "XML", "default")
+freeswitch.consoleLog("info", "answer " .. a .. " execute " .. tostring(x) .. " stream " .. s .. " transfer " .. t .. " ready " .. tostring(session:ready()))
+`}, nil)
+	addr := modServer(t, rt, buf, esl.DefaultConfig())
+	res := playCall(t, esltest.Call{Addr: addr, Path: "say", Async: true, Full: true, AllowUnknownApps: true, Vars: map[string]string{"default_language": "es"}})
+	tr := transcript(res)
+	at := 0
+	for _, w := range []string{
+		"execute set language=fr [event-lock]", "execute phrase voicemail_message_count,3:new [event-lock]", "execute set language= [event-lock]",
+		"execute set language=es [event-lock]", "execute phrase voicemail_goodbye [event-lock]", "execute set language= [event-lock]",
+		"execute say en:de number pronounced 42 [event-lock]",
+		"complete playback: FILE NOT FOUND",
+		"execute transfer service XML default [event-lock]",
+	} {
+		i := strings.Index(tr[at:], w)
+		if i < 0 {
+			t.Fatalf("transcript lacks %q after %d:\n%s", w, at, tr)
+		}
+		at += i + len(w)
+	}
+	waitLog(t, buf, "answer 1 execute nil stream 0 transfer 1 ready false")
+}
