@@ -4,6 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,6 +123,16 @@ func TestModLuaVoicemailSavesAfterHangup(t *testing.T) {
 	out, err := exec.Command(harness.Binary(t), "run-script", "-c", cfg, "vm_count", "1001").CombinedOutput()
 	if err != nil || string(out) != "mailbox 1001: 1 message(s)\nrequest: lua vm_count 1001\n" {
 		t.Fatalf("run-script: %v\n%s", err, out)
+	}
+	// The same through the admin listener.
+	resp, err := http.Post("http://"+e.Addr(t, "admin")+"/lua?cmd="+url.QueryEscape("vm_count 1001"), "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "mailbox 1001: 1 message(s)\nrequest: lua vm_count 1001\n" {
+		t.Fatalf("POST /lua: %d %q", resp.StatusCode, body)
 	}
 	out, err = exec.Command(harness.Binary(t), "run-script", "-c", cfg, "nosuch").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "no script nosuch.lua in") {
