@@ -282,3 +282,33 @@ freeswitch.consoleLog("info", "answer " .. a .. " execute " .. tostring(x) .. " 
 	}
 	waitLog(t, buf, "answer 1 execute nil stream 0 transfer 1 ready false")
 }
+
+func TestModLuaDbhSQLite(t *testing.T) {
+	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+		"freeswitch/db.lua": `local dbh = freeswitch.Dbh("sqlite://agents")
+assert(dbh:connected())
+local made = dbh:test_reactive("SELECT count(*) FROM agents", "DROP TABLE agents", "CREATE TABLE agents (name TEXT, state TEXT)")
+dbh:query("INSERT INTO agents VALUES ('ann', 'available'), ('bob', NULL), ('cy', 'busy')")
+local inserted = dbh:affected_rows()
+local seen = {}
+dbh:query("SELECT name, state FROM agents ORDER BY name", function(row)
+  seen[#seen + 1] = row.name .. "=" .. row.state
+  if row.name == "bob" then return 1 end
+end)
+local ok, rows = dbh:query_rows("SELECT name, state FROM agents ORDER BY name")
+local bad = dbh:query("SELECT nope FROM nowhere")
+freeswitch.consoleLog("info", "made " .. tostring(made) .. " inserted " .. inserted .. " seen " .. table.concat(seen, ",") ..
+  " rows " .. #rows .. " bob state " .. tostring(rows[2].state) .. " bad " .. tostring(bad) .. " error " .. tostring(dbh:last_error() ~= nil) ..
+  " again " .. tostring(dbh:test_reactive("SELECT count(*) FROM agents", "DROP TABLE agents", "CREATE TABLE agents (name TEXT)")))
+dbh:release()
+freeswitch.consoleLog("info", "released connected " .. tostring(dbh:connected()))
+local odbc = freeswitch.Dbh("odbc://unmapped:u:p")
+freeswitch.consoleLog("info", "odbc connected " .. tostring(odbc:connected()))
+`}, nil)
+	addr := modServer(t, rt, buf, esl.DefaultConfig())
+	playCall(t, esltest.Call{Addr: addr, Path: "db", Async: true, Full: true})
+	waitLog(t, buf, "made true inserted 3 seen ann=available,bob= rows 3 bob state nil bad false error true again true")
+	waitLog(t, buf, "released connected false")
+	waitLog(t, buf, `ODBC DSN \"unmapped\" is not mapped: add it to esl.odbc`)
+	waitLog(t, buf, "odbc connected false")
+}
