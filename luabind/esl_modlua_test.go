@@ -312,3 +312,37 @@ freeswitch.consoleLog("info", "odbc connected " .. tostring(odbc:connected()))
 	waitLog(t, buf, `ODBC DSN \"unmapped\" is not mapped: add it to esl.odbc`)
 	waitLog(t, buf, "odbc connected false")
 }
+
+func TestModLuaHangupHook(t *testing.T) {
+	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+		"freeswitch/hook.lua": `function on_hangup(s, why, arg)
+  freeswitch.consoleLog("info", "hook " .. why .. " " .. tostring(arg and arg.n))
+  return "exit"
+end
+hook_arg = { n = 7 }
+session:setHangupHook("on_hangup", "hook_arg")
+session:answer()
+session:streamFile("long.wav")
+freeswitch.consoleLog("info", "after stream")
+session:ready()
+freeswitch.consoleLog("info", "not reached")
+`,
+		"freeswitch/auto.lua": `function on_hangup(s, why) freeswitch.consoleLog("info", "auto hook " .. why) end
+session:setHangupHook("on_hangup")
+session:setAutoHangup(true)
+session:answer()
+freeswitch.consoleLog("info", "auto done")
+`}, nil)
+	addr := modServer(t, rt, buf, esl.DefaultConfig())
+	playCall(t, esltest.Call{Addr: addr, Path: "hook", Async: true, Full: true, Media: 10 * time.Second, HangupAfter: 100 * time.Millisecond})
+	waitLog(t, buf, "hook hangup 7")
+	res := playCall(t, esltest.Call{Addr: addr, Path: "auto", Async: true, Full: true})
+	waitLog(t, buf, "auto done")
+	if !strings.Contains(transcript(res), "engine hangs up NORMAL_CLEARING") {
+		t.Fatalf("setAutoHangup(true) did not hang up:\n%s", transcript(res))
+	}
+	if n := strings.Count(buf.String(), "hook hangup"); n != 1 || strings.Contains(buf.String(), "after stream") || strings.Contains(buf.String(), "not reached") ||
+		strings.Contains(buf.String(), "auto hook") {
+		t.Fatalf("hooks ran wrongly:\n%s", buf.String())
+	}
+}
