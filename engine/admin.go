@@ -89,6 +89,7 @@ func (e *Engine) startAdmin() error {
 	mux.HandleFunc("/healthz", e.healthz)
 	mux.Handle("/metrics", promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{ErrorLog: log}))
 	mux.HandleFunc("/reload", e.reloadHTTP)
+	mux.HandleFunc("/lua", e.luaHTTP)
 	guard := newAdminGuard(cfg, ln.Addr(), token, log, mux)
 	a := &admin{e: e, ln: ln, wg: make(chan struct{}),
 		// Each connection holds one of admin.max_connections slots: idle and slow ones are let go.
@@ -258,4 +259,26 @@ func (e *Engine) reloadHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"status": "reloaded", "generation": e.lua.Current().ID()})
+}
+
+// luaHTTP runs an API-style mod_lua script (lua.freeswitch_dir) as FreeSWITCH's `lua` API command does:
+// POST /lua?cmd=<script>+<args> answers what the script wrote to stream (text/plain), 422 when it raised.
+func (e *Engine) luaHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "use POST /lua?cmd=script+args", http.StatusMethodNotAllowed)
+		return
+	}
+	cmd := r.URL.Query().Get("cmd")
+	g := e.lua.Current()
+	if cmd == "" || g == nil {
+		http.Error(w, "-ERR no script given: POST /lua?cmd=script+args\n", http.StatusBadRequest)
+		return
+	}
+	res := g.RunAPIScript(r.Context(), cmd, e.cfg.ESL, e.log.WithField("part", "admin"))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if res.Err != nil {
+		w.WriteHeader(http.StatusUnprocessableEntity)
+	}
+	_, _ = w.Write([]byte(res.Output))
 }

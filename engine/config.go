@@ -321,6 +321,7 @@ var pathKeys = []struct {
 	{"relay.persist_dir", func(c *Config) *string { return &c.Relay.PersistDir }, false},
 	{"relay.message_log", func(c *Config) *string { return &c.Relay.MessageLog }, false},
 	{"esl.allow", func(c *Config) *string { return &c.ESL.Allow }, true},
+	{"esl.data_dir", func(c *Config) *string { return &c.ESL.DataDir }, false},
 }
 
 // resolvePaths makes every path absolute (see LoadConfig); channels[].tls.ca comes only from the file.

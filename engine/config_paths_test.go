@@ -15,6 +15,7 @@ import (
 // so a new key is classified on purpose (a path key left out would resolve from the working directory).
 var notPathKeys = []string{
 	"log.level", "log.format", "admin.listen", "admin.token",
+	"lua.freeswitch_dir", "lua.freeswitch_require_root", // folders inside lua.scripts_dir, not paths of their own
 	"socket.listen", "socket.delimiter", "socket.welcome", "socket.goodbye", "socket.file_mode",
 	"relay.id", "relay.listen",
 	"esl.listen", "esl.default_flow", "esl.flow_variable", "esl.event_format",
@@ -57,6 +58,7 @@ relay:
   message_log: data/messages.log
 esl:
   allow: "text:127.0.0.1"
+  data_dir: data/freeswitch
 channels:
   - {name: web, host: example.com, port: 443, tls: {ca: tls/web-ca.pem}}
 `
@@ -93,6 +95,7 @@ func TestPathsResolveFromTheConfigFolder(t *testing.T) {
 			"relay.persist_dir": filepath.Join(conf, "data", "persist"),
 			"relay.message_log": filepath.Join(conf, "data", "messages.log"),
 			"esl.allow":         "text:127.0.0.1",
+			"esl.data_dir":      filepath.Join(conf, "data", "freeswitch"),
 		}
 		checkPaths(t, cfg, want)
 		if got := cfg.Channels[0].TLSCA; got != filepath.Join(conf, "tls", "web-ca.pem") {
@@ -160,6 +163,7 @@ func TestDefaultPathsResolveFromTheConfigFolder(t *testing.T) {
 			"relay.persist_dir": filepath.Join(base, "data", "persist"),
 			"relay.message_log": filepath.Join(base, "data", "relay-messages.log"),
 			"esl.allow":         "",
+			"esl.data_dir":      filepath.Join(base, "data", "freeswitch"),
 		})
 		if (src.File == "") != (cfg.Origin.File == "") {
 			t.Errorf("origin %q for file %q", cfg.Origin.File, src.File)

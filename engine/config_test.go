@@ -34,6 +34,7 @@ func TestShippedConfigEqualsDefaults(t *testing.T) {
 		"relay.routes_file": filepath.Join(root, "configs", "relay.routes"),
 		"relay.persist_dir": filepath.Join(root, "data", "persist"),
 		"relay.message_log": filepath.Join(root, "data", "relay-messages.log"),
+		"esl.data_dir":      filepath.Join(root, "data", "freeswitch"),
 	}
 	for k, w := range want {
 		if p, ok := paths[k]; ok {

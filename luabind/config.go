@@ -2,8 +2,15 @@ package luabind
 
 import (
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 )
+
+// localDir accepts "" or a relative path that stays inside its parent.
+func localDir(p string) bool {
+	return p == "" || (filepath.IsLocal(p) && !strings.Contains(p, "\\"))
+}
 
 // Config is the `lua:` section of switchboard.yaml.
 type Config struct {
@@ -22,6 +29,13 @@ type Config struct {
 	MaxResults int `mapstructure:"max_results"`
 	// CacheMaxEntries bounds sb.cache; a save beyond it fails.
 	CacheMaxEntries int `mapstructure:"cache_max_entries"`
+	// FreeSWITCHDir (relative to ScriptsDir) holds mod_lua-style scripts: each NAME.lua is the call flow
+	// NAME, compiled at load and run per call in a fresh environment with session, freeswitch and argv.
+	// "" turns the folder off.
+	FreeSWITCHDir string `mapstructure:"freeswitch_dir"`
+	// FreeSWITCHRequireRoot (relative to ScriptsDir) is where require "a.b.c" looks for a/b/c.lua from a
+	// mod_lua-style script; "" means FreeSWITCHDir. Nothing outside ScriptsDir can be required.
+	FreeSWITCHRequireRoot string `mapstructure:"freeswitch_require_root"`
 }
 
 // DefaultConfig returns the defaults documented in configs/switchboard.yaml.
@@ -33,6 +47,7 @@ func DefaultConfig() Config {
 		MaxStringBytes:  16 << 20,
 		MaxResults:      8000,
 		CacheMaxEntries: 100000,
+		FreeSWITCHDir:   "freeswitch",
 	}
 }
 
@@ -53,6 +68,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lua.max_results: expected at least %d, got %d", minResultsCap, c.MaxResults)
 	case c.CacheMaxEntries < 1:
 		return fmt.Errorf("lua.cache_max_entries: expected a positive number, got %d", c.CacheMaxEntries)
+	case !localDir(c.FreeSWITCHDir):
+		return fmt.Errorf("lua.freeswitch_dir: expected a folder inside lua.scripts_dir such as freeswitch, got %q", c.FreeSWITCHDir)
+	case !localDir(c.FreeSWITCHRequireRoot):
+		return fmt.Errorf("lua.freeswitch_require_root: expected a folder inside lua.scripts_dir, got %q", c.FreeSWITCHRequireRoot)
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ const (
 // openESL adds sb.flow and the session object's metatable.
 func openESL(vm *VM, mod *lua.LTable) {
 	L := vm.L
+	L.G.Global.RawSetString("freeswitch", sbFreeswitch(vm))
 	mod.RawSetString("flow", L.NewFunction(func(L *lua.LState) int {
 		name := L.CheckString(1)
 		fn := L.CheckFunction(2)
@@ -46,20 +47,31 @@ func sessionMetatable(rt *Runtime) lua.LValue {
 		mt := L.NewTable()
 		methods := L.SetFuncs(L.NewTable(), sessionMethods)
 		mt.RawSetString("__metatable", lua.LFalse)
+		mod := L.SetFuncs(L.NewTable(), modSessionMethods)
 		mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
 			ls := checkSession(L)
 			switch key := L.CheckString(2); key {
 			case "uuid":
-				L.Push(lua.LString(ls.s.UUID()))
+				L.Push(lua.LString(ls.uuid()))
 			case "flow":
-				L.Push(lua.LString(ls.s.Info().Flow))
+				if ls.s == nil {
+					L.Push(lua.LNil)
+				} else {
+					L.Push(lua.LString(ls.s.Info().Flow))
+				}
 			default:
+				if ls.mod {
+					if m := mod.RawGetString(key); m != lua.LNil {
+						L.Push(m)
+						return 1
+					}
+				}
 				L.Push(methods.RawGetString(key))
 			}
 			return 1
 		}))
 		mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
-			L.Push(lua.LString("session " + checkSession(L).s.UUID()))
+			L.Push(lua.LString("session " + checkSession(L).uuid()))
 			return 1
 		}))
 		return mt
@@ -76,6 +88,12 @@ func FlowResolver(rt *Runtime) esl.FlowResolver {
 		}
 		h, ok := g.Handler(kindFlow, call.Flow)
 		if !ok {
+			if f := g.modLuaFlowFor(call); f != nil {
+				return f, nil
+			}
+			if g.modLua.dir != "" {
+				return nil, fmt.Errorf("no flow %q registered with sb.flow and no %s/%s.lua", call.Flow, g.modLua.display, call.Flow)
+			}
 			return nil, fmt.Errorf("no flow %q registered with sb.flow", call.Flow)
 		}
 		return &luaFlow{g: g, h: h}, nil
@@ -95,13 +113,9 @@ func (f *luaFlow) Run(ctx context.Context, s *esl.Session) error {
 	}
 	defer vm.Release()
 	L := vm.L
-	ls := &luaSession{s: s, vm: vm}
-	ud := L.NewUserData()
-	ud.Value = ls
-	L.SetMetatable(ud, sessionMetatable(vm.rt))
-	ls.ud = ud
+	ls := newLuaSession(L, vm, s, false)
 	L.Push(vm.Func(f.h))
-	L.Push(ud)
+	L.Push(ls.ud)
 	err = L.PCall(1, 0, nil)
 	if err == nil && ls.hookFn != nil && ls.hookFn != lua.LNil && s.Ready() && s.AutoHangup() {
 		// The engine hangs up at the end of the flow; do it now so the hook sees it, exactly once.
@@ -116,7 +130,7 @@ func (f *luaFlow) Run(ctx context.Context, s *esl.Session) error {
 	if isHungUp(err) {
 		return esl.ErrHungUp
 	}
-	return vm.LongError(err, "esl.flow "+f.h.Name+" uuid "+s.UUID())
+	return graceError(vm.LongError(err, "esl.flow "+f.h.Name+" uuid "+s.UUID()))
 }
 
 func errValue(err error) (lua.LValue, bool) {
@@ -137,7 +151,7 @@ func isExit(err error) bool {
 	return ok && v.String() == exitMessage
 }
 
-// luaSession is the `session` a flow receives.
+// luaSession is the `session` a flow receives (and, in mod_lua-style flows, a freeswitch.Session object).
 type luaSession struct {
 	s  *esl.Session
 	vm *VM
@@ -149,6 +163,39 @@ type luaSession struct {
 	transferred       bool
 	ttsEngine         string
 	ttsVoice          string
+
+	// mod_lua-style flows
+	mod           bool   // mod_lua semantics: blocking calls return on hangup, mod_lua's return values
+	inputName     string // setInputCallback's global names, resolved at each call as mod_lua does
+	inputArgName  string
+	hookName      string
+	hookArgName   string
+	termsSet      bool     // playback_terminators=none sent
+	divertOn      bool     // divert_events on sent
+	leg           *esl.Leg // an originated leg (freeswitch.Session(dial_string))
+	legAutoHangup bool     // hang the leg up when the script ends
+	unbound       bool     // freeswitch.Session() before originate, or after destroy()
+	failCause     string   // a failed originate's cause
+	private       map[string]lua.LValue
+}
+
+func newLuaSession(L *lua.LState, vm *VM, s *esl.Session, mod bool) *luaSession {
+	ls := &luaSession{s: s, vm: vm, mod: mod}
+	ud := L.NewUserData()
+	ud.Value = ls
+	L.SetMetatable(ud, sessionMetatable(vm.rt))
+	ls.ud = ud
+	return ls
+}
+
+func (ls *luaSession) uuid() string {
+	switch {
+	case ls.leg != nil:
+		return ls.leg.UUID
+	case ls.unbound || ls.s == nil:
+		return ""
+	}
+	return ls.s.UUID()
 }
 
 func checkSession(L *lua.LState) *luaSession {
@@ -181,17 +228,29 @@ func fnArg(L *lua.LState, n int) lua.LValue {
 // runHook runs the hangup hook once, when the call is down (deferred as in mod_lua: at the next session
 // call, ready(), or the end of the flow). A hook returning "exit" or "die" ends the flow.
 func (ls *luaSession) runHook(L *lua.LState, why string, atEnd bool) {
-	if ls.hookRan || ls.hookFn == nil || ls.hookFn == lua.LNil || ls.s.Ready() {
+	if ls.hookRan || ((ls.hookFn == nil || ls.hookFn == lua.LNil) && ls.hookName == "") || ls.s == nil || ls.s.Ready() {
 		return
 	}
 	ls.hookRan = true
-	if ls.transferred {
+	if ls.transferred || ls.s.Transferred() {
 		why = "transfer"
 	}
-	L.Push(ls.hookFn)
+	fn, arg := ls.hookFn, ls.hookArg
+	if ls.hookName != "" {
+		// mod_lua: names of globals, looked up when the hook runs
+		fn = L.G.Global.RawGetString(ls.hookName)
+		arg = lua.LNil
+		if ls.hookArgName != "" {
+			arg = L.G.Global.RawGetString(ls.hookArgName)
+		}
+	}
+	if arg == nil {
+		arg = lua.LNil
+	}
+	L.Push(fn)
 	L.Push(ls.ud)
 	L.Push(lua.LString(why))
-	L.Push(ls.hookArg)
+	L.Push(arg)
 	if err := L.PCall(3, 1, nil); err != nil {
 		ls.s.Log().WithError(err).Error("hangup hook failed")
 		return
@@ -251,8 +310,6 @@ func (ls *luaSession) onDTMF(L *lua.LState) func(esl.DTMF) bool {
 	}
 }
 
-func optInt(L *lua.LState, n, def int) int { return L.OptInt(n, def) }
-
 func exec(L *lua.LState, ls *luaSession, app, arg string) (int, error) {
 	e, err := ls.s.Execute(ls.ctx(), app, arg, esl.ExecOptions{})
 	if err != nil {
@@ -267,7 +324,7 @@ var sessionMethods = map[string]lua.LGFunction{
 	"preAnswer": call(func(L *lua.LState, ls *luaSession) (int, error) { return exec(L, ls, "pre_answer", "") }),
 	"hangup": func(L *lua.LState) int {
 		ls := checkSession(L)
-		if err := ls.s.Hangup(ls.ctx(), L.OptString(2, "NORMAL_CLEARING")); err != nil && !errors.Is(err, esl.ErrHungUp) {
+		if err := ls.s.Hangup(ls.ctx(), mOptStr(L, 2, "NORMAL_CLEARING")); err != nil && !errors.Is(err, esl.ErrHungUp) {
 			L.RaiseError("%v", err)
 		}
 		ls.runHook(L, "hangup", false)
@@ -289,7 +346,7 @@ var sessionMethods = map[string]lua.LGFunction{
 	},
 	"get_uuid": func(L *lua.LState) int { L.Push(lua.LString(checkSession(L).s.UUID())); return 1 },
 	"getVariable": func(L *lua.LState) int {
-		v, ok := checkSession(L).s.Variable(L.CheckString(2))
+		v, ok := checkSession(L).s.Variable(mStr(L, 2, "getVariable"))
 		if !ok {
 			L.Push(lua.LNil)
 		} else {
@@ -298,47 +355,47 @@ var sessionMethods = map[string]lua.LGFunction{
 		return 1
 	},
 	"setVariable": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		return 0, ls.s.SetVariable(ls.ctx(), L.CheckString(2), L.OptString(3, ""))
+		return 0, ls.s.SetVariable(ls.ctx(), mStr(L, 2, "setVariable"), mOptStr(L, 3, ""))
 	}),
 	"execute": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		return exec(L, ls, L.CheckString(2), L.OptString(3, ""))
+		return exec(L, ls, mStr(L, 2, "execute"), mOptStr(L, 3, ""))
 	}),
 	"streamFile": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		r, err := ls.s.StreamFile(ls.ctx(), L.CheckString(2), ls.onDTMF(L))
+		r, err := ls.s.StreamFile(ls.ctx(), mStr(L, 2, "streamFile"), ls.onDTMF(L))
 		L.Push(lua.LString(r))
 		return 1, err
 	}),
 	"sleep": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		return 0, ls.s.Sleep(ls.ctx(), L.CheckInt(2), ls.onDTMF(L))
+		return 0, ls.s.Sleep(ls.ctx(), mInt(L, 2, "sleep"), ls.onDTMF(L))
 	}),
 	"getDigits": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		ms := func(n int) time.Duration { return time.Duration(optInt(L, n, 0)) * time.Millisecond }
-		d, _, err := ls.s.GetDigits(ls.ctx(), L.CheckInt(2), L.OptString(3, ""), time.Duration(L.CheckInt(4))*time.Millisecond, ms(5), ms(6))
+		ms := func(n int) time.Duration { return time.Duration(mOptInt(L, n, 0, "getDigits")) * time.Millisecond }
+		d, _, err := ls.s.GetDigits(ls.ctx(), mInt(L, 2, "getDigits"), mOptStr(L, 3, ""), time.Duration(mInt(L, 4, "getDigits"))*time.Millisecond, ms(5), ms(6))
 		L.Push(lua.LString(d))
 		return 1, err
 	}),
 	"read": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		d, err := ls.s.Read(ls.ctx(), L.CheckInt(2), L.CheckInt(3), L.OptString(4, ""), L.CheckInt(5), L.OptString(6, "#"), optInt(L, 7, 0))
+		d, err := ls.s.Read(ls.ctx(), mInt(L, 2, "read"), mInt(L, 3, "read"), mOptStr(L, 4, ""), mInt(L, 5, "read"), mOptStr(L, 6, "#"), mOptInt(L, 7, 0, "read"))
 		L.Push(lua.LString(d))
 		return 1, err
 	}),
 	"playAndGetDigits": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		d, err := ls.s.PlayAndGetDigits(ls.ctx(), L.CheckInt(2), L.CheckInt(3), L.CheckInt(4), L.CheckInt(5), L.OptString(6, ""),
-			L.OptString(7, ""), L.OptString(8, ""), L.OptString(9, ""), L.OptString(10, ""), optInt(L, 11, 0), L.OptString(12, ""))
+		d, err := ls.s.PlayAndGetDigits(ls.ctx(), mInt(L, 2, "playAndGetDigits"), mInt(L, 3, "playAndGetDigits"), mInt(L, 4, "playAndGetDigits"), mInt(L, 5, "playAndGetDigits"), mOptStr(L, 6, ""),
+			mOptStr(L, 7, ""), mOptStr(L, 8, ""), mOptStr(L, 9, ""), mOptStr(L, 10, ""), mOptInt(L, 11, 0, "playAndGetDigits"), mOptStr(L, 12, ""))
 		L.Push(lua.LString(d))
 		return 1, err
 	}),
 	"say": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		text, module, typ, method := L.CheckString(2), L.CheckString(3), L.CheckString(4), L.CheckString(5)
+		text, module, typ, method := mStr(L, 2, "say"), mStr(L, 3, "say"), mStr(L, 4, "say"), mStr(L, 5, "say")
 		arg := module + " " + typ + " " + method
-		if g := L.OptString(6, ""); g != "" {
+		if g := mOptStr(L, 6, ""); g != "" {
 			arg += " " + g
 		}
 		return exec(L, ls, "say", arg+" "+text)
 	}),
 	"sayPhrase": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		arg := L.CheckString(2)
-		if d, lang := L.OptString(3, ""), L.OptString(4, ""); d != "" || lang != "" {
+		arg := mStr(L, 2, "sayPhrase")
+		if d, lang := mOptStr(L, 3, ""), mOptStr(L, 4, ""); d != "" || lang != "" {
 			arg += "," + d
 			if lang != "" {
 				arg += "," + lang
@@ -348,17 +405,17 @@ var sessionMethods = map[string]lua.LGFunction{
 	}),
 	"set_tts_params": func(L *lua.LState) int {
 		ls := checkSession(L)
-		ls.ttsEngine, ls.ttsVoice = L.CheckString(2), L.CheckString(3)
+		ls.ttsEngine, ls.ttsVoice = mStr(L, 2, "set_tts_params"), mStr(L, 3, "set_tts_params")
 		return 0
 	},
 	"speak": call(func(L *lua.LState, ls *luaSession) (int, error) {
 		if ls.ttsEngine == "" {
 			return 0, errors.New("session:speak: call session:set_tts_params(engine, voice) first")
 		}
-		return exec(L, ls, "speak", ls.ttsEngine+"|"+ls.ttsVoice+"|"+L.CheckString(2))
+		return exec(L, ls, "speak", ls.ttsEngine+"|"+ls.ttsVoice+"|"+mStr(L, 2, "speak"))
 	}),
 	"recordFile": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		arg := L.CheckString(2)
+		arg := mStr(L, 2, "recordFile")
 		for i := 3; i <= 5; i++ {
 			if L.Get(i) == lua.LNil {
 				break
@@ -368,11 +425,16 @@ var sessionMethods = map[string]lua.LGFunction{
 		return exec(L, ls, "record", arg)
 	}),
 	"transfer": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		arg := strings.TrimSpace(strings.Join([]string{L.CheckString(2), L.OptString(3, ""), L.OptString(4, "")}, " "))
+		arg := strings.TrimSpace(strings.Join([]string{mStr(L, 2, "transfer"), mOptStr(L, 3, ""), mOptStr(L, 4, "")}, " "))
 		ls.transferred = true
-		return exec(L, ls, "transfer", arg)
+		// The dialplan takes the call back: ready() is false from now on and the engine will not hang up.
+		if err := ls.s.Transfer(ls.ctx(), arg); err != nil {
+			return 0, err
+		}
+		L.Push(lua.LString("_none_"))
+		return 1, nil
 	}),
-	"bridge":      call(func(L *lua.LState, ls *luaSession) (int, error) { return exec(L, ls, "bridge", L.CheckString(2)) }),
+	"bridge":      call(func(L *lua.LState, ls *luaSession) (int, error) { return exec(L, ls, "bridge", mStr(L, 2, "bridge")) }),
 	"flushDigits": func(L *lua.LState) int { checkSession(L).s.FlushDigits(); return 0 },
 	"flushEvents": func(L *lua.LState) int { return 0 },
 	"setInputCallback": func(L *lua.LState) int {
@@ -389,7 +451,7 @@ var sessionMethods = map[string]lua.LGFunction{
 	"setAutoHangup": func(L *lua.LState) int { checkSession(L).s.SetAutoHangup(L.ToBool(2)); return 0 },
 	"consoleLog": func(L *lua.LState) int {
 		ls := checkSession(L)
-		level, msg := strings.ToLower(L.CheckString(2)), strings.TrimRight(L.CheckString(3), "\n")
+		level, msg := strings.ToLower(mStr(L, 2, "consoleLog")), strings.TrimRight(mStr(L, 3, "consoleLog"), "\n")
 		entry := ls.s.Log().WithField("where", L.Where(1))
 		switch level {
 		case "err", "error", "crit", "alert":
@@ -404,13 +466,13 @@ var sessionMethods = map[string]lua.LGFunction{
 		return 0
 	},
 	"api": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		cmd := strings.TrimSpace(L.CheckString(2) + " " + L.OptString(3, ""))
+		cmd := strings.TrimSpace(mStr(L, 2, "api") + " " + mOptStr(L, 3, ""))
 		r, err := ls.s.API(ls.ctx(), cmd)
 		L.Push(lua.LString(r))
 		return 1, err
 	}),
 	"bgapi": call(func(L *lua.LState, ls *luaSession) (int, error) {
-		cmd := strings.TrimSpace(L.CheckString(2) + " " + L.OptString(3, ""))
+		cmd := strings.TrimSpace(mStr(L, 2, "bgapi") + " " + mOptStr(L, 3, ""))
 		r, err := ls.s.BgAPI(ls.ctx(), cmd)
 		L.Push(lua.LString(r))
 		return 1, err
@@ -422,7 +484,7 @@ var sessionMethods = map[string]lua.LGFunction{
 			h = append(h, esl.Header{Name: k.String(), Value: v.String()})
 		})
 		var body []byte
-		if b := L.OptString(3, ""); b != "" {
+		if b := mOptStr(L, 3, ""); b != "" {
 			body = []byte(b)
 		}
 		r, err := ls.s.SendMsg(ls.ctx(), h, body)

@@ -38,6 +38,7 @@ type Generation struct {
 	handlers []*Handler
 	byKind   map[string][]*Handler
 	byName   map[handlerKey]*Handler
+	modLua   *modLua // mod_lua-style flows (lua.freeswitch_dir), run per call, not at load
 
 	poolMu   sync.Mutex
 	free     []*VM
@@ -138,7 +139,11 @@ func buildGeneration(rt *Runtime, fsys fs.FS, display string) (*Generation, []*S
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	g := &Generation{rt: rt, scripts: scripts, poolSize: rt.poolSize, byKind: map[string][]*Handler{}, byName: map[handlerKey]*Handler{}}
+	scripts, ml, errs := splitModLua(rt.cfg, display, scripts)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	g := &Generation{rt: rt, scripts: scripts, modLua: ml, poolSize: rt.poolSize, byKind: map[string][]*Handler{}, byName: map[handlerKey]*Handler{}}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	vm, err := newVM(g)
 	if err != nil {
@@ -149,6 +154,11 @@ func buildGeneration(rt *Runtime, fsys fs.FS, display string) (*Generation, []*S
 	for _, h := range g.handlers {
 		g.byKind[h.Kind] = append(g.byKind[h.Kind], h)
 		g.byName[handlerKey{h.Kind, h.Name}] = h
+	}
+	if errs := ml.clashes(g); len(errs) > 0 {
+		vm.close()
+		g.cancel()
+		return nil, errs
 	}
 	g.free = append(g.free, vm)
 	return g, nil

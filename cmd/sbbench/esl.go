@@ -15,6 +15,7 @@ import (
 	"runtime/pprof"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing/fstest"
 	"time"
@@ -53,6 +54,17 @@ sb.flow("rtt", function(session)
 end)
 `
 
+// The same park and four-step flows as mod_lua-style scripts (scripts/freeswitch/): a fresh Lua state per call.
+const eslBenchPark = `session:answer()
+session:execute("park")
+`
+
+const eslBenchFour = `session:answer()
+session:streamFile("ivr/welcome.wav")
+session:playAndGetDigits(1, 1, 1, 1000, "#", "ivr/menu.wav", "", "\\d")
+session:hangup()
+`
+
 func eslCmd() *cobra.Command {
 	var (
 		mode        string
@@ -62,6 +74,7 @@ func eslCmd() *cobra.Command {
 		every       time.Duration
 		simAddr     string
 		goFlows     bool
+		modLua      bool
 		prof        profiles
 	)
 	cmd := &cobra.Command{
@@ -87,7 +100,7 @@ process's heap holds only the engine side.
 				defer stop()
 				return runESLSim(cmd.Context(), cmd.OutOrStdout(), simAddr, mode, calls, concurrency, dur, every)
 			}
-			return runESLBench(cmd.Context(), cmd.OutOrStdout(), mode, calls, concurrency, dur, every, goFlows, prof)
+			return runESLBench(cmd.Context(), cmd.OutOrStdout(), mode, calls, concurrency, dur, every, goFlows, modLua, prof)
 		},
 	}
 	f := cmd.Flags()
@@ -97,6 +110,7 @@ process's heap holds only the engine side.
 	f.DurationVar(&dur, "duration", 5*time.Second, "how long to run (flow, rtt)")
 	f.DurationVar(&every, "every", 100*time.Millisecond, "pause between one call's commands (rtt)")
 	f.BoolVar(&goFlows, "go-flows", false, "run the same flows written in Go instead of Lua (isolates the esl part from the Lua VM)")
+	f.BoolVar(&modLua, "modlua", false, "run park and four as mod_lua-style scripts (scripts/freeswitch/, a fresh Lua state per call)")
 	f.StringVar(&simAddr, "sim-addr", "", "internal: run only the FreeSWITCH simulator against this address")
 	f.StringVar(&prof.cpu, "cpuprofile", "", "write a CPU profile of the engine side to this file (the simulator's to <file>.sim)")
 	f.StringVar(&prof.mem, "memprofile", "", "write an allocation profile of the engine side to this file, the allocations before the measured part to <file>.base (the simulator's to <file>.sim)")
@@ -205,13 +219,22 @@ func runESLSim(ctx context.Context, out io.Writer, addr, mode string, calls, con
 		NumGC: m1.NumGC - m0.NumGC, Alloc: m1.TotalAlloc - m0.TotalAlloc, Seconds: time.Since(start).Seconds()})
 }
 
-func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurrency int, dur, every time.Duration, goFlows bool, prof profiles) error {
+func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurrency int, dur, every time.Duration, goFlows, modLua bool, prof profiles) error {
 	if err := raiseFileLimit(calls + concurrency + 64); err != nil {
 		return err
 	}
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
-	rt, err := luabind.New(luabind.Options{Config: luabind.DefaultConfig(), FS: fstest.MapFS{"bench.lua": {Data: []byte(eslBenchScript)}},
+	scripts := fstest.MapFS{"bench.lua": {Data: []byte(eslBenchScript)}}
+	if modLua {
+		// The sb.flow park and four give way to the files of the same names.
+		scripts = fstest.MapFS{
+			"bench.lua":           {Data: []byte(eslBenchScript[:strings.Index(eslBenchScript, "sb.flow(\"park\"")] + eslBenchScript[strings.Index(eslBenchScript, "sb.flow(\"rtt\""):])},
+			"freeswitch/park.lua": {Data: []byte(eslBenchPark)},
+			"freeswitch/four.lua": {Data: []byte(eslBenchFour)},
+		}
+	}
+	rt, err := luabind.New(luabind.Options{Config: luabind.DefaultConfig(), FS: scripts,
 		Display: "bench", Log: logrus.NewEntry(quiet)})
 	if err != nil {
 		return err
@@ -239,8 +262,11 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 	}()
 	addr := ln.Addr().String()
 	flows := "Lua"
-	if goFlows {
+	switch {
+	case goFlows:
 		flows = "Go"
+	case modLua:
+		flows = "mod_lua-style Lua (fresh state per call)"
 	}
 	fmt.Fprintf(out, "sbbench esl: mode %s, %s flows, GOMAXPROCS %d, engine in-process on %s, simulator in a child process\n", mode, flows, runtime.GOMAXPROCS(0), addr)
 

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -35,6 +37,12 @@ func flowCmd(opts *rootOptions) *cobra.Command {
 		media       time.Duration
 		vars        []string
 		timeout     time.Duration
+		allowApps   bool
+		bridges     []string
+		originates  []string
+		prompts     []string
+		pressDuring []string
+		globals     []string
 	)
 	test := &cobra.Command{
 		Use:   "test <flow>",
@@ -45,7 +53,12 @@ and prints every command, application, digit and hangup with its time. No FreeSW
 
   switchboard flow test main --dtmf 1@2s
   switchboard flow test main --dtmf 12#@500ms --media 1s --hangup-after 10s
-  switchboard flow test main --static          # socket application without "async full"`,
+  switchboard flow test main --static          # socket application without "async full"
+  switchboard flow test voicemail/1000 --prompt voicemail/greeting.wav=2s --hangup-after 5s
+  switchboard flow test main --bridge user/1001=USER_BUSY --allow-unknown-apps
+
+The flow's log lines (consoleLog, sb.log) appear in the transcript where they happened. The exit status is
+non-zero when the flow raised an error or ran past --timeout (the transcript is printed either way).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usagef("flow test: expected one flow name, got %d arguments", len(args))
@@ -54,7 +67,36 @@ and prints every command, application, digit and hangup with its time. No FreeSW
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			call := esltest.Call{Path: args[0], Async: !static, Full: !static && !single, HangupAfter: hangupAfter, Media: media,
-				Vars: map[string]string{}, MaxDuration: timeout}
+				Vars: map[string]string{}, MaxDuration: timeout, AllowUnknownApps: allowApps}
+			kv := func(flag string, list []string, put func(k, v string) error) error {
+				for _, item := range list {
+					k, v, ok := strings.Cut(item, "=")
+					if !ok || k == "" {
+						return fmt.Errorf("--%s %q: expected name=value", flag, item)
+					}
+					if err := put(k, v); err != nil {
+						return fmt.Errorf("--%s %q: %w", flag, item, err)
+					}
+				}
+				return nil
+			}
+			call.BridgeOutcomes, call.Originate, call.Prompts, call.PressDuring, call.Globals =
+				map[string]string{}, map[string]string{}, map[string]time.Duration{}, map[string]string{}, map[string]string{}
+			for _, err := range []error{
+				kv("bridge", bridges, func(k, v string) error { call.BridgeOutcomes[k] = strings.ToUpper(v); return nil }),
+				kv("originate", originates, func(k, v string) error { call.Originate[k] = strings.ToUpper(v); return nil }),
+				kv("prompt", prompts, func(k, v string) error {
+					d, err := time.ParseDuration(v)
+					call.Prompts[k] = d
+					return err
+				}),
+				kv("press-during", pressDuring, func(k, v string) error { call.PressDuring[k] = v; return nil }),
+				kv("global", globals, func(k, v string) error { call.Globals[k] = v; return nil }),
+			} {
+				if err != nil {
+					return err
+				}
+			}
 			for _, spec := range dtmf {
 				d, err := esltest.ParseDTMF(spec)
 				if err != nil {
@@ -84,6 +126,12 @@ and prints every command, application, digit and hangup with its time. No FreeSW
 	f.DurationVar(&media, "media", 0, "how long each prompt plays")
 	f.StringArrayVar(&vars, "var", nil, "channel variable name=value for the call (repeatable)")
 	f.DurationVar(&timeout, "timeout", time.Minute, "give up (hang up) after this long")
+	f.BoolVar(&allowApps, "allow-unknown-apps", false, "complete applications the simulator does not know instead of hanging up as FreeSWITCH does")
+	f.StringArrayVar(&bridges, "bridge", nil, "outcome of a bridge: DIAL=CAUSE, e.g. user/1001=USER_BUSY (SUCCESS answers; repeatable)")
+	f.StringArrayVar(&originates, "originate", nil, "outcome of freeswitch.Session(DIAL): DIAL=CAUSE (SUCCESS answers; repeatable)")
+	f.StringArrayVar(&prompts, "prompt", nil, "length of one file: FILE=DURATION, e.g. ivr/menu.wav=3s (repeatable; others use --media)")
+	f.StringArrayVar(&pressDuring, "press-during", nil, "digits the caller presses when FILE starts playing: FILE=DIGITS (repeatable)")
+	f.StringArrayVar(&globals, "global", nil, "FreeSWITCH global variable name=value (global_getvar; repeatable)")
 	flow.AddCommand(test)
 	return flow
 }
@@ -100,6 +148,11 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 	} else {
 		logger.SetLevel(logrus.InfoLevel) // consoleLog lines of the flow are part of the test
 	}
+	// The flow's own log lines go into the transcript, in order, instead of stderr.
+	call.UUID = luabind.NewUUID()
+	notes := &flowNotes{uuid: call.UUID}
+	call.Attach = notes.attach
+	logger.AddHook(notes)
 	log := logrus.NewEntry(logger)
 	warnIgnoredEnv(log, cfg)
 	rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: sc.fsys, Display: sc.display, Log: log})
@@ -110,17 +163,35 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 	if err := rt.Load(); err != nil {
 		return fmt.Errorf("scripts:\n%w", err)
 	}
-	if _, ok := rt.Current().Handler("flow", call.Path); !ok {
+	if g := rt.Current(); !g.HasFlow(call.Path) {
 		var names []string
-		for _, h := range rt.Current().Handlers("flow") {
+		for _, h := range g.Handlers("flow") {
 			names = append(names, h.Name)
 		}
+		names = append(names, g.ModLuaFlows()...)
 		sort.Strings(names)
 		return fmt.Errorf("no flow %q in %s (flows: %s)", call.Path, sc, strings.Join(names, ", "))
 	}
 	ecfg := cfg.ESL
 	ecfg.Listen = "127.0.0.1:0"
-	srv := esl.NewServer(ecfg, luabind.FlowResolver(rt), log, nil)
+	var flowErr error
+	var errMu sync.Mutex
+	resolve := luabind.FlowResolver(rt)
+	srv := esl.NewServer(ecfg, func(ci *esl.CallInfo) (esl.Flow, error) {
+		f, err := resolve(ci)
+		if err != nil {
+			return nil, err
+		}
+		return esl.FlowFunc(func(ctx context.Context, s *esl.Session) error {
+			err := f.Run(ctx, s)
+			if err != nil && !errors.Is(err, esl.ErrHungUp) {
+				errMu.Lock()
+				flowErr = err
+				errMu.Unlock()
+			}
+			return err
+		}), nil
+	}, log, nil)
 	l, err := transport.Listen(transport.ListenConfig{Addr: ecfg.Listen, Log: log})
 	if err != nil {
 		return err
@@ -134,17 +205,110 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 		<-served
 	}()
 	call.Addr = l.Addr().String()
-	cctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, timeout+ecfg.FlowGrace+5*time.Second)
 	defer cancel()
-	res, err := esltest.Run(cctx, call)
-	if err != nil {
-		return err
+	res, runErr := esltest.Run(cctx, call)
+	if res != nil {
+		fmt.Fprint(opts.stdout, res.String())
+		cause := res.HangupCause
+		if cause == "" {
+			cause = "none (call left the socket up)"
+		}
+		fmt.Fprintf(opts.stdout, "result: answered=%v hangup_cause=%s commands=%d\n", res.Answered, cause, res.Commands)
 	}
-	fmt.Fprint(opts.stdout, res.String())
-	cause := res.HangupCause
-	if cause == "" {
-		cause = "none (call left the socket up)"
+	errMu.Lock()
+	defer errMu.Unlock()
+	switch {
+	case runErr != nil && cctx.Err() != nil, res != nil && res.HangupCause == "ALLOTTED_TIMEOUT":
+		return fmt.Errorf("the flow ran past --timeout %s", timeout)
+	case flowErr != nil:
+		return fmt.Errorf("the flow failed: %w", flowErr)
+	case runErr != nil:
+		return runErr
 	}
-	fmt.Fprintf(opts.stdout, "result: answered=%v hangup_cause=%s commands=%d\n", res.Answered, cause, res.Commands)
 	return nil
+}
+
+// flowNotes copies the call's log lines into its transcript.
+type flowNotes struct {
+	uuid string
+	mu   sync.Mutex
+	note func(string)
+}
+
+func (n *flowNotes) attach(note func(string)) {
+	n.mu.Lock()
+	n.note = note
+	n.mu.Unlock()
+}
+
+func (n *flowNotes) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (n *flowNotes) Fire(e *logrus.Entry) error {
+	if e.Data["uuid"] != n.uuid {
+		return nil
+	}
+	n.mu.Lock()
+	note := n.note
+	n.mu.Unlock()
+	if note != nil {
+		where := ""
+		if s, ok := e.Data["script"].(string); ok && s != "" {
+			where = " (" + s + ")"
+		}
+		note("log " + e.Level.String() + ": " + e.Message + where)
+	}
+	return nil
+}
+
+// runScriptCmd is `switchboard run-script <script> [args]`: a mod_lua-style script run as FreeSWITCH's
+// `lua` API command runs it (stream, env, argv; no session). What it writes to stream is printed.
+func runScriptCmd(opts *rootOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "run-script <script> [args...]",
+		Short: "run an API-style mod_lua script from lua.freeswitch_dir (stream:write goes to stdout)",
+		Long: `run-script runs scripts/freeswitch/<script>.lua as FreeSWITCH's "lua <script> [args]" API command does:
+globals stream (what it writes is printed), env (API-Command: lua, API-Command-Argument: the command line),
+argv, freeswitch (Dbh, consoleLog, os/io in esl.data_dir); no session and no FreeSWITCH connection.
+The exit status is non-zero when the script raised an error.
+
+  switchboard run-script vm_count 1000`,
+		Args: usageArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(opts)
+			if err != nil {
+				return err
+			}
+			sc, err := scriptsFor(cfg)
+			if err != nil {
+				return err
+			}
+			logger := engine.NewLogger(cfg.Log, opts.stderr)
+			if cfg.Log.Level == "info" && opts.LogLevel == "" {
+				logger.SetLevel(logrus.WarnLevel) // the script's reply is the output
+			}
+			log := logrus.NewEntry(logger)
+			rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: sc.fsys, Display: sc.display, Log: log})
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			if err := rt.Load(); err != nil {
+				return fmt.Errorf("scripts:\n%w", err)
+			}
+			line := make([]string, len(args))
+			for i, a := range args {
+				if a == "" || strings.ContainsAny(a, " \t'\\") {
+					a = "'" + strings.ReplaceAll(a, "'", "\\'") + "'"
+				}
+				line[i] = a
+			}
+			res := rt.Current().RunAPIScript(cmd.Context(), strings.Join(line, " "), cfg.ESL, log)
+			fmt.Fprint(opts.stdout, res.Output)
+			if res.Err != nil {
+				return errReported{1}
+			}
+			return nil
+		},
+	}
 }

@@ -106,6 +106,7 @@ func execute(args []string, stdout, stderr io.Writer) int {
 		&cobra.Command{Use: "version", Short: "print the version", Args: usageArgs(cobra.NoArgs),
 			Run: func(cmd *cobra.Command, _ []string) { fmt.Fprintln(stdout, versionString()) }},
 		flowCmd(opts),
+		runScriptCmd(opts),
 	)
 	err := root.ExecuteContext(context.Background())
 	var usage usageError

@@ -30,6 +30,22 @@ type Config struct {
 	MaxFlowSeries int           `mapstructure:"max_flow_series"`
 	KeepAlive     time.Duration `mapstructure:"keepalive"`
 	Allow         string        `mapstructure:"allow"` // "" = everyone; "text:127.0.0.1,10.0.0.0/8" or "file:path"
+
+	// DTMFQueueBytes bounds the digits a call keeps while no one reads them (each counts its text plus 40
+	// bytes); past it new digits are dropped and logged once.
+	DTMFQueueBytes int `mapstructure:"dtmf_queue_bytes"`
+	// EventQueueBytes bounds the session events kept for an input callback; past it the oldest go.
+	EventQueueBytes int `mapstructure:"event_queue_bytes"`
+
+	// mod_lua-style flows (lua.freeswitch_dir): what their freeswitch table may reach.
+	DataDir          string            `mapstructure:"data_dir"`          // io.open, os.remove/rename, sqlite:// names live here
+	GetenvAllow      []string          `mapstructure:"getenv_allow"`      // os.getenv answers these names only
+	OriginateTimeout time.Duration     `mapstructure:"originate_timeout"` // freeswitch.Session(dial_string) waits this long for an answer
+	DBHMaxConns      int               `mapstructure:"dbh_max_conns"`     // connections per freeswitch.Dbh DSN
+	DBHIdleTimeout   time.Duration     `mapstructure:"dbh_idle_timeout"`  // an idle database connection closes after this
+	DBHQueryTimeout  time.Duration     `mapstructure:"dbh_query_timeout"` // one Dbh query may take this long
+	DBHMaxRowBytes   int               `mapstructure:"dbh_max_row_bytes"` // one row handed to Lua; query_rows caps its total at 64 times this
+	ODBC             map[string]string `mapstructure:"odbc"`              // ODBC DSN name -> PostgreSQL connection string
 }
 
 // DefaultConfig returns the defaults documented in configs/switchboard.yaml.
@@ -51,6 +67,16 @@ func DefaultConfig() Config {
 		BodiesInFlightBytes: 64 << 20,
 		MaxVariablesBytes:   1 << 20,
 		MaxFlowSeries:       100,
+		DTMFQueueBytes:      8 << 10,
+		EventQueueBytes:     256 << 10,
+		DataDir:             "data/freeswitch",
+		GetenvAllow:         []string{"HOSTNAME", "LANG", "TZ"},
+		OriginateTimeout:    60 * time.Second,
+		DBHMaxConns:         4,
+		DBHIdleTimeout:      time.Minute,
+		DBHQueryTimeout:     30 * time.Second,
+		DBHMaxRowBytes:      1 << 20,
+		ODBC:                map[string]string{},
 	}
 }
 
@@ -97,6 +123,27 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFlowSeries < 0 {
 		return fmt.Errorf("esl.max_flow_series: expected 0 or more, got %d", c.MaxFlowSeries)
+	}
+	if c.DTMFQueueBytes < 64 {
+		return fmt.Errorf("esl.dtmf_queue_bytes: expected at least 64, got %d", c.DTMFQueueBytes)
+	}
+	if c.EventQueueBytes < 1024 {
+		return fmt.Errorf("esl.event_queue_bytes: expected at least 1024, got %d", c.EventQueueBytes)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("esl.data_dir: expected a directory, got \"\"")
+	}
+	if c.OriginateTimeout <= 0 {
+		return fmt.Errorf("esl.originate_timeout: expected a positive duration, got %s", c.OriginateTimeout)
+	}
+	if c.DBHMaxConns < 1 {
+		return fmt.Errorf("esl.dbh_max_conns: expected at least 1, got %d", c.DBHMaxConns)
+	}
+	if c.DBHIdleTimeout < 0 || c.DBHQueryTimeout <= 0 {
+		return fmt.Errorf("esl.dbh_idle_timeout / esl.dbh_query_timeout: expected durations (query > 0), got %s / %s", c.DBHIdleTimeout, c.DBHQueryTimeout)
+	}
+	if c.DBHMaxRowBytes < 1024 {
+		return fmt.Errorf("esl.dbh_max_row_bytes: expected at least 1024, got %d", c.DBHMaxRowBytes)
 	}
 	return nil
 }

@@ -10,16 +10,31 @@
 // CHANNEL_HANGUP, a disconnect notice, socket loss (ErrHungUp) and the call's context. At the end of a flow
 // the call is hung up (esl.auto_hangup) and `exit` is sent; the goodbye notice ends the connection.
 //
+// mod_lua primitives (what luabind's mod_lua-style flows are built on; Go flows may use them too):
+// ReadDigits and PlayAndGetDigitsLocal (switch_ivr_read done in the engine, type-ahead included and consumed
+// digits not handed out again), ExecuteInput with an input callback that may stop the application or act on
+// the playing file (`api uuid_fileman`), session events (anything on the socket that is not a channel event
+// of myevents, i.e. a sendevent to this channel diverted with divert_events), WaitInput, SendEvent, Originate
+// (a second leg: filter Unique-ID + bgapi originate, driven with sendmsg <leg>), Transfer (the engine then
+// leaves the call to the dialplan), ProfileVariable (caller-profile fields of the connect reply). Sub-packages:
+// dbh (freeswitch.Dbh's database handles: SQLite, PostgreSQL; one pool per DSN, owned by the Server) and
+// ivrmenu (freeswitch.IVRMenu).
+//
 // Flow selection: the socket path (`data="127.0.0.1:8084/sales async full"` arrives as
 // variable_socket_path), else the channel variable named by esl.flow_variable, else esl.default_flow.
 // A FlowResolver maps the call to a Flow; Lua flows (sb.flow) are one implementation, Go funcs another.
+//
+// A flow still running esl.flow_grace after its call ended (hangup or socket gone) has its context cancelled
+// with ErrFlowGrace. At the end of a flow the call is hung up per AutoHangup: never after a transfer, and for
+// mod_lua-style flows only when asked (SetModLua).
 //
 // Limits (docs/operations.md, "Limits"): header block esl.max_frame_bytes (default 256 KiB), 4096 headers,
 // bodies 16 MiB (FreeSWITCH's own cap); a frame over a limit or with a bad Content-Length closes that call's
 // socket (logged, switchboard_esl_bad_frames_total). A body is never allocated from its Content-Length: one
 // over 64 KiB grows with the bytes that arrived and takes those past 64 KiB from esl.bodies_in_flight_bytes,
 // shared by all calls (a body past it closes its call's socket). Events hold at most 4096 headers; a call remembers
-// esl.max_variables_bytes of channel variables and 128 unread digits; a reply no command waits for is
+// esl.max_variables_bytes of channel variables, esl.dtmf_queue_bytes of unread digits (later ones dropped, one
+// warning) and esl.event_queue_bytes of session events for input callbacks (oldest dropped); a reply no command waits for is
 // dropped. Unknown content types (log/data, text/rude-rejection, ...) are counted and ignored. Commands
 // wait esl.command_timeout for their reply (not a static-mode execute, which replies when the application
 // ends). Concurrent calls are capped by esl.max_calls. Static mode has no DTMF events while idle and no

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/engine/esl/dbh"
 )
 
 // Server accepts FreeSWITCH's outbound sockets and runs each call's flow in its own goroutine.
@@ -23,6 +25,8 @@ type Server struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	db *dbh.Pools // freeswitch.Dbh pools, shared by the calls; closed at shutdown
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -54,9 +58,23 @@ func NewServer(cfg Config, resolve FlowResolver, log *logrus.Entry, reg promethe
 	if cfg.MaxVariablesBytes <= 0 {
 		cfg.MaxVariablesBytes = def.MaxVariablesBytes
 	}
+	if cfg.DTMFQueueBytes <= 0 {
+		cfg.DTMFQueueBytes = def.DTMFQueueBytes
+	}
+	if cfg.EventQueueBytes <= 0 {
+		cfg.EventQueueBytes = def.EventQueueBytes
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = def.DataDir
+	}
+	if cfg.OriginateTimeout <= 0 {
+		cfg.OriginateTimeout = def.OriginateTimeout
+	}
 	bodies := NewBodyBudget(int64(cfg.BodiesInFlightBytes))
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, resolve: resolve, log: log.WithField("part", "esl"), metrics: newMetrics(reg, cfg.MaxFlowSeries, bodies),
+	db := dbh.NewPools(dbh.Config{DataDir: cfg.DataDir, MaxConns: cfg.DBHMaxConns, IdleTimeout: cfg.DBHIdleTimeout,
+		QueryTimeout: cfg.DBHQueryTimeout, MaxRowBytes: cfg.DBHMaxRowBytes, ODBC: cfg.ODBC})
+	return &Server{cfg: cfg, resolve: resolve, db: db, log: log.WithField("part", "esl"), metrics: newMetrics(reg, cfg.MaxFlowSeries, bodies),
 		bodies: bodies, ctx: ctx, cancel: cancel, listeners: map[net.Listener]struct{}{}, sessions: map[*Session]struct{}{}}
 }
 
@@ -123,6 +141,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	go func() { srv.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		_ = srv.db.Close()
 		return nil
 	case <-ctx.Done():
 	}
@@ -132,8 +151,15 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	}
 	srv.mu.Unlock()
 	<-done
+	_ = srv.db.Close()
 	return ctx.Err()
 }
+
+// DB is the server's freeswitch.Dbh pools (one per DSN, shared by every call).
+func (srv *Server) DB() *dbh.Pools { return srv.db }
+
+// DB is the database pools of the call's server.
+func (s *Session) DB() *dbh.Pools { return s.srv.db }
 
 // serveCall is one call from connect to close.
 func (srv *Server) serveCall(c net.Conn) {
@@ -177,7 +203,7 @@ func (srv *Server) serveCall(c net.Conn) {
 	}
 	s.state = data.Get("Channel-State")
 	s.mu.Unlock()
-	info.Flow = srv.flowName(info)
+	info.Flow, info.Args = srv.flowName(info)
 	s.mu.Lock()
 	s.logUUID, s.logFlow = info.UUID, info.Flow
 	s.mu.Unlock()
@@ -203,6 +229,9 @@ func (srv *Server) serveCall(c net.Conn) {
 	}
 
 	flow, err := srv.resolve(info)
+	s.mu.Lock()
+	s.logFlow = info.Flow // the resolver may have split arguments off the name
+	s.mu.Unlock()
 	if err != nil || flow == nil {
 		if err == nil {
 			err = fmt.Errorf("no flow")
@@ -216,16 +245,32 @@ func (srv *Server) serveCall(c net.Conn) {
 		return
 	}
 
-	// The flow's context: cancelled at shutdown, and a grace period after the socket went away so a flow
-	// that ignores ErrHungUp cannot run forever.
-	ctx, cancel := context.WithCancel(srv.ctx)
-	defer cancel()
+	// The flow's context: cancelled at shutdown, and esl.flow_grace after the call ended (hangup or socket
+	// gone) so a flow that keeps running after its caller left cannot run forever.
+	ctx, cancel := context.WithCancelCause(srv.ctx)
+	defer cancel(nil)
+	var graceMu sync.Mutex
+	var grace *time.Timer
+	startGrace := func() {
+		graceMu.Lock()
+		grace = time.AfterFunc(srv.cfg.FlowGrace, func() { cancel(ErrFlowGrace) })
+		graceMu.Unlock()
+	}
+	defer func() {
+		graceMu.Lock()
+		if grace != nil {
+			grace.Stop()
+		}
+		graceMu.Unlock()
+	}()
 	s.mu.Lock()
-	s.onClose = func() { time.AfterFunc(srv.cfg.FlowGrace, cancel) }
-	gone := s.readErr != nil
+	gone := s.hungup
+	if !gone {
+		s.onGone = startGrace
+	}
 	s.mu.Unlock()
 	if gone {
-		time.AfterFunc(srv.cfg.FlowGrace, cancel)
+		startGrace()
 	}
 
 	s.Log().Debug("call started")
@@ -238,6 +283,9 @@ func (srv *Server) serveCall(c net.Conn) {
 	case err != nil && errors.Is(err, ErrHungUp):
 		outcome = "hungup"
 		s.Log().Debug("flow ended: caller hung up")
+	case err != nil && errors.Is(err, ErrFlowGrace):
+		outcome = "cancelled"
+		s.Log().WithError(err).WithField("flow_grace", srv.cfg.FlowGrace.String()).Warn("flow cancelled: still running esl.flow_grace after the call ended")
 	case err != nil && srv.ctx.Err() != nil:
 		outcome = "shutdown"
 		s.Log().Info("engine shutting down: hanging up")
@@ -300,15 +348,22 @@ func (srv *Server) subscribe(s *Session) error {
 	return nil
 }
 
-// flowName picks the flow: the socket path, else the flow variable, else the default.
-func (srv *Server) flowName(info *CallInfo) string {
+// flowName picks the flow: the socket path, else the flow variable, else the default. A flow variable
+// may carry arguments after the name, as the lua application's data does ("voicemail check default"):
+// they are split as FreeSWITCH splits them. Arguments in a socket path are segments after the flow's
+// name, split off by the resolver, which knows the names.
+func (srv *Server) flowName(info *CallInfo) (string, []string) {
 	if p := strings.Trim(info.Path, "/ "); p != "" {
-		return p
+		return p, nil
 	}
 	if srv.cfg.FlowVariable != "" {
-		if v := info.Variable(srv.cfg.FlowVariable); v != "" {
-			return v
+		if v := strings.TrimSpace(info.Variable(srv.cfg.FlowVariable)); v != "" {
+			args := SplitArgs(v)
+			if len(args) == 0 {
+				return v, nil
+			}
+			return args[0], args[1:]
 		}
 	}
-	return srv.cfg.DefaultFlow
+	return srv.cfg.DefaultFlow, nil
 }

@@ -21,11 +21,12 @@ var ErrHungUp = errors.New("hung up")
 // CallInfo is what the connect reply told about a call.
 type CallInfo struct {
 	UUID   string
-	Async  bool   // Socket-Mode: async
-	Full   bool   // Control: full
-	Path   string // variable_socket_path: the /path of the socket application's data
-	Flow   string // the flow chosen for it
-	Data   *Event // the channel data of the connect reply, without its variable_* headers (see Variable)
+	Async  bool     // Socket-Mode: async
+	Full   bool     // Control: full
+	Path   string   // variable_socket_path: the /path of the socket application's data
+	Flow   string   // the flow chosen for it
+	Args   []string // arguments after the flow's name (mod_lua's argv[1]...), strings as FreeSWITCH passes them
+	Data   *Event   // the channel data of the connect reply, without its variable_* headers (see Variable)
 	Remote net.Addr
 
 	vars func(name string) (string, bool)
@@ -58,7 +59,16 @@ type FlowResolver func(call *CallInfo) (Flow, error)
 type DTMF struct {
 	Digit    string
 	Duration string // samples at 8 kHz, as FreeSWITCH reports it
+
+	seq uint64 // order of arrival in the call (ExecOptions.ConsumesDigits)
 }
+
+// dtmfCost is what one queued digit counts against esl.dtmf_queue_bytes: its text plus the entry itself.
+func dtmfCost(d DTMF) int { return len(d.Digit) + len(d.Duration) + 40 }
+
+// ErrFlowGrace is the cause of a flow cancelled because it was still running esl.flow_grace after its
+// call ended (hangup or socket gone).
+var ErrFlowGrace = errors.New("still running esl.flow_grace after the call ended")
 
 // Session is the engine's side of one call: commands go out one at a time, each waiting for its reply;
 // executes wait for the CHANNEL_EXECUTE_COMPLETE whose Application-UUID is the event-uuid they sent.
@@ -88,22 +98,42 @@ type Session struct {
 	cause    string
 	stale    int // replies of abandoned commands still to come
 	digits   []DTMF
+	dtmfSeq  uint64   // digits ever queued
+	dtmfLen  int      // bytes the queued digits count (dtmfCost)
+	dtmfDrop int      // digits dropped because the queue was full
+	events   []*Event // session events (sendevent to this channel, diverted) waiting for an input callback
+	evBytes  int
+	evCh     chan struct{}
+	xfer     bool     // transferred: the dialplan takes the call back
 	waiters  []waiter // executes and background jobs waiting for their event (rarely more than one)
 	hangupCh chan struct{}
 	dtmfCh   chan struct{}
 	done     chan struct{} // the reader ended: socket closed
 	readErr  error
 	noAuto   bool   // SetAutoHangup(false)
+	autoSet  bool   // SetAutoHangup was called
+	modLua   bool   // mod_lua defaults: no hangup at the end unless asked
 	logUUID  string // log fields, set once the connect reply named the call
 	logFlow  string
-	onClose  func() // called once when the reader ends
+	onGone   func() // called once when the call ends (hangup or socket gone)
+	legs     map[string]*Leg
 }
 
-// AutoHangup reports whether the engine will hang the call up when the flow returns.
+// AutoHangup reports whether the engine will hang the call up when the flow returns: never after a
+// transfer; else as SetAutoHangup said, else esl.auto_hangup (sb.flow) or off (mod_lua-style flows, as
+// mod_lua leaves its own leg up).
 func (s *Session) AutoHangup() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.srv.cfg.AutoHangup && !s.noAuto
+	switch {
+	case s.xfer:
+		return false
+	case s.autoSet:
+		return !s.noAuto
+	case s.modLua:
+		return false
+	}
+	return s.srv.cfg.AutoHangup
 }
 
 // SetAutoHangup chooses whether the call is hung up when the flow returns (default esl.auto_hangup); off,
@@ -111,12 +141,38 @@ func (s *Session) AutoHangup() bool {
 func (s *Session) SetAutoHangup(on bool) {
 	s.mu.Lock()
 	s.noAuto = !on
+	s.autoSet = true
+	s.mu.Unlock()
+}
+
+// SetModLua gives the call mod_lua's defaults (no hangup when the flow ends unless SetAutoHangup(true)).
+func (s *Session) SetModLua() {
+	s.mu.Lock()
+	s.modLua = true
+	s.mu.Unlock()
+}
+
+// Config is the esl configuration the call is served with.
+func (s *Session) Config() Config { return s.srv.cfg }
+
+// Transferred reports whether the flow transferred the call (or FreeSWITCH routes it again): the dialplan
+// owns it now, Ready is false and the engine will not hang it up.
+func (s *Session) Transferred() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.xfer
+}
+
+// MarkTransferred notes that the call went back to the dialplan.
+func (s *Session) MarkTransferred() {
+	s.mu.Lock()
+	s.xfer = true
 	s.mu.Unlock()
 }
 
 func newSession(srv *Server, conn net.Conn) *Session {
 	return &Session{srv: srv, conn: conn, remote: conn.RemoteAddr().String(), replies: make(chan reply, 1), vars: map[string]string{},
-		hangupCh: make(chan struct{}), dtmfCh: make(chan struct{}, 1), done: make(chan struct{})}
+		hangupCh: make(chan struct{}), dtmfCh: make(chan struct{}, 1), evCh: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // Info describes the call.
@@ -137,8 +193,15 @@ func (s *Session) Log() *logrus.Entry {
 	return s.srv.log.WithFields(f)
 }
 
-// Ready is true while the channel is up and the socket connected.
+// Ready is true while the channel is up, the socket connected and the call not transferred.
 func (s *Session) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.hungup && !s.xfer
+}
+
+// Up is true while the channel is up and the socket connected (a transferred call is still up).
+func (s *Session) Up() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return !s.hungup
@@ -225,10 +288,6 @@ func (s *Session) deleteVarLocked(name string) {
 // varOverhead is what one remembered variable costs beyond its name and value.
 const varOverhead = 64
 
-// maxQueuedDigits bounds the digits reported and not yet taken by the flow; later ones are dropped, as
-// FreeSWITCH's own DTMF queue does.
-const maxQueuedDigits = 128
-
 // clip cuts s to at most n bytes, for logs.
 func clip(s string, n int) string {
 	if len(s) <= n {
@@ -239,13 +298,18 @@ func clip(s string, n int) string {
 
 func (s *Session) markHungUp(cause string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if cause != "" && s.cause == "" {
 		s.cause = cause
 	}
+	var gone func()
 	if !s.hungup {
 		s.hungup = true
 		close(s.hangupCh)
+		gone, s.onGone = s.onGone, nil
+	}
+	s.mu.Unlock()
+	if gone != nil {
+		gone()
 	}
 }
 
@@ -284,12 +348,8 @@ func (s *Session) read(r *Reader) {
 			}
 			s.mu.Lock()
 			s.readErr = err
-			onClose := s.onClose
 			s.mu.Unlock()
 			s.markHungUp("")
-			if onClose != nil {
-				onClose()
-			}
 			return
 		}
 		s.dispatch(r, f)
@@ -363,6 +423,16 @@ func label(ct string) string {
 
 func (s *Session) onEvent(e *Event) {
 	name := e.Name()
+	if id := e.Get("Unique-ID"); id != "" && s.info != nil && id != s.info.UUID && name != "BACKGROUND_JOB" {
+		if s.onLegEvent(id, name, e) {
+			return
+		}
+	}
+	if !channelEvents[name] && name != "" {
+		s.queueEvent(e)
+		return
+	}
+	warnFull := false
 	s.mu.Lock()
 	for _, h := range e.Headers {
 		if strings.HasPrefix(h.Name, "variable_") {
@@ -374,6 +444,9 @@ func (s *Session) onEvent(e *Event) {
 	}
 	if st := e.Get("Channel-State"); st != "" {
 		s.state = st
+		if st == "CS_ROUTING" {
+			s.xfer = true // routed again: the dialplan has the call
+		}
 	}
 	var waiter chan *Event
 	switch name {
@@ -390,9 +463,19 @@ func (s *Session) onEvent(e *Event) {
 	case "BACKGROUND_JOB":
 		waiter = s.waiterLocked(e.Get("Job-UUID"))
 	case "DTMF":
-		// FreeSWITCH reports one character; anything else is not a digit. The queue is bounded.
-		if d := e.Get("DTMF-Digit"); len(d) == 1 && len(s.digits) < maxQueuedDigits {
-			s.digits = append(s.digits, DTMF{Digit: d, Duration: clip(e.Get("DTMF-Duration"), 16)})
+		// FreeSWITCH reports one character; anything else is not a digit. The queue is bounded in bytes.
+		d := DTMF{Digit: e.Get("DTMF-Digit"), Duration: clip(e.Get("DTMF-Duration"), 16)}
+		if len(d.Digit) != 1 {
+			break
+		}
+		if c := dtmfCost(d); s.dtmfLen+c > s.srv.cfg.DTMFQueueBytes {
+			s.dtmfDrop++
+			warnFull = s.dtmfDrop == 1
+		} else {
+			s.dtmfSeq++
+			d.seq = s.dtmfSeq
+			s.dtmfLen += c
+			s.digits = append(s.digits, d)
 		}
 		select {
 		case s.dtmfCh <- struct{}{}:
@@ -400,6 +483,9 @@ func (s *Session) onEvent(e *Event) {
 		}
 	}
 	s.mu.Unlock()
+	if warnFull {
+		s.Log().WithField("limit_bytes", s.srv.cfg.DTMFQueueBytes).Warn("DTMF queue full (esl.dtmf_queue_bytes): digits dropped until the flow reads some")
+	}
 	if waiter != nil {
 		select {
 		case waiter <- e:
@@ -539,21 +625,67 @@ type ExecOptions struct {
 	// stops the application (a nested `break`). The execute then goes without event-lock so the break
 	// can run inside it.
 	OnDTMF func(d DTMF) (stop bool)
+	// OnInput is OnDTMF for mod_lua-style input callbacks: it also sees session events (sendevent to this
+	// channel) and may act on the playing file (uuid_fileman) instead of stopping it.
+	OnInput func(in Input) Control
+	// StopOnDTMF stops the application at the first digit and leaves the digit queued (a read's prompt).
+	StopOnDTMF bool
+	// ConsumesDigits: the application reads digits itself (read, play_and_get_digits); the DTMF events it
+	// caused are dropped when it completes so a later GetDigits does not see them again.
+	ConsumesDigits bool
 	// OnHangup, when set, is called once if the caller hangs up during the wait.
 	OnHangup func()
+	// Target runs the application on another channel (an originated leg); "" is the call itself.
+	Target *Leg
+}
+
+// Input is what reaches an input callback: a digit or a session event.
+type Input struct {
+	DTMF  *DTMF
+	Event *Event
+}
+
+// Control is an input callback's answer: go on, stop the application, or act on the playing file.
+type Control struct {
+	Stop    bool   // stop the application (a nested break)
+	FileCmd string // uuid_fileman command (seek:+3000, pause, stop...); the application goes on
+}
+
+// ExecResult is what Execute saw besides the completion event.
+type ExecResult struct {
+	Event   *Event
+	Stopped bool // an input callback stopped it (break, or fileman stop)
 }
 
 // Execute runs a dialplan application and waits for its CHANNEL_EXECUTE_COMPLETE, returning that event.
 func (s *Session) Execute(ctx context.Context, app, arg string, opt ExecOptions) (*Event, error) {
-	if !s.Ready() {
-		return nil, ErrHungUp
+	r, err := s.ExecuteInput(ctx, app, arg, opt)
+	return r.Event, err
+}
+
+// ExecuteInput is Execute that also reports whether an input callback stopped the application.
+func (s *Session) ExecuteInput(ctx context.Context, app, arg string, opt ExecOptions) (ExecResult, error) {
+	var res ExecResult
+	leg := opt.Target
+	hungup := s.hangupCh
+	ready := s.Ready
+	if leg != nil {
+		hungup = leg.hangupCh
+		ready = leg.Ready
+	}
+	if !ready() {
+		return res, ErrHungUp
 	}
 	id := newID()
 	ch := make(chan *Event, 1)
 	s.mu.Lock()
 	s.waiters = append(s.waiters, waiter{id, ch})
+	firstSeq := s.dtmfSeq
 	s.mu.Unlock()
 	defer s.unwait(id)
+	if opt.ConsumesDigits {
+		defer s.dropDigitsAfter(firstSeq)
+	}
 	h := make(Headers, 0, 5)
 	h = append(h, Header{"call-command", "execute"}, Header{"execute-app-name", app})
 	var body []byte
@@ -564,59 +696,137 @@ func (s *Session) Execute(ctx context.Context, app, arg string, opt ExecOptions)
 		h = append(h, Header{"execute-app-arg", arg})
 	}
 	h = append(h, Header{"event-uuid", id})
-	if !opt.NoLock && opt.OnDTMF == nil {
+	interruptible := opt.OnDTMF != nil || opt.OnInput != nil || opt.StopOnDTMF
+	if !opt.NoLock && !interruptible {
 		h = append(h, Header{"event-lock", "true"})
 	}
-	if _, err := s.SendMsg(ctx, h, body); err != nil {
-		return nil, fmt.Errorf("esl: execute %s: %w", app, err)
+	if leg != nil {
+		if _, err := s.sendMsgTo(ctx, leg.UUID, h, body); err != nil {
+			return res, fmt.Errorf("esl: execute %s on %s: %w", app, leg.UUID, err)
+		}
+	} else if _, err := s.SendMsg(ctx, h, body); err != nil {
+		return res, fmt.Errorf("esl: execute %s: %w", app, err)
 	}
 	broke := false
+	stop := func() error {
+		if broke {
+			return nil
+		}
+		broke = true
+		res.Stopped = true
+		_, err := s.SendMsg(ctx, Headers{{"call-command", "execute"}, {"execute-app-name", "break"}}, nil)
+		return err
+	}
+	var evCh chan struct{}
+	if opt.OnInput != nil {
+		evCh = s.evCh
+		s.mu.Lock()
+		if len(s.events) > 0 {
+			signalCh(s.evCh)
+		}
+		s.mu.Unlock()
+	}
+	dtmfCh := s.dtmfCh
+	if !interruptible || leg != nil {
+		dtmfCh = nil
+	}
+	if dtmfCh != nil {
+		// Digits already queued count as pressed now (type-ahead).
+		s.mu.Lock()
+		if len(s.digits) > 0 {
+			signalCh(s.dtmfCh)
+		}
+		s.mu.Unlock()
+	}
 	for {
 		select {
 		case e := <-ch:
-			if !s.Ready() {
+			res.Event = e
+			if !ready() && !(leg == nil && s.Transferred() && s.Up()) {
 				// The application ended because the call did: the caller is gone.
-				return e, ErrHungUp
+				return res, ErrHungUp
 			}
-			return e, nil
-		case <-s.hangupCh:
-			return nil, ErrHungUp
-		case <-s.dtmfCh:
-			if opt.OnDTMF == nil {
-				// Leave digits for GetDigits; re-arm for whoever reads them.
-				s.mu.Lock()
-				if len(s.digits) > 0 {
-					select {
-					case s.dtmfCh <- struct{}{}:
-					default:
+			return res, nil
+		case <-hungup:
+			return res, ErrHungUp
+		case <-dtmfCh:
+			switch {
+			case opt.StopOnDTMF:
+				if err := stop(); err != nil {
+					return res, err
+				}
+				dtmfCh = nil // the digit stays queued for the read that follows
+			case opt.OnDTMF != nil:
+				for _, d := range s.TakeDigits() {
+					if opt.OnDTMF(d) {
+						if err := stop(); err != nil {
+							return res, err
+						}
 					}
 				}
-				s.mu.Unlock()
-				// Wait for something other than DTMF now.
-				select {
-				case e := <-ch:
-					if !s.Ready() {
-						return e, ErrHungUp
+			case opt.OnInput != nil:
+				for _, d := range s.TakeDigits() {
+					if err := s.control(ctx, opt.OnInput(Input{DTMF: &d}), stop, &res); err != nil {
+						return res, err
 					}
-					return e, nil
-				case <-s.hangupCh:
-					return nil, ErrHungUp
-				case <-ctx.Done():
-					return nil, ctx.Err()
 				}
 			}
-			for _, d := range s.TakeDigits() {
-				if opt.OnDTMF(d) && !broke {
-					broke = true
-					if _, err := s.SendMsg(ctx, Headers{{"call-command", "execute"}, {"execute-app-name", "break"}}, nil); err != nil {
-						return nil, err
-					}
+		case <-evCh:
+			for _, e := range s.TakeEvents() {
+				if err := s.control(ctx, opt.OnInput(Input{Event: e}), stop, &res); err != nil {
+					return res, err
 				}
 			}
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return res, ctx.Err()
 		}
 	}
+}
+
+// control carries out an input callback's answer during an application.
+func (s *Session) control(ctx context.Context, c Control, stop func() error, res *ExecResult) error {
+	switch {
+	case c.FileCmd != "":
+		if strings.EqualFold(c.FileCmd, "stop") {
+			res.Stopped = true
+		}
+		if !s.info.Full {
+			// uuid_fileman needs `full`: without it the best we can do is stop the file.
+			return stop()
+		}
+		_, err := s.API(ctx, "uuid_fileman "+s.info.UUID+" "+c.FileCmd)
+		if errors.Is(err, ErrHungUp) {
+			return nil
+		}
+		return err
+	case c.Stop:
+		return stop()
+	}
+	return nil
+}
+
+func signalCh(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// dropDigitsAfter forgets the digits that arrived after seq: an application consumed them.
+func (s *Session) dropDigitsAfter(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.digits[:0]
+	n := 0
+	for _, d := range s.digits {
+		if d.seq <= seq {
+			kept = append(kept, d)
+			n += dtmfCost(d)
+		}
+	}
+	clear(s.digits[len(kept):])
+	s.digits = kept
+	s.dtmfLen = n
 }
 
 // TakeDigits returns and clears the digits reported so far.
@@ -625,16 +835,74 @@ func (s *Session) TakeDigits() []DTMF {
 	defer s.mu.Unlock()
 	d := s.digits
 	s.digits = nil
+	s.dtmfLen = 0
+	s.dtmfDrop = 0
 	return d
 }
 
 // FlushDigits forgets the digits reported so far.
 func (s *Session) FlushDigits() { s.TakeDigits() }
 
+// PendingDigits counts the digits queued and not read yet.
+func (s *Session) PendingDigits() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.digits)
+}
+
+// queueEvent keeps a session event (not a channel event of myevents: e.g. a sendevent addressed to this
+// channel, diverted to the socket) for an input callback; bounded by esl.event_queue_bytes, oldest dropped.
+func (s *Session) queueEvent(e *Event) {
+	size := 0
+	for _, h := range e.Headers {
+		size += len(h.Name) + len(h.Value) + 32
+	}
+	size += len(e.Body)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	limit := s.srv.cfg.EventQueueBytes
+	if size > limit {
+		return
+	}
+	for s.evBytes+size > limit && len(s.events) > 0 {
+		s.evBytes -= eventSize(s.events[0])
+		s.events[0] = nil
+		s.events = s.events[1:]
+	}
+	s.events = append(s.events, e)
+	s.evBytes += size
+	signalCh(s.evCh)
+}
+
+func eventSize(e *Event) int {
+	size := len(e.Body)
+	for _, h := range e.Headers {
+		size += len(h.Name) + len(h.Value) + 32
+	}
+	return size
+}
+
+// TakeEvents returns and clears the session events queued so far.
+func (s *Session) TakeEvents() []*Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.events
+	s.events = nil
+	s.evBytes = 0
+	return e
+}
+
+// FlushEvents forgets the session events queued so far.
+func (s *Session) FlushEvents() { s.TakeEvents() }
+
 // GetDigits collects up to max digits from DTMF events: it stops at a terminator (not included, returned
 // second), after timeout with no digit at all, or after interdigit between digits (0 = timeout), or after
-// abs in total (0 = none). It needs DTMF events: async mode.
+// abs in total (0 = none). It needs DTMF events: async mode. max <= 0 returns "" at once; timeout and
+// interdigit both 0 wait for digits without limit.
 func (s *Session) GetDigits(ctx context.Context, max int, terminators string, timeout, interdigit, abs time.Duration) (string, string, error) {
+	if max <= 0 {
+		return "", "", nil
+	}
 	if interdigit <= 0 {
 		interdigit = timeout
 	}
@@ -645,19 +913,39 @@ func (s *Session) GetDigits(ctx context.Context, max int, terminators string, ti
 		absC = t.C
 	}
 	got := ""
-	wait := time.NewTimer(timeout)
-	defer wait.Stop()
+	var wait *time.Timer
+	var waitC <-chan time.Time
+	arm := func(d time.Duration) {
+		if d <= 0 {
+			waitC = nil
+			return
+		}
+		if wait == nil {
+			wait = time.NewTimer(d)
+		} else {
+			wait.Reset(d)
+		}
+		waitC = wait.C
+	}
+	arm(timeout)
+	defer func() {
+		if wait != nil {
+			wait.Stop()
+		}
+	}()
 	for {
 		s.mu.Lock()
 		for len(s.digits) > 0 && len(got) < max {
-			d := s.digits[0].Digit
+			d := s.digits[0]
+			s.digits[0] = DTMF{}
 			s.digits = s.digits[1:]
-			if terminators != "" && strings.Contains(terminators, d) {
+			s.dtmfLen -= dtmfCost(d)
+			if terminators != "" && strings.Contains(terminators, d.Digit) {
 				s.mu.Unlock()
-				return got, d, nil
+				return got, d.Digit, nil
 			}
-			got += d
-			wait.Reset(interdigit)
+			got += d.Digit
+			arm(interdigit)
 		}
 		hung := s.hungup
 		s.mu.Unlock()
@@ -669,7 +957,7 @@ func (s *Session) GetDigits(ctx context.Context, max int, terminators string, ti
 		}
 		select {
 		case <-s.dtmfCh:
-		case <-wait.C:
+		case <-waitC:
 			return got, "", nil
 		case <-absC:
 			return got, "", nil
@@ -685,20 +973,39 @@ func (s *Session) SetVariable(ctx context.Context, name, value string) error {
 	if _, err := s.Execute(ctx, "set", name+"="+value, ExecOptions{}); err != nil {
 		return err
 	}
+	s.NoteVariable(name, value)
+	return nil
+}
+
+// SetVariableLiteral sets (or with "" unsets) a channel variable without ${} expansion, as mod_lua's
+// setVariable does: `api uuid_setvar` on full sockets, the set application otherwise.
+func (s *Session) SetVariableLiteral(ctx context.Context, name, value string) error {
+	if !s.info.Full {
+		return s.SetVariable(ctx, name, value)
+	}
+	if _, err := s.API(ctx, strings.TrimSpace("uuid_setvar "+s.info.UUID+" "+name+" "+value)); err != nil {
+		return err
+	}
+	s.NoteVariable(name, value)
+	return nil
+}
+
+// NoteVariable records a variable in the call's cache only ("" forgets it): what the engine knows the
+// channel holds without asking (read_result of a local read).
+func (s *Session) NoteVariable(name, value string) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if value == "" {
 		s.deleteVarLocked(name)
-	} else {
-		// the flow's own value always counts, even past the bound (it is the script's, not the peer's)
-		if old, had := s.vars[name]; had {
-			s.varBytes += len(value) - len(old)
-		} else {
-			s.varBytes += len(name) + len(value) + varOverhead
-		}
-		s.vars[name] = value
+		return
 	}
-	s.mu.Unlock()
-	return nil
+	// the flow's own value always counts, even past the bound (it is the script's, not the peer's)
+	if old, had := s.vars[name]; had {
+		s.varBytes += len(value) - len(old)
+	} else {
+		s.varBytes += len(name) + len(value) + varOverhead
+	}
+	s.vars[name] = value
 }
 
 // Hangup hangs the call up with cause (default NORMAL_CLEARING) and waits until FreeSWITCH reports it.
@@ -788,4 +1095,90 @@ func (s *Session) unwait(id string) {
 			return
 		}
 	}
+}
+
+// channelEvents are the events `myevents` subscribes (plus BACKGROUND_JOB, asked for on full sockets): they
+// describe the channel. Anything else on the socket is a session event (a sendevent addressed to this
+// channel, diverted with divert_events) and goes to the input-callback queue.
+var channelEvents = map[string]bool{
+	"CHANNEL_ANSWER": true, "CHANNEL_APPLICATION": true, "CHANNEL_BRIDGE": true, "CHANNEL_CREATE": true,
+	"CHANNEL_DATA": true, "CHANNEL_DESTROY": true, "CHANNEL_EXECUTE": true, "CHANNEL_EXECUTE_COMPLETE": true,
+	"CHANNEL_HANGUP": true, "CHANNEL_HANGUP_COMPLETE": true, "CHANNEL_ORIGINATE": true, "CHANNEL_UUID": true,
+	"CHANNEL_OUTGOING": true, "CHANNEL_PARK": true, "CHANNEL_PROGRESS": true, "CHANNEL_PROGRESS_MEDIA": true,
+	"CHANNEL_STATE": true, "CHANNEL_UNBRIDGE": true, "CHANNEL_UNPARK": true, "DETECTED_SPEECH": true,
+	"DTMF": true, "NOTALK": true, "TALK": true, "BACKGROUND_JOB": true, "CHANNEL_CALLSTATE": true,
+	"PLAYBACK_START": true, "PLAYBACK_STOP": true, "RECORD_START": true, "RECORD_STOP": true,
+}
+
+// SendEvent fires an event through FreeSWITCH (`sendevent NAME`, full sockets only); a Unique-ID header
+// makes FreeSWITCH queue it to that channel instead. It returns the reply text (`+OK <Event-UUID>`).
+func (s *Session) SendEvent(ctx context.Context, name string, headers Headers, body string) (string, error) {
+	if !s.info.Full {
+		return "", fmt.Errorf("esl: sendevent needs `full` in the socket application's data")
+	}
+	c := &Command{Line: "sendevent " + name, Headers: headers}
+	if body != "" {
+		c.Body = []byte(body)
+	}
+	f, err := s.Command(ctx, c, s.srv.cfg.CommandTimeout)
+	if err != nil {
+		return "", err
+	}
+	text := f.ReplyText()
+	if strings.HasPrefix(text, "-ERR") {
+		return text, fmt.Errorf("esl: sendevent: %s", text)
+	}
+	return text, nil
+}
+
+// DivertEvents asks FreeSWITCH to send the events queued to this session (what an input callback's
+// "event" kind sees) over the socket.
+func (s *Session) DivertEvents(ctx context.Context, on bool) error {
+	arg := "off"
+	if on {
+		arg = "on"
+	}
+	_, err := s.Raw(ctx, "divert_events "+arg)
+	return err
+}
+
+// sendMsgTo is SendMsg addressed to another channel (`sendmsg <uuid>`).
+func (s *Session) sendMsgTo(ctx context.Context, uuid string, headers Headers, body []byte) (string, error) {
+	f, err := s.Command(ctx, &Command{Line: "sendmsg " + uuid, Headers: headers, Body: body}, s.srv.cfg.CommandTimeout)
+	if err != nil {
+		return "", err
+	}
+	text := f.ReplyText()
+	if strings.HasPrefix(text, "-ERR") {
+		return text, fmt.Errorf("esl: sendmsg %s: %s", uuid, text)
+	}
+	return text, nil
+}
+
+// profileHeaders maps caller-profile field names (what switch_channel_get_variable falls back to) to the
+// headers of the connect reply that carry them.
+var profileHeaders = map[string]string{
+	"dialplan": "Caller-Dialplan", "username": "Caller-Username", "context": "Caller-Context",
+	"destination_number": "Caller-Destination-Number", "caller_id_name": "Caller-Caller-ID-Name",
+	"caller_id_number": "Caller-Caller-ID-Number", "orig_caller_id_name": "Caller-Orig-Caller-ID-Name",
+	"orig_caller_id_number": "Caller-Orig-Caller-ID-Number", "callee_id_name": "Caller-Callee-ID-Name",
+	"callee_id_number": "Caller-Callee-ID-Number", "ani": "Caller-ANI", "aniii": "Caller-ANI-II",
+	"network_addr": "Caller-Network-Addr", "rdnis": "Caller-RDNIS", "uuid": "Caller-Unique-ID",
+	"source": "Caller-Source", "transfer_source": "Caller-Transfer-Source", "chan_name": "Caller-Channel-Name",
+	"profile_index": "Caller-Profile-Index", "screen_bit": "Caller-Screen-Bit",
+	"privacy_hide_name": "Caller-Privacy-Hide-Name", "privacy_hide_number": "Caller-Privacy-Hide-Number",
+	"created_time": "Caller-Channel-Created-Time", "answered_time": "Caller-Channel-Answered-Time",
+	"progress_time": "Caller-Channel-Progress-Time", "progress_media_time": "Caller-Channel-Progress-Media-Time",
+	"hungup_time": "Caller-Channel-Hangup-Time", "transferred_time": "Caller-Channel-Transfer-Time",
+	"profile_created_time": "Caller-Profile-Created-Time",
+}
+
+// ProfileVariable returns a caller-profile field (caller_id_number, destination_number, context...) as
+// the connect reply reported it; names are case-insensitive, as in FreeSWITCH.
+func (s *Session) ProfileVariable(name string) (string, bool) {
+	h, ok := profileHeaders[strings.ToLower(name)]
+	if !ok || s.info == nil || s.info.Data == nil {
+		return "", false
+	}
+	return s.info.Data.Headers.Lookup(h)
 }

@@ -184,7 +184,11 @@ func TestExampleIVRMenu(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := harness.Start(t, yaml, harness.Options{Scripts: map[string]string{"ivr.lua": string(src)}})
+	menu, err := os.ReadFile(filepath.Join(dir, "scripts", "freeswitch", "menu.lua"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := harness.Start(t, yaml, harness.Options{Scripts: map[string]string{"ivr.lua": string(src), "freeswitch/menu.lua": string(menu)}})
 	addr := e.Addr(t, "esl")
 	res := call(t, esltest.Call{Addr: addr, Path: "ivr", Async: true, Full: true, PressOnRead: "1", BridgeFor: 50 * time.Millisecond})
 	tr := strings.Join(res.Transcript(), "\n")
@@ -195,6 +199,14 @@ func TestExampleIVRMenu(t *testing.T) {
 	if !strings.Contains(strings.Join(res.Transcript(), "\n"), "execute say en number pronounced 42") || res.HangupCause != "NORMAL_CLEARING" {
 		t.Fatalf("transcript:\n%s", res)
 	}
+	// The mod_lua-style menu: the key typed during the prompt, say with the module's language.
+	res = call(t, esltest.Call{Addr: addr, Path: "menu", Async: true, Full: true, Media: 500 * time.Millisecond,
+		PressDuring: map[string]string{"ivr/menu.wav": "3"}})
+	if tr := strings.Join(res.Transcript(), "\n"); !strings.Contains(tr, "caller presses 3\nexecute break (nested in playback)") ||
+		!strings.Contains(tr, "execute say en number pronounced 42") || res.HangupCause != "NORMAL_CLEARING" {
+		t.Fatalf("mod_lua-style menu:\n%s", tr)
+	}
+	e.Logs.WaitFor(t, "menu: caller chose '3'", 3*time.Second)
 }
 
 func TestMetrics(t *testing.T) {

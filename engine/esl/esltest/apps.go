@@ -22,6 +22,13 @@ func init() {
 		}
 		return "_none_", ""
 	}
+	record := func(s *sim, arg string) (string, string) {
+		path, _, _ := strings.Cut(arg, " ")
+		if s.mediaLocked(s.promptLen(path), nil) == "hangup" {
+			return "_none_", "caller hung up"
+		}
+		return "_none_", ""
+	}
 	apps = map[string]app{
 		"answer":              appAnswer,
 		"pre_answer":          appPreAnswer,
@@ -32,7 +39,7 @@ func init() {
 		"say":                 prompt,
 		"phrase":              prompt,
 		"speak":               prompt,
-		"record":              prompt,
+		"record":              record,
 		"set":                 appSet,
 		"export":              appSet,
 		"unset":               func(s *sim, arg string) (string, string) { delete(s.vars, arg); return "_none_", "" },
@@ -61,7 +68,9 @@ func (s *sim) execLocked(c *esl.Command) {
 		return // after hangup an application is skipped silently: no events at all
 	}
 	impl, ok := apps[name]
-	if !ok {
+	if !ok && s.call.AllowUnknownApps {
+		impl = func(s *sim, arg string) (string, string) { return "_none_", "(not simulated)" }
+	} else if !ok {
 		s.tr.add("execute %s: Invalid Application", name)
 		s.hangupLocked("DESTINATION_OUT_OF_ORDER")
 		return
@@ -136,6 +145,9 @@ func (s *sim) mediaLocked(d time.Duration, onDigit func() bool) string {
 		case s.brk:
 			s.brk = false
 			return "break"
+		case s.file != nil && s.file.changed:
+			s.file.changed = false
+			return "file"
 		case onDigit != nil && len(s.dtmf) > 0:
 			if onDigit() {
 				return "digit"
@@ -190,15 +202,43 @@ func appPlayback(s *sim, file string) (string, string) {
 	if terms == "" {
 		terms = "*"
 	}
-	used := ""
-	r := s.mediaLocked(s.call.Media, func() bool {
-		d := s.takeDigitLocked()
-		if terms == "any" || (terms != "none" && strings.Contains(terms, d)) {
-			used = d
-			return true
+	if digits := s.call.PressDuring[file]; digits != "" {
+		for i, d := range digits {
+			time.AfterFunc(time.Duration(i)*100*time.Millisecond+time.Millisecond, func() { s.press(string(d)) })
 		}
-		return false // other digits are eaten
-	})
+	}
+	if ev, ok := s.call.EventDuring[file]; ok {
+		time.AfterFunc(ev.At+time.Millisecond, func() { s.queueEvent(ev) })
+	}
+	used := ""
+	name, _, _ := strings.Cut(file, "@@")
+	f := &simFile{name: name, length: s.promptLen(name), segStart: time.Now()}
+	outer := s.file
+	s.file = f
+	defer func() { s.file = outer }()
+	var r string
+	for {
+		left := f.length - f.pos
+		if f.paused {
+			left = -1
+		}
+		r = s.mediaLocked(left, func() bool {
+			d := s.takeDigitLocked()
+			if terms == "any" || (terms != "none" && strings.Contains(terms, d)) {
+				used = d
+				return true
+			}
+			return false // other digits are eaten
+		})
+		f.fold(time.Now())
+		if r != "file" {
+			break
+		}
+		if f.stop {
+			r = "done"
+			break
+		}
+	}
 	if used != "" {
 		s.vars["playback_terminator_used"] = used
 	}
@@ -375,8 +415,13 @@ func appTransfer(s *sim, arg string) (string, string) {
 var failCause = regexp.MustCompile(`^(?:\{[^}]*\})?error/([a-z_]+)$`)
 
 func appBridge(s *sim, dest string) (string, string) {
-	if m := failCause.FindStringSubmatch(dest); m != nil {
-		cause := strings.ToUpper(m[1])
+	cause, chosen := s.call.BridgeOutcomes[dest]
+	if !chosen {
+		if m := failCause.FindStringSubmatch(dest); m != nil {
+			cause = strings.ToUpper(m[1])
+		}
+	}
+	if cause != "" && cause != "SUCCESS" {
 		s.vars["originate_disposition"] = cause
 		s.vars["DIALSTATUS"] = cause
 		return "_none_", "failed " + cause

@@ -12,7 +12,13 @@
 // Application-UUID from event-uuid; unknown applications hang up with DESTINATION_OUT_OF_ORDER; commands
 // that need `full` answer -ERR command not found without it; myevents/event filtering and formats; linger,
 // the linger notice, HANGUP_COMPLETE (async only) and the goodbye notice; exit; api and bgapi with a few
-// uuid_* commands. Media takes Call.Media per prompt (0 by default), so flows run at full speed.
+// uuid_* commands. Media takes Call.Media per prompt (0 by default; Call.Prompts per file), so flows run at
+// full speed. For mod_lua-style flows it also plays: uuid_fileman on the playing file (seek, pause, restart,
+// stop), sendevent (a Unique-ID of the call queues the event to the channel, diverted to the socket after
+// divert_events on), global_getvar/global_setvar (Call.Globals), bgapi originate with legs driven by
+// sendmsg <leg>, uuid_kill, uuid_setvar and uuid_bridge (Call.Originate chooses outcomes), bridge outcomes
+// (Call.BridgeOutcomes), digits and events during a given file (Call.PressDuring, Call.EventDuring), and
+// applications it does not know when Call.AllowUnknownApps.
 package esltest
 
 import (
@@ -67,6 +73,30 @@ type Call struct {
 	Media       time.Duration // length of each prompt (playback, say, speak, phrase, record); 0 = instant
 	BridgeFor   time.Duration // how long a bridged call lasts
 
+	// Prompts sets the length of single files (playback, record by path) over Media.
+	Prompts map[string]time.Duration
+	// PressDuring: when a playback of this file starts, the caller presses these digits (100 ms apart).
+	PressDuring map[string]string
+	// EventDuring: when a playback of this file starts, this session event is queued to the channel
+	// (At is counted from the start of the playback).
+	EventDuring map[string]SessionEvent
+	// BridgeOutcomes: bridge to this dial string fails with this cause (USER_BUSY, NO_ANSWER...);
+	// "" or SUCCESS answers. Without an entry, error/<cause> fails and anything else answers.
+	BridgeOutcomes map[string]string
+	// Originate: bgapi originate of this dial string fails with this cause; "" answers. Same default.
+	Originate map[string]string
+	// Globals are FreeSWITCH's global variables (global_getvar, global_setvar).
+	Globals map[string]string
+	// Events are session events something else queues to the channel at a time (a sendevent carrying
+	// its Unique-ID); they reach the engine only when it asked for divert_events.
+	Events []SessionEvent
+	// AllowUnknownApps completes applications the simulator does not know (logged as not simulated)
+	// instead of hanging up with DESTINATION_OUT_OF_ORDER as FreeSWITCH does for a missing application.
+	AllowUnknownApps bool
+	// Attach, when set, is called once at the start with a function that adds a line to the transcript
+	// (switchboard flow test puts the flow's log lines there, in order).
+	Attach func(note func(text string))
+
 	ConnectWait time.Duration // how long to wait for the first command (FreeSWITCH: 25 s)
 	// Quiet keeps no transcript (load runs).
 	Quiet bool
@@ -95,6 +125,14 @@ func (c *Call) defaults() {
 	if c.MaxDuration == 0 {
 		c.MaxDuration = 2 * time.Minute
 	}
+}
+
+// SessionEvent is an event queued to the call's channel At after connect.
+type SessionEvent struct {
+	At      time.Duration
+	Name    string // Event-Name, e.g. CUSTOM or NOTIFY
+	Headers map[string]string
+	Body    string
 }
 
 // Entry is one line of a call's transcript, At after the connection.

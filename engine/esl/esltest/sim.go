@@ -27,6 +27,9 @@ func Run(ctx context.Context, call Call) (*Result, error) {
 		call.started()
 	}
 	s := newSim(call, conn)
+	if call.Attach != nil {
+		call.Attach(func(text string) { s.tr.add("%s", text) })
+	}
 	return s.run(ctx)
 }
 
@@ -76,13 +79,19 @@ type sim struct {
 	seq         int
 	commands    int
 
+	divert  bool            // divert_events on: session events go to the socket
+	filters map[string]bool // extra Unique-IDs let through (filter Unique-ID <uuid>)
+	file    *simFile        // the file playback is playing (uuid_fileman)
+	legs    []*simLeg       // channels originated with bgapi originate
+	globals map[string]string
+
 	wake  chan struct{} // the channel's media loop: something changed
 	lwake chan struct{} // the listener: events queued or channel down
 	done  chan struct{} // closed when the listener ends
 }
 
 func newSim(call Call, conn net.Conn) *sim {
-	s := &sim{call: call, conn: conn, up: true, subs: map[string]bool{}, format: "plain",
+	s := &sim{call: call, conn: conn, up: true, subs: map[string]bool{}, format: "plain", filters: map[string]bool{}, globals: map[string]string{},
 		wake: make(chan struct{}, 1), lwake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.tr.start = time.Now()
 	s.tr.quiet = call.Quiet
@@ -111,6 +120,9 @@ func newSim(call Call, conn net.Conn) *sim {
 	for k, v := range call.Vars {
 		s.vars[k] = v
 	}
+	for k, v := range call.Globals {
+		s.globals[k] = v
+	}
 	s.tr.add("call %s from %s to %s (%s%s)", call.UUID, call.Caller, call.Dest, mode, map[bool]string{true: " full"}[call.Full])
 	return s
 }
@@ -134,6 +146,9 @@ func (s *sim) run(ctx context.Context) (*Result, error) {
 	}
 	if s.call.HangupAfter > 0 {
 		timers = append(timers, time.AfterFunc(s.call.HangupAfter, func() { s.tr.add("caller hangs up"); s.hangup("NORMAL_CLEARING") }))
+	}
+	for _, ev := range s.call.Events {
+		timers = append(timers, time.AfterFunc(ev.At, func() { s.queueEvent(ev) }))
 	}
 	timers = append(timers, time.AfterFunc(s.call.MaxDuration, func() { s.tr.add("simulator: max duration"); s.hangup("ALLOTTED_TIMEOUT") }))
 	defer func() {
@@ -523,7 +538,7 @@ func (s *sim) command(ctx context.Context, wg *sync.WaitGroup, c *esl.Command) (
 		s.reply("+OK bye")
 		return "", nil, true
 	}
-	if word != "sendmsg" {
+	if word != "sendmsg" && word != "sendevent" {
 		s.tr.add("> %s", line)
 	}
 	if fullOnly[word] && !s.call.Full {
@@ -593,12 +608,17 @@ func (s *sim) command(ctx context.Context, wg *sync.WaitGroup, c *esl.Command) (
 			return "-ERR missing value.", nil, false
 		}
 		if fields[1] == "on" {
+			s.divert = true
 			return "+OK events diverted", nil, false
 		}
+		s.divert = false
 		return "+OK events not diverted", nil, false
 	case "filter":
 		if len(fields) < 3 {
 			return "-ERR invalid syntax", nil, false
+		}
+		if strings.EqualFold(fields[1], "Unique-ID") {
+			s.filters[fields[2]] = true
 		}
 		return fmt.Sprintf("+OK filter added. [%s]=[%s]", fields[1], strings.Join(fields[2:], " ")), nil, false
 	case "getvar":
@@ -633,6 +653,8 @@ func (s *sim) command(ctx context.Context, wg *sync.WaitGroup, c *esl.Command) (
 		return "", nil, false
 	case "sendmsg":
 		return s.sendmsgLocked(c), nil, false
+	case "sendevent":
+		return s.sendeventLocked(fields, c), nil, false
 	}
 	return "-ERR command not found", nil, false
 }
@@ -643,6 +665,11 @@ func (s *sim) apiLocked(cmd string) string {
 		return "-ERR no reply\n"
 	}
 	mine := len(f) > 1 && f[1] == s.call.UUID
+	if len(f) > 1 && !mine {
+		if leg := s.legLocked(f[1]); leg != nil {
+			return s.legAPILocked(leg, f)
+		}
+	}
 	switch f[0] {
 	case "uuid_getvar":
 		if !mine || !s.up {
@@ -687,6 +714,41 @@ func (s *sim) apiLocked(cmd string) string {
 		}
 		s.hangupLocked(cause)
 		return "+OK\n"
+	case "uuid_fileman":
+		if !mine || !s.up {
+			return "-ERR No such channel!\n"
+		}
+		if s.file == nil || len(f) < 3 {
+			return "-ERR No file handle!\n"
+		}
+		s.filemanLocked(f[2])
+		return "+OK\n"
+	case "global_getvar":
+		if len(f) < 2 || s.globals[f[1]] == "" {
+			return "-ERR no reply\n"
+		}
+		return s.globals[f[1]]
+	case "global_setvar":
+		if len(f) < 2 {
+			return "-USAGE: <var>=<value>\n"
+		}
+		k, v, _ := strings.Cut(strings.Join(f[1:], " "), "=")
+		if v == "" {
+			delete(s.globals, k)
+		} else {
+			s.globals[k] = v
+		}
+		return "+OK\n"
+	case "originate":
+		return s.originateLocked(strings.Join(f[1:], " "))
+	case "uuid_bridge":
+		if len(f) < 3 {
+			return "-USAGE: <uuid> <other_uuid>\n"
+		}
+		return s.uuidBridgeLocked(f[1], f[2])
+	case "uuid_send_text":
+		s.tr.add("text to the caller: %s", strings.Join(f[2:], " "))
+		return "+OK\n"
 	case "status":
 		return "UP 0 years, 0 days, 0 hours, 0 minutes, 1 second\nFreeSWITCH (esltest) is ready\n"
 	case "echo":
@@ -697,6 +759,9 @@ func (s *sim) apiLocked(cmd string) string {
 
 func (s *sim) sendmsgLocked(c *esl.Command) string {
 	if f := strings.Fields(c.Line); len(f) > 1 && f[1] != s.call.UUID {
+		if leg := s.legLocked(f[1]); leg != nil {
+			return s.legExecLocked(leg, c)
+		}
 		return "-ERR invalid session id [" + f[1] + "]"
 	}
 	switch strings.ToLower(c.Headers.Get("call-command")) {
