@@ -314,8 +314,8 @@ func TestChannelVariablesAreBounded(t *testing.T) {
 	bystanderCall(t, addr)
 }
 
-// Digits the flow does not take wait in a queue of at most 128 (FreeSWITCH's own queue drops too); a
-// DTMF-Digit that is not one character is no digit.
+// Digits the flow does not take wait in a queue of at most esl.dtmf_queue_bytes (FreeSWITCH's own queue
+// drops too); a DTMF-Digit that is not one character is no digit.
 func TestQueuedDigitsAreBounded(t *testing.T) {
 	got := make(chan []esl.DTMF, 1)
 	flow := esl.FlowFunc(func(ctx context.Context, s *esl.Session) error {
@@ -332,8 +332,9 @@ func TestQueuedDigitsAreBounded(t *testing.T) {
 		dtmf = append(dtmf, esltest.DTMF{Digit: string("0123456789"[i%10]), At: time.Duration(i) * 100 * time.Microsecond})
 	}
 	run(t, esltest.Call{Addr: addr, Async: true, Full: true, DTMF: dtmf})
-	if d := <-got; len(d) != 128 {
-		t.Fatalf("%d digits queued", len(d))
+	// each digit costs its text, its duration ("2000" from the simulator) and 40 bytes
+	if d, want := <-got, esl.DefaultConfig().DTMFQueueBytes/(1+len("2000")+40); len(d) != want {
+		t.Fatalf("%d digits queued, want %d", len(d), want)
 	}
 
 	// by hand: a digit of 64 KB is not queued
