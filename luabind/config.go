@@ -14,12 +14,19 @@ type Config struct {
 	HandlerTimeout time.Duration `mapstructure:"handler_timeout"`
 	// PoolSize is how many idle VMs each generation keeps; 0 sizes it from GOMAXPROCS.
 	PoolSize int `mapstructure:"pool_size"`
-	// MemoryLimitMB: when the Go heap grows past it, every running Lua handler is cancelled; 0 = off.
+	// MemoryLimitMB: when the Go heap grows past it (after a collection), the memory guard cancels running
+	// Lua handlers, longest running first (memguard.go); 0 = off.
 	MemoryLimitMB int `mapstructure:"memory_limit_mb"`
 	// MaxStringBytes caps what string.rep and table.concat may build.
 	MaxStringBytes int `mapstructure:"max_string_bytes"`
 	// CacheMaxEntries bounds sb.cache; a save beyond it fails.
 	CacheMaxEntries int `mapstructure:"cache_max_entries"`
+	// CacheMaxBytes bounds the keys and values sb.cache holds (a value counts its encoded size); a save
+	// beyond it fails.
+	CacheMaxBytes int `mapstructure:"cache_max_bytes"`
+	// MaxTimers bounds the timers created inside handlers (sb.after, sb.every) that are live at once in a
+	// generation; one more raises an error.
+	MaxTimers int `mapstructure:"max_timers"`
 }
 
 // DefaultConfig returns the defaults documented in configs/switchboard.yaml.
@@ -30,6 +37,8 @@ func DefaultConfig() Config {
 		MemoryLimitMB:   2048,
 		MaxStringBytes:  16 << 20,
 		CacheMaxEntries: 100000,
+		CacheMaxBytes:   64 << 20,
+		MaxTimers:       10000,
 	}
 }
 
@@ -48,6 +57,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lua.max_string_bytes: expected at least 1024, got %d", c.MaxStringBytes)
 	case c.CacheMaxEntries < 1:
 		return fmt.Errorf("lua.cache_max_entries: expected a positive number, got %d", c.CacheMaxEntries)
+	case c.CacheMaxBytes < 1024:
+		return fmt.Errorf("lua.cache_max_bytes: expected at least 1024, got %d", c.CacheMaxBytes)
+	case c.MaxTimers < 1:
+		return fmt.Errorf("lua.max_timers: expected a positive number, got %d", c.MaxTimers)
 	}
 	return nil
 }
