@@ -27,14 +27,14 @@ type VM struct {
 	ctx        *vmContext // what L.Context() is between long uses
 
 	// Watched by the runtime's watchdog without locks.
-	deadline   atomic.Int64 // unix nanos; 0 = no limit now
-	started    atomic.Int64 // unix nanos when the running handler started (the memory guard cancels the oldest first)
+	deadline atomic.Int64 // unix nanos; 0 = no limit now
+	started  atomic.Int64 // unix nanos when the running handler started (the memory guard cancels the oldest first)
 	// state is seq<<2 | cancelling<<1 | busy: a handler sets it when it starts and clears busy with a
 	// compare-and-swap when it ends; whoever cancels it (watchdog, memory guard, shutdown) first swaps
 	// cancelling in for the same seq. So a cancellation meant for one invocation never lands on the next,
 	// and an invocation that ends while being cancelled knows its VM is doubtful.
-	state atomic.Uint64
-	seq   uint64 // invocations started (owner only)
+	state      atomic.Uint64
+	seq        uint64      // invocations started (owner only)
 	waiting    atomic.Bool // blocked in a Go call that holds no CPU (sb.sleep, a call flow's session method...)
 	depth      atomic.Int32
 	callerDone atomic.Value // <-chan struct{} of the caller's context
