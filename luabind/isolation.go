@@ -91,7 +91,7 @@ func (s *shared) libWriteGuard(name string) lua.LGFunction {
 		vm := VMOf(L)
 		if vm == nil || !vm.loading {
 			return raise(L, "%s is read-only inside handlers (it is shared by every request this VM serves): "+
-				"set %s at the top level of a script", display, L.ToStringMeta(key).String())
+				"set %s at the top level of a script", display, key.String())
 		}
 		if key == lua.LNil {
 			return raise(L, "table index is nil")
@@ -127,4 +127,43 @@ func (s *shared) readOnlyProxy(L *lua.LState, name string, inner *lua.LTable) *l
 	p := L.CreateTable(0, 0)
 	p.Metatable = meta
 	return p
+}
+
+// readOnlyName names the library t is a read-only proxy of, or "" for any other table.
+func (s *shared) readOnlyName(t *lua.LTable) string {
+	meta, ok := t.Metatable.(*lua.LTable)
+	if !ok {
+		return ""
+	}
+	fn, ok := meta.RawGetString("__newindex").(*lua.LFunction)
+	if !ok {
+		return ""
+	}
+	return s.guards[fn]
+}
+
+// guardRawWrites makes the functions that write tables raw (rawset, table.insert, table.remove, table.sort)
+// refuse the read-only proxies, which __newindex alone cannot protect.
+func (s *shared) guardRawWrites(L *lua.LState) {
+	guard := func(name string, orig lua.LValue) *lua.LFunction {
+		return L.NewFunction(func(L *lua.LState) int {
+			if t, ok := L.Get(1).(*lua.LTable); ok {
+				if lib := s.readOnlyName(t); lib != "" {
+					return raise(L, "%s: %s is read-only (assign %s fields at the top level of a script)", name, lib, lib)
+				}
+			}
+			top := L.GetTop()
+			L.Push(orig)
+			for i := 1; i <= top; i++ {
+				L.Push(L.Get(i))
+			}
+			L.Call(top, lua.MultRet)
+			return L.GetTop() - top
+		})
+	}
+	s.base.RawSetString("rawset", guard("rawset", s.base.RawGetString("rawset")))
+	tbl := L.GetGlobal("table").(*lua.LTable)
+	for _, name := range []string{"insert", "remove", "sort"} {
+		tbl.RawSetString(name, guard("table."+name, tbl.RawGetString(name)))
+	}
 }

@@ -24,6 +24,7 @@ type memoryGuard struct {
 	round   int       // rounds of cancellations since the heap was last under the limit
 	pending []victim  // cancelled in the last round and not finished yet
 	since   time.Time // when the last round cancelled
+	lastGC  time.Time // when the guard last forced a collection
 }
 
 type victim struct {
@@ -31,8 +32,12 @@ type victim struct {
 	st uint64
 }
 
-// memorySettle is how long a round waits for its victims to unwind before looking again.
-const memorySettle = 100 * time.Millisecond
+// memorySettle is how long a round waits for its victims to unwind and close their VMs (which frees what
+// they built) before looking again; memoryGCEvery spaces the collections the guard forces.
+const (
+	memorySettle  = time.Second
+	memoryGCEvery = 100 * time.Millisecond
+)
 
 func (m *memoryGuard) heap() uint64 {
 	metrics.Read(m.sample)
@@ -57,24 +62,34 @@ func (m *memoryGuard) check() {
 		m.reset()
 		return
 	}
-	if m.unwinding() {
+	all := h > 2*m.limit
+	if m.unwinding() && !all {
 		return
 	}
-	runtime.GC()
-	if h = m.heap(); h <= m.limit {
-		return
+	if !all {
+		// The heap counts garbage not yet collected: only a collection tells what is live.
+		if time.Since(m.lastGC) < memoryGCEvery {
+			return
+		}
+		runtime.GC()
+		m.lastGC = time.Now()
+		if h = m.heap(); h <= m.limit {
+			return
+		}
 	}
 	n := 1 << min(m.round, 20)
-	all := h > 2*m.limit
 	victims := m.pick(n, all)
 	if len(victims) == 0 {
 		return
 	}
+	cancelled := victims[:0]
 	for _, v := range victims {
 		if v.vm.cancel(v.st, ErrMemory) {
 			m.rt.memTrips.Add(1)
+			cancelled = append(cancelled, v)
 		}
 	}
+	victims = cancelled
 	m.round++
 	m.pending, m.since = victims, time.Now()
 	msg := "heap over lua.memory_limit_mb: cancelled the Lua handlers running longest"
@@ -92,7 +107,7 @@ func (m *memoryGuard) unwinding() bool {
 	}
 	if time.Since(m.since) < memorySettle {
 		for _, v := range m.pending {
-			if v.vm.state.Load() == v.st|stateCancelling {
+			if !v.vm.closed.Load() {
 				return true
 			}
 		}

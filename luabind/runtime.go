@@ -203,9 +203,12 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // Close retires the current generation (its timers and subscriptions stop), cancels every handler still
 // running (they end with "the engine is shutting down"), refuses new ones, and stops the watchdog. It does
-// not wait for running handlers: each ends at its next Lua instruction or blocking call.
+// not wait for running handlers: each ends at its next Lua instruction or blocking call. Closing twice is
+// harmless.
 func (rt *Runtime) Close() {
-	rt.closed.Store(true)
+	if rt.closed.Swap(true) {
+		return
+	}
 	rt.loadMu.Lock()
 	if g := rt.current.Swap(nil); g != nil {
 		g.retire()

@@ -25,6 +25,7 @@ type shared struct {
 	base     *lua.LTable // sandboxed base functions, below every VM's top-level globals
 	baseMeta *lua.LTable // metatable of each VM's top-level globals table
 	libMeta  map[string]*lua.LTable
+	guards   map[*lua.LFunction]string // the __newindex of each read-only proxy → the library's name
 
 	mu    sync.Mutex // serialises builds (the builder state is not safe for concurrent use)
 	parts sync.Map   // key → lua.LValue; read without the lock on every call
@@ -41,14 +42,16 @@ func proxyMeta(L *lua.LState, t *lua.LTable) *lua.LTable {
 // libProxyMeta is proxyMeta plus the write guard of library name.
 func (s *shared) libProxyMeta(L *lua.LState, name string, t *lua.LTable) *lua.LTable {
 	m := proxyMeta(L, t)
-	m.RawSetString("__newindex", L.NewFunction(s.libWriteGuard(name)))
+	guard := L.NewFunction(s.libWriteGuard(name))
+	s.guards[guard] = libNames[name]
+	m.RawSetString("__newindex", guard)
 	s.libMeta[name] = m
 	return m
 }
 
 func newShared(rt *Runtime) *shared {
 	L := lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 16, RegistrySize: 256})
-	s := &shared{builder: L, libMeta: map[string]*lua.LTable{}}
+	s := &shared{builder: L, libMeta: map[string]*lua.LTable{}, guards: map[*lua.LFunction]string{}}
 	for _, lib := range []struct {
 		name string
 		fn   lua.LGFunction
@@ -77,6 +80,7 @@ func newShared(rt *Runtime) *shared {
 
 	limitLibraries(L, rt.cfg.MaxStringBytes)
 	limitTables(L)
+	s.guardRawWrites(L)
 	// The string library must not be reachable as ("").__index: each VM's string metatable points at its
 	// own proxy (openSandbox).
 	g.RawGetString("string").(*lua.LTable).RawSetString("__index", lua.LNil)

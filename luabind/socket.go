@@ -391,7 +391,7 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 			failure = publicError(msg.String())
 			return nil
 		}
-		b := newBudget(vm.rt.cfg.MaxStringBytes)
+		b := vm.budget()
 		if t, ok := res.(*lua.LTable); ok {
 			enc, ok, err := encodeResult(t, &b)
 			if err != nil {
@@ -401,7 +401,7 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 				result = enc
 				return nil
 			}
-			b = newBudget(vm.rt.cfg.MaxStringBytes)
+			b = vm.budget()
 		}
 		if result, err = orderedFromLua(res, 0, &b); err != nil {
 			return resultError(h, err)
@@ -482,11 +482,9 @@ func appendLuaJSON(b []byte, v lua.LValue, depth int, bud *budget) ([]byte, bool
 	if depth > maxDepth {
 		return b, false, nil
 	}
-	if bud.nodes--; bud.nodes < 0 {
-		return b, false, errTooManyNodes
-	}
-	if len(b) > bud.maxBytes {
-		return b, false, fmt.Errorf("value is larger than lua.max_string_bytes (%d bytes)", bud.maxBytes)
+	bud.bytes = len(b)
+	if err := bud.take(0); err != nil {
+		return b, false, err
 	}
 	switch x := v.(type) {
 	case lua.LString:
@@ -751,9 +749,7 @@ func orderedFromLua(v lua.LValue, depth int, bud *budget) (any, error) {
 				if err != nil {
 					return nil, err
 				}
-				if err := bud.take(1); err != nil {
-					return nil, err
-				}
+				bud.bytes++ // the comma
 				out[i-1] = e
 			}
 			return out, nil

@@ -15,10 +15,11 @@ import (
 const maxDepth = 64
 
 // MaxValueNodes bounds the values (tables, strings, numbers...) one conversion from Lua to Go or JSON
-// visits. A table reached twice is converted twice (JSON has no references), so a few shared subtables
-// (t = {t, t} nested 20 deep) make millions of nodes out of a small table; the budget stops them in
-// milliseconds, as the byte budget (lua.max_string_bytes) stops large values.
-const MaxValueNodes = 1 << 21
+// visits: enough for an array of MaxArrayLen numbers. A table reached twice is converted twice (JSON has no
+// references), so a few shared subtables (t = {t, t} nested 20 deep) make millions of nodes out of a small
+// table; the budget stops them within a few tens of milliseconds, as the byte budget
+// (lua.max_string_bytes) stops large values. A conversion also stops when its handler is cancelled.
+const MaxValueNodes = 1 << 20
 
 // budget bounds one conversion: the nodes it may still visit and the bytes the value encodes to
 // (approximately its JSON size: a string counts its length plus 2, a number 8, a key its length plus 3...).
@@ -26,19 +27,37 @@ type budget struct {
 	nodes    int
 	bytes    int
 	maxBytes int
+	done     <-chan struct{} // the handler's context: a conversion stops when the handler is cancelled
 }
 
 func newBudget(maxBytes int) budget { return budget{nodes: MaxValueNodes, maxBytes: maxBytes} }
 
 // budgetFor is the budget of a conversion made by Lua code running in L.
 func budgetFor(L *lua.LState) budget {
+	b := newBudget(DefaultConfig().MaxStringBytes)
 	if vm := VMOf(L); vm != nil {
-		return newBudget(vm.rt.cfg.MaxStringBytes)
+		b.maxBytes = vm.rt.cfg.MaxStringBytes
 	}
-	return newBudget(DefaultConfig().MaxStringBytes)
+	if ctx := L.Context(); ctx != nil {
+		b.done = ctx.Done()
+	}
+	return b
 }
 
-var errTooManyNodes = fmt.Errorf("value has more than %d parts (a table reached through several references counts each time)", MaxValueNodes)
+// budget is the budget of a conversion for the handler running on vm.
+func (vm *VM) budget() budget {
+	b := newBudget(vm.rt.cfg.MaxStringBytes)
+	b.done = vm.L.Context().Done()
+	return b
+}
+
+var (
+	errTooManyNodes = fmt.Errorf("value has more than %d parts (a table reached through several references counts each time)", MaxValueNodes)
+	errCancelled    = errors.New("conversion stopped: the handler was cancelled")
+)
+
+// checkEvery is how many nodes a conversion visits between two looks at its handler's context.
+const checkEvery = 4096
 
 func (b *budget) take(n int) error {
 	b.nodes--
@@ -48,6 +67,13 @@ func (b *budget) take(n int) error {
 	}
 	if b.bytes > b.maxBytes {
 		return fmt.Errorf("value is larger than lua.max_string_bytes (%d bytes)", b.maxBytes)
+	}
+	if b.nodes%checkEvery == 0 && b.done != nil {
+		select {
+		case <-b.done:
+			return errCancelled
+		default:
+		}
 	}
 	return nil
 }
@@ -191,9 +217,7 @@ func tableFromLua(t *lua.LTable, depth int, b *budget) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := b.take(1); err != nil {
-				return nil, err
-			}
+			b.bytes++ // the comma
 			out[i-1] = e
 		}
 		return out, nil
