@@ -14,8 +14,7 @@ import (
 // value one piece at a time. The guard first collects garbage; if the heap is still over, it cancels the
 // handler that has been computing longest (innocent requests run for microseconds; a handler blocked in
 // sb.sleep or a call flow waiting for FreeSWITCH comes after those that compute), waits for it to end,
-// collects and looks again, cancelling twice as many each round while the heap stays over. Past twice the
-// limit it cancels every running handler at once.
+// collects and looks again, cancelling twice as many each round while the heap stays over (1, 2, 4...).
 type memoryGuard struct {
 	rt     *Runtime
 	limit  uint64
@@ -62,23 +61,18 @@ func (m *memoryGuard) check() {
 		m.reset()
 		return
 	}
-	all := h > 2*m.limit
-	if m.unwinding() && !all {
+	// What the last round's victims built is freed when their VMs close: wait for that first. The heap
+	// counts garbage not yet collected, so only a collection tells what is live: collect at most every
+	// memoryGCEvery, unless the heap is past twice the limit.
+	if m.unwinding() || h <= 2*m.limit && time.Since(m.lastGC) < memoryGCEvery {
 		return
 	}
-	if !all {
-		// The heap counts garbage not yet collected: only a collection tells what is live.
-		if time.Since(m.lastGC) < memoryGCEvery {
-			return
-		}
-		runtime.GC()
-		m.lastGC = time.Now()
-		if h = m.heap(); h <= m.limit {
-			return
-		}
+	runtime.GC()
+	m.lastGC = time.Now()
+	if h = m.heap(); h <= m.limit {
+		return
 	}
-	n := 1 << min(m.round, 20)
-	victims := m.pick(n, all)
+	victims := m.pick(1 << min(m.round, 20))
 	if len(victims) == 0 {
 		return
 	}
@@ -92,12 +86,8 @@ func (m *memoryGuard) check() {
 	victims = cancelled
 	m.round++
 	m.pending, m.since = victims, time.Now()
-	msg := "heap over lua.memory_limit_mb: cancelled the Lua handlers running longest"
-	if all {
-		msg = "heap over twice lua.memory_limit_mb: cancelled every running Lua handler"
-	}
 	m.rt.log.WithFields(logrus.Fields{"heap_bytes": h, "limit_mb": m.rt.cfg.MemoryLimitMB,
-		"cancelled": len(victims), "round": m.round}).Error(msg)
+		"cancelled": len(victims), "round": m.round}).Error("heap over lua.memory_limit_mb: cancelled the Lua handlers computing longest")
 }
 
 // unwinding reports whether the last round's victims are still finishing (for at most memorySettle).
@@ -116,9 +106,9 @@ func (m *memoryGuard) unwinding() bool {
 	return false
 }
 
-// pick chooses up to n running handlers to cancel (all of them when all is set): those computing before
-// those blocked in a Go call, the longest running first.
-func (m *memoryGuard) pick(n int, all bool) []victim {
+// pick chooses up to n running handlers to cancel: those computing before those blocked in a Go call, the
+// longest running first.
+func (m *memoryGuard) pick(n int) []victim {
 	type cand struct {
 		victim
 		waiting bool
@@ -139,7 +129,7 @@ func (m *memoryGuard) pick(n int, all bool) []victim {
 		}
 		return cands[i].started < cands[j].started
 	})
-	if !all && len(cands) > n {
+	if len(cands) > n {
 		cands = cands[:n]
 	}
 	out := make([]victim, len(cands))
