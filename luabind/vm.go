@@ -234,8 +234,12 @@ func (vm *VM) runShort(ctx context.Context, ev string, timeout time.Duration, bo
 	if done := ctx.Done(); done != nil {
 		vm.callerDone.Store(done)
 	}
-	vm.depth.Store(depth)
-	vm.cancelCur.Store(&vm.baseCancel)
+	if vm.depth.Load() != depth { // almost always 1: spare the store
+		vm.depth.Store(depth)
+	}
+	if vm.cancelCur.Load() != &vm.baseCancel { // Release restores it; only a new VM lacks it
+		vm.cancelCur.Store(&vm.baseCancel)
+	}
 	vm.started.Store(now)
 	vm.deadline.Store(deadline)
 	st := vm.begin()
@@ -243,7 +247,9 @@ func (vm *VM) runShort(ctx context.Context, ev string, timeout time.Duration, bo
 	defer func() {
 		vm.deadline.Store(0)
 		vm.end(st)
-		vm.waiting.Store(false)
+		if vm.waiting.Load() {
+			vm.waiting.Store(false)
+		}
 		if ctx.Done() != nil {
 			vm.callerDone.Store((<-chan struct{})(neverDone))
 		}
