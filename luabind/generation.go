@@ -228,6 +228,9 @@ func (g *Generation) closeOwned(vm *VM) {
 // (timeout 0 = lua.handler_timeout), and returns the VM. Errors are *ScriptError naming the script line and
 // ev, the event that ran the handler. fn must copy out of Lua whatever it needs before it returns.
 func (g *Generation) Run(ctx context.Context, h *Handler, ev string, timeout time.Duration, fn func(L *lua.LState, f *lua.LFunction) error) error {
+	if err := tooDeep(ctx, ev); err != nil {
+		return err
+	}
 	vm, err := g.get()
 	if err != nil {
 		return err
@@ -282,6 +285,9 @@ func CompileFunc(chunkName, src string) (*Func, error) {
 // RunFunc runs a compiled snippet as a short handler; lf is the snippet's chunk function in the VM (call it to
 // get whatever the chunk returns).
 func (g *Generation) RunFunc(ctx context.Context, f *Func, ev string, timeout time.Duration, fn func(L *lua.LState, lf *lua.LFunction) error) error {
+	if err := tooDeep(ctx, ev); err != nil {
+		return err
+	}
 	vm, err := g.get()
 	if err != nil {
 		return err

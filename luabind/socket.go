@@ -330,6 +330,9 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 		timeout = time.Until(dl)
 	}
 	ev := m.event
+	if err := tooDeep(ctx, ev); err != nil {
+		return nil, actionFailure(err)
+	}
 	vm, err := g.get()
 	if err != nil {
 		return nil, err

@@ -107,6 +107,20 @@ func (c *vmContext) Value(key any) any {
 	return c.base.Value(key) // lets context.WithCancel find the cancelCtx below (no goroutine per child)
 }
 
+// tooDeep refuses, before a VM is checked out for it, a handler that would run deeper than MaxHandlerDepth.
+func tooDeep(ctx context.Context, ev string) error {
+	if p := parentVM(ctx); p != nil && p.depth.Load() >= MaxHandlerDepth {
+		return depthError(ev, p.depth.Load()+1)
+	}
+	return nil
+}
+
+func depthError(ev string, depth int32) error {
+	return &ScriptError{Event: ev, Cause: ErrDepth, Message: fmt.Sprintf(
+		"handler not run: it would be the %dth handler started from inside another (the limit is %d); a handler that triggers itself, such as a socket.say hook calling conn:say, stops here",
+		depth, MaxHandlerDepth)}
+}
+
 // parentVM returns the VM whose handler started this one, if ctx came from a handler.
 func parentVM(ctx context.Context) *VM {
 	vm, _ := ctx.Value(invocationKey{}).(*VM)
@@ -221,9 +235,7 @@ func (vm *VM) runShort(ctx context.Context, ev string, timeout time.Duration, bo
 	if p := parentVM(ctx); p != nil {
 		depth = p.depth.Load() + 1
 		if depth > MaxHandlerDepth {
-			return &ScriptError{Event: ev, Cause: ErrDepth, Message: fmt.Sprintf(
-				"handler not run: it would be the %dth handler started from inside another (the limit is %d); a handler that triggers itself, such as a socket.say hook calling conn:say, stops here",
-				depth, MaxHandlerDepth)}
+			return depthError(ev, depth)
 		}
 	}
 	if dl, ok := ctx.Deadline(); ok && dl.UnixNano() < deadline {
