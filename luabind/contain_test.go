@@ -501,6 +501,7 @@ func livePinned(g *Generation) int {
 func TestCacheByteLimit(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.CacheMaxBytes = 40 << 20
+	cfg.HandlerTimeout = time.Minute // a loaded machine under -race: this test is not about time
 	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
 local sb = require "switchboard"
 local big = string.rep("v", 10 * 1024 * 1024)
