@@ -138,7 +138,7 @@ func (vm *VM) channelRequest(L *lua.LState) int {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	done := vm.Wait()
+	done := vm.blocking()
 	reply, err := ch.Request(ctx, msg, timeout)
 	done()
 	if err != nil {

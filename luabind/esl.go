@@ -208,7 +208,7 @@ func call(fn func(L *lua.LState, ls *luaSession) (int, error)) lua.LGFunction {
 	return func(L *lua.LState) int {
 		ls := checkSession(L)
 		ls.runHook(L, "hangup", false)
-		done := ls.vm.Wait() // mostly waiting for FreeSWITCH: the memory guard cancels computing handlers first
+		done := ls.vm.blocking() // mostly waiting for FreeSWITCH: the memory guard cancels computing handlers first
 		n, err := fn(L, ls)
 		done()
 		if err != nil {

@@ -228,7 +228,8 @@ func (g *Generation) closeOwned(vm *VM) {
 // (timeout 0 = lua.handler_timeout), and returns the VM. Errors are *ScriptError naming the script line and
 // ev, the event that ran the handler. fn must copy out of Lua whatever it needs before it returns.
 func (g *Generation) Run(ctx context.Context, h *Handler, ev string, timeout time.Duration, fn func(L *lua.LState, f *lua.LFunction) error) error {
-	if err := tooDeep(ctx, ev); err != nil {
+	parent, err := tooDeep(ctx, ev)
+	if err != nil {
 		return err
 	}
 	vm, err := g.get()
@@ -237,7 +238,7 @@ func (g *Generation) Run(ctx context.Context, h *Handler, ev string, timeout tim
 	}
 	defer g.put(vm)
 	f := vm.fns[h.Index]
-	return vm.runShort(ctx, ev, timeout, func(L *lua.LState) error { return fn(L, f) })
+	return vm.runNested(ctx, parent, ev, timeout, func(L *lua.LState) error { return fn(L, f) })
 }
 
 // Call is Run for the common case: call the handler with args and hand its results to read.
@@ -285,7 +286,8 @@ func CompileFunc(chunkName, src string) (*Func, error) {
 // RunFunc runs a compiled snippet as a short handler; lf is the snippet's chunk function in the VM (call it to
 // get whatever the chunk returns).
 func (g *Generation) RunFunc(ctx context.Context, f *Func, ev string, timeout time.Duration, fn func(L *lua.LState, lf *lua.LFunction) error) error {
-	if err := tooDeep(ctx, ev); err != nil {
+	parent, err := tooDeep(ctx, ev)
+	if err != nil {
 		return err
 	}
 	vm, err := g.get()
@@ -294,7 +296,7 @@ func (g *Generation) RunFunc(ctx context.Context, f *Func, ev string, timeout ti
 	}
 	defer g.put(vm)
 	lf := vm.funcFor(f)
-	return vm.runShort(ctx, ev, timeout, func(L *lua.LState) error { return fn(L, lf) })
+	return vm.runNested(ctx, parent, ev, timeout, func(L *lua.LState) error { return fn(L, lf) })
 }
 
 // Acquire checks out a VM for a long handler (a call flow) bound to ctx: no time limit, and every blocking Go

@@ -329,7 +329,7 @@ func sbSleep(L *lua.LState) int {
 		ctx = context.Background()
 	}
 	if vm := VMOf(L); vm != nil {
-		defer vm.Wait()()
+		defer vm.blocking()()
 	}
 	select {
 	case <-t.C:

@@ -330,7 +330,8 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 		timeout = time.Until(dl)
 	}
 	ev := m.event
-	if err := tooDeep(ctx, ev); err != nil {
+	parent, err := tooDeep(ctx, ev)
+	if err != nil {
 		return nil, actionFailure(err)
 	}
 	vm, err := g.get()
@@ -340,7 +341,7 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 	defer g.put(vm)
 	var result any
 	var failure error
-	err = vm.runShort(ctx, ev, timeout, func(L *lua.LState) error {
+	err = vm.runNested(ctx, parent, ev, timeout, func(L *lua.LState) error {
 		err := socket.ApplyInputs(&p, m.inputs, func(i int, v any) error {
 			if !m.validators[i] {
 				return nil

@@ -108,11 +108,13 @@ func (c *vmContext) Value(key any) any {
 }
 
 // tooDeep refuses, before a VM is checked out for it, a handler that would run deeper than MaxHandlerDepth.
-func tooDeep(ctx context.Context, ev string) error {
-	if p := parentVM(ctx); p != nil && p.depth.Load() >= MaxHandlerDepth {
-		return depthError(ev, p.depth.Load()+1)
+// It returns the parent handler's VM for runNested.
+func tooDeep(ctx context.Context, ev string) (*VM, error) {
+	p := parentVM(ctx)
+	if p != nil && p.depth.Load() >= MaxHandlerDepth {
+		return nil, depthError(ev, p.depth.Load()+1)
 	}
-	return nil
+	return p, nil
 }
 
 func depthError(ev string, depth int32) error {
@@ -211,9 +213,9 @@ func (vm *VM) Module() *lua.LTable { return vm.mod }
 // Loading reports whether script top levels are running (registrations allowed).
 func (vm *VM) Loading() bool { return vm.loading }
 
-// Wait marks the VM as blocked in a Go call that holds no CPU until the returned function is called; the
-// memory guard cancels such handlers after the ones that compute.
-func (vm *VM) Wait() (done func()) {
+// blocking marks the VM as blocked in a Go call that holds no CPU until the returned function is called;
+// the memory guard cancels such handlers after the ones that compute.
+func (vm *VM) blocking() (done func()) {
 	vm.waiting.Store(true)
 	return vm.endWait
 }
@@ -224,7 +226,12 @@ func (vm *VM) endWait() { vm.waiting.Store(false) }
 // is timeout (0 = lua.handler_timeout) or what is left of the caller's, whichever ends first; a handler
 // started from inside another (ctx from L.Context()) runs one level deeper, at most MaxHandlerDepth. A VM
 // whose context was cancelled is marked dead and must not be reused.
-func (vm *VM) runShort(ctx context.Context, ev string, timeout time.Duration, body func(L *lua.LState) error) (err error) {
+func (vm *VM) runShort(ctx context.Context, ev string, timeout time.Duration, body func(L *lua.LState) error) error {
+	return vm.runNested(ctx, parentVM(ctx), ev, timeout, body)
+}
+
+// runNested is runShort for a caller that already looked up the parent handler's VM (nil: none).
+func (vm *VM) runNested(ctx context.Context, parent *VM, ev string, timeout time.Duration, body func(L *lua.LState) error) (err error) {
 	if timeout <= 0 {
 		timeout = vm.rt.cfg.HandlerTimeout
 	}
@@ -232,8 +239,8 @@ func (vm *VM) runShort(ctx context.Context, ev string, timeout time.Duration, bo
 	deadline := now + int64(timeout)
 	depth := int32(1)
 	vm.inherited = false
-	if p := parentVM(ctx); p != nil {
-		depth = p.depth.Load() + 1
+	if parent != nil {
+		depth = parent.depth.Load() + 1
 		if depth > MaxHandlerDepth {
 			return depthError(ev, depth)
 		}
