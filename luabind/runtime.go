@@ -312,6 +312,7 @@ func (rt *Runtime) watchdog(ctx context.Context) {
 		rt.ticks.Add(1)
 		var busy int
 		batch, busy = rt.checkDeadlines(batch[:0])
+		clear(batch) // keep no closed VM alive until the next tick
 		if guard.limit > 0 {
 			guard.check()
 		}
