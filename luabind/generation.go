@@ -159,7 +159,7 @@ var errClosed = errors.New("lua: the runtime is closed (engine shutting down)")
 
 // get checks a VM out of the pool, or makes one. The VM is locked until put.
 func (g *Generation) get() (*VM, error) {
-	if g.rt.closed.Load() {
+	if g.rt.closed.Load() || g.rt.stopping.Load() {
 		return nil, errClosed
 	}
 	for {

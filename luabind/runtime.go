@@ -57,6 +57,7 @@ type Runtime struct {
 	memTrips atomic.Int64
 	shared   *shared
 	closed   atomic.Bool
+	stopping atomic.Bool // Abort was called: no new handler starts
 
 	// The watchdog sleeps while no handler runs (idle means idle): it sets sleeping, checks once more, and
 	// waits on wake; a handler that starts while sleeping is set swaps it off and sends the wake.
@@ -220,9 +221,11 @@ func (rt *Runtime) Close() {
 	rt.shared.close()
 }
 
-// Abort cancels every running handler, call flows included, with ErrShutdown. The engine calls it when its
-// shutdown budget (shutdown_timeout) runs out, so that shutdown ends in time whatever scripts do.
+// Abort cancels every running handler, call flows included, with ErrShutdown, and refuses new ones (the
+// disconnect hooks of connections closed after it, timers...). The engine calls it when its shutdown budget
+// (shutdown_timeout) runs out, so that shutdown ends in time whatever scripts do.
 func (rt *Runtime) Abort() {
+	rt.stopping.Store(true)
 	type running struct {
 		vm *VM
 		st uint64
