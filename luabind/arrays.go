@@ -28,11 +28,17 @@ func pastArrayLimit(t *lua.LTable, n int) bool {
 }
 
 // limitTables replaces table.insert in the builder state's table library with one that refuses to grow an
-// array past MaxArrayLen (gopher-lua's appends past the array part's bound where reads cannot find them).
-func limitTables(L *lua.LState) {
+// array past MaxArrayLen (gopher-lua's appends past the array part's bound where reads cannot find them) and
+// to write into a read-only library proxy (isolation.go).
+func (s *shared) limitTables(L *lua.LState) {
 	tbl := L.GetGlobal("table").(*lua.LTable)
 	tbl.RawSetString("insert", L.NewFunction(func(L *lua.LState) int {
 		t := L.CheckTable(1)
+		if t.Metatable != lua.LNil {
+			if lib := s.readOnlyName(t); lib != "" {
+				return raise(L, "table.insert: %s is read-only (assign %s fields at the top level of a script)", lib, lib)
+			}
+		}
 		switch L.GetTop() {
 		case 2:
 			if t.Len() >= MaxArrayLen {

@@ -142,12 +142,12 @@ func (s *shared) readOnlyName(t *lua.LTable) string {
 	return s.guards[fn]
 }
 
-// guardRawWrites makes the functions that write tables raw (rawset, table.insert, table.remove, table.sort)
-// refuse the read-only proxies, which __newindex alone cannot protect.
+// guardRawWrites makes the functions that write tables raw (rawset, table.remove, table.sort; table.insert
+// in limitTables) refuse the read-only proxies, which __newindex alone cannot protect.
 func (s *shared) guardRawWrites(L *lua.LState) {
 	guard := func(name string, orig lua.LValue) *lua.LFunction {
 		return L.NewFunction(func(L *lua.LState) int {
-			if t, ok := L.Get(1).(*lua.LTable); ok {
+			if t, ok := L.Get(1).(*lua.LTable); ok && t.Metatable != lua.LNil {
 				if lib := s.readOnlyName(t); lib != "" {
 					return raise(L, "%s: %s is read-only (assign %s fields at the top level of a script)", name, lib, lib)
 				}
@@ -163,7 +163,7 @@ func (s *shared) guardRawWrites(L *lua.LState) {
 	}
 	s.base.RawSetString("rawset", guard("rawset", s.base.RawGetString("rawset")))
 	tbl := L.GetGlobal("table").(*lua.LTable)
-	for _, name := range []string{"insert", "remove", "sort"} {
+	for _, name := range []string{"remove", "sort"} {
 		tbl.RawSetString(name, guard("table."+name, tbl.RawGetString(name)))
 	}
 }

@@ -79,7 +79,7 @@ func newShared(rt *Runtime) *shared {
 	s.baseMeta = proxyMeta(L, s.base)
 
 	limitLibraries(L, rt.cfg.MaxStringBytes)
-	limitTables(L)
+	s.limitTables(L)
 	s.guardRawWrites(L)
 	// The string library must not be reachable as ("").__index: each VM's string metatable points at its
 	// own proxy (openSandbox).
