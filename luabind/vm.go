@@ -42,8 +42,7 @@ type VM struct {
 	dead       atomic.Bool // state doubtful: close instead of reusing
 	closed     atomic.Bool
 
-	inherited bool          // the running handler's deadline is its caller's
-	limit     time.Duration // the running handler's own time limit (for its error text)
+	inherited bool // the running handler's deadline is its caller's
 
 	long      bool   // checked out with Acquire
 	longState uint64 // the state word of the long use
@@ -249,7 +248,6 @@ func (vm *VM) runNested(ctx context.Context, parent *VM, ev string, timeout time
 		deadline = dl.UnixNano()
 		vm.inherited = true
 	}
-	vm.limit = timeout
 	if done := ctx.Done(); done != nil {
 		vm.callerDone.Store(done)
 	}
