@@ -102,7 +102,7 @@ func New(opts Options) (*Engine, error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_lua_vms", Help: "Lua VMs alive (pooled, running or owned by a call)."},
 			func() float64 { return float64(rt.LiveVMs()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_lua_memory_cancellations_total",
-			Help: "Times the heap passed lua.memory_limit_mb and every running Lua handler was cancelled."},
+			Help: "Lua handlers the memory guard cancelled because the heap passed lua.memory_limit_mb."},
 			func() float64 { return float64(rt.MemoryCancellations()) }))
 	if err := rt.Load(); err != nil {
 		e.reloads.WithLabelValues("failed").Inc()
@@ -200,6 +200,10 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	if !first {
 		return nil
 	}
+	// Past the budget, every Lua handler still running is cancelled, so that shutdown ends in time whatever
+	// scripts do (parts waiting for their handlers then see them end).
+	stopAbort := context.AfterFunc(ctx, e.lua.Abort)
+	defer stopAbort()
 	err := e.stopParts(ctx)
 	if e.admin != nil {
 		if aerr := e.admin.shutdown(ctx); aerr != nil {

@@ -2,6 +2,7 @@ package luabind
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -10,10 +11,12 @@ import (
 // reloads). Values are plain Go data copied out of Lua, so no VM ever sees another's tables. It follows
 // actionhero's cache: entries carry createdAt, an optional expiry and the time they were last read.
 type Cache struct {
-	mu      sync.Mutex
-	max     int
-	now     func() time.Time
-	entries map[string]*CacheEntry
+	mu       sync.Mutex
+	max      int // live keys
+	maxBytes int // sum of the entries' sizes
+	bytes    int
+	now      func() time.Time
+	entries  map[string]*CacheEntry
 }
 
 // CacheEntry is what Load reports about a key.
@@ -23,6 +26,7 @@ type CacheEntry struct {
 	CreatedAt  time.Time
 	ExpiresAt  time.Time // zero: never
 	LastReadAt time.Time // zero: never read before this load
+	Size       int       // bytes counted against lua.cache_max_bytes: the key plus the value's encoded size
 }
 
 var (
@@ -30,17 +34,19 @@ var (
 	ErrCacheNotFound = errors.New("Object not found")
 	// ErrCacheExpired is returned by Load for a key whose time to live has passed.
 	ErrCacheExpired = errors.New("Object expired")
-	// ErrCacheFull is returned by Save when lua.cache_max_entries keys are stored.
+	// ErrCacheFull is returned by Save when lua.cache_max_entries keys are stored, or when the value would
+	// take the cache past lua.cache_max_bytes (the error then says so and wraps ErrCacheFull).
 	ErrCacheFull = errors.New("cache is full")
 )
 
-// NewCache returns a cache holding at most max live keys.
-func NewCache(max int) *Cache {
-	return &Cache{max: max, now: time.Now, entries: make(map[string]*CacheEntry)}
+// NewCache returns a cache holding at most maxEntries live keys and maxBytes of keys and values.
+func NewCache(maxEntries, maxBytes int) *Cache {
+	return &Cache{max: maxEntries, maxBytes: maxBytes, now: time.Now, entries: make(map[string]*CacheEntry)}
 }
 
-// Save stores value under key; ttl 0 keeps it until destroyed.
-func (c *Cache) Save(key string, value any, ttl time.Duration) error {
+// Save stores value under key; size is what the entry counts against the byte limit (the key's length plus
+// the value's encoded size); ttl 0 keeps it until destroyed. Replacing a key frees its old size first.
+func (c *Cache) Save(key string, value any, size int, ttl time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
@@ -50,12 +56,40 @@ func (c *Cache) Save(key string, value any, ttl time.Duration) error {
 			return ErrCacheFull
 		}
 	}
-	e := &CacheEntry{Key: key, Value: value, CreatedAt: now}
+	if size > c.maxBytes {
+		return fmt.Errorf("%w: the value takes %d bytes, more than lua.cache_max_bytes (%d)", ErrCacheFull, size, c.maxBytes)
+	}
+	if size > c.roomLocked(key) {
+		c.sweepLocked(now)
+		if room := c.roomLocked(key); size > room {
+			return fmt.Errorf("%w: %d bytes are stored and the value takes %d, %d more than lua.cache_max_bytes (%d) allows",
+				ErrCacheFull, c.bytes, size, size-room, c.maxBytes)
+		}
+	}
+	c.deleteLocked(key)
+	e := &CacheEntry{Key: key, Value: value, CreatedAt: now, Size: size}
 	if ttl > 0 {
 		e.ExpiresAt = now.Add(ttl)
 	}
 	c.entries[key] = e
+	c.bytes += size
 	return nil
+}
+
+// roomLocked is how many bytes a save of key may take: what is free plus what key holds now.
+func (c *Cache) roomLocked(key string) int {
+	r := c.maxBytes - c.bytes
+	if old, ok := c.entries[key]; ok {
+		r += old.Size
+	}
+	return r
+}
+
+// Bytes is the sum of the stored entries' sizes.
+func (c *Cache) Bytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
 }
 
 // Load returns a copy of the entry as it was before this read, and records the read.
@@ -68,7 +102,7 @@ func (c *Cache) Load(key string) (CacheEntry, error) {
 	}
 	now := c.now()
 	if !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt) {
-		delete(c.entries, key)
+		c.deleteLocked(key)
 		return CacheEntry{}, ErrCacheExpired
 	}
 	out := *e
@@ -81,8 +115,15 @@ func (c *Cache) Destroy(key string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	_, ok := c.entries[key]
-	delete(c.entries, key)
+	c.deleteLocked(key)
 	return ok
+}
+
+func (c *Cache) deleteLocked(key string) {
+	if e, ok := c.entries[key]; ok {
+		c.bytes -= e.Size
+		delete(c.entries, key)
+	}
 }
 
 // Size counts the keys that have not expired.
@@ -96,7 +137,7 @@ func (c *Cache) Size() int {
 func (c *Cache) sweepLocked(now time.Time) {
 	for k, e := range c.entries {
 		if !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt) {
-			delete(c.entries, k)
+			c.deleteLocked(k)
 		}
 	}
 }

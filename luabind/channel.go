@@ -109,7 +109,8 @@ func (vm *VM) channelSend(L *lua.LState) int {
 	if !ok {
 		return 2
 	}
-	msg, err := fromLua(L.CheckAny(2), 0)
+	b := budgetFor(L)
+	msg, err := fromLua(L.CheckAny(2), 0, &b)
 	if err != nil {
 		return raise(L, "channel:send: %v", err)
 	}
@@ -129,7 +130,8 @@ func (vm *VM) channelRequest(L *lua.LState) int {
 	if !ok {
 		return 2
 	}
-	msg, err := fromLua(L.CheckAny(2), 0)
+	b := budgetFor(L)
+	msg, err := fromLua(L.CheckAny(2), 0, &b)
 	if err != nil {
 		return raise(L, "channel:request: %v", err)
 	}
@@ -138,7 +140,9 @@ func (vm *VM) channelRequest(L *lua.LState) int {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	done := vm.blocking()
 	reply, err := ch.Request(ctx, msg, timeout)
+	done()
 	if err != nil {
 		if ctx.Err() != nil {
 			// The handler itself was cancelled (time limit, hangup): stop the script here.
@@ -262,7 +266,8 @@ func (t luaTransform) Apply(ctx context.Context, msg channel.Message) (channel.M
 		if ret == lua.LNil {
 			return nil
 		}
-		v, err := fromLua(ret, 0)
+		b := budgetFor(L)
+		v, err := fromLua(ret, 0, &b)
 		if err != nil {
 			return err
 		}

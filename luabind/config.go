@@ -21,7 +21,8 @@ type Config struct {
 	HandlerTimeout time.Duration `mapstructure:"handler_timeout"`
 	// PoolSize is how many idle VMs each generation keeps; 0 sizes it from GOMAXPROCS.
 	PoolSize int `mapstructure:"pool_size"`
-	// MemoryLimitMB: when the Go heap grows past it, every running Lua handler is cancelled; 0 = off.
+	// MemoryLimitMB: when the Go heap grows past it (after a collection), the memory guard cancels running
+	// Lua handlers, longest running first (memguard.go); 0 = off.
 	MemoryLimitMB int `mapstructure:"memory_limit_mb"`
 	// MaxStringBytes caps the strings library functions build (string.rep, gsub, format, char, table.concat).
 	MaxStringBytes int `mapstructure:"max_string_bytes"`
@@ -36,6 +37,12 @@ type Config struct {
 	// FreeSWITCHRequireRoot (relative to ScriptsDir) is where require "a.b.c" looks for a/b/c.lua from a
 	// mod_lua-style script; "" means FreeSWITCHDir. Nothing outside ScriptsDir can be required.
 	FreeSWITCHRequireRoot string `mapstructure:"freeswitch_require_root"`
+	// CacheMaxBytes bounds the keys and values sb.cache holds (a value counts its encoded size); a save
+	// beyond it fails.
+	CacheMaxBytes int `mapstructure:"cache_max_bytes"`
+	// MaxTimers bounds the timers created inside handlers (sb.after, sb.every) that are live at once in a
+	// generation; one more raises an error.
+	MaxTimers int `mapstructure:"max_timers"`
 }
 
 // DefaultConfig returns the defaults documented in configs/switchboard.yaml.
@@ -48,6 +55,8 @@ func DefaultConfig() Config {
 		MaxResults:      8000,
 		CacheMaxEntries: 100000,
 		FreeSWITCHDir:   "freeswitch",
+		CacheMaxBytes:   64 << 20,
+		MaxTimers:       10000,
 	}
 }
 
@@ -72,6 +81,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lua.freeswitch_dir: expected a folder inside lua.scripts_dir such as freeswitch, got %q", c.FreeSWITCHDir)
 	case !localDir(c.FreeSWITCHRequireRoot):
 		return fmt.Errorf("lua.freeswitch_require_root: expected a folder inside lua.scripts_dir, got %q", c.FreeSWITCHRequireRoot)
+	case c.CacheMaxBytes < 1024:
+		return fmt.Errorf("lua.cache_max_bytes: expected at least 1024, got %d", c.CacheMaxBytes)
+	case c.MaxTimers < 1:
+		return fmt.Errorf("lua.max_timers: expected a positive number, got %d", c.MaxTimers)
 	}
 	return nil
 }

@@ -238,10 +238,10 @@ func (ls *luaSession) runHook(L *lua.LState, why string, atEnd bool) {
 	fn, arg := ls.hookFn, ls.hookArg
 	if ls.hookName != "" {
 		// mod_lua: names of globals, looked up when the hook runs
-		fn = L.G.Global.RawGetString(ls.hookName)
+		fn = L.GetGlobal(ls.hookName)
 		arg = lua.LNil
 		if ls.hookArgName != "" {
-			arg = L.G.Global.RawGetString(ls.hookArgName)
+			arg = L.GetGlobal(ls.hookArgName)
 		}
 	}
 	if arg == nil {
@@ -267,7 +267,9 @@ func call(fn func(L *lua.LState, ls *luaSession) (int, error)) lua.LGFunction {
 	return func(L *lua.LState) int {
 		ls := checkSession(L)
 		ls.runHook(L, "hangup", false)
+		done := ls.vm.blocking() // mostly waiting for FreeSWITCH: the memory guard cancels computing handlers first
 		n, err := fn(L, ls)
+		done()
 		if err != nil {
 			if errors.Is(err, esl.ErrHungUp) {
 				ls.runHook(L, "hangup", false)

@@ -394,7 +394,7 @@ func (ls *luaSession) nestedLua(L *lua.LState, data string) int {
 	for _, a := range append(rest, args[1:]...) {
 		argv.Append(lua.LString(a))
 	}
-	old := L.G.Global.RawGetString("argv")
+	old := L.GetGlobal("argv")
 	L.G.Global.RawSetString("argv", argv)
 	L.Push(L.NewFunctionFromProto(s.proto))
 	L.Call(0, 0)

@@ -8,6 +8,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	lua "github.com/yuin/gopher-lua"
@@ -196,9 +197,10 @@ func newCallVM(g *Generation) *VM {
 		RegistryMaxSize:     256 * 1024,
 		MinimizeStackMemory: true,
 	})
-	vm := &VM{L: L, gen: g, rt: rt}
+	vm := &VM{L: L, gen: g, rt: rt, private: true}
 	vm.baseCtx, vm.baseCancel = context.WithCancelCause(context.Background())
-	L.SetContext(vm.baseCtx)
+	vm.ctx = &vmContext{vm: vm, base: vm.baseCtx, done: vm.baseCtx.Done()}
+	L.SetContext(vm.ctx)
 	vm.callerDone.Store((<-chan struct{})(neverDone))
 	openSandbox(vm)
 	rt.track(vm)
@@ -211,8 +213,12 @@ func (vm *VM) startLong(ctx context.Context) {
 	vm.rt.setLong(vm, true)
 	vm.long = true
 	vm.cancelCur.Store(&cancel)
-	vm.busy.Store(true)
-	vm.L.SetContext(lctx)
+	vm.depth.Store(1)
+	vm.started.Store(time.Now().UnixNano())
+	vm.longState = vm.begin()
+	vm.rt.wakeWatchdog()
+	// Handlers the script starts run one level deeper, as from a call flow.
+	vm.L.SetContext(context.WithValue(lctx, invocationKey{}, vm))
 }
 
 // endLong closes a call VM after its run.
@@ -220,7 +226,8 @@ func (vm *VM) endLong() {
 	if f := vm.cancelCur.Load(); f != nil {
 		(*f)(context.Canceled)
 	}
-	vm.busy.Store(false)
+	vm.end(vm.longState)
+	vm.waiting.Store(false)
 	vm.close()
 }
 

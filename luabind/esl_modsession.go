@@ -169,10 +169,10 @@ func (ls *luaSession) onInput(L *lua.LState, file bool) func(esl.Input) esl.Cont
 	return func(in esl.Input) esl.Control {
 		fn, arg := ls.inputFn, ls.inputArg
 		if ls.inputName != "" {
-			fn = L.G.Global.RawGetString(ls.inputName)
+			fn = L.GetGlobal(ls.inputName)
 			arg = lua.LNil
 			if ls.inputArgName != "" {
-				arg = L.G.Global.RawGetString(ls.inputArgName)
+				arg = L.GetGlobal(ls.inputArgName)
 			}
 		}
 		if fn == nil {

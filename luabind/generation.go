@@ -50,6 +50,7 @@ type Generation struct {
 	bgMu    sync.Mutex
 	stops   []func()
 	timers  map[*Handler]*time.Timer
+	pinned  map[*pinnedTimer]struct{} // live timers created inside handlers (at most lua.max_timers)
 }
 
 type handlerKey struct{ kind, name string }
@@ -164,17 +165,30 @@ func buildGeneration(rt *Runtime, fsys fs.FS, display string) (*Generation, []*S
 	return g, nil
 }
 
+var errClosed = errors.New("lua: the runtime is closed (engine shutting down)")
+
 // get checks a VM out of the pool, or makes one. The VM is locked until put.
 func (g *Generation) get() (*VM, error) {
-	g.poolMu.Lock()
-	if n := len(g.free); n > 0 {
+	if g.rt.closed.Load() || g.rt.stopping.Load() {
+		return nil, errClosed
+	}
+	for {
+		g.poolMu.Lock()
+		n := len(g.free)
+		if n == 0 {
+			g.poolMu.Unlock()
+			break
+		}
 		vm := g.free[n-1]
 		g.free = g.free[:n-1]
 		g.poolMu.Unlock()
 		vm.mu.Lock()
-		return vm, nil
+		if !vm.closed.Load() {
+			return vm, nil
+		}
+		// A timer pinned to it ran while we waited, and killed it (pinTimer closes it, not the pool).
+		vm.mu.Unlock()
 	}
-	g.poolMu.Unlock()
 	vm, err := newVM(g)
 	if err != nil {
 		return nil, fmt.Errorf("lua: new VM for generation %d: %w", g.id, err)
@@ -188,33 +202,53 @@ func (g *Generation) get() (*VM, error) {
 }
 
 // put returns a VM to the pool, or closes it when it is doubtful, the pool is full, or the generation retired.
+// The caller holds vm.mu; a VM is closed before it is unlocked, so no one waiting for it can run on it.
 func (g *Generation) put(vm *VM) {
-	vm.mu.Unlock()
 	if vm.dead.Load() || g.retired.Load() {
-		vm.close()
+		g.closeOwned(vm)
 		return
 	}
 	g.poolMu.Lock()
-	if len(g.free) < g.poolSize && !g.retired.Load() {
+	if (len(g.free) < g.poolSize || vm.timers.Load() > 0) && !g.retired.Load() {
 		g.free = append(g.free, vm)
 		g.poolMu.Unlock()
+		vm.mu.Unlock()
 		return
 	}
 	g.poolMu.Unlock()
+	g.closeOwned(vm)
+}
+
+// closeOwned closes a VM whose mu the caller holds: out of the pool first (a timer may have put it back),
+// then closed, then unlocked (whoever popped it meanwhile sees it closed and takes another).
+func (g *Generation) closeOwned(vm *VM) {
+	g.poolMu.Lock()
+	for i, f := range g.free {
+		if f == vm {
+			g.free = append(g.free[:i], g.free[i+1:]...)
+			break
+		}
+	}
+	g.poolMu.Unlock()
 	vm.close()
+	vm.mu.Unlock()
 }
 
 // Run runs a short handler: checks out a VM, calls fn with the handler's function under the time limit
 // (timeout 0 = lua.handler_timeout), and returns the VM. Errors are *ScriptError naming the script line and
 // ev, the event that ran the handler. fn must copy out of Lua whatever it needs before it returns.
 func (g *Generation) Run(ctx context.Context, h *Handler, ev string, timeout time.Duration, fn func(L *lua.LState, f *lua.LFunction) error) error {
+	parent, err := tooDeep(ctx, ev)
+	if err != nil {
+		return err
+	}
 	vm, err := g.get()
 	if err != nil {
 		return err
 	}
 	defer g.put(vm)
 	f := vm.fns[h.Index]
-	return vm.runShort(ctx, ev, timeout, func(L *lua.LState) error { return fn(L, f) })
+	return vm.runNested(ctx, parent, ev, timeout, func(L *lua.LState) error { return fn(L, f) })
 }
 
 // Call is Run for the common case: call the handler with args and hand its results to read.
@@ -262,13 +296,17 @@ func CompileFunc(chunkName, src string) (*Func, error) {
 // RunFunc runs a compiled snippet as a short handler; lf is the snippet's chunk function in the VM (call it to
 // get whatever the chunk returns).
 func (g *Generation) RunFunc(ctx context.Context, f *Func, ev string, timeout time.Duration, fn func(L *lua.LState, lf *lua.LFunction) error) error {
+	parent, err := tooDeep(ctx, ev)
+	if err != nil {
+		return err
+	}
 	vm, err := g.get()
 	if err != nil {
 		return err
 	}
 	defer g.put(vm)
 	lf := vm.funcFor(f)
-	return vm.runShort(ctx, ev, timeout, func(L *lua.LState) error { return fn(L, lf) })
+	return vm.runNested(ctx, parent, ev, timeout, func(L *lua.LState) error { return fn(L, lf) })
 }
 
 // Acquire checks out a VM for a long handler (a call flow) bound to ctx: no time limit, and every blocking Go
@@ -282,8 +320,12 @@ func (g *Generation) Acquire(ctx context.Context) (*VM, error) {
 	vm.rt.setLong(vm, true)
 	vm.long = true
 	vm.cancelCur.Store(&cancel)
-	vm.busy.Store(true)
-	vm.L.SetContext(lctx)
+	vm.depth.Store(1)
+	vm.started.Store(time.Now().UnixNano())
+	vm.longState = vm.begin()
+	vm.rt.wakeWatchdog()
+	// Handlers the flow starts (a transform of a channel it sends on...) run one level deeper.
+	vm.L.SetContext(context.WithValue(lctx, invocationKey{}, vm))
 	return vm, nil
 }
 
@@ -300,10 +342,12 @@ func (vm *VM) Release() {
 	}
 	vm.long = false
 	vm.rt.setLong(vm, false)
-	vm.busy.Store(false)
+	vm.end(vm.longState)
+	vm.waiting.Store(false)
 	vm.cancelCur.Store(&vm.baseCancel)
-	vm.L.SetContext(vm.baseCtx)
+	vm.L.SetContext(vm.ctx)
 	vm.L.SetTop(0)
+	vm.endInvocation()
 	vm.gen.put(vm)
 }
 
@@ -316,12 +360,12 @@ func (vm *VM) LongError(err error, ev string) error {
 	if cause := context.Cause(vm.L.Context()); cause != nil {
 		se := scriptError(err, ev)
 		se.Cause = cause
-		if cause == ErrMemory {
+		if cause == ErrMemory || cause == ErrShutdown {
 			return vm.cancelled(err, cause, ev, 0)
 		}
 		return se
 	}
-	return scriptError(err, ev)
+	return vm.describe(err, ev)
 }
 
 // start begins the generation's background work (top-level timers and subscriptions).
@@ -344,6 +388,10 @@ func (g *Generation) retire() {
 	g.bgMu.Lock()
 	stops := g.stops
 	g.stops = nil
+	for pt := range g.pinned {
+		pt.stopLocked()
+	}
+	g.pinned = nil
 	g.bgMu.Unlock()
 	for _, stop := range stops {
 		stop()
@@ -353,8 +401,23 @@ func (g *Generation) retire() {
 	g.free = nil
 	g.poolMu.Unlock()
 	for _, vm := range free {
+		vm.mu.Lock() // a timer may be about to run on it (it then sees the generation retired)
 		vm.close()
+		vm.mu.Unlock()
 	}
+}
+
+// take removes vm from the pool if it is there: the caller, who holds vm.mu, then owns it.
+func (g *Generation) take(vm *VM) bool {
+	g.poolMu.Lock()
+	defer g.poolMu.Unlock()
+	for i, f := range g.free {
+		if f == vm {
+			g.free = append(g.free[:i], g.free[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // onRetire registers cleanup; it runs at once when the generation is already retired.

@@ -11,13 +11,14 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// openModule builds the switchboard module of one VM: a proxy of the shared core functions, the
-// registration functions (which record into this VM), proxies of sb.log, sb.cache and sb.json, then each
-// part's additions.
+// openModule builds the switchboard module of one VM: the registration functions (which record into this
+// VM), proxies of sb.log, sb.cache and sb.json, and each part's additions, in a table of the VM's own that
+// reads through to the shared core functions; scripts get a read-only proxy of it.
 func openModule(vm *VM) *lua.LTable {
 	L := vm.L
 	s := vm.rt.shared
-	mod := s.proxy(L, "switchboard")
+	mod := L.CreateTable(0, 16)
+	mod.Metatable = s.libMeta["switchboard"]
 	for name, fn := range map[string]lua.LGFunction{
 		"on":        vm.sbOn,
 		"after":     func(L *lua.LState) int { return vm.sbTimer(L, false) },
@@ -33,7 +34,7 @@ func openModule(vm *VM) *lua.LTable {
 	openRelay(vm, mod)
 	openESL(vm, mod)
 	openChannel(vm, mod)
-	return mod
+	return s.readOnlyProxy(L, "switchboard", mod)
 }
 
 // NewUUID returns a random RFC 4122 version 4 UUID.
@@ -92,8 +93,11 @@ func (vm *VM) sbTimer(L *lua.LState, repeat bool) int {
 	if vm.long {
 		return raise(L, "%s is not available inside a call flow; use session:sleep(ms)", name)
 	}
-	stop := vm.pinTimer(spec, fn)
-	L.Push(L.NewFunction(func(L *lua.LState) int { stop(); return 0 }))
+	pt, err := vm.pinTimer(spec, fn, strings.TrimSuffix(L.Where(1), ":"))
+	if err != nil {
+		return raise(L, "%s: %v", name, err)
+	}
+	L.Push(L.NewFunction(func(L *lua.LState) int { pt.stop(); return 0 }))
 	return 1
 }
 
@@ -140,69 +144,127 @@ func (g *Generation) stopTimer(h *Handler) {
 	}
 }
 
-// pinTimer runs fn on this VM after spec.Interval, waiting for the VM to be free.
-func (vm *VM) pinTimer(spec timerSpec, fn *lua.LFunction) (stop func()) {
+// pinnedTimer is a timer created inside a handler: it runs fn on the VM that created it (fn's upvalues live
+// there). The generation holds it only while it is live: a fired sb.after, a stopped timer, or one whose VM
+// is gone is forgotten, with its closure.
+type pinnedTimer struct {
+	vm      *VM
+	fn      *lua.LFunction
+	spec    timerSpec
+	ev      string
+	where   string
+	t       *time.Timer
+	stopped bool // guarded by the generation's bgMu
+}
+
+// pinTimer runs fn on this VM after spec.Interval (and every interval after that if it repeats), waiting
+// for the VM to be free. At most lua.max_timers live at once per generation.
+func (vm *VM) pinTimer(spec timerSpec, fn *lua.LFunction, where string) (*pinnedTimer, error) {
 	g := vm.gen
-	var t *time.Timer
-	stopped := make(chan struct{})
-	var once bool
-	stop = func() {
-		g.bgMu.Lock()
-		if !once {
-			once = true
-			close(stopped)
-		}
-		t.Stop()
-		g.bgMu.Unlock()
-	}
-	where := strings.TrimSuffix(vm.L.Where(1), ":")
 	ev := fmt.Sprintf("sb.after %v (%s)", spec.Interval, where)
 	if spec.Repeat {
 		ev = fmt.Sprintf("sb.every %v (%s)", spec.Interval, where)
 	}
-	fire := func() {
-		select {
-		case <-stopped:
-			return
-		case <-g.ctx.Done():
-			return
-		default:
-		}
-		vm.mu.Lock()
-		if vm.closed.Load() || vm.dead.Load() {
-			vm.mu.Unlock()
-			return
-		}
-		err := vm.runShort(g.ctx, ev, 0, func(L *lua.LState) error {
-			L.Push(fn)
-			return L.PCall(0, 0, nil)
-		})
-		dead := vm.dead.Load()
+	pt := &pinnedTimer{vm: vm, fn: fn, spec: spec, ev: ev, where: where}
+	g.bgMu.Lock()
+	defer g.bgMu.Unlock()
+	if g.retired.Load() {
+		pt.stopped = true // the generation is being replaced: the timer would never run
+		return pt, nil
+	}
+	if max := vm.rt.cfg.MaxTimers; len(g.pinned) >= max {
+		return nil, fmt.Errorf("%d timers are live, the limit (lua.max_timers); stop some or let them fire", max)
+	}
+	if g.pinned == nil {
+		g.pinned = map[*pinnedTimer]struct{}{}
+	}
+	g.pinned[pt] = struct{}{}
+	vm.timers.Add(1)
+	pt.t = time.AfterFunc(spec.Interval, pt.fire)
+	return pt, nil
+}
+
+func (pt *pinnedTimer) stop() {
+	g := pt.vm.gen
+	g.bgMu.Lock()
+	pt.stopLocked()
+	delete(g.pinned, pt)
+	g.bgMu.Unlock()
+}
+
+func (pt *pinnedTimer) stopLocked() {
+	if pt.stopped {
+		return
+	}
+	pt.stopped = true
+	pt.vm.timers.Add(-1)
+	if pt.t != nil {
+		pt.t.Stop()
+	}
+}
+
+func (pt *pinnedTimer) fire() {
+	vm, g := pt.vm, pt.vm.gen
+	g.bgMu.Lock()
+	if pt.stopped {
+		g.bgMu.Unlock()
+		return
+	}
+	if !pt.spec.Repeat {
+		pt.stopLocked()
+		delete(g.pinned, pt)
+	}
+	g.bgMu.Unlock()
+	if g.ctx.Err() != nil {
+		return
+	}
+	// Own the VM: wait for whoever uses it, then take it out of the pool so no request checks it out
+	// while the timer runs (a request that popped it meanwhile waits for mu, then sees it closed or not).
+	vm.mu.Lock()
+	if vm.closed.Load() || g.ctx.Err() != nil {
 		vm.mu.Unlock()
-		if err != nil {
-			vm.rt.log.WithField("script", where).Error(err.Error())
+		if vm.closed.Load() && g.ctx.Err() == nil {
+			vm.rt.log.WithField("script", pt.where).Warn(pt.ev + ": timer dropped: the VM it was created in was discarded (its handler failed or was cancelled)")
 		}
-		if dead {
-			vm.close()
-			return
-		}
-		if spec.Repeat {
-			g.bgMu.Lock()
-			t.Reset(spec.Interval)
-			g.bgMu.Unlock()
-		}
+		pt.stop()
+		return
+	}
+	took := g.take(vm)
+	err := vm.runShort(g.ctx, pt.ev, 0, func(L *lua.LState) error {
+		L.Push(pt.fn)
+		return L.PCall(0, 0, nil)
+	})
+	if err != nil {
+		vm.rt.log.WithField("script", pt.where).Error(err.Error())
+	}
+	alive := !vm.dead.Load() && !g.retired.Load()
+	switch {
+	case !alive:
+		g.closeOwned(vm)
+	case took:
+		g.put(vm)
+	default:
+		vm.mu.Unlock() // a request popped it from the pool and waits for it
+	}
+	if !pt.spec.Repeat {
+		return
+	}
+	if !alive {
+		pt.stop()
+		return
 	}
 	g.bgMu.Lock()
-	t = time.AfterFunc(spec.Interval, fire)
+	if !pt.stopped {
+		pt.t.Reset(pt.spec.Interval)
+	}
 	g.bgMu.Unlock()
-	g.onRetire(stop)
-	return stop
 }
 
 // sb.publish(topic, value): hand a copy of value to every subscriber of topic; returns how many.
 func sbPublish(L *lua.LState, rt *Runtime) int {
 	topic := L.CheckString(1)
-	payload, err := fromLua(L.Get(2), 0)
+	b := budgetFor(L)
+	payload, err := fromLua(L.Get(2), 0, &b)
 	if err != nil {
 		return raise(L, "sb.publish: %v", err)
 	}
@@ -266,6 +328,9 @@ func sbSleep(L *lua.LState) int {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if vm := VMOf(L); vm != nil {
+		defer vm.blocking()()
+	}
 	select {
 	case <-t.C:
 		return 0
@@ -297,16 +362,18 @@ func logTable(L *lua.LState, rt *Runtime) *lua.LTable {
 	return t
 }
 
-func cacheTable(L *lua.LState, cache *Cache) *lua.LTable {
+func cacheTable(L *lua.LState, rt *Runtime) *lua.LTable {
+	cache := rt.services.Cache
 	t := L.NewTable()
 	t.RawSetString("save", L.NewFunction(func(L *lua.LState) int {
 		key := L.CheckString(1)
-		val, err := fromLua(L.CheckAny(2), 0)
+		b := budgetFor(L)
+		val, err := fromLua(L.CheckAny(2), 0, &b)
 		if err != nil {
 			return raise(L, "sb.cache.save: %v", err)
 		}
 		ttl := time.Duration(float64(L.OptNumber(3, 0)) * float64(time.Millisecond))
-		if err := cache.Save(key, val, ttl); err != nil {
+		if err := cache.Save(key, val, len(key)+b.bytes, ttl); err != nil {
 			L.Push(lua.LNil)
 			L.Push(lua.LString(err.Error()))
 			return 2
@@ -363,7 +430,8 @@ func jsonTable(L *lua.LState) *lua.LTable {
 	null.Metatable = nullMeta
 	t.RawSetString("null", null)
 	t.RawSetString("encode", L.NewFunction(func(L *lua.LState) int {
-		b, err := EncodeJSON(L.CheckAny(1))
+		bud := budgetFor(L)
+		b, err := encodeJSON(L.CheckAny(1), &bud)
 		if err != nil {
 			L.Push(lua.LNil)
 			L.Push(lua.LString("sb.json.encode: " + err.Error()))

@@ -14,14 +14,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	lua "github.com/yuin/gopher-lua"
 )
-
-func init() {
-	// A sparse write such as t[2^25] would otherwise allocate the whole array part up to that index.
-	// Keys past this bound go to the hash part, which grows with what is actually stored.
-	lua.MaxArrayIndex = 1 << 16
-}
 
 // Topics is what sb.publish and sb.subscribe need from the engine's bus.
 type Topics interface {
@@ -63,6 +56,14 @@ type Runtime struct {
 	wg       sync.WaitGroup
 	memTrips atomic.Int64
 	shared   *shared
+	closed   atomic.Bool
+	stopping atomic.Bool // Abort was called: no new handler starts
+
+	// The watchdog sleeps while no handler runs (idle means idle): it sets sleeping, checks once more, and
+	// waits on wake; a handler that starts while sleeping is set swaps it off and sends the wake.
+	sleeping atomic.Bool
+	wake     chan struct{}
+	ticks    atomic.Int64 // watchdog ticks so far (tests check that an idle runtime does not tick)
 }
 
 // Services are the Go objects bindings reach from Lua: the cache and topics for the core, and whatever each
@@ -107,6 +108,7 @@ func New(opts Options) (*Runtime, error) {
 		log:     opts.Log.WithField("part", "lua"),
 		vms:     map[*VM]struct{}{},
 		short:   map[*VM]struct{}{},
+		wake:    make(chan struct{}, 1),
 	}
 	if rt.display == "" {
 		rt.display = strings.TrimSuffix(opts.Config.ScriptsDir, "/")
@@ -115,7 +117,7 @@ func New(opts Options) (*Runtime, error) {
 	if rt.poolSize == 0 {
 		rt.poolSize = 4 * runtime.GOMAXPROCS(0)
 	}
-	rt.services = &Services{Cache: NewCache(opts.Config.CacheMaxEntries), Topics: opts.Topics, Log: rt.log, parts: map[string]any{}}
+	rt.services = &Services{Cache: NewCache(opts.Config.CacheMaxEntries, opts.Config.CacheMaxBytes), Topics: opts.Topics, Log: rt.log, parts: map[string]any{}}
 	rt.shared = newShared(rt)
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stop = cancel
@@ -200,16 +202,45 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-// Close retires the current generation (its timers and subscriptions stop) and stops the watchdog.
+// Close retires the current generation (its timers and subscriptions stop), cancels every handler still
+// running (they end with "the engine is shutting down"), refuses new ones, and stops the watchdog. It does
+// not wait for running handlers: each ends at its next Lua instruction or blocking call. Closing twice is
+// harmless.
 func (rt *Runtime) Close() {
+	if rt.closed.Swap(true) {
+		return
+	}
 	rt.loadMu.Lock()
 	if g := rt.current.Swap(nil); g != nil {
 		g.retire()
 	}
 	rt.loadMu.Unlock()
+	rt.Abort()
 	rt.stop()
 	rt.wg.Wait()
 	rt.shared.close()
+}
+
+// Abort cancels every running handler, call flows included, with ErrShutdown, and refuses new ones (the
+// disconnect hooks of connections closed after it, timers...). The engine calls it when its shutdown budget
+// (shutdown_timeout) runs out, so that shutdown ends in time whatever scripts do.
+func (rt *Runtime) Abort() {
+	rt.stopping.Store(true)
+	type running struct {
+		vm *VM
+		st uint64
+	}
+	rt.vmMu.Lock()
+	busy := make([]running, 0, len(rt.vms))
+	for vm := range rt.vms {
+		if st, ok := vm.busy(); ok {
+			busy = append(busy, running{vm, st})
+		}
+	}
+	rt.vmMu.Unlock()
+	for _, r := range busy {
+		r.vm.cancel(r.st, ErrShutdown)
+	}
 }
 
 func (rt *Runtime) track(vm *VM) {
@@ -239,7 +270,8 @@ func (rt *Runtime) setLong(vm *VM, long bool) {
 	rt.vmMu.Unlock()
 }
 
-// MemoryCancellations counts the times the heap passed lua.memory_limit_mb with Lua handlers running.
+// MemoryCancellations counts the Lua handlers the memory guard cancelled because the heap passed
+// lua.memory_limit_mb.
 func (rt *Runtime) MemoryCancellations() int64 { return rt.memTrips.Load() }
 
 // LiveVMs counts the VMs that exist now (pooled, running, or owned by a call).
@@ -249,16 +281,30 @@ func (rt *Runtime) LiveVMs() int {
 	return len(rt.vms)
 }
 
+// WatchdogTicks counts the watchdog's wake-ups so far; it does not grow while no handler runs.
+func (rt *Runtime) WatchdogTicks() int64 { return rt.ticks.Load() }
+
 const watchdogTick = 5 * time.Millisecond
 
-// watchdog cancels handlers past their deadline or whose caller went away, and every running handler when the
-// heap passes lua.memory_limit_mb. It reads atomics only, so handlers pay two stores for being watched.
+// wakeWatchdog is called by every handler that starts; it costs one atomic load unless the watchdog sleeps.
+func (rt *Runtime) wakeWatchdog() {
+	if rt.sleeping.Load() && rt.sleeping.CompareAndSwap(true, false) {
+		select {
+		case rt.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// watchdog cancels handlers past their deadline or whose caller went away, and runs the memory guard. It
+// ticks only while handlers run: with none, it sleeps until one starts (no wake-ups on an idle engine). It
+// reads atomics only, so handlers pay a few stores for being watched.
 func (rt *Runtime) watchdog(ctx context.Context) {
 	defer rt.wg.Done()
 	t := time.NewTicker(watchdogTick)
 	defer t.Stop()
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	limit := uint64(rt.cfg.MemoryLimitMB) << 20
+	guard := memoryGuard{rt: rt, limit: uint64(rt.cfg.MemoryLimitMB) << 20,
+		sample: []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}}
 	var batch []*VM
 	for {
 		select {
@@ -266,49 +312,77 @@ func (rt *Runtime) watchdog(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		now := time.Now().UnixNano()
-		overMemory := false
-		if limit > 0 {
-			metrics.Read(sample)
-			if sample[0].Value.Kind() == metrics.KindUint64 && sample[0].Value.Uint64() > limit {
-				overMemory = true
-			}
+		rt.ticks.Add(1)
+		var busy int
+		batch, busy = rt.checkDeadlines(batch[:0])
+		clear(batch) // keep no closed VM alive until the next tick
+		if guard.limit > 0 {
+			guard.check()
 		}
-		batch = batch[:0]
-		rt.vmMu.Lock()
-		set := rt.short
-		if overMemory {
-			set = rt.vms
+		if busy > 0 {
+			continue
 		}
-		for vm := range set {
-			if vm.busy.Load() {
-				batch = append(batch, vm)
-			}
+		// Nothing runs: sleep until a handler starts. The store of sleeping comes before the second look,
+		// and a handler sets busy before it loads sleeping, so one of the two always sees the other.
+		rt.sleeping.Store(true)
+		if rt.anyBusy() && rt.sleeping.CompareAndSwap(true, false) {
+			continue
 		}
-		rt.vmMu.Unlock()
-		cancelled := 0
-		for _, vm := range batch {
-			switch d := vm.deadline.Load(); {
-			case overMemory:
-				vm.cancel(ErrMemory)
-				cancelled++
-			case d != 0 && now > d:
-				vm.cancel(ErrTimeout)
-			case d != 0:
-				if done, _ := vm.callerDone.Load().(<-chan struct{}); done != nil {
-					select {
-					case <-done:
-						vm.cancel(context.Canceled)
-					default:
-					}
+		t.Stop()
+		guard.reset()
+		select {
+		case <-ctx.Done():
+			return
+		case <-rt.wake:
+		}
+		t.Reset(watchdogTick)
+	}
+}
+
+// checkDeadlines cancels the handlers past their deadline or whose caller's context is done, and returns
+// how many handlers run (call flows included).
+func (rt *Runtime) checkDeadlines(batch []*VM) ([]*VM, int) {
+	now := time.Now().UnixNano()
+	rt.vmMu.Lock()
+	busy := len(rt.vms) - len(rt.short) // VMs owned by call flows
+	for vm := range rt.short {
+		if _, ok := vm.busy(); ok {
+			batch = append(batch, vm)
+		}
+	}
+	rt.vmMu.Unlock()
+	busy += len(batch)
+	for _, vm := range batch {
+		st, ok := vm.busy()
+		if !ok {
+			continue
+		}
+		switch d := vm.deadline.Load(); {
+		case d != 0 && now > d:
+			vm.cancel(st, ErrTimeout)
+		case d != 0:
+			if done, _ := vm.callerDone.Load().(<-chan struct{}); done != nil {
+				select {
+				case <-done:
+					vm.cancel(st, context.Canceled)
+				default:
 				}
 			}
 		}
-		if overMemory && cancelled > 0 {
-			rt.memTrips.Add(1)
-			rt.log.WithFields(logrus.Fields{"heap_bytes": sample[0].Value.Uint64(), "limit_mb": rt.cfg.MemoryLimitMB,
-				"cancelled": cancelled}).Error("heap over lua.memory_limit_mb: cancelled every running Lua handler")
-			runtime.GC()
+	}
+	return batch, busy
+}
+
+func (rt *Runtime) anyBusy() bool {
+	rt.vmMu.Lock()
+	defer rt.vmMu.Unlock()
+	if len(rt.vms) > len(rt.short) {
+		return true
+	}
+	for vm := range rt.short {
+		if vm.state.Load()&stateBusy != 0 {
+			return true
 		}
 	}
+	return false
 }

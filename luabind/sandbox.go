@@ -6,20 +6,25 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// openSandbox gives a new state its globals: its own _G (reading the shared, sandboxed base functions
-// through a protected metatable), its own proxies of string, table and math, the string methods, and
-// require. design.md §3 lists what the sandbox removes; removed (shared.go) is that list.
+// openSandbox gives a new state its globals (isolation.go): an empty _G whose metatable leads to the
+// globals of the scripts' top levels and, below them, the shared sandboxed base functions; per-VM read-only
+// proxies of string, table and math; a string metatable of its own; and require. design.md §3 lists what the
+// sandbox removes; removed (shared.go) is that list.
 func openSandbox(vm *VM) {
 	L := vm.L
 	s := vm.rt.shared
-	g := L.G.Global
-	g.Metatable = s.globalM
-	g.RawSetString("_G", g)
-	for _, name := range []string{"string", "table", "math"} {
-		g.RawSetString(name, s.proxy(L, name))
+	openGlobals(vm)
+	strProxy := s.proxy(L, "string")
+	for name, lib := range map[string]*lua.LTable{"string": strProxy, "table": s.proxy(L, "table"), "math": s.proxy(L, "math")} {
+		vm.top.RawSetString(name, lib)
 	}
-	L.SetMetatable(lua.LString(""), s.strMeta)
-	g.RawSetString("require", L.NewFunction(vm.require))
+	// Each VM has its own string metatable: ("").__index is this VM's read-only string proxy, never the
+	// shared library table.
+	strMeta := L.CreateTable(0, 2)
+	strMeta.RawSetString("__index", strProxy)
+	strMeta.RawSetString("__metatable", lua.LFalse)
+	L.SetMetatable(lua.LString(""), strMeta)
+	vm.top.RawSetString("require", L.NewFunction(vm.require))
 	ud := L.NewUserData()
 	ud.Value = vm
 	L.G.Registry.RawSetString(vmRegistryKey, ud)

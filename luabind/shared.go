@@ -14,16 +14,18 @@ import (
 // Why: a table entry costs gopher-lua three structures (its map, key list and key index) and a Go function
 // value ~80 bytes, so a VM that opened its own libraries and module held ~65 KB before running any script.
 // Sharing is safe because (1) these Go functions capture the runtime, never a VM, and get the calling state
-// as their argument; (2) gopher-lua resolves globals from the calling state, not from the function's
-// environment; (3) scripts never get hold of a shared table: they see per-VM proxies ({} whose protected
-// metatable's __index is the shared table), so a write such as `string.x = 1` lands in their own proxy.
+// as their argument; (2) gopher-lua resolves globals from the calling function's environment, which is the
+// VM's own _G; (3) scripts never get hold of a shared table: they see per-VM proxies ({} whose protected
+// metatable's __index is the shared table and whose __newindex refuses writes inside handlers,
+// isolation.go), and the shared string library has no __index field (gopher-lua sets string.__index =
+// string, which made ("").__index the one table every VM shares).
 type shared struct {
 	builder *lua.LState
 
-	base    *lua.LTable // sandboxed base functions, the __index of every VM's _G
-	globalM *lua.LTable // metatable of each VM's _G
-	strMeta *lua.LTable // builtin metatable of strings ("x"):rep(3)
-	libMeta map[string]*lua.LTable
+	base     *lua.LTable // sandboxed base functions, below every VM's top-level globals
+	baseMeta *lua.LTable // metatable of each VM's top-level globals table
+	libMeta  map[string]*lua.LTable
+	guards   map[*lua.LFunction]string // the __newindex of each read-only proxy → the library's name
 
 	mu    sync.Mutex // serialises builds (the builder state is not safe for concurrent use)
 	parts sync.Map   // key → lua.LValue; read without the lock on every call
@@ -37,9 +39,19 @@ func proxyMeta(L *lua.LState, t *lua.LTable) *lua.LTable {
 	return m
 }
 
+// libProxyMeta is proxyMeta plus the write guard of library name.
+func (s *shared) libProxyMeta(L *lua.LState, name string, t *lua.LTable) *lua.LTable {
+	m := proxyMeta(L, t)
+	guard := L.NewFunction(s.libWriteGuard(name))
+	s.guards[guard] = libNames[name]
+	m.RawSetString("__newindex", guard)
+	s.libMeta[name] = m
+	return m
+}
+
 func newShared(rt *Runtime) *shared {
 	L := lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 16, RegistrySize: 256})
-	s := &shared{builder: L, libMeta: map[string]*lua.LTable{}}
+	s := &shared{builder: L, libMeta: map[string]*lua.LTable{}, guards: map[*lua.LFunction]string{}}
 	for _, lib := range []struct {
 		name string
 		fn   lua.LGFunction
@@ -68,13 +80,17 @@ func newShared(rt *Runtime) *shared {
 		rt.log.WithField("script", strings.TrimSuffix(L.Where(1), ":")).Info(strings.Join(parts, "\t"))
 		return 0
 	}))
-	s.globalM = proxyMeta(L, s.base)
+	s.baseMeta = proxyMeta(L, s.base)
 
 	limitLibraries(L, rt.cfg.MaxStringBytes)
+	s.limitTables(L)
+	s.guardRawWrites(L)
+	// The string library must not be reachable as ("").__index: each VM's string metatable points at its
+	// own proxy (openSandbox).
+	g.RawGetString("string").(*lua.LTable).RawSetString("__index", lua.LNil)
 	for _, name := range []string{"string", "table", "math"} {
-		s.libMeta[name] = proxyMeta(L, g.RawGetString(name).(*lua.LTable))
+		s.libProxyMeta(L, name, g.RawGetString(name).(*lua.LTable))
 	}
-	s.strMeta = proxyMeta(L, g.RawGetString("string").(*lua.LTable))
 
 	core := L.NewTable()
 	L.SetFuncs(core, map[string]lua.LGFunction{
@@ -83,10 +99,10 @@ func newShared(rt *Runtime) *shared {
 		"now":     func(L *lua.LState) int { L.Push(lua.LNumber(time.Now().UnixMilli())); return 1 },
 		"uuid":    func(L *lua.LState) int { L.Push(lua.LString(NewUUID())); return 1 },
 	})
-	s.libMeta["switchboard"] = proxyMeta(L, core)
-	s.libMeta["log"] = proxyMeta(L, logTable(L, rt))
-	s.libMeta["cache"] = proxyMeta(L, cacheTable(L, rt.services.Cache))
-	s.libMeta["json"] = proxyMeta(L, jsonTable(L))
+	s.libProxyMeta(L, "switchboard", core)
+	s.libProxyMeta(L, "log", logTable(L, rt))
+	s.libProxyMeta(L, "cache", cacheTable(L, rt))
+	s.libProxyMeta(L, "json", jsonTable(L))
 	return s
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -102,7 +103,8 @@ func (vm *VM) sbAction(L *lua.LState) int {
 		return raise(L, "sb.action %s: timeout must be a number of milliseconds", name)
 	}
 	if ex := spec.RawGetString("outputExample"); ex != lua.LNil {
-		meta.example, _ = orderedFromLua(ex, 0)
+		b := budgetFor(L)
+		meta.example, _ = orderedFromLua(ex, 0, &b)
 	}
 	var validators []struct {
 		key string
@@ -123,7 +125,8 @@ func (vm *VM) sbAction(L *lua.LState) int {
 			case *lua.LTable:
 				in.Required = lua.LVAsBool(d.RawGetString("required"))
 				if def := d.RawGetString("default"); def != lua.LNil {
-					in.Default, _ = orderedFromLua(def, 0)
+					b := budgetFor(L)
+					in.Default, _ = orderedFromLua(def, 0, &b)
 				}
 				switch f := d.RawGetString("validator").(type) {
 				case *lua.LFunction:
@@ -327,6 +330,10 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 		timeout = time.Until(dl)
 	}
 	ev := m.event
+	parent, err := tooDeep(ctx, ev)
+	if err != nil {
+		return nil, actionFailure(err)
+	}
 	vm, err := g.get()
 	if err != nil {
 		return nil, err
@@ -334,7 +341,7 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 	defer g.put(vm)
 	var result any
 	var failure error
-	err = vm.runShort(ctx, ev, timeout, func(L *lua.LState) error {
+	err = vm.runNested(ctx, parent, ev, timeout, func(L *lua.LState) error {
 		err := socket.ApplyInputs(&p, m.inputs, func(i int, v any) error {
 			if !m.validators[i] {
 				return nil
@@ -388,14 +395,22 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 			failure = publicError(msg.String())
 			return nil
 		}
+		b := vm.budget()
 		if t, ok := res.(*lua.LTable); ok {
-			if enc, ok := encodeResult(t); ok {
+			enc, ok, err := encodeResult(t, &b)
+			if err != nil {
+				return resultError(h, err)
+			}
+			if ok {
 				result = enc
 				return nil
 			}
+			b = vm.budget()
 		}
-		result, err = orderedFromLua(res, 0)
-		return err
+		if result, err = orderedFromLua(res, 0, &b); err != nil {
+			return resultError(h, err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, actionFailure(err)
@@ -406,22 +421,37 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 	return result, nil
 }
 
+// resultError is the error of a handler whose result cannot be converted; it names the handler.
+func resultError(h *Handler, err error) error {
+	se := &ScriptError{Message: "cannot convert the result: " + err.Error()}
+	if i := strings.LastIndexByte(h.Where, ':'); i > 0 {
+		if line, aerr := strconv.Atoi(h.Where[i+1:]); aerr == nil {
+			se.File, se.Line = h.Where[:i], line
+		}
+	}
+	if se.File == "" {
+		se.File = h.Where
+	}
+	return se
+}
+
 // encodeResult writes an action's result table (an object, not an array) straight to JSON, in the
 // order and form orderedFromLua and the socket encoder would give it, without the Go values in between
 // (docs/benchmarks.md). ok=false for anything that path treats specially (arrays, non-string keys,
-// functions, userdata, deep nesting): the caller then converts as usual.
-func encodeResult(t *lua.LTable) (socket.EncodedObject, bool) {
-	if n, count := tableShape(t); n > 0 && count == n {
-		return nil, false // an array renders as "data"
+// functions, userdata, deep nesting): the caller then converts as usual. err is a value past its budget.
+func encodeResult(t *lua.LTable, bud *budget) (socket.EncodedObject, bool, error) {
+	if n, count := tableShape(t); n > 0 && count == n || pastArrayLimit(t, n) {
+		return nil, false, nil // an array renders as "data"
 	}
 	b := make([]byte, 0, 256) // room for the reply's tail, which the server appends in place
 	b = append(b, '{')
 	first := true
 	ok := true
+	var err error
 	for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
 		key, isStr := k.(lua.LString)
 		if !isStr {
-			return nil, false
+			return nil, false, nil
 		}
 		if socket.ReservedKey(string(key)) {
 			continue
@@ -432,11 +462,11 @@ func encodeResult(t *lua.LTable) (socket.EncodedObject, bool) {
 		first = false
 		b = socket.AppendJSONString(b, string(key))
 		b = append(b, ':')
-		if b, ok = appendLuaJSON(b, v, 1); !ok {
-			return nil, false
+		if b, ok, err = appendLuaJSON(b, v, 1, bud); !ok || err != nil {
+			return nil, false, err
 		}
 	}
-	return append(b, '}'), true
+	return append(b, '}'), true, nil
 }
 
 // tableShape returns the border (#t) and the number of keys of t; the keys are counted only when the
@@ -451,47 +481,56 @@ func tableShape(t *lua.LTable) (n, count int) {
 	return n, count
 }
 
-// appendLuaJSON appends a Lua value as JSON (see encodeResult).
-func appendLuaJSON(b []byte, v lua.LValue, depth int) ([]byte, bool) {
+// appendLuaJSON appends a Lua value as JSON (see encodeResult), within bud.
+func appendLuaJSON(b []byte, v lua.LValue, depth int, bud *budget) ([]byte, bool, error) {
 	if depth > maxDepth {
-		return b, false
+		return b, false, nil
+	}
+	bud.bytes = len(b)
+	if err := bud.take(0); err != nil {
+		return b, false, err
 	}
 	switch x := v.(type) {
 	case lua.LString:
-		return socket.AppendJSONString(b, string(x)), true
+		return socket.AppendJSONString(b, string(x)), true, nil
 	case lua.LNumber:
 		f := float64(x)
 		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-			return strconv.AppendInt(b, int64(f), 10), true
+			return strconv.AppendInt(b, int64(f), 10), true, nil
 		}
-		return socket.AppendJSONNumber(b, f), true
+		return socket.AppendJSONNumber(b, f), true, nil
 	case lua.LBool:
-		return strconv.AppendBool(b, bool(x)), true
+		return strconv.AppendBool(b, bool(x)), true, nil
 	case *lua.LUserData:
 		if _, null := x.Value.(jsonNull); null {
-			return append(b, "null"...), true
+			return append(b, "null"...), true, nil
 		}
-		return b, false
+		return b, false, nil
 	case *lua.LTable:
 		ok := true
-		if n, count := tableShape(x); n > 0 && count == n {
+		var err error
+		n, count := tableShape(x)
+		if pastArrayLimit(x, n) {
+			return b, false, errArrayLimit
+		}
+		if n > 0 && count == n {
 			b = append(b, '[')
 			for i := 1; i <= n; i++ {
 				if i > 1 {
 					b = append(b, ',')
 				}
-				if b, ok = appendLuaJSON(b, x.RawGetInt(i), depth+1); !ok {
-					return b, false
+				if b, ok, err = appendLuaJSON(b, x.RawGetInt(i), depth+1, bud); !ok || err != nil {
+					return b, false, err
 				}
 			}
-			return append(b, ']'), true
+			return append(b, ']'), true, nil
 		}
 		b = append(b, '{')
 		first := true
 		for k, e := x.Next(lua.LNil); k != lua.LNil; k, e = x.Next(k) {
 			key, isStr := k.(lua.LString)
 			if !isStr {
-				return b, false
+				return b, false, nil
 			}
 			if !first {
 				b = append(b, ',')
@@ -499,13 +538,13 @@ func appendLuaJSON(b []byte, v lua.LValue, depth int) ([]byte, bool) {
 			first = false
 			b = socket.AppendJSONString(b, string(key))
 			b = append(b, ':')
-			if b, ok = appendLuaJSON(b, e, depth+1); !ok {
-				return b, false
+			if b, ok, err = appendLuaJSON(b, e, depth+1, bud); !ok || err != nil {
+				return b, false, err
 			}
 		}
-		return append(b, '}'), true
+		return append(b, '}'), true, nil
 	}
-	return b, false
+	return b, false, nil
 }
 
 type luaVerb struct {
@@ -513,10 +552,13 @@ type luaVerb struct {
 	h *Handler
 }
 
+// Run runs a custom verb under the same limit as an action without a timeout of its own
+// (socket.action_timeout), as the server's error text says; the caller's deadline still applies.
 func (v *luaVerb) Run(ctx context.Context, c *socket.Conn, args string) (any, error) {
 	var result any
 	var failure error
-	err := v.g.Run(ctx, v.h, "socket.verb "+v.h.Name+", conn "+c.ID(), 0, func(L *lua.LState, f *lua.LFunction) error {
+	timeout := c.TimeLimit(socket.ActionInfo{})
+	err := v.g.Run(ctx, v.h, "socket.verb "+v.h.Name+", conn "+c.ID(), timeout, func(L *lua.LState, f *lua.LFunction) error {
 		base := L.GetTop()
 		L.Push(f)
 		L.Push(connValue(L, c))
@@ -529,9 +571,12 @@ func (v *luaVerb) Run(ctx context.Context, c *socket.Conn, args string) (any, er
 			failure = publicError(msg.String())
 			return nil
 		}
+		b := budgetFor(L)
 		var err error
-		result, err = orderedFromLua(res, 0)
-		return err
+		if result, err = orderedFromLua(res, 0, &b); err != nil {
+			return resultError(v.h, err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, actionFailure(err)
@@ -585,7 +630,8 @@ func checkConn(L *lua.LState) *socket.Conn {
 var connMethods = map[string]lua.LGFunction{
 	"send": func(L *lua.LState) int {
 		c := checkConn(L)
-		v, err := orderedFromLua(L.CheckAny(2), 0)
+		b := budgetFor(L)
+		v, err := orderedFromLua(L.CheckAny(2), 0, &b)
 		if err == nil {
 			err = c.Send(v)
 		}
@@ -614,7 +660,8 @@ var connMethods = map[string]lua.LGFunction{
 	},
 	"setParam": func(L *lua.LState) int {
 		c := checkConn(L)
-		v, err := orderedFromLua(L.Get(3), 0)
+		b := budgetFor(L)
+		v, err := orderedFromLua(L.Get(3), 0, &b)
 		if err != nil {
 			return okOrErr(L, err)
 		}
@@ -681,14 +728,20 @@ func goToLua(L *lua.LState, v any, depth int) lua.LValue {
 
 // orderedFromLua converts a Lua value to socket data, keeping the insertion order of table keys (so a
 // reply's fields come out in the order the script wrote them). Arrays (keys exactly 1..n) become []any,
-// integral numbers int64.
-func orderedFromLua(v lua.LValue, depth int) (any, error) {
+// integral numbers int64. bud bounds the work (value.go).
+func orderedFromLua(v lua.LValue, depth int, bud *budget) (any, error) {
 	if depth > maxDepth {
 		return nil, errTooDeep
 	}
 	switch x := v.(type) {
 	case *lua.LTable:
+		if err := bud.take(2); err != nil {
+			return nil, err
+		}
 		n := x.Len()
+		if pastArrayLimit(x, n) {
+			return nil, errArrayLimit
+		}
 		count := 0
 		for k, _ := x.Next(lua.LNil); k != lua.LNil; k, _ = x.Next(k) {
 			count++
@@ -696,29 +749,34 @@ func orderedFromLua(v lua.LValue, depth int) (any, error) {
 		if n > 0 && count == n {
 			out := make([]any, n)
 			for i := 1; i <= n; i++ {
-				e, err := orderedFromLua(x.RawGetInt(i), depth+1)
+				e, err := orderedFromLua(x.RawGetInt(i), depth+1, bud)
 				if err != nil {
 					return nil, err
 				}
+				bud.bytes++ // the comma
 				out[i-1] = e
 			}
 			return out, nil
 		}
 		out := make(socket.Object, 0, count)
 		for k, e := x.Next(lua.LNil); k != lua.LNil; k, e = x.Next(k) {
-			val, err := orderedFromLua(e, depth+1)
+			key := k.String()
+			if err := bud.take(len(key) + 4); err != nil {
+				return nil, err
+			}
+			val, err := orderedFromLua(e, depth+1, bud)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, socket.Field{Key: k.String(), Value: val})
+			out = append(out, socket.Field{Key: key, Value: val})
 		}
 		return out, nil
 	case lua.LNumber:
 		f := float64(x)
 		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-			return int64(f), nil
+			return int64(f), bud.take(8)
 		}
-		return f, nil
+		return f, bud.take(8)
 	}
-	return fromLua(v, depth)
+	return fromLua(v, depth, bud)
 }

@@ -271,14 +271,19 @@ func TestEncodeResultMatchesConversion(t *testing.T) {
 			t.Fatalf("%s: %v", tc.src, err)
 		}
 		tbl := L.GetGlobal("result").(*lua.LTable)
-		enc, ok := encodeResult(tbl)
+		b := newBudget(DefaultConfig().MaxStringBytes)
+		enc, ok, err := encodeResult(tbl, &b)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.src, err)
+		}
 		if ok != tc.encoded {
 			t.Fatalf("%s: encoded %v, want %v", tc.src, ok, tc.encoded)
 		}
 		if !ok {
 			continue
 		}
-		v, err := orderedFromLua(tbl, 0)
+		b = newBudget(DefaultConfig().MaxStringBytes)
+		v, err := orderedFromLua(tbl, 0, &b)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.src, err)
 		}

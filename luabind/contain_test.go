@@ -1,0 +1,784 @@
+package luabind
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/switchboard/switchboard/engine/esl/esltest"
+	"github.com/switchboard/switchboard/engine/socket"
+)
+
+// Containment (issue 10): each test is a script run through the real runtime, as users write them.
+
+const readOnlyScript = `
+local sb = require "switchboard"
+-- The issue's top level: with ("").__index the shared string table, every new VM wrote to the one table
+-- all VMs read (fatal concurrent map write under load).
+local s = ("").__index
+if type(s) == "table" then s.trim = function(x) return x end end
+-- Extending a library at the top level is the common idiom and stays allowed (in this VM's own proxy).
+function string.shout(x) return x:upper() .. "!" end
+
+local function try(f)
+  local ok, err = pcall(f)
+  if ok then return "written" end
+  return tostring(err)
+end
+sb.on("attack", function()
+  return table.concat({
+    try(function() local s = ("").__index; s.trim = function() end end),
+    try(function() getmetatable("").__index.upper = nil end),
+    try(function() string.upper = nil end),
+    try(function() string.trim = function() end end),
+    try(function() string.shout = nil end),
+    try(function() rawset(string, "upper", nil) end),
+    try(function() table.insert(string, 1) end),
+    try(function() table.remove(math) end),
+    try(function() table.sort(table) end),
+    try(function() table.insert = nil end),
+    try(function() math.floor = nil end),
+    try(function() sb.cache = nil end),
+    try(function() sb.cache.save = nil end),
+    try(function() rawset(sb.cache, "save", nil) end),
+    try(function() sb.json.encode = nil end),
+    try(function() sb.log.info = nil end),
+    try(function() sb.newthing = 1 end),
+    try(function() setmetatable(string, {}) end),
+    try(function() setmetatable(_G, {}) end),
+  }, "\n")
+end)
+sb.on("use", function(x)
+  return ("ab"):upper() .. string.upper(x) .. x:shout() .. tostring(math.floor(2.5)) .. sb.json.encode({ 1 }) ..
+    tostring(type(sb.cache.save)) .. tostring(("").__index)
+end)
+`
+
+// Item 1: no table a script can reach is shared writable state. 48 concurrent clients try every write path
+// (under -race: the old shared string table failed with a data race or a fatal concurrent map write).
+func TestSharedTablesAreReadOnly(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HandlerTimeout = time.Minute // 48 clients on a loaded machine under -race: the test is not about time
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": readOnlyScript}, nil)
+	g := rt.Current()
+	want := []string{
+		"attempt to index a non-table object(nil) with key 'trim'",
+		"attempt to index a non-table object(boolean) with key '__index'",
+		"string is read-only inside handlers (it is shared by every request this VM serves): set upper at the top level of a script",
+		"string is read-only inside handlers",
+		"string is read-only inside handlers",
+		"rawset: string is read-only",
+		"table.insert: string is read-only",
+		"table.remove: math is read-only",
+		"table.sort: table is read-only",
+		"table is read-only inside handlers",
+		"math is read-only inside handlers",
+		"the switchboard module is read-only inside handlers",
+		"sb.cache is read-only inside handlers",
+		"rawset: sb.cache is read-only",
+		"sb.json is read-only inside handlers",
+		"sb.log is read-only inside handlers",
+		"the switchboard module is read-only inside handlers",
+		"cannot change a protected metatable",
+		"cannot change a protected metatable",
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 48)
+	for c := 0; c < 48; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				got, err := callString(t, g, "on", "attack", "")
+				if err != nil {
+					errs <- err
+					return
+				}
+				lines := strings.Split(got, "\n")
+				if len(lines) != len(want) {
+					errs <- fmt.Errorf("attack: %d results:\n%s", len(lines), got)
+					return
+				}
+				for j, w := range want {
+					if !strings.Contains(lines[j], w) {
+						errs <- fmt.Errorf("write %d: got %q, want %q", j+1, lines[j], w)
+						return
+					}
+				}
+				if got, err := callString(t, g, "on", "use", "cd"); err != nil || got != "ABCDCD!2[1]functionnil" {
+					errs <- fmt.Errorf("use: %q %v", got, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// Item 5: globals set by one invocation are not seen by the next; top-level globals are read by all and
+// changed by none; module-level upvalues are per VM.
+func TestGlobalsArePerInvocation(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PoolSize = 1 // every call below runs on the same VM while it lives
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+greeting = "hello"   -- a top-level global: every handler reads it
+local hits = 0       -- a module-level upvalue: one per VM, kept between invocations
+sb.on("set", function(v)
+  hits = hits + 1
+  secret = v           -- a missing "local": lives until this invocation ends
+  greeting = "changed"
+  _G.viaG = v
+  return table.concat({ tostring(secret), greeting, tostring(viaG), tostring(rawget(_G, "secret")) }, ",")
+end)
+sb.on("get", function()
+  hits = hits + 1
+  return table.concat({ tostring(secret), greeting, tostring(viaG), tostring(hits) }, ",")
+end)
+sb.on("raw", function(v) rawset(_G, "raw", v) return tostring(raw) end)
+sb.on("getraw", function() return tostring(raw) end)
+sb.on("count", function() local n = 0 for _ in pairs(_G) do n = n + 1 end return tostring(n) end)
+`}, nil)
+	g := rt.Current()
+	for _, c := range []struct{ name, arg, want string }{
+		{"set", "A", "A,changed,A,nil"},
+		{"get", "", "nil,hello,nil,2"},
+		{"set", "B", "B,changed,B,nil"},
+		{"get", "", "nil,hello,nil,4"},
+		{"count", "", "0"},
+		// rawset on _G cannot be undone cheaply: the VM is discarded after the invocation.
+		{"raw", "R", "R"},
+		{"getraw", "", "nil"},
+		{"get", "", "nil,hello,nil,1"},
+	} {
+		if got, err := callString(t, g, "on", c.name, c.arg); err != nil || got != c.want {
+			t.Fatalf("%s(%q): got %q %v, want %q", c.name, c.arg, got, err, c.want)
+		}
+	}
+}
+
+// Item 5 for call flows: a flow's globals are not seen by the next call, even on the same VM.
+func TestFlowGlobalsArePerCall(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PoolSize = 1
+	rt, _, buf := newRuntime(t, cfg, map[string]string{"flows.lua": `
+local sb = require "switchboard"
+function onHangup(s, why) s:consoleLog("info", "hook sees secret=" .. tostring(secret)) end
+sb.flow("a", function(session)
+  secret = session.uuid
+  session:setHangupHook("onHangup")
+  session:answer()
+  session:consoleLog("info", "a set secret=" .. secret)
+end)
+sb.flow("b", function(session)
+  session:answer()
+  session:consoleLog("info", "b reads secret=" .. tostring(secret))
+end)
+`}, nil)
+	addr := eslServer(t, rt, buf)
+	playCall(t, esltest.Call{Addr: addr, Path: "a", UUID: "caller-a", Async: true, Full: true})
+	waitLog(t, buf, "a set secret=caller-a")
+	waitLog(t, buf, "hook sees secret=caller-a")
+	playCall(t, esltest.Call{Addr: addr, Path: "b", UUID: "caller-b", Async: true, Full: true})
+	waitLog(t, buf, "b reads secret=nil")
+}
+
+const depthScript = `
+local sb = require "switchboard"
+sb.on("socket.say", function(conn, room, text)
+  local n = (sb.cache.load("depth") or 0) + 1
+  sb.cache.save("depth", n)
+  if n > 50 then return end -- keeps the test finite on an engine without a depth limit
+  local ok, err = conn:say(room, text .. "+")
+  if not ok then sb.cache.save("sayError", err) end
+end)
+sb.action{ name = "saySpin", timeout = 300, run = function(conn)
+  conn:roomAdd("defaultRoom")
+  local ok, err = conn:say("defaultRoom", "spin")
+  return { ok = tostring(ok), err = tostring(err) }
+end }
+`
+
+// Item 4: a socket.say hook that calls conn:say stops at MaxHandlerDepth with a clear error, over a real
+// socket, and the engine goes on serving.
+func TestReentrantSayStopsAtDepthLimit(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": depthScript}, nil)
+	addr := serveSocket(t, rt)
+	c := dialPlain(t, addr)
+	c.do("roomAdd defaultRoom")
+	// Eight broadcasts (each say broadcasts once its hook returns: the deepest first, the verb's own after
+	// its reply) and the reply.
+	lines := map[string]bool{broadcastText(t, c.do("say defaultRoom x")): true}
+	for i := 0; i < MaxHandlerDepth; i++ {
+		lines[broadcastText(t, c.line())] = true
+	}
+	for i := 1; i <= MaxHandlerDepth; i++ {
+		if msg := "x" + strings.Repeat("+", i-1); !lines[msg] {
+			t.Fatalf("no broadcast %q in %v", msg, lines)
+		}
+	}
+	if !lines[`{"status":"OK","context":"response",ID}`] {
+		t.Fatalf("no reply in %v", lines)
+	}
+	cache := rt.Services().Cache
+	e, err := cache.Load("depth")
+	if err != nil || e.Value != int64(MaxHandlerDepth) {
+		t.Fatalf("hooks ran %v times (%v), want %d", e.Value, err, MaxHandlerDepth)
+	}
+	e, err = cache.Load("sayError")
+	if err != nil || !strings.Contains(fmt.Sprint(e.Value), "it would be the 9th handler started from inside another (the limit is 8)") {
+		t.Fatalf("say error: %v %v", e.Value, err)
+	}
+	// The engine answers as usual.
+	if got := tail(c.do("roomView defaultRoom")); !strings.Contains(got, `"membersCount":1`) {
+		t.Fatalf("after: %s", got)
+	}
+}
+
+// Item 4: a handler started from inside another inherits its deadline: a hook that spins, started by an
+// action with a 300 ms limit, is cancelled at the action's deadline (not at its own one-minute limit, nor
+// later through its caller's cancellation), and says so.
+func TestNestedHandlerInheritsDeadline(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HandlerTimeout = time.Minute
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.on("socket.say", function(conn, room, text) if text == "spin" then while true do end end end)
+sb.action{ name = "saySpin", timeout = 300, run = function(conn)
+  conn:roomAdd("defaultRoom")
+  conn:say("defaultRoom", "spin")
+  return { reached = true }
+end }
+`}, nil)
+	hooks := &recordingHooks{SocketScripts: NewSocketScripts(rt)}
+	addr := serveSocketWith(t, hooks.SocketScripts, hooks)
+	c := dialPlain(t, addr)
+	start := time.Now()
+	got := tail(c.do("saySpin"))
+	if got != `{"error":"the action saySpin did not finish within its time limit of 300ms","context":"response",ID}` {
+		t.Fatalf("saySpin: %s", got)
+	}
+	err := hooks.sayErr()
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "handler cancelled: the handler that started it reached its time limit") {
+		t.Fatalf("hook: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("took %v", took)
+	}
+}
+
+// recordingHooks keeps the last error of the socket.say hooks.
+type recordingHooks struct {
+	*SocketScripts
+	mu  sync.Mutex
+	err error
+}
+
+func (h *recordingHooks) Say(ctx context.Context, c *socket.Conn, room, text string) (string, bool, error) {
+	out, keep, err := h.SocketScripts.Say(ctx, c, room, text)
+	h.mu.Lock()
+	h.err = err
+	h.mu.Unlock()
+	return out, keep, err
+}
+
+func (h *recordingHooks) sayErr() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
+}
+
+func serveSocket(t *testing.T, rt *Runtime) string {
+	s := NewSocketScripts(rt)
+	return serveSocketWith(t, s, s)
+}
+
+func serveSocketWith(t *testing.T, scripts *SocketScripts, hooks socket.Hooks) string {
+	t.Helper()
+	scfg := socket.DefaultConfig()
+	scfg.Listen = "127.0.0.1:0"
+	srv, err := socket.New(scfg, socket.Options{Actions: scripts, Verbs: scripts, Hooks: hooks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	})
+	return l.Addr().String()
+}
+
+// dialPlain connects to a server without a socket.connect hook (only the welcome line comes first).
+func dialPlain(t *testing.T, addr string) *luaClient {
+	c := dialRaw(t, addr)
+	c.line() // welcome
+	return c
+}
+
+// Item 4: Runtime.Close ends every running handler at once, whatever its time limit, and refuses new ones.
+func TestCloseCancelsRunningHandlers(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HandlerTimeout = time.Hour
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.on("spin", function() while true do end end)
+sb.on("sleep", function() sb.sleep(3600000) end)
+sb.every(1, function() while true do end end)
+`}, nil)
+	g := rt.Current()
+	errs := make(chan error, 2)
+	for _, name := range []string{"spin", "sleep"} {
+		go func() { _, err := callString(t, g, "on", name, ""); errs <- err }()
+	}
+	waitFor(t, "handlers running", func() bool { return busyVMs(rt) >= 3 })
+	start := time.Now()
+	rt.Close()
+	for i := 0; i < 2; i++ {
+		err := <-errs
+		if !errors.Is(err, ErrShutdown) || !strings.Contains(err.Error(), "the engine is shutting down") {
+			t.Errorf("handler: %v", err)
+		}
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("close took %v", took)
+	}
+	if _, err := callString(t, g, "on", "spin", ""); !errors.Is(err, errClosed) {
+		t.Fatalf("after close: %v", err)
+	}
+	waitFor(t, "VMs closed", func() bool { return rt.LiveVMs() == 0 })
+}
+
+func busyVMs(rt *Runtime) int {
+	rt.vmMu.Lock()
+	defer rt.vmMu.Unlock()
+	n := 0
+	for vm := range rt.vms {
+		if _, ok := vm.busy(); ok {
+			n++
+		}
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Item 6: fired timers free everything, and at most lua.max_timers live at once.
+func TestTimersFreeAndCap(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxTimers = 1000
+	cfg.HandlerTimeout = time.Minute // a loaded machine under -race: this part is not about time
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+local big = string.rep("x", 4096)
+sb.on("arm", function(n)
+  for i = 1, tonumber(n) do
+    local payload = big .. i -- each closure holds its own 4 KB upvalue
+    sb.after(1, function() local _ = #payload end)
+  end
+  return "armed"
+end)
+sb.on("overarm", function()
+  local ok, err = pcall(function() for i = 1, 2000 do sb.after(60000, function() end) end end)
+  return tostring(err)
+end)
+`}, nil)
+	g := rt.Current()
+	before := heapNow()
+	for i := 0; i < 50; i++ {
+		if got, err := callString(t, g, "on", "arm", "900"); err != nil || got != "armed" {
+			t.Fatalf("arm: %q %v", got, err)
+		}
+		waitFor(t, "timers fired", func() bool { return livePinned(g) == 0 })
+	}
+	// 45,000 fired timers with 4 KB each would hold 180 MB if any part of them stayed.
+	if grew := int64(heapNow()) - int64(before); grew > 20<<20 {
+		t.Fatalf("heap grew %d bytes after 45,000 fired timers", grew)
+	}
+	got, err := callString(t, g, "on", "overarm", "")
+	if err != nil || !strings.Contains(got, "sb.after: 1000 timers are live, the limit (lua.max_timers)") {
+		t.Fatalf("overarm: %q %v", got, err)
+	}
+}
+
+// Item 6: a timer pinned to a VM that overruns its limit kills that VM; requests racing with it never get a
+// closed VM from the pool (they used to get "internal error: ... nil pointer dereference").
+func TestTimerOverrunLeavesPoolSound(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HandlerTimeout = time.Second
+	rt, _, logs := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.on("spinlater", function() sb.after(1, function() while true do end end) return "ok" end)
+sb.on("echo", function(s) return "echo:" .. s end)
+`}, nil)
+	g := rt.Current()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	stop := make(chan struct{})
+	for c := 0; c < 8; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if got, err := callString(t, g, "on", "echo", "x"); err != nil || got != "echo:x" {
+					t.Errorf("echo: %q %v", got, err)
+					failed.Add(1)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 20; i++ {
+		if _, err := callString(t, g, "on", "spinlater", ""); err != nil {
+			t.Error(err)
+		}
+	}
+	// Each timer either overruns (and its VM is closed) or finds its VM already closed by an earlier one
+	// and is dropped with a warning.
+	counts := func() (int, int) {
+		return strings.Count(logs.String(), "handler cancelled: exceeded its time limit of 1s"),
+			strings.Count(logs.String(), "timer dropped: the VM it was created in was discarded")
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for c, d := counts(); c+d < 20 && time.Now().Before(deadline); c, d = counts() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	cancelled, dropped := counts()
+	if livePinned(g) > 0 || cancelled < 1 || cancelled+dropped != 20 {
+		t.Fatalf("%d timers live, %d cancelled, %d dropped", livePinned(g), cancelled, dropped)
+	}
+	if failed.Load() > 0 || strings.Contains(logs.String(), "internal error") {
+		t.Fatalf("a request failed while timers died:\n%s", logs.String())
+	}
+}
+
+func livePinned(g *Generation) int {
+	g.bgMu.Lock()
+	defer g.bgMu.Unlock()
+	return len(g.pinned)
+}
+
+// Item 7: sb.cache counts bytes; a save past lua.cache_max_bytes fails with a clear error, and freeing
+// (destroy, overwrite) makes room again.
+func TestCacheByteLimit(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.CacheMaxBytes = 40 << 20
+	cfg.HandlerTimeout = time.Minute // a loaded machine under -race: this test is not about time
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+local big = string.rep("v", 10 * 1024 * 1024)
+local function save(key, v)
+  local ok, err = sb.cache.save(key, v)
+  return tostring(ok) .. ":" .. tostring(err)
+end
+sb.on("fill", function()
+  return table.concat({ save("big1", big), save("big2", big), save("big3", big), save("big4", big) }, "\n")
+end)
+sb.on("free", function()
+  sb.cache.destroy("big1")
+  local a = save("big4", big)
+  local b = save("big2", "small") -- overwriting frees the old value's bytes
+  return table.concat({ a, b, save("big5", big), save("big6", big) }, "\n")
+end)
+sb.on("huge", function() return save("huge", { big, big }) end)
+`}, nil)
+	g := rt.Current()
+	entry := len("big1") + 10<<20 + 2 // the key, and the string's encoded size
+	full := func(stored int) string {
+		room := cfg.CacheMaxBytes - stored
+		return fmt.Sprintf("nil:cache is full: %d bytes are stored and the value takes %d, %d more than lua.cache_max_bytes (%d) allows",
+			stored, entry, entry-room, cfg.CacheMaxBytes)
+	}
+	got, err := callString(t, g, "on", "fill", "")
+	if want := "true:nil\ntrue:nil\ntrue:nil\n" + full(3*entry); err != nil || got != want {
+		t.Fatalf("fill:\n%s\n%v\nwant:\n%s", got, err, want)
+	}
+	got, err = callString(t, g, "on", "free", "")
+	small := len("big2") + len("small") + 2
+	if want := "true:nil\ntrue:nil\ntrue:nil\n" + full(3*entry+small); err != nil || got != want {
+		t.Fatalf("free:\n%s\n%v\nwant:\n%s", got, err, want)
+	}
+	if b := rt.Services().Cache.Bytes(); b != 3*entry+small {
+		t.Fatalf("cache holds %d bytes, want %d", b, 3*entry+small)
+	}
+	// One value is also bounded by lua.max_string_bytes, as any value handed to Go.
+	if _, err := callString(t, g, "on", "huge", ""); err == nil || !strings.Contains(err.Error(), "sb.cache.save: value is larger than lua.max_string_bytes (16777216 bytes)") {
+		t.Fatalf("huge: %v", err)
+	}
+}
+
+// Item 8: arrays past 65,535 elements keep working up to MaxArrayLen; past it, table.insert and every
+// conversion say so instead of losing elements.
+func TestLargeArrays(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HandlerTimeout = time.Minute // a million elements under -race on a shared machine
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": fmt.Sprintf(`
+local sb = require "switchboard"
+sb.on("append", function(n)
+  local t = {}
+  for i = 1, tonumber(n) do t[#t + 1] = i end
+  local s = sb.json.encode(t)
+  return #t .. ":" .. #s .. ":" .. s:sub(1, 1) .. ":" .. t[#t]
+end)
+sb.on("insert", function(n)
+  local t = {}
+  for i = 1, tonumber(n) do table.insert(t, i) end
+  return tostring(#t)
+end)
+sb.on("pastlimit", function()
+  local t = {}
+  for i = 1, %d do t[i] = 1 end
+  t[#t + 1] = 2 -- lands past the array part
+  local s, err = sb.json.encode(t)
+  local ok, cerr = pcall(sb.cache.save, "arr", t)
+  local iok, ierr = pcall(table.insert, t, 3)
+  return tostring(s) .. "|" .. tostring(err) .. "|" .. tostring(cerr) .. "|" .. tostring(ierr)
+end)
+sb.on("sparse", function() local t = {} t[2^40] = 1 t[%d] = 1 return "ok" end)
+`, MaxArrayLen, MaxArrayLen+5)}, nil)
+	g := rt.Current()
+	if got, err := callString(t, g, "on", "append", "100000"); err != nil || got != "100000:588896:[:100000" {
+		t.Fatalf("append: %q %v", got, err)
+	}
+	if got, err := callString(t, g, "on", "insert", "70000"); err != nil || got != "70000" {
+		t.Fatalf("insert: %q %v", got, err)
+	}
+	got, err := callString(t, g, "on", "pastlimit", "")
+	want := "nil|sb.json.encode: array longer than 1048575 elements (the Lua array limit)|" +
+		"sb.cache.save: array longer than 1048575 elements (the Lua array limit)|table.insert: array longer than 1048575 elements (the Lua array limit)"
+	if err != nil || !strings.HasSuffix(got, "table.insert: array longer than 1048575 elements (the Lua array limit)") ||
+		!strings.Contains(got, "nil|sb.json.encode: array longer than 1048575 elements") || !strings.Contains(got, "sb.cache.save: array longer") {
+		t.Fatalf("pastlimit:\n got %q %v\nwant %q", got, err, want)
+	}
+	if got, err := callString(t, g, "on", "sparse", ""); err != nil || got != "ok" {
+		t.Fatalf("sparse: %q %v", got, err)
+	}
+}
+
+// Item 8: a raised table reaches the client through its __tostring (or a fixed text), never as a heap
+// address; shared-reference tables stop at the node budget, quickly.
+func TestErrorObjectsAndSharedReferences(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HandlerTimeout = time.Minute // the node budget, not the time limit, must stop them
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+local E = setmetatable({}, { __tostring = function(e) return "custom failure 42" end })
+sb.action{ name = "raiseObj", run = function() error(E) end }
+sb.action{ name = "raisePlain", run = function() error({ code = 7 }) end }
+sb.action{ name = "raiseBadMeta", run = function() error(setmetatable({}, { __tostring = function() error("nope") end })) end }
+sb.action{ name = "raiseFn", run = function() error(print) end }
+local function shared(n) local t = {} for i = 1, n do t = { t, t } end return t end
+sb.action{ name = "sharedReturn", run = function() return { data = shared(24) } end }
+sb.on("sharedEncode", function()
+  local s, err = sb.json.encode(shared(24))
+  local ok, cerr = pcall(sb.cache.save, "k", shared(24))
+  return tostring(s) .. "|" .. tostring(err) .. "|" .. tostring(cerr)
+end)
+`}, nil)
+	addr := serveSocket(t, rt)
+	c := dialPlain(t, addr)
+	for req, want := range map[string]string{
+		"raiseObj":     `{"error":"custom failure 42","context":"response",ID}`,
+		"raisePlain":   `{"error":"error object is a table without __tostring","context":"response",ID}`,
+		"raiseBadMeta": `{"error":"error object is a table whose __tostring failed","context":"response",ID}`,
+		"raiseFn":      `{"error":"error object is a function","context":"response",ID}`,
+	} {
+		if got := tail(c.do(req)); got != want {
+			t.Errorf("%s: %s, want %s", req, got, want)
+		}
+	}
+	start := time.Now()
+	if got := tail(c.do("sharedReturn")); !strings.Contains(got, `"error":"cannot convert the result: value has more than 1048576 parts`) {
+		t.Errorf("sharedReturn: %s", got)
+	}
+	got, err := callString(t, rt.Current(), "on", "sharedEncode", "")
+	if err != nil || got != "nil|sb.json.encode: value has more than 1048576 parts (a table reached through several references counts each time)|"+
+		"scripts/a.lua:12: sb.cache.save: value has more than 1048576 parts (a table reached through several references counts each time)" {
+		t.Errorf("sharedEncode: %q %v", got, err)
+	}
+	if took := time.Since(start); took > 20*time.Second { // three conversions of a million nodes, under -race
+		t.Errorf("shared-reference tables took %v", took)
+	}
+}
+
+// Item 8: a custom verb gets socket.action_timeout (5 s by default), as the error text says, not the 1 s
+// handler limit.
+func TestVerbGetsActionTimeout(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HandlerTimeout = 100 * time.Millisecond
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.verb("slow", function(conn, args) sb.sleep(300) return "done" end)
+`}, nil)
+	addr := serveSocket(t, rt)
+	c := dialPlain(t, addr)
+	if got := tail(c.do("slow")); got != `{"status":"OK","context":"response","data":"done",ID}` {
+		t.Fatalf("slow verb: %s", got)
+	}
+}
+
+// The memory guard (issue 10) protects the innocent: an abuser growing the heap is cancelled while a
+// bystander's requests, running all along, keep succeeding.
+func TestMemoryGuardSparesBystanders(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HandlerTimeout = time.Minute
+	cfg.MemoryLimitMB = 300
+	rt, _, logs := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.on("grow", function()
+  local t, i = {}, 0
+  while true do i = i + 1 t[i] = string.rep("g", 1000000) .. i end
+end)
+sb.on("concat", function()
+  local s = "x"
+  for i = 1, 40 do s = s .. s .. i if #s > 64 * 1024 * 1024 then s = s:sub(1, 1024) end end
+  local t = {}
+  while true do t[#t + 1] = string.rep("c", 4000000) end
+end)
+sb.on("work", function(n)
+  local x = 0
+  for i = 1, 20000 do x = x + i % 7 end
+  return "ok" .. n
+end)
+`}, nil)
+	g := rt.Current()
+	runtime.GC()
+	var stop atomic.Bool
+	var served, failed atomic.Int64
+	var wg sync.WaitGroup
+	for c := 0; c < 3; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				got, err := callString(t, g, "on", "work", "1")
+				if err != nil || got != "ok1" {
+					failed.Add(1)
+					t.Errorf("bystander: %q %v", got, err)
+					continue
+				}
+				served.Add(1)
+			}
+		}()
+	}
+	for _, abuser := range []string{"grow", "concat"} {
+		_, err := callString(t, g, "on", abuser, "")
+		if !errors.Is(err, ErrMemory) || !strings.Contains(err.Error(), "process heap passed lua.memory_limit_mb (300 MiB)") {
+			t.Errorf("%s: %v", abuser, err)
+		}
+		runtime.GC()
+	}
+	stop.Store(true)
+	wg.Wait()
+	if failed.Load() > 0 || served.Load() < 10 {
+		t.Fatalf("bystander: %d served, %d failed\n%s", served.Load(), failed.Load(), logs.String())
+	}
+	if n := rt.MemoryCancellations(); n < 2 {
+		t.Fatalf("memory cancellations %d", n)
+	}
+}
+
+// Issue 11 item 6: with no handler running, the watchdog does not wake up.
+func TestIdleWatchdogSleeps(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": echoScript}, nil)
+	waitFor(t, "watchdog asleep", func() bool { return rt.sleeping.Load() })
+	before := rt.WatchdogTicks()
+	time.Sleep(200 * time.Millisecond) // forty ticks of the old 5 ms watchdog
+	if n := rt.WatchdogTicks() - before; n != 0 {
+		t.Fatalf("idle watchdog ticked %d times", n)
+	}
+	// A handler wakes it: a spinning one is still cancelled at its limit.
+	cfg := DefaultConfig()
+	cfg.HandlerTimeout = 50 * time.Millisecond
+	rt2, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": echoScript + `
+sb.on("spin", function() while true do end end)`}, nil)
+	waitFor(t, "watchdog asleep", func() bool { return rt2.sleeping.Load() })
+	for i := 0; i < 3; i++ {
+		if _, err := callString(t, rt2.Current(), "on", "spin", ""); !errors.Is(err, ErrTimeout) {
+			t.Fatalf("spin %d: %v", i, err)
+		}
+		waitFor(t, "watchdog asleep again", func() bool { return rt2.sleeping.Load() })
+	}
+}
+
+// A cancellation meant for one invocation never lands on the next one on the same VM.
+func TestCancelTargetsOneInvocation(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": echoScript}, nil)
+	g := rt.Current()
+	vm, err := g.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st uint64
+	_ = vm.runShort(context.Background(), "first", 0, func(L *lua.LState) error {
+		st, _ = vm.busy()
+		return nil
+	})
+	if vm.cancel(st, ErrTimeout) {
+		t.Fatal("cancelled a finished invocation")
+	}
+	err = vm.runShort(context.Background(), "second", 0, func(L *lua.LState) error { return L.DoString("return 1") })
+	g.put(vm)
+	if err != nil {
+		t.Fatalf("second invocation: %v", err)
+	}
+}
+
+// dialRaw connects a line client without reading anything.
+func dialRaw(t *testing.T, addr string) *luaClient {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &luaClient{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+// broadcastText returns the message of a chat line, or the line itself.
+func broadcastText(t *testing.T, line string) string {
+	var m struct {
+		Message *string `json:"message"`
+	}
+	if err := json.Unmarshal([]byte(line), &m); err != nil || m.Message == nil {
+		return tail(line)
+	}
+	return *m.Message
+}
