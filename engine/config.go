@@ -83,6 +83,10 @@ type AdminConfig struct {
 	Hosts []string `mapstructure:"hosts"`
 	// MaxConnections caps the admin listener's connections, apart from every part's.
 	MaxConnections int `mapstructure:"max_connections"`
+	// StatusMaxBytes bounds each response of the status page's /api (a list is cut short past it).
+	StatusMaxBytes int `mapstructure:"status_max_bytes"`
+	// PProf serves Go's profiler at /debug/pprof/ (behind the same Host check and token as /api).
+	PProf bool `mapstructure:"pprof"`
 }
 
 // BusConfig is the `bus:` section.
@@ -100,7 +104,7 @@ func DefaultConfig() Config {
 	return Config{
 		Log:             LogConfig{Level: "info", Format: "text"},
 		Lua:             luabind.DefaultConfig(),
-		Admin:           AdminConfig{Listen: "127.0.0.1:9090", Hosts: []string{}, MaxConnections: 16},
+		Admin:           AdminConfig{Listen: "127.0.0.1:9090", Hosts: []string{}, MaxConnections: 16, StatusMaxBytes: 1 << 20},
 		Bus:             BusConfig{QueueSize: 1024, QueueBytes: bus.DefaultQueueBytes},
 		ShutdownTimeout: 10 * time.Second,
 		GCFloorMB:       32,

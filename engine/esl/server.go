@@ -138,6 +138,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 // serveCall is one call from connect to close.
 func (srv *Server) serveCall(c net.Conn) {
 	s := newSession(srv, c)
+	s.started = time.Now()
 	s.rconn = &stampedConn{Conn: c}
 	r := NewReader(s.rconn, Limits{MaxHeaderBytes: srv.cfg.MaxFrameBytes, Bodies: srv.bodies})
 	r.ReuseBody = true // events are parsed (copied) at once; read copies reply bodies
