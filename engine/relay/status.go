@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // StallAfter is how long a logged-in center with messages waiting may go without taking any (nothing
