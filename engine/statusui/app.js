@@ -32,6 +32,7 @@ function $(id) { return document.getElementById(id); }
 function setText(id, text) { $(id).textContent = text; }
 
 function fmtInt(n) { return Number(n || 0).toLocaleString('en-US'); }
+function plural(n, one, many) { return fmtInt(n) + ' ' + (Number(n) === 1 ? one : many); }
 
 function fmtDur(s) {
   s = Math.max(0, Math.floor(s || 0));
@@ -125,9 +126,9 @@ function renderStatus(st) {
   setText('generation', 'generation ' + st.generation);
   setText('config', st.config_file || 'built-in defaults');
   const t = st.totals;
-  const live = { socket: fmtInt(t.socket_connections) + ' connections, ' + fmtInt(t.rooms) + ' rooms',
-    relay: fmtInt(t.relay_applications) + ' applications, centers ' + t.centers_up + ' up / ' + t.centers_down + ' down / ' + t.centers_stalled + ' stalled',
-    esl: fmtInt(t.calls) + ' calls', channels: t.channels_up + ' of ' + t.channels + ' up', admin: 'this page' };
+  const live = { socket: plural(t.socket_connections, 'connection', 'connections') + ', ' + plural(t.rooms, 'room', 'rooms'),
+    relay: plural(t.relay_applications, 'application', 'applications') + ', centers ' + t.centers_up + ' up / ' + t.centers_down + ' down / ' + t.centers_stalled + ' stalled',
+    esl: plural(t.calls, 'call', 'calls'), channels: t.channels_up + ' of ' + t.channels + ' up', admin: 'this page' };
   fill(body('parts'), st.parts.map(p => el('tr', {}, el('td', {}, p.name), el('td', { class: 'mono' }, p.addrs.join(', ') || '—'),
     el('td', {}, live[p.name] || ''))), 3, 'no parts');
   const on = new Set(st.parts.map(p => p.name));
@@ -135,7 +136,7 @@ function renderStatus(st) {
 }
 
 function renderScripts(sc) {
-  setText('scripts-generation', 'generation ' + sc.generation + (sc.loaded_at ? ', loaded ' + fmtTime(sc.loaded_at) : '') + ', ' + fmtInt(sc.files.total) + ' files in ' + sc.dir);
+  setText('scripts-generation', 'generation ' + sc.generation + (sc.loaded_at ? ', loaded ' + fmtTime(sc.loaded_at) : '') + ', ' + plural(sc.files.total, 'file', 'files') + ' in ' + sc.dir);
   const lr = sc.last_reload;
   const p = $('reload');
   p.replaceChildren('last load: ', badge(lr.ok ? 'ok' : 'failed'), ' at ' + fmtTime(lr.at),
@@ -160,7 +161,7 @@ function renderConns(page) {
   f.hidden = !room;
   if (room) f.replaceChildren('members of ', el('strong', {}, room), ' ', el('button', { type: 'button', onclick: () => showRoom('') }, 'show all connections'));
   fill(body('socket'), page.items.map(c => el('tr', { 'data-id': c.id },
-    el('td', { class: 'mono' }, c.id),
+    el('td', { class: 'mono id' }, c.id),
     el('td', { class: 'mono' }, c.remote),
     el('td', {}, c.rooms.join(', ') + (c.rooms_count > c.rooms.length ? ' (+' + (c.rooms_count - c.rooms.length) + ' more)' : '')),
     num(fmtDur(c.age_s)), num(c.pending_actions), num(fmtInt(c.actions)), num(fmtInt(c.requests)))), 7,
@@ -182,7 +183,7 @@ function renderRelay(rl) {
   for (const c of rl.centers) t[c.state] = (t[c.state] || 0) + 1;
   setText('centers-total', rl.centers.length + ': ' + t.up + ' up, ' + t.down + ' down, ' + t.stalled + ' stalled');
   setText('relay-facts', 'relay ' + rl.id + ', ' + (rl.guaranteed ? 'guaranteed (journal ' + fmtBytes(rl.journal_bytes) + ')' : 'not guaranteed') +
-    ', ' + rl.rules + ' route rules, ' + fmtInt(rl.connections) + ' application connections');
+    ', ' + plural(rl.rules, 'route rule', 'route rules') + ', ' + plural(rl.connections, 'application connection', 'application connections'));
   fill(body('relay', 'centers'), rl.centers.map(c => el('tr', { 'data-center': c.name },
     el('td', {}, c.name), el('td', { class: 'mono' }, c.addr), el('td', {}, badge(c.state), c.state === 'stalled' ? ' ' + fmtDur(c.idle_s) : ''),
     num(fmtInt(c.queued) + (c.queued_bytes ? ' (' + fmtBytes(c.queued_bytes) + ')' : '')), num(fmtInt(c.sent)), num(fmtInt(c.acked)),
@@ -197,7 +198,7 @@ function renderRelay(rl) {
 function renderCalls(page) {
   setText('calls-total', fmtInt(page.total) + ' in flight');
   fill(body('calls'), page.items.map(c => el('tr', { 'data-uuid': c.uuid },
-    el('td', { class: 'mono' }, c.uuid), el('td', {}, c.flow), el('td', {}, c.state + (c.answered ? ', answered' : '')),
+    el('td', { class: 'mono id' }, c.uuid), el('td', {}, c.flow), el('td', {}, c.state + (c.answered ? ', answered' : '')),
     num(fmtDur(c.duration_s)), el('td', {}, c.caller + (c.caller_name && c.caller_name !== c.caller ? ' (' + c.caller_name + ')' : '')),
     el('td', {}, c.destination), el('td', { class: 'mono' }, c.remote))), 7, 'no calls');
   pager('calls', page);
