@@ -311,5 +311,3 @@ func TestScreenshot(t *testing.T) {
 	}
 	t.Logf("wrote %s (%d bytes)", out, len(shot))
 }
-
-
