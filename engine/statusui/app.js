@@ -72,7 +72,9 @@ function body(sectionId, tableId) {
 }
 
 async function getJSON(path) {
-  const r = await fetch(path, { cache: 'no-store', credentials: 'same-origin' });
+  // location.origin, not a relative URL: a page opened as http://user:token@host/ has credentials in its
+  // base URL, which fetch refuses; the browser sends the credentials it was given for this origin anyway.
+  const r = await fetch(location.origin + path, { cache: 'no-store', credentials: 'same-origin' });
   let data = null;
   try { data = await r.json(); } catch (e) { /* not JSON */ }
   if (!r.ok) throw new Error(path + ': ' + ((data && data.error) || r.status + ' ' + r.statusText));

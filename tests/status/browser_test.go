@@ -311,3 +311,20 @@ func TestScreenshot(t *testing.T) {
 	}
 	t.Logf("wrote %s (%d bytes)", out, len(shot))
 }
+
+// With admin.token the browser is asked for credentials (any user, the token as password) and sends them
+// with the page's own requests (here given in the URL, as a person would type them in the prompt); without
+// them the page is refused.
+func TestPageWithToken(t *testing.T) {
+	ctx := browser(t, 1200, 800)
+	e := harness.Start(t, "admin:\n  listen: 127.0.0.1:0\n  token: page-token\n", harness.Options{Scripts: map[string]string{"x.lua": ""}})
+	admin := e.Addr(t, "admin")
+	// Headless, nobody answers the browser's credentials prompt: the navigation fails.
+	err := chromedp.Do(ctx, chromedp.Navigate(url(admin, "/")))
+	must(t, err != nil && strings.Contains(err.Error(), "ERR_INVALID_AUTH_CREDENTIALS"), "without credentials: %v", err)
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://ops:page-token@"+admin+"/")); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "#live", "live, updated")
+	waitText(t, ctx, "#parts tbody", "admin", admin)
+}
