@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -92,10 +93,8 @@ func (e *Engine) noteReload(scriptsErr error, partErrs []error) {
 		add(ReloadError{Part: "scripts", Message: scriptsErr.Error(), Text: scriptsErr.Error()})
 	}
 	for _, err := range partErrs {
-		part, msg := "", err.Error()
-		if i := bytes.IndexByte([]byte(msg), ':'); i > 0 {
-			part = msg[:i]
-		}
+		msg := err.Error()
+		part, _, _ := strings.Cut(msg, ":") // the engine wraps a part's reload error as "<part>: ..."
 		add(ReloadError{Part: part, Message: msg, Text: msg})
 	}
 	e.reloadLog.mu.Lock()
@@ -161,11 +160,9 @@ func (a *statusAPI) routes(mux *http.ServeMux, pprofOn bool) {
 // statusPath reports whether path belongs to the status page, its API or the profiler: what adminGuard
 // protects on reads too.
 func statusPath(path string) bool {
-	return path == "/" || hasPrefix(path, "/ui/") || hasPrefix(path, "/api/") || path == "/api" ||
-		hasPrefix(path, "/debug/pprof")
+	return path == "/" || path == "/api" || strings.HasPrefix(path, "/ui/") || strings.HasPrefix(path, "/api/") ||
+		strings.HasPrefix(path, "/debug/pprof")
 }
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
 // pageHeaders keep the page to its own script and style, out of frames, and out of caches.
 func pageHeaders(w http.ResponseWriter) {
@@ -191,7 +188,13 @@ type list struct {
 // budget counts the bytes of one response.
 type budget struct{ left int }
 
-// add encodes items into l while they fit.
+// spend counts what v encodes to (a part of the answer that is not a list).
+func (b *budget) spend(v any) {
+	raw, _ := json.Marshal(v)
+	b.left -= len(raw)
+}
+
+// addItems encodes items into l while they fit in b.
 func addItems[T any](l *list, b *budget, items []T) {
 	l.Items = make([]json.RawMessage, 0, len(items))
 	for _, it := range items {
@@ -413,10 +416,7 @@ func (a *statusAPI) scripts(w http.ResponseWriter, r *http.Request) {
 	}
 	out.Files.Total = len(files)
 	b := a.newBudget()
-	b.left -= 300 * len(out.LastReload.Errors) // already bounded: maxReloadErrors of at most 2 KiB each
-	for _, re := range out.LastReload.Errors {
-		b.left -= len(re.Text) + len(re.Message) + len(re.File)
-	}
+	b.spend(out.LastReload) // bounded already: maxReloadErrors of at most 4.5 KiB each
 	page := window(files, offset, limit)
 	for i := range page {
 		f := &page[i]
@@ -504,12 +504,12 @@ func (a *statusAPI) relay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := rl.Status(time.Now())
-	b := a.newBudget()
 	for i := range st.Centers {
 		c := &st.Centers[i]
 		c.Name, c.Addr, c.LastError = clip(c.Name, shortText), clip(c.Addr, shortText), clip(c.LastError, longText)
-		b.left -= 512 + len(c.Name) + len(c.Addr) + len(c.LastError)
 	}
+	b := a.newBudget()
+	b.spend(st) // one entry per configured center
 	page, n := rl.AppsPage(offset, limit)
 	for i := range page {
 		page[i].Login, page[i].Remote = clip(page[i].Login, shortText), clip(page[i].Remote, shortText)
