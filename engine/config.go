@@ -72,9 +72,10 @@ type LogConfig struct {
 
 // AdminConfig is the `admin:` section (engine/admin.go).
 type AdminConfig struct {
-	Listen string `mapstructure:"listen"` // "" disables /healthz, /metrics and POST /reload
+	Listen string `mapstructure:"listen"` // "" disables /healthz, /metrics, POST /reload and the status page
 	// Token, when set, is required as "Authorization: Bearer <token>" by POST /reload and every other
-	// request that is not a GET or HEAD.
+	// request that is not a GET or HEAD, and by reads of the status page, /api and /debug/pprof (there
+	// Basic credentials with the token as password do too).
 	Token string `mapstructure:"token"`
 	// TokenFile names a file holding the token (read at start; surrounding whitespace is ignored).
 	TokenFile string `mapstructure:"token_file"`
