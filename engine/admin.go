@@ -30,11 +30,20 @@ type admin struct {
 	wg  chan struct{}
 }
 
+// Bounds of admin.status_max_bytes: room for a page of items, and not a response a browser chokes on.
+const (
+	minStatusBytes = 64 << 10
+	maxStatusBytes = 64 << 20
+)
+
 // validate checks the admin keys other than admin.listen.
 func (c AdminConfig) validate() []error {
 	var errs []error
 	if c.Token != "" && c.TokenFile != "" {
 		errs = append(errs, errors.New("admin.token_file: expected either admin.token or admin.token_file, got both"))
+	}
+	if c.StatusMaxBytes < minStatusBytes || c.StatusMaxBytes > maxStatusBytes {
+		errs = append(errs, fmt.Errorf("admin.status_max_bytes: expected %d to %d bytes, got %d", minStatusBytes, maxStatusBytes, c.StatusMaxBytes))
 	}
 	if c.MaxConnections < 1 {
 		errs = append(errs, fmt.Errorf("admin.max_connections: expected a positive number, got %d", c.MaxConnections))
@@ -90,6 +99,7 @@ func (e *Engine) startAdmin() error {
 	mux.Handle("/metrics", promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{ErrorLog: log}))
 	mux.HandleFunc("/reload", e.reloadHTTP)
 	mux.HandleFunc("/lua", e.luaHTTP)
+	(&statusAPI{e: e, maxBytes: cfg.StatusMaxBytes}).routes(mux, cfg.PProf)
 	guard := newAdminGuard(cfg, ln.Addr(), token, log, mux)
 	a := &admin{e: e, ln: ln, wg: make(chan struct{}),
 		// Each connection holds one of admin.max_connections slots: idle and slow ones are let go.
@@ -102,7 +112,7 @@ func (e *Engine) startAdmin() error {
 		}
 	}()
 	e.admin = a
-	log.WithFields(map[string]any{"addr": ln.Addr().String(), "token": token != ""}).Info("listening")
+	log.WithFields(map[string]any{"addr": ln.Addr().String(), "token": token != "", "pprof": cfg.PProf}).Info("listening")
 	return nil
 }
 
@@ -119,8 +129,11 @@ func (a *admin) shutdown(ctx context.Context) error {
 //   - an Origin header, which browsers send with every cross-site POST, must name it too (CSRF);
 //   - with admin.token set, "Authorization: Bearer <token>" is required (compared in constant time).
 //
-// Refusals are 403 (Host, Origin) or 401 (token) with a JSON body saying why, and a log line. GET and HEAD
-// (/healthz, /metrics) stay open: they change nothing.
+// The status page, its /api and /debug/pprof/ are guarded the same way on reads too, since they show
+// remote addresses, caller ids and the process's memory (with a token, Basic credentials whose password is
+// the token are taken as well, so a browser can open the page). Refusals are 403 (Host, Origin) or 401
+// (token) with a JSON body saying why, and a log line. GET and HEAD of /healthz and /metrics stay open: they
+// change nothing and show nothing about peers.
 type adminGuard struct {
 	next      http.Handler
 	log       *logrus.Entry
@@ -179,8 +192,9 @@ func (g *adminGuard) hostAllowed(hostport string) bool {
 }
 
 func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		g.next.ServeHTTP(w, r)
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	if read && !statusPath(r.URL.Path) {
+		g.next.ServeHTTP(w, r) // /healthz, /metrics
 		return
 	}
 	if !g.hostAllowed(r.Host) {
@@ -194,21 +208,48 @@ func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if g.hasToken {
+	if g.hasToken && !g.tokenOK(r, read) {
 		auth := r.Header.Get("Authorization")
-		scheme, tok, _ := strings.Cut(auth, " ")
-		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], g.token[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard admin"`)
-			msg := "this request needs the admin token: Authorization: Bearer <admin.token>"
+		if read {
+			// Browsers ask for Basic credentials themselves and send them with the page's own requests.
+			w.Header().Set("WWW-Authenticate", `Basic realm="switchboard admin", charset="UTF-8"`)
+			msg := "the status page needs the admin token: give any user name and the token as the password, or send Authorization: Bearer <admin.token>"
 			if auth != "" {
 				msg = "the admin token is wrong"
 			}
 			g.refuse(w, r, http.StatusUnauthorized, msg)
 			return
 		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard admin"`)
+		msg := "this request needs the admin token: Authorization: Bearer <admin.token>"
+		if auth != "" {
+			msg = "the admin token is wrong"
+		}
+		g.refuse(w, r, http.StatusUnauthorized, msg)
+		return
 	}
 	g.next.ServeHTTP(w, r)
+}
+
+// tokenOK checks "Authorization: Bearer <token>" (or, for reads, Basic credentials whose password is the
+// token: what a browser sends after asking) in constant time.
+func (g *adminGuard) tokenOK(r *http.Request, allowBasic bool) bool {
+	auth := r.Header.Get("Authorization")
+	scheme, tok, _ := strings.Cut(auth, " ")
+	tok = strings.TrimSpace(tok)
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+	case allowBasic && strings.EqualFold(scheme, "Basic"):
+		_, pass, ok := r.BasicAuth()
+		if !ok {
+			return false
+		}
+		tok = pass
+	default:
+		return false
+	}
+	sum := sha256.Sum256([]byte(tok))
+	return subtle.ConstantTimeCompare(sum[:], g.token[:]) == 1
 }
 
 func (g *adminGuard) refuse(w http.ResponseWriter, r *http.Request, code int, msg string) {

@@ -72,9 +72,10 @@ type LogConfig struct {
 
 // AdminConfig is the `admin:` section (engine/admin.go).
 type AdminConfig struct {
-	Listen string `mapstructure:"listen"` // "" disables /healthz, /metrics and POST /reload
+	Listen string `mapstructure:"listen"` // "" disables /healthz, /metrics, POST /reload and the status page
 	// Token, when set, is required as "Authorization: Bearer <token>" by POST /reload and every other
-	// request that is not a GET or HEAD.
+	// request that is not a GET or HEAD, and by reads of the status page, /api and /debug/pprof (there
+	// Basic credentials with the token as password do too).
 	Token string `mapstructure:"token"`
 	// TokenFile names a file holding the token (read at start; surrounding whitespace is ignored).
 	TokenFile string `mapstructure:"token_file"`
@@ -83,6 +84,10 @@ type AdminConfig struct {
 	Hosts []string `mapstructure:"hosts"`
 	// MaxConnections caps the admin listener's connections, apart from every part's.
 	MaxConnections int `mapstructure:"max_connections"`
+	// StatusMaxBytes bounds each response of the status page's /api (a list is cut short past it).
+	StatusMaxBytes int `mapstructure:"status_max_bytes"`
+	// PProf serves Go's profiler at /debug/pprof/ (behind the same Host check and token as /api).
+	PProf bool `mapstructure:"pprof"`
 }
 
 // BusConfig is the `bus:` section.
@@ -100,7 +105,7 @@ func DefaultConfig() Config {
 	return Config{
 		Log:             LogConfig{Level: "info", Format: "text"},
 		Lua:             luabind.DefaultConfig(),
-		Admin:           AdminConfig{Listen: "127.0.0.1:9090", Hosts: []string{}, MaxConnections: 16},
+		Admin:           AdminConfig{Listen: "127.0.0.1:9090", Hosts: []string{}, MaxConnections: 16, StatusMaxBytes: 1 << 20},
 		Bus:             BusConfig{QueueSize: 1024, QueueBytes: bus.DefaultQueueBytes},
 		ShutdownTimeout: 10 * time.Second,
 		GCFloorMB:       32,

@@ -8,4 +8,7 @@
 //
 // Each part is built in its own file (part_socket.go, part_relay.go, part_esl.go, part_channel.go) from its
 // section of the configuration; a part that is disabled builds to nothing.
+//
+// The admin listener (admin.go) serves /healthz, /metrics, POST /reload and the status page (status.go: GET /
+// and its JSON under /api/, read from each part's status.go snapshots; statusui/ holds the embedded page).
 package engine

@@ -67,6 +67,7 @@ type Engine struct {
 	reloads   *prometheus.CounterVec
 	stateMu   sync.Mutex
 	shutdowns int
+	reloadLog reloadLog // the last load's outcome, for the status page (status.go)
 }
 
 // New builds the engine and loads the scripts; nothing listens until Start.
@@ -110,6 +111,7 @@ func New(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("scripts: %w", err)
 	}
 	e.reloads.WithLabelValues("ok").Inc()
+	e.noteReload(nil, nil)
 
 	builders := []struct {
 		name  string
@@ -175,7 +177,7 @@ func (e *Engine) Reload(ctx context.Context) error {
 	} else {
 		e.reloads.WithLabelValues("ok").Inc()
 	}
-	var errs []error
+	var errs, partErrs []error
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -184,9 +186,11 @@ func (e *Engine) Reload(ctx context.Context) error {
 			if rerr := r.Reload(ctx); rerr != nil {
 				e.log.WithField("part", np.name).WithError(rerr).Error("reload failed: the previous state keeps serving")
 				errs = append(errs, fmt.Errorf("%s: %w", np.name, rerr))
+				partErrs = append(partErrs, errs[len(errs)-1])
 			}
 		}
 	}
+	e.noteReload(err, partErrs)
 	return errors.Join(errs...)
 }
 

@@ -164,6 +164,7 @@ func (s *Session) DB() *dbh.Pools { return s.srv.db }
 // serveCall is one call from connect to close.
 func (srv *Server) serveCall(c net.Conn) {
 	s := newSession(srv, c)
+	s.started = time.Now()
 	s.rconn = &stampedConn{Conn: c}
 	r := NewReader(s.rconn, Limits{MaxHeaderBytes: srv.cfg.MaxFrameBytes, Bodies: srv.bodies})
 	r.ReuseBody = true // events are parsed (copied) at once; read copies reply bodies

@@ -79,6 +79,8 @@ type Session struct {
 	srv    *Server
 	remote string
 
+	started time.Time // when the socket was accepted (status.go)
+
 	cmdMu    sync.Mutex  // one command in flight
 	awaiting atomic.Bool // a command waits for its reply: other replies are dropped, never parked
 	replies  chan reply

@@ -42,6 +42,7 @@ type Center struct {
 	out, dropped, acksOK, acksErr prometheus.Counter
 	upGauge                       prometheus.Gauge
 	connects                      prometheus.Counter
+	status                        centerStatus // last error and progress, for the status page (status.go)
 }
 
 // Connected reports whether the center's link is logged in.
@@ -108,7 +109,7 @@ func (c *Center) sendDirect(line []byte) bool {
 
 // run keeps the link up until ctx ends.
 func (c *Center) run(ctx context.Context) {
-	_ = c.dialer.Run(ctx, c.session)
+	_ = c.dialer.Run(ctx, c.observedSession)
 }
 
 // inflight maps center sequence numbers to journal indexes (guaranteed mode).

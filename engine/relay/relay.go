@@ -139,6 +139,7 @@ func New(opts Options) (*Relay, error) {
 			out: r.m.centerOut.WithLabelValues(name), dropped: r.m.dropped.WithLabelValues(name),
 			acksOK: r.m.centerAcks.WithLabelValues(name, "ok"), acksErr: r.m.centerAcks.WithLabelValues(name, "error"),
 			upGauge: r.m.centerUp.WithLabelValues(name), connects: r.m.reconnects.WithLabelValues(name)}
+		d.OnDialError = c.noteDialError
 		r.centers = append(r.centers, c)
 	}
 	r.m.queueDepthFns = append(r.m.queueDepthFns,
