@@ -1,6 +1,8 @@
 package socket
 
 import (
+	"github.com/switchboard/switchboard/internal/testutil"
+
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -179,7 +181,8 @@ func grepLines(text, prefix string) string {
 // and sends nothing is closed after socket.tls.handshake_timeout, counted and logged; a client offering only
 // CBC-SHA1 suites fails the handshake; a TLS bystander is served throughout.
 func TestTLSHandshakeTimeoutAndModernSuites(t *testing.T) {
-	cert, key := writeCert(t)
+	pair := testutil.SelfSigned(t)
+	cert, key := pair.CertFile, pair.KeyFile
 	e := harness.Start(t, fmt.Sprintf("socket:\n  listen: 127.0.0.1:0\n  secure: true\n  tls:\n    cert: %s\n    key: %s\n    handshake_timeout: 300ms\n", cert, key), harness.Options{})
 	addr := e.Addr(t, "socket")
 	pool := x509.NewCertPool()
