@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/channel"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // testEngine builds an engine with every part enabled on loopback port 0 (a channel that never dials, so
@@ -177,15 +178,11 @@ func TestStopOnce(t *testing.T) {
 		first <- s.do(context.Background(), func() error { <-release; return boom })
 	}()
 	// wait until the first call owns the stop
-	for {
+	testutil.WaitFor(t, "the first call to own the stop", func() bool {
 		s.mu.Lock()
-		started := s.done != nil
-		s.mu.Unlock()
-		if started {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer s.mu.Unlock()
+		return s.done != nil
+	})
 	// A second call gives up with its own context while the first is still stopping...
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

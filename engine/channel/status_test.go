@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // Status shows a channel up with a request awaiting its reply, and one that cannot connect with the
@@ -34,7 +36,7 @@ func TestStatus(t *testing.T) {
 	}
 	qc, _ := set.Channel("quiet")
 	dc, _ := set.Channel("down")
-	waitFor(t, func() bool { st, _ := qc.State(); return st == StateUp })
+	testutil.WaitFor(t, "the condition", func() bool { st, _ := qc.State(); return st == StateUp })
 	errs := make(chan error, 2)
 	for _, ch := range []*Channel{qc, dc} {
 		go func() {
@@ -42,7 +44,7 @@ func TestStatus(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitFor(t, func() bool {
+	testutil.WaitFor(t, "the condition", func() bool {
 		q, d := qc.Status(), dc.Status()
 		return q.AwaitingReply == 1 && d.BufferedMessages == 1 && d.LastError != ""
 	})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/esltest"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -304,10 +305,7 @@ func TestGarbageAndUnknownFrames(t *testing.T) {
 	if res.HangupCause != "NORMAL_CLEARING" {
 		t.Fatalf("after garbage: %s", res)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for srv.Active() != 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Poll(testutil.Wait, func() bool { return srv.Active() == 0 })
 	if n := srv.Active(); n != 0 {
 		t.Fatalf("%d calls still active", n)
 	}

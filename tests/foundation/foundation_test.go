@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -105,8 +106,7 @@ func TestBinaryReloadAndShutdown(t *testing.T) {
 		t.Fatalf("broken script's location not logged:\n%s", p.Logs.String())
 	}
 	mark := len(p.Logs.String())
-	time.Sleep(150 * time.Millisecond)
-	if !strings.Contains(p.Logs.String()[mark:], `"version":"v2"`) {
+	if !testutil.Poll(testutil.Wait, func() bool { return strings.Contains(p.Logs.String()[mark:], `"version":"v2"`) }) {
 		t.Fatal("old generation stopped serving after a broken reload")
 	}
 	if p.Cmd.Process.Pid != pid {

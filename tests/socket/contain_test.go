@@ -154,16 +154,9 @@ func metricsOf(t *testing.T, e *harness.Engine) string {
 // waitMetric polls /metrics until it has the line want.
 func waitMetric(t *testing.T, e *harness.Engine, want string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		m := metricsOf(t, e)
-		if strings.Contains(m, want+"\n") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/metrics never had %q; it has:\n%s", want, grepLines(m, strings.SplitN(want, "{", 2)[0]))
-		}
-		time.Sleep(20 * time.Millisecond)
+	var m string
+	if !testutil.Poll(20*time.Second, func() bool { m = metricsOf(t, e); return strings.Contains(m, want+"\n") }) {
+		t.Fatalf("/metrics never had %q; it has:\n%s", want, grepLines(m, strings.SplitN(want, "{", 2)[0]))
 	}
 }
 
@@ -278,13 +271,9 @@ func TestSlowRoomMembersAreDroppedByBytes(t *testing.T) {
 	sender := dial(t, addr)
 	sender.line()
 	match(t, sender.do("roomAdd defaultRoom"), `{"status":"OK","context":"response","data":true,"messageId":"UUID","messageCount":1}`)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(reader.do("roomView defaultRoom"), fmt.Sprintf(`"membersCount":%d`, members+2)) {
-		if time.Now().After(deadline) {
-			t.Fatal("the silent members never all joined")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitWithin(t, 20*time.Second, "the silent members to join", func() bool {
+		return strings.Contains(reader.do("roomView defaultRoom"), fmt.Sprintf(`"membersCount":%d`, members+2))
+	})
 
 	var peak atomic.Uint64
 	stop := make(chan struct{})
