@@ -2,7 +2,6 @@ package luabind
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"strings"
 	"time"
@@ -35,15 +34,6 @@ func openModule(vm *VM) *lua.LTable {
 	openESL(vm, mod)
 	openChannel(vm, mod)
 	return s.readOnlyProxy(L, "switchboard", mod)
-}
-
-// NewUUID returns a random RFC 4122 version 4 UUID.
-func NewUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // sb.on(event, fn): listen to an engine event (socket.connect, channel.up, ...).

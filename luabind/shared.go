@@ -6,6 +6,8 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
+
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // shared holds what every VM of a runtime can use without a copy of its own: the sandboxed standard
@@ -97,7 +99,7 @@ func newShared(rt *Runtime) *shared {
 		"publish": func(L *lua.LState) int { return sbPublish(L, rt) },
 		"sleep":   sbSleep,
 		"now":     func(L *lua.LState) int { L.Push(lua.LNumber(time.Now().UnixMilli())); return 1 },
-		"uuid":    func(L *lua.LState) int { L.Push(lua.LString(NewUUID())); return 1 },
+		"uuid":    func(L *lua.LState) int { L.Push(lua.LString(uuid.New())); return 1 },
 	})
 	s.libProxyMeta(L, "switchboard", core)
 	s.libProxyMeta(L, "log", logTable(L, rt))

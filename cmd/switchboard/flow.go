@@ -17,6 +17,8 @@ import (
 	"github.com/switchboard/switchboard/engine/esl/esltest"
 	"github.com/switchboard/switchboard/engine/transport"
 	"github.com/switchboard/switchboard/luabind"
+
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // flowCmd is `switchboard flow test <flow>`: run a call flow from the configured scripts against a simulated
@@ -149,7 +151,7 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 		logger.SetLevel(logrus.InfoLevel) // consoleLog lines of the flow are part of the test
 	}
 	// The flow's own log lines go into the transcript, in order, instead of stderr.
-	call.UUID = luabind.NewUUID()
+	call.UUID = uuid.New()
 	notes := &flowNotes{uuid: call.UUID}
 	call.Attach = notes.attach
 	logger.AddHook(notes)

@@ -18,6 +18,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/transport"
+
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // Conn is one client connection. Its exported methods are safe from any goroutine (scripts call them
@@ -65,7 +67,7 @@ type Conn struct {
 const handedOff = -1
 
 func (s *Server) newConn(nc net.Conn) *Conn {
-	c := &Conn{srv: s, id: newID(), nc: nc, connectedAt: s.now(), idHi: rand.Uint64(), idLo: rand.Uint64()}
+	c := &Conn{srv: s, id: uuid.New(), nc: nc, connectedAt: s.now(), idHi: rand.Uint64(), idLo: rand.Uint64()}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.remoteIP, c.remotePort = a.IP.String(), a.Port
 	} else if nc.RemoteAddr() != nil {

@@ -2,9 +2,10 @@ package socket
 
 import (
 	"errors"
-	"math/rand/v2"
 	"sort"
 	"strconv"
+
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // Replies are built by hand so their field order matches the reference byte for byte:
@@ -149,31 +150,6 @@ func sortedKeys(m map[string]any) []string {
 	return keys
 }
 
-// newID returns a random RFC 4122 version 4 UUID. Ids only need to be unique, not secret.
-func newID() string {
-	var s [36]byte
-	return string(appendUUID(s[:0], rand.Uint64(), rand.Uint64()))
-}
-
-// appendUUID appends the 128 bits hi, lo formatted as a version 4 UUID (the version and variant bits
-// are overwritten).
-func appendUUID(b []byte, hi, lo uint64) []byte {
-	var u [16]byte
-	for i := 0; i < 8; i++ {
-		u[i] = byte(hi >> (56 - 8*i))
-		u[8+i] = byte(lo >> (56 - 8*i))
-	}
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	for i, x := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b = append(b, '-')
-		}
-		b = append(b, hexDigits[x>>4], hexDigits[x&0xf])
-	}
-	return b
-}
-
 // msgID is a request's messageId: the client's (s), or else one the server makes up, rendered only when
 // a reply is written: a UUID of the connection's random base plus the request's number (unique on the
 // connection, random across connections; clients only compare ids, socket.md §2.6).
@@ -187,7 +163,7 @@ func (id msgID) appendTo(b []byte) []byte {
 		return appendString(b, id.s)
 	}
 	b = append(b, '"')
-	b = appendUUID(b, id.hi, id.lo)
+	b = uuid.Append(b, id.hi, id.lo)
 	return append(b, '"')
 }
 
@@ -196,5 +172,5 @@ func (id msgID) String() string {
 		return id.s
 	}
 	var s [36]byte
-	return string(appendUUID(s[:0], id.hi, id.lo))
+	return string(uuid.Append(s[:0], id.hi, id.lo))
 }

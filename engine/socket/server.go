@@ -14,6 +14,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/transport"
+
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // Options are the server's collaborators. Everything but Actions may be nil.
@@ -126,7 +128,7 @@ func (s *Server) Listen() (net.Listener, error) {
 		MaxConns:  s.cfg.MaxConnections,
 		Log:       s.log,
 		OnRefuse: func(c net.Conn, reason string) {
-			_, _ = c.Write(errorReply("too many connections", msgID{s: newID()}, 0))
+			_, _ = c.Write(errorReply("too many connections", msgID{s: uuid.New()}, 0))
 		},
 		OnRefused:          func(string) { s.metrics.refused.Inc() },
 		HandshakeTimeout:   s.cfg.TLS.HandshakeTimeout,

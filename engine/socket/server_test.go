@@ -1,8 +1,6 @@
 package socket
 
 import (
-	"github.com/switchboard/switchboard/internal/testutil"
-
 	"bufio"
 	"context"
 	"crypto/tls"
@@ -16,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // Go versions of the shipped actions, so the protocol is tested without Lua.

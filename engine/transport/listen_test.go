@@ -1,8 +1,6 @@
 package transport
 
 import (
-	"github.com/switchboard/switchboard/internal/testutil"
-
 	"bufio"
 	"context"
 	"crypto/tls"
@@ -18,6 +16,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // acceptOne accepts one connection in the background.

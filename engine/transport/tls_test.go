@@ -1,8 +1,6 @@
 package transport
 
 import (
-	"github.com/switchboard/switchboard/internal/testutil"
-
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -16,6 +14,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // tlsListener listens with the test certificate and records handshake failures.

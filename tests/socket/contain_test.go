@@ -1,8 +1,6 @@
 package socket
 
 import (
-	"github.com/switchboard/switchboard/internal/testutil"
-
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -19,6 +17,8 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/tests/harness"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // containScript adds actions the containment tests drive.

@@ -3,8 +3,6 @@
 package socket
 
 import (
-	"github.com/switchboard/switchboard/internal/testutil"
-
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
@@ -25,6 +23,8 @@ import (
 
 	"github.com/switchboard/switchboard/engine"
 	"github.com/switchboard/switchboard/tests/harness"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
