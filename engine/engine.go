@@ -21,27 +21,6 @@ import (
 	"github.com/switchboard/switchboard/luabind"
 )
 
-// part is what the engine asks of the socket server, the relay, call control and active sockets.
-type part interface {
-	Start(ctx context.Context) error // returns once listening
-	Shutdown(ctx context.Context) error
-}
-
-// reloader is a part with live-reloadable state of its own (the relay's routes file).
-type reloader interface {
-	Reload(ctx context.Context) error
-}
-
-// addresser is a part that reports what it bound, by name ("socket", "relay", ...).
-type addresser interface {
-	Addrs() map[string]net.Addr
-}
-
-type namedPart struct {
-	name string
-	p    part
-}
-
 // Options builds an Engine.
 type Options struct {
 	Config Config
@@ -115,7 +94,7 @@ func New(opts Options) (*Engine, error) {
 
 	builders := []struct {
 		name  string
-		build func(*Engine) (part, error)
+		build func(*Engine) (Part, error)
 	}{{"socket", newSocketPart}, {"relay", newRelayPart}, {"esl", newESLPart}, {"channels", newChannelPart}}
 	for _, b := range builders {
 		p, err := b.build(e)
@@ -125,7 +104,7 @@ func New(opts Options) (*Engine, error) {
 			_ = e.stopParts(sctx)
 			cancel()
 			e.close()
-			return nil, fmt.Errorf("%s: %w", b.name, err)
+			return nil, partError(b.name, err)
 		}
 		if p != nil {
 			e.parts = append(e.parts, namedPart{b.name, p})
@@ -182,10 +161,10 @@ func (e *Engine) Reload(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, np := range e.parts {
-		if r, ok := np.p.(reloader); ok {
+		if r, ok := np.p.(Reloader); ok {
 			if rerr := r.Reload(ctx); rerr != nil {
 				e.log.WithField("part", np.name).WithError(rerr).Error("reload failed: the previous state keeps serving")
-				errs = append(errs, fmt.Errorf("%s: %w", np.name, rerr))
+				errs = append(errs, partError(np.name, rerr))
 				partErrs = append(partErrs, errs[len(errs)-1])
 			}
 		}
@@ -229,7 +208,7 @@ func (e *Engine) stopParts(ctx context.Context) error {
 			defer wg.Done()
 			if err := np.p.Shutdown(ctx); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %w", np.name, err))
+				errs = append(errs, partError(np.name, err))
 				mu.Unlock()
 			}
 		}(np)
@@ -249,10 +228,8 @@ func (e *Engine) close() {
 func (e *Engine) Addrs() map[string]net.Addr {
 	out := map[string]net.Addr{}
 	for _, np := range e.parts {
-		if a, ok := np.p.(addresser); ok {
-			for k, v := range a.Addrs() {
-				out[k] = v
-			}
+		for k, v := range np.p.Addrs() {
+			out[k] = v
 		}
 	}
 	if e.admin != nil {

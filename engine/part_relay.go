@@ -5,17 +5,13 @@ import (
 	"net"
 
 	"github.com/switchboard/switchboard/engine/relay"
+	"github.com/switchboard/switchboard/internal/lifecycle"
 	"github.com/switchboard/switchboard/luabind"
 )
 
-// relayPart runs the AMI relay; route expressions are Lua, evaluated on the serving script generation.
-type relayPart struct {
-	r    *relay.Relay
-	stop stopOnce
-}
-
-// newRelayPart builds the relay part from e.cfg; it returns nil, nil when the part is disabled.
-func newRelayPart(e *Engine) (part, error) {
+// newRelayPart builds the AMI relay from e.cfg: route expressions are Lua, evaluated on the serving script
+// generation. nil, nil when the part is disabled.
+func newRelayPart(e *Engine) (Part, error) {
 	cfg := e.cfg.Relay
 	if !cfg.Enabled {
 		return nil, nil
@@ -28,14 +24,22 @@ func newRelayPart(e *Engine) (part, error) {
 		return nil, err
 	}
 	e.lua.Services().Provide("relay", r)
-	return &relayPart{r: r}, nil
+	return &relayPart{Relay: r}, nil
 }
 
-func (p *relayPart) Start(ctx context.Context) error { return p.r.Start(ctx) }
+// relayPart makes the relay's Shutdown wait for a first one in progress (relay.Shutdown alone returns at
+// once when called again).
+type relayPart struct {
+	*relay.Relay
+	stop lifecycle.StopOnce
+}
 
-// Shutdown is idempotent: a second call waits for the first (relay.Shutdown alone returns at once).
 func (p *relayPart) Shutdown(ctx context.Context) error {
-	return p.stop.do(ctx, func() error { return p.r.Shutdown(ctx) })
+	return p.stop.Do(ctx, func() error { return p.Relay.Shutdown(ctx) })
 }
-func (p *relayPart) Reload(ctx context.Context) error { return p.r.Reload(ctx) }
-func (p *relayPart) Addrs() map[string]net.Addr       { return p.r.Addrs() }
+
+var _ interface {
+	Part
+	Reloader
+	Addrs() map[string]net.Addr
+} = (*relayPart)(nil)

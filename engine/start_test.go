@@ -17,7 +17,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/channel"
-	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // testEngine builds an engine with every part enabled on loopback port 0 (a channel that never dials, so
@@ -166,44 +165,6 @@ func TestPartShutdownIsIdempotent(t *testing.T) {
 				cancel()
 			}
 		})
-	}
-}
-
-func TestStopOnce(t *testing.T) {
-	var s stopOnce
-	release := make(chan struct{})
-	first := make(chan error, 1)
-	boom := errors.New("boom")
-	go func() {
-		first <- s.do(context.Background(), func() error { <-release; return boom })
-	}()
-	// wait until the first call owns the stop
-	testutil.WaitFor(t, "the first call to own the stop", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.done != nil
-	})
-	// A second call gives up with its own context while the first is still stopping...
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := s.do(ctx, func() error { t.Error("stop ran twice"); return nil }); !errors.Is(err, context.Canceled) {
-		t.Fatalf("second call with a done context: %v", err)
-	}
-	// ...or waits for it and returns its result.
-	second := make(chan error, 1)
-	go func() {
-		second <- s.do(context.Background(), func() error { t.Error("stop ran twice"); return nil })
-	}()
-	close(release)
-	for _, ch := range []chan error{first, second} {
-		select {
-		case err := <-ch:
-			if err != boom {
-				t.Fatalf("got %v, want the first call's error", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("stop never returned")
-		}
 	}
 }
 

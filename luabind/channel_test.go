@@ -55,7 +55,7 @@ func TestChannelBindings(t *testing.T) {
 	cfg.ReconnectionTimeout = 100 * time.Millisecond
 	l := logrus.New()
 	l.SetOutput(io.Discard)
-	set, err := channel.New(channel.Options{Configs: []channel.Config{cfg}, Log: logrus.NewEntry(l),
+	set, err := channel.New([]channel.Config{cfg}, channel.Options{Log: logrus.NewEntry(l),
 		Transform: ChannelTransforms(rt), OnEvent: ChannelEvents(rt)})
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +166,7 @@ func TestChannelReceive(t *testing.T) {
 	gone.Name, gone.Host, gone.Port, gone.Permanent = "gone", "127.0.0.1", closedPort, true
 	l := logrus.New()
 	l.SetOutput(io.Discard)
-	set, err := channel.New(channel.Options{Configs: []channel.Config{feed, gone}, Log: logrus.NewEntry(l),
+	set, err := channel.New([]channel.Config{feed, gone}, channel.Options{Log: logrus.NewEntry(l),
 		Transform: ChannelTransforms(rt), OnEvent: ChannelEvents(rt)})
 	if err != nil {
 		t.Fatal(err)

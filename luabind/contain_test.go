@@ -316,19 +316,15 @@ func serveSocketWith(t *testing.T, scripts *SocketScripts, hooks socket.Hooks) s
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := srv.Listen()
-	if err != nil {
+	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-		<-done
 	})
-	return l.Addr().String()
+	return srv.Addrs()["socket"].String()
 }
 
 // dialPlain connects to a server without a socket.connect hook (only the welcome line comes first).

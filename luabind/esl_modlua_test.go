@@ -2,7 +2,6 @@ package luabind
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -23,20 +22,21 @@ func modServer(t *testing.T, rt *Runtime, buf *logBuf, cfg esl.Config) string {
 	if cfg.DataDir == esl.DefaultConfig().DataDir {
 		cfg.DataDir = t.TempDir()
 	}
-	srv := esl.NewServer(cfg, FlowResolver(rt), logrus.NewEntry(l), nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ecfg := cfg
+	ecfg.Listen = "127.0.0.1:0"
+	srv, err := esl.New(ecfg, esl.Options{Flows: FlowResolver(rt), Log: logrus.NewEntry(l)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ln) }()
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-		<-done
 	})
-	return ln.Addr().String()
+	return srv.Addrs()["esl"].String()
 }
 
 func transcript(r *esltest.Result) string { return strings.Join(r.Transcript(), "\n") }

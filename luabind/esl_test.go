@@ -3,7 +3,6 @@ package luabind
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -23,20 +22,21 @@ func eslServer(t *testing.T, rt *Runtime, buf *logBuf) string {
 	l := logrus.New()
 	l.SetOutput(buf)
 	l.SetLevel(logrus.DebugLevel)
-	srv := esl.NewServer(esl.DefaultConfig(), FlowResolver(rt), logrus.NewEntry(l), nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ecfg := esl.DefaultConfig()
+	ecfg.Listen = "127.0.0.1:0"
+	srv, err := esl.New(ecfg, esl.Options{Flows: FlowResolver(rt), Log: logrus.NewEntry(l)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ln) }()
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-		<-done
 	})
-	return ln.Addr().String()
+	return srv.Addrs()["esl"].String()
 }
 
 func playCall(t *testing.T, call esltest.Call) *esltest.Result {

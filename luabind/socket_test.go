@@ -65,19 +65,15 @@ func startLuaSocket(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := srv.Listen()
-	if err != nil {
+	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-		<-done
 	})
-	return l.Addr().String()
+	return srv.Addrs()["socket"].String()
 }
 
 type luaClient struct {

@@ -170,11 +170,11 @@ func newChannelBench(ctx context.Context, conns, size int, withLua bool) (*chann
 	if err := rt.Load(); err != nil {
 		return nil, fmt.Errorf("channel: scripts: %w", err)
 	}
-	opts := channel.Options{Configs: cfgs, Bus: b, Log: log}
+	opts := channel.Options{Bus: b, Log: log}
 	if withLua {
 		opts.Transform = luabind.ChannelTransforms(rt)
 	}
-	set, err := channel.New(opts)
+	set, err := channel.New(cfgs, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -249,18 +248,20 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 	if goFlows {
 		resolve = goBenchFlows
 	}
-	srv := esl.NewServer(cfg, resolve, logrus.NewEntry(quiet), reg)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	cfg.Listen = "127.0.0.1:0"
+	srv, err := esl.New(cfg, esl.Options{Flows: resolve, Log: logrus.NewEntry(quiet), Metrics: reg})
 	if err != nil {
 		return err
 	}
-	go func() { _ = srv.Serve(ln) }()
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	addr := ln.Addr().String()
+	addr := srv.Addrs()["esl"].String()
 	flows := "Lua"
 	switch {
 	case goFlows:

@@ -199,18 +199,14 @@ func startSocketServer(scriptsDir string) (*socketServer, error) {
 		rt.Close()
 		return nil, err
 	}
-	l, err := srv.Listen()
-	if err != nil {
+	if err := srv.Start(context.Background()); err != nil {
 		rt.Close()
 		return nil, err
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	return &socketServer{addr: l.Addr().String(), reg: reg, stop: func() {
+	return &socketServer{addr: srv.Addrs()["socket"].String(), reg: reg, stop: func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-		<-done
 		rt.Close()
 	}}, nil
 }

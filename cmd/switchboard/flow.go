@@ -15,7 +15,6 @@ import (
 	"github.com/switchboard/switchboard/engine"
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/esltest"
-	"github.com/switchboard/switchboard/engine/transport"
 	"github.com/switchboard/switchboard/luabind"
 
 	"github.com/switchboard/switchboard/internal/uuid"
@@ -175,11 +174,12 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 		return fmt.Errorf("no flow %q in %s (flows: %s)", call.Path, sc, strings.Join(names, ", "))
 	}
 	ecfg := cfg.ESL
-	ecfg.Listen = "127.0.0.1:0"
+	// A loopback port of its own, open to the simulator alone whatever esl.allow and esl.max_calls say.
+	ecfg.Listen, ecfg.Allow, ecfg.MaxCalls = "127.0.0.1:0", "", 0
 	var flowErr error
 	var errMu sync.Mutex
 	resolve := luabind.FlowResolver(rt)
-	srv := esl.NewServer(ecfg, func(ci *esl.CallInfo) (esl.Flow, error) {
+	srv, err := esl.New(ecfg, esl.Options{Log: log, Flows: func(ci *esl.CallInfo) (esl.Flow, error) {
 		f, err := resolve(ci)
 		if err != nil {
 			return nil, err
@@ -193,20 +193,19 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 			}
 			return err
 		}), nil
-	}, log, nil)
-	l, err := transport.Listen(transport.ListenConfig{Addr: ecfg.Listen, Log: log})
+	}})
 	if err != nil {
 		return err
 	}
-	served := make(chan struct{})
-	go func() { defer close(served); _ = srv.Serve(l) }()
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
-		<-served
 	}()
-	call.Addr = l.Addr().String()
+	call.Addr = srv.Addrs()["esl"].String()
 	cctx, cancel := context.WithTimeout(ctx, timeout+ecfg.FlowGrace+5*time.Second)
 	defer cancel()
 	res, runErr := esltest.Run(cctx, call)

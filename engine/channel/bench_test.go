@@ -92,7 +92,7 @@ func BenchmarkRequestEcho(b *testing.B) {
 	}()
 	cfg := DefaultConfig()
 	cfg.Name, cfg.Host, cfg.Port, cfg.Permanent = "bench", "127.0.0.1", ln.Addr().(*net.TCPAddr).Port, true
-	set, err := New(Options{Configs: []Config{cfg}})
+	set, err := New([]Config{cfg}, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

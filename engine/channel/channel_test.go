@@ -117,7 +117,7 @@ func startSet(t *testing.T, cfg Config, tr func(channel, dir string) Transform) 
 		}
 		t.Cleanup(sub.Close)
 	}
-	set, err := New(Options{Configs: []Config{cfg}, Bus: f.bus, Log: logrus.NewEntry(logger), Metrics: f.reg,
+	set, err := New([]Config{cfg}, Options{Bus: f.bus, Log: logrus.NewEntry(logger), Metrics: f.reg,
 		Transform: tr, OnEvent: func(ev Event) { f.events <- ev }})
 	if err != nil {
 		t.Fatal(err)

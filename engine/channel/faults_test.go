@@ -364,7 +364,7 @@ func TestShutdownAnswersWaitingRequests(t *testing.T) {
 	down.Name, down.Host, down.Port, down.Permanent = "down", "127.0.0.1", closedPort, true
 	logger := logrus.New()
 	logger.SetOutput(io.Discard)
-	set, err := New(Options{Configs: []Config{quiet, down}, Log: logrus.NewEntry(logger)})
+	set, err := New([]Config{quiet, down}, Options{Log: logrus.NewEntry(logger)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 // Package esl is the call-control part: a server for FreeSWITCH's outbound event socket (the `socket`
 // dialplan application) that runs one flow per call.
 //
-// Wire protocol (docs: shared/protocols/esl.md). FreeSWITCH connects and sends nothing; the engine speaks
+// Wire protocol (FreeSWITCH's mod_event_socket, outbound mode). FreeSWITCH connects and sends nothing; the engine speaks
 // first with `connect`, whose reply is the url-encoded channel data (Content-Type near its end). Then
 // `myevents <plain|json>`, and on `full` sockets `event <fmt> BACKGROUND_JOB` and `linger`. Each blocking
 // operation is a `sendmsg` execute carrying a fresh `event-uuid` (and `event-lock: true` unless it must be

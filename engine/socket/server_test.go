@@ -68,7 +68,6 @@ func testActions() ActionMap {
 type testServer struct {
 	*Server
 	addr string
-	done chan error
 }
 
 func startServer(t *testing.T, mod func(*Config, *Options)) *testServer {
@@ -89,20 +88,15 @@ func startServer(t *testing.T, mod func(*Config, *Options)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := s.Listen()
-	if err != nil {
+	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{Server: s, addr: l.Addr().String(), done: make(chan error, 1)}
-	go func() { ts.done <- s.Serve(l) }()
+	ts := &testServer{Server: s, addr: s.Addrs()["socket"].String()}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
+		if err := s.Shutdown(ctx); err != nil { // Serve's result included
 			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-ts.done; err != nil {
-			t.Errorf("serve: %v", err)
 		}
 	})
 	return ts
@@ -536,23 +530,18 @@ func TestShutdownAnswersPendingThenSaysGoodbye(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := s.Listen()
-	if err != nil {
+	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(l) }()
-	busy, idle := dial(t, l.Addr().String()), dial(t, l.Addr().String())
+	addr := s.Addrs()["socket"].String()
+	busy, idle := dial(t, addr), dial(t, addr)
 	busy.line()
 	idle.line()
 	busy.send("sleepTest\n")
 	testutil.WaitFor(t, "the action to start", func() bool { return pendingActions(s) > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-served; err != nil {
+	if err := s.Shutdown(ctx); err != nil { // Serve's result included
 		t.Fatal(err)
 	}
 	expectShape(t, idle.line(), `{"status":"Bye!","context":"api"}`)

@@ -367,7 +367,7 @@ func TestListenKeepAlive(t *testing.T) {
 
 func TestListenBadAddr(t *testing.T) {
 	_, err := Listen(ListenConfig{Addr: "127.0.0.1:notaport"})
-	if err == nil || !strings.Contains(err.Error(), "transport: listen") {
+	if err == nil || !strings.Contains(err.Error(), "listen tcp") {
 		t.Fatalf("got %v", err)
 	}
 }
