@@ -17,7 +17,7 @@ import (
 func Check(cfg Config, scripts fs.FS, display string) []error {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
-	rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: scripts, Display: display, Log: logrus.NewEntry(l)})
+	rt, _, err := ScriptRuntime(cfg, scripts, display, logrus.NewEntry(l))
 	if err != nil {
 		return []error{err}
 	}

@@ -18,6 +18,10 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/bus"
+	"github.com/switchboard/switchboard/engine/channel"
+	"github.com/switchboard/switchboard/engine/channel/channellua"
+	"github.com/switchboard/switchboard/engine/esl/esllua"
+	"github.com/switchboard/switchboard/engine/socket/socketlua"
 	"github.com/switchboard/switchboard/luabind"
 )
 
@@ -39,6 +43,7 @@ type Engine struct {
 	metrics  prometheus.Registerer
 	bus      *bus.Bus
 	lua      *luabind.Runtime
+	eslLua   *esllua.Binding // call control's binding: flows, and the API scripts of admin POST /lua
 	parts    []namedPart
 	admin    *admin
 	started  time.Time
@@ -84,14 +89,11 @@ func New(opts Options) (*Engine, error) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_lua_memory_cancellations_total",
 			Help: "Lua handlers the memory guard cancelled because the heap passed lua.memory_limit_mb."},
 			func() float64 { return float64(rt.MemoryCancellations()) }))
-	if err := rt.Load(); err != nil {
-		e.reloads.WithLabelValues("failed").Inc()
-		e.close()
-		return nil, fmt.Errorf("scripts: %w", err)
-	}
-	e.reloads.WithLabelValues("ok").Inc()
-	e.noteReload(nil, nil)
 
+	// Each part is built with what it asks of scripts (looked up in the serving generation at each use),
+	// then each part's binding with the part's Go object, and only then the scripts load: every VM of every
+	// generation opens the same bindings.
+	e.eslLua = esllua.New(esllua.OptionsFrom(cfg.Lua))
 	builders := []struct {
 		name  string
 		build func(*Engine) (Part, error)
@@ -99,18 +101,50 @@ func New(opts Options) (*Engine, error) {
 	for _, b := range builders {
 		p, err := b.build(e)
 		if err != nil {
-			// Parts already built may hold files (the relay's journal): their Shutdown releases them.
-			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-			_ = e.stopParts(sctx)
-			cancel()
-			e.close()
+			e.abandon()
 			return nil, partError(b.name, err)
 		}
 		if p != nil {
 			e.parts = append(e.parts, namedPart{b.name, p})
 		}
 	}
+	if err := rt.Bind(bindings(e.eslLua, e.channelSet())...); err != nil {
+		e.abandon()
+		return nil, err
+	}
+	if err := rt.Load(); err != nil {
+		e.reloads.WithLabelValues("failed").Inc()
+		e.abandon()
+		return nil, fmt.Errorf("scripts: %w", err)
+	}
+	e.reloads.WithLabelValues("ok").Inc()
+	e.noteReload(nil, nil)
 	return e, nil
+}
+
+// abandon releases what a New that failed had built: parts may hold files (the relay's journal), which
+// their Shutdown releases, then the scripts and the bus.
+func (e *Engine) abandon() {
+	sctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout)
+	_ = e.stopParts(sctx)
+	cancel()
+	e.close()
+}
+
+// bindings are every part's Lua binding: scripts see the same switchboard module whichever parts run (a
+// disabled part's functions are there; what needs the part says it is not running). set is nil without
+// channels.
+func bindings(esl *esllua.Binding, set *channel.Set) []luabind.Binding {
+	return []luabind.Binding{socketlua.New(), esl, channellua.New(set)}
+}
+
+// ScriptRuntime builds a Lua runtime for cfg's scripts with every part's binding and no part running (the
+// channels binding has no channels): what `switchboard check`, `flow test` and `run-script` load scripts
+// into. The caller loads it and closes it; esl is call control's binding (its flows, RunAPIScript).
+func ScriptRuntime(cfg Config, scripts fs.FS, display string, log *logrus.Entry) (rt *luabind.Runtime, esl *esllua.Binding, err error) {
+	esl = esllua.New(esllua.OptionsFrom(cfg.Lua))
+	rt, err = luabind.New(luabind.Options{Config: cfg.Lua, FS: scripts, Display: display, Log: log, Bindings: bindings(esl, nil)})
+	return rt, esl, err
 }
 
 // Start starts every part, then the admin listener. If one fails, everything started so far is shut down

@@ -2,7 +2,7 @@ package engine
 
 import (
 	"github.com/switchboard/switchboard/engine/channel"
-	"github.com/switchboard/switchboard/luabind"
+	"github.com/switchboard/switchboard/engine/channel/channellua"
 )
 
 // newChannelPart builds the active sockets of e.cfg.Channels; nil, nil when the list is empty. Transforms
@@ -16,12 +16,11 @@ func newChannelPart(e *Engine) (Part, error) {
 		Bus:       e.bus,
 		Log:       e.log,
 		Metrics:   e.metrics,
-		Transform: luabind.ChannelTransforms(e.lua),
-		OnEvent:   luabind.ChannelEvents(e.lua),
+		Transform: channellua.Transforms(e.lua),
+		OnEvent:   channellua.Events(e.lua),
 	})
 	if err != nil {
 		return nil, err
 	}
-	e.lua.Services().Provide(luabind.ChannelsService, set)
 	return set, nil
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"github.com/switchboard/switchboard/engine/esl"
-	"github.com/switchboard/switchboard/luabind"
 )
 
 // newESLPart builds call control from e.cfg: each call runs its flow on the script generation that was
@@ -17,5 +16,5 @@ func newESLPart(e *Engine) (Part, error) {
 	}
 	cfg.MaxCalls = e.connBudget().capFor(e.log.WithField("part", "esl"), "esl.max_calls", cfg.MaxCalls, fdPerESLCall)
 	// New adds part=esl to the entry it is given.
-	return esl.New(cfg, esl.Options{Flows: luabind.FlowResolver(e.lua), Log: e.log, Metrics: e.metrics})
+	return esl.New(cfg, esl.Options{Flows: e.eslLua.Flows(e.lua), Log: e.log, Metrics: e.metrics})
 }

@@ -23,7 +23,6 @@ func newRelayPart(e *Engine) (Part, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.lua.Services().Provide("relay", r)
 	return &relayPart{Relay: r}, nil
 }
 

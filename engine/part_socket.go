@@ -2,7 +2,7 @@ package engine
 
 import (
 	"github.com/switchboard/switchboard/engine/socket"
-	"github.com/switchboard/switchboard/luabind"
+	"github.com/switchboard/switchboard/engine/socket/socketlua"
 )
 
 // newSocketPart builds the actionhero-compatible socket server from e.cfg, with the scripts' actions, verbs
@@ -18,11 +18,10 @@ func newSocketPart(e *Engine) (Part, error) {
 	}
 	cfg.MaxConnections = e.connBudget().capFor(e.log.WithField("part", "socket"), "socket.max_connections", cfg.MaxConnections, perConn)
 	// Actions are looked up in the serving generation per request, so a reload applies to new requests.
-	scripts := luabind.NewSocketScripts(e.lua)
+	scripts := socketlua.NewScripts(e.lua)
 	srv, err := socket.New(cfg, socket.Options{Actions: scripts, Verbs: scripts, Hooks: scripts, Log: e.log, Metrics: e.metrics})
 	if err != nil {
 		return nil, err
 	}
-	e.lua.Services().Provide("socket", srv)
 	return srv, nil
 }

@@ -11,8 +11,8 @@ import (
 )
 
 // openModule builds the switchboard module of one VM: the registration functions (which record into this
-// VM), proxies of sb.log, sb.cache and sb.json, and each part's additions, in a table of the VM's own that
-// reads through to the shared core functions; scripts get a read-only proxy of it.
+// VM), proxies of sb.log, sb.cache and sb.json, and each binding's additions, in a table of the VM's own
+// that reads through to the shared core functions; scripts get a read-only proxy of it.
 func openModule(vm *VM) *lua.LTable {
 	L := vm.L
 	s := vm.rt.shared
@@ -29,10 +29,9 @@ func openModule(vm *VM) *lua.LTable {
 	for _, name := range []string{"log", "cache", "json"} {
 		mod.RawSetString(name, s.proxy(L, name))
 	}
-	openSocket(vm, mod)
-	openRelay(vm, mod)
-	openESL(vm, mod)
-	openChannel(vm, mod)
+	for _, b := range vm.rt.bindings {
+		b.Open(vm, mod)
+	}
 	return s.readOnlyProxy(L, "switchboard", mod)
 }
 
@@ -41,7 +40,7 @@ func (vm *VM) sbOn(L *lua.LState) int {
 	event := L.CheckString(1)
 	fn := L.CheckFunction(2)
 	if _, err := vm.Register("on", event, fn, nil); err != nil {
-		return raise(L, "sb.on: %v", err)
+		return Raise(L, "sb.on: %v", err)
 	}
 	return 0
 }
@@ -63,13 +62,13 @@ func (vm *VM) sbTimer(L *lua.LState, repeat bool) int {
 	ms := L.CheckNumber(1)
 	fn := L.CheckFunction(2)
 	if ms < 1 && repeat || ms < 0 {
-		return raise(L, "%s: interval must be at least 1 ms, got %v", name, ms)
+		return Raise(L, "%s: interval must be at least 1 ms, got %v", name, ms)
 	}
 	spec := timerSpec{Interval: time.Duration(float64(ms) * float64(time.Millisecond)), Repeat: repeat}
 	if vm.loading {
 		h, err := vm.Register("timer", name, fn, spec)
 		if err != nil {
-			return raise(L, "%s: %v", name, err)
+			return Raise(L, "%s: %v", name, err)
 		}
 		g := vm.gen
 		L.Push(L.NewFunction(func(L *lua.LState) int {
@@ -81,11 +80,11 @@ func (vm *VM) sbTimer(L *lua.LState, repeat bool) int {
 		return 1
 	}
 	if vm.long {
-		return raise(L, "%s is not available inside a call flow; use session:sleep(ms)", name)
+		return Raise(L, "%s is not available inside a call flow; use session:sleep(ms)", name)
 	}
 	pt, err := vm.pinTimer(spec, fn, strings.TrimSuffix(L.Where(1), ":"))
 	if err != nil {
-		return raise(L, "%s: %v", name, err)
+		return Raise(L, "%s: %v", name, err)
 	}
 	L.Push(L.NewFunction(func(L *lua.LState) int { pt.stop(); return 0 }))
 	return 1
@@ -253,12 +252,12 @@ func (pt *pinnedTimer) fire() {
 // sb.publish(topic, value): hand a copy of value to every subscriber of topic; returns how many.
 func sbPublish(L *lua.LState, rt *Runtime) int {
 	topic := L.CheckString(1)
-	b := budgetFor(L)
+	b := BudgetFor(L)
 	payload, err := fromLua(L.Get(2), 0, &b)
 	if err != nil {
-		return raise(L, "sb.publish: %v", err)
+		return Raise(L, "sb.publish: %v", err)
 	}
-	topics := rt.services.Topics
+	topics := rt.topics
 	if topics == nil {
 		L.Push(lua.LNumber(0))
 		return 1
@@ -272,13 +271,13 @@ func (vm *VM) sbSubscribe(L *lua.LState) int {
 	topic := L.CheckString(1)
 	fn := L.CheckFunction(2)
 	if _, err := vm.Register("subscribe", topic, fn, nil); err != nil {
-		return raise(L, "sb.subscribe: %v", err)
+		return Raise(L, "sb.subscribe: %v", err)
 	}
 	return 0
 }
 
 func (g *Generation) startSubscription(h *Handler) {
-	topics := g.rt.services.Topics
+	topics := g.rt.topics
 	if topics == nil {
 		g.rt.log.WithField("script", h.Where).Warnf("sb.subscribe(%q): no bus in this engine", h.Name)
 		return
@@ -319,13 +318,13 @@ func sbSleep(L *lua.LState) int {
 		ctx = context.Background()
 	}
 	if vm := VMOf(L); vm != nil {
-		defer vm.blocking()()
+		defer vm.Blocking()()
 	}
 	select {
 	case <-t.C:
 		return 0
 	case <-ctx.Done():
-		return raise(L, "sb.sleep interrupted: %v", context.Cause(ctx))
+		return Raise(L, "sb.sleep interrupted: %v", context.Cause(ctx))
 	}
 }
 
@@ -353,14 +352,14 @@ func logTable(L *lua.LState, rt *Runtime) *lua.LTable {
 }
 
 func cacheTable(L *lua.LState, rt *Runtime) *lua.LTable {
-	cache := rt.services.Cache
+	cache := rt.cache
 	t := L.NewTable()
 	t.RawSetString("save", L.NewFunction(func(L *lua.LState) int {
 		key := L.CheckString(1)
-		b := budgetFor(L)
+		b := BudgetFor(L)
 		val, err := fromLua(L.CheckAny(2), 0, &b)
 		if err != nil {
-			return raise(L, "sb.cache.save: %v", err)
+			return Raise(L, "sb.cache.save: %v", err)
 		}
 		ttl := time.Duration(float64(L.OptNumber(3, 0)) * float64(time.Millisecond))
 		if err := cache.Save(key, val, len(key)+b.bytes, ttl); err != nil {
@@ -420,7 +419,7 @@ func jsonTable(L *lua.LState) *lua.LTable {
 	null.Metatable = nullMeta
 	t.RawSetString("null", null)
 	t.RawSetString("encode", L.NewFunction(func(L *lua.LState) int {
-		bud := budgetFor(L)
+		bud := BudgetFor(L)
 		b, err := encodeJSON(L.CheckAny(1), &bud)
 		if err != nil {
 			L.Push(lua.LNil)

@@ -11,11 +11,6 @@ import (
 	"github.com/switchboard/switchboard/engine/relay"
 )
 
-// openRelay adds the relay part's functions to the switchboard module table.
-// The relay's scripting surface is the EXPRESSION column of relay.routes
-// (RelayExprCompiler); scripts get no relay functions of their own yet.
-func openRelay(vm *VM, mod *lua.LTable) {}
-
 var luaKeywords = map[string]bool{"and": true, "break": true, "do": true, "else": true, "elseif": true, "end": true,
 	"false": true, "for": true, "function": true, "if": true, "in": true, "local": true, "nil": true, "not": true,
 	"or": true, "repeat": true, "return": true, "then": true, "true": true, "until": true, "while": true}

@@ -76,7 +76,7 @@ func newShared(rt *Runtime) *shared {
 		for i := range parts {
 			parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
 			if size += len(parts[i]) + 1; size > rt.cfg.MaxStringBytes { // print(unpack(t)) of big strings
-				return raise(L, "print: line would exceed lua.max_string_bytes (%d)", rt.cfg.MaxStringBytes)
+				return Raise(L, "print: line would exceed lua.max_string_bytes (%d)", rt.cfg.MaxStringBytes)
 			}
 		}
 		rt.log.WithField("script", strings.TrimSuffix(L.Where(1), ":")).Info(strings.Join(parts, "\t"))

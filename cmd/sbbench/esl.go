@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchboard/switchboard/engine/esl"
+	"github.com/switchboard/switchboard/engine/esl/esllua"
 	"github.com/switchboard/switchboard/engine/esl/esltest"
 	"github.com/switchboard/switchboard/luabind"
 )
@@ -233,8 +234,9 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 			"freeswitch/four.lua": {Data: []byte(eslBenchFour)},
 		}
 	}
+	eslLua := esllua.New(esllua.OptionsFrom(luabind.DefaultConfig()))
 	rt, err := luabind.New(luabind.Options{Config: luabind.DefaultConfig(), FS: scripts,
-		Display: "bench", Log: logrus.NewEntry(quiet)})
+		Display: "bench", Log: logrus.NewEntry(quiet), Bindings: []luabind.Binding{eslLua}})
 	if err != nil {
 		return err
 	}
@@ -244,7 +246,7 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 	}
 	reg := prometheus.NewRegistry()
 	cfg := esl.DefaultConfig()
-	resolve := luabind.FlowResolver(rt)
+	resolve := eslLua.Flows(rt)
 	if goFlows {
 		resolve = goBenchFlows
 	}

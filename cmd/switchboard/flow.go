@@ -15,7 +15,6 @@ import (
 	"github.com/switchboard/switchboard/engine"
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/esltest"
-	"github.com/switchboard/switchboard/luabind"
 
 	"github.com/switchboard/switchboard/internal/uuid"
 )
@@ -156,7 +155,7 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 	logger.AddHook(notes)
 	log := logrus.NewEntry(logger)
 	warnIgnoredEnv(log, cfg)
-	rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: sc.fsys, Display: sc.display, Log: log})
+	rt, flows, err := engine.ScriptRuntime(cfg, sc.fsys, sc.display, log)
 	if err != nil {
 		return err
 	}
@@ -164,12 +163,12 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 	if err := rt.Load(); err != nil {
 		return fmt.Errorf("scripts:\n%w", err)
 	}
-	if g := rt.Current(); !g.HasFlow(call.Path) {
+	if g := rt.Current(); !flows.HasFlow(g, call.Path) {
 		var names []string
 		for _, h := range g.Handlers("flow") {
 			names = append(names, h.Name)
 		}
-		names = append(names, g.ModLuaFlows()...)
+		names = append(names, flows.ModLuaFlows(g)...)
 		sort.Strings(names)
 		return fmt.Errorf("no flow %q in %s (flows: %s)", call.Path, sc, strings.Join(names, ", "))
 	}
@@ -178,7 +177,7 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 	ecfg.Listen, ecfg.Allow, ecfg.MaxCalls = "127.0.0.1:0", "", 0
 	var flowErr error
 	var errMu sync.Mutex
-	resolve := luabind.FlowResolver(rt)
+	resolve := flows.Flows(rt)
 	srv, err := esl.New(ecfg, esl.Options{Log: log, Flows: func(ci *esl.CallInfo) (esl.Flow, error) {
 		f, err := resolve(ci)
 		if err != nil {
@@ -289,7 +288,7 @@ The exit status is non-zero when the script raised an error.
 				logger.SetLevel(logrus.WarnLevel) // the script's reply is the output
 			}
 			log := logrus.NewEntry(logger)
-			rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: sc.fsys, Display: sc.display, Log: log})
+			rt, flows, err := engine.ScriptRuntime(cfg, sc.fsys, sc.display, log)
 			if err != nil {
 				return err
 			}
@@ -304,7 +303,7 @@ The exit status is non-zero when the script raised an error.
 				}
 				line[i] = a
 			}
-			res := rt.Current().RunAPIScript(cmd.Context(), strings.Join(line, " "), cfg.ESL, log)
+			res := flows.RunAPIScript(cmd.Context(), rt.Current(), strings.Join(line, " "), cfg.ESL, log)
 			fmt.Fprint(opts.stdout, res.Output)
 			if res.Err != nil {
 				return errReported{1}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/switchboard/switchboard/internal/jsonjs"
 )
 
 // File modes of the file verb.
@@ -56,7 +58,7 @@ func (c *Conn) sendFile(name string, id msgID, count int64) {
 			_ = c.write(errorReply(msg, id, count))
 			return
 		}
-		_ = c.write(append(appendString(nil, msg), crlf...))
+		_ = c.write(append(jsonjs.AppendString(nil, msg), crlf...))
 		return
 	}
 	if s.cfg.FileMode == FileFramed {

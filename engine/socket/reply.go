@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/switchboard/switchboard/internal/jsonjs"
 	"github.com/switchboard/switchboard/internal/uuid"
 )
 
@@ -48,7 +49,7 @@ func actionReply(result any, id msgID, count int64) ([]byte, error) {
 			if reservedKey(f.Key) {
 				continue
 			}
-			b = appendString(b, f.Key)
+			b = jsonjs.AppendString(b, f.Key)
 			b = append(b, ':')
 			if b, err = appendJSON(b, f.Value, 1); err != nil {
 				return nil, err
@@ -60,7 +61,7 @@ func actionReply(result any, id msgID, count int64) ([]byte, error) {
 			if reservedKey(k) {
 				continue
 			}
-			b = appendString(b, k)
+			b = jsonjs.AppendString(b, k)
 			b = append(b, ':')
 			if b, err = appendJSON(b, r[k], 1); err != nil {
 				return nil, err
@@ -102,7 +103,7 @@ func okReply(data any, hasData bool, id msgID, count int64) []byte {
 func errorReply(msg string, id msgID, count int64) []byte {
 	b := make([]byte, 0, 96+len(msg))
 	b = append(b, `{"error":`...)
-	b = appendString(b, msg)
+	b = jsonjs.AppendString(b, msg)
 	b = append(b, ',')
 	return appendTail(b, id, count)
 }
@@ -111,7 +112,7 @@ func errorReply(msg string, id msgID, count int64) []byte {
 func statusErrorReply(msg string, id msgID, count int64) []byte {
 	b := make([]byte, 0, 112+len(msg))
 	b = append(b, `{"status":"error","error":`...)
-	b = appendString(b, msg)
+	b = jsonjs.AppendString(b, msg)
 	b = append(b, ',')
 	return appendTail(b, id, count)
 }
@@ -120,9 +121,9 @@ func statusErrorReply(msg string, id msgID, count int64) []byte {
 func apiLine(key, text string) []byte {
 	b := make([]byte, 0, 32+len(text))
 	b = append(b, '{')
-	b = appendString(b, key)
+	b = jsonjs.AppendString(b, key)
 	b = append(b, ':')
-	b = appendString(b, text)
+	b = jsonjs.AppendString(b, text)
 	b = append(b, `,"context":"api"}`...)
 	return append(b, crlf...)
 }
@@ -131,11 +132,11 @@ func apiLine(key, text string) []byte {
 func chatLine(text, room, from string, sentAtMs int64) []byte {
 	b := make([]byte, 0, 96+len(text)+len(room))
 	b = append(b, `{"message":`...)
-	b = appendString(b, text)
+	b = jsonjs.AppendString(b, text)
 	b = append(b, `,"room":`...)
-	b = appendString(b, room)
+	b = jsonjs.AppendString(b, room)
 	b = append(b, `,"from":`...)
-	b = appendString(b, from)
+	b = jsonjs.AppendString(b, from)
 	b = append(b, `,"context":"user","sentAt":`...)
 	b = strconv.AppendInt(b, sentAtMs, 10)
 	return append(b, '}', '\r', '\n')
@@ -160,7 +161,7 @@ type msgID struct {
 
 func (id msgID) appendTo(b []byte) []byte {
 	if id.s != "" {
-		return appendString(b, id.s)
+		return jsonjs.AppendString(b, id.s)
 	}
 	b = append(b, '"')
 	b = uuid.Append(b, id.hi, id.lo)

@@ -1,4 +1,10 @@
-package luabind
+// Package esllua is call control's Lua binding: sb.flow and the session object of flows (docs/lua-api.md,
+// "Call flows"), and mod_lua-style scripts (lua.freeswitch_dir) run unmodified per call in a state of their
+// own, with FreeSWITCH's freeswitch table (Dbh on engine/esl/dbh, IVRMenu on engine/esl/ivrmenu, os and
+// io confined to esl.data_dir), and as API commands (RunAPIScript: `switchboard run-script`, admin POST
+// /lua). The Binding claims the mod_lua folder at each load (luabind.Claimer) and resolves calls to flows
+// (Flows, the esl.FlowResolver of the server).
+package esllua
 
 import (
 	"context"
@@ -12,6 +18,8 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/switchboard/switchboard/engine/esl"
+
+	"github.com/switchboard/switchboard/luabind"
 )
 
 const (
@@ -23,18 +31,43 @@ const (
 	exitMessage   = "switchboard: flow exit"
 )
 
-// openESL adds sb.flow and the session object's metatable.
-func openESL(vm *VM, mod *lua.LTable) {
+// Options configure the binding.
+type Options struct {
+	// Dir holds the mod_lua-style scripts, relative to the scripts folder (lua.freeswitch_dir); "" turns
+	// them off.
+	Dir string
+	// RequireRoot is where their require "a.b" looks for a/b.lua, relative to the scripts folder
+	// (lua.freeswitch_require_root); "" means Dir.
+	RequireRoot string
+}
+
+// OptionsFrom reads the binding's options from the lua: section (lua.freeswitch_dir,
+// lua.freeswitch_require_root).
+func OptionsFrom(cfg luabind.Config) Options {
+	return Options{Dir: cfg.FreeSWITCHDir, RequireRoot: cfg.FreeSWITCHRequireRoot}
+}
+
+// Binding adds sb.flow and the global freeswitch (which explains where mod_lua's table lives) to every VM,
+// and claims the mod_lua-style scripts at each load (luabind.Binding, luabind.Claimer).
+type Binding struct {
+	opts Options
+}
+
+// New returns call control's binding. It needs no server: each call's session comes with the call.
+func New(opts Options) *Binding { return &Binding{opts: opts} }
+
+// Open adds sb.flow and the global freeswitch to a VM.
+func (b *Binding) Open(vm *luabind.VM, mod *lua.LTable) {
 	L := vm.L
 	L.G.Global.RawSetString("freeswitch", sbFreeswitch(vm))
 	mod.RawSetString("flow", L.NewFunction(func(L *lua.LState) int {
 		name := L.CheckString(1)
 		fn := L.CheckFunction(2)
 		if name == "" {
-			return raise(L, "sb.flow: name must be a non-empty string")
+			return luabind.Raise(L, "sb.flow: name must be a non-empty string")
 		}
 		if _, err := vm.Register(kindFlow, name, fn, nil); err != nil {
-			return raise(L, "sb.flow: %v", err)
+			return luabind.Raise(L, "sb.flow: %v", err)
 		}
 		return 0
 	}))
@@ -42,7 +75,7 @@ func openESL(vm *VM, mod *lua.LTable) {
 
 // sessionMetatable is the metatable of session objects, built once per runtime and shared by its VMs (the
 // methods take the session from their first argument, never from a VM).
-func sessionMetatable(rt *Runtime) lua.LValue {
+func sessionMetatable(rt *luabind.Runtime) lua.LValue {
 	return rt.Shared(sessionTypeName, func(L *lua.LState) lua.LValue {
 		mt := L.NewTable()
 		methods := L.SetFuncs(L.NewTable(), sessionMethods)
@@ -78,9 +111,10 @@ func sessionMetatable(rt *Runtime) lua.LValue {
 	})
 }
 
-// FlowResolver resolves calls to the sb.flow handlers of the generation serving when the call arrives;
-// the call runs to its end on that generation even if scripts are reloaded meanwhile.
-func FlowResolver(rt *Runtime) esl.FlowResolver {
+// Flows resolves calls to the sb.flow handlers and mod_lua-style scripts of the generation serving when
+// the call arrives (esl.Options.Flows); the call runs to its end on that generation even if scripts are
+// reloaded meanwhile.
+func (b *Binding) Flows(rt *luabind.Runtime) esl.FlowResolver {
 	return func(call *esl.CallInfo) (esl.Flow, error) {
 		g := rt.Current()
 		if g == nil {
@@ -88,11 +122,12 @@ func FlowResolver(rt *Runtime) esl.FlowResolver {
 		}
 		h, ok := g.Handler(kindFlow, call.Flow)
 		if !ok {
-			if f := g.modLuaFlowFor(call); f != nil {
+			ml := b.modLuaOf(g)
+			if f := ml.flowFor(g, call); f != nil {
 				return f, nil
 			}
-			if g.modLua.dir != "" {
-				return nil, fmt.Errorf("no flow %q registered with sb.flow and no %s/%s.lua", call.Flow, g.modLua.display, call.Flow)
+			if ml.dir != "" {
+				return nil, fmt.Errorf("no flow %q registered with sb.flow and no %s/%s.lua", call.Flow, ml.display, call.Flow)
 			}
 			return nil, fmt.Errorf("no flow %q registered with sb.flow", call.Flow)
 		}
@@ -101,8 +136,8 @@ func FlowResolver(rt *Runtime) esl.FlowResolver {
 }
 
 type luaFlow struct {
-	g *Generation
-	h *Handler
+	g *luabind.Generation
+	h *luabind.Handler
 }
 
 // Run owns a VM of the flow's generation for the whole call.
@@ -154,7 +189,7 @@ func isExit(err error) bool {
 // luaSession is the `session` a flow receives (and, in mod_lua-style flows, a freeswitch.Session object).
 type luaSession struct {
 	s  *esl.Session
-	vm *VM
+	vm *luabind.VM
 	ud *lua.LUserData
 
 	inputFn, inputArg lua.LValue
@@ -179,11 +214,11 @@ type luaSession struct {
 	private       map[string]lua.LValue
 }
 
-func newLuaSession(L *lua.LState, vm *VM, s *esl.Session, mod bool) *luaSession {
+func newLuaSession(L *lua.LState, vm *luabind.VM, s *esl.Session, mod bool) *luaSession {
 	ls := &luaSession{s: s, vm: vm, mod: mod}
 	ud := L.NewUserData()
 	ud.Value = ls
-	L.SetMetatable(ud, sessionMetatable(vm.rt))
+	L.SetMetatable(ud, sessionMetatable(vm.Runtime()))
 	ls.ud = ud
 	return ls
 }
@@ -267,7 +302,7 @@ func call(fn func(L *lua.LState, ls *luaSession) (int, error)) lua.LGFunction {
 	return func(L *lua.LState) int {
 		ls := checkSession(L)
 		ls.runHook(L, "hangup", false)
-		done := ls.vm.blocking() // mostly waiting for FreeSWITCH: the memory guard cancels computing handlers first
+		done := ls.vm.Blocking() // mostly waiting for FreeSWITCH: the memory guard cancels computing handlers first
 		n, err := fn(L, ls)
 		done()
 		if err != nil {

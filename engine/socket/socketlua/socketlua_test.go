@@ -1,4 +1,4 @@
-package luabind
+package socketlua
 
 import (
 	"bufio"
@@ -9,11 +9,14 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/switchboard/switchboard/engine/socket"
+	"github.com/switchboard/switchboard/luabind"
+	"github.com/switchboard/switchboard/luabind/luabindtest"
 )
 
 const socketTestScript = `
@@ -51,14 +54,14 @@ end)
 
 func startLuaSocket(t *testing.T) string {
 	t.Helper()
-	actions, err := os.ReadFile("../scripts/actions.lua")
+	actions, err := os.ReadFile("../../../scripts/actions.lua")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
+	cfg := luabind.DefaultConfig()
 	cfg.HandlerTimeout = 300 * time.Millisecond
-	rt, _, _ := newRuntime(t, cfg, map[string]string{"actions.lua": string(actions), "test.lua": socketTestScript}, nil)
-	scripts := NewSocketScripts(rt)
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"actions.lua": string(actions), "test.lua": socketTestScript})
+	scripts := NewScripts(rt)
 	scfg := socket.DefaultConfig()
 	scfg.Listen = "127.0.0.1:0"
 	srv, err := socket.New(scfg, socket.Options{Actions: scripts, Verbs: scripts, Hooks: scripts})
@@ -211,15 +214,13 @@ func TestSocketLuaSpinDoesNotBlockOthers(t *testing.T) {
 // BenchmarkSocketLuaAction is the Lua share of one socket request: look up randomNumber, run it on a pooled
 // VM under its time limit, and convert its result.
 func BenchmarkSocketLuaAction(b *testing.B) {
-	actions, err := os.ReadFile("../scripts/actions.lua")
+	actions, err := os.ReadFile("../../../scripts/actions.lua")
 	if err != nil {
 		b.Fatal(err)
 	}
 	fsys := map[string]string{"actions.lua": string(actions)}
-	t := &testing.T{}
-	rt, _, _ := newRuntime(t, DefaultConfig(), fsys, nil)
-	defer rt.Close()
-	s := NewSocketScripts(rt)
+	rt, _, _ := newRuntime(b, luabind.DefaultConfig(), fsys)
+	s := NewScripts(rt)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -234,9 +235,19 @@ func BenchmarkSocketLuaAction(b *testing.B) {
 	})
 }
 
-// TestEncodeResultMatchesConversion checks the direct JSON encoding of action results against the
-// general path (orderedFromLua, then the socket encoder), and that it declines what it does not handle.
+// TestEncodeResultMatchesConversion checks the direct JSON encoding of action results
+// (luabind.AppendJSONObject) against the general path (orderedFromLua, then the socket encoder), and
+// that it declines what it does not handle.
 func TestEncodeResultMatchesConversion(t *testing.T) {
+	// sb.json.null, as a script gets it.
+	rt, _, _ := newRuntime(t, luabind.DefaultConfig(), map[string]string{"null.lua": `local sb = require "switchboard"
+sb.on("null", function() return sb.json.null end)`})
+	var null lua.LValue
+	g := rt.Current()
+	h, _ := g.Handler("on", "null")
+	if err := g.Call(context.Background(), h, "test", 0, func(L *lua.LState, r []lua.LValue) error { null = r[0]; return nil }); err != nil {
+		t.Fatal(err)
+	}
 	L := lua.NewState()
 	defer L.Close()
 	cases := []struct {
@@ -256,8 +267,6 @@ func TestEncodeResultMatchesConversion(t *testing.T) {
 		{`{ a = null, b = { 1, null }, c = { x = null } }`, true}, // sb.json.null
 		{`{ u = other }`, false},                                  // any other userdata
 	}
-	null := L.NewUserData()
-	null.Value = jsonNull{}
 	L.SetGlobal("null", null)
 	other := L.NewUserData()
 	other.Value = 7
@@ -267,7 +276,7 @@ func TestEncodeResultMatchesConversion(t *testing.T) {
 			t.Fatalf("%s: %v", tc.src, err)
 		}
 		tbl := L.GetGlobal("result").(*lua.LTable)
-		b := newBudget(DefaultConfig().MaxStringBytes)
+		b := luabind.BudgetFor(L)
 		enc, ok, err := encodeResult(tbl, &b)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.src, err)
@@ -278,7 +287,7 @@ func TestEncodeResultMatchesConversion(t *testing.T) {
 		if !ok {
 			continue
 		}
-		b = newBudget(DefaultConfig().MaxStringBytes)
+		b = luabind.BudgetFor(L)
 		v, err := orderedFromLua(tbl, 0, &b)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.src, err)
@@ -300,4 +309,10 @@ func TestEncodeResultMatchesConversion(t *testing.T) {
 			t.Fatalf("%s:\n encoded %s\n    want %s", tc.src, enc, want)
 		}
 	}
+}
+
+// newRuntime loads files (name -> source) with the socket binding.
+func newRuntime(t testing.TB, cfg luabind.Config, files map[string]string) (*luabind.Runtime, fstest.MapFS, *luabindtest.LogBuf) {
+	t.Helper()
+	return luabindtest.New(t, cfg, files, luabindtest.Options{Bindings: []luabind.Binding{New()}})
 }

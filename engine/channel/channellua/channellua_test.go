@@ -1,4 +1,4 @@
-package luabind
+package channellua
 
 import (
 	"context"
@@ -6,13 +6,15 @@ import (
 	"net"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/switchboard/switchboard/engine/channel"
+	"github.com/switchboard/switchboard/internal/testutil"
+	"github.com/switchboard/switchboard/luabind"
+	"github.com/switchboard/switchboard/luabind/luabindtest"
 )
 
 const channelScript = `
@@ -49,18 +51,23 @@ func TestChannelBindings(t *testing.T) {
 	}()
 	defer ln.Close()
 
-	rt, _, logs := newRuntime(t, DefaultConfig(), map[string]string{"chan.lua": channelScript}, nil)
+	rt, _, logs := luabindtest.New(t, luabind.DefaultConfig(), map[string]string{"chan.lua": channelScript}, luabindtest.Options{NoLoad: true})
 	cfg := channel.DefaultConfig()
 	cfg.Name, cfg.Host, cfg.Port, cfg.Permanent = "echo", "127.0.0.1", ln.Addr().(*net.TCPAddr).Port, true
 	cfg.ReconnectionTimeout = 100 * time.Millisecond
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	set, err := channel.New([]channel.Config{cfg}, channel.Options{Log: logrus.NewEntry(l),
-		Transform: ChannelTransforms(rt), OnEvent: ChannelEvents(rt)})
+		Transform: Transforms(rt), OnEvent: Events(rt)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt.Services().Provide(ChannelsService, set)
+	if err := rt.Bind(New(set)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Load(); err != nil {
+		t.Fatal(err)
+	}
 	if err := set.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -84,13 +91,7 @@ func TestChannelBindings(t *testing.T) {
 		}
 		return out
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for call("state") != "up" {
-		if time.Now().After(deadline) {
-			t.Fatal("channel never up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the channel to be up", func() bool { return call("state") == "up" })
 	if got := call("hello"); got != "HELLO>ECHO" {
 		t.Fatalf("request through both transforms: %q", got)
 	}
@@ -100,23 +101,17 @@ func TestChannelBindings(t *testing.T) {
 	if got := call("missing"); got != "nil no channel named nope" {
 		t.Fatalf("missing: %q", got)
 	}
-	for i := 0; ; i++ {
-		e, err := rt.Services().Cache.Load("up")
-		if err == nil {
-			if s, _ := e.Value.(string); !strings.HasPrefix(s, "echo 127.0.0.1:") {
-				t.Fatalf("channel.up listener got %q", s)
-			}
-			break
-		}
-		if i > 200 {
-			t.Fatalf("channel.up listener never ran; logs: %s", logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	var e luabind.CacheEntry
+	if !testutil.Poll(testutil.Wait, func() bool { e, err = rt.Cache().Load("up"); return err == nil }) {
+		t.Fatalf("channel.up listener never ran; logs: %s", logs.String())
+	}
+	if s, _ := e.Value.(string); !strings.HasPrefix(s, "echo 127.0.0.1:") {
+		t.Fatalf("channel.up listener got %q", s)
 	}
 }
 
 func TestTransformRegistrationErrors(t *testing.T) {
-	errs := Check(DefaultConfig(), fstest.MapFS{"bad.lua": &fstest.MapFile{Data: []byte(`require("switchboard").transform("x", "sideways", function() end)`)}}, "scripts")
+	errs := luabindtest.Check(t, luabind.DefaultConfig(), map[string]string{"bad.lua": `require("switchboard").transform("x", "sideways", function() end)`}, New(nil))
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `direction must be "in" or "out"`) {
 		t.Fatalf("got %v", errs)
 	}
@@ -159,7 +154,7 @@ func TestChannelReceive(t *testing.T) {
 	closedPort := closed.Addr().(*net.TCPAddr).Port
 	closed.Close()
 
-	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"recv.lua": receiveScript}, nil)
+	rt, _, _ := luabindtest.New(t, luabind.DefaultConfig(), map[string]string{"recv.lua": receiveScript}, luabindtest.Options{NoLoad: true})
 	feed := channel.DefaultConfig()
 	feed.Name, feed.Host, feed.Port, feed.Permanent = "feed", "127.0.0.1", ln.Addr().(*net.TCPAddr).Port, true
 	gone := channel.DefaultConfig()
@@ -167,11 +162,16 @@ func TestChannelReceive(t *testing.T) {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	set, err := channel.New([]channel.Config{feed, gone}, channel.Options{Log: logrus.NewEntry(l),
-		Transform: ChannelTransforms(rt), OnEvent: ChannelEvents(rt)})
+		Transform: Transforms(rt), OnEvent: Events(rt)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt.Services().Provide(ChannelsService, set)
+	if err := rt.Bind(New(set)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Load(); err != nil {
+		t.Fatal(err)
+	}
 	if err := set.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -202,16 +202,11 @@ func TestChannelReceive(t *testing.T) {
 	if got := call("feed", 50); got != "nil timeout" {
 		t.Fatalf("empty: %q", got)
 	}
-	for i := 0; ; i++ {
-		if e, err := rt.Services().Cache.Load("failed"); err == nil {
-			if s, _ := e.Value.(string); !strings.HasPrefix(s, "gone ") || !strings.Contains(s, "refused") {
-				t.Fatalf("channel.down for a failed attempt: %q", s)
-			}
-			break
-		}
-		if i > 500 {
-			t.Fatal("no channel.down with info.failed for a refused connection")
-		}
-		time.Sleep(10 * time.Millisecond)
+	var e luabind.CacheEntry
+	if !testutil.Poll(testutil.Wait, func() bool { e, err = rt.Cache().Load("failed"); return err == nil }) {
+		t.Fatal("no channel.down with info.failed for a refused connection")
+	}
+	if s, _ := e.Value.(string); !strings.HasPrefix(s, "gone ") || !strings.Contains(s, "refused") {
+		t.Fatalf("channel.down for a failed attempt: %q", s)
 	}
 }

@@ -1,4 +1,6 @@
-package luabind
+// Package channellua is the active sockets' Lua binding: sb.transform, sb.channel(name) objects (send,
+// request, receive, state) and the channel.up / channel.down events (docs/lua-api.md, "Active sockets").
+package channellua
 
 import (
 	"context"
@@ -10,33 +12,40 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/switchboard/switchboard/engine/channel"
+	"github.com/switchboard/switchboard/luabind"
 )
-
-// ChannelsService is the name under which the engine provides its *channel.Set (Services.Provide).
-const ChannelsService = "channels"
 
 // channelKind is the handler kind of sb.transform registrations, named "<channel>:<in|out>".
 const channelKind = "transform"
 
 const channelObjectType = "switchboard.channel"
 
-// openChannel adds sb.transform and sb.channel to the switchboard module table.
-func openChannel(vm *VM, mod *lua.LTable) {
+// Binding adds sb.transform and sb.channel to every VM (luabind.Binding).
+type Binding struct {
+	set *channel.Set // nil when no channel is configured
+}
+
+// New returns the binding of the channels of set; set may be nil (no channels: sb.channel objects then
+// answer "channels are not running").
+func New(set *channel.Set) *Binding { return &Binding{set: set} }
+
+// Open adds sb.transform and sb.channel to a VM's module.
+func (b *Binding) Open(vm *luabind.VM, mod *lua.LTable) {
 	L := vm.L
-	mod.RawSetString("transform", L.NewFunction(vm.sbTransform))
-	mod.RawSetString("channel", L.NewFunction(vm.sbChannel))
+	mod.RawSetString("transform", L.NewFunction(func(L *lua.LState) int { return sbTransform(vm, L) }))
+	mod.RawSetString("channel", L.NewFunction(func(L *lua.LState) int { return b.sbChannel(L) }))
 }
 
 // channelMetatable is the metatable of sb.channel(name) objects, built once per runtime and shared by its VMs;
 // the methods find their VM through the calling state.
-func channelMetatable(rt *Runtime) lua.LValue {
+func channelMetatable(rt *luabind.Runtime) lua.LValue {
 	return rt.Shared(channelObjectType, func(L *lua.LState) lua.LValue {
 		mt := L.NewTable()
 		methods := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
-			"send":    func(L *lua.LState) int { return VMOf(L).channelSend(L) },
-			"request": func(L *lua.LState) int { return VMOf(L).channelRequest(L) },
-			"receive": func(L *lua.LState) int { return VMOf(L).channelReceive(L) },
-			"state":   func(L *lua.LState) int { return VMOf(L).channelState(L) },
+			"send":    channelSend,
+			"request": channelRequest,
+			"receive": channelReceive,
+			"state":   channelState,
 		})
 		mt.RawSetString("__index", methods)
 		mt.RawSetString("__metatable", lua.LFalse)
@@ -46,28 +55,23 @@ func channelMetatable(rt *Runtime) lua.LValue {
 
 // sb.transform(channel, "in"|"out", fn): top level only. fn(msg, channel) returns the message to pass on, or
 // nil to drop it.
-func (vm *VM) sbTransform(L *lua.LState) int {
+func sbTransform(vm *luabind.VM, L *lua.LState) int {
 	name := L.CheckString(1)
 	dir := L.CheckString(2)
 	fn := L.CheckFunction(3)
 	if dir != channel.In && dir != channel.Out {
-		return raise(L, "sb.transform: direction must be \"in\" or \"out\", got %q", dir)
+		return luabind.Raise(L, "sb.transform: direction must be \"in\" or \"out\", got %q", dir)
 	}
 	if _, err := vm.Register(channelKind, name+":"+dir, fn, nil); err != nil {
-		return raise(L, "sb.transform: %v", err)
+		return luabind.Raise(L, "sb.transform: %v", err)
 	}
 	return 0
 }
 
-func (vm *VM) channels() *channel.Set {
-	s, _ := vm.rt.services.Lookup(ChannelsService).(*channel.Set)
-	return s
-}
-
 // sb.channel(name): the channel object, or nil, err when no channel has that name.
-func (vm *VM) sbChannel(L *lua.LState) int {
+func (b *Binding) sbChannel(L *lua.LState) int {
 	name := L.CheckString(1)
-	if set := vm.channels(); set != nil {
+	if set := b.set; set != nil {
 		if _, ok := set.Channel(name); !ok {
 			L.Push(lua.LNil)
 			L.Push(lua.LString("no channel named " + name))
@@ -75,20 +79,27 @@ func (vm *VM) sbChannel(L *lua.LState) int {
 		}
 	}
 	ud := L.NewUserData()
-	ud.Value = name
-	L.SetMetatable(ud, channelMetatable(vm.rt))
+	ud.Value = handle{set: b.set, name: name}
+	L.SetMetatable(ud, channelMetatable(luabind.VMOf(L).Runtime()))
 	L.Push(ud)
 	return 1
 }
 
+// handle is what an sb.channel object holds: the set it came from and the channel's name (looked up at
+// each call).
+type handle struct {
+	set  *channel.Set
+	name string
+}
+
 // checkChannel resolves the object in argument 1; on failure it pushes nil, err and returns false.
-func (vm *VM) checkChannel(L *lua.LState) (*channel.Channel, bool) {
+func checkChannel(L *lua.LState) (*channel.Channel, bool) {
 	ud := L.CheckUserData(1)
-	name, ok := ud.Value.(string)
+	h, ok := ud.Value.(handle)
 	if !ok {
 		L.ArgError(1, "channel object expected (use ch:method(), not ch.method())")
 	}
-	set := vm.channels()
+	set, name := h.set, h.name
 	if set == nil {
 		L.Push(lua.LNil)
 		L.Push(lua.LString("channels are not running"))
@@ -104,15 +115,15 @@ func (vm *VM) checkChannel(L *lua.LState) (*channel.Channel, bool) {
 }
 
 // ch:send(msg) -> true | nil, err
-func (vm *VM) channelSend(L *lua.LState) int {
-	ch, ok := vm.checkChannel(L)
+func channelSend(L *lua.LState) int {
+	ch, ok := checkChannel(L)
 	if !ok {
 		return 2
 	}
-	b := budgetFor(L)
-	msg, err := fromLua(L.CheckAny(2), 0, &b)
+	b := luabind.BudgetFor(L)
+	msg, err := luabind.FromLuaWithin(L.CheckAny(2), &b)
 	if err != nil {
-		return raise(L, "channel:send: %v", err)
+		return luabind.Raise(L, "channel:send: %v", err)
 	}
 	if err := ch.Send(L.Context(), msg); err != nil {
 		L.Push(lua.LNil)
@@ -125,41 +136,41 @@ func (vm *VM) channelSend(L *lua.LState) int {
 
 // ch:request(msg [, timeout_ms]) -> reply | nil, err. Waits for the next inbound message (the HTTP response);
 // without timeout_ms it waits until the handler's own time limit.
-func (vm *VM) channelRequest(L *lua.LState) int {
-	ch, ok := vm.checkChannel(L)
+func channelRequest(L *lua.LState) int {
+	ch, ok := checkChannel(L)
 	if !ok {
 		return 2
 	}
-	b := budgetFor(L)
-	msg, err := fromLua(L.CheckAny(2), 0, &b)
+	b := luabind.BudgetFor(L)
+	msg, err := luabind.FromLuaWithin(L.CheckAny(2), &b)
 	if err != nil {
-		return raise(L, "channel:request: %v", err)
+		return luabind.Raise(L, "channel:request: %v", err)
 	}
 	timeout := time.Duration(L.OptNumber(3, 0)) * time.Millisecond
 	ctx := L.Context()
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	done := vm.blocking()
+	done := luabind.VMOf(L).Blocking()
 	reply, err := ch.Request(ctx, msg, timeout)
 	done()
 	if err != nil {
 		if ctx.Err() != nil {
 			// The handler itself was cancelled (time limit, hangup): stop the script here.
-			return raise(L, "channel:request: %v", err)
+			return luabind.Raise(L, "channel:request: %v", err)
 		}
 		L.Push(lua.LNil)
 		L.Push(lua.LString(err.Error()))
 		return 2
 	}
-	L.Push(ToLua(L, reply))
+	L.Push(luabind.ToLua(L, reply))
 	return 1
 }
 
 // ch:receive([timeout_ms]) -> msg | nil, "timeout" | nil, err. Takes the oldest inbound message that no request
 // and no topic took (redirect_in off); without timeout_ms it waits until the handler's own time limit.
-func (vm *VM) channelReceive(L *lua.LState) int {
-	ch, ok := vm.checkChannel(L)
+func channelReceive(L *lua.LState) int {
+	ch, ok := checkChannel(L)
 	if !ok {
 		return 2
 	}
@@ -174,7 +185,7 @@ func (vm *VM) channelReceive(L *lua.LState) int {
 	msg, err := ch.Receive(ctx, timeout)
 	if err != nil {
 		if ctx.Err() != nil {
-			return raise(L, "channel:receive: %v", err)
+			return luabind.Raise(L, "channel:receive: %v", err)
 		}
 		L.Push(lua.LNil)
 		if errors.Is(err, channel.ErrNoMessage) {
@@ -184,13 +195,13 @@ func (vm *VM) channelReceive(L *lua.LState) int {
 		}
 		return 2
 	}
-	L.Push(ToLua(L, msg))
+	L.Push(luabind.ToLua(L, msg))
 	return 1
 }
 
 // ch:state() -> "up"|"down"|"connecting"|"stopped", last_error_or_nil
-func (vm *VM) channelState(L *lua.LState) int {
-	ch, ok := vm.checkChannel(L)
+func channelState(L *lua.LState) int {
+	ch, ok := checkChannel(L)
 	if !ok {
 		return 2
 	}
@@ -204,9 +215,9 @@ func (vm *VM) channelState(L *lua.LState) int {
 	return 2
 }
 
-// ChannelTransforms returns the lookup the channel part asks for every message: the transform the serving
+// Transforms returns the lookup the channel part asks for every message (channel.Options.Transform): the transform the serving
 // scripts registered for (channel, direction), or nil. Lookups are cached per generation.
-func ChannelTransforms(rt *Runtime) func(name, dir string) channel.Transform {
+func Transforms(rt *luabind.Runtime) func(name, dir string) channel.Transform {
 	var cache atomic.Pointer[transformCache]
 	return func(name, dir string) channel.Transform {
 		g := rt.Current()
@@ -241,14 +252,14 @@ type transformKey struct{ name, dir string }
 type transformEntry struct{ t channel.Transform }
 
 type transformCache struct {
-	g  *Generation
+	g  *luabind.Generation
 	mu sync.RWMutex
 	m  map[transformKey]transformEntry
 }
 
 type luaTransform struct {
-	g  *Generation
-	h  *Handler
+	g  *luabind.Generation
+	h  *luabind.Handler
 	ev string
 }
 
@@ -257,7 +268,7 @@ func (t luaTransform) Apply(ctx context.Context, msg channel.Message) (channel.M
 	keep := false
 	err := t.g.Run(ctx, t.h, t.ev, 0, func(L *lua.LState, f *lua.LFunction) error {
 		L.Push(f)
-		L.Push(ToLua(L, msg.Payload))
+		L.Push(luabind.ToLua(L, msg.Payload))
 		L.Push(lua.LString(msg.Channel))
 		if err := L.PCall(2, 1, nil); err != nil {
 			return err
@@ -266,8 +277,8 @@ func (t luaTransform) Apply(ctx context.Context, msg channel.Message) (channel.M
 		if ret == lua.LNil {
 			return nil
 		}
-		b := budgetFor(L)
-		v, err := fromLua(ret, 0, &b)
+		b := luabind.BudgetFor(L)
+		v, err := luabind.FromLuaWithin(ret, &b)
 		if err != nil {
 			return err
 		}
@@ -281,9 +292,9 @@ func (t luaTransform) Apply(ctx context.Context, msg channel.Message) (channel.M
 	return msg, keep, nil
 }
 
-// ChannelEvents returns the OnEvent hook of the channel part: it runs the sb.on("channel.up" | "channel.down")
+// Events returns the OnEvent hook of the channel part (channel.Options.OnEvent): it runs the sb.on("channel.up" | "channel.down")
 // listeners of the serving scripts with (channel, {addr=, error=}). Listener errors are logged.
-func ChannelEvents(rt *Runtime) func(channel.Event) {
+func Events(rt *luabind.Runtime) func(channel.Event) {
 	return func(ev channel.Event) {
 		g := rt.Current()
 		if g == nil {
@@ -309,7 +320,7 @@ func ChannelEvents(rt *Runtime) func(channel.Event) {
 				return L.PCall(2, 0, nil)
 			})
 			if err != nil {
-				rt.log.WithField("script", h.Where).Error(err.Error())
+				rt.Log().WithField("script", h.Where).Error(err.Error())
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package luabind
+package esllua
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/ivrmenu"
+
+	"github.com/switchboard/switchboard/luabind"
 )
 
 // freeswitch.IVRMenu: menus built by the script, run by engine/esl/ivrmenu over the call.
@@ -33,7 +35,7 @@ func newIVRMenu(L *lua.LState) int {
 	m.MaxFailures, m.MaxTimeouts = num(16), num(17)
 	ud := L.NewUserData()
 	ud.Value = &luaMenu{m: m}
-	ud.Metatable = VMOf(L).rt.Shared("modlua.meta.ivrmenu", func(B *lua.LState) lua.LValue {
+	ud.Metatable = luabind.VMOf(L).Runtime().Shared("modlua.meta.ivrmenu", func(B *lua.LState) lua.LValue {
 		check := func(L *lua.LState) *luaMenu {
 			if ud, ok := L.Get(1).(*lua.LUserData); ok {
 				if lm, ok := ud.Value.(*luaMenu); ok {

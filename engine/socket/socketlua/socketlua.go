@@ -1,4 +1,8 @@
-package luabind
+// Package socketlua is the socket server's Lua binding: sb.action and sb.verb, the socket.connect,
+// socket.disconnect and socket.say hooks, and the conn objects handlers receive (docs/lua-api.md,
+// "Socket server"). Scripts implements the socket.Actions, socket.Verbs and socket.Hooks the server asks
+// for, looking handlers up in the generation serving at each request.
+package socketlua
 
 import (
 	"context"
@@ -14,6 +18,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/switchboard/switchboard/engine/socket"
+	"github.com/switchboard/switchboard/luabind"
 )
 
 // Handler kinds registered by the socket bindings.
@@ -36,15 +41,22 @@ type actionMeta struct {
 
 const connTypeName = "switchboard.socket.conn"
 
-// openSocket adds sb.action and sb.verb, and the metatable of the conn objects handlers receive.
-func openSocket(vm *VM, mod *lua.LTable) {
+// Binding adds sb.action and sb.verb to every VM (luabind.Binding). The conn objects handlers receive are
+// built per request (Scripts).
+type Binding struct{}
+
+// New returns the socket server's binding. It needs no server: a handler gets its connection as an argument.
+func New() *Binding { return &Binding{} }
+
+// Open adds sb.action and sb.verb to a VM's module.
+func (*Binding) Open(vm *luabind.VM, mod *lua.LTable) {
 	L := vm.L
-	mod.RawSetString("action", L.NewFunction(vm.sbAction))
-	mod.RawSetString("verb", L.NewFunction(vm.sbVerb))
+	mod.RawSetString("action", L.NewFunction(func(L *lua.LState) int { return sbAction(vm, L) }))
+	mod.RawSetString("verb", L.NewFunction(func(L *lua.LState) int { return sbVerb(vm, L) }))
 }
 
 // connMetatable is the metatable of conn objects, built once per runtime and shared by its VMs.
-func connMetatable(rt *Runtime) lua.LValue {
+func connMetatable(rt *luabind.Runtime) lua.LValue {
 	return rt.Shared(connTypeName, func(L *lua.LState) lua.LValue {
 		mt := L.NewTable()
 		methods := L.SetFuncs(L.NewTable(), connMethods)
@@ -74,15 +86,15 @@ func connMetatable(rt *Runtime) lua.LValue {
 }
 
 // sb.action{name=, description=, inputs={key={required=, default=, validator=fn}}, run=fn(conn, params), timeout=ms}
-func (vm *VM) sbAction(L *lua.LState) int {
+func sbAction(vm *luabind.VM, L *lua.LState) int {
 	spec := L.CheckTable(1)
 	name, ok := spec.RawGetString("name").(lua.LString)
 	if !ok || name == "" {
-		return raise(L, "sb.action: name must be a non-empty string")
+		return luabind.Raise(L, "sb.action: name must be a non-empty string")
 	}
 	run, ok := spec.RawGetString("run").(*lua.LFunction)
 	if !ok {
-		return raise(L, "sb.action %s: run must be a function(conn, params)", name)
+		return luabind.Raise(L, "sb.action %s: run must be a function(conn, params)", name)
 	}
 	meta := &actionMeta{event: "socket.action " + string(name)}
 	switch d := spec.RawGetString("description").(type) {
@@ -90,20 +102,20 @@ func (vm *VM) sbAction(L *lua.LState) int {
 		meta.description = string(d)
 	case *lua.LNilType:
 	default:
-		return raise(L, "sb.action %s: description must be a string", name)
+		return luabind.Raise(L, "sb.action %s: description must be a string", name)
 	}
 	switch t := spec.RawGetString("timeout").(type) {
 	case lua.LNumber:
 		if t <= 0 {
-			return raise(L, "sb.action %s: timeout must be a positive number of milliseconds", name)
+			return luabind.Raise(L, "sb.action %s: timeout must be a positive number of milliseconds", name)
 		}
 		meta.timeout = time.Duration(float64(t) * float64(time.Millisecond))
 	case *lua.LNilType:
 	default:
-		return raise(L, "sb.action %s: timeout must be a number of milliseconds", name)
+		return luabind.Raise(L, "sb.action %s: timeout must be a number of milliseconds", name)
 	}
 	if ex := spec.RawGetString("outputExample"); ex != lua.LNil {
-		b := budgetFor(L)
+		b := luabind.BudgetFor(L)
 		meta.example, _ = orderedFromLua(ex, 0, &b)
 	}
 	var validators []struct {
@@ -125,7 +137,7 @@ func (vm *VM) sbAction(L *lua.LState) int {
 			case *lua.LTable:
 				in.Required = lua.LVAsBool(d.RawGetString("required"))
 				if def := d.RawGetString("default"); def != lua.LNil {
-					b := budgetFor(L)
+					b := luabind.BudgetFor(L)
 					in.Default, _ = orderedFromLua(def, 0, &b)
 				}
 				switch f := d.RawGetString("validator").(type) {
@@ -148,58 +160,58 @@ func (vm *VM) sbAction(L *lua.LState) int {
 			meta.validators = append(meta.validators, hasValidator)
 		}
 		if bad != "" {
-			return raise(L, "sb.action %s: %s", name, bad)
+			return luabind.Raise(L, "sb.action %s: %s", name, bad)
 		}
 	case *lua.LNilType:
 	default:
-		return raise(L, "sb.action %s: inputs must be a table", name)
+		return luabind.Raise(L, "sb.action %s: inputs must be a table", name)
 	}
 	if _, err := vm.Register(kindAction, string(name), run, meta); err != nil {
-		return raise(L, "sb.action: %v", err)
+		return luabind.Raise(L, "sb.action: %v", err)
 	}
 	for _, v := range validators {
-		if _, err := vm.Register(kindValidator, string(name)+"\x00"+v.key, v.fn, nil); err != nil {
-			return raise(L, "sb.action %s: %v", name, err)
+		if _, err := vm.RegisterPart(kindValidator, string(name)+"\x00"+v.key, v.fn, nil); err != nil {
+			return luabind.Raise(L, "sb.action %s: %v", name, err)
 		}
 	}
 	return 0
 }
 
 // sb.verb(name, fn(conn, args)): a custom verb; its return value is the reply's data.
-func (vm *VM) sbVerb(L *lua.LState) int {
+func sbVerb(vm *luabind.VM, L *lua.LState) int {
 	name := L.CheckString(1)
 	fn := L.CheckFunction(2)
 	if name == "" || socket.IsVerb(name) {
-		return raise(L, "sb.verb: %q is a built-in verb or empty", name)
+		return luabind.Raise(L, "sb.verb: %q is a built-in verb or empty", name)
 	}
 	for _, c := range name {
 		if c == ' ' {
-			return raise(L, "sb.verb: %q: a verb is one word", name)
+			return luabind.Raise(L, "sb.verb: %q: a verb is one word", name)
 		}
 	}
 	if _, err := vm.Register(kindVerb, name, fn, nil); err != nil {
-		return raise(L, "sb.verb: %v", err)
+		return luabind.Raise(L, "sb.verb: %v", err)
 	}
 	return 0
 }
 
-// SocketScripts gives the socket server the actions, verbs and hooks of rt's scripts. Each request looks
-// them up in the generation serving at that moment, so a reload applies to the next request.
-type SocketScripts struct {
-	rt *Runtime
+// Scripts gives the socket server the actions, verbs and hooks of rt's scripts. Each request looks them
+// up in the generation serving at that moment, so a reload applies to the next request.
+type Scripts struct {
+	rt *luabind.Runtime
 }
 
-// NewSocketScripts wires a runtime to the socket server.
-func NewSocketScripts(rt *Runtime) *SocketScripts { return &SocketScripts{rt: rt} }
+// NewScripts wires a runtime to the socket server (socket.Options Actions, Verbs and Hooks).
+func NewScripts(rt *luabind.Runtime) *Scripts { return &Scripts{rt: rt} }
 
 var (
-	_ socket.Actions = (*SocketScripts)(nil)
-	_ socket.Verbs   = (*SocketScripts)(nil)
-	_ socket.Hooks   = (*SocketScripts)(nil)
+	_ socket.Actions = (*Scripts)(nil)
+	_ socket.Verbs   = (*Scripts)(nil)
+	_ socket.Hooks   = (*Scripts)(nil)
 )
 
 // Lookup finds an action of the current generation.
-func (s *SocketScripts) Lookup(name string) (socket.Action, bool) {
+func (s *Scripts) Lookup(name string) (socket.Action, bool) {
 	g := s.rt.Current()
 	if g == nil {
 		return nil, false
@@ -218,7 +230,7 @@ func (s *SocketScripts) Lookup(name string) (socket.Action, bool) {
 }
 
 // List names the actions of the current generation in registration order.
-func (s *SocketScripts) List() []string {
+func (s *Scripts) List() []string {
 	g := s.rt.Current()
 	if g == nil {
 		return nil
@@ -232,7 +244,7 @@ func (s *SocketScripts) List() []string {
 }
 
 // LookupVerb finds a custom verb of the current generation.
-func (s *SocketScripts) LookupVerb(name string) (socket.Verb, bool) {
+func (s *Scripts) LookupVerb(name string) (socket.Verb, bool) {
 	g := s.rt.Current()
 	if g == nil {
 		return nil, false
@@ -245,16 +257,16 @@ func (s *SocketScripts) LookupVerb(name string) (socket.Verb, bool) {
 }
 
 // Connect runs the socket.connect listeners.
-func (s *SocketScripts) Connect(ctx context.Context, c *socket.Conn) {
+func (s *Scripts) Connect(ctx context.Context, c *socket.Conn) {
 	s.event(ctx, "socket.connect", c)
 }
 
 // Disconnect runs the socket.disconnect listeners.
-func (s *SocketScripts) Disconnect(ctx context.Context, c *socket.Conn) {
+func (s *Scripts) Disconnect(ctx context.Context, c *socket.Conn) {
 	s.event(ctx, "socket.disconnect", c)
 }
 
-func (s *SocketScripts) event(ctx context.Context, ev string, c *socket.Conn) {
+func (s *Scripts) event(ctx context.Context, ev string, c *socket.Conn) {
 	g := s.rt.Current()
 	if g == nil {
 		return
@@ -273,7 +285,7 @@ func (s *SocketScripts) event(ctx context.Context, ev string, c *socket.Conn) {
 
 // Say runs the socket.say listeners in order: each may return a new text (string), false to drop the
 // message, or nothing to keep it as is.
-func (s *SocketScripts) Say(ctx context.Context, c *socket.Conn, room, text string) (string, bool, error) {
+func (s *Scripts) Say(ctx context.Context, c *socket.Conn, room, text string) (string, bool, error) {
 	g := s.rt.Current()
 	if g == nil {
 		return text, true, nil
@@ -310,8 +322,8 @@ func (s *SocketScripts) Say(ctx context.Context, c *socket.Conn, room, text stri
 }
 
 type luaAction struct {
-	g *Generation
-	h *Handler
+	g *luabind.Generation
+	h *luabind.Handler
 }
 
 func (a *luaAction) Info() socket.ActionInfo {
@@ -329,25 +341,15 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
 	}
-	ev := m.event
-	parent, err := tooDeep(ctx, ev)
-	if err != nil {
-		return nil, actionFailure(err)
-	}
-	vm, err := g.get()
-	if err != nil {
-		return nil, err
-	}
-	defer g.put(vm)
 	var result any
 	var failure error
-	err = vm.runNested(ctx, parent, ev, timeout, func(L *lua.LState) error {
+	err := g.Run(ctx, h, m.event, timeout, func(L *lua.LState, fn *lua.LFunction) error {
 		err := socket.ApplyInputs(&p, m.inputs, func(i int, v any) error {
 			if !m.validators[i] {
 				return nil
 			}
 			vh, _ := g.Handler(kindValidator, h.Name+"\x00"+m.inputs[i].Name)
-			L.Push(vm.fns[vh.Index])
+			L.Push(luabind.VMOf(L).Func(vh))
 			L.Push(goToLua(L, v, 0))
 			if err := L.PCall(1, 1, nil); err != nil {
 				return err
@@ -373,7 +375,6 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 			return err
 		}
 		base := L.GetTop()
-		fn := vm.fns[h.Index]
 		L.Push(fn)
 		// Only build what run declares: function(conn) or function() skips the params table, the
 		// costliest part of a call (docs/benchmarks.md).
@@ -395,7 +396,7 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 			failure = publicError(msg.String())
 			return nil
 		}
-		b := vm.budget()
+		b := luabind.BudgetFor(L)
 		if t, ok := res.(*lua.LTable); ok {
 			enc, ok, err := encodeResult(t, &b)
 			if err != nil {
@@ -405,7 +406,7 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 				result = enc
 				return nil
 			}
-			b = vm.budget()
+			b = luabind.BudgetFor(L)
 		}
 		if result, err = orderedFromLua(res, 0, &b); err != nil {
 			return resultError(h, err)
@@ -422,8 +423,8 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 }
 
 // resultError is the error of a handler whose result cannot be converted; it names the handler.
-func resultError(h *Handler, err error) error {
-	se := &ScriptError{Message: "cannot convert the result: " + err.Error()}
+func resultError(h *luabind.Handler, err error) error {
+	se := &luabind.ScriptError{Message: "cannot convert the result: " + err.Error()}
 	if i := strings.LastIndexByte(h.Where, ':'); i > 0 {
 		if line, aerr := strconv.Atoi(h.Where[i+1:]); aerr == nil {
 			se.File, se.Line = h.Where[:i], line
@@ -435,121 +436,21 @@ func resultError(h *Handler, err error) error {
 	return se
 }
 
-// encodeResult writes an action's result table (an object, not an array) straight to JSON, in the
-// order and form orderedFromLua and the socket encoder would give it, without the Go values in between
-// (docs/benchmarks.md). ok=false for anything that path treats specially (arrays, non-string keys,
-// functions, userdata, deep nesting): the caller then converts as usual. err is a value past its budget.
-func encodeResult(t *lua.LTable, bud *budget) (socket.EncodedObject, bool, error) {
-	if n, count := tableShape(t); n > 0 && count == n || pastArrayLimit(t, n) {
-		return nil, false, nil // an array renders as "data"
+// encodeResult writes an action's result table (an object, not an array) straight to JSON, in the order
+// and form orderedFromLua and the socket encoder would give it (luabind.AppendJSONObject). ok=false for
+// anything that path treats specially: the caller then converts as usual. The reply's tail goes in the
+// room left after it.
+func encodeResult(t *lua.LTable, bud *luabind.Budget) (socket.EncodedObject, bool, error) {
+	b, ok, err := luabind.AppendJSONObject(make([]byte, 0, 256), t, socket.ReservedKey, bud)
+	if !ok || err != nil {
+		return nil, false, err
 	}
-	b := make([]byte, 0, 256) // room for the reply's tail, which the server appends in place
-	b = append(b, '{')
-	first := true
-	ok := true
-	var err error
-	for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
-		key, isStr := k.(lua.LString)
-		if !isStr {
-			return nil, false, nil
-		}
-		if socket.ReservedKey(string(key)) {
-			continue
-		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = socket.AppendJSONString(b, string(key))
-		b = append(b, ':')
-		if b, ok, err = appendLuaJSON(b, v, 1, bud); !ok || err != nil {
-			return nil, false, err
-		}
-	}
-	return append(b, '}'), true, nil
-}
-
-// tableShape returns the border (#t) and the number of keys of t; the keys are counted only when the
-// border is not 0 (then count is 0 too), as only a non-empty array needs the count, and Next is slow.
-func tableShape(t *lua.LTable) (n, count int) {
-	if n = t.Len(); n == 0 {
-		return 0, 0
-	}
-	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) {
-		count++
-	}
-	return n, count
-}
-
-// appendLuaJSON appends a Lua value as JSON (see encodeResult), within bud.
-func appendLuaJSON(b []byte, v lua.LValue, depth int, bud *budget) ([]byte, bool, error) {
-	if depth > maxDepth {
-		return b, false, nil
-	}
-	bud.bytes = len(b)
-	if err := bud.take(0); err != nil {
-		return b, false, err
-	}
-	switch x := v.(type) {
-	case lua.LString:
-		return socket.AppendJSONString(b, string(x)), true, nil
-	case lua.LNumber:
-		f := float64(x)
-		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-			return strconv.AppendInt(b, int64(f), 10), true, nil
-		}
-		return socket.AppendJSONNumber(b, f), true, nil
-	case lua.LBool:
-		return strconv.AppendBool(b, bool(x)), true, nil
-	case *lua.LUserData:
-		if _, null := x.Value.(jsonNull); null {
-			return append(b, "null"...), true, nil
-		}
-		return b, false, nil
-	case *lua.LTable:
-		ok := true
-		var err error
-		n, count := tableShape(x)
-		if pastArrayLimit(x, n) {
-			return b, false, errArrayLimit
-		}
-		if n > 0 && count == n {
-			b = append(b, '[')
-			for i := 1; i <= n; i++ {
-				if i > 1 {
-					b = append(b, ',')
-				}
-				if b, ok, err = appendLuaJSON(b, x.RawGetInt(i), depth+1, bud); !ok || err != nil {
-					return b, false, err
-				}
-			}
-			return append(b, ']'), true, nil
-		}
-		b = append(b, '{')
-		first := true
-		for k, e := x.Next(lua.LNil); k != lua.LNil; k, e = x.Next(k) {
-			key, isStr := k.(lua.LString)
-			if !isStr {
-				return b, false, nil
-			}
-			if !first {
-				b = append(b, ',')
-			}
-			first = false
-			b = socket.AppendJSONString(b, string(key))
-			b = append(b, ':')
-			if b, ok, err = appendLuaJSON(b, e, depth+1, bud); !ok || err != nil {
-				return b, false, err
-			}
-		}
-		return append(b, '}'), true, nil
-	}
-	return b, false, nil
+	return b, true, nil
 }
 
 type luaVerb struct {
-	g *Generation
-	h *Handler
+	g *luabind.Generation
+	h *luabind.Handler
 }
 
 // Run runs a custom verb under the same limit as an action without a timeout of its own
@@ -571,7 +472,7 @@ func (v *luaVerb) Run(ctx context.Context, c *socket.Conn, args string) (any, er
 			failure = publicError(msg.String())
 			return nil
 		}
-		b := budgetFor(L)
+		b := luabind.BudgetFor(L)
 		var err error
 		if result, err = orderedFromLua(res, 0, &b); err != nil {
 			return resultError(v.h, err)
@@ -592,18 +493,18 @@ func (e publicError) PublicMessage() string { return string(e) }
 
 // scriptFailure is a Lua error raised by an action: the log gets file:line and the event, the client
 // only the message.
-type scriptFailure struct{ se *ScriptError }
+type scriptFailure struct{ se *luabind.ScriptError }
 
 func (e scriptFailure) Error() string         { return e.se.Error() }
 func (e scriptFailure) Unwrap() error         { return e.se }
 func (e scriptFailure) PublicMessage() string { return e.se.Message }
 
 func actionFailure(err error) error {
-	var se *ScriptError
+	var se *luabind.ScriptError
 	if !errors.As(err, &se) {
 		return err
 	}
-	if errors.Is(se.Cause, ErrTimeout) || errors.Is(se.Cause, context.DeadlineExceeded) {
+	if errors.Is(se.Cause, luabind.ErrTimeout) || errors.Is(se.Cause, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %w", socket.ErrTimeout, se)
 	}
 	return scriptFailure{se: se}
@@ -613,7 +514,7 @@ func actionFailure(err error) error {
 func connValue(L *lua.LState, c *socket.Conn) lua.LValue {
 	ud := L.NewUserData()
 	ud.Value = c
-	ud.Metatable = connMetatable(VMOf(L).rt)
+	ud.Metatable = connMetatable(luabind.VMOf(L).Runtime())
 	return ud
 }
 
@@ -630,7 +531,7 @@ func checkConn(L *lua.LState) *socket.Conn {
 var connMethods = map[string]lua.LGFunction{
 	"send": func(L *lua.LState) int {
 		c := checkConn(L)
-		b := budgetFor(L)
+		b := luabind.BudgetFor(L)
 		v, err := orderedFromLua(L.CheckAny(2), 0, &b)
 		if err == nil {
 			err = c.Send(v)
@@ -660,7 +561,7 @@ var connMethods = map[string]lua.LGFunction{
 	},
 	"setParam": func(L *lua.LState) int {
 		c := checkConn(L)
-		b := budgetFor(L)
+		b := luabind.BudgetFor(L)
 		v, err := orderedFromLua(L.Get(3), 0, &b)
 		if err != nil {
 			return okOrErr(L, err)
@@ -700,7 +601,7 @@ func paramsTable(L *lua.LState, p socket.Params) *lua.LTable {
 
 // goToLua converts socket data (ordered objects, JSON numbers) to Lua, keeping object key order.
 func goToLua(L *lua.LState, v any, depth int) lua.LValue {
-	if depth > maxDepth {
+	if depth > luabind.MaxDepth {
 		return lua.LNil
 	}
 	switch x := v.(type) {
@@ -723,24 +624,24 @@ func goToLua(L *lua.LState, v any, depth int) lua.LValue {
 		}
 		return lua.LNumber(f)
 	}
-	return ToLua(L, v)
+	return luabind.ToLua(L, v)
 }
 
 // orderedFromLua converts a Lua value to socket data, keeping the insertion order of table keys (so a
 // reply's fields come out in the order the script wrote them). Arrays (keys exactly 1..n) become []any,
 // integral numbers int64. bud bounds the work (value.go).
-func orderedFromLua(v lua.LValue, depth int, bud *budget) (any, error) {
-	if depth > maxDepth {
-		return nil, errTooDeep
+func orderedFromLua(v lua.LValue, depth int, bud *luabind.Budget) (any, error) {
+	if depth > luabind.MaxDepth {
+		return nil, luabind.ErrTooDeep
 	}
 	switch x := v.(type) {
 	case *lua.LTable:
-		if err := bud.take(2); err != nil {
+		if err := bud.Take(2); err != nil {
 			return nil, err
 		}
-		n := x.Len()
-		if pastArrayLimit(x, n) {
-			return nil, errArrayLimit
+		n, err := luabind.ArrayLen(x)
+		if err != nil {
+			return nil, err
 		}
 		count := 0
 		for k, _ := x.Next(lua.LNil); k != lua.LNil; k, _ = x.Next(k) {
@@ -753,7 +654,7 @@ func orderedFromLua(v lua.LValue, depth int, bud *budget) (any, error) {
 				if err != nil {
 					return nil, err
 				}
-				bud.bytes++ // the comma
+				bud.Add(1) // the comma
 				out[i-1] = e
 			}
 			return out, nil
@@ -761,7 +662,7 @@ func orderedFromLua(v lua.LValue, depth int, bud *budget) (any, error) {
 		out := make(socket.Object, 0, count)
 		for k, e := x.Next(lua.LNil); k != lua.LNil; k, e = x.Next(k) {
 			key := k.String()
-			if err := bud.take(len(key) + 4); err != nil {
+			if err := bud.Take(len(key) + 4); err != nil {
 				return nil, err
 			}
 			val, err := orderedFromLua(e, depth+1, bud)
@@ -774,9 +675,9 @@ func orderedFromLua(v lua.LValue, depth int, bud *budget) (any, error) {
 	case lua.LNumber:
 		f := float64(x)
 		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-			return int64(f), bud.take(8)
+			return int64(f), bud.Take(8)
 		}
-		return f, bud.take(8)
+		return f, bud.Take(8)
 	}
-	return fromLua(v, depth, bud)
+	return luabind.FromLuaWithin(v, bud)
 }

@@ -1,4 +1,4 @@
-package luabind
+package esllua
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/switchboard/switchboard/engine/esl/dbh"
+
+	"github.com/switchboard/switchboard/luabind"
 )
 
 // freeswitch.Dbh: the Lua face of engine/esl/dbh. A handle belongs to the run that opened it and is
@@ -36,7 +38,7 @@ func openDbh(L *lua.LState) int {
 	}
 	ud := L.NewUserData()
 	ud.Value = d
-	ud.Metatable = VMOf(L).rt.Shared("modlua.meta.dbh", func(B *lua.LState) lua.LValue {
+	ud.Metatable = luabind.VMOf(L).Runtime().Shared("modlua.meta.dbh", func(B *lua.LState) lua.LValue {
 		methods := B.SetFuncs(B.NewTable(), dbhMethods)
 		mt := B.NewTable()
 		mt.RawSetString("__metatable", lua.LFalse)

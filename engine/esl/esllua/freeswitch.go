@@ -1,11 +1,9 @@
-package luabind
+package esllua
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -14,13 +12,15 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/switchboard/switchboard/engine/esl"
+
+	"github.com/switchboard/switchboard/luabind"
 )
 
 // The freeswitch table of mod_lua-style scripts. Its functions are built once per runtime (rt.Shared) and
 // find their run with callOf(L); each run sees them through a proxy whose __index names what is missing.
 
 // modProxy returns a fresh empty table reading through the shared table name ("freeswitch", "os", "io").
-func modProxy(L *lua.LState, rt *Runtime, name string) *lua.LTable {
+func modProxy(L *lua.LState, rt *luabind.Runtime, name string) *lua.LTable {
 	t := L.CreateTable(0, 0)
 	t.Metatable = rt.Shared("modlua.meta."+name, func(B *lua.LState) lua.LValue {
 		var fns map[string]lua.LGFunction
@@ -55,9 +55,9 @@ func modProxy(L *lua.LState, rt *Runtime, name string) *lua.LTable {
 
 // sbFreeswitch is the global freeswitch of sb.flow scripts and top levels: indexing it explains where the
 // mod_lua table lives instead of failing on a nil.
-func sbFreeswitch(vm *VM) lua.LValue {
+func sbFreeswitch(vm *luabind.VM) lua.LValue {
 	t := vm.L.CreateTable(0, 0)
-	t.Metatable = vm.rt.Shared("modlua.meta.sbfreeswitch", func(B *lua.LState) lua.LValue {
+	t.Metatable = vm.Runtime().Shared("modlua.meta.sbfreeswitch", func(B *lua.LState) lua.LValue {
 		mt := B.NewTable()
 		mt.RawSetString("__metatable", lua.LFalse)
 		mt.RawSetString("__index", B.NewFunction(func(L *lua.LState) int {
@@ -84,8 +84,8 @@ func consoleLog(L *lua.LState, level, msg string) {
 	var e *logrus.Entry
 	if c := callOf(L); c != nil {
 		e = c.log
-	} else if vm := VMOf(L); vm != nil {
-		e = vm.rt.log
+	} else if vm := luabind.VMOf(L); vm != nil {
+		e = vm.Runtime().Log()
 	} else {
 		return
 	}
@@ -244,7 +244,7 @@ var freeswitchFuncs = map[string]lua.LGFunction{
 		ls := &luaSession{s: c.s, vm: c.vm, mod: true, unbound: true}
 		ud := L.NewUserData()
 		ud.Value = ls
-		L.SetMetatable(ud, sessionMetatable(c.vm.rt))
+		L.SetMetatable(ud, sessionMetatable(c.vm.Runtime()))
 		ls.ud = ud
 		arg := mOptStr(L, 1, "")
 		switch {
@@ -293,7 +293,7 @@ var freeswitchFuncs = map[string]lua.LGFunction{
 	"JSON": func(L *lua.LState) int {
 		t := L.CreateTable(0, 2)
 		t.RawSetString("encode", L.NewFunction(func(L *lua.LState) int {
-			b, err := EncodeJSON(L.CheckAny(2))
+			b, err := luabind.EncodeJSON(L.CheckAny(2))
 			if err != nil {
 				L.Push(lua.LNil)
 				return 1
@@ -302,7 +302,7 @@ var freeswitchFuncs = map[string]lua.LGFunction{
 			return 1
 		}))
 		t.RawSetString("decode", L.NewFunction(func(L *lua.LState) int {
-			v, err := DecodeJSON(L, []byte(L.CheckString(2)))
+			v, err := luabind.DecodeJSON(L, []byte(L.CheckString(2)))
 			if err != nil {
 				L.Push(lua.LNil)
 				return 1
@@ -385,9 +385,9 @@ func (ls *luaSession) nestedLua(L *lua.LState, data string) int {
 	if len(args) == 0 {
 		L.RaiseError("session:execute(\"lua\"): no script named")
 	}
-	s, name, rest := c.g.modLua.resolve(args[0])
+	s, name, rest := c.ml.resolve(args[0])
 	if s == nil {
-		L.RaiseError("session:execute(\"lua\", %q): no script %s.lua in %s", data, strings.TrimSuffix(args[0], ".lua"), c.g.modLua.display)
+		L.RaiseError("session:execute(\"lua\", %q): no script %s.lua in %s", data, strings.TrimSuffix(args[0], ".lua"), c.ml.display)
 	}
 	argv := L.CreateTable(len(args), 1)
 	argv.RawSetInt(0, lua.LString(name+".lua"))
@@ -396,7 +396,7 @@ func (ls *luaSession) nestedLua(L *lua.LState, data string) int {
 	}
 	old := L.GetGlobal("argv")
 	L.G.Global.RawSetString("argv", argv)
-	L.Push(L.NewFunctionFromProto(s.proto))
+	L.Push(L.NewFunctionFromProto(s.Proto))
 	L.Call(0, 0)
 	L.G.Global.RawSetString("argv", old)
 	return 0
@@ -406,7 +406,7 @@ func (ls *luaSession) nestedLua(L *lua.LState, data string) int {
 type luaAPI struct{}
 
 func apiMeta(L *lua.LState) *lua.LTable {
-	return VMOf(L).rt.Shared("modlua.meta.api", func(B *lua.LState) lua.LValue {
+	return luabind.VMOf(L).Runtime().Shared("modlua.meta.api", func(B *lua.LState) lua.LValue {
 		methods := B.SetFuncs(B.NewTable(), map[string]lua.LGFunction{
 			"execute": func(L *lua.LState) int {
 				c := modCallOrRaise(L, "freeswitch.API:execute")
@@ -474,7 +474,7 @@ func eventType(t string) string {
 }
 
 func eventMeta(L *lua.LState) *lua.LTable {
-	return VMOf(L).rt.Shared("modlua.meta.event", func(B *lua.LState) lua.LValue {
+	return luabind.VMOf(L).Runtime().Shared("modlua.meta.event", func(B *lua.LState) lua.LValue {
 		methods := B.SetFuncs(B.NewTable(), eventMethods)
 		mt := B.NewTable()
 		mt.RawSetString("__metatable", lua.LFalse)
@@ -602,8 +602,7 @@ func (ev *luaEvent) del(name string) bool {
 
 // luaStream is the stream of API-style runs: what the script writes is the command's reply.
 type luaStream struct {
-	buf   bytes.Buffer
-	limit int
+	buf bytes.Buffer
 }
 
 const maxStreamBytes = 16 << 20
@@ -611,7 +610,7 @@ const maxStreamBytes = 16 << 20
 func newStreamUD(L *lua.LState, st *luaStream) *lua.LUserData {
 	ud := L.NewUserData()
 	ud.Value = st
-	ud.Metatable = VMOf(L).rt.Shared("modlua.meta.stream", func(B *lua.LState) lua.LValue {
+	ud.Metatable = luabind.VMOf(L).Runtime().Shared("modlua.meta.stream", func(B *lua.LState) lua.LValue {
 		check := func(L *lua.LState) *luaStream {
 			if ud, ok := L.Get(1).(*lua.LUserData); ok {
 				if st, ok := ud.Value.(*luaStream); ok {
@@ -668,24 +667,24 @@ type APIScriptResult struct {
 // RunAPIScript runs a mod_lua-style script as FreeSWITCH's `lua` API command does: globals stream, env
 // (the API request event: API-Command, API-Command-Argument) and argv, no session. cmdline is
 // "<script> [args]". db may be nil (freeswitch.Dbh then opens pools of its own for the run).
-func (g *Generation) RunAPIScript(ctx context.Context, cmdline string, cfg esl.Config, log *logrus.Entry) APIScriptResult {
+func (b *Binding) RunAPIScript(ctx context.Context, g *luabind.Generation, cmdline string, cfg esl.Config, log *logrus.Entry) APIScriptResult {
+	ml := b.modLuaOf(g)
 	args := esl.SplitArgs(cmdline)
 	if len(args) == 0 {
 		return APIScriptResult{Output: "-ERR no script given\n", Err: fmt.Errorf("lua: no script given")}
 	}
-	s, name, rest := g.modLua.resolve(args[0])
+	s, name, rest := ml.resolve(args[0])
 	if s == nil {
-		err := fmt.Errorf("lua: no script %s.lua in %s (scripts: %s)", strings.TrimSuffix(args[0], ".lua"), g.modLua.display, strings.Join(g.ModLuaFlows(), ", "))
+		err := fmt.Errorf("lua: no script %s.lua in %s (scripts: %s)", strings.TrimSuffix(args[0], ".lua"), ml.display, strings.Join(b.ModLuaFlows(g), ", "))
 		return APIScriptResult{Output: "-ERR " + err.Error() + "\n", Err: err}
 	}
 	if log == nil {
-		log = g.rt.log
+		log = g.Runtime().Log()
 	}
-	vm := newCallVM(g)
-	vm.startLong(ctx)
-	defer vm.endLong()
+	vm := g.NewCallVM(ctx)
+	defer vm.CloseCall()
 	L := vm.L
-	c := &modCall{vm: vm, g: g, name: name, cfg: cfg, log: log.WithField("script_run", name), stream: &luaStream{}}
+	c := &modCall{vm: vm, ml: ml, name: name, cfg: cfg, log: log.WithField("script_run", name), stream: &luaStream{}}
 	c.files = &dataFiles{dir: cfg.DataDir}
 	c.ownDB = true
 	setupModCall(vm, c, name+".lua", append(rest, args[1:]...))
@@ -693,7 +692,7 @@ func (g *Generation) RunAPIScript(ctx context.Context, cmdline string, cfg esl.C
 	env := &luaEvent{typ: "API", headers: esl.Headers{{Name: "Event-Name", Value: "API"}, {Name: "API-Command", Value: "lua"},
 		{Name: "API-Command-Argument", Value: cmdline}}}
 	L.G.Global.RawSetString("env", newEventUD(L, env))
-	L.Push(L.NewFunctionFromProto(s.proto))
+	L.Push(L.NewFunctionFromProto(s.Proto))
 	err := L.PCall(0, 0, nil)
 	c.end()
 	out := c.stream.buf.String()
@@ -703,18 +702,4 @@ func (g *Generation) RunAPIScript(ctx context.Context, cmdline string, cfg esl.C
 		return APIScriptResult{Output: out + "-ERR Cannot execute script\n", Err: serr}
 	}
 	return APIScriptResult{Output: out}
-}
-
-// envFromQuery builds extra env headers from an HTTP query (admin runs).
-func envFromQuery(q url.Values) esl.Headers {
-	keys := make([]string, 0, len(q))
-	for k := range q {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var h esl.Headers
-	for _, k := range keys {
-		h = append(h, esl.Header{Name: k, Value: q.Get(k)})
-	}
-	return h
 }

@@ -1,4 +1,4 @@
-package luabind
+package esllua
 
 import (
 	"bufio"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
+
+	"github.com/switchboard/switchboard/luabind"
 )
 
 // The os and io subsets of mod_lua-style scripts: time and date, an allow-listed getenv, and files confined
@@ -395,7 +397,7 @@ func checkFile(L *lua.LState) *luaFile {
 func newFileUD(L *lua.LState, f *luaFile) *lua.LUserData {
 	ud := L.NewUserData()
 	ud.Value = f
-	ud.Metatable = VMOf(L).rt.Shared("modlua.meta.file", func(B *lua.LState) lua.LValue {
+	ud.Metatable = luabind.VMOf(L).Runtime().Shared("modlua.meta.file", func(B *lua.LState) lua.LValue {
 		methods := B.SetFuncs(B.NewTable(), map[string]lua.LGFunction{
 			"read": func(L *lua.LState) int {
 				f := checkFile(L)

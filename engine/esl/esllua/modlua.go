@@ -1,4 +1,4 @@
-package luabind
+package esllua
 
 import (
 	"context"
@@ -8,58 +8,72 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/sirupsen/logrus"
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/dbh"
+
+	"github.com/switchboard/switchboard/luabind"
 )
 
-// modLua is the mod_lua side of a generation: the scripts under lua.freeswitch_dir, compiled once with the
-// rest and run per call, top to bottom, in a state of their own (mod_lua makes a new lua_State per run).
+// modLua is the mod_lua side of a generation (what the Binding's Claim keeps for it): the scripts under
+// lua.freeswitch_dir, compiled once with the rest and run per call, top to bottom, in a state of their own
+// (mod_lua makes a new lua_State per run).
 type modLua struct {
-	dir     string             // "freeswitch/" (the folder, with its slash); "" = off
-	display string             // "scripts/freeswitch"
-	root    string             // where require looks, relative to the scripts folder, with its slash ("" = the folder itself)
-	flows   map[string]*script // flow name (path below dir, without .lua) -> script
-	files   map[string]*script // every compiled script by its path in the scripts folder (what require may load)
+	dir            string                     // "freeswitch/" (the folder, with its slash); "" = off
+	display        string                     // "scripts/freeswitch"
+	scriptsDisplay string                     // "scripts"
+	root           string                     // where require looks, relative to the scripts folder, with its slash ("" = the folder itself)
+	flows          map[string]*luabind.Script // flow name (path below dir, without .lua) -> script
+	files          map[string]*luabind.Script // every compiled script by its path in the scripts folder (what require may load)
 }
 
-// splitModLua takes the mod_lua-style scripts out of the ones run at load, and refuses a top-level script
-// that reads the global session only mod_lua provides (it would fail at load with a puzzling nil index).
-func splitModLua(cfg Config, display string, scripts []*script) ([]*script, *modLua, []*ScriptError) {
-	ml := &modLua{flows: map[string]*script{}, files: map[string]*script{}}
-	if d := strings.Trim(path.Clean("/"+strings.ReplaceAll(cfg.FreeSWITCHDir, "\\", "/")), "/"); cfg.FreeSWITCHDir != "" && d != "" {
+// noModLua is the state of a generation loaded without the binding's Claim (never, in the engine).
+var noModLua = &modLua{flows: map[string]*luabind.Script{}, files: map[string]*luabind.Script{}}
+
+// modLuaOf is the mod_lua side of g.
+func (b *Binding) modLuaOf(g *luabind.Generation) *modLua {
+	if ml, ok := g.Claimed(b).(*modLua); ok {
+		return ml
+	}
+	return noModLua
+}
+
+// Claim takes the mod_lua-style scripts (below lua.freeswitch_dir) out of the ones run at load, and refuses
+// a top-level script that reads the global session only mod_lua provides (it would fail at load with a
+// puzzling nil index). luabind.Claimer.
+func (b *Binding) Claim(display string, scripts []*luabind.Script) ([]*luabind.Script, any, []*luabind.ScriptError) {
+	ml := &modLua{flows: map[string]*luabind.Script{}, files: map[string]*luabind.Script{}, scriptsDisplay: display}
+	if d := strings.Trim(path.Clean("/"+strings.ReplaceAll(b.opts.Dir, "\\", "/")), "/"); b.opts.Dir != "" && d != "" {
 		ml.dir = d + "/"
 		ml.display = path.Join(display, d)
 	}
-	root := cfg.FreeSWITCHRequireRoot
+	root := b.opts.RequireRoot
 	if root == "" {
-		root = cfg.FreeSWITCHDir
+		root = b.opts.Dir
 	}
 	if r := strings.Trim(path.Clean("/"+strings.ReplaceAll(root, "\\", "/")), "/"); r != "" {
 		ml.root = r + "/"
 	}
-	rest := scripts[:0:0]
-	var errs []*ScriptError
+	var taken []*luabind.Script
+	var errs []*luabind.ScriptError
 	for _, s := range scripts {
-		ml.files[s.rel] = s
-		if ml.dir != "" && strings.HasPrefix(s.rel, ml.dir) {
-			ml.flows[strings.TrimSuffix(strings.TrimPrefix(s.rel, ml.dir), ".lua")] = s
+		ml.files[s.Path] = s
+		if ml.dir != "" && strings.HasPrefix(s.Path, ml.dir) {
+			ml.flows[strings.TrimSuffix(strings.TrimPrefix(s.Path, ml.dir), ".lua")] = s
+			taken = append(taken, s)
 			continue
 		}
-		if !s.module && ml.dir != "" {
-			if line, name := modLuaGlobal(s.proto); line > 0 {
-				errs = append(errs, &ScriptError{File: s.name, Line: line,
+		if !s.Module && ml.dir != "" {
+			if line, name := modLuaGlobal(s.Proto); line > 0 {
+				errs = append(errs, &luabind.ScriptError{File: s.Name, Line: line,
 					Message: fmt.Sprintf("uses the global %s: mod_lua-style flows belong in %s/", name, ml.display)})
-				continue
 			}
 		}
-		rest = append(rest, s)
 	}
-	return rest, ml, errs
+	return taken, ml, errs
 }
 
 // modLuaGlobal finds the first line reading the global session in a chunk or its functions (sb scripts get
@@ -91,12 +105,16 @@ func modLuaGlobal(p *lua.FunctionProto) (int, string) {
 	return line, name
 }
 
-// clashes refuses a flow name that is both an sb.flow and a mod_lua-style file.
-func (ml *modLua) clashes(g *Generation) []*ScriptError {
-	var errs []*ScriptError
-	for _, h := range g.byKind[kindFlow] {
+// Check refuses a flow name that is both an sb.flow and a mod_lua-style file. luabind.Claimer.
+func (b *Binding) Check(g *luabind.Generation, state any) []*luabind.ScriptError {
+	ml, _ := state.(*modLua)
+	if ml == nil {
+		return nil
+	}
+	var errs []*luabind.ScriptError
+	for _, h := range g.Handlers(kindFlow) {
 		if s, ok := ml.flows[h.Name]; ok {
-			errs = append(errs, &ScriptError{File: s.name, Message: fmt.Sprintf("flow %q is also registered with sb.flow at %s: rename one", h.Name, h.Where)})
+			errs = append(errs, &luabind.ScriptError{File: s.Name, Message: fmt.Sprintf("flow %q is also registered with sb.flow at %s: rename one", h.Name, h.Where)})
 		}
 	}
 	return errs
@@ -104,7 +122,7 @@ func (ml *modLua) clashes(g *Generation) []*ScriptError {
 
 // resolve finds the mod_lua-style script for a flow name, splitting arguments off a socket path:
 // "voicemail/check/default" runs voicemail.lua with argv {"check", "default"} when no longer name exists.
-func (ml *modLua) resolve(name string) (*script, string, []string) {
+func (ml *modLua) resolve(name string) (*luabind.Script, string, []string) {
 	name = strings.TrimSuffix(name, ".lua")
 	if s, ok := ml.flows[name]; ok {
 		return s, name, nil
@@ -127,9 +145,9 @@ func (ml *modLua) resolve(name string) (*script, string, []string) {
 }
 
 // ModLuaFlows lists the mod_lua-style flows of the generation, sorted.
-func (g *Generation) ModLuaFlows() []string {
+func (b *Binding) ModLuaFlows(g *luabind.Generation) []string {
 	var out []string
-	for n := range g.modLua.flows {
+	for n := range b.modLuaOf(g).flows {
 		out = append(out, n)
 	}
 	sort.Strings(out)
@@ -138,18 +156,19 @@ func (g *Generation) ModLuaFlows() []string {
 
 // HasFlow reports whether name (possibly with arguments after it in a socket path) names a flow:
 // sb.flow or a mod_lua-style script.
-func (g *Generation) HasFlow(name string) bool {
+func (b *Binding) HasFlow(g *luabind.Generation, name string) bool {
 	if _, ok := g.Handler(kindFlow, name); ok {
 		return true
 	}
-	s, _, _ := g.modLua.resolve(name)
+	s, _, _ := b.modLuaOf(g).resolve(name)
 	return s != nil
 }
 
 // modLuaFlow runs one mod_lua-style script for a call.
 type modLuaFlow struct {
-	g    *Generation
-	s    *script
+	g    *luabind.Generation
+	ml   *modLua
+	s    *luabind.Script
 	name string
 	args []string
 }
@@ -159,8 +178,8 @@ const modCallKey = "switchboard.modlua.call"
 // modCall is what a mod_lua-style run knows: its call (nil for an API-style run), its objects and its
 // confinement. It lives in the state's registry; the shared functions find it with callOf(L).
 type modCall struct {
-	vm     *VM
-	g      *Generation
+	vm     *luabind.VM
+	ml     *modLua
 	name   string // script name below lua.freeswitch_dir
 	cfg    esl.Config
 	s      *esl.Session // nil in API mode
@@ -186,62 +205,18 @@ func callOf(L *lua.LState) *modCall {
 	return c
 }
 
-// newCallVM makes a fresh sandboxed state for one run: no script of the generation has run in it, and it
-// is closed when the run ends, so nothing one caller's script set is seen by the next.
-func newCallVM(g *Generation) *VM {
-	rt := g.rt
-	L := lua.NewState(lua.Options{
-		SkipOpenLibs:        true,
-		CallStackSize:       200,
-		RegistrySize:        256,
-		RegistryMaxSize:     256 * 1024,
-		MinimizeStackMemory: true,
-	})
-	vm := &VM{L: L, gen: g, rt: rt, private: true}
-	vm.baseCtx, vm.baseCancel = context.WithCancelCause(context.Background())
-	vm.ctx = &vmContext{vm: vm, base: vm.baseCtx, done: vm.baseCtx.Done()}
-	L.SetContext(vm.ctx)
-	vm.callerDone.Store((<-chan struct{})(neverDone))
-	openSandbox(vm)
-	rt.track(vm)
-	return vm
-}
-
-// startLong binds a call VM to ctx for a run with no time limit (the call's context ends it).
-func (vm *VM) startLong(ctx context.Context) {
-	lctx, cancel := context.WithCancelCause(ctx)
-	vm.rt.setLong(vm, true)
-	vm.long = true
-	vm.cancelCur.Store(&cancel)
-	vm.depth.Store(1)
-	vm.started.Store(time.Now().UnixNano())
-	vm.longState = vm.begin()
-	vm.rt.wakeWatchdog()
-	// Handlers the script starts run one level deeper, as from a call flow.
-	vm.L.SetContext(context.WithValue(lctx, invocationKey{}, vm))
-}
-
-// endLong closes a call VM after its run.
-func (vm *VM) endLong() {
-	if f := vm.cancelCur.Load(); f != nil {
-		(*f)(context.Canceled)
-	}
-	vm.end(vm.longState)
-	vm.waiting.Store(false)
-	vm.close()
-}
-
 // setupModCall gives a fresh state mod_lua's globals: freeswitch, argv, require and package, the os and
 // io subsets, and the call's session when there is one.
-func setupModCall(vm *VM, c *modCall, argv0 string, args []string) {
+func setupModCall(vm *luabind.VM, c *modCall, argv0 string, args []string) {
 	L := vm.L
 	ud := L.NewUserData()
 	ud.Value = c
 	L.G.Registry.RawSetString(modCallKey, ud)
 	G := L.G.Global
-	G.RawSetString("freeswitch", modProxy(L, vm.rt, "freeswitch"))
-	G.RawSetString("os", modProxy(L, vm.rt, "os"))
-	G.RawSetString("io", modProxy(L, vm.rt, "io"))
+	rt := vm.Runtime()
+	G.RawSetString("freeswitch", modProxy(L, rt, "freeswitch"))
+	G.RawSetString("os", modProxy(L, rt, "os"))
+	G.RawSetString("io", modProxy(L, rt, "io"))
 	argv := L.CreateTable(len(args), 1)
 	argv.RawSetInt(0, lua.LString(argv0))
 	for _, a := range args {
@@ -251,7 +226,7 @@ func setupModCall(vm *VM, c *modCall, argv0 string, args []string) {
 	c.loaded = L.CreateTable(0, 4)
 	pkg := L.CreateTable(0, 3)
 	pkg.RawSetString("loaded", c.loaded)
-	pkg.RawSetString("path", lua.LString(c.g.modLua.root+"?.lua"))
+	pkg.RawSetString("path", lua.LString(c.ml.root+"?.lua"))
 	pkg.RawSetString("cpath", lua.LString(""))
 	G.RawSetString("package", pkg)
 	G.RawSetString("require", L.NewFunction(modRequire))
@@ -266,9 +241,9 @@ func modRequire(L *lua.LState) int {
 		L.Push(v)
 		return 1
 	}
-	ml := c.g.modLua
+	ml := c.ml
 	base := ml.root + strings.ReplaceAll(name, ".", "/")
-	var s *script
+	var s *luabind.Script
 	for _, rel := range []string{base + ".lua", base + "/init.lua"} {
 		if found, ok := ml.files[rel]; ok {
 			s = found
@@ -276,11 +251,11 @@ func modRequire(L *lua.LState) int {
 		}
 	}
 	if s == nil {
-		return raise(L, "module %q not found: require looks for %s.lua under %s (compiled when scripts load; nothing outside lua.scripts_dir)",
-			name, strings.ReplaceAll(name, ".", "/"), path.Join(c.g.rt.display, strings.TrimSuffix(ml.root, "/")))
+		return luabind.Raise(L, "module %q not found: require looks for %s.lua under %s (compiled when scripts load; nothing outside lua.scripts_dir)",
+			name, strings.ReplaceAll(name, ".", "/"), path.Join(ml.scriptsDisplay, strings.TrimSuffix(ml.root, "/")))
 	}
 	c.loaded.RawSetString(name, lua.LTrue) // a module that requires itself sees true, as in Lua
-	L.Push(L.NewFunctionFromProto(s.proto))
+	L.Push(L.NewFunctionFromProto(s.Proto))
 	L.Push(lua.LString(name))
 	L.Call(1, 1)
 	v := L.Get(-1)
@@ -296,18 +271,17 @@ func modRequire(L *lua.LState) int {
 // Run runs the script for the call, top to bottom, as mod_lua's lua application does.
 func (f *modLuaFlow) Run(ctx context.Context, s *esl.Session) error {
 	s.SetModLua()
-	vm := newCallVM(f.g)
-	vm.startLong(ctx)
-	defer vm.endLong()
+	vm := f.g.NewCallVM(ctx)
+	defer vm.CloseCall()
 	L := vm.L
-	c := &modCall{vm: vm, g: f.g, name: f.name, cfg: s.Config(), s: s, log: s.Log(), db: s.DB()}
+	c := &modCall{vm: vm, ml: f.ml, name: f.name, cfg: s.Config(), s: s, log: s.Log(), db: s.DB()}
 	c.files = &dataFiles{dir: c.cfg.DataDir}
 	setupModCall(vm, c, f.name+".lua", f.args)
 	ls := newLuaSession(L, vm, s, true)
 	c.ls = ls
 	L.G.Global.RawSetString("session", ls.ud)
 	L.G.Global.RawSetString(s.UUID(), ls.ud)
-	L.Push(L.NewFunctionFromProto(f.s.proto))
+	L.Push(L.NewFunctionFromProto(f.s.Proto))
 	err := L.PCall(0, 0, nil)
 	c.end()
 	if err == nil || isExit(err) {
@@ -318,7 +292,7 @@ func (f *modLuaFlow) Run(ctx context.Context, s *esl.Session) error {
 
 // graceError words a flow cancelled by esl.flow_grace as such (not "context canceled").
 func graceError(err error) error {
-	var se *ScriptError
+	var se *luabind.ScriptError
 	if errors.As(err, &se) && errors.Is(se.Cause, esl.ErrFlowGrace) {
 		se.Message = "cancelled: " + esl.ErrFlowGrace.Error()
 	}
@@ -348,8 +322,8 @@ func (c *modCall) end() {
 }
 
 // flowFor resolves a call to a mod_lua-style script of g, or nil.
-func (g *Generation) modLuaFlowFor(call *esl.CallInfo) esl.Flow {
-	s, name, args := g.modLua.resolve(call.Flow)
+func (ml *modLua) flowFor(g *luabind.Generation, call *esl.CallInfo) esl.Flow {
+	s, name, args := ml.resolve(call.Flow)
 	if s == nil {
 		return nil
 	}
@@ -357,5 +331,5 @@ func (g *Generation) modLuaFlowFor(call *esl.CallInfo) esl.Flow {
 	if len(args) > 0 {
 		call.Args = append(args, call.Args...)
 	}
-	return &modLuaFlow{g: g, s: s, name: name, args: call.Args}
+	return &modLuaFlow{g: g, ml: ml, s: s, name: name, args: call.Args}
 }

@@ -1,4 +1,4 @@
-package luabind
+package esllua
 
 import (
 	"context"
@@ -14,17 +14,20 @@ import (
 
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/esltest"
+	"github.com/switchboard/switchboard/internal/testutil"
+	"github.com/switchboard/switchboard/luabind"
+	"github.com/switchboard/switchboard/luabind/luabindtest"
 )
 
 // eslServer serves the runtime's flows on 127.0.0.1:0, logging to the runtime's log buffer.
-func eslServer(t *testing.T, rt *Runtime, buf *logBuf) string {
+func eslServer(t *testing.T, rt *testRuntime, buf *luabindtest.LogBuf) string {
 	t.Helper()
 	l := logrus.New()
 	l.SetOutput(buf)
 	l.SetLevel(logrus.DebugLevel)
 	ecfg := esl.DefaultConfig()
 	ecfg.Listen = "127.0.0.1:0"
-	srv, err := esl.New(ecfg, esl.Options{Flows: FlowResolver(rt), Log: logrus.NewEntry(l)})
+	srv, err := esl.New(ecfg, esl.Options{Flows: rt.b.Flows(rt.Runtime), Log: logrus.NewEntry(l)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +54,11 @@ func playCall(t *testing.T, call esltest.Call) *esltest.Result {
 }
 
 func TestLuaIVRScript(t *testing.T) {
-	src, err := os.ReadFile("../scripts/ivr.lua")
+	src, err := os.ReadFile("../../../scripts/ivr.lua")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{"ivr.lua": string(src)}, nil)
+	rt, _, buf := newRuntime(t, luabind.DefaultConfig(), map[string]string{"ivr.lua": string(src)}, nil)
 	addr := eslServer(t, rt, buf)
 	res := playCall(t, esltest.Call{Addr: addr, UUID: "ivr-1", Async: true, Full: true, DTMF: []esltest.DTMF{{Digit: "3", At: 50 * time.Millisecond}}, Media: 100 * time.Millisecond})
 	want := []string{
@@ -87,7 +90,7 @@ func TestLuaIVRScript(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("transcript:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	waitLog(t, buf, "ivr: caller left (hangup, NORMAL_CLEARING)")
+	buf.WaitLog(t, "ivr: caller left (hangup, NORMAL_CLEARING)")
 	if n := strings.Count(buf.String(), "ivr: caller left"); n != 1 {
 		t.Fatalf("hangup hook ran %d times", n)
 	}
@@ -109,17 +112,6 @@ func replaceDigitsVar(s string) string {
 		j++
 	}
 	return s[:i] + "switchboard_digits_1" + s[j:]
-}
-
-func waitLog(t *testing.T, buf *logBuf, want string) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !strings.Contains(buf.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("log lacks %q:\n%s", want, buf.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 const sessionScript = `local sb = require "switchboard"
@@ -162,7 +154,7 @@ end)
 `
 
 func TestLuaSessionAPI(t *testing.T) {
-	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{"flows.lua": sessionScript}, nil)
+	rt, _, buf := newRuntime(t, luabind.DefaultConfig(), map[string]string{"flows.lua": sessionScript}, nil)
 	addr := eslServer(t, rt, buf)
 
 	start := time.Now()
@@ -172,7 +164,7 @@ func TestLuaSessionAPI(t *testing.T) {
 		t.Fatalf("input callback did not break the playback: %s", took)
 	}
 	for _, want := range []string{"cb dtmf 1 menu", "cb dtmf 9 menu", "stream ended FILE PLAYED", "digits 4"} {
-		waitLog(t, buf, want)
+		buf.WaitLog(t, want)
 	}
 
 	start = time.Now()
@@ -180,8 +172,8 @@ func TestLuaSessionAPI(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("hangup mid-prompt took %s", took)
 	}
-	waitLog(t, buf, "pcall false hung up ready false")
-	waitLog(t, buf, "hook hangup x")
+	buf.WaitLog(t, "pcall false hung up ready false")
+	buf.WaitLog(t, "hook hangup x")
 	if strings.Count(buf.String(), "hook hangup x") != 1 || strings.Contains(buf.String(), "not reached") {
 		t.Fatalf("hook count or flow continued:\n%s", buf.String())
 	}
@@ -204,7 +196,7 @@ func TestLuaSessionAPI(t *testing.T) {
 	if res.HangupCause != "NORMAL_TEMPORARY_FAILURE" {
 		t.Fatalf("boom cause %q", res.HangupCause)
 	}
-	waitLog(t, buf, "scripts/flows.lua:25: attempt to index a non-table object(nil) with key 'field' (event esl.flow boom uuid boom-1)")
+	buf.WaitLog(t, "scripts/flows.lua:25: attempt to index a non-table object(nil) with key 'field' (event esl.flow boom uuid boom-1)")
 	if !strings.Contains(buf.String(), "flow=boom") || !strings.Contains(buf.String(), "uuid=boom-1") {
 		t.Fatalf("log lacks flow/uuid fields:\n%s", buf.String())
 	}
@@ -213,11 +205,11 @@ func TestLuaSessionAPI(t *testing.T) {
 	}
 
 	playCall(t, esltest.Call{Addr: addr, Path: "vars", Async: true, Full: true, Caller: "2001", UUID: "v-1"})
-	waitLog(t, buf, "var hello from 2001 uuid v-1 v-1")
-	waitLog(t, buf, "api hello bg hi")
-	waitLog(t, buf, "state CS_EXECUTE media false bridged false")
-	waitLog(t, buf, "after answer media true answered true")
-	if rt.LiveVMs() > rt.poolSize+1 {
+	buf.WaitLog(t, "var hello from 2001 uuid v-1 v-1")
+	buf.WaitLog(t, "api hello bg hi")
+	buf.WaitLog(t, "state CS_EXECUTE media false bridged false")
+	buf.WaitLog(t, "after answer media true answered true")
+	if rt.LiveVMs() > rt.PoolSize()+1 {
 		t.Fatalf("%d VMs alive", rt.LiveVMs())
 	}
 }
@@ -227,7 +219,7 @@ func TestLuaFlowReloadKeepsLiveCalls(t *testing.T) {
 		return `local sb = require "switchboard"
 sb.flow("main", function(session) session:answer(); session:streamFile("` + tag + `.wav") end)`
 	}
-	rt, fsys, buf := newRuntime(t, DefaultConfig(), map[string]string{"f.lua": v("old")}, nil)
+	rt, fsys, buf := newRuntime(t, luabind.DefaultConfig(), map[string]string{"f.lua": v("old")}, nil)
 	addr := eslServer(t, rt, buf)
 	var wg sync.WaitGroup
 	results := make([]*esltest.Result, 10)
@@ -238,7 +230,8 @@ sb.flow("main", function(session) session:answer(); session:streamFile("` + tag 
 			results[i], _ = esltest.Run(context.Background(), esltest.Call{Addr: addr, Async: true, Full: true, Media: 500 * time.Millisecond})
 		}()
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Every call has its flow (on the old generation) before the reload.
+	testutil.WaitFor(t, "every call to start", func() bool { return strings.Count(buf.String(), "call started") >= len(results) })
 	fsys["f.lua"] = &fstest.MapFile{Data: []byte(v("new"))}
 	if err := rt.Load(); err != nil {
 		t.Fatal(err)
@@ -256,4 +249,18 @@ sb.flow("main", function(session) session:answer(); session:streamFile("` + tag 
 	if errors.Is(nil, esl.ErrHungUp) {
 		t.Fatal()
 	}
+}
+
+// testRuntime is a runtime with call control's binding (lua.freeswitch_dir as configured).
+type testRuntime struct {
+	*luabind.Runtime
+	b *Binding
+}
+
+// newRuntime loads files (name -> source) with call control's binding.
+func newRuntime(t testing.TB, cfg luabind.Config, files map[string]string, _ luabind.Topics) (*testRuntime, fstest.MapFS, *luabindtest.LogBuf) {
+	t.Helper()
+	b := New(OptionsFrom(cfg))
+	rt, fsys, buf := luabindtest.New(t, cfg, files, luabindtest.Options{Bindings: []luabind.Binding{b}})
+	return &testRuntime{Runtime: rt, b: b}, fsys, buf
 }

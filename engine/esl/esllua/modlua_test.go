@@ -1,20 +1,21 @@
-package luabind
+package esllua
 
 import (
 	"context"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/esltest"
+	"github.com/switchboard/switchboard/luabind"
+	"github.com/switchboard/switchboard/luabind/luabindtest"
 )
 
 // modServer serves the runtime's flows with cfg (data folder in a temp dir), logging to buf.
-func modServer(t *testing.T, rt *Runtime, buf *logBuf, cfg esl.Config) string {
+func modServer(t *testing.T, rt *testRuntime, buf *luabindtest.LogBuf, cfg esl.Config) string {
 	t.Helper()
 	l := logrus.New()
 	l.SetOutput(buf)
@@ -24,7 +25,7 @@ func modServer(t *testing.T, rt *Runtime, buf *logBuf, cfg esl.Config) string {
 	}
 	ecfg := cfg
 	ecfg.Listen = "127.0.0.1:0"
-	srv, err := esl.New(ecfg, esl.Options{Flows: FlowResolver(rt), Log: logrus.NewEntry(l)})
+	srv, err := esl.New(ecfg, esl.Options{Flows: rt.b.Flows(rt.Runtime), Log: logrus.NewEntry(l)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func modServer(t *testing.T, rt *Runtime, buf *logBuf, cfg esl.Config) string {
 func transcript(r *esltest.Result) string { return strings.Join(r.Transcript(), "\n") }
 
 func TestModLuaFreshStatePerCall(t *testing.T) {
-	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+	rt, _, buf := newRuntime(t, luabind.DefaultConfig(), map[string]string{
 		"freeswitch/hello.lua": `session:answer()
 counter = (counter or 0) + 1
 freeswitch.consoleLog("info", "hello " .. argv[0] .. " " .. (argv[1] or "-") .. " " .. (argv[2] or "-") .. " from " .. session:getVariable("caller_id_number") ..
@@ -64,13 +65,13 @@ freeswitch.consoleLog("notice", "stream " .. r .. " sleep " .. s .. " ready " ..
 			t.Fatalf("mod_lua flow hung up its own leg at the end:\n%s", tr)
 		}
 	}
-	waitLog(t, buf, "hello hello.lua a b c from 2002 to 5005 in default counter 1")
-	waitLog(t, buf, "hello hello.lua - - from 2002 to 5005 in default counter 1")
-	waitLog(t, buf, "stream 1 sleep 1 ready true")
+	buf.WaitLog(t, "hello hello.lua a b c from 2002 to 5005 in default counter 1")
+	buf.WaitLog(t, "hello hello.lua - - from 2002 to 5005 in default counter 1")
+	buf.WaitLog(t, "stream 1 sleep 1 ready true")
 }
 
 func TestModLuaHangupReturnsAndGraceCancels(t *testing.T) {
-	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+	rt, _, buf := newRuntime(t, luabind.DefaultConfig(), map[string]string{
 		"freeswitch/loop.lua": `session:answer()
 local r = session:streamFile("long.wav")
 local d = session:getDigits(3, "#", 5000)
@@ -82,19 +83,19 @@ while true do end
 	addr := modServer(t, rt, buf, cfg)
 	start := time.Now()
 	res := playCall(t, esltest.Call{Addr: addr, Path: "loop", UUID: "loop-1", Async: true, Full: true, Media: 10 * time.Second, HangupAfter: 100 * time.Millisecond})
-	waitLog(t, buf, "after hangup: stream 0 digits '' ready false answer 0")
-	waitLog(t, buf, "flow cancelled: still running esl.flow_grace after the call ended")
+	buf.WaitLog(t, "after hangup: stream 0 digits '' ready false answer 0")
+	buf.WaitLog(t, "flow cancelled: still running esl.flow_grace after the call ended")
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("a script looping after hangup ran %s (flow_grace 300ms)", took)
 	}
 	if res.HangupCause != "NORMAL_CLEARING" {
 		t.Fatalf("cause %q", res.HangupCause)
 	}
-	waitLog(t, buf, "scripts/freeswitch/loop.lua:5:")
+	buf.WaitLog(t, "scripts/freeswitch/loop.lua:5:")
 }
 
 func TestModLuaDigitsConsumedOnce(t *testing.T) {
-	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+	rt, _, buf := newRuntime(t, luabind.DefaultConfig(), map[string]string{
 		"freeswitch/digits.lua": `session:answer()
 local a = session:playAndGetDigits(1, 3, 1, 2000, "#", "menu.wav", "", "")
 local b = session:read(1, 1, "", 300, "#")
@@ -104,11 +105,11 @@ freeswitch.consoleLog("info", "pagd '" .. a .. "' read '" .. b .. "' rest '" .. 
 	addr := modServer(t, rt, buf, esl.DefaultConfig())
 	playCall(t, esltest.Call{Addr: addr, Path: "digits", Async: true, Full: true, Prompts: map[string]time.Duration{"menu.wav": time.Second},
 		PressDuring: map[string]string{"menu.wav": "12#3"}})
-	waitLog(t, buf, "pagd '12' read '3' rest '' result success")
+	buf.WaitLog(t, "pagd '12' read '3' rest '' result success")
 }
 
 func TestModLuaDTMFQueueBounded(t *testing.T) {
-	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+	rt, _, buf := newRuntime(t, luabind.DefaultConfig(), map[string]string{
 		"freeswitch/flood.lua": `session:answer()
 session:sleep(1500)
 local d = session:getDigits(1000, "", 100)
@@ -122,12 +123,12 @@ freeswitch.consoleLog("info", "kept " .. #d .. " digits")
 		presses = append(presses, esltest.DTMF{Digit: "1", At: time.Duration(i) * time.Millisecond})
 	}
 	playCall(t, esltest.Call{Addr: addr, Path: "flood", Async: true, Full: true, DTMF: presses})
-	waitLog(t, buf, "kept 64 digits")
-	waitLog(t, buf, "DTMF queue full (esl.dtmf_queue_bytes): digits dropped")
+	buf.WaitLog(t, "kept 64 digits")
+	buf.WaitLog(t, "DTMF queue full (esl.dtmf_queue_bytes): digits dropped")
 }
 
 func TestModLuaErrorsNameTheMissingThing(t *testing.T) {
-	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+	rt, _, buf := newRuntime(t, luabind.DefaultConfig(), map[string]string{
 		"flows.lua": `local sb = require "switchboard"
 sb.flow("sbf", function(session) local ok, err = pcall(function() return freeswitch.consoleLog end) sb.log.info("sb: " .. err) end)
 `,
@@ -149,7 +150,7 @@ freeswitch.consoleLog("info", "8: " .. tostring(os.getenv("HOME")) .. " " .. tos
 `}, nil)
 	addr := modServer(t, rt, buf, esl.DefaultConfig())
 	playCall(t, esltest.Call{Addr: addr, Path: "sbf", Async: true, Full: true})
-	waitLog(t, buf, "sb: scripts/flows.lua:2: freeswitch.consoleLog: the freeswitch table exists only in mod_lua-style scripts")
+	buf.WaitLog(t, "sb: scripts/flows.lua:2: freeswitch.consoleLog: the freeswitch table exists only in mod_lua-style scripts")
 	playCall(t, esltest.Call{Addr: addr, Path: "errs", Async: true, Full: true})
 	for _, want := range []string{
 		"1: scripts/freeswitch/errs.lua:1: freeswitch.EventConsumer is not available in switchboard: it reads switch-wide events",
@@ -160,34 +161,27 @@ freeswitch.consoleLog("info", "8: " .. tostring(os.getenv("HOME")) .. " " .. tos
 		"6: true nil",
 		"7: nil ../escape.txt: ../escape.txt is outside esl.data_dir",
 	} {
-		waitLog(t, buf, want)
+		buf.WaitLog(t, want)
 	}
-	waitLog(t, buf, "8: nil false")
+	buf.WaitLog(t, "8: nil false")
 }
 
 func TestModLuaTopLevelSessionIsALoadError(t *testing.T) {
 	fsys := map[string]string{"x.lua": "-- pasted from a FreeSWITCH box\nlocal x = 1\nsession:answer()\n"}
-	errs := Check(DefaultConfig(), mapFS(fsys), "scripts")
+	cfg := luabind.DefaultConfig()
+	errs := luabindtest.Check(t, cfg, fsys, New(OptionsFrom(cfg)))
 	if len(errs) != 1 || errs[0].Error() != "scripts/x.lua:3: uses the global session: mod_lua-style flows belong in scripts/freeswitch/" {
 		t.Fatalf("errors: %v", errs)
 	}
 	fsys = map[string]string{"freeswitch/x.lua": "session:answer(\n"}
-	errs = Check(DefaultConfig(), mapFS(fsys), "scripts")
+	errs = luabindtest.Check(t, cfg, fsys, New(OptionsFrom(cfg)))
 	if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "scripts/freeswitch/x.lua:1:") {
 		t.Fatalf("syntax error: %v", errs)
 	}
 }
 
-func mapFS(files map[string]string) fstest.MapFS {
-	out := fstest.MapFS{}
-	for k, v := range files {
-		out[k] = &fstest.MapFile{Data: []byte(v)}
-	}
-	return out
-}
-
 func TestModLuaFreeswitchTable(t *testing.T) {
-	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+	rt, _, buf := newRuntime(t, luabind.DefaultConfig(), map[string]string{
 		"freeswitch/fs.lua": `local api = freeswitch.API()
 freeswitch.consoleLog("info", "api [" .. api:executeString("echo hi there") .. "] [" .. api:execute("uuid_getvar", session:get_uuid() .. " sip_from_user") .. "] [" .. api:execute("nosuch") .. "]")
 freeswitch.consoleLog("info", "global " .. tostring(freeswitch.getGlobalVariable("domain")) .. " " .. tostring(freeswitch.getGlobalVariable("nope")) .. " sounds " .. session:getVariable("sounds_dir"))
@@ -216,13 +210,13 @@ freeswitch.consoleLog("info", "menu done")
 	res := playCall(t, esltest.Call{Addr: addr, Path: "fs", UUID: "fs-1", Async: true, Full: true, Globals: map[string]string{"domain": "example.com", "sounds_dir": "/snd"},
 		Originate: map[string]string{"user/1002": "USER_BUSY"}, BridgeFor: 50 * time.Millisecond,
 		Prompts: map[string]time.Duration{"menu.wav": time.Second, "short.wav": time.Second}, PressDuring: map[string]string{"menu.wav": "1", "short.wav": "*"}})
-	waitLog(t, buf, `api [hi there] [1000] [-ERR nosuch Command not found!\n]`)
-	waitLog(t, buf, "global example.com nil sounds /snd")
-	waitLog(t, buf, "event CUSTOM callcenter::info fire true")
-	waitLog(t, buf, "leg ready true cause SUCCESS")
-	waitLog(t, buf, "busy ready false cause USER_BUSY")
-	waitLog(t, buf, "after bridge leg ready false")
-	waitLog(t, buf, "menu done")
+	buf.WaitLog(t, `api [hi there] [1000] [-ERR nosuch Command not found!\n]`)
+	buf.WaitLog(t, "global example.com nil sounds /snd")
+	buf.WaitLog(t, "event CUSTOM callcenter::info fire true")
+	buf.WaitLog(t, "leg ready true cause SUCCESS")
+	buf.WaitLog(t, "busy ready false cause USER_BUSY")
+	buf.WaitLog(t, "after bridge leg ready false")
+	buf.WaitLog(t, "menu done")
 	wantIn := []string{
 		"> api global_setvar x=1",
 		"> sendevent CUSTOM (Event-Subclass: callcenter::info, Action: agent-state) body \"hello\"",
@@ -253,7 +247,7 @@ freeswitch.consoleLog("info", "menu done")
 }
 
 func TestModLuaSayPhraseLanguageAndReturns(t *testing.T) {
-	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+	rt, _, buf := newRuntime(t, luabind.DefaultConfig(), map[string]string{
 		"freeswitch/say.lua": `local a = session:answer()
 local x = session:execute("log", "INFO hi")
 session:sayPhrase("voicemail_message_count", "3:new", "fr")
@@ -280,11 +274,11 @@ freeswitch.consoleLog("info", "answer " .. a .. " execute " .. tostring(x) .. " 
 		}
 		at += i + len(w)
 	}
-	waitLog(t, buf, "answer 1 execute nil stream 0 transfer 1 ready false")
+	buf.WaitLog(t, "answer 1 execute nil stream 0 transfer 1 ready false")
 }
 
 func TestModLuaDbhSQLite(t *testing.T) {
-	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+	rt, _, buf := newRuntime(t, luabind.DefaultConfig(), map[string]string{
 		"freeswitch/db.lua": `local dbh = freeswitch.Dbh("sqlite://agents")
 assert(dbh:connected())
 local made = dbh:test_reactive("SELECT count(*) FROM agents", "DROP TABLE agents", "CREATE TABLE agents (name TEXT, state TEXT)")
@@ -307,14 +301,14 @@ freeswitch.consoleLog("info", "odbc connected " .. tostring(odbc:connected()))
 `}, nil)
 	addr := modServer(t, rt, buf, esl.DefaultConfig())
 	playCall(t, esltest.Call{Addr: addr, Path: "db", Async: true, Full: true})
-	waitLog(t, buf, "made true inserted 3 seen ann=available,bob= rows 3 bob state nil bad false error true again true")
-	waitLog(t, buf, "released connected false")
-	waitLog(t, buf, `ODBC DSN \"unmapped\" is not mapped: add it to esl.odbc`)
-	waitLog(t, buf, "odbc connected false")
+	buf.WaitLog(t, "made true inserted 3 seen ann=available,bob= rows 3 bob state nil bad false error true again true")
+	buf.WaitLog(t, "released connected false")
+	buf.WaitLog(t, `ODBC DSN \"unmapped\" is not mapped: add it to esl.odbc`)
+	buf.WaitLog(t, "odbc connected false")
 }
 
 func TestModLuaHangupHook(t *testing.T) {
-	rt, _, buf := newRuntime(t, DefaultConfig(), map[string]string{
+	rt, _, buf := newRuntime(t, luabind.DefaultConfig(), map[string]string{
 		"freeswitch/hook.lua": `function on_hangup(s, why, arg)
   freeswitch.consoleLog("info", "hook " .. why .. " " .. tostring(arg and arg.n))
   return "exit"
@@ -335,9 +329,9 @@ freeswitch.consoleLog("info", "auto done")
 `}, nil)
 	addr := modServer(t, rt, buf, esl.DefaultConfig())
 	playCall(t, esltest.Call{Addr: addr, Path: "hook", Async: true, Full: true, Media: 10 * time.Second, HangupAfter: 100 * time.Millisecond})
-	waitLog(t, buf, "hook hangup 7")
+	buf.WaitLog(t, "hook hangup 7")
 	res := playCall(t, esltest.Call{Addr: addr, Path: "auto", Async: true, Full: true})
-	waitLog(t, buf, "auto done")
+	buf.WaitLog(t, "auto done")
 	if !strings.Contains(transcript(res), "engine hangs up NORMAL_CLEARING") {
 		t.Fatalf("setAutoHangup(true) did not hang up:\n%s", transcript(res))
 	}
