@@ -645,6 +645,9 @@ func (cl *client) ackLoop(ctx context.Context) {
 		send()
 		p, ok = <-cl.acks
 	}
+	// The channel closes once the reader has queued its last status (an X, or the connection ending):
+	// what the loop gathered last must still go out, before the outbox closes and the goodbye.
+	send()
 }
 
 // appendAck counts one status and appends its line (guaranteed mode).
