@@ -136,8 +136,16 @@ func (cl *client) serve(ctx context.Context) {
 		line, err := rd.Next()
 		if err != nil {
 			if errors.Is(err, transport.ErrTooLong) {
-				cl.seq++
-				cl.reject(cl.seq-1, fmt.Sprintf("instruction longer than %d bytes", cl.r.cfg.MaxLine))
+				// answered with the sequence number its header carries (O#41|... gets Q=41), like any
+				// other instruction that does not parse
+				seq := salvageSeq(rd.Head())
+				if seq < 0 {
+					seq = cl.seq
+				}
+				cl.seq = seq + 1
+				if !cl.reject(seq, fmt.Sprintf("instruction longer than %d bytes", cl.r.cfg.MaxLine)) {
+					return
+				}
 				continue
 			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -343,20 +351,38 @@ func missing(m *Message, keys ...string) string {
 	return "Missing required Fields: " + strings.Join(miss, ",")
 }
 
-// salvageSeq reads `#digits` after the type letter of an unparsable line.
+// salvageSeq reads the sequence number from the header of an instruction that is not parsed (a syntax
+// error, or longer than relay.max_line): `O#41|...`, and the lenient forms `O|#41|...`, `O@<now>#41|...`
+// (the header is everything before the first key). It returns -1 when the header has none.
 func salvageSeq(line []byte) int64 {
-	if len(line) < 3 || line[1] != '#' {
-		return -1
+	i := 1
+	for i < len(line) {
+		switch line[i] {
+		case '|':
+			i++
+			continue
+		case '@', '#':
+			mark := line[i]
+			i++
+			start := i
+			for i < len(line) && isDigit(line[i]) {
+				i++
+			}
+			if i == start {
+				return -1
+			}
+			if mark == '#' {
+				n, err := strconv.ParseInt(string(line[start:i]), 10, 64)
+				if err != nil {
+					return -1
+				}
+				return n
+			}
+			continue
+		}
+		break
 	}
-	var n int64
-	i := 2
-	for ; i < len(line) && i < 20 && isDigit(line[i]); i++ {
-		n = n*10 + int64(line[i]-'0')
-	}
-	if i == 2 {
-		return -1
-	}
-	return n
+	return -1
 }
 
 func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
