@@ -165,10 +165,10 @@ func TestStrictEncodingEscapesControls(t *testing.T) {
 // character (issue 15 item 5), and the strict form carries it as UTF-8.
 func TestParseSurrogatePairs(t *testing.T) {
 	for in, want := range map[string]string{
-		`O|s7="\ud83d\ude00"`:        "\U0001F600",
+		`O|s7="\ud83d\ude00"`:         "\U0001F600",
 		`O|s7="a\uD83D\uDE00b\u00e9"`: "a\U0001F600b\u00e9",
-		`O|s7='\udbff\udfff'`:        "\U0010FFFF",
-		`O|s7="\ud800\udc00"`:        "\U00010000",
+		`O|s7='\udbff\udfff'`:         "\U0010FFFF",
+		`O|s7="\ud800\udc00"`:         "\U00010000",
 	} {
 		m, err := Parse([]byte(in))
 		if err != nil {
