@@ -446,11 +446,7 @@ func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
 // route sends a routable instruction to its centers (or to the journal).
 func (cl *client) route(seq int64, m *Message, at time.Time) bool {
 	r := cl.r
-	set, err := r.Table().Route(m, &cl.routing)
-	if err != nil {
-		r.m.exprErrors.Inc()
-		r.warnEvery(&r.exprWarn, cl.log.WithError(err), "route expression failed")
-	}
+	set, _ := r.Table().Route(m, &cl.routing) // failed expressions are counted and logged by exprFailed
 	set = r.objects.Follow(cl.owner, m, set)
 	if set == 0 {
 		r.m.unrouted.Inc()

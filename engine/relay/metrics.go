@@ -19,6 +19,7 @@ type metrics struct {
 	rejected        prometheus.Counter
 	unrouted        prometheus.Counter
 	exprErrors      prometheus.Counter
+	exprNotBool     prometheus.Counter
 	dropped         *prometheus.CounterVec // by center
 	centerOut       *prometheus.CounterVec // by center
 	centerAcks      *prometheus.CounterVec // by center
@@ -50,6 +51,8 @@ func newMetrics(maxApps int) *metrics {
 			Help: "Routable instructions that no rule sent anywhere."}),
 		exprErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_expression_errors_total",
 			Help: "Route expression evaluations that failed (treated as false)."}),
+		exprNotBool: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_expression_not_boolean_total",
+			Help: "Route expression evaluations that yielded neither a boolean nor null (treated as false)."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_dropped_total",
 			Help: "Messages dropped because a center's queue was full (non-guaranteed mode)."}, []string{"center"}),
 		centerOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_messages_out_total",
@@ -82,7 +85,7 @@ func newMetrics(maxApps int) *metrics {
 	for i := range knownTypes {
 		m.inByType[i] = m.clientIn.WithLabelValues(knownTypes[i : i+1])
 	}
-	m.collectors = []prometheus.Collector{m.connections, m.clientIn, m.acks, m.rejected, m.unrouted, m.exprErrors,
+	m.collectors = []prometheus.Collector{m.connections, m.clientIn, m.acks, m.rejected, m.unrouted, m.exprErrors, m.exprNotBool,
 		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients, m.commands, m.fsync, m.appIn}
 	return m
 }

@@ -242,7 +242,25 @@ func (r *Relay) loadRoutes() (*Table, error) {
 		return nil, err
 	}
 	t.SetMemo(r.cfg.ExpressionCache, r.cfg.ExpressionCacheBytes)
+	t.OnEvalError(r.exprFailed)
 	return t, nil
+}
+
+// exprFailed counts and logs an expression evaluation that failed (its rule counted as false): a
+// non-boolean result once per rule (it is a mistake in the file, the same for every message), other errors
+// at most once a second.
+func (r *Relay) exprFailed(rule *Rule, err error) {
+	var nb *NotBooleanError
+	if errors.As(err, &nb) {
+		r.m.exprNotBool.Inc()
+		if rule.FirstNotBoolean() {
+			r.log.WithFields(logrus.Fields{"route": rule.Name, "line": rule.Line, "expression": rule.Expr, "yields": nb.Yields,
+				"value": nb.Value}).Warn("route expression yielded a non-boolean: the rule counts as false (logged once per rule; counted in switchboard_relay_expression_not_boolean_total)")
+		}
+		return
+	}
+	r.m.exprErrors.Inc()
+	r.warnEvery(&r.exprWarn, r.log.WithFields(logrus.Fields{"route": rule.Name, "line": rule.Line}).WithError(err), "route expression failed")
 }
 
 // Reload re-reads the routes file; a bad file keeps the table in use.
