@@ -447,7 +447,7 @@ func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
 func (cl *client) route(seq int64, m *Message, at time.Time) bool {
 	r := cl.r
 	set, _ := r.Table().Route(m, &cl.routing) // failed expressions are counted and logged by exprFailed
-	set = r.objects.Follow(cl.owner, m, set)
+	set = r.objects.Follow(cl.owner, m, set, r.follow)
 	if set == 0 {
 		r.m.unrouted.Inc()
 		return cl.ok(seq, pendingAck{}, at)

@@ -22,8 +22,12 @@ type Config struct {
 	// CenterCA is the CA file that verifies TLS centers ("" = system roots).
 	CenterCA   string `mapstructure:"center_ca"`
 	RoutesFile string `mapstructure:"routes_file"`
-	// RoutesCacheSize bounds the deletes-follow-inserts index (objects remembered); 0 disables it.
+	// RoutesCacheSize bounds the object index (objects remembered, for follow_objects and for E routing);
+	// 0 disables it.
 	RoutesCacheSize int `mapstructure:"routes_cache_size"`
+	// FollowObjects: "off" (the rules alone, 3forge's routing), "deletes" (a D also goes wherever its object
+	// went) or "updates_and_deletes" (updates and deletes do).
+	FollowObjects string `mapstructure:"follow_objects"`
 	// ExpressionCache is how many expression results each connection remembers per rule (0 = evaluate every
 	// time). Expressions must then be pure functions of their declared params.
 	ExpressionCache int `mapstructure:"expression_cache"`
@@ -77,6 +81,7 @@ func DefaultConfig() Config {
 		Centers:              map[string]string{},
 		RoutesFile:           "configs/relay.routes",
 		RoutesCacheSize:      10000,
+		FollowObjects:        "off",
 		ExpressionCache:      4096,
 		ExpressionCacheBytes: 256 << 10,
 		PersistDir:           "data/persist",
@@ -156,6 +161,12 @@ func (c Config) Validate() error {
 	}
 	if c.RoutesCacheSize < 0 {
 		return fmt.Errorf("relay.routes_cache_size: expected 0 or more, got %d", c.RoutesCacheSize)
+	}
+	if _, ok := ParseFollowMode(c.FollowObjects); !ok {
+		return fmt.Errorf("relay.follow_objects: expected off, deletes or updates_and_deletes, got %q", c.FollowObjects)
+	}
+	if c.FollowObjects != "off" && c.FollowObjects != "" && c.RoutesCacheSize == 0 {
+		return fmt.Errorf("relay.follow_objects: %s needs the object index: relay.routes_cache_size is 0", c.FollowObjects)
 	}
 	if c.ExpressionCache < 0 {
 		return fmt.Errorf("relay.expression_cache: expected 0 or more, got %d", c.ExpressionCache)

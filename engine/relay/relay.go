@@ -41,6 +41,7 @@ type Relay struct {
 	m           *metrics
 	table       atomic.Pointer[Table]
 	objects     *ObjectIndex
+	follow      FollowMode
 	centers     []*Center
 	centerNames []string
 	journal     *Journal
@@ -106,6 +107,7 @@ func New(opts Options) (*Relay, error) {
 		requests: map[string]pendingRequest{}, upCh: make(chan struct{})}
 	r.centerNames = cfg.CenterNames()
 	r.objects = NewObjectIndex(cfg.RoutesCacheSize)
+	r.follow, _ = ParseFollowMode(cfg.FollowObjects)
 	tab, err := r.loadRoutes()
 	if errors.Is(err, os.ErrNotExist) {
 		// no file yet: no rules (every message to every center) until it appears

@@ -49,3 +49,33 @@ func TestExpressionMustBeBoolean(t *testing.T) {
 	sendAll(t, app, 4, `O|T="x"|qty=1L`)
 	expectBodies(t, s, map[string][]string{"b": {`O|T="x"|qty=1L`}})
 }
+
+// TestFollowObjectsModes (issue 15 item 3): by default a message goes where the rules send it, as 3forge
+// documents; relay.follow_objects sends deletes (or updates and deletes) also where the object went before.
+// The worked example of docs/configuration.md: o1 is a big NYSE order, becomes a small LSE one, is deleted.
+func TestFollowObjectsModes(t *testing.T) {
+	rows := []string{`O|T="Order"|I="o1"|qty=5000L|px=250.0D|venue="NYSE"`, `O|T="Order"|I="o1"|qty=1L|px=250.0D|venue="LSE"`,
+		`D|T="Order"|I="o1"`}
+	r := rows
+	for _, c := range []struct {
+		mode string
+		want map[string][]string
+	}{
+		{"", map[string][]string{"risk": {r[0]}, "primary": {r[0], r[2]}, "hist": {r[0], r[2]}, "eu": {r[1]}}},
+		{"off", map[string][]string{"risk": {r[0]}, "primary": {r[0], r[2]}, "hist": {r[0], r[2]}, "eu": {r[1]}}},
+		{"deletes", map[string][]string{"risk": {r[0], r[2]}, "primary": {r[0], r[2]}, "hist": {r[0], r[2]}, "eu": {r[1], r[2]}}},
+		{"updates_and_deletes", map[string][]string{"risk": {r[0], r[1], r[2]}, "primary": {r[0], r[1], r[2]},
+			"hist": {r[0], r[1], r[2]}, "eu": {r[1], r[2]}}},
+	} {
+		t.Run("follow_objects="+c.mode, func(t *testing.T) {
+			extra := ""
+			if c.mode != "" {
+				extra = "  follow_objects: " + c.mode + "\n"
+			}
+			s := startRelay(t, workedRoutes, extra, "primary", "risk", "hist", "eu")
+			app := login(t, s.addr, "sor-1", "")
+			sendAll(t, app, 1, rows...)
+			expectBodies(t, s, c.want)
+		})
+	}
+}
