@@ -17,10 +17,15 @@ type Config struct {
 	Listen    string    `mapstructure:"listen"`
 	TLS       TLSConfig `mapstructure:"tls"`
 	Whitelist string    `mapstructure:"whitelist"`
-	// Centers maps a center name to "host:port", or "tls://host:port" for a TLS link.
-	Centers map[string]string `mapstructure:"centers"`
+	// Centers maps a center name to "host:port", or "tls://host:port" for a TLS link. As text (3forge's
+	// ami.centers form, or a list) it reads "[name=]host:port,..."; a center without a name is named by its
+	// host:port.
+	Centers Centers `mapstructure:"centers"`
 	// CenterCA is the CA file that verifies TLS centers ("" = system roots).
-	CenterCA   string `mapstructure:"center_ca"`
+	CenterCA string `mapstructure:"center_ca"`
+	// CenterTLS gives a center its own TLS client material (3forge's ami.center.<name>.keystore.*): a
+	// certificate and key it presents, and a CA that verifies it. A center listed here uses TLS.
+	CenterTLS  map[string]CenterTLSConfig `mapstructure:"center_tls"`
 	RoutesFile string `mapstructure:"routes_file"`
 	// RoutesCacheSize bounds the object index (objects remembered, for follow_objects and for E routing);
 	// 0 disables it.
@@ -66,6 +71,41 @@ type Config struct {
 	MaxPause time.Duration `mapstructure:"max_pause"`
 }
 
+// CenterTLSConfig is one center's TLS client material (PEM files).
+type CenterTLSConfig struct {
+	Cert string `mapstructure:"cert"` // client certificate presented to the center ("" = none)
+	Key  string `mapstructure:"key"`
+	CA   string `mapstructure:"ca"` // verifies the center ("" = relay.center_ca, else the system roots)
+}
+
+// Centers maps center names to addresses (relay.centers).
+type Centers map[string]string
+
+// UnmarshalText reads 3forge's ami.centers form, "[name=]host:port,..." (a value may be tls://host:port):
+// a center given without a name is named by its host:port. An entry that is not host:port is kept as is,
+// for Validate to name.
+func (c *Centers) UnmarshalText(b []byte) error {
+	out := Centers{}
+	for _, e := range strings.Split(string(b), ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		name, addr, named := strings.Cut(e, "=")
+		if !named {
+			addr = e
+			name, _ = centerAddr(e)
+		}
+		name, addr = strings.TrimSpace(name), strings.TrimSpace(addr)
+		if _, dup := out[name]; dup {
+			return fmt.Errorf("center %q given twice", name)
+		}
+		out[name] = addr
+	}
+	*c = out
+	return nil
+}
+
 // TLSConfig names the certificate and key files of the listener.
 type TLSConfig struct {
 	Cert string `mapstructure:"cert"`
@@ -78,7 +118,8 @@ func DefaultConfig() Config {
 		Enabled:              true,
 		ID:                   "relay1",
 		Listen:               "0.0.0.0:3289",
-		Centers:              map[string]string{},
+		Centers:              Centers{},
+		CenterTLS:            map[string]CenterTLSConfig{},
 		RoutesFile:           "configs/relay.routes",
 		RoutesCacheSize:      10000,
 		FollowObjects:        "off",
@@ -109,6 +150,30 @@ func (c Config) CenterNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// CenterByName returns the configured name matching name without regard to case ("" = none).
+func (c Config) CenterByName(name string) string {
+	if _, ok := c.Centers[name]; ok {
+		return name
+	}
+	for n := range c.Centers {
+		if strings.EqualFold(n, name) {
+			return n
+		}
+	}
+	return ""
+}
+
+// centerTLS returns the TLS client material of center name (matched without regard to case) and whether it
+// has any.
+func (c Config) centerTLS(name string) (CenterTLSConfig, bool) {
+	for n, t := range c.CenterTLS {
+		if strings.EqualFold(n, name) {
+			return t, true
+		}
+	}
+	return CenterTLSConfig{}, false
 }
 
 // centerAddr splits a center value into its address and whether it uses TLS.
@@ -150,13 +215,36 @@ func (c Config) Validate() error {
 		return fmt.Errorf("relay.centers: at most %d centers, got %d", MaxCenters, len(c.Centers))
 	}
 	for _, n := range c.CenterNames() {
+		if n == "" {
+			return fmt.Errorf("relay.centers: a center with an empty name")
+		}
 		for i := 0; i < len(n); i++ {
-			if !isKeyByte(n[i]) && n[i] != '-' && n[i] != '.' {
-				return fmt.Errorf("relay.centers.%s: expected a name of letters, digits, '_', '-', '.'", n)
+			if !isKeyByte(n[i]) && !strings.ContainsRune("-.:[]", rune(n[i])) {
+				return fmt.Errorf("relay.centers.%s: expected a name of letters, digits, '_', '-', '.' (or a host:port)", n)
 			}
 		}
 		if addr, _ := centerAddr(c.Centers[n]); !validHostPort(addr, false) {
 			return fmt.Errorf("relay.centers.%s: expected host:port or tls://host:port, got %q", n, c.Centers[n])
+		}
+	}
+	seen := map[string]string{}
+	for _, n := range c.CenterNames() {
+		if prev, dup := seen[strings.ToLower(n)]; dup {
+			return fmt.Errorf("relay.centers: %q and %q are the same name (names are matched without regard to case)", prev, n)
+		}
+		seen[strings.ToLower(n)] = n
+	}
+	tlsNames := make([]string, 0, len(c.CenterTLS))
+	for n := range c.CenterTLS {
+		tlsNames = append(tlsNames, n)
+	}
+	sort.Strings(tlsNames)
+	for _, n := range tlsNames {
+		if c.CenterByName(n) == "" {
+			return fmt.Errorf("relay.center_tls.%s: no such center in relay.centers", n)
+		}
+		if t := c.CenterTLS[n]; (t.Cert == "") != (t.Key == "") {
+			return fmt.Errorf("relay.center_tls.%s: expected both cert and key, or neither", n)
 		}
 	}
 	if c.RoutesCacheSize < 0 {

@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
@@ -61,7 +60,8 @@ type Relay struct {
 	reqOrder []string
 	reqBytes int           // bytes of the ids in reqOrder
 	upCh     chan struct{} // closed when a center logs in, then replaced
-	reloadMu sync.Mutex
+	reloadMu  sync.Mutex
+	routesSrc []byte // the content of the table in use (under reloadMu)
 	dropWarn atomic.Int64
 	nakWarn  atomic.Int64
 	exprWarn atomic.Int64
@@ -108,33 +108,20 @@ func New(opts Options) (*Relay, error) {
 	r.centerNames = cfg.CenterNames()
 	r.objects = NewObjectIndex(cfg.RoutesCacheSize)
 	r.follow, _ = ParseFollowMode(cfg.FollowObjects)
-	tab, err := r.loadRoutes()
-	if errors.Is(err, os.ErrNotExist) {
-		// no file yet: no rules (every message to every center) until it appears
-		r.log.WithField("routes_file", cfg.RoutesFile).Warn("routes file not found: every message goes to every center until it exists")
-		tab, err = ParseRoutes("relay.routes", nil, r.centerNames, r.compile)
-	}
-	if err != nil {
+	if err := r.initRoutes(); err != nil {
 		return nil, err
 	}
-	r.table.Store(tab)
-	var ctlsBase *tls.Config
 	for i, name := range r.centerNames {
 		addr, useTLS := centerAddr(cfg.Centers[name])
 		d := &transport.Dialer{Addr: addr, Timeout: 5 * time.Second, KeepAlive: cfg.KeepAlive,
 			Backoff: transport.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second},
 			Log:     r.log.WithField("center", name)}
-		if useTLS {
-			if ctlsBase == nil {
-				host, _, _ := net.SplitHostPort(addr)
-				ctlsBase, err = transport.ClientTLS(host, cfg.CenterCA)
-				if err != nil {
-					return nil, fmt.Errorf("relay: center %s: tls: %w", name, err)
-				}
+		if own, ok := cfg.centerTLS(name); ok || useTLS {
+			tc, err := centerClientTLS(addr, cfg.CenterCA, own)
+			if err != nil {
+				return nil, fmt.Errorf("relay: center %s: tls: %w", name, err)
 			}
-			c := ctlsBase.Clone()
-			c.ServerName, _, _ = net.SplitHostPort(addr)
-			d.TLS = c
+			d.TLS = tc
 		}
 		c := &Center{Name: name, Index: i, r: r, dialer: d, log: r.log.WithField("center", name),
 			queue: make(chan []byte, cfg.CenterQueue), free: make(chan []byte, 16), direct: make(chan []byte, 1024),
@@ -194,6 +181,28 @@ func New(opts Options) (*Relay, error) {
 	return r, nil
 }
 
+// centerClientTLS is the TLS client configuration of a center at addr: verified by its own CA, else by
+// relay.center_ca, else by the system roots; presenting its own certificate when it has one.
+func centerClientTLS(addr, defaultCA string, own CenterTLSConfig) (*tls.Config, error) {
+	host, _, _ := net.SplitHostPort(addr)
+	ca := defaultCA
+	if own.CA != "" {
+		ca = own.CA
+	}
+	tc, err := transport.ClientTLS(host, ca)
+	if err != nil {
+		return nil, err
+	}
+	if own.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(own.Cert, own.Key)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate %s, %s: %w", own.Cert, own.Key, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
 type discardWriter struct{}
 
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
@@ -231,23 +240,6 @@ func (r *Relay) Applications() []string {
 // Centers returns the centers by index.
 func (r *Relay) Centers() []*Center { return r.centers }
 
-func (r *Relay) loadRoutes() (*Table, error) {
-	if r.cfg.RoutesFile == "" {
-		return ParseRoutes("relay.routes", nil, r.centerNames, r.compile)
-	}
-	src, err := os.ReadFile(r.cfg.RoutesFile)
-	if err != nil {
-		return nil, fmt.Errorf("relay.routes_file: %w", err)
-	}
-	t, err := ParseRoutes(filepath.Base(r.cfg.RoutesFile), src, r.centerNames, r.compile)
-	if err != nil {
-		return nil, err
-	}
-	t.SetMemo(r.cfg.ExpressionCache, r.cfg.ExpressionCacheBytes)
-	t.OnEvalError(r.exprFailed)
-	return t, nil
-}
-
 // exprFailed counts and logs an expression evaluation that failed (its rule counted as false): a
 // non-boolean result once per rule (it is a mistake in the file, the same for every message), other errors
 // at most once a second.
@@ -263,22 +255,6 @@ func (r *Relay) exprFailed(rule *Rule, err error) {
 	}
 	r.m.exprErrors.Inc()
 	r.warnEvery(&r.exprWarn, r.log.WithFields(logrus.Fields{"route": rule.Name, "line": rule.Line}).WithError(err), "route expression failed")
-}
-
-// Reload re-reads the routes file; a bad file keeps the table in use.
-func (r *Relay) Reload(ctx context.Context) error {
-	r.reloadMu.Lock()
-	defer r.reloadMu.Unlock()
-	tab, err := r.loadRoutes()
-	if err != nil {
-		r.m.routeReloads.WithLabelValues("failed").Inc()
-		r.log.WithError(err).Error("routes not reloaded; the previous table stays in use")
-		return err
-	}
-	r.table.Store(tab)
-	r.m.routeReloads.WithLabelValues("ok").Inc()
-	r.log.WithField("rules", len(tab.Rules())).Info("routes loaded")
-	return nil
 }
 
 // Start listens (unless the port is -1), starts the center links and the
@@ -388,63 +364,6 @@ func (r *Relay) acceptLoop(ctx context.Context) {
 			}
 		}()
 	}
-}
-
-// watchRoutes reloads the routes file when it changes. The directory is
-// watched, so editors that replace the file by renaming are seen too.
-func (r *Relay) watchRoutes(ctx context.Context) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return err
-	}
-	abs, err := filepath.Abs(r.cfg.RoutesFile)
-	if err != nil {
-		w.Close()
-		return err
-	}
-	if err := w.Add(filepath.Dir(abs)); err != nil {
-		w.Close()
-		return err
-	}
-	r.centerW.Add(1)
-	go func() {
-		defer r.centerW.Done()
-		defer w.Close()
-		var timer *time.Timer
-		var fire <-chan time.Time
-		for {
-			select {
-			case <-ctx.Done():
-				if timer != nil {
-					timer.Stop()
-				}
-				return
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				if filepath.Clean(ev.Name) != abs || ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) == 0 {
-					continue
-				}
-				// debounce: editors write in several steps
-				if timer == nil {
-					timer = time.NewTimer(50 * time.Millisecond)
-				} else {
-					timer.Reset(50 * time.Millisecond)
-				}
-				fire = timer.C
-			case <-fire:
-				fire = nil
-				_ = r.Reload(ctx)
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				r.log.WithError(err).Warn("routes file watcher")
-			}
-		}
-	}()
-	return nil
 }
 
 // Shutdown stops accepting, says goodbye to applications (their queued
