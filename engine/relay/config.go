@@ -26,7 +26,7 @@ type Config struct {
 	// CenterTLS gives a center its own TLS client material (3forge's ami.center.<name>.keystore.*): a
 	// certificate and key it presents, and a CA that verifies it. A center listed here uses TLS.
 	CenterTLS  map[string]CenterTLSConfig `mapstructure:"center_tls"`
-	RoutesFile string `mapstructure:"routes_file"`
+	RoutesFile string                     `mapstructure:"routes_file"`
 	// RoutesCacheSize bounds the object index (objects remembered, for follow_objects and for E routing);
 	// 0 disables it.
 	RoutesCacheSize int `mapstructure:"routes_cache_size"`

@@ -51,22 +51,22 @@ type Relay struct {
 	wg      sync.WaitGroup
 	centerW sync.WaitGroup // center links, routes watcher, message log flusher
 
-	mu       sync.Mutex
-	clients  map[*client]struct{}
-	sessions map[string]*client        // login I -> latest session
-	commands map[string]string         // command id -> login I
-	cmdBytes int                       // bytes the commands hold (ids, logins, entry overhead)
-	requests map[string]pendingRequest // E request id -> where it came from and went
-	reqOrder []string
-	reqBytes int           // bytes of the ids in reqOrder
-	upCh     chan struct{} // closed when a center logs in, then replaced
+	mu        sync.Mutex
+	clients   map[*client]struct{}
+	sessions  map[string]*client        // login I -> latest session
+	commands  map[string]string         // command id -> login I
+	cmdBytes  int                       // bytes the commands hold (ids, logins, entry overhead)
+	requests  map[string]pendingRequest // E request id -> where it came from and went
+	reqOrder  []string
+	reqBytes  int           // bytes of the ids in reqOrder
+	upCh      chan struct{} // closed when a center logs in, then replaced
 	reloadMu  sync.Mutex
 	routesSrc []byte // the content of the table in use (under reloadMu)
-	dropWarn atomic.Int64
-	nakWarn  atomic.Int64
-	exprWarn atomic.Int64
-	cmdWarn  atomic.Int64
-	shutdown atomic.Bool
+	dropWarn  atomic.Int64
+	nakWarn   atomic.Int64
+	exprWarn  atomic.Int64
+	cmdWarn   atomic.Int64
+	shutdown  atomic.Bool
 }
 
 // maxPendingCommands and maxPendingCommandBytes bound the E request ids remembered for routing R back
