@@ -16,7 +16,7 @@ import (
 var notPathKeys = []string{
 	"log.level", "log.format", "admin.listen",
 	"socket.listen", "socket.delimiter", "socket.welcome", "socket.goodbye", "socket.file_mode",
-	"relay.id", "relay.listen",
+	"relay.id", "relay.listen", "relay.follow_objects",
 	"esl.listen", "esl.default_flow", "esl.flow_variable", "esl.event_format",
 }
 

@@ -1,0 +1,73 @@
+package relay_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/tests/harness"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *lockedBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// TestCentersFromFlagsAndEnvironment (issue 15 items 8 and 12), with the built binary as an operator runs
+// it: one center from --set relay.centers.primary=..., one from SWITCHBOARD_RELAY_CENTERS_RISK=..., one from
+// the file's 3forge text form without a name (named by its host:port). The relay logs in to all three.
+func TestCentersFromFlagsAndEnvironment(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	var centers []*relaytest.Center
+	for i := 0; i < 3; i++ {
+		c, err := relaytest.NewCenter("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		centers = append(centers, c)
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "scripts"), 0o755)
+	os.WriteFile(filepath.Join(dir, "scripts", "relay.lua"), []byte("-- none\n"), 0o644)
+	cfg := harness.Complete("relay:\n  listen: 127.0.0.1:0\n  centers: \""+centers[2].Addr()+"\"\n", filepath.Join(dir, "scripts"))
+	os.WriteFile(filepath.Join(dir, "switchboard.yaml"), []byte(cfg), 0o644)
+	cmd := exec.Command(harness.Binary(t), "run", "-c", filepath.Join(dir, "switchboard.yaml"), "--log-format", "json",
+		"--set", "relay.centers.primary="+centers[0].Addr())
+	cmd.Env = append(os.Environ(), "SWITCHBOARD_RELAY_CENTERS_RISK="+centers[1].Addr())
+	var logs lockedBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	for i, c := range centers {
+		if err := c.WaitLogin(1, 10*time.Second); err != nil {
+			t.Fatalf("center %d: %v\n%s", i, err, logs.String())
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, want := range []string{`"center":"primary"`, `"center":"risk"`, `"center":"` + centers[2].Addr() + `"`} {
+		for !strings.Contains(logs.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("logs never name %s:\n%s", want, logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
