@@ -271,7 +271,7 @@ func LoadConfig(src ConfigSource) (Config, error) {
 		Result:           &cfg,
 		WeaklyTypedInput: true,
 		Squash:           true,
-		DecodeHook: decodeHooks(),
+		DecodeHook:       decodeHooks(),
 	}
 	settings := v.AllSettings()
 	delete(settings, "channels")
