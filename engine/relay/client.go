@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,7 +94,7 @@ func newClient(r *Relay, c net.Conn) *client {
 		log: r.log.WithField("peer", c.RemoteAddr().String()), done: make(chan struct{})}
 	// The outbox is bounded in bytes (sendRaw); its count of entries is a backstop sized so that entries of a
 	// few bytes cannot cost more than the bytes themselves.
-	cl.out = transport.NewOutbox(writtenCounter{Conn: c, queued: &cl.queued}, max(64, r.cfg.ClientQueueBytes/64))
+	cl.out = transport.NewOutbox(writtenCounter{Conn: c, queued: &cl.queued, timeout: r.cfg.WriteTimeout, cl: cl}, max(64, r.cfg.ClientQueueBytes/64))
 	if r.journal != nil {
 		cl.acks = make(chan pendingAck, r.cfg.ClientQueue)
 	} else {
@@ -101,6 +102,16 @@ func newClient(r *Relay, c net.Conn) *client {
 	}
 	cl.setNow(time.Now())
 	return cl
+}
+
+// stopping reports whether stop was called.
+func (cl *client) stopping() bool {
+	select {
+	case <-cl.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // stop makes serve return (shutdown).
@@ -123,6 +134,7 @@ func (cl *client) serve(ctx context.Context) {
 			close(cl.acks)
 			<-ackerDone
 		}
+		cl.stop() // the session is over: a write cut short from here on is no slow application
 		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = cl.out.Close(cctx)
 		cancel()
@@ -609,15 +621,25 @@ func (cl *client) sendRaw(b []byte) bool {
 }
 
 // writtenCounter is the connection as a client's outbox writes to it: it
-// takes what was written off the client's queued bytes.
+// takes what was written off the client's queued bytes, and bounds each
+// write by relay.write_timeout (an application that takes nothing for that
+// long is disconnected).
 type writtenCounter struct {
 	net.Conn
-	queued *atomic.Int64
+	queued  *atomic.Int64
+	timeout time.Duration
+	cl      *client
 }
 
 func (w writtenCounter) Write(p []byte) (int, error) {
+	_ = w.Conn.SetWriteDeadline(time.Now().Add(w.timeout))
 	n, err := w.Conn.Write(p)
 	w.queued.Add(-int64(n))
+	if errors.Is(err, os.ErrDeadlineExceeded) && !w.cl.stopping() {
+		w.cl.r.m.slowClients.Inc()
+		w.cl.log.WithField("write_timeout", w.timeout.String()).Warn("application took nothing for relay.write_timeout: disconnected")
+		w.cl.stop()
+	}
 	return n, err
 }
 

@@ -67,6 +67,9 @@ type Config struct {
 	MaxAppSeries   int           `mapstructure:"max_app_series"`
 	MaxConnections int           `mapstructure:"max_connections"`
 	KeepAlive      time.Duration `mapstructure:"keepalive"`
+	// WriteTimeout bounds one write to a center or an application: a peer that takes nothing for this long
+	// is disconnected (a center is redialed; its journal records are sent again in guaranteed mode).
+	WriteTimeout time.Duration `mapstructure:"write_timeout"`
 	// MaxPause caps the delay of a P (pause) instruction.
 	MaxPause time.Duration `mapstructure:"max_pause"`
 }
@@ -136,6 +139,7 @@ func DefaultConfig() Config {
 		CenterQueueBytes:     64 << 20,
 		MaxAppSeries:         100,
 		MaxPause:             10 * time.Second,
+		WriteTimeout:         30 * time.Second,
 	}
 }
 
@@ -291,6 +295,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAppSeries < 0 {
 		return fmt.Errorf("relay.max_app_series: expected 0 or more, got %d", c.MaxAppSeries)
+	}
+	if c.WriteTimeout <= 0 {
+		return fmt.Errorf("relay.write_timeout: expected a positive duration such as 30s, got %v", c.WriteTimeout)
 	}
 	if c.MaxConnections < 0 || c.WaitForCenter < 0 || c.KeepAlive < 0 || c.MaxPause < 0 {
 		return fmt.Errorf("relay: max_connections, wait_for_center, keepalive and max_pause must not be negative")

@@ -24,6 +24,7 @@ type metrics struct {
 	centerOut       *prometheus.CounterVec // by center
 	centerAcks      *prometheus.CounterVec // by center
 	centerUp        *prometheus.GaugeVec   // by center
+	centerStalled   *prometheus.GaugeVec   // by center
 	reconnects      *prometheus.CounterVec // by center
 	routeReloads    *prometheus.CounterVec // by result
 	ackLatency      *durationHistogram
@@ -54,13 +55,15 @@ func newMetrics(maxApps int) *metrics {
 		exprNotBool: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_expression_not_boolean_total",
 			Help: "Route expression evaluations that yielded neither a boolean nor null (treated as false)."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_dropped_total",
-			Help: "Messages dropped because a center's queue was full (non-guaranteed mode)."}, []string{"center"}),
+			Help: "Messages not delivered to a center (non-guaranteed mode): its queue was full, the link closed before the center acknowledged them, or they were still queued at shutdown."}, []string{"center"}),
 		centerOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_messages_out_total",
 			Help: "Messages written to a center."}, []string{"center"}),
 		centerAcks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_acks_total",
 			Help: "Status lines received from a center, by result."}, []string{"center", "result"}),
 		centerUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchboard_relay_center_up",
-			Help: "1 while the link to a center is logged in."}, []string{"center"}),
+			Help: "1 while the link to a center is logged in and not stalled."}, []string{"center"}),
+		centerStalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchboard_relay_center_stalled",
+			Help: "1 while a center is logged in but does not read (a write blocked for more than a second)."}, []string{"center"}),
 		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_connects_total",
 			Help: "Sessions established with a center."}, []string{"center"}),
 		routeReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_routes_reloads_total",
@@ -86,7 +89,7 @@ func newMetrics(maxApps int) *metrics {
 		m.inByType[i] = m.clientIn.WithLabelValues(knownTypes[i : i+1])
 	}
 	m.collectors = []prometheus.Collector{m.connections, m.clientIn, m.acks, m.rejected, m.unrouted, m.exprErrors, m.exprNotBool,
-		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients, m.commands, m.fsync, m.appIn}
+		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.centerStalled, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients, m.commands, m.fsync, m.appIn}
 	return m
 }
 

@@ -127,7 +127,8 @@ func New(opts Options) (*Relay, error) {
 			queue: make(chan []byte, cfg.CenterQueue), free: make(chan []byte, 16), direct: make(chan []byte, 1024),
 			out: r.m.centerOut.WithLabelValues(name), dropped: r.m.dropped.WithLabelValues(name),
 			acksOK: r.m.centerAcks.WithLabelValues(name, "ok"), acksErr: r.m.centerAcks.WithLabelValues(name, "error"),
-			upGauge: r.m.centerUp.WithLabelValues(name), connects: r.m.reconnects.WithLabelValues(name)}
+			upGauge: r.m.centerUp.WithLabelValues(name), stalledGauge: r.m.centerStalled.WithLabelValues(name),
+			connects: r.m.reconnects.WithLabelValues(name)}
 		r.centers = append(r.centers, c)
 	}
 	r.m.queueDepthFns = append(r.m.queueDepthFns,
@@ -309,6 +310,13 @@ func (r *Relay) Start(ctx context.Context) error {
 			r.msgLog.flushEvery(ctx, 200*time.Millisecond)
 		}()
 	}
+	if len(r.centers) > 0 {
+		r.centerW.Add(1)
+		go func() {
+			defer r.centerW.Done()
+			r.watchStalls(ctx)
+		}()
+	}
 	if r.ln != nil {
 		r.wg.Add(1)
 		go func() {
@@ -391,10 +399,10 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	// centers: give non-guaranteed queues a moment to drain, bounded by ctx
+	// centers: give non-guaranteed queues a moment to drain, bounded by ctx (a stalled center drains nothing)
 	if r.journal == nil {
 		for _, c := range r.centers {
-			for c.Connected() && c.QueueLen() > 0 && ctx.Err() == nil {
+			for c.State() == "up" && c.QueueLen() > 0 && ctx.Err() == nil {
 				time.Sleep(5 * time.Millisecond)
 			}
 		}
@@ -402,10 +410,76 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 	if r.cancel != nil {
 		r.cancel()
 	}
-	r.centerW.Wait()
+	// the links stop: a stalled center takes nothing, so its link is cut now (what it did not acknowledge
+	// is counted as dropped, or stays in the journal); one blocked writing for less long is cut once ctx ends
+	for _, c := range r.centers {
+		if c.State() == "stalled" {
+			c.log.Warn("shutdown: the center is stalled; its link is cut")
+			c.cut()
+		}
+	}
+	stopped := make(chan struct{})
+	go func() {
+		r.centerW.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		for _, c := range r.centers {
+			c.cut()
+		}
+		<-stopped
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	if r.journal == nil {
+		// what never left a queue is lost: counted like any other message not delivered
+		for _, c := range r.centers {
+			if n := c.queued.Load(); n > 0 {
+				c.dropped.Add(float64(n))
+				c.log.WithField("messages", n).Warn("shutdown: messages still queued for the center are dropped (counted)")
+			}
+		}
+	}
 	r.closeJournal()
 	r.m.unregister(r.reg)
 	return err
+}
+
+// watchStalls shows centers that stop reading: a write blocked for more than a second makes a center
+// stalled (logged, switchboard_relay_center_stalled 1, center_up 0) until the write goes through or
+// relay.write_timeout cuts the link.
+func (r *Relay) watchStalls(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	stalled := make([]bool, len(r.centers))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for i, c := range r.centers {
+			now := c.State() == "stalled"
+			if now == stalled[i] {
+				continue
+			}
+			stalled[i] = now
+			if now {
+				c.stalledGauge.Set(1)
+				c.upGauge.Set(0)
+				c.log.WithField("write_timeout", r.cfg.WriteTimeout.String()).Warn("center stalled: it does not read (a write has been blocked for more than a second); the link is cut at relay.write_timeout")
+				continue
+			}
+			c.stalledGauge.Set(0)
+			if c.Connected() {
+				c.upGauge.Set(1)
+			}
+			c.log.Info("center no longer stalled")
+		}
+	}
 }
 
 // centerUp wakes logins held by wait_for_center.

@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,5 +74,67 @@ func TestCentersFromFlagsAndEnvironment(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+}
+
+// TestShutdownWithStalledCenter (issue 15 item 9): a center that accepts the relay's login and then stops
+// reading (the relay's writes to it block) does not hold the process past shutdown_timeout: SIGTERM, and
+// the built binary exits within the timeout plus a little slack, in both modes.
+func TestShutdownWithStalledCenter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	for _, guaranteed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("guaranteed=%v", guaranteed), func(t *testing.T) {
+			center, err := relaytest.NewCenter("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer center.Close()
+			relayAddr := freeAddr(t)
+			const timeout = 3 * time.Second
+			p := harness.StartBinary(t, fmt.Sprintf("shutdown_timeout: 3s\nrelay:\n  listen: %s\n  guaranteed: %v\n  persist_dir: persist\n  centers:\n    hung: %s\n",
+				relayAddr, guaranteed, center.Addr()), harness.Options{Scripts: scripts}, "relay")
+			if err := center.WaitLogin(1, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			center.StopReading(true)
+			app, err := relaytest.Dial(relayAddr, "feed", `O="QUIET"`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer app.Close()
+			pad := strings.Repeat("p", 16<<10)
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					app.Conn().SetWriteDeadline(time.Now().Add(time.Second))
+					if _, err := app.Queue('O', fmt.Sprintf(`T="x"|id=%d|pad="%s"`, i, pad)); err != nil {
+						return
+					}
+					if i%8 == 7 && app.Flush() != nil {
+						return
+					}
+				}
+			}()
+			p.Logs.WaitFor(t, "center stalled: it does not read", 30*time.Second)
+			close(stop)
+			<-done
+			sent := time.Now()
+			p.Signal(t, syscall.SIGTERM)
+			code := p.Wait(t, timeout+10*time.Second)
+			took := time.Since(sent)
+			if took > timeout+2*time.Second {
+				t.Fatalf("exited %v after SIGTERM, shutdown_timeout is %v", took, timeout)
+			}
+			t.Logf("exited with %d %v after SIGTERM", code, took.Round(10*time.Millisecond))
+		})
 	}
 }
