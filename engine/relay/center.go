@@ -28,8 +28,9 @@ import (
 // which advances as the center acknowledges.
 type Center struct {
 	Name  string
-	Index int
+	Index int // bit in the routes' CenterSet
 
+	slot   int // bit in journal records (guaranteed mode; Journal.Slot)
 	r      *Relay
 	dialer *transport.Dialer
 	log    *logrus.Entry
@@ -460,11 +461,17 @@ func (l *link) forwardJournal(ctx context.Context, fl *inflight, readDone chan e
 				wait = nil // the ticker wakes us to look again once acks drain the window
 				break
 			}
+			if f := j.Floor(c.slot); jr.next < f {
+				// retention moved the center past these records (counted there)
+				jr.next = f
+				fl.skip(f - 1)
+				continue
+			}
 			idx, set, rec, err := jr.Next(ctx)
 			if err != nil {
 				return fmt.Errorf("relay: center %s: %w", c.Name, err)
 			}
-			if !set.Has(c.Index) {
+			if !set.Has(c.slot) {
 				fl.skip(idx)
 				continue
 			}
@@ -497,7 +504,6 @@ func (l *link) forwardJournal(ctx context.Context, fl *inflight, readDone chan e
 			if err := j.SetCursor(c.Name, fl.cursor()); err != nil {
 				c.log.WithError(err).Warn("cursor not saved")
 			}
-			j.Collect(c.r.centerNames)
 		case err := <-readDone:
 			readDone <- err
 			return err

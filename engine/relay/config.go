@@ -43,7 +43,12 @@ type Config struct {
 	PersistDir           string `mapstructure:"persist_dir"`
 	// SegmentBytes is the journal segment size before a new segment starts.
 	SegmentBytes int64 `mapstructure:"segment_bytes"`
-	LogMessages  bool  `mapstructure:"log_messages"`
+	// JournalRetentionBytes bounds, per center, the journal it has not acknowledged: past it the oldest
+	// segment is dropped for that center (counted, logged). 0 = no bound.
+	JournalRetentionBytes int64 `mapstructure:"journal_retention_bytes"`
+	// JournalRetentionAge drops, per center, the segments whose records are all older than this. 0 = none.
+	JournalRetentionAge time.Duration `mapstructure:"journal_retention_age"`
+	LogMessages         bool          `mapstructure:"log_messages"`
 	// MessageLog is the file log_messages writes to.
 	MessageLog    string        `mapstructure:"message_log"`
 	SendCR        bool          `mapstructure:"send_cr"`
@@ -118,28 +123,30 @@ type TLSConfig struct {
 // DefaultConfig returns the defaults documented in configs/switchboard.yaml.
 func DefaultConfig() Config {
 	return Config{
-		Enabled:              true,
-		ID:                   "relay1",
-		Listen:               "0.0.0.0:3289",
-		Centers:              Centers{},
-		CenterTLS:            map[string]CenterTLSConfig{},
-		RoutesFile:           "configs/relay.routes",
-		RoutesCacheSize:      10000,
-		FollowObjects:        "off",
-		ExpressionCache:      4096,
-		ExpressionCacheBytes: 256 << 10,
-		PersistDir:           "data/persist",
-		SegmentBytes:         64 << 20,
-		MessageLog:           "data/relay-messages.log",
-		MaxLine:              64 << 10,
-		MaxLoginBytes:        256,
-		ClientQueue:          4096,
-		ClientQueueBytes:     1 << 20,
-		CenterQueue:          65536,
-		CenterQueueBytes:     64 << 20,
-		MaxAppSeries:         100,
-		MaxPause:             10 * time.Second,
-		WriteTimeout:         30 * time.Second,
+		Enabled:               true,
+		ID:                    "relay1",
+		Listen:                "0.0.0.0:3289",
+		Centers:               Centers{},
+		CenterTLS:             map[string]CenterTLSConfig{},
+		RoutesFile:            "configs/relay.routes",
+		RoutesCacheSize:       10000,
+		FollowObjects:         "off",
+		ExpressionCache:       4096,
+		ExpressionCacheBytes:  256 << 10,
+		PersistDir:            "data/persist",
+		SegmentBytes:          64 << 20,
+		JournalRetentionBytes: 4 << 30,
+		JournalRetentionAge:   7 * 24 * time.Hour,
+		MessageLog:            "data/relay-messages.log",
+		MaxLine:               64 << 10,
+		MaxLoginBytes:         256,
+		ClientQueue:           4096,
+		ClientQueueBytes:      1 << 20,
+		CenterQueue:           65536,
+		CenterQueueBytes:      64 << 20,
+		MaxAppSeries:          100,
+		MaxPause:              10 * time.Second,
+		WriteTimeout:          30 * time.Second,
 	}
 }
 
@@ -268,6 +275,12 @@ func (c Config) Validate() error {
 	}
 	if c.Guaranteed && c.SegmentBytes < 4096 {
 		return fmt.Errorf("relay.segment_bytes: expected at least 4096, got %d", c.SegmentBytes)
+	}
+	if c.JournalRetentionBytes < 0 || c.Guaranteed && c.JournalRetentionBytes > 0 && c.JournalRetentionBytes < 2*c.SegmentBytes {
+		return fmt.Errorf("relay.journal_retention_bytes: expected 0 (no bound) or at least twice relay.segment_bytes (%d), got %d", 2*c.SegmentBytes, c.JournalRetentionBytes)
+	}
+	if c.JournalRetentionAge < 0 {
+		return fmt.Errorf("relay.journal_retention_age: expected 0 (no bound) or a duration such as 168h, got %v", c.JournalRetentionAge)
 	}
 	if c.LogMessages && c.MessageLog == "" {
 		return fmt.Errorf("relay.message_log: expected a file when relay.log_messages is true")

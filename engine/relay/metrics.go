@@ -31,6 +31,7 @@ type metrics struct {
 	slowClients     prometheus.Counter
 	commands        *prometheus.CounterVec // E from centers by result: object, command, undelivered
 	fsync           prometheus.Histogram
+	journalDropped  *prometheus.CounterVec // by center, reason
 	appIn           *prometheus.CounterVec // by login id, at most relay.max_app_series of them (apps)
 	apps            *labels.Set            // the app label values in use; a value's series goes with its last session
 	acksOK, acksErr prometheus.Counter
@@ -77,6 +78,9 @@ func newMetrics(maxApps int) *metrics {
 			Help: "Duration of each journal group commit's fsync (guaranteed mode).",
 			Buckets: []float64{.00005, .0001, .0002, .0003, .0005, .00075, .001, .0015, .002, .003, .004, .005,
 				.0075, .01, .015, .025, .05, .1, .5}}),
+		journalDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_journal_dropped_total",
+			Help: "Journal records a center had not acknowledged when retention dropped them for it (guaranteed mode), by reason: bytes, age."},
+			[]string{"center", "reason"}),
 		slowClients: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_slow_clients_total",
 			Help: "Applications disconnected because they did not read their statuses."}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_commands_total",
@@ -89,7 +93,7 @@ func newMetrics(maxApps int) *metrics {
 		m.inByType[i] = m.clientIn.WithLabelValues(knownTypes[i : i+1])
 	}
 	m.collectors = []prometheus.Collector{m.connections, m.clientIn, m.acks, m.rejected, m.unrouted, m.exprErrors, m.exprNotBool,
-		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.centerStalled, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients, m.commands, m.fsync, m.appIn}
+		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.centerStalled, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients, m.commands, m.fsync, m.journalDropped, m.appIn}
 	return m
 }
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,14 +159,17 @@ func New(opts Options) (*Relay, error) {
 			return float64(n)
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_relay_routes_objects",
-			Help: "Objects remembered by the deletes-follow-inserts index."}, func() float64 { return float64(r.objects.Len()) }))
+			Help: "Objects remembered by the object index (relay.routes_cache_size)."}, func() float64 { return float64(r.objects.Len()) }))
 	if cfg.Guaranteed {
-		j, err := OpenJournal(cfg.PersistDir, cfg.SegmentBytes)
+		j, err := OpenJournal(cfg.PersistDir, cfg.SegmentBytes, r.centerNames, r.log.WithField("persist_dir", cfg.PersistDir))
 		if err != nil {
 			return nil, err
 		}
 		j.OnSync = func(d time.Duration, _ int) { r.m.fsync.Observe(d.Seconds()) }
 		r.journal = j
+		for _, c := range r.centers {
+			c.slot = j.Slot(c.Name)
+		}
 	}
 	if cfg.LogMessages {
 		ml, err := openMessageLog(cfg.MessageLog)
@@ -315,6 +319,13 @@ func (r *Relay) Start(ctx context.Context) error {
 		go func() {
 			defer r.centerW.Done()
 			r.watchStalls(ctx)
+		}()
+	}
+	if r.journal != nil {
+		r.centerW.Add(1)
+		go func() {
+			defer r.centerW.Done()
+			r.keepJournal(ctx, time.Second)
 		}()
 	}
 	if r.ln != nil {
@@ -480,6 +491,36 @@ func (r *Relay) watchStalls(ctx context.Context) {
 			c.log.Info("center no longer stalled")
 		}
 	}
+}
+
+// keepJournal applies retention (relay.journal_retention_bytes and _age, per center) and removes the
+// segments every center has passed, when a segment starts and every period, until ctx ends. What retention drops is counted in
+// switchboard_relay_journal_dropped_total{center,reason} and logged.
+func (r *Relay) keepJournal(ctx context.Context, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.journal.Rolled(): // the journal grew by a segment: the bytes bound may be passed
+		}
+		r.retainJournal(time.Now())
+	}
+}
+
+func (r *Relay) retainJournal(now time.Time) {
+	for _, d := range r.journal.Retain(now, r.cfg.JournalRetentionBytes, r.cfg.JournalRetentionAge) {
+		r.m.journalDropped.WithLabelValues(d.Center, d.Reason).Add(float64(d.Records))
+		bound := "relay.journal_retention_bytes=" + strconv.FormatInt(r.cfg.JournalRetentionBytes, 10)
+		if d.Reason == "age" {
+			bound = "relay.journal_retention_age=" + r.cfg.JournalRetentionAge.String()
+		}
+		r.log.WithFields(logrus.Fields{"center": d.Center, "records": d.Records, "from": d.From, "to": d.To, "reason": d.Reason,
+			"bound": bound, "configured": !d.Orphan}).Warn("journal retention: records the center had not acknowledged are dropped for it")
+	}
+	r.journal.Collect()
 }
 
 // centerUp wakes logins held by wait_for_center.
