@@ -317,3 +317,22 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// Warnings lists what in a valid configuration deserves the operator's attention (switchboard check):
+// guaranteed mode without a bound on the journal.
+func (c Config) Warnings() []string {
+	if !c.Enabled || !c.Guaranteed {
+		return nil
+	}
+	var out []string
+	if c.JournalRetentionBytes == 0 {
+		if c.JournalRetentionAge == 0 {
+			out = append(out, "relay: journal retention is off (relay.journal_retention_bytes and relay.journal_retention_age are 0): "+
+				"the journal grows without bound for a center that never returns, or that relay.centers no longer names")
+		} else {
+			out = append(out, fmt.Sprintf("relay: relay.journal_retention_bytes is 0: the journal is bounded only by age (%v), "+
+				"not in bytes, for a center that does not return", c.JournalRetentionAge))
+		}
+	}
+	return out
+}
