@@ -163,6 +163,20 @@ func (c Config) CenterNames() []string {
 	return names
 }
 
+// validCenterName: letters, digits, '_', '-', '.', ':', '[', ']' (a host:port is a name), not "." or "..";
+// a name is part of file names in persist_dir (cursor.<name>).
+func validCenterName(n string) bool {
+	if n == "" || n == "." || n == ".." {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		if !isKeyByte(n[i]) && !strings.ContainsRune("-.:[]", rune(n[i])) {
+			return false
+		}
+	}
+	return true
+}
+
 // CenterByName returns the configured name matching name without regard to case ("" = none).
 func (c Config) CenterByName(name string) string {
 	if _, ok := c.Centers[name]; ok {
@@ -229,10 +243,8 @@ func (c Config) Validate() error {
 		if n == "" {
 			return fmt.Errorf("relay.centers: a center with an empty name")
 		}
-		for i := 0; i < len(n); i++ {
-			if !isKeyByte(n[i]) && !strings.ContainsRune("-.:[]", rune(n[i])) {
-				return fmt.Errorf("relay.centers.%s: expected a name of letters, digits, '_', '-', '.' (or a host:port)", n)
-			}
+		if !validCenterName(n) {
+			return fmt.Errorf("relay.centers.%s: expected a name of letters, digits, '_', '-', '.' (or a host:port)", n)
 		}
 		if addr, _ := centerAddr(c.Centers[n]); !validHostPort(addr, false) {
 			return fmt.Errorf("relay.centers.%s: expected host:port or tls://host:port, got %q", n, c.Centers[n])

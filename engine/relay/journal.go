@@ -246,8 +246,13 @@ func (j *Journal) loadSlots(centers []string) error {
 			if line == "" {
 				continue
 			}
-			if !ok || err != nil || i < 0 || i >= MaxCenters || name == "" {
+			if !ok || err != nil || i < 0 || i >= MaxCenters || !validCenterName(name) {
 				return fmt.Errorf("relay: journal: %s:%d: expected \"<slot> <name>\", got %q", path, n+1, line)
+			}
+			for other, s := range j.slots {
+				if s == i || other == name {
+					return fmt.Errorf("relay: journal: %s:%d: %q: slot or name given twice", path, n+1, line)
+				}
 			}
 			j.slots[name] = i
 			if _, ok := j.cursors[name]; !ok {

@@ -357,3 +357,37 @@ func TestJournalForgetsCentersNoLongerConfigured(t *testing.T) {
 		t.Fatalf("new: slot %d cursor %d (last %d)", j.Slot("new"), j.Cursor("new"), last)
 	}
 }
+
+// FuzzJournalCentersFile: whatever persist_dir/centers holds, opening the journal either fails with an error
+// naming the file or gives every configured center a slot of its own.
+func FuzzJournalCentersFile(f *testing.F) {
+	for _, s := range []string{"0 a\n1 c\n", "0 a\n1 c\n2 b\n", "", "\n\n", "63 z\n", "64 a\n", "-1 a\n", "0 a\n0 b\n", "x y\n",
+		"0\n", "1 a b\n", "0 a\r\n1 b\r\n", "2 gone\n0 a\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, content string) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "centers"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		j, err := OpenJournal(dir, 4096, []string{"a", "b", "c"}, nil)
+		if err != nil {
+			if !strings.Contains(err.Error(), "relay: journal") {
+				t.Fatalf("error %q", err)
+			}
+			return
+		}
+		defer j.Close()
+		seen := map[int]string{}
+		for _, c := range []string{"a", "b", "c"} {
+			s := j.Slot(c)
+			if s < 0 || s >= MaxCenters {
+				t.Fatalf("%s: slot %d", c, s)
+			}
+			if other, dup := seen[s]; dup {
+				t.Fatalf("%s and %s share slot %d (file %q)", c, other, s, content)
+			}
+			seen[s] = c
+		}
+	})
+}
