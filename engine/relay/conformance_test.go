@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/engine/relay"
+	"github.com/switchboard/switchboard/engine/relay/relaytest"
 )
 
 // TestSurrogatePairReachesCenter: `\ud83d\ude00` (how Java escapes U+1F600) is one character on its way to
@@ -48,6 +51,43 @@ func TestOverLongLineKeepsItsSequence(t *testing.T) {
 	app.Raw(`O#78|T="a"` + "\n")
 	expectStatus(t, app, 78, 0, "OK")
 	if err := g.centers["a"].WaitCount(2, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSendCR: relay.send_cr (3forge's ami.send.cr) ends the relay's lines with \r\n; a login with
+// O="UNIX" forces \n again.
+func TestSendCR(t *testing.T) {
+	g := start(t, "", func(c *relay.Config) { c.SendCR = true }, "a")
+	raw := dialRaw(t, g)
+	raw.Raw("L#0|I=\"w\"\n")
+	if line, err := raw.ReadLine(5 * time.Second); err != nil || !strings.HasSuffix(line, "\r") {
+		t.Fatalf("send_cr: %q %v", line, err)
+	}
+	unix := dialRaw(t, g)
+	unix.Raw("L#0|I=\"u\"|O=\"UNIX\"\n")
+	if line, err := unix.ReadLine(5 * time.Second); err != nil || strings.HasSuffix(line, "\r") {
+		t.Fatalf("UNIX: %q %v", line, err)
+	}
+}
+
+// TestListenDisabled: port -1 (3forge's ami.port=-1) runs no listener; centers are still dialed.
+func TestListenDisabled(t *testing.T) {
+	center, err := relaytest.NewCenter("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer center.Close()
+	cfg := relay.DefaultConfig()
+	cfg.Listen = "127.0.0.1:-1"
+	cfg.RoutesFile = ""
+	cfg.Centers = relay.Centers{"a": center.Addr()}
+	r, stop := runRelay(t, cfg, nil)
+	defer stop()
+	if len(r.Addrs()) != 0 {
+		t.Fatalf("listening on %v", r.Addrs())
+	}
+	if err := center.WaitLogin(1, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -79,3 +79,12 @@ func TestFollowObjectsModes(t *testing.T) {
 		})
 	}
 }
+
+// TestCenterGetsMessageOnce: two rules that both route a message to the same center (the first goes on)
+// send it there once, as 3forge documents.
+func TestCenterGetsMessageOnce(t *testing.T) {
+	s := startRelay(t, "First;1;O;*;;true;a;;\nSecond;2;O;*;;true;a,b;BREAK;\n", "", "a", "b")
+	app := login(t, s.addr, "app", "")
+	sendAll(t, app, 1, `O|T="x"|I="1"`)
+	expectBodies(t, s, map[string][]string{"a": {`O|T="x"|I="1"`}, "b": {`O|T="x"|I="1"`}})
+}
