@@ -11,6 +11,10 @@ import (
 	"github.com/switchboard/switchboard/luabind"
 )
 
+// CheckWarnings lists what in a valid configuration deserves attention, for `switchboard check` to print
+// as warnings (it still exits 0): e.g. a relay journal without retention.
+func CheckWarnings(cfg Config) []string { return cfg.Relay.Warnings() }
+
 // Check validates offline what a start would load, without listening: every script (compiled, top level run),
 // then the relay's routes file with its expressions compiled. Each problem is one error reading
 // `file:line: message`. scripts nil reads cfg.Lua.ScriptsDir.

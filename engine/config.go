@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"os"
@@ -234,18 +235,32 @@ func LoadConfig(src ConfigSource) (Config, error) {
 	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 		return Config{}, fmt.Errorf("config: %s: %v", name, err)
 	}
+	maps := mapKeys(reflect.TypeOf(def))
+	var entries []entryOverride // map entries from the environment, then from flags (applied after decoding)
+	envKeys := make([]string, 0, len(src.Env))
+	envVals := map[string]string{}
 	for _, kv := range src.Env {
-		k, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(k, "SWITCHBOARD_") {
+		if k, val, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "SWITCHBOARD_") {
+			envKeys = append(envKeys, k)
+			envVals[k] = val
+		}
+	}
+	sort.Strings(envKeys)
+	for _, k := range envKeys {
+		val := envVals[k]
+		name := strings.TrimPrefix(k, "SWITCHBOARD_")
+		if path, known := envKey(name, flat); known {
+			v.Set(path, val)
+			origin.Overridden = append(origin.Overridden, path)
 			continue
 		}
-		path, known := envKey(strings.TrimPrefix(k, "SWITCHBOARD_"), flat)
-		if !known {
-			origin.IgnoredEnv = append(origin.IgnoredEnv, k)
+		if e, ok := envEntry(name, maps); ok {
+			e.value = val
+			entries = append(entries, e)
+			origin.Overridden = append(origin.Overridden, e.key())
 			continue
 		}
-		v.Set(path, val)
-		origin.Overridden = append(origin.Overridden, path)
+		origin.IgnoredEnv = append(origin.IgnoredEnv, k)
 	}
 	setKeys := make([]string, 0, len(src.Set))
 	for k := range src.Set {
@@ -253,12 +268,20 @@ func LoadConfig(src ConfigSource) (Config, error) {
 	}
 	sort.Strings(setKeys)
 	for _, k := range setKeys {
-		if _, ok := flat[k]; !ok {
-			errs = append(errs, fmt.Errorf("%s: unknown key (from --set)", k))
+		if _, ok := flat[k]; ok {
+			v.Set(k, src.Set[k])
+			origin.Overridden = append(origin.Overridden, k)
+			// a whole map from a flag replaces the environment's entries of it too
+			entries = slices.DeleteFunc(entries, func(e entryOverride) bool { return e.mapKey == k })
 			continue
 		}
-		v.Set(k, src.Set[k])
-		origin.Overridden = append(origin.Overridden, k)
+		if e, ok := setEntry(k, maps); ok {
+			e.value = src.Set[k]
+			entries = append(entries, e)
+			origin.Overridden = append(origin.Overridden, k)
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s: unknown key (from --set)", k))
 	}
 	sort.Strings(origin.IgnoredEnv)
 	sort.Strings(origin.Overridden)
@@ -269,10 +292,7 @@ func LoadConfig(src ConfigSource) (Config, error) {
 		Result:           &cfg,
 		WeaklyTypedInput: true,
 		Squash:           true,
-		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			durationHook,
-			mapstructure.StringToSliceHookFunc(","),
-		),
+		DecodeHook:       decodeHooks(),
 	}
 	settings := v.AllSettings()
 	delete(settings, "channels")
@@ -282,6 +302,11 @@ func LoadConfig(src ConfigSource) (Config, error) {
 	}
 	if err := dec.Decode(settings); err != nil {
 		errs = append(errs, decodeErrors(err, v.Get)...)
+	}
+	for _, e := range entries {
+		if err := e.apply(&cfg); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	chans, err := channel.ParseConfigs(raw["channels"])
 	if err != nil {
@@ -303,6 +328,219 @@ func LoadConfig(src ConfigSource) (Config, error) {
 		return Config{}, &ConfigError{Source: name, Errors: errs}
 	}
 	return cfg, nil
+}
+
+// decodeHooks turn the text forms of values into their types: durations ("10s"), lists ("a,b"), and any
+// type that reads text (encoding.TextUnmarshaler, e.g. relay.centers from "primary=host:port,host:port").
+func decodeHooks() mapstructure.DecodeHookFunc {
+	return mapstructure.ComposeDecodeHookFunc(textHook, durationHook, mapstructure.StringToSliceHookFunc(","))
+}
+
+var textUnmarshalerType = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
+
+// textHook decodes a string, or a list of strings (read as the strings joined by commas), into a type
+// whose pointer is an encoding.TextUnmarshaler. Other values (a YAML map for a map type) decode as usual.
+func textHook(from, to reflect.Type, data any) (any, error) {
+	if !reflect.PointerTo(to).Implements(textUnmarshalerType) {
+		return data, nil
+	}
+	var text string
+	switch x := data.(type) {
+	case string:
+		text = x
+	case []any:
+		parts := make([]string, len(x))
+		for i, p := range x {
+			s, ok := p.(string)
+			if !ok {
+				return nil, fmt.Errorf("expected a list of strings, got %#v", p)
+			}
+			parts[i] = s
+		}
+		text = strings.Join(parts, ",")
+	default:
+		return data, nil
+	}
+	out := reflect.New(to)
+	if err := out.Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(text)); err != nil {
+		return nil, err
+	}
+	return out.Elem().Interface(), nil
+}
+
+// mapKey is a key whose value is a map (relay.centers, relay.center_tls): besides the whole map (YAML, or
+// text from the environment or a flag when the type reads text), single entries can be set with
+// `--set <key>.<name>=value` and `SWITCHBOARD_<KEY>_<NAME>=value`; for a map of sections, one field at a
+// time: `--set <key>.<name>.<field>=value`.
+type mapKey struct {
+	key    string
+	fields []string // the entry's key paths when an entry is a section; nil when an entry is one value
+}
+
+// mapKeys lists the map-valued keys of a config type.
+func mapKeys(t reflect.Type) []mapKey {
+	var out []mapKey
+	var walk func(prefix string, t reflect.Type)
+	walk = func(prefix string, t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
+			if tag == "-" || !f.IsExported() {
+				continue
+			}
+			key := tag
+			if prefix != "" {
+				key = prefix + "." + tag
+			}
+			switch {
+			case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Time{}):
+				walk(key, f.Type)
+			case f.Type.Kind() == reflect.Map && f.Type.Key().Kind() == reflect.String:
+				mk := mapKey{key: key}
+				if el := f.Type.Elem(); el.Kind() == reflect.Struct {
+					fl := map[string]any{}
+					flatten("", reflect.New(el).Elem(), fl)
+					for k := range fl {
+						mk.fields = append(mk.fields, k)
+					}
+					sort.Strings(mk.fields)
+				}
+				out = append(out, mk)
+			}
+		}
+	}
+	walk("", t)
+	return out
+}
+
+// entryOverride sets one entry (or one field of an entry) of a map key.
+type entryOverride struct {
+	mapKey string
+	name   string // the entry's name
+	field  string // the field's key path in the entry; "" when the entry is one value
+	value  string // "" removes an entry that is one value
+}
+
+func (e entryOverride) key() string {
+	if e.field == "" {
+		return e.mapKey + "." + e.name
+	}
+	return e.mapKey + "." + e.name + "." + e.field
+}
+
+// setEntry reads a --set key that names an entry of a map key: relay.centers.primary,
+// relay.center_tls.primary.cert. The name may hold dots (relay.centers.10.0.0.1:3270).
+func setEntry(k string, maps []mapKey) (entryOverride, bool) {
+	for _, m := range maps {
+		rest, ok := strings.CutPrefix(k, m.key+".")
+		if !ok || rest == "" {
+			continue
+		}
+		if m.fields == nil {
+			return entryOverride{mapKey: m.key, name: rest}, true
+		}
+		for _, f := range m.fields {
+			if name, ok := strings.CutSuffix(rest, "."+f); ok && name != "" {
+				return entryOverride{mapKey: m.key, name: name, field: f}, true
+			}
+		}
+	}
+	return entryOverride{}, false
+}
+
+// envEntry reads an environment variable name (without SWITCHBOARD_) that names an entry of a map key:
+// RELAY_CENTERS_PRIMARY, RELAY_CENTER_TLS_PRIMARY_CERT. The entry's name comes out in lower case (as YAML
+// keys do); names with characters a variable cannot hold (. - :) are set with the whole map's text form.
+func envEntry(name string, maps []mapKey) (entryOverride, bool) {
+	want := strings.ToLower(name)
+	var best entryOverride
+	found := false
+	for _, m := range maps {
+		rest, ok := strings.CutPrefix(want, strings.ReplaceAll(m.key, ".", "_")+"_")
+		if !ok || rest == "" || found && len(m.key) <= len(best.mapKey) {
+			continue
+		}
+		if m.fields == nil {
+			best, found = entryOverride{mapKey: m.key, name: rest}, true
+			continue
+		}
+		for _, f := range m.fields {
+			if n, ok := strings.CutSuffix(rest, "_"+strings.ReplaceAll(f, ".", "_")); ok && n != "" {
+				best, found = entryOverride{mapKey: m.key, name: n, field: f}, true
+				break
+			}
+		}
+	}
+	return best, found
+}
+
+// apply sets the entry in cfg, decoding the value as the file's value would be.
+func (e entryOverride) apply(cfg *Config) error {
+	mv, err := fieldByKey(reflect.ValueOf(cfg).Elem(), e.mapKey)
+	if err != nil {
+		return err
+	}
+	if mv.IsNil() {
+		mv.Set(reflect.MakeMap(mv.Type()))
+	}
+	name := reflect.ValueOf(e.name).Convert(mv.Type().Key())
+	if e.field == "" {
+		if e.value == "" {
+			mv.SetMapIndex(name, reflect.Value{})
+			return nil
+		}
+		el := reflect.New(mv.Type().Elem())
+		if err := decodeText(e.value, el.Interface()); err != nil {
+			return fmt.Errorf("%s: %v, got %q", e.key(), err, e.value)
+		}
+		mv.SetMapIndex(name, el.Elem())
+		return nil
+	}
+	el := reflect.New(mv.Type().Elem()).Elem()
+	if cur := mv.MapIndex(name); cur.IsValid() {
+		el.Set(cur)
+	}
+	fv, err := fieldByKey(el, e.field)
+	if err != nil {
+		return err
+	}
+	dst := reflect.New(fv.Type())
+	if err := decodeText(e.value, dst.Interface()); err != nil {
+		return fmt.Errorf("%s: %v, got %q", e.key(), err, e.value)
+	}
+	fv.Set(dst.Elem())
+	mv.SetMapIndex(name, el)
+	return nil
+}
+
+// decodeText decodes a value given as text into out (a pointer), with the hooks of LoadConfig.
+func decodeText(text string, out any) error {
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{Result: out, WeaklyTypedInput: true, DecodeHook: decodeHooks()})
+	if err != nil {
+		return err
+	}
+	if err := dec.Decode(text); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "decoding failed due to the following error(s):\n\n"))
+	}
+	return nil
+}
+
+// fieldByKey finds the struct field at a key path (mapstructure tags) under v.
+func fieldByKey(v reflect.Value, key string) (reflect.Value, error) {
+	for _, part := range strings.Split(key, ".") {
+		t := v.Type()
+		found := false
+		for i := 0; i < t.NumField(); i++ {
+			if strings.Split(t.Field(i).Tag.Get("mapstructure"), ",")[0] == part {
+				v, found = v.Field(i), true
+				break
+			}
+		}
+		if !found {
+			return reflect.Value{}, fmt.Errorf("%s: unknown key", key)
+		}
+	}
+	return v, nil
 }
 
 // pathKeys are the keys that name a file or a directory. allowlist marks the "file:path" | "text:..."
@@ -349,6 +587,16 @@ func (c *Config) resolvePaths() error {
 	}
 	for i := range c.Channels {
 		c.Channels[i].TLSCA = resolvePath(fileBase, c.Channels[i].TLSCA, false)
+	}
+	for name, t := range c.Relay.CenterTLS {
+		for field, p := range map[string]*string{"cert": &t.Cert, "key": &t.Key, "ca": &t.CA} {
+			base := fileBase
+			if c.Origin.IsOverridden("relay.center_tls."+name+"."+field) || c.Origin.IsOverridden("relay.center_tls") {
+				base = wd
+			}
+			*p = resolvePath(base, *p, false)
+		}
+		c.Relay.CenterTLS[name] = t
 	}
 	return nil
 }

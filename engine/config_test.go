@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -171,3 +172,87 @@ func TestDurationErrorsSayGotOnce(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestMapEntriesFromFlagsAndEnv (issue 15 item 12): a map key (relay.centers, relay.center_tls) takes single
+// entries from --set and the environment on top of the file, the whole map as text, and a list in YAML; a
+// list key takes commas. Flags beat the environment, which beats the file.
+func TestMapEntriesFromFlagsAndEnv(t *testing.T) {
+	dir := t.TempDir()
+	wd, _ := os.Getwd()
+	file := filepath.Join(dir, "c.yaml")
+	os.WriteFile(file, []byte("relay:\n  centers:\n    risk: 10.0.0.2:3270\n    hist: 10.0.0.3:3270\n  center_tls:\n    risk: {ca: risk-ca.pem}\n"), 0o644)
+	cfg, err := LoadConfig(ConfigSource{File: file,
+		Env: []string{"SWITCHBOARD_RELAY_CENTERS_EU_WEST=10.0.0.9:3270", "SWITCHBOARD_RELAY_CENTER_TLS_RISK_CERT=risk.pem",
+			"SWITCHBOARD_RELAY_CENTER_TLS_RISK_KEY=/keys/risk.key", "SWITCHBOARD_SOCKET_ROOMS_STARTING=lobby,support"},
+		Set: map[string]string{"relay.centers.primary": "127.0.0.1:3270", "relay.centers.hist": "",
+			"relay.centers.10.0.0.7:3270": "tls://10.0.0.7:3270", "relay.center_tls.primary.ca": "/etc/ca.pem"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCenters := relayCenters{"risk": "10.0.0.2:3270", "eu_west": "10.0.0.9:3270", "primary": "127.0.0.1:3270",
+		"10.0.0.7:3270": "tls://10.0.0.7:3270"}
+	if !reflect.DeepEqual(relayCenters(cfg.Relay.Centers), wantCenters) {
+		t.Errorf("centers %v, want %v", cfg.Relay.Centers, wantCenters)
+	}
+	tlsGot := fmt.Sprint(cfg.Relay.CenterTLS)
+	tlsWant := fmt.Sprintf("map[primary:{  /etc/ca.pem} risk:{%s /keys/risk.key %s}]", filepath.Join(wd, "risk.pem"), filepath.Join(dir, "risk-ca.pem"))
+	if tlsGot != tlsWant {
+		t.Errorf("center_tls %s, want %s", tlsGot, tlsWant)
+	}
+	if got := strings.Join(cfg.Socket.Rooms.Starting, "|"); got != "lobby|support" {
+		t.Errorf("rooms %q", got)
+	}
+	for _, k := range []string{"relay.centers.eu_west", "relay.centers.primary", "relay.centers.hist", "relay.center_tls.risk.cert",
+		"relay.center_tls.primary.ca", "socket.rooms.starting"} {
+		if !cfg.Origin.IsOverridden(k) {
+			t.Errorf("%s not listed as overridden: %v", k, cfg.Origin.Overridden)
+		}
+	}
+	if len(cfg.Origin.IgnoredEnv) != 0 {
+		t.Errorf("ignored %v", cfg.Origin.IgnoredEnv)
+	}
+
+	// the whole map as text (3forge's ami.centers form): a center without a name is named by its host:port;
+	// from a flag it replaces the file's map and the environment's entries
+	cfg, err = LoadConfig(ConfigSource{File: file, Env: []string{"SWITCHBOARD_RELAY_CENTERS_EU=10.0.0.9:3270"},
+		Set: map[string]string{"relay.centers": "primary=127.0.0.1:3270, 127.0.0.1:3271,Risk=tls://10.0.0.2:3270"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCenters = relayCenters{"primary": "127.0.0.1:3270", "127.0.0.1:3271": "127.0.0.1:3271", "Risk": "tls://10.0.0.2:3270"}
+	if !reflect.DeepEqual(relayCenters(cfg.Relay.Centers), wantCenters) {
+		t.Errorf("text form: centers %v, want %v", cfg.Relay.Centers, wantCenters)
+	}
+	cfg, err = LoadConfig(ConfigSource{Env: []string{"SWITCHBOARD_RELAY_CENTERS=a=127.0.0.1:1,127.0.0.1:2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (relayCenters{"a": "127.0.0.1:1", "127.0.0.1:2": "127.0.0.1:2"}); !reflect.DeepEqual(relayCenters(cfg.Relay.Centers), want) {
+		t.Errorf("text form from the environment: %v", cfg.Relay.Centers)
+	}
+	// a YAML list of the same entries
+	os.WriteFile(file, []byte("relay:\n  centers: [\"127.0.0.1:3270\", \"risk=10.0.0.2:3270\"]\n"), 0o644)
+	cfg, err = LoadConfig(ConfigSource{File: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (relayCenters{"127.0.0.1:3270": "127.0.0.1:3270", "risk": "10.0.0.2:3270"}); !reflect.DeepEqual(relayCenters(cfg.Relay.Centers), want) {
+		t.Errorf("list form: %v", cfg.Relay.Centers)
+	}
+
+	// errors name the key
+	for set, want := range map[string]string{
+		"relay.centers.x=nowhere":                   `relay.centers.x: expected host:port or tls://host:port, got "nowhere"`,
+		"relay.center_tls.x.nosuch=1":               `relay.center_tls.x.nosuch: unknown key (from --set)`,
+		"relay.center_tls.nosuch.ca=ca.pem":         `relay.center_tls.nosuch: no such center in relay.centers`,
+		"relay.centers=a=127.0.0.1:1,a=127.0.0.1:2": `center "a" given twice`,
+	} {
+		k, v, _ := strings.Cut(set, "=")
+		_, err := LoadConfig(ConfigSource{Set: map[string]string{k: v}})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--set %s: %v, want %q", set, err, want)
+		}
+	}
+}
+
+type relayCenters map[string]string

@@ -69,8 +69,12 @@ func translateAMIScript(src string) string {
 // RelayExprCompiler returns the relay's ExprCompiler: each expression is
 // compiled once as `local <params> = ...; return (<expr>)` and evaluated with
 // positional arguments on the serving generation's VMs (so the sandbox, the
-// VM pool and the handler time limit apply). A Lua error or a timeout makes
-// the rule false; nil and false are false, anything else is true.
+// VM pool and the handler time limit apply). An expression whose source
+// shows it is not a boolean (`qty - qty`, a String param alone) is refused.
+// When it runs, true is true; false and nil (null) are false; a Lua error,
+// a timeout, or any other result (a number, a string: 0 and "" would be true
+// in Lua) makes the rule false and is returned as the error, the latter as a
+// *relay.NotBooleanError.
 func RelayExprCompiler(rt *Runtime) relay.ExprCompiler {
 	return func(params []relay.ParamType, source string) (relay.Predicate, error) {
 		names := make([]string, len(params))
@@ -94,6 +98,20 @@ func RelayExprCompiler(rt *Runtime) relay.ExprCompiler {
 		if err != nil {
 			return nil, fmt.Errorf("%q: %w", source, err)
 		}
+		holds := make(map[string]string, len(params))
+		for i, p := range params {
+			switch p.Type {
+			case relay.TypeBoolean:
+				holds[names[i]] = "a boolean"
+			case relay.TypeString, relay.TypeChar:
+				holds[names[i]] = "a string"
+			default:
+				holds[names[i]] = "a number"
+			}
+		}
+		if what := notBoolean(translateAMIScript(source), holds); what != "" {
+			return nil, fmt.Errorf("%q yields %s, not a boolean: a route expression must be true or false (compare values, e.g. qty > 0)", source, what)
+		}
 		return &relayPredicate{rt: rt, f: f, ev: "relay.route " + source, pure: pureExpression(translateAMIScript(source), names)}, nil
 	}
 }
@@ -116,7 +134,10 @@ func (p *relayPredicate) Eval(args []relay.Value) (bool, error) {
 	if g == nil {
 		return false, errNoGeneration
 	}
-	var result bool
+	var (
+		result  bool
+		notBool *relay.NotBooleanError
+	)
 	err := g.RunFunc(context.Background(), p.f, p.ev, 0, func(L *lua.LState, lf *lua.LFunction) error {
 		L.Push(lf)
 		for i := range args {
@@ -125,11 +146,48 @@ func (p *relayPredicate) Eval(args []relay.Value) (bool, error) {
 		if err := L.PCall(len(args), 1, nil); err != nil {
 			return err
 		}
-		result = lua.LVAsBool(L.Get(-1))
+		v := L.Get(-1)
 		L.Pop(1)
+		switch v.Type() {
+		case lua.LTBool:
+			result = v == lua.LTrue
+		case lua.LTNil:
+			// null: false (3forge applies ON_FALSE when the expression yields null)
+		default:
+			notBool = &relay.NotBooleanError{Yields: luaTypeArticle(v), Value: luaValueText(v)}
+		}
 		return nil
 	})
+	if err == nil && notBool != nil {
+		return false, notBool
+	}
 	return result, err
+}
+
+// luaTypeArticle names a Lua value's type for an error ("a number", "a string", "a table").
+func luaTypeArticle(v lua.LValue) string {
+	switch v.Type() {
+	case lua.LTNumber:
+		return "a number"
+	case lua.LTString:
+		return "a string"
+	}
+	return "a " + v.Type().String()
+}
+
+// luaValueText is a short rendering of a number or string result for the log; other types have none.
+func luaValueText(v lua.LValue) string {
+	switch v.Type() {
+	case lua.LTNumber:
+		return v.String()
+	case lua.LTString:
+		s := string(v.(lua.LString))
+		if len(s) > 32 {
+			s = s[:32] + "..."
+		}
+		return fmt.Sprintf("%q", s)
+	}
+	return ""
 }
 
 func relayValue(v *relay.Value) lua.LValue {

@@ -23,3 +23,32 @@ func TestPureExpression(t *testing.T) {
 		}
 	}
 }
+
+func TestNotBoolean(t *testing.T) {
+	params := map[string]string{"qty": "a number", "venue": "a string", "flag": "a boolean"}
+	for src, want := range map[string]string{
+		`qty - qty`: "a number", `qty`: "a number", `flag`: "", `venue .. qty`: "a string", `not venue`: "",
+		`qty > 0 and venue`: "a string", `venue or flag`: "a string", `flag or qty > 1`: "", `x.y`: "",
+		`f(qty)`: "", `qty:abs()`: "", `(qty)`: "a number", `((flag))`: "", `qty == nil`: "", `"a" < "b"`: "",
+		`-qty ^ 2 > 0`: "", `1e5 + .5`: "a number", `[[long]] .. 'x'`: "a string", `qty -- comment`: "a number",
+		`function() end`: "", `...`: "", `nil`: "nil", `{1, 2}`: "a table", `qty ~= 0 and "x" or "y"`: "a string",
+	} {
+		if got := notBoolean(src, params); got != want {
+			t.Errorf("notBoolean(%q) = %q, want %q", src, got, want)
+		}
+	}
+}
+
+// FuzzNotBoolean: the reader of expression sources ends on any input with one of its answers.
+func FuzzNotBoolean(f *testing.F) {
+	for _, s := range []string{`qty - qty`, `flag and (x or y) ~= nil`, `a[b](c){d}"e":f()`, `((((`, `))`, `--[[ x`,
+		`"unterminated`, `[==[ long ]==] .. x`, `not not not`, `1 .. 2`, `a.b.c:d "x"`} {
+		f.Add(s)
+	}
+	known := map[string]bool{"": true, "a number": true, "a string": true, "nil": true, "a table": true}
+	f.Fuzz(func(t *testing.T, src string) {
+		if got := notBoolean(src, map[string]string{"qty": "a number", "flag": "a boolean"}); !known[got] {
+			t.Fatalf("notBoolean(%q) = %q", src, got)
+		}
+	})
+}

@@ -1,6 +1,8 @@
 package luabind
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -61,10 +63,10 @@ func TestRelayLuaExpressionForms(t *testing.T) {
 	cfg.HandlerTimeout = 100 * time.Millisecond
 	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": "local sb = require 'switchboard'"}, nil)
 	src := `Fix;1;O;*;55 String nonull,44 Double;_55:upper() == "IBM" && _44 != nil && !(_44 > 100);a;BREAK;
-Nil;2;O;*;x Int;x;b;BREAK;
+Nil;2;O;*;x Int;x and x > 0;b;BREAK;
 Spin;3;O;Spin;;(function() while true do end end)();c;BREAK;
 Err;4;O;*;;nosuch.field;c;BREAK;
-Zero;5;O;*;z Int nonull;z;c;BREAK;
+Zero;5;O;*;z Int nonull;math.abs(z);c;BREAK;
 `
 	tab, err := relay.ParseRoutes("relay.routes", []byte(src), []string{"a", "b", "c"}, RelayExprCompiler(rt))
 	if err != nil {
@@ -80,8 +82,75 @@ Zero;5;O;*;z Int nonull;z;c;BREAK;
 	check(`O|T="x"|55="ibm"|44=99.5`, "a", "")
 	check(`O|T="x"|55="ibm"|44=150.5`, "", "nosuch") // Fix false; Nil: x nil -> false; Err errors -> false; Zero n/a
 	check(`O|T="x"|x=5`, "b", "")
-	check(`O|T="x"|z=0`, "c", "nosuch")          // 0 is true in Lua
+	check(`O|T="x"|z=0`, "", "nosuch")           // math.abs(0) is 0, not a boolean: false (not true, as Lua would have it)
 	check(`O|T="Spin"`, "", "while true do end") // over the handler time limit: false, with the error
+}
+
+// TestRelayLuaExpressionsMustBeBoolean: an expression whose source shows it is not a boolean is refused
+// when the routes load; one that turns out not to be when it runs counts as false, with a
+// *relay.NotBooleanError (issue 15 item 4).
+func TestRelayLuaExpressionsMustBeBoolean(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": "local sb = require 'switchboard'"}, nil)
+	comp := RelayExprCompiler(rt)
+	params := "qty Long nonull,px Double,venue String,flag Boolean,sym Char"
+	for expr, yields := range map[string]string{
+		`qty - qty`:                    "a number",
+		`qty`:                          "a number",
+		`venue`:                        "a string",
+		`sym`:                          "a string",
+		`0`:                            "a number",
+		`""`:                           "a string",
+		`nil`:                          "nil",
+		`venue .. "x"`:                 "a string",
+		`-px`:                          "a number",
+		`#venue`:                       "a number",
+		`qty > 0 and qty`:              "a number",
+		`qty or false`:                 "a number",
+		`flag or venue`:                "a string",
+		`(qty * px)`:                   "a number",
+		`{}`:                           "a table",
+		`qty > 1 and "big" or "small"`: "a string",
+	} {
+		src := "R;1;O;*;" + params + ";" + expr + ";a;;\n"
+		_, err := relay.ParseRoutes("relay.routes", []byte(src), []string{"a"}, comp)
+		want := fmt.Sprintf("relay.routes:1: route R: EXPRESSION: %q yields %s, not a boolean", expr, yields)
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", expr, err, want)
+		}
+	}
+	for _, expr := range []string{`flag`, `not qty`, `qty > 0`, `qty ~= 0 and px ~= nil`, `flag and qty > 1 or false`,
+		`venue == "LSE" || venue == "XETRA"`, `!(qty > 5)`, `math.abs(qty) > 0`, `venue:lower() == "lse"`,
+		`tonumber(venue)`, `qty > 1 and flag`, `undeclared`, `(qty > 0)`, `px and px > 1.5`, `qty == -1 or qty >= 2^10`} {
+		src := "R;1;O;*;" + params + ";" + expr + ";a;;\n"
+		if _, err := relay.ParseRoutes("relay.routes", []byte(src), []string{"a"}, comp); err != nil {
+			t.Errorf("%s: refused: %v", expr, err)
+		}
+	}
+	// at run time
+	tab, err := relay.ParseRoutes("relay.routes", []byte(`Num;1;O;*;qty Long nonull;math.abs(qty);a;;
+Str;2;O;*;venue String nonull;venue:lower();b;;
+Null;3;O;*;venue String;undeclared_global;c;;
+`), []string{"a", "b", "c"}, comp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failures []string
+	tab.OnEvalError(func(r *relay.Rule, err error) {
+		var nb *relay.NotBooleanError
+		if !errors.As(err, &nb) {
+			t.Errorf("%s: %v is not a NotBooleanError", r.Name, err)
+		}
+		failures = append(failures, r.Name+": "+err.Error())
+	})
+	got, err := relayRoute(t, tab, `O|T="x"|qty=0L|venue="LSE"`)
+	if got != "" || err == nil {
+		t.Fatalf("routed to %q (%v); every rule should count as false", got, err)
+	}
+	want := []string{`Num: the expression yielded a number (0), not a boolean: counted as false`,
+		`Str: the expression yielded a string ("lse"), not a boolean: counted as false`}
+	if strings.Join(failures, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("failures:\n%s\nwant\n%s", strings.Join(failures, "\n"), strings.Join(want, "\n"))
+	}
 }
 
 func TestRelayLuaCompileErrors(t *testing.T) {

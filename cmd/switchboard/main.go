@@ -363,6 +363,9 @@ func check(opts *rootOptions) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range engine.CheckWarnings(cfg) {
+		fmt.Fprintf(opts.stderr, "switchboard: warning: %s\n", w)
+	}
 	problems := engine.Check(cfg, sc.fsys, sc.display)
 	for _, p := range problems {
 		fmt.Fprintln(opts.stderr, p.Error())

@@ -134,3 +134,26 @@ func TestScriptsFor(t *testing.T) {
 		t.Fatalf("not a directory: %v", err)
 	}
 }
+
+// TestCheckWarnsWhenJournalRetentionIsOff (issue 15 item 7): a guaranteed relay with no journal bound is
+// valid, but check says what it means.
+func TestCheckWarnsWhenJournalRetentionIsOff(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "scripts"), 0o755)
+	file := filepath.Join(dir, "c.yaml")
+	os.WriteFile(file, []byte("relay:\n  guaranteed: true\n  journal_retention_bytes: 0\n  journal_retention_age: 0s\n"), 0o644)
+	code, out, errOut := runCLI(t, "check", "-c", file)
+	want := "switchboard: warning: relay: journal retention is off (relay.journal_retention_bytes and relay.journal_retention_age are 0): " +
+		"the journal grows without bound for a center that never returns, or that relay.centers no longer names\n"
+	if code != 0 || errOut != want || !strings.HasPrefix(out, "ok:") {
+		t.Fatalf("exit %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, "check", "-c", file, "--set", "relay.journal_retention_bytes=8589934592")
+	if code != 0 || errOut != "" {
+		t.Fatalf("with retention: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "check", "-c", file, "--set", "relay.journal_retention_age=24h")
+	if code != 0 || !strings.Contains(errOut, "relay.journal_retention_bytes is 0: the journal is bounded only by age (24h0m0s)") {
+		t.Fatalf("age only: exit %d, stderr %q", code, errOut)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -27,8 +28,9 @@ import (
 // which advances as the center acknowledges.
 type Center struct {
 	Name  string
-	Index int
+	Index int // bit in the routes' CenterSet
 
+	slot   int // bit in journal records (guaranteed mode; Journal.Slot)
 	r      *Relay
 	dialer *transport.Dialer
 	log    *logrus.Entry
@@ -39,8 +41,13 @@ type Center struct {
 	direct chan []byte  // R lines answering this center's E
 	up     atomic.Bool
 
+	writing atomic.Int64 // start of the write in progress (unix ns); 0 = none (State)
+	connMu  sync.Mutex
+	conn    net.Conn // the session's connection, for cut
+	cutting bool     // shutdown: no new session
+
 	out, dropped, acksOK, acksErr prometheus.Counter
-	upGauge                       prometheus.Gauge
+	upGauge, stalledGauge         prometheus.Gauge
 	connects                      prometheus.Counter
 	status                        centerStatus // last error and progress, for the status page (status.go)
 }
@@ -161,24 +168,20 @@ func (f *inflight) len() int {
 	return len(f.seqs)
 }
 
-// session is one connection to the center.
+// session is one connection to the center: log in, then forward the queue
+// (non-guaranteed mode) or the journal (guaranteed mode) until the link
+// breaks or ctx ends.
 func (c *Center) session(ctx context.Context, conn net.Conn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w := bufio.NewWriterSize(conn, 64<<10)
-	var seq int64
-	line := make([]byte, 0, 256)
-	line = AppendHeader(line, 'L', seq, time.Now().UnixMilli())
-	line = AppendParams(line, []Param{{Key: "I", Val: Value{Kind: KindString, S: c.r.cfg.ID}}})
-	line = append(line, '\n')
-	if _, err := w.Write(line); err != nil {
-		return fmt.Errorf("relay: center %s: login: %w", c.Name, err)
+	l := c.newLink(conn)
+	if !c.hold(conn) {
+		return nil // shutting down
 	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("relay: center %s: login: %w", c.Name, err)
+	defer c.release()
+	if err := l.login(); err != nil {
+		return err
 	}
-	seq++
-
 	var fl *inflight
 	if c.r.journal != nil {
 		fl = &inflight{}
@@ -186,7 +189,7 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 	}
 	loggedIn := make(chan struct{})
 	readDone := make(chan error, 1)
-	go func() { readDone <- c.readLoop(ctx, conn, fl, loggedIn) }()
+	go func() { readDone <- c.readLoop(ctx, conn, fl, loggedIn, &l.acked) }()
 	defer func() {
 		conn.Close()
 		<-readDone
@@ -194,123 +197,264 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 		c.upGauge.Set(0)
 		if fl != nil {
 			_ = c.r.journal.SetCursor(c.Name, fl.cursor())
+		} else {
+			l.countUnacked()
 		}
 	}()
-
-	select {
-	case <-loggedIn:
-	case err := <-readDone:
-		readDone <- err
-		return fmt.Errorf("relay: center %s: login: %w", c.Name, err)
-	case <-ctx.Done():
-		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("relay: center %s: login: no status within 10s", c.Name)
+	if err := c.awaitLogin(ctx, loggedIn, readDone); err != nil || ctx.Err() != nil {
+		return err
 	}
 	c.up.Store(true)
 	c.upGauge.Set(1)
 	c.connects.Inc()
 	c.log.Info("center logged in")
 	c.r.centerUp()
-
-	// write sends one "T@now|params" line as "T#seq@now|params"
-	write := func(l []byte) error {
-		line = line[:0]
-		line = append(line, l[0])
-		line = append(line, '#')
-		line = strconv.AppendInt(line, seq, 10)
-		line = append(line, l[1:]...)
-		line = append(line, '\n')
-		seq++
-		if c.r.msgLog != nil {
-			c.r.msgLog.write("out", c.Name, line[:len(line)-1])
-		}
-		_, err := w.Write(line)
-		c.out.Inc()
-		return err
-	}
-	// writeDirect sends a line taken from c.direct
-	writeDirect := func(l []byte) error {
-		c.qbytes.Add(-int64(len(l)))
-		return write(l)
-	}
-	// writeBatch sends a queued batch of '\n'-terminated lines
-	writeBatch := func(b []byte) error {
-		c.queued.Add(-int64(bytes.Count(b, nl)))
-		c.qbytes.Add(-int64(len(b)))
-		n := 0
-		defer func() { c.out.Add(float64(n)) }()
-		for len(b) > 0 {
-			i := bytes.IndexByte(b, '\n')
-			l := b[:i]
-			b = b[i+1:]
-			line = line[:0]
-			line = append(line, l[0], '#')
-			line = strconv.AppendInt(line, seq, 10)
-			line = append(line, l[1:]...)
-			line = append(line, '\n')
-			seq++
-			n++
-			if c.r.msgLog != nil {
-				c.r.msgLog.write("out", c.Name, line[:len(line)-1])
-			}
-			if _, err := w.Write(line); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-
 	if fl == nil {
-		for {
-			select {
-			case b := <-c.queue:
-				if err := writeBatch(b); err != nil {
-					return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
-				}
-				c.recycle(b)
-			case l := <-c.direct:
-				if err := writeDirect(l); err != nil {
-					return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
-				}
-			case err := <-readDone:
-				readDone <- err
-				return err
-			case <-ctx.Done():
-				_ = w.Flush()
-				return nil
+		return l.forwardQueue(ctx, readDone)
+	}
+	return l.forwardJournal(ctx, fl, readDone)
+}
+
+// awaitLogin waits for the center's status of the relay's login.
+func (c *Center) awaitLogin(ctx context.Context, loggedIn <-chan struct{}, readDone chan error) error {
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-loggedIn:
+		return nil
+	case err := <-readDone:
+		readDone <- err
+		if err == nil {
+			err = io.EOF
+		}
+		return fmt.Errorf("relay: center %s: login: %w", c.Name, err)
+	case <-ctx.Done():
+		return nil
+	case <-t.C:
+		return fmt.Errorf("relay: center %s: login: no status within 10s", c.Name)
+	}
+}
+
+// hold records the connection of the session in progress, for cut; false when the relay is shutting
+// down.
+func (c *Center) hold(conn net.Conn) bool {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	if c.cutting {
+		return false
+	}
+	c.conn = conn
+	return true
+}
+
+func (c *Center) release() {
+	c.connMu.Lock()
+	c.conn = nil
+	c.connMu.Unlock()
+}
+
+// cut ends the session in progress at once, even one blocked writing to a center that does not read
+// (shutdown, once its time is up), and keeps new ones from starting.
+func (c *Center) cut() {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	c.cutting = true
+	if c.conn != nil {
+		_ = c.conn.SetDeadline(time.Unix(1, 0))
+		_ = c.conn.Close()
+	}
+}
+
+// State is "down" (not logged in), "stalled" (logged in, but a write to it has been blocked for more than
+// a second: it does not read) or "up".
+func (c *Center) State() string {
+	if !c.up.Load() {
+		return "down"
+	}
+	if since := c.writing.Load(); since != 0 && time.Since(time.Unix(0, since)) > c.stallAfter() {
+		return "stalled"
+	}
+	return "up"
+}
+
+// stallAfter is how long a write may block before the center counts as stalled.
+func (c *Center) stallAfter() time.Duration { return min(time.Second, c.r.cfg.WriteTimeout/2) }
+
+// link is the writing side of one session: the connection behind a buffer,
+// and the center's sequence numbers (0 is the relay's login).
+type link struct {
+	c     *Center
+	w     *bufio.Writer
+	seq   int64        // next sequence number
+	acked atomic.Int64 // highest sequence number the center acknowledged (non-guaranteed mode)
+	line  []byte
+}
+
+func (c *Center) newLink(conn net.Conn) *link {
+	dw := &deadlineWriter{conn: conn, timeout: c.r.cfg.WriteTimeout, since: &c.writing}
+	return &link{c: c, w: bufio.NewWriterSize(dw, 64<<10), line: make([]byte, 0, 256)}
+}
+
+// deadlineWriter writes to a connection with relay.write_timeout per write, and shows the write in
+// progress (State: a center that does not read is stalled, then cut off).
+type deadlineWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+	since   *atomic.Int64
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	now := time.Now()
+	d.since.Store(now.UnixNano())
+	_ = d.conn.SetWriteDeadline(now.Add(d.timeout))
+	n, err := d.conn.Write(p)
+	d.since.Store(0)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("no progress for relay.write_timeout (%v): the center does not read: %w", d.timeout, err)
+	}
+	return n, err
+}
+
+func (l *link) login() error {
+	l.line = AppendHeader(l.line[:0], 'L', l.seq, time.Now().UnixMilli())
+	l.line = AppendParams(l.line, []Param{{Key: "I", Val: Value{Kind: KindString, S: l.c.r.cfg.ID}}})
+	l.line = append(l.line, '\n')
+	l.seq++
+	if _, err := l.w.Write(l.line); err != nil {
+		return fmt.Errorf("relay: center %s: login: %w", l.c.Name, err)
+	}
+	if err := l.w.Flush(); err != nil {
+		return fmt.Errorf("relay: center %s: login: %w", l.c.Name, err)
+	}
+	return nil
+}
+
+// write sends one "T@now|params" line as "T#seq@now|params".
+func (l *link) write(rec []byte) error {
+	l.line = append(l.line[:0], rec[0], '#')
+	l.line = strconv.AppendInt(l.line, l.seq, 10)
+	l.line = append(l.line, rec[1:]...)
+	l.line = append(l.line, '\n')
+	l.seq++
+	if l.c.r.msgLog != nil {
+		l.c.r.msgLog.write("out", l.c.Name, l.line[:len(l.line)-1])
+	}
+	_, err := l.w.Write(l.line)
+	l.c.out.Inc()
+	return err
+}
+
+// writeDirect sends a line taken from c.direct (an R answer).
+func (l *link) writeDirect(rec []byte) error {
+	l.c.qbytes.Add(-int64(len(rec)))
+	return l.write(rec)
+}
+
+// writeBatch sends a queued batch of '\n'-terminated lines. When a write fails, the lines of the batch not
+// written are counted as dropped.
+func (l *link) writeBatch(b []byte) error {
+	c := l.c
+	c.queued.Add(-int64(bytes.Count(b, nl)))
+	c.qbytes.Add(-int64(len(b)))
+	n := 0
+	defer func() { c.out.Add(float64(n)) }()
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		rec := b[:i]
+		b = b[i+1:]
+		l.line = append(l.line[:0], rec[0], '#')
+		l.line = strconv.AppendInt(l.line, l.seq, 10)
+		l.line = append(l.line, rec[1:]...)
+		l.line = append(l.line, '\n')
+		l.seq++
+		n++
+		if c.r.msgLog != nil {
+			c.r.msgLog.write("out", c.Name, l.line[:len(l.line)-1])
+		}
+		if _, err := l.w.Write(l.line); err != nil {
+			if rest := bytes.Count(b, nl); rest > 0 {
+				c.dropped.Add(float64(rest))
 			}
-			// drain what is ready (yielding once so that producers can add to a small batch), then flush once
-			for round := 0; round < 2; round++ {
-				for more := true; more; {
-					select {
-					case b := <-c.queue:
-						if err := writeBatch(b); err != nil {
-							return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
-						}
-						c.recycle(b)
-					default:
-						more = false
-					}
-				}
-				if round == 0 && w.Buffered() < 8<<10 {
-					runtime.Gosched()
-				}
-			}
-			if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countUnacked counts as dropped what was written to the center and not acknowledged when the session
+// ends (non-guaranteed mode: no journal will send it again). A center that received a message but whose
+// ack was lost with the link makes this count one too many, never one too few.
+func (l *link) countUnacked() {
+	sent := l.seq - 1 // 0 was the login
+	if n := sent - l.acked.Load(); n > 0 && sent > 0 {
+		l.c.dropped.Add(float64(n))
+		l.c.log.WithField("messages", n).Warn("the link closed before the center acknowledged these messages: counted as dropped")
+	}
+}
+
+func (l *link) flush() error {
+	if err := l.w.Flush(); err != nil {
+		return fmt.Errorf("relay: center %s: write: %w", l.c.Name, err)
+	}
+	return nil
+}
+
+// forwardQueue writes the center's queue (non-guaranteed mode) until the link breaks or ctx ends.
+func (l *link) forwardQueue(ctx context.Context, readDone chan error) error {
+	c := l.c
+	for {
+		select {
+		case b := <-c.queue:
+			if err := l.writeBatch(b); err != nil {
 				return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
 			}
+			c.recycle(b)
+		case rec := <-c.direct:
+			if err := l.writeDirect(rec); err != nil {
+				return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
+			}
+		case err := <-readDone:
+			readDone <- err
+			return err
+		case <-ctx.Done():
+			_ = l.w.Flush() // within relay.write_timeout, or until shutdown cuts the link
+			return nil
+		}
+		// drain what is ready (yielding once so that producers can add to a small batch), then flush once
+		for round := 0; round < 2; round++ {
+			for more := true; more; {
+				select {
+				case b := <-c.queue:
+					if err := l.writeBatch(b); err != nil {
+						return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
+					}
+					c.recycle(b)
+				default:
+					more = false
+				}
+			}
+			if round == 0 && l.w.Buffered() < 8<<10 {
+				runtime.Gosched()
+			}
+		}
+		if err := l.flush(); err != nil {
+			return err
 		}
 	}
+}
 
-	// guaranteed: read the journal from the cursor
-	jr := c.r.journal.Reader(fl.cursor())
+// forwardJournal writes the journal from the center's cursor (guaranteed mode), at most
+// relay.center_queue records ahead of the center's acks, until the link breaks or ctx ends.
+func (l *link) forwardJournal(ctx context.Context, fl *inflight, readDone chan error) error {
+	c := l.c
+	j := c.r.journal
+	jr := j.Reader(fl.cursor())
 	defer jr.Close()
 	window := c.r.cfg.CenterQueue
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		durable, moved := c.r.journal.Durable()
+		durable, moved := j.Durable()
 		var wait <-chan struct{} = moved
 		wrote := false
 		for jr.next <= durable {
@@ -318,50 +462,49 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 				wait = nil // the ticker wakes us to look again once acks drain the window
 				break
 			}
+			if f := j.Floor(c.slot); jr.next < f {
+				// retention moved the center past these records (counted there)
+				jr.next = f
+				fl.skip(f - 1)
+				continue
+			}
 			idx, set, rec, err := jr.Next(ctx)
 			if err != nil {
 				return fmt.Errorf("relay: center %s: %w", c.Name, err)
 			}
-			if !set.Has(c.Index) {
+			if !set.Has(c.slot) {
 				fl.skip(idx)
 				continue
 			}
-			fl.push(seq, idx)
-			if err := write(rec); err != nil {
+			fl.push(l.seq, idx)
+			if err := l.write(rec); err != nil {
 				return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
 			}
 			wrote = true
 		}
-		for more := true; more; {
-			select {
-			case l := <-c.direct:
-				if err := writeDirect(l); err != nil {
-					return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
-				}
-				wrote = true
-			default:
-				more = false
-			}
+		if n, err := l.drainDirect(); err != nil {
+			return err
+		} else if n > 0 {
+			wrote = true
 		}
 		if wrote {
-			if err := w.Flush(); err != nil {
-				return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
+			if err := l.flush(); err != nil {
+				return err
 			}
 		}
 		select {
 		case <-wait:
-		case l := <-c.direct:
-			if err := writeDirect(l); err != nil {
+		case rec := <-c.direct:
+			if err := l.writeDirect(rec); err != nil {
 				return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
 			}
-			if err := w.Flush(); err != nil {
-				return fmt.Errorf("relay: center %s: write: %w", c.Name, err)
+			if err := l.flush(); err != nil {
+				return err
 			}
 		case <-tick.C:
-			if err := c.r.journal.SetCursor(c.Name, fl.cursor()); err != nil {
+			if err := j.SetCursor(c.Name, fl.cursor()); err != nil {
 				c.log.WithError(err).Warn("cursor not saved")
 			}
-			c.r.journal.Collect(c.r.centerNames)
 		case err := <-readDone:
 			readDone <- err
 			return err
@@ -371,8 +514,24 @@ func (c *Center) session(ctx context.Context, conn net.Conn) error {
 	}
 }
 
+// drainDirect writes the R answers waiting, without blocking for more.
+func (l *link) drainDirect() (int, error) {
+	n := 0
+	for {
+		select {
+		case rec := <-l.c.direct:
+			if err := l.writeDirect(rec); err != nil {
+				return n, fmt.Errorf("relay: center %s: write: %w", l.c.Name, err)
+			}
+			n++
+		default:
+			return n, nil
+		}
+	}
+}
+
 // readLoop reads statuses (M) and commands (E) from the center.
-func (c *Center) readLoop(ctx context.Context, conn net.Conn, fl *inflight, loggedIn chan struct{}) error {
+func (c *Center) readLoop(ctx context.Context, conn net.Conn, fl *inflight, loggedIn chan struct{}, acked *atomic.Int64) error {
 	rd := transport.NewReader(conn, []byte("\n"), c.r.cfg.MaxLine)
 	var m Message
 	first := true
@@ -394,6 +553,8 @@ func (c *Center) readLoop(ctx context.Context, conn net.Conn, fl *inflight, logg
 				c.acksOK.Inc()
 				if fl != nil {
 					fl.ack(q)
+				} else if q > acked.Load() {
+					acked.Store(q)
 				}
 				continue
 			}
@@ -424,6 +585,8 @@ func (c *Center) readLoop(ctx context.Context, conn net.Conn, fl *inflight, logg
 			}
 			if fl != nil {
 				fl.ack(q.I)
+			} else if q.I > acked.Load() {
+				acked.Store(q.I)
 			}
 		case 'E':
 			c.r.deliverCommand(c, &m)

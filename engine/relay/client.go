@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,7 +94,7 @@ func newClient(r *Relay, c net.Conn) *client {
 		log: r.log.WithField("peer", c.RemoteAddr().String()), done: make(chan struct{})}
 	// The outbox is bounded in bytes (sendRaw); its count of entries is a backstop sized so that entries of a
 	// few bytes cannot cost more than the bytes themselves.
-	cl.out = transport.NewOutbox(writtenCounter{Conn: c, queued: &cl.queued}, max(64, r.cfg.ClientQueueBytes/64))
+	cl.out = transport.NewOutbox(writtenCounter{Conn: c, queued: &cl.queued, timeout: r.cfg.WriteTimeout, cl: cl}, max(64, r.cfg.ClientQueueBytes/64))
 	if r.journal != nil {
 		cl.acks = make(chan pendingAck, r.cfg.ClientQueue)
 	} else {
@@ -101,6 +102,16 @@ func newClient(r *Relay, c net.Conn) *client {
 	}
 	cl.setNow(time.Now())
 	return cl
+}
+
+// stopping reports whether stop was called.
+func (cl *client) stopping() bool {
+	select {
+	case <-cl.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // stop makes serve return (shutdown).
@@ -123,6 +134,7 @@ func (cl *client) serve(ctx context.Context) {
 			close(cl.acks)
 			<-ackerDone
 		}
+		cl.stop() // the session is over: a write cut short from here on is no slow application
 		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = cl.out.Close(cctx)
 		cancel()
@@ -136,8 +148,16 @@ func (cl *client) serve(ctx context.Context) {
 		line, err := rd.Next()
 		if err != nil {
 			if errors.Is(err, transport.ErrTooLong) {
-				cl.seq++
-				cl.reject(cl.seq-1, fmt.Sprintf("instruction longer than %d bytes", cl.r.cfg.MaxLine))
+				// answered with the sequence number its header carries (O#41|... gets Q=41), like any
+				// other instruction that does not parse
+				seq := salvageSeq(rd.Head())
+				if seq < 0 {
+					seq = cl.seq
+				}
+				cl.seq = seq + 1
+				if !cl.reject(seq, fmt.Sprintf("instruction longer than %d bytes", cl.r.cfg.MaxLine)) {
+					return
+				}
 				continue
 			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -343,20 +363,38 @@ func missing(m *Message, keys ...string) string {
 	return "Missing required Fields: " + strings.Join(miss, ",")
 }
 
-// salvageSeq reads `#digits` after the type letter of an unparsable line.
+// salvageSeq reads the sequence number from the header of an instruction that is not parsed (a syntax
+// error, or longer than relay.max_line): `O#41|...`, and the lenient forms `O|#41|...`, `O@<now>#41|...`
+// (the header is everything before the first key). It returns -1 when the header has none.
 func salvageSeq(line []byte) int64 {
-	if len(line) < 3 || line[1] != '#' {
-		return -1
+	i := 1
+	for i < len(line) {
+		switch line[i] {
+		case '|':
+			i++
+			continue
+		case '@', '#':
+			mark := line[i]
+			i++
+			start := i
+			for i < len(line) && isDigit(line[i]) {
+				i++
+			}
+			if i == start {
+				return -1
+			}
+			if mark == '#' {
+				n, err := strconv.ParseInt(string(line[start:i]), 10, 64)
+				if err != nil {
+					return -1
+				}
+				return n
+			}
+			continue
+		}
+		break
 	}
-	var n int64
-	i := 2
-	for ; i < len(line) && i < 20 && isDigit(line[i]); i++ {
-		n = n*10 + int64(line[i]-'0')
-	}
-	if i == 2 {
-		return -1
-	}
-	return n
+	return -1
 }
 
 func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
@@ -420,12 +458,8 @@ func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
 // route sends a routable instruction to its centers (or to the journal).
 func (cl *client) route(seq int64, m *Message, at time.Time) bool {
 	r := cl.r
-	set, err := r.Table().Route(m, &cl.routing)
-	if err != nil {
-		r.m.exprErrors.Inc()
-		r.warnEvery(&r.exprWarn, cl.log.WithError(err), "route expression failed")
-	}
-	set = r.objects.Follow(cl.owner, m, set)
+	set, _ := r.Table().Route(m, &cl.routing) // failed expressions are counted and logged by exprFailed
+	set = r.objects.Follow(cl.owner, m, set, r.follow)
 	if set == 0 {
 		r.m.unrouted.Inc()
 		return cl.ok(seq, pendingAck{}, at)
@@ -587,15 +621,25 @@ func (cl *client) sendRaw(b []byte) bool {
 }
 
 // writtenCounter is the connection as a client's outbox writes to it: it
-// takes what was written off the client's queued bytes.
+// takes what was written off the client's queued bytes, and bounds each
+// write by relay.write_timeout (an application that takes nothing for that
+// long is disconnected).
 type writtenCounter struct {
 	net.Conn
-	queued *atomic.Int64
+	queued  *atomic.Int64
+	timeout time.Duration
+	cl      *client
 }
 
 func (w writtenCounter) Write(p []byte) (int, error) {
+	_ = w.Conn.SetWriteDeadline(time.Now().Add(w.timeout))
 	n, err := w.Conn.Write(p)
 	w.queued.Add(-int64(n))
+	if errors.Is(err, os.ErrDeadlineExceeded) && !w.cl.stopping() {
+		w.cl.r.m.slowClients.Inc()
+		w.cl.log.WithField("write_timeout", w.timeout.String()).Warn("application took nothing for relay.write_timeout: disconnected")
+		w.cl.stop()
+	}
 	return n, err
 }
 
@@ -645,6 +689,9 @@ func (cl *client) ackLoop(ctx context.Context) {
 		send()
 		p, ok = <-cl.acks
 	}
+	// The channel closes once the reader has queued its last status (an X, or the connection ending):
+	// what the loop gathered last must still go out, before the outbox closes and the goodbye.
+	send()
 }
 
 // appendAck counts one status and appends its line (guaranteed mode).

@@ -657,12 +657,12 @@ func parseQuoted(s string, p int) (text string, np int, plain bool, err error) {
 				if i+6 > len(s) {
 					return "", i, false, synErr(i, "\\u needs 4 hex digits")
 				}
-				n, err := strconv.ParseUint(s[i+2:i+6], 16, 16)
+				r, n, err := parseUnicodeEscape(s, i)
 				if err != nil {
-					return "", i, false, synErr(i, "\\u needs 4 hex digits, got %q", s[i+2:i+6])
+					return "", i, false, err
 				}
-				buf = utf8.AppendRune(buf, rune(n))
-				i += 6
+				buf = utf8.AppendRune(buf, r)
+				i += n
 				continue
 			default:
 				return "", i, false, synErr(i, "unknown escape \\%c", e)
@@ -677,6 +677,40 @@ func parseQuoted(s string, p int) (text string, np int, plain bool, err error) {
 		return "", i, false, synErr(p, "unterminated string, expected closing '\"'")
 	}
 	return "", i, false, synErr(p, "unterminated enum, expected closing \"'\"")
+}
+
+// parseUnicodeEscape reads the `\uXXXX` escape at s[i] (the 4 hex digits are there) and returns its code
+// point and the bytes it took. A UTF-16 surrogate pair (`\ud83d\ude00`, how Java writes a code point above
+// U+FFFF) is one code point; a lone surrogate is an error, since it is no character and UTF-8 cannot carry it.
+func parseUnicodeEscape(s string, i int) (rune, int, error) {
+	hex4 := func(at int) (rune, error) {
+		n, err := strconv.ParseUint(s[at+2:at+6], 16, 16)
+		if err != nil {
+			return 0, synErr(at, "\\u needs 4 hex digits, got %q", s[at+2:at+6])
+		}
+		return rune(n), nil
+	}
+	r, err := hex4(i)
+	if err != nil {
+		return 0, 0, err
+	}
+	switch {
+	case r >= 0xdc00 && r <= 0xdfff:
+		return 0, 0, synErr(i, "lone low surrogate %s: a \\uDC00-\\uDFFF escape must follow a \\uD800-\\uDBFF one", s[i:i+6])
+	case r < 0xd800 || r > 0xdbff:
+		return r, 6, nil
+	}
+	if i+12 > len(s) || s[i+6] != '\\' || s[i+7] != 'u' {
+		return 0, 0, synErr(i, "lone high surrogate %s: expected a low surrogate escape (\\uDC00-\\uDFFF) after it", s[i:i+6])
+	}
+	lo, err := hex4(i + 6)
+	if err != nil {
+		return 0, 0, err
+	}
+	if lo < 0xdc00 || lo > 0xdfff {
+		return 0, 0, synErr(i, "lone high surrogate %s: %s after it is not a low surrogate (\\uDC00-\\uDFFF)", s[i:i+6], s[i+6:i+12])
+	}
+	return 0x10000 + (r-0xd800)<<10 + (lo - 0xdc00), 12, nil
 }
 
 // AppendValue appends the strict wire form of v.

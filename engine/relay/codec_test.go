@@ -120,6 +120,12 @@ func TestParseErrors(t *testing.T) {
 		{`O|a=Dxx`, `column 5: encoded double must be base64 of 8 bytes`},
 		{`O|a=99999999999999999999L`, `column 5: integer "99999999999999999999" out of range`},
 		{`O|a=12LL`, `column 7: bad number`},
+		{`O|a="\ud83d"`, `column 6: lone high surrogate \ud83d: expected a low surrogate escape`},
+		{`O|a="\ud83dx"`, `column 6: lone high surrogate \ud83d: expected a low surrogate escape`},
+		{`O|a="\ud83d\u0041"`, `column 6: lone high surrogate \ud83d: \u0041 after it is not a low surrogate`},
+		{`O|a="\ude00\ud83d"`, `column 6: lone low surrogate \ude00`},
+		{`O|a="\ud83d\ude0"`, `column 12: \u needs 4 hex digits, got "de0\""`},
+		{`O|a="\ud83d\uzz00"`, `column 12: \u needs 4 hex digits, got "zz00"`},
 	}
 	for _, c := range cases {
 		_, err := Parse([]byte(c.in))
@@ -155,6 +161,30 @@ func TestStrictEncodingEscapesControls(t *testing.T) {
 
 // FuzzParse checks that Parse never panics and that the strict encoding of
 // anything it accepts parses back to the same message.
+// TestParseSurrogatePairs: Java writes a code point above U+FFFF as a UTF-16 pair of \u escapes; it is one
+// character (issue 15 item 5), and the strict form carries it as UTF-8.
+func TestParseSurrogatePairs(t *testing.T) {
+	for in, want := range map[string]string{
+		`O|s7="\ud83d\ude00"`:         "\U0001F600",
+		`O|s7="a\uD83D\uDE00b\u00e9"`: "a\U0001F600b\u00e9",
+		`O|s7='\udbff\udfff'`:         "\U0010FFFF",
+		`O|s7="\ud800\udc00"`:         "\U00010000",
+	} {
+		m, err := Parse([]byte(in))
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		v := m.Params[0].Val
+		if v.S != want {
+			t.Errorf("%s: %+q, want %+q", in, v.S, want)
+		}
+		m2, err := Parse([]byte(m.String()))
+		if err != nil || m2.Params[0].Val.S != want {
+			t.Errorf("%s: strict form %q reads back as %+q, %v", in, m.String(), m2.Params[0].Val.S, err)
+		}
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		`L#0@1700000000000|I="sor-1"|APP="SOR"|O="UNIX"`,
@@ -167,6 +197,7 @@ func FuzzParse(f *testing.F) {
 		`O|#7|@8|T="x"|`,
 		`O#3|T="Order"|I="o3"|qty=100|px=12.5D|f=1.5F|n=-7|z=0|big=12345678901L|u=1422059533454T|e='NYSE'|ok=false`,
 		`O|n=007|m=-0|x=1.50D|y=1e5D|w=2147483648|v=5l|s="a\u0001b"`,
+		`O|s7="\ud83d\ude00"|e='\uD83D\uDE00x'|lone="\ud800"|lo="\udc00"`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -308,6 +339,34 @@ func TestLineArenaKeepsStrings(t *testing.T) {
 	for i, s := range kept {
 		if s != fmt.Sprintf("id-%d", i) {
 			t.Fatalf("string %d is now %q", i, s)
+		}
+	}
+}
+
+// FuzzSalvageSeq: the sequence number read from the header of an instruction that is not parsed is the one
+// Parse reads when the rest of the line is fine (what the application expects in Q).
+func FuzzSalvageSeq(f *testing.F) {
+	for _, s := range []string{`O#41|T="Long"|v="x"`, `O|#7|@8|T="x"`, `O@1700000000000#12|a=1`, `L#0|I="a"`,
+		`O|T="x"`, `O#|a=1`, `X#1234567890123456789`, `X#99999999999999999999`, `O@5|a=1`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		got := salvageSeq(line)
+		m, err := Parse(line)
+		if err != nil || len(line) > 0 && line[len(line)-1] == '\r' {
+			return
+		}
+		if want := m.Seq; got != want {
+			t.Fatalf("salvageSeq(%q) = %d, Parse reads Seq %d", line, got, m.Seq)
+		}
+	})
+}
+
+func TestSalvageSeq(t *testing.T) {
+	for in, want := range map[string]int64{`O#41|T="Long"|v="` + strings.Repeat("x", 50): 41, `O|#7|@8|T="x"`: 7,
+		`O@1700000000000#12|a=1`: 12, `O|T="x"|#5`: -1, `O#|a=1`: -1, `O`: -1, `O@|#3`: -1} {
+		if got := salvageSeq([]byte(in)); got != want {
+			t.Errorf("salvageSeq(%q) = %d, want %d", in, got, want)
 		}
 	}
 }

@@ -65,7 +65,7 @@ func waitGone(t *testing.T, r *relay.Relay, id string) {
 // owner; an owner that has disconnected gets the center an R with S=1 and the
 // reason; an owner that logs in again gets its objects' commands again.
 func TestCommandReachesObjectOwner(t *testing.T) {
-	g := start(t, workedRoutes, nil, "primary", "risk", "hist", "eu")
+	g := start(t, workedRoutes, func(c *relay.Config) { c.FollowObjects = "deletes" }, "primary", "risk", "hist", "eu")
 	sor := dial(t, g, "sor-1", "")
 	algo, err := relaytest.Dial(g.addr, "algo-2", "")
 	if err != nil {

@@ -17,13 +17,22 @@ type Config struct {
 	Listen    string    `mapstructure:"listen"`
 	TLS       TLSConfig `mapstructure:"tls"`
 	Whitelist string    `mapstructure:"whitelist"`
-	// Centers maps a center name to "host:port", or "tls://host:port" for a TLS link.
-	Centers map[string]string `mapstructure:"centers"`
+	// Centers maps a center name to "host:port", or "tls://host:port" for a TLS link. As text (3forge's
+	// ami.centers form, or a list) it reads "[name=]host:port,..."; a center without a name is named by its
+	// host:port.
+	Centers Centers `mapstructure:"centers"`
 	// CenterCA is the CA file that verifies TLS centers ("" = system roots).
-	CenterCA   string `mapstructure:"center_ca"`
-	RoutesFile string `mapstructure:"routes_file"`
-	// RoutesCacheSize bounds the deletes-follow-inserts index (objects remembered); 0 disables it.
+	CenterCA string `mapstructure:"center_ca"`
+	// CenterTLS gives a center its own TLS client material (3forge's ami.center.<name>.keystore.*): a
+	// certificate and key it presents, and a CA that verifies it. A center listed here uses TLS.
+	CenterTLS  map[string]CenterTLSConfig `mapstructure:"center_tls"`
+	RoutesFile string                     `mapstructure:"routes_file"`
+	// RoutesCacheSize bounds the object index (objects remembered, for follow_objects and for E routing);
+	// 0 disables it.
 	RoutesCacheSize int `mapstructure:"routes_cache_size"`
+	// FollowObjects: "off" (the rules alone, 3forge's routing), "deletes" (a D also goes wherever its object
+	// went) or "updates_and_deletes" (updates and deletes do).
+	FollowObjects string `mapstructure:"follow_objects"`
 	// ExpressionCache is how many expression results each connection remembers per rule (0 = evaluate every
 	// time). Expressions must then be pure functions of their declared params.
 	ExpressionCache int `mapstructure:"expression_cache"`
@@ -34,7 +43,12 @@ type Config struct {
 	PersistDir           string `mapstructure:"persist_dir"`
 	// SegmentBytes is the journal segment size before a new segment starts.
 	SegmentBytes int64 `mapstructure:"segment_bytes"`
-	LogMessages  bool  `mapstructure:"log_messages"`
+	// JournalRetentionBytes bounds, per center, the journal it has not acknowledged: past it the oldest
+	// segment is dropped for that center (counted, logged). 0 = no bound.
+	JournalRetentionBytes int64 `mapstructure:"journal_retention_bytes"`
+	// JournalRetentionAge drops, per center, the segments whose records are all older than this. 0 = none.
+	JournalRetentionAge time.Duration `mapstructure:"journal_retention_age"`
+	LogMessages         bool          `mapstructure:"log_messages"`
 	// MessageLog is the file log_messages writes to.
 	MessageLog    string        `mapstructure:"message_log"`
 	SendCR        bool          `mapstructure:"send_cr"`
@@ -58,8 +72,46 @@ type Config struct {
 	MaxAppSeries   int           `mapstructure:"max_app_series"`
 	MaxConnections int           `mapstructure:"max_connections"`
 	KeepAlive      time.Duration `mapstructure:"keepalive"`
+	// WriteTimeout bounds one write to a center or an application: a peer that takes nothing for this long
+	// is disconnected (a center is redialed; its journal records are sent again in guaranteed mode).
+	WriteTimeout time.Duration `mapstructure:"write_timeout"`
 	// MaxPause caps the delay of a P (pause) instruction.
 	MaxPause time.Duration `mapstructure:"max_pause"`
+}
+
+// CenterTLSConfig is one center's TLS client material (PEM files).
+type CenterTLSConfig struct {
+	Cert string `mapstructure:"cert"` // client certificate presented to the center ("" = none)
+	Key  string `mapstructure:"key"`
+	CA   string `mapstructure:"ca"` // verifies the center ("" = relay.center_ca, else the system roots)
+}
+
+// Centers maps center names to addresses (relay.centers).
+type Centers map[string]string
+
+// UnmarshalText reads 3forge's ami.centers form, "[name=]host:port,..." (a value may be tls://host:port):
+// a center given without a name is named by its host:port. An entry that is not host:port is kept as is,
+// for Validate to name.
+func (c *Centers) UnmarshalText(b []byte) error {
+	out := Centers{}
+	for _, e := range strings.Split(string(b), ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		name, addr, named := strings.Cut(e, "=")
+		if !named {
+			addr = e
+			name, _ = centerAddr(e)
+		}
+		name, addr = strings.TrimSpace(name), strings.TrimSpace(addr)
+		if _, dup := out[name]; dup {
+			return fmt.Errorf("center %q given twice", name)
+		}
+		out[name] = addr
+	}
+	*c = out
+	return nil
 }
 
 // TLSConfig names the certificate and key files of the listener.
@@ -71,25 +123,30 @@ type TLSConfig struct {
 // DefaultConfig returns the defaults documented in configs/switchboard.yaml.
 func DefaultConfig() Config {
 	return Config{
-		Enabled:              true,
-		ID:                   "relay1",
-		Listen:               "0.0.0.0:3289",
-		Centers:              map[string]string{},
-		RoutesFile:           "configs/relay.routes",
-		RoutesCacheSize:      10000,
-		ExpressionCache:      4096,
-		ExpressionCacheBytes: 256 << 10,
-		PersistDir:           "data/persist",
-		SegmentBytes:         64 << 20,
-		MessageLog:           "data/relay-messages.log",
-		MaxLine:              64 << 10,
-		MaxLoginBytes:        256,
-		ClientQueue:          4096,
-		ClientQueueBytes:     1 << 20,
-		CenterQueue:          65536,
-		CenterQueueBytes:     64 << 20,
-		MaxAppSeries:         100,
-		MaxPause:             10 * time.Second,
+		Enabled:               true,
+		ID:                    "relay1",
+		Listen:                "0.0.0.0:3289",
+		Centers:               Centers{},
+		CenterTLS:             map[string]CenterTLSConfig{},
+		RoutesFile:            "configs/relay.routes",
+		RoutesCacheSize:       10000,
+		FollowObjects:         "off",
+		ExpressionCache:       4096,
+		ExpressionCacheBytes:  256 << 10,
+		PersistDir:            "data/persist",
+		SegmentBytes:          64 << 20,
+		JournalRetentionBytes: 4 << 30,
+		JournalRetentionAge:   7 * 24 * time.Hour,
+		MessageLog:            "data/relay-messages.log",
+		MaxLine:               64 << 10,
+		MaxLoginBytes:         256,
+		ClientQueue:           4096,
+		ClientQueueBytes:      1 << 20,
+		CenterQueue:           65536,
+		CenterQueueBytes:      64 << 20,
+		MaxAppSeries:          100,
+		MaxPause:              10 * time.Second,
+		WriteTimeout:          30 * time.Second,
 	}
 }
 
@@ -104,6 +161,44 @@ func (c Config) CenterNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// validCenterName: letters, digits, '_', '-', '.', ':', '[', ']' (a host:port is a name), not "." or "..";
+// a name is part of file names in persist_dir (cursor.<name>).
+func validCenterName(n string) bool {
+	if n == "" || n == "." || n == ".." {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		if !isKeyByte(n[i]) && !strings.ContainsRune("-.:[]", rune(n[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// CenterByName returns the configured name matching name without regard to case ("" = none).
+func (c Config) CenterByName(name string) string {
+	if _, ok := c.Centers[name]; ok {
+		return name
+	}
+	for n := range c.Centers {
+		if strings.EqualFold(n, name) {
+			return n
+		}
+	}
+	return ""
+}
+
+// centerTLS returns the TLS client material of center name (matched without regard to case) and whether it
+// has any.
+func (c Config) centerTLS(name string) (CenterTLSConfig, bool) {
+	for n, t := range c.CenterTLS {
+		if strings.EqualFold(n, name) {
+			return t, true
+		}
+	}
+	return CenterTLSConfig{}, false
 }
 
 // centerAddr splits a center value into its address and whether it uses TLS.
@@ -145,17 +240,44 @@ func (c Config) Validate() error {
 		return fmt.Errorf("relay.centers: at most %d centers, got %d", MaxCenters, len(c.Centers))
 	}
 	for _, n := range c.CenterNames() {
-		for i := 0; i < len(n); i++ {
-			if !isKeyByte(n[i]) && n[i] != '-' && n[i] != '.' {
-				return fmt.Errorf("relay.centers.%s: expected a name of letters, digits, '_', '-', '.'", n)
-			}
+		if n == "" {
+			return fmt.Errorf("relay.centers: a center with an empty name")
+		}
+		if !validCenterName(n) {
+			return fmt.Errorf("relay.centers.%s: expected a name of letters, digits, '_', '-', '.' (or a host:port)", n)
 		}
 		if addr, _ := centerAddr(c.Centers[n]); !validHostPort(addr, false) {
 			return fmt.Errorf("relay.centers.%s: expected host:port or tls://host:port, got %q", n, c.Centers[n])
 		}
 	}
+	seen := map[string]string{}
+	for _, n := range c.CenterNames() {
+		if prev, dup := seen[strings.ToLower(n)]; dup {
+			return fmt.Errorf("relay.centers: %q and %q are the same name (names are matched without regard to case)", prev, n)
+		}
+		seen[strings.ToLower(n)] = n
+	}
+	tlsNames := make([]string, 0, len(c.CenterTLS))
+	for n := range c.CenterTLS {
+		tlsNames = append(tlsNames, n)
+	}
+	sort.Strings(tlsNames)
+	for _, n := range tlsNames {
+		if c.CenterByName(n) == "" {
+			return fmt.Errorf("relay.center_tls.%s: no such center in relay.centers", n)
+		}
+		if t := c.CenterTLS[n]; (t.Cert == "") != (t.Key == "") {
+			return fmt.Errorf("relay.center_tls.%s: expected both cert and key, or neither", n)
+		}
+	}
 	if c.RoutesCacheSize < 0 {
 		return fmt.Errorf("relay.routes_cache_size: expected 0 or more, got %d", c.RoutesCacheSize)
+	}
+	if _, ok := ParseFollowMode(c.FollowObjects); !ok {
+		return fmt.Errorf("relay.follow_objects: expected off, deletes or updates_and_deletes, got %q", c.FollowObjects)
+	}
+	if c.FollowObjects != "off" && c.FollowObjects != "" && c.RoutesCacheSize == 0 {
+		return fmt.Errorf("relay.follow_objects: %s needs the object index: relay.routes_cache_size is 0", c.FollowObjects)
 	}
 	if c.ExpressionCache < 0 {
 		return fmt.Errorf("relay.expression_cache: expected 0 or more, got %d", c.ExpressionCache)
@@ -165,6 +287,12 @@ func (c Config) Validate() error {
 	}
 	if c.Guaranteed && c.SegmentBytes < 4096 {
 		return fmt.Errorf("relay.segment_bytes: expected at least 4096, got %d", c.SegmentBytes)
+	}
+	if c.JournalRetentionBytes < 0 || c.Guaranteed && c.JournalRetentionBytes > 0 && c.JournalRetentionBytes < 2*c.SegmentBytes {
+		return fmt.Errorf("relay.journal_retention_bytes: expected 0 (no bound) or at least twice relay.segment_bytes (%d), got %d", 2*c.SegmentBytes, c.JournalRetentionBytes)
+	}
+	if c.JournalRetentionAge < 0 {
+		return fmt.Errorf("relay.journal_retention_age: expected 0 (no bound) or a duration such as 168h, got %v", c.JournalRetentionAge)
 	}
 	if c.LogMessages && c.MessageLog == "" {
 		return fmt.Errorf("relay.message_log: expected a file when relay.log_messages is true")
@@ -193,8 +321,30 @@ func (c Config) Validate() error {
 	if c.MaxAppSeries < 0 {
 		return fmt.Errorf("relay.max_app_series: expected 0 or more, got %d", c.MaxAppSeries)
 	}
+	if c.WriteTimeout <= 0 {
+		return fmt.Errorf("relay.write_timeout: expected a positive duration such as 30s, got %v", c.WriteTimeout)
+	}
 	if c.MaxConnections < 0 || c.WaitForCenter < 0 || c.KeepAlive < 0 || c.MaxPause < 0 {
 		return fmt.Errorf("relay: max_connections, wait_for_center, keepalive and max_pause must not be negative")
 	}
 	return nil
+}
+
+// Warnings lists what in a valid configuration deserves the operator's attention (switchboard check):
+// guaranteed mode without a bound on the journal.
+func (c Config) Warnings() []string {
+	if !c.Enabled || !c.Guaranteed {
+		return nil
+	}
+	var out []string
+	if c.JournalRetentionBytes == 0 {
+		if c.JournalRetentionAge == 0 {
+			out = append(out, "relay: journal retention is off (relay.journal_retention_bytes and relay.journal_retention_age are 0): "+
+				"the journal grows without bound for a center that never returns, or that relay.centers no longer names")
+		} else {
+			out = append(out, fmt.Sprintf("relay: relay.journal_retention_bytes is 0: the journal is bounded only by age (%v), "+
+				"not in bytes, for a center that does not return", c.JournalRetentionAge))
+		}
+	}
+	return out
 }

@@ -4,7 +4,9 @@
 //
 // Wire protocol (see docs and ami-relay.md): one instruction per line,
 // `TYPE[#seq][@now]|key=value|...`, ended by LF (CRLF accepted). Input is
-// parsed leniently (Parse); everything the relay writes is strict: statuses
+// parsed leniently (Parse; a \uXXXX surrogate pair, as Java writes code
+// points above U+FFFF, is one code point, a lone surrogate an error);
+// everything the relay writes is strict: statuses
 // are exactly `M@<now>|Q=<seq>|S=<code>|M="<text>"`, the form the 3forge Java
 // client requires. The first instruction must be L with I; O needs T; D needs
 // I and T; C needs I; R answers an E from a center and goes back to it (see
@@ -14,22 +16,43 @@
 //
 // Routing: rules in priority order (ties by name), prefiltered in Go by
 // message type, object type (T) and declared params, then an expression
-// compiled once by an ExprCompiler (Lua in production, see luabind). A
-// center receives a message at most once; no rules means every center. An
-// ObjectIndex remembers, per object (login I, T, I), the centers it went to,
-// so its updates and deletes follow it there, and the application that sent
-// it (see Commands); it holds at most relay.routes_cache_size objects. The
-// routes file is watched (fsnotify) and reloaded on Reload; a bad file keeps
-// the table in use and its errors are logged as `relay.routes:LINE: reason`.
+// compiled once by an ExprCompiler (Lua in production, see luabind). An
+// expression must yield a boolean: null (nil) is false, and a non-boolean
+// result (*NotBooleanError) counts as false, counted and logged once per
+// rule. A center receives a message at most once; no rules means every
+// center. By default a message goes where the rules send it, as 3forge
+// documents. An ObjectIndex remembers, per object (login I, T, I), the
+// centers it went to and the application that sent it (see Commands); with
+// relay.follow_objects = deletes (or updates_and_deletes) a D (and an update)
+// also goes wherever its object went. It holds at most
+// relay.routes_cache_size objects. The routes file is watched (fsnotify): a
+// change goes live once the file has been quiet and reads the same twice, a
+// bad file keeps the table in use (errors logged as `relay.routes:LINE:
+// reason`), and a file with no rule replaces a table that has rules only on
+// an explicit Reload. A missing routes file is created with instructions.
 //
 // Centers: each has its own queue and goroutine; they log in as the relay
-// (`L|I=<relay.id>`) and number instructions themselves. Non-guaranteed mode
-// acks once a message is accepted and drops (counted) when a center's queue
-// is full. Guaranteed mode appends each routed message to a Journal
-// (segments, CRC per record, group-commit fsync) and acks only after the
-// fsync; each center reads the journal from its cursor, which advances as
-// the center acks, so centers that are down or late receive everything in
-// order (at least once). Segments every center has passed are removed.
+// (`L|I=<relay.id>`) and number instructions themselves. relay.centers is a
+// map, or 3forge's text `[name=]host:port,...` (a center without a name is
+// named by its host:port); relay.center_tls gives a center its own client
+// certificate and CA. Every write has a deadline (relay.write_timeout): a
+// center whose write blocks for more than a second is "stalled" (State,
+// logged, switchboard_relay_center_stalled), cut at the deadline and
+// redialed, and cut at once by Shutdown. Non-guaranteed mode acks once a
+// message is accepted; a message a center does not get (its queue full, the
+// link closed before the center acknowledged it, still queued at shutdown)
+// is counted in switchboard_relay_center_dropped_total. Guaranteed mode
+// appends each routed message to a Journal (segments, CRC per record,
+// group-commit fsync) and acks only after the fsync; each center reads the
+// journal from its cursor, which advances as the center acks, so centers
+// that are down or late receive everything in order (at least once).
+// Records name centers by a slot the journal keeps per center name (the
+// file persist_dir/centers), so they reach the same centers whatever
+// relay.centers says at the next start; journals written before are read
+// and migrated once. Retention per center (relay.journal_retention_bytes,
+// _age) drops the oldest segments for a center too far behind (counted in
+// switchboard_relay_journal_dropped_total, logged); segments every center
+// has passed are removed.
 //
 // Commands: an application registers a command with C; a center sends E
 // when a user runs it (I = request id, C = command, optional O = object id
@@ -61,9 +84,12 @@
 // index is an open-addressing table per shard. CheckConfig checks the routes
 // file offline for `switchboard check`.
 //
+// Conformance with 3forge's documented behaviour, row by row with the test
+// that shows it: docs/relay-conformance.md.
+//
 // Limits (docs/operations.md, "Limits"): everything an application or a
-// center can make the relay hold is bounded in bytes. relay.max_line bytes
-// per instruction (longer ones get S=1 and are skipped); relay.max_login_bytes
+// center can make the relay hold is bounded in bytes or time. relay.max_line bytes
+// per instruction (longer ones get S=1 with their own Q, and are skipped); relay.max_login_bytes
 // per login id; relay.client_queue_bytes of statuses and E lines waiting for
 // an application (one that does not read them is disconnected and counted);
 // relay.client_queue statuses waiting for the journal (guaranteed mode);
@@ -72,7 +98,9 @@
 // mode); relay.expression_cache_bytes of remembered expression results per
 // connection (params over 1 KiB are never remembered); 4 MiB of registered
 // commands (C with L=0 removes one) and of pending E request ids; error
-// status texts cut to 512 bytes; 64 centers.
+// status texts cut to 512 bytes; 64 centers; relay.write_timeout per write
+// to a center or an application; relay.journal_retention_bytes and
+// relay.journal_retention_age of journal per center.
 //
 // Metrics: no label value comes from a peer unchecked. The app label of
 // switchboard_relay_app_messages_in_total is the login id made valid UTF-8

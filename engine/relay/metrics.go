@@ -19,16 +19,19 @@ type metrics struct {
 	rejected        prometheus.Counter
 	unrouted        prometheus.Counter
 	exprErrors      prometheus.Counter
+	exprNotBool     prometheus.Counter
 	dropped         *prometheus.CounterVec // by center
 	centerOut       *prometheus.CounterVec // by center
 	centerAcks      *prometheus.CounterVec // by center
 	centerUp        *prometheus.GaugeVec   // by center
+	centerStalled   *prometheus.GaugeVec   // by center
 	reconnects      *prometheus.CounterVec // by center
 	routeReloads    *prometheus.CounterVec // by result
 	ackLatency      *durationHistogram
 	slowClients     prometheus.Counter
 	commands        *prometheus.CounterVec // E from centers by result: object, command, undelivered
 	fsync           prometheus.Histogram
+	journalDropped  *prometheus.CounterVec // by center, reason
 	appIn           *prometheus.CounterVec // by login id, at most relay.max_app_series of them (apps)
 	apps            *labels.Set            // the app label values in use; a value's series goes with its last session
 	acksOK, acksErr prometheus.Counter
@@ -50,14 +53,18 @@ func newMetrics(maxApps int) *metrics {
 			Help: "Routable instructions that no rule sent anywhere."}),
 		exprErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_expression_errors_total",
 			Help: "Route expression evaluations that failed (treated as false)."}),
+		exprNotBool: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_expression_not_boolean_total",
+			Help: "Route expression evaluations that yielded neither a boolean nor null (treated as false)."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_dropped_total",
-			Help: "Messages dropped because a center's queue was full (non-guaranteed mode)."}, []string{"center"}),
+			Help: "Messages not delivered to a center (non-guaranteed mode): its queue was full, the link closed before the center acknowledged them, or they were still queued at shutdown."}, []string{"center"}),
 		centerOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_messages_out_total",
 			Help: "Messages written to a center."}, []string{"center"}),
 		centerAcks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_acks_total",
 			Help: "Status lines received from a center, by result."}, []string{"center", "result"}),
 		centerUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchboard_relay_center_up",
-			Help: "1 while the link to a center is logged in."}, []string{"center"}),
+			Help: "1 while the link to a center is logged in and not stalled."}, []string{"center"}),
+		centerStalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchboard_relay_center_stalled",
+			Help: "1 while a center is logged in but does not read (a write blocked for more than a second)."}, []string{"center"}),
 		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_center_connects_total",
 			Help: "Sessions established with a center."}, []string{"center"}),
 		routeReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_routes_reloads_total",
@@ -71,6 +78,9 @@ func newMetrics(maxApps int) *metrics {
 			Help: "Duration of each journal group commit's fsync (guaranteed mode).",
 			Buckets: []float64{.00005, .0001, .0002, .0003, .0005, .00075, .001, .0015, .002, .003, .004, .005,
 				.0075, .01, .015, .025, .05, .1, .5}}),
+		journalDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_journal_dropped_total",
+			Help: "Journal records a center had not acknowledged when retention dropped them for it (guaranteed mode), by reason: bytes, age."},
+			[]string{"center", "reason"}),
 		slowClients: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_slow_clients_total",
 			Help: "Applications disconnected because they did not read their statuses."}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_commands_total",
@@ -82,8 +92,8 @@ func newMetrics(maxApps int) *metrics {
 	for i := range knownTypes {
 		m.inByType[i] = m.clientIn.WithLabelValues(knownTypes[i : i+1])
 	}
-	m.collectors = []prometheus.Collector{m.connections, m.clientIn, m.acks, m.rejected, m.unrouted, m.exprErrors,
-		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients, m.commands, m.fsync, m.appIn}
+	m.collectors = []prometheus.Collector{m.connections, m.clientIn, m.acks, m.rejected, m.unrouted, m.exprErrors, m.exprNotBool,
+		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.centerStalled, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients, m.commands, m.fsync, m.journalDropped, m.appIn}
 	return m
 }
 

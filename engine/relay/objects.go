@@ -9,7 +9,7 @@ import (
 )
 
 // ObjectIndex remembers where each object (login I, T, I) was sent so that
-// its updates and deletes follow it (deletes-follow-inserts), and which
+// its deletes, or updates and deletes, can follow it (relay.follow_objects), and which
 // application sent it, so that a center's E naming the object (O and T)
 // reaches that application (OwnersOf). It holds at most max objects; past
 // that the oldest remembered object is forgotten.
@@ -138,10 +138,36 @@ func (x *ObjectIndex) objectKey(o *Owner, typ string, id *Value) uint64 {
 	return key
 }
 
-// Follow returns set widened by where the object of m went before, and
-// records the result (O) or forgets the object (D). Messages other than O and
-// D, and objects without I, pass through unchanged.
-func (x *ObjectIndex) Follow(owner Owner, m *Message, set CenterSet) CenterSet {
+// FollowMode says which messages of an object go where the object went
+// before, on top of the centers the rules choose (relay.follow_objects).
+type FollowMode uint8
+
+// The follow modes.
+const (
+	FollowOff     FollowMode = iota // the rules alone (3forge's documented routing)
+	FollowDeletes                   // a D also goes everywhere its object went
+	FollowUpdates                   // updates (O of a known object) and deletes do
+)
+
+// ParseFollowMode reads relay.follow_objects.
+func ParseFollowMode(s string) (FollowMode, bool) {
+	switch s {
+	case "off", "":
+		return FollowOff, true
+	case "deletes":
+		return FollowDeletes, true
+	case "updates_and_deletes":
+		return FollowUpdates, true
+	}
+	return 0, false
+}
+
+// Follow records where the object of m goes (O: the centers it has reached so
+// far, set included; D: the object is forgotten) and returns the centers m
+// goes to: set, widened by where the object went before when mode says so.
+// Messages other than O and D, and objects without I, pass through
+// unchanged.
+func (x *ObjectIndex) Follow(owner Owner, m *Message, set CenterSet, mode FollowMode) CenterSet {
 	if x == nil || (m.Type != 'O' && m.Type != 'D') {
 		return set
 	}
@@ -153,8 +179,11 @@ func (x *ObjectIndex) Follow(owner Owner, m *Message, set CenterSet) CenterSet {
 	key := x.objectKey(&owner, typ, id)
 	sh := &x.shards[key&uint64(len(x.shards)-1)] // 1 or objShards, a power of two
 	sh.mu.Lock()
-	set = sh.follow(key, owner.id, m.Type == 'D', set)
+	went := sh.follow(key, owner.id, m.Type == 'D', set)
 	sh.mu.Unlock()
+	if mode == FollowUpdates || mode == FollowDeletes && m.Type == 'D' {
+		return went
+	}
 	return set
 }
 
@@ -264,7 +293,8 @@ func (sh *objShard) remove(i int) {
 	}
 }
 
-// follow is Follow's part under the shard lock.
+// follow is Follow's part under the shard lock: it returns set widened by
+// where the object went before.
 func (sh *objShard) follow(key uint64, owner uint32, del bool, set CenterSet) CenterSet {
 	i, found := sh.find(key, owner)
 	if found {

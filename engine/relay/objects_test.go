@@ -90,7 +90,7 @@ func TestObjectOwners(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return x.Follow(o, &m, set)
+		return x.Follow(o, &m, set, FollowUpdates)
 	}
 	owners := func(typ string, id Value) string {
 		got := x.OwnersOf(typ, &id)
@@ -171,7 +171,7 @@ func BenchmarkObjectIndexNew(b *testing.B) {
 	for b.Loop() {
 		m.Params[1].Val = ids[i&(len(ids)-1)]
 		i++
-		x.Follow(owner, &m, 1)
+		x.Follow(owner, &m, 1, FollowUpdates)
 	}
 }
 
@@ -187,13 +187,13 @@ func BenchmarkObjectIndexUpdate(b *testing.B) {
 	owners := []Owner{x.Owner("bench-1"), x.Owner("bench-2")}
 	for i := range ids {
 		m.Params[1].Val = ids[i]
-		x.Follow(owners[i&1], &m, 1)
+		x.Follow(owners[i&1], &m, 1, FollowUpdates)
 	}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		m.Params[1].Val = ids[i&(len(ids)-1)]
-		x.Follow(owners[i&1], &m, 2)
+		x.Follow(owners[i&1], &m, 2, FollowUpdates)
 		i++
 	}
 }

@@ -11,12 +11,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
@@ -41,6 +41,7 @@ type Relay struct {
 	m           *metrics
 	table       atomic.Pointer[Table]
 	objects     *ObjectIndex
+	follow      FollowMode
 	centers     []*Center
 	centerNames []string
 	journal     *Journal
@@ -51,21 +52,22 @@ type Relay struct {
 	wg      sync.WaitGroup
 	centerW sync.WaitGroup // center links, routes watcher, message log flusher
 
-	mu       sync.Mutex
-	clients  map[*client]struct{}
-	sessions map[string]*client        // login I -> latest session
-	commands map[string]string         // command id -> login I
-	cmdBytes int                       // bytes the commands hold (ids, logins, entry overhead)
-	requests map[string]pendingRequest // E request id -> where it came from and went
-	reqOrder []string
-	reqBytes int           // bytes of the ids in reqOrder
-	upCh     chan struct{} // closed when a center logs in, then replaced
-	reloadMu sync.Mutex
-	dropWarn atomic.Int64
-	nakWarn  atomic.Int64
-	exprWarn atomic.Int64
-	cmdWarn  atomic.Int64
-	shutdown atomic.Bool
+	mu        sync.Mutex
+	clients   map[*client]struct{}
+	sessions  map[string]*client        // login I -> latest session
+	commands  map[string]string         // command id -> login I
+	cmdBytes  int                       // bytes the commands hold (ids, logins, entry overhead)
+	requests  map[string]pendingRequest // E request id -> where it came from and went
+	reqOrder  []string
+	reqBytes  int           // bytes of the ids in reqOrder
+	upCh      chan struct{} // closed when a center logs in, then replaced
+	reloadMu  sync.Mutex
+	routesSrc []byte // the content of the table in use (under reloadMu)
+	dropWarn  atomic.Int64
+	nakWarn   atomic.Int64
+	exprWarn  atomic.Int64
+	cmdWarn   atomic.Int64
+	shutdown  atomic.Bool
 }
 
 // maxPendingCommands and maxPendingCommandBytes bound the E request ids remembered for routing R back
@@ -106,39 +108,28 @@ func New(opts Options) (*Relay, error) {
 		requests: map[string]pendingRequest{}, upCh: make(chan struct{})}
 	r.centerNames = cfg.CenterNames()
 	r.objects = NewObjectIndex(cfg.RoutesCacheSize)
-	tab, err := r.loadRoutes()
-	if errors.Is(err, os.ErrNotExist) {
-		// no file yet: no rules (every message to every center) until it appears
-		r.log.WithField("routes_file", cfg.RoutesFile).Warn("routes file not found: every message goes to every center until it exists")
-		tab, err = ParseRoutes("relay.routes", nil, r.centerNames, r.compile)
-	}
-	if err != nil {
+	r.follow, _ = ParseFollowMode(cfg.FollowObjects)
+	if err := r.initRoutes(); err != nil {
 		return nil, err
 	}
-	r.table.Store(tab)
-	var ctlsBase *tls.Config
 	for i, name := range r.centerNames {
 		addr, useTLS := centerAddr(cfg.Centers[name])
 		d := &transport.Dialer{Addr: addr, Timeout: 5 * time.Second, KeepAlive: cfg.KeepAlive,
 			Backoff: transport.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second},
 			Log:     r.log.WithField("center", name)}
-		if useTLS {
-			if ctlsBase == nil {
-				host, _, _ := net.SplitHostPort(addr)
-				ctlsBase, err = transport.ClientTLS(host, cfg.CenterCA)
-				if err != nil {
-					return nil, fmt.Errorf("relay: center %s: tls: %w", name, err)
-				}
+		if own, ok := cfg.centerTLS(name); ok || useTLS {
+			tc, err := centerClientTLS(addr, cfg.CenterCA, own)
+			if err != nil {
+				return nil, fmt.Errorf("relay: center %s: tls: %w", name, err)
 			}
-			c := ctlsBase.Clone()
-			c.ServerName, _, _ = net.SplitHostPort(addr)
-			d.TLS = c
+			d.TLS = tc
 		}
 		c := &Center{Name: name, Index: i, r: r, dialer: d, log: r.log.WithField("center", name),
 			queue: make(chan []byte, cfg.CenterQueue), free: make(chan []byte, 16), direct: make(chan []byte, 1024),
 			out: r.m.centerOut.WithLabelValues(name), dropped: r.m.dropped.WithLabelValues(name),
 			acksOK: r.m.centerAcks.WithLabelValues(name, "ok"), acksErr: r.m.centerAcks.WithLabelValues(name, "error"),
-			upGauge: r.m.centerUp.WithLabelValues(name), connects: r.m.reconnects.WithLabelValues(name)}
+			upGauge: r.m.centerUp.WithLabelValues(name), stalledGauge: r.m.centerStalled.WithLabelValues(name),
+			connects: r.m.reconnects.WithLabelValues(name)}
 		d.OnDialError = c.noteDialError
 		r.centers = append(r.centers, c)
 	}
@@ -169,14 +160,17 @@ func New(opts Options) (*Relay, error) {
 			return float64(n)
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_relay_routes_objects",
-			Help: "Objects remembered by the deletes-follow-inserts index."}, func() float64 { return float64(r.objects.Len()) }))
+			Help: "Objects remembered by the object index (relay.routes_cache_size)."}, func() float64 { return float64(r.objects.Len()) }))
 	if cfg.Guaranteed {
-		j, err := OpenJournal(cfg.PersistDir, cfg.SegmentBytes)
+		j, err := OpenJournal(cfg.PersistDir, cfg.SegmentBytes, r.centerNames, r.log.WithField("persist_dir", cfg.PersistDir))
 		if err != nil {
 			return nil, err
 		}
 		j.OnSync = func(d time.Duration, _ int) { r.m.fsync.Observe(d.Seconds()) }
 		r.journal = j
+		for _, c := range r.centers {
+			c.slot = j.Slot(c.Name)
+		}
 	}
 	if cfg.LogMessages {
 		ml, err := openMessageLog(cfg.MessageLog)
@@ -191,6 +185,28 @@ func New(opts Options) (*Relay, error) {
 		return nil, fmt.Errorf("relay: metrics: %w", err)
 	}
 	return r, nil
+}
+
+// centerClientTLS is the TLS client configuration of a center at addr: verified by its own CA, else by
+// relay.center_ca, else by the system roots; presenting its own certificate when it has one.
+func centerClientTLS(addr, defaultCA string, own CenterTLSConfig) (*tls.Config, error) {
+	host, _, _ := net.SplitHostPort(addr)
+	ca := defaultCA
+	if own.CA != "" {
+		ca = own.CA
+	}
+	tc, err := transport.ClientTLS(host, ca)
+	if err != nil {
+		return nil, err
+	}
+	if own.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(own.Cert, own.Key)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate %s, %s: %w", own.Cert, own.Key, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 type discardWriter struct{}
@@ -230,36 +246,21 @@ func (r *Relay) Applications() []string {
 // Centers returns the centers by index.
 func (r *Relay) Centers() []*Center { return r.centers }
 
-func (r *Relay) loadRoutes() (*Table, error) {
-	if r.cfg.RoutesFile == "" {
-		return ParseRoutes("relay.routes", nil, r.centerNames, r.compile)
+// exprFailed counts and logs an expression evaluation that failed (its rule counted as false): a
+// non-boolean result once per rule (it is a mistake in the file, the same for every message), other errors
+// at most once a second.
+func (r *Relay) exprFailed(rule *Rule, err error) {
+	var nb *NotBooleanError
+	if errors.As(err, &nb) {
+		r.m.exprNotBool.Inc()
+		if rule.FirstNotBoolean() {
+			r.log.WithFields(logrus.Fields{"route": rule.Name, "line": rule.Line, "expression": rule.Expr, "yields": nb.Yields,
+				"value": nb.Value}).Warn("route expression yielded a non-boolean: the rule counts as false (logged once per rule; counted in switchboard_relay_expression_not_boolean_total)")
+		}
+		return
 	}
-	src, err := os.ReadFile(r.cfg.RoutesFile)
-	if err != nil {
-		return nil, fmt.Errorf("relay.routes_file: %w", err)
-	}
-	t, err := ParseRoutes(filepath.Base(r.cfg.RoutesFile), src, r.centerNames, r.compile)
-	if err != nil {
-		return nil, err
-	}
-	t.SetMemo(r.cfg.ExpressionCache, r.cfg.ExpressionCacheBytes)
-	return t, nil
-}
-
-// Reload re-reads the routes file; a bad file keeps the table in use.
-func (r *Relay) Reload(ctx context.Context) error {
-	r.reloadMu.Lock()
-	defer r.reloadMu.Unlock()
-	tab, err := r.loadRoutes()
-	if err != nil {
-		r.m.routeReloads.WithLabelValues("failed").Inc()
-		r.log.WithError(err).Error("routes not reloaded; the previous table stays in use")
-		return err
-	}
-	r.table.Store(tab)
-	r.m.routeReloads.WithLabelValues("ok").Inc()
-	r.log.WithField("rules", len(tab.Rules())).Info("routes loaded")
-	return nil
+	r.m.exprErrors.Inc()
+	r.warnEvery(&r.exprWarn, r.log.WithFields(logrus.Fields{"route": rule.Name, "line": rule.Line}).WithError(err), "route expression failed")
 }
 
 // Start listens (unless the port is -1), starts the center links and the
@@ -312,6 +313,20 @@ func (r *Relay) Start(ctx context.Context) error {
 		go func() {
 			defer r.centerW.Done()
 			r.msgLog.flushEvery(ctx, 200*time.Millisecond)
+		}()
+	}
+	if len(r.centers) > 0 {
+		r.centerW.Add(1)
+		go func() {
+			defer r.centerW.Done()
+			r.watchStalls(ctx)
+		}()
+	}
+	if r.journal != nil {
+		r.centerW.Add(1)
+		go func() {
+			defer r.centerW.Done()
+			r.keepJournal(ctx, time.Second)
 		}()
 	}
 	if r.ln != nil {
@@ -371,63 +386,6 @@ func (r *Relay) acceptLoop(ctx context.Context) {
 	}
 }
 
-// watchRoutes reloads the routes file when it changes. The directory is
-// watched, so editors that replace the file by renaming are seen too.
-func (r *Relay) watchRoutes(ctx context.Context) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return err
-	}
-	abs, err := filepath.Abs(r.cfg.RoutesFile)
-	if err != nil {
-		w.Close()
-		return err
-	}
-	if err := w.Add(filepath.Dir(abs)); err != nil {
-		w.Close()
-		return err
-	}
-	r.centerW.Add(1)
-	go func() {
-		defer r.centerW.Done()
-		defer w.Close()
-		var timer *time.Timer
-		var fire <-chan time.Time
-		for {
-			select {
-			case <-ctx.Done():
-				if timer != nil {
-					timer.Stop()
-				}
-				return
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				if filepath.Clean(ev.Name) != abs || ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) == 0 {
-					continue
-				}
-				// debounce: editors write in several steps
-				if timer == nil {
-					timer = time.NewTimer(50 * time.Millisecond)
-				} else {
-					timer.Reset(50 * time.Millisecond)
-				}
-				fire = timer.C
-			case <-fire:
-				fire = nil
-				_ = r.Reload(ctx)
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				r.log.WithError(err).Warn("routes file watcher")
-			}
-		}
-	}()
-	return nil
-}
-
 // Shutdown stops accepting, says goodbye to applications (their queued
 // statuses are flushed), stops the center links and flushes the journal.
 func (r *Relay) Shutdown(ctx context.Context) error {
@@ -453,10 +411,10 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	// centers: give non-guaranteed queues a moment to drain, bounded by ctx
+	// centers: give non-guaranteed queues a moment to drain, bounded by ctx (a stalled center drains nothing)
 	if r.journal == nil {
 		for _, c := range r.centers {
-			for c.Connected() && c.QueueLen() > 0 && ctx.Err() == nil {
+			for c.State() == "up" && c.QueueLen() > 0 && ctx.Err() == nil {
 				time.Sleep(5 * time.Millisecond)
 			}
 		}
@@ -464,10 +422,106 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 	if r.cancel != nil {
 		r.cancel()
 	}
-	r.centerW.Wait()
+	// the links stop: a stalled center takes nothing, so its link is cut now (what it did not acknowledge
+	// is counted as dropped, or stays in the journal); one blocked writing for less long is cut once ctx ends
+	for _, c := range r.centers {
+		if c.State() == "stalled" {
+			c.log.Warn("shutdown: the center is stalled; its link is cut")
+			c.cut()
+		}
+	}
+	stopped := make(chan struct{})
+	go func() {
+		r.centerW.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		for _, c := range r.centers {
+			c.cut()
+		}
+		<-stopped
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	if r.journal == nil {
+		// what never left a queue is lost: counted like any other message not delivered
+		for _, c := range r.centers {
+			if n := c.queued.Load(); n > 0 {
+				c.dropped.Add(float64(n))
+				c.log.WithField("messages", n).Warn("shutdown: messages still queued for the center are dropped (counted)")
+			}
+		}
+	}
 	r.closeJournal()
 	r.m.unregister(r.reg)
 	return err
+}
+
+// watchStalls shows centers that stop reading: a write blocked for more than a second makes a center
+// stalled (logged, switchboard_relay_center_stalled 1, center_up 0) until the write goes through or
+// relay.write_timeout cuts the link.
+func (r *Relay) watchStalls(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	stalled := make([]bool, len(r.centers))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for i, c := range r.centers {
+			now := c.State() == "stalled"
+			if now == stalled[i] {
+				continue
+			}
+			stalled[i] = now
+			if now {
+				c.stalledGauge.Set(1)
+				c.upGauge.Set(0)
+				c.log.WithField("write_timeout", r.cfg.WriteTimeout.String()).Warn("center stalled: it does not read (a write has been blocked for more than a second); the link is cut at relay.write_timeout")
+				continue
+			}
+			c.stalledGauge.Set(0)
+			if c.Connected() {
+				c.upGauge.Set(1)
+			}
+			c.log.Info("center no longer stalled")
+		}
+	}
+}
+
+// keepJournal applies retention (relay.journal_retention_bytes and _age, per center) and removes the
+// segments every center has passed, when a segment starts and every period, until ctx ends. What retention drops is counted in
+// switchboard_relay_journal_dropped_total{center,reason} and logged.
+func (r *Relay) keepJournal(ctx context.Context, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.journal.Rolled(): // the journal grew by a segment: the bytes bound may be passed
+		}
+		r.retainJournal(time.Now())
+	}
+}
+
+func (r *Relay) retainJournal(now time.Time) {
+	for _, d := range r.journal.Retain(now, r.cfg.JournalRetentionBytes, r.cfg.JournalRetentionAge) {
+		r.m.journalDropped.WithLabelValues(d.Center, d.Reason).Add(float64(d.Records))
+		bound := "relay.journal_retention_bytes=" + strconv.FormatInt(r.cfg.JournalRetentionBytes, 10)
+		if d.Reason == "age" {
+			bound = "relay.journal_retention_age=" + r.cfg.JournalRetentionAge.String()
+		}
+		r.log.WithFields(logrus.Fields{"center": d.Center, "records": d.Records, "from": d.From, "to": d.To, "reason": d.Reason,
+			"bound": bound, "configured": !d.Orphan}).Warn("journal retention: records the center had not acknowledged are dropped for it")
+	}
+	r.journal.Collect()
 }
 
 // centerUp wakes logins held by wait_for_center.

@@ -134,13 +134,9 @@ func expectStatus(t *testing.T, c *relaytest.Client, seq int64, code int, text s
 var statusRE = regexp.MustCompile(`^M@\d{13}\|Q=\d+\|S=\d+\|M=".*"$`)
 
 func TestWorkedExampleRows(t *testing.T) {
-	for _, follow := range []bool{false, true} {
-		t.Run(fmt.Sprintf("follow=%v", follow), func(t *testing.T) {
-			g := start(t, workedRoutes, func(c *relay.Config) {
-				if !follow {
-					c.RoutesCacheSize = 0
-				}
-			}, "primary", "risk", "hist", "eu")
+	for _, follow := range []string{"off", "deletes", "updates_and_deletes"} {
+		t.Run("follow_objects="+follow, func(t *testing.T) {
+			g := start(t, workedRoutes, func(c *relay.Config) { c.FollowObjects = follow }, "primary", "risk", "hist", "eu")
 			app := dial(t, g, "sor-1", `APP="SOR"`)
 			rows := []string{
 				`T="Order"|I="o1"|qty=5000L|px=250.0D|venue="NYSE"`,
@@ -171,7 +167,7 @@ func TestWorkedExampleRows(t *testing.T) {
 				"primary": {`O|T="Order"|I="o1"|qty=5000L|px=250.0D|venue="NYSE"`, `O|T="Order"|I="o4"|px=10.0D|venue="NYSE"`, `D|T="Order"|I="o1"`, `C|I="bust"|N="order.bust"`, `O|T="Heartbeat"|I="h"|qty=1`},
 				"hist":    {`O|T="Order"|I="o1"|qty=5000L|px=250.0D|venue="NYSE"`, `O|T="Order"|I="o4"|px=10.0D|venue="NYSE"`, `D|T="Order"|I="o1"`, `O|T="Heartbeat"|I="h"|qty=1`},
 			}
-			if follow { // deletes follow inserts: o1's delete also reaches risk (ami-relay.md §1.7 row 6)
+			if follow != "off" { // o1's delete also reaches risk, where o1 went (ami-relay.md §1.7 row 6)
 				want["risk"] = append(want["risk"], `D|T="Order"|I="o1"`)
 			}
 			for name, lines := range want {

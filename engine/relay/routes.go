@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // ValueType is a PARAM_TYPES type name (AMIScript types).
@@ -66,6 +67,21 @@ func memoizable(p Predicate) bool {
 	return !ok || ip.Pure()
 }
 
+// NotBooleanError is what a Predicate returns when its expression yielded
+// something other than a boolean or null (a number, a string: in Lua 0 and ""
+// would count as true). The rule counts as false.
+type NotBooleanError struct {
+	Yields string // "a number", "a string", "a table", ...
+	Value  string // a short rendering of the result, when it has one
+}
+
+func (e *NotBooleanError) Error() string {
+	if e.Value != "" {
+		return fmt.Sprintf("the expression yielded %s (%s), not a boolean: counted as false", e.Yields, e.Value)
+	}
+	return fmt.Sprintf("the expression yielded %s, not a boolean: counted as false", e.Yields)
+}
+
 // PredicateFunc adapts a Go function to Predicate.
 type PredicateFunc func(args []Value) (bool, error)
 
@@ -103,7 +119,13 @@ type Rule struct {
 	Centers  CenterSet
 	BreakOnTrue,
 	BreakOnFalse bool
+
+	notBoolSeen atomic.Bool // a non-boolean result was reported (logged once per rule)
 }
+
+// FirstNotBoolean reports true the first time it is called for the rule and false after: a rule whose
+// expression yields something other than a boolean is logged once, not once per message.
+func (r *Rule) FirstNotBoolean() bool { return r.notBoolSeen.CompareAndSwap(false, true) }
 
 func typeBit(t byte) uint8 {
 	switch t {
@@ -129,7 +151,12 @@ type Table struct {
 	maxArgs   int
 	memoSize  int
 	memoBytes int
+	onError   func(r *Rule, err error)
 }
+
+// OnEvalError sets a function told of every failed expression evaluation (the rule counts as false):
+// Lua errors, timeouts and *NotBooleanError results. Call it before the table is used.
+func (t *Table) OnEvalError(f func(r *Rule, err error)) { t.onError = f }
 
 // Rules returns the rules in evaluation order.
 func (t *Table) Rules() []*Rule { return t.rules }
@@ -461,6 +488,9 @@ func (t *Table) Route(m *Message, st *RouteScratch) (CenterSet, error) {
 				ok, err = r.pred.Eval(args)
 				if err != nil {
 					ok = false
+					if t.onError != nil {
+						t.onError(r, err)
+					}
 					if firstErr == nil {
 						firstErr = fmt.Errorf("route %s (line %d): %w", r.Name, r.Line, err)
 					}

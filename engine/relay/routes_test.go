@@ -209,7 +209,7 @@ func TestObjectIndexDeletesFollowInserts(t *testing.T) {
 		m, _ := Parse([]byte(line))
 		var sc RouteScratch
 		s, _ := tab.Route(&m, &sc)
-		return names(tab, x.Follow(app, &m, s))
+		return names(tab, x.Follow(app, &m, s, FollowUpdates))
 	}
 	if got := send(`O|T="Order"|I="o1"|qty=5000L|px=250.0D|venue="NYSE"`); got != "primary,risk,hist" {
 		t.Fatal(got)
@@ -236,6 +236,38 @@ func TestObjectIndexDeletesFollowInserts(t *testing.T) {
 	}
 	if got := send(`D|T="Order"|I="c"`); got != "primary,risk,hist" {
 		t.Fatalf("kept object: %q", got)
+	}
+}
+
+// TestFollowModes is the worked example of relay.follow_objects (docs/configuration.md): o1 is first a big
+// NYSE order (risk, primary, hist), then updated to a small LSE one (the rules: eu), then deleted (the rules:
+// primary, hist). Off routes by the rules alone; deletes sends the delete everywhere o1 went; updates and
+// deletes also sends the update there.
+func TestFollowModes(t *testing.T) {
+	tab, err := ParseRoutes("relay.routes", []byte(workedRoutes), []string{"primary", "risk", "hist", "eu"}, goExprs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := []string{`O|T="Order"|I="o1"|qty=5000L|px=250.0D|venue="NYSE"`, `O|T="Order"|I="o1"|qty=1L|px=250.0D|venue="LSE"`,
+		`D|T="Order"|I="o1"`}
+	for mode, want := range map[FollowMode][]string{
+		FollowOff:     {"primary,risk,hist", "eu", "primary,hist"},
+		FollowDeletes: {"primary,risk,hist", "eu", "primary,risk,hist,eu"},
+		FollowUpdates: {"primary,risk,hist", "primary,risk,hist,eu", "primary,risk,hist,eu"},
+	} {
+		x := NewObjectIndex(100)
+		app := x.Owner("app")
+		for i, row := range rows {
+			m, _ := Parse([]byte(row))
+			var sc RouteScratch
+			s, _ := tab.Route(&m, &sc)
+			if got := names(tab, x.Follow(app, &m, s, mode)); got != want[i] {
+				t.Errorf("mode %d row %d: %q, want %q", mode, i+1, got, want[i])
+			}
+		}
+		if x.Len() != 0 {
+			t.Errorf("mode %d: the deleted object is still remembered", mode)
+		}
 	}
 }
 

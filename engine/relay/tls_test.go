@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool, ce
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
@@ -82,5 +83,57 @@ func TestTLSListenerAndCenter(t *testing.T) {
 	if c, err := relaytest.Dial(g.addr, "plain", ""); err == nil {
 		c.Close()
 		t.Fatal("plaintext login succeeded on a TLS listener")
+	}
+}
+
+// TestPerCenterClientCertificates (issue 15 item 8): each center gets its own client certificate and CA
+// (3forge's ami.center.<name>.keystore.*). Two centers that require a client certificate, each trusting
+// only its own; no relay.center_ca and no tls:// prefix: relay.center_tls alone makes the links TLS.
+func TestPerCenterClientCertificates(t *testing.T) {
+	type side struct {
+		cert, key string
+		center    *relaytest.Center
+	}
+	sides := map[string]*side{}
+	for _, name := range []string{"alpha", "beta"} {
+		certFile, keyFile, pool, cert := selfSigned(t)
+		c, err := relaytest.NewCenterTLS("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert},
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		sides[name] = &side{cert: certFile, key: keyFile, center: c}
+	}
+	g := start(t, "", func(c *relay.Config) {
+		c.Centers = relay.Centers{"alpha": sides["alpha"].center.Addr(), "beta": sides["beta"].center.Addr()}
+		c.CenterTLS = map[string]relay.CenterTLSConfig{}
+		for name, s := range sides {
+			c.CenterTLS[name] = relay.CenterTLSConfig{Cert: s.cert, Key: s.key, CA: s.cert}
+		}
+	})
+	for name, s := range sides {
+		if err := s.center.WaitLogin(1, 5*time.Second); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	app := dial(t, g, "app", "")
+	app.Send('O', `T="x"|I="1"`)
+	expectStatus(t, app, 1, 0, "OK")
+	for name, s := range sides {
+		if err := s.center.WaitCount(1, 5*time.Second); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	// a client certificate that cannot be read stops the relay from being built, naming the center
+	_, err := relay.New(relay.Options{Config: func() relay.Config {
+		c := relay.DefaultConfig()
+		c.Centers = relay.Centers{"alpha": "127.0.0.1:1"}
+		c.CenterTLS = map[string]relay.CenterTLSConfig{"alpha": {Cert: "/nonexistent.pem", Key: "/nonexistent.key"}}
+		c.RoutesFile = ""
+		return c
+	}()})
+	if err == nil || !strings.Contains(err.Error(), "relay: center alpha: tls: client certificate /nonexistent.pem") {
+		t.Fatalf("unreadable client certificate: %v", err)
 	}
 }

@@ -28,7 +28,11 @@ type Reader struct {
 	scanned    int  // buf[start:scanned] holds no complete delimiter
 	discarding bool // skipping the rest of an over-long message
 	err        error
+	head       []byte // the first bytes of the last over-long message (Head)
 }
+
+// headMax is how much of an over-long message Head keeps.
+const headMax = 64
 
 // NewReader returns a Reader of messages ended by delim (any non-empty byte
 // string). With max > 0 a message longer than max bytes is an error and the
@@ -76,6 +80,7 @@ func (r *Reader) Next() ([]byte, error) {
 				continue
 			}
 			if r.max > 0 && len(msg) > r.max {
+				r.keepHead(msg)
 				return nil, fmt.Errorf("transport: message of %d bytes, max %d: %w", len(msg), r.max, ErrTooLong)
 			}
 			return msg, nil
@@ -86,6 +91,7 @@ func (r *Reader) Next() ([]byte, error) {
 			r.dropAllBut(dl - 1)
 		} else if r.max > 0 && r.end-r.start > r.max+dl-1 {
 			n := r.end - r.start
+			r.keepHead(r.buf[r.start:r.end])
 			r.discarding = true
 			r.dropAllBut(dl - 1)
 			return nil, fmt.Errorf("transport: %d bytes without delimiter, max %d: %w", n, r.max, ErrTooLong)
@@ -101,6 +107,15 @@ func (r *Reader) Next() ([]byte, error) {
 		}
 		r.fill()
 	}
+}
+
+// Head returns the first bytes (at most 64) of the over-long message the last ErrTooLong was about, so
+// that a protocol can still answer it (e.g. with the sequence number its header carries). The slice is
+// valid until the next ErrTooLong.
+func (r *Reader) Head() []byte { return r.head }
+
+func (r *Reader) keepHead(msg []byte) {
+	r.head = append(r.head[:0], msg[:min(len(msg), headMax)]...)
 }
 
 // dropAllBut discards the unconsumed bytes except the last keep of them.

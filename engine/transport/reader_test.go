@@ -267,3 +267,31 @@ func (c *cycle) Read(p []byte) (int, error) {
 	c.off = (c.off + n) % len(c.data)
 	return n, nil
 }
+
+// TestReaderHeadOfTooLong: the start of an over-long message stays readable after ErrTooLong, whether the
+// message arrived whole or ran past the buffer before its delimiter.
+func TestReaderHeadOfTooLong(t *testing.T) {
+	long := "O#41|T=\"Long\"|v=\"" + strings.Repeat("x", 100_000) + "\""
+	for name, rd := range map[string]io.Reader{
+		"whole":  strings.NewReader("short\n" + long + "\nnext\n"),
+		"pieces": iotest.HalfReader(strings.NewReader("short\n" + long + "\nnext\n")),
+	} {
+		r := NewReader(rd, []byte("\n"), 1000)
+		if m, err := r.Next(); err != nil || string(m) != "short" {
+			t.Fatalf("%s: %q %v", name, m, err)
+		}
+		if _, err := r.Next(); !errors.Is(err, ErrTooLong) {
+			t.Fatalf("%s: %v, want ErrTooLong", name, err)
+		}
+		if got := string(r.Head()); got != long[:64] {
+			t.Fatalf("%s: head %q, want %q", name, got, long[:64])
+		}
+		if m, err := r.Next(); err != nil || string(m) != "next" {
+			t.Fatalf("%s: after: %q %v", name, m, err)
+		}
+	}
+	short := NewReader(strings.NewReader("abcdefgh\n"), []byte("\n"), 4)
+	if _, err := short.Next(); !errors.Is(err, ErrTooLong) || string(short.Head()) != "abcdefgh" {
+		t.Fatalf("short over-long message: %v, head %q", err, short.Head())
+	}
+}

@@ -4,8 +4,11 @@ package example
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +99,39 @@ func TestRelayTwoCenters(t *testing.T) {
 	want := fmt.Sprintf("%s\n%s", lines[0], lines[2])
 	if got := strings.Join(risk2.Bodies(), "\n"); got != want {
 		t.Fatalf("risk got\n%s\nwant\n%s", got, want)
+	}
+
+	// the README's pipeline, byte for byte (printf ... | nc): one status per instruction, X's last, then the
+	// relay closes
+	readme, err := os.ReadFile(filepath.Join(root, "examples/relay-two-centers/README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`printf '([^']*)' \\\n\s*\| nc 127\.0\.0\.1 3289`).FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README has no printf ... | nc pipeline")
+	}
+	session := strings.ReplaceAll(string(m[1]), `\n`, "\n")
+	conn, err := net.Dial("tcp", e.Addr(t, "relay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(session)); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := strings.Split(strings.TrimSuffix(string(got), "\n"), "\n")
+	if n := strings.Count(session, "\n"); len(statuses) != n {
+		t.Fatalf("%d statuses for %d instructions: %q", len(statuses), n, got)
+	}
+	for i, st := range statuses {
+		if !regexp.MustCompile(fmt.Sprintf(`^M@\d{13}\|Q=%d\|S=0\|M="OK"$`, i)).MatchString(st) {
+			t.Fatalf("status %d: %q", i, st)
+		}
 	}
 }

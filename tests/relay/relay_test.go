@@ -138,8 +138,8 @@ var workedRows = []string{
 }
 
 func TestWorkedExampleAllRows(t *testing.T) {
-	// routes_cache_size 0: pure rule semantics, exactly the table of ami-relay.md §1.7
-	s := startRelay(t, workedRoutes, "  routes_cache_size: 0\n", "primary", "risk", "hist", "eu")
+	// the default: the rules alone, exactly the table of ami-relay.md §1.7
+	s := startRelay(t, workedRoutes, "", "primary", "risk", "hist", "eu")
 	app := login(t, s.addr, "sor-1", `APP="SOR"|O="UNIX"`)
 	sendAll(t, app, 1, workedRows...)
 	r := workedRows
@@ -152,7 +152,7 @@ func TestWorkedExampleAllRows(t *testing.T) {
 }
 
 func TestWorkedExampleDeletesFollowInserts(t *testing.T) {
-	s := startRelay(t, workedRoutes, "", "primary", "risk", "hist", "eu")
+	s := startRelay(t, workedRoutes, "  follow_objects: deletes\n", "primary", "risk", "hist", "eu")
 	app := login(t, s.addr, "sor-1", "")
 	sendAll(t, app, 1, workedRows...)
 	r := workedRows

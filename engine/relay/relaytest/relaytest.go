@@ -42,6 +42,8 @@ type Center struct {
 	// Store keeps every received message (off for load tests: count only).
 	Store bool
 	count int
+	acked int           // instructions whose status was flushed to the relay
+	gate  chan struct{} // non-nil: reading is stopped until it is closed (StopReading)
 }
 
 // NewCenter listens on addr ("127.0.0.1:0" for a free port).
@@ -197,11 +199,12 @@ func (c *Center) serve(ctx context.Context, conn net.Conn) {
 		c.mu.Unlock()
 		conn.Close()
 	}()
-	rd := transport.NewReader(conn, []byte("\n"), 1<<20)
+	rd := transport.NewReader(gatedReader{c: c, ctx: ctx, conn: conn}, []byte("\n"), 1<<20)
 	var relayID string
 	var m relay.Message
 	var out []byte
 	var sinkNow int64
+	unflushed := 0 // statuses written to w and not yet flushed
 	for {
 		line, err := rd.Next()
 		if err != nil {
@@ -223,8 +226,12 @@ func (c *Center) serve(ctx context.Context, conn net.Conn) {
 				out = relay.AppendStatus(out[:0], sinkNow, seq, 0, "OK")
 				out = append(out, '\n')
 				w.Write(out)
+				unflushed++
 				if rd.Buffered() == 0 {
-					w.Flush()
+					if w.Flush() == nil {
+						c.acked += unflushed
+					}
+					unflushed = 0
 					sinkNow = 0
 				}
 			}
@@ -258,14 +265,63 @@ func (c *Center) serve(ctx context.Context, conn net.Conn) {
 		out = append(out, '\n')
 		c.mu.Lock()
 		_, werr := w.Write(out)
+		if perr == nil && m.Type != 'L' {
+			unflushed++
+		}
 		if werr == nil && rd.Buffered() == 0 {
-			werr = w.Flush()
+			if werr = w.Flush(); werr == nil {
+				c.acked += unflushed
+			}
+			unflushed = 0
 		}
 		c.mu.Unlock()
 		if werr != nil || ctx.Err() != nil {
 			return
 		}
 	}
+}
+
+// gatedReader is a relay connection as the center reads it: StopReading holds reads back.
+type gatedReader struct {
+	c    *Center
+	ctx  context.Context
+	conn net.Conn
+}
+
+func (g gatedReader) Read(p []byte) (int, error) {
+	g.c.mu.Lock()
+	gate := g.c.gate
+	g.c.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-g.ctx.Done():
+			return 0, g.ctx.Err()
+		}
+	}
+	return g.conn.Read(p)
+}
+
+// StopReading makes the center stop reading its relay connections (true): the relay's writes block once
+// the socket buffers are full, as with a center that hangs. false reads again.
+func (c *Center) StopReading(stop bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case stop && c.gate == nil:
+		c.gate = make(chan struct{})
+	case !stop && c.gate != nil:
+		close(c.gate)
+		c.gate = nil
+	}
+}
+
+// Acked is the number of non-login instructions whose status the center flushed to the relay (a
+// message counted by Count may still lose its status if the link breaks).
+func (c *Center) Acked() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.acked
 }
 
 // SetSilent stops (true) or resumes (false) acknowledging.
