@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/relay"
+	"github.com/switchboard/switchboard/engine/relay/relaylua"
 	"github.com/switchboard/switchboard/luabind"
 )
 
@@ -37,5 +38,5 @@ func Check(cfg Config, scripts fs.FS, display string) []error {
 		}
 		return []error{err}
 	}
-	return relay.CheckConfig(cfg.Relay, luabind.RelayExprCompiler(rt))
+	return relay.CheckConfig(cfg.Relay, relaylua.Compiler(rt))
 }

@@ -5,8 +5,8 @@ import (
 	"net"
 
 	"github.com/switchboard/switchboard/engine/relay"
+	"github.com/switchboard/switchboard/engine/relay/relaylua"
 	"github.com/switchboard/switchboard/internal/lifecycle"
-	"github.com/switchboard/switchboard/luabind"
 )
 
 // newRelayPart builds the AMI relay from e.cfg: route expressions are Lua, evaluated on the serving script
@@ -19,7 +19,7 @@ func newRelayPart(e *Engine) (Part, error) {
 	if !cfg.ListenDisabled() {
 		cfg.MaxConnections = e.connBudget().capFor(e.log.WithField("part", "relay"), "relay.max_connections", cfg.MaxConnections, fdPerRelayConn)
 	}
-	r, err := relay.New(relay.Options{Config: cfg, Compile: luabind.RelayExprCompiler(e.lua), Log: e.log, Metrics: e.metrics})
+	r, err := relay.New(relay.Options{Config: cfg, Compile: relaylua.Compiler(e.lua), Log: e.log, Metrics: e.metrics})
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package luabind
+package relaylua
 
 import "testing"
 

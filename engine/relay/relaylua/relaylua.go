@@ -1,4 +1,9 @@
-package luabind
+// Package relaylua is the relay's Lua binding: the EXPRESSION column of relay.routes compiled as Lua
+// (Compiler, the relay's ExprCompiler), with 3forge's AMIScript operators translated (translateAMIScript),
+// the expressions whose result is visibly not a boolean refused (notBoolean), and the pure ones marked so
+// the relay may remember their results (pureExpression). Scripts get no sb.relay functions yet, so the
+// relay has no luabind.Binding.
+package relaylua
 
 import (
 	"context"
@@ -9,16 +14,18 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/switchboard/switchboard/engine/relay"
+
+	"github.com/switchboard/switchboard/luabind"
 )
 
 var luaKeywords = map[string]bool{"and": true, "break": true, "do": true, "else": true, "elseif": true, "end": true,
 	"false": true, "for": true, "function": true, "if": true, "in": true, "local": true, "nil": true, "not": true,
 	"or": true, "repeat": true, "return": true, "then": true, "true": true, "until": true, "while": true}
 
-// RelayParamName is the Lua name under which a declared route param is
+// ParamName is the Lua name under which a declared route param is
 // visible: the param name itself, or "_" + name when it starts with a digit
 // (FIX tags such as 55 become _55).
-func RelayParamName(name string) string {
+func ParamName(name string) string {
 	if name != "" && name[0] >= '0' && name[0] <= '9' {
 		return "_" + name
 	}
@@ -66,7 +73,7 @@ func translateAMIScript(src string) string {
 	return b.String()
 }
 
-// RelayExprCompiler returns the relay's ExprCompiler: each expression is
+// Compiler returns the relay's ExprCompiler: each expression is
 // compiled once as `local <params> = ...; return (<expr>)` and evaluated with
 // positional arguments on the serving generation's VMs (so the sandbox, the
 // VM pool and the handler time limit apply). An expression whose source
@@ -75,11 +82,11 @@ func translateAMIScript(src string) string {
 // a timeout, or any other result (a number, a string: 0 and "" would be true
 // in Lua) makes the rule false and is returned as the error, the latter as a
 // *relay.NotBooleanError.
-func RelayExprCompiler(rt *Runtime) relay.ExprCompiler {
+func Compiler(rt *luabind.Runtime) relay.ExprCompiler {
 	return func(params []relay.ParamType, source string) (relay.Predicate, error) {
 		names := make([]string, len(params))
 		for i, p := range params {
-			n := RelayParamName(p.Name)
+			n := ParamName(p.Name)
 			if luaKeywords[n] {
 				return nil, fmt.Errorf("param %q is a Lua keyword; rename it", p.Name)
 			}
@@ -94,7 +101,7 @@ func RelayExprCompiler(rt *Runtime) relay.ExprCompiler {
 		src.WriteString("return (")
 		src.WriteString(translateAMIScript(source))
 		src.WriteString("\n)")
-		f, err := CompileFunc("relay.routes", src.String())
+		f, err := luabind.CompileFunc("relay.routes", src.String())
 		if err != nil {
 			return nil, fmt.Errorf("%q: %w", source, err)
 		}
@@ -117,8 +124,8 @@ func RelayExprCompiler(rt *Runtime) relay.ExprCompiler {
 }
 
 type relayPredicate struct {
-	rt   *Runtime
-	f    *Func
+	rt   *luabind.Runtime
+	f    *luabind.Func
 	ev   string
 	pure bool
 }
@@ -127,7 +134,7 @@ type relayPredicate struct {
 // remember its results per param values.
 func (p *relayPredicate) Pure() bool { return p.pure }
 
-var errNoGeneration = errors.New("luabind: no scripts loaded")
+var errNoGeneration = errors.New("lua: no scripts loaded")
 
 func (p *relayPredicate) Eval(args []relay.Value) (bool, error) {
 	g := p.rt.Current()

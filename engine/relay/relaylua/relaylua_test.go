@@ -1,14 +1,16 @@
-package luabind
+package relaylua
 
 import (
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay"
+	"github.com/switchboard/switchboard/luabind/luabindtest"
+
+	"github.com/switchboard/switchboard/luabind"
 )
 
 const relayWorkedRoutes = `# RouteName;Priority;MessageTypes;ObjectTypes;ParamTypes;Expression;RouteList;OnTrue;OnFalse
@@ -36,8 +38,8 @@ func relayRoute(t *testing.T, tab *relay.Table, line string) (string, error) {
 }
 
 func TestRelayLuaExpressionsWorkedExample(t *testing.T) {
-	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": "local sb = require 'switchboard'"}, nil)
-	tab, err := relay.ParseRoutes("relay.routes", []byte(relayWorkedRoutes), []string{"primary", "risk", "hist", "eu"}, RelayExprCompiler(rt))
+	rt, _, _ := luabindtest.New(t, luabind.DefaultConfig(), map[string]string{"a.lua": "local sb = require 'switchboard'"}, luabindtest.Options{})
+	tab, err := relay.ParseRoutes("relay.routes", []byte(relayWorkedRoutes), []string{"primary", "risk", "hist", "eu"}, Compiler(rt))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,16 +61,16 @@ func TestRelayLuaExpressionsWorkedExample(t *testing.T) {
 }
 
 func TestRelayLuaExpressionForms(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := luabind.DefaultConfig()
 	cfg.HandlerTimeout = 100 * time.Millisecond
-	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": "local sb = require 'switchboard'"}, nil)
+	rt, _, _ := luabindtest.New(t, cfg, map[string]string{"a.lua": "local sb = require 'switchboard'"}, luabindtest.Options{})
 	src := `Fix;1;O;*;55 String nonull,44 Double;_55:upper() == "IBM" && _44 != nil && !(_44 > 100);a;BREAK;
 Nil;2;O;*;x Int;x and x > 0;b;BREAK;
 Spin;3;O;Spin;;(function() while true do end end)();c;BREAK;
 Err;4;O;*;;nosuch.field;c;BREAK;
 Zero;5;O;*;z Int nonull;math.abs(z);c;BREAK;
 `
-	tab, err := relay.ParseRoutes("relay.routes", []byte(src), []string{"a", "b", "c"}, RelayExprCompiler(rt))
+	tab, err := relay.ParseRoutes("relay.routes", []byte(src), []string{"a", "b", "c"}, Compiler(rt))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,8 +92,8 @@ Zero;5;O;*;z Int nonull;math.abs(z);c;BREAK;
 // when the routes load; one that turns out not to be when it runs counts as false, with a
 // *relay.NotBooleanError (issue 15 item 4).
 func TestRelayLuaExpressionsMustBeBoolean(t *testing.T) {
-	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": "local sb = require 'switchboard'"}, nil)
-	comp := RelayExprCompiler(rt)
+	rt, _, _ := luabindtest.New(t, luabind.DefaultConfig(), map[string]string{"a.lua": "local sb = require 'switchboard'"}, luabindtest.Options{})
+	comp := Compiler(rt)
 	params := "qty Long nonull,px Double,venue String,flag Boolean,sym Char"
 	for expr, yields := range map[string]string{
 		`qty - qty`:                    "a number",
@@ -154,16 +156,16 @@ Null;3;O;*;venue String;undeclared_global;c;;
 }
 
 func TestRelayLuaCompileErrors(t *testing.T) {
-	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": "local sb = require 'switchboard'"}, nil)
-	_, err := relay.ParseRoutes("relay.routes", []byte("\nBad;1;O;*;qty Int;qty >>> 2;a;;\n"), []string{"a"}, RelayExprCompiler(rt))
+	rt, _, _ := luabindtest.New(t, luabind.DefaultConfig(), map[string]string{"a.lua": "local sb = require 'switchboard'"}, luabindtest.Options{})
+	_, err := relay.ParseRoutes("relay.routes", []byte("\nBad;1;O;*;qty Int;qty >>> 2;a;;\n"), []string{"a"}, Compiler(rt))
 	if err == nil || !strings.HasPrefix(err.Error(), "relay.routes:2: route Bad: EXPRESSION:") {
 		t.Fatalf("got %v", err)
 	}
-	_, err = relay.ParseRoutes("relay.routes", []byte("Kw;1;O;*;end Int;true;a;;\n"), []string{"a"}, RelayExprCompiler(rt))
+	_, err = relay.ParseRoutes("relay.routes", []byte("Kw;1;O;*;end Int;true;a;;\n"), []string{"a"}, Compiler(rt))
 	if err != nil {
 		t.Fatalf("a blank/true expression is not compiled: %v", err)
 	}
-	_, err = relay.ParseRoutes("relay.routes", []byte("Kw;1;O;*;end Int;end > 1;a;;\n"), []string{"a"}, RelayExprCompiler(rt))
+	_, err = relay.ParseRoutes("relay.routes", []byte("Kw;1;O;*;end Int;end > 1;a;;\n"), []string{"a"}, Compiler(rt))
 	if err == nil || !strings.Contains(err.Error(), "Lua keyword") {
 		t.Fatalf("got %v", err)
 	}
@@ -183,15 +185,8 @@ func TestTranslateAMIScript(t *testing.T) {
 }
 
 func BenchmarkRelayLuaRoute(b *testing.B) {
-	rt, err := New(Options{Config: DefaultConfig(), FS: fstest.MapFS{"a.lua": &fstest.MapFile{Data: []byte("local sb = require 'switchboard'")}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rt.Close()
-	if err := rt.Load(); err != nil {
-		b.Fatal(err)
-	}
-	tab, err := relay.ParseRoutes("relay.routes", []byte(relayWorkedRoutes), []string{"primary", "risk", "hist", "eu"}, RelayExprCompiler(rt))
+	rt, _, _ := luabindtest.New(b, luabind.DefaultConfig(), map[string]string{"a.lua": "local sb = require 'switchboard'"}, luabindtest.Options{})
+	tab, err := relay.ParseRoutes("relay.routes", []byte(relayWorkedRoutes), []string{"primary", "risk", "hist", "eu"}, Compiler(rt))
 	if err != nil {
 		b.Fatal(err)
 	}
