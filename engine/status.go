@@ -277,8 +277,8 @@ func (e *Engine) socketServer() *socket.Server {
 
 func (e *Engine) relayPart() *relay.Relay {
 	for _, np := range e.parts {
-		if p, ok := np.p.(*relayPart); ok {
-			return p.Relay
+		if p, ok := np.p.(*relay.Relay); ok {
+			return p
 		}
 	}
 	return nil

@@ -184,7 +184,7 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 		return LoadResult{}, err
 	}
 	reg := prometheus.NewRegistry()
-	r, err := relay.New(relay.Options{Config: cfg, Compile: relaylua.Compiler(rt), Log: logrus.NewEntry(quiet), Metrics: reg})
+	r, err := relay.New(cfg, relay.Options{Compile: relaylua.Compiler(rt), Log: logrus.NewEntry(quiet), Metrics: reg})
 	if err != nil {
 		return LoadResult{}, err
 	}

@@ -53,3 +53,23 @@ func TestNilRegistryRegistersNothing(t *testing.T) {
 		t.Fatal("a nil registry must leave the collector counting and report no error")
 	}
 }
+
+func TestOwnedCollectorsAreOneInstancesAlone(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	newCounter := func() prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "x_total", Help: "x."})
+	}
+	first := Own(reg)
+	Register(first, newCounter())
+	second := Own(reg)
+	Register(second, newCounter())
+	if second.Err() == nil {
+		t.Fatal("a second owner of the same collector must fail")
+	}
+	first.Unregister()
+	third := Own(reg)
+	Register(third, newCounter())
+	if err := third.Err(); err != nil {
+		t.Fatalf("after the first owner unregistered: %v", err)
+	}
+}

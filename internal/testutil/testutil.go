@@ -52,7 +52,8 @@ func Poll(limit time.Duration, cond func() bool) bool {
 	return true
 }
 
-// Cert is self-signed TLS material for 127.0.0.1 and localhost, valid for an hour either side of now. It
+// Cert is self-signed TLS material for 127.0.0.1 and localhost, for servers and clients (mutual TLS),
+// valid for an hour either side of now. It
 // is its own CA (Pool trusts it), and its PEM files are in a temporary folder of the test.
 type Cert struct {
 	CertFile, KeyFile string // PEM files: the certificate, the EC private key
@@ -86,7 +87,7 @@ func SelfSigned(t testing.TB) Cert {
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
 		DNSNames:              []string{"localhost"},
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, // also a client certificate (mutual TLS)
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
