@@ -170,4 +170,3 @@ func (h *durationHistogram) Collect(ch chan<- prometheus.Metric) {
 	cum += h.counts[len(h.bounds)].Load()
 	ch <- prometheus.MustNewConstHistogram(h.desc, cum, float64(h.sumNs.Load())/1e9, buckets)
 }
-
