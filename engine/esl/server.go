@@ -104,12 +104,12 @@ func New(cfg Config, opts Options) (*Server, error) {
 // Start listens on cfg.Listen (with the allowlist esl.allow, keepalive and the cap esl.max_calls) and
 // serves calls in the background until Shutdown.
 func (srv *Server) Start(ctx context.Context) error {
-	allow, err := transport.ParseAllowlist(srv.cfg.Allow)
+	lc, err := srv.cfg.Section().ListenConfig()
 	if err != nil {
-		return fmt.Errorf("esl.allow: %w", err)
+		return err
 	}
-	l, err := transport.Listen(transport.ListenConfig{Addr: srv.cfg.Listen, Allow: allow, KeepAlive: srv.cfg.KeepAlive,
-		MaxConns: srv.cfg.MaxCalls, Log: srv.log})
+	lc.Log = srv.log
+	l, err := transport.Listen(lc)
 	if err != nil {
 		return err
 	}

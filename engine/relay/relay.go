@@ -269,26 +269,18 @@ func (r *Relay) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
 	if !r.cfg.ListenDisabled() {
-		var tlsCfg *tls.Config
-		if r.cfg.TLS.Cert != "" {
-			var err error
-			if tlsCfg, err = transport.ServerTLS(r.cfg.TLS.Cert, r.cfg.TLS.Key); err != nil {
-				cancel()
-				return fmt.Errorf("relay.tls: %w", err)
-			}
-		}
-		allow, err := transport.ParseAllowlist(r.cfg.Whitelist)
+		lc, err := r.cfg.Section().ListenConfig()
 		if err != nil {
 			cancel()
-			return fmt.Errorf("relay.whitelist: %w", err)
+			return err
 		}
-		ln, err := transport.Listen(transport.ListenConfig{Addr: r.cfg.Listen, TLS: tlsCfg, Allow: allow,
-			KeepAlive: r.cfg.KeepAlive, MaxConns: r.cfg.MaxConnections, Log: r.log,
-			OnRefuse: func(c net.Conn, reason string) {
-				var b []byte
-				b = AppendStatus(b, time.Now().UnixMilli(), 0, 1, "connection refused: "+reason)
-				_, _ = c.Write(append(b, '\n'))
-			}})
+		lc.Log = r.log
+		lc.OnRefuse = func(c net.Conn, reason string) {
+			var b []byte
+			b = AppendStatus(b, time.Now().UnixMilli(), 0, 1, "connection refused: "+reason)
+			_, _ = c.Write(append(b, '\n'))
+		}
+		ln, err := transport.Listen(lc)
 		if err != nil {
 			cancel()
 			return err // listen tcp <addr>: ...

@@ -8,7 +8,6 @@ import (
 
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
-
 	"github.com/switchboard/switchboard/internal/testutil"
 )
 
@@ -21,7 +20,7 @@ func TestTLSListenerAndCenter(t *testing.T) {
 	}
 	defer center.Close()
 	g := start(t, "", func(c *relay.Config) {
-		c.TLS = relay.TLSConfig{Cert: certFile, Key: keyFile}
+		c.TLS.Cert, c.TLS.Key = certFile, keyFile
 		c.Centers = map[string]string{"secure": "tls://" + center.Addr()}
 		c.CenterCA = certFile
 	})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -95,13 +94,6 @@ func New(cfg Config, opts Options) (*Server, error) {
 		s.now = time.Now
 	}
 	s.tls = opts.TLS
-	if cfg.Secure && s.tls == nil {
-		t, err := transport.ServerTLS(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			return nil, fmt.Errorf("socket.tls: %w", err)
-		}
-		s.tls = t
-	}
 	if !cfg.Secure {
 		s.tls = nil
 	}
@@ -146,23 +138,24 @@ func (s *Server) Addrs() map[string]net.Addr {
 }
 
 func (s *Server) listen() (net.Listener, error) {
-	var ka time.Duration
-	if s.cfg.KeepAlive {
-		ka = 15 * time.Second
+	sec := s.cfg.Section()
+	if s.tls != nil {
+		sec.TLS = nil // Options.TLS replaces the files
 	}
-	l, err := transport.Listen(transport.ListenConfig{
-		Addr:      s.cfg.Listen,
-		TLS:       s.tls,
-		KeepAlive: ka,
-		MaxConns:  s.cfg.MaxConnections,
-		Log:       s.log,
-		OnRefuse: func(c net.Conn, reason string) {
-			_, _ = c.Write(errorReply("too many connections", msgID{s: uuid.New()}, 0))
-		},
-		OnRefused:          func(string) { s.metrics.refused.Inc() },
-		HandshakeTimeout:   s.cfg.TLS.HandshakeTimeout,
-		OnHandshakeFailure: func(reason string) { s.metrics.handshakes.WithLabelValues(reason).Inc() },
-	})
+	lc, err := sec.ListenConfig()
+	if err != nil {
+		return nil, err
+	}
+	if s.tls != nil {
+		lc.TLS, lc.HandshakeTimeout = s.tls, s.cfg.TLS.HandshakeTimeout
+	}
+	lc.Log = s.log
+	lc.OnRefuse = func(c net.Conn, reason string) {
+		_, _ = c.Write(errorReply("too many connections", msgID{s: uuid.New()}, 0))
+	}
+	lc.OnRefused = func(string) { s.metrics.refused.Inc() }
+	lc.OnHandshakeFailure = func(reason string) { s.metrics.handshakes.WithLabelValues(reason).Inc() }
+	l, err := transport.Listen(lc)
 	if err != nil {
 		return nil, err
 	}

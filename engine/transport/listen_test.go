@@ -413,3 +413,41 @@ func TestListenHostnameAllowlist(t *testing.T) {
 		c.Close()
 	}
 }
+
+func TestCheckHostPort(t *testing.T) {
+	for _, good := range []string{"127.0.0.1:9090", ":5000", "0.0.0.0:0", "[::1]:8084", "example.com:65535"} {
+		if err := CheckHostPort(good); err != nil {
+			t.Errorf("%q: %v", good, err)
+		}
+	}
+	for bad, want := range map[string]string{
+		"nowhere":      `expected host:port such as 127.0.0.1:9090, got "nowhere"`,
+		"::1:80":       `expected host:port such as 127.0.0.1:9090, got "::1:80"`,
+		"h:99999":      `expected host:port with a port 0-65535, got "h:99999"`,
+		"h:http":       `expected host:port with a port 0-65535, got "h:http"`,
+		"127.0.0.1:-1": `expected host:port with a port 0-65535, got "127.0.0.1:-1"`,
+		"":             `expected host:port such as 127.0.0.1:9090, got ""`,
+	} {
+		if err := CheckHostPort(bad); err == nil || err.Error() != want {
+			t.Errorf("%q: %v, want %s", bad, err, want)
+		}
+	}
+}
+
+// A section's errors name its keys.
+func TestSectionErrorsNameKeys(t *testing.T) {
+	_, err := Section{Key: "relay", Listen: "127.0.0.1:0", TLS: &TLSFiles{Cert: "/nonexistent.pem", Key: "/nonexistent.key"}}.ListenConfig()
+	if err == nil || !strings.HasPrefix(err.Error(), "relay.tls: load key pair /nonexistent.pem, /nonexistent.key: ") {
+		t.Errorf("tls: %v", err)
+	}
+	_, err = Section{Key: "esl", Listen: "127.0.0.1:0", Allow: "text:10.0.0.0/99", AllowKey: "esl.allow"}.ListenConfig()
+	if err == nil || !strings.HasPrefix(err.Error(), `esl.allow: bad CIDR "10.0.0.0/99"`) {
+		t.Errorf("allow: %v", err)
+	}
+	tf := testutil.SelfSigned(t)
+	lc, err := Section{Key: "socket", Listen: "127.0.0.1:0", TLS: &TLSFiles{Cert: tf.CertFile, Key: tf.KeyFile, HandshakeTimeout: time.Second},
+		Allow: "text:127.0.0.1", AllowKey: "socket.allow", KeepAlive: 7 * time.Second, MaxConns: 3}.ListenConfig()
+	if err != nil || lc.TLS == nil || lc.HandshakeTimeout != time.Second || lc.Allow == nil || lc.KeepAlive != 7*time.Second || lc.MaxConns != 3 {
+		t.Errorf("%+v %v", lc, err)
+	}
+}
