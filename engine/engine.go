@@ -278,12 +278,6 @@ func (e *Engine) Config() Config { return e.cfg }
 // Runtime is the Lua runtime (for tests and tools).
 func (e *Engine) Runtime() *luabind.Runtime { return e.lua }
 
-// Bus is the engine's topic bus.
-func (e *Engine) Bus() *bus.Bus { return e.bus }
-
-// Registry is the metrics registry /metrics serves.
-func (e *Engine) Registry() *prometheus.Registry { return e.registry }
-
 // Reconfigure applies what can change while running (log.level, log.format) from a freshly loaded
 // configuration, and names the sections whose changes wait for the next start.
 func (e *Engine) Reconfigure(cfg Config) (restartNeeded []string) {

@@ -146,7 +146,6 @@ func hasAny(s string, subs []string) bool {
 type progGen struct {
 	in    []byte
 	b     strings.Builder
-	vars  int
 	depth int
 }
 

@@ -239,15 +239,6 @@ func QueueSize(n int) SubOption {
 	}
 }
 
-// QueueBytes sets the subscription's queue bound in bytes (default Options.QueueBytes).
-func QueueBytes(n int) SubOption {
-	return func(s *Subscription) {
-		if n > 0 {
-			s.maxBytes = n
-		}
-	}
-}
-
 // DropOldest makes a full queue drop its oldest message to make room for the
 // new one, instead of dropping the new one.
 func DropOldest() SubOption { return func(s *Subscription) { s.dropOldest = true } }

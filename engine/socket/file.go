@@ -25,6 +25,7 @@ const (
 
 const msgFileNotFound = "That file is not found"
 
+//lint:ignore ST1005 the reference server's text, which clients compare
 var errFileNotFound = errors.New(msgFileNotFound)
 
 // sendFile answers the file verb from the public directory. Paths that leave it (.., absolute, symlinks

@@ -257,7 +257,6 @@ func TestScreenshot(t *testing.T) {
 	ctx := browser(t, 1400, 900)
 	s := liveScene(t)
 	sock := s.socket
-	var clients []*client
 	for i, rooms := range [][]string{{"lobby"}, {"lobby", "support"}, {"support"}, {"trading"}, {}} {
 		cl := connect(t, sock)
 		for _, r := range rooms {
@@ -266,7 +265,6 @@ func TestScreenshot(t *testing.T) {
 		if i == 1 {
 			cl.do(t, "ping")
 		}
-		clients = append(clients, cl)
 	}
 	startCall(t, s.esl, "6f1c2a9e-4b7d-4e0a-9c3f-2d8b5e7a1c44", "+442079460018")
 	startCall(t, s.esl, "a83d7b10-59e2-4c61-8f4a-0b6c9d2e3f57", "+15551230000")
