@@ -206,7 +206,11 @@ sb.on("x", function() sb.after(10000, function() end) end)`}})
 	if err := g.Call(context.Background(), h, "test", 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	// The timer, the subscription and the pinned timer all run before the shutdown.
+	testutil.WaitFor(t, "the subscriber to see a published value", func() bool {
+		_, err := e.Runtime().Cache().Load("seen")
+		return err == nil
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := e.Shutdown(ctx); err != nil {

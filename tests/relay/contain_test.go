@@ -13,6 +13,8 @@ import (
 
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
 	"github.com/switchboard/switchboard/tests/harness"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 func fetchMetrics(t *testing.T, e *harness.Engine) string {
@@ -109,16 +111,11 @@ func TestLoginFloodKeepsMetricsBounded(t *testing.T) {
 		c.Close()
 	}
 	raw.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if !testutil.Poll(testutil.Wait, func() bool {
 		series = appSeriesRE.FindAllStringSubmatch(fetchMetrics(t, s.e), -1)
-		if len(series) == 2 { // the bystander and other
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d app series left after the applications went", len(series))
-		}
-		time.Sleep(20 * time.Millisecond)
+		return len(series) == 2 // the bystander and other
+	}) {
+		t.Fatalf("%d app series left after the applications went", len(series))
 	}
 	check()
 }
