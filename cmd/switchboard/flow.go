@@ -15,7 +15,6 @@ import (
 	"github.com/switchboard/switchboard/engine"
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/esltest"
-
 	"github.com/switchboard/switchboard/internal/uuid"
 )
 

@@ -9,7 +9,6 @@ import (
 
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
-
 	"github.com/switchboard/switchboard/internal/testutil"
 )
 

@@ -16,7 +16,6 @@ import (
 
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
-
 	"github.com/switchboard/switchboard/internal/testutil"
 )
 

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay"
-
 	"github.com/switchboard/switchboard/internal/testutil"
 )
 

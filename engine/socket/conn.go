@@ -18,7 +18,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/transport"
-
 	"github.com/switchboard/switchboard/internal/uuid"
 )
 

@@ -12,9 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
-	"github.com/switchboard/switchboard/tests/harness"
-
 	"github.com/switchboard/switchboard/internal/testutil"
+	"github.com/switchboard/switchboard/tests/harness"
 )
 
 func fetchMetrics(t *testing.T, e *harness.Engine) string {

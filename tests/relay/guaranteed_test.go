@@ -9,9 +9,8 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
-	"github.com/switchboard/switchboard/tests/harness"
-
 	"github.com/switchboard/switchboard/internal/testutil"
+	"github.com/switchboard/switchboard/tests/harness"
 )
 
 // freeAddr returns a loopback address nobody listens on (for a center that starts late).

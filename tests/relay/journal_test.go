@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
-	"github.com/switchboard/switchboard/tests/harness"
-
 	"github.com/switchboard/switchboard/internal/testutil"
+	"github.com/switchboard/switchboard/tests/harness"
 )
 
 // TestJournalCentersByNameKill9 (issue 15 item 1) with the built binary: centers {a, c}, every message to c,

@@ -13,9 +13,8 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
-	"github.com/switchboard/switchboard/tests/harness"
-
 	"github.com/switchboard/switchboard/internal/testutil"
+	"github.com/switchboard/switchboard/tests/harness"
 )
 
 var scripts = map[string]string{"relay.lua": "-- route expressions are compiled from relay.routes\n"}

@@ -16,9 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/tests/harness"
-
 	"github.com/switchboard/switchboard/internal/testutil"
+	"github.com/switchboard/switchboard/tests/harness"
 )
 
 // containScript adds actions the containment tests drive.

@@ -22,9 +22,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard/switchboard/engine"
-	"github.com/switchboard/switchboard/tests/harness"
-
 	"github.com/switchboard/switchboard/internal/testutil"
+	"github.com/switchboard/switchboard/tests/harness"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -7,7 +7,6 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/switchboard/switchboard/engine/esl/dbh"
-
 	"github.com/switchboard/switchboard/luabind"
 )
 

@@ -12,7 +12,6 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/switchboard/switchboard/engine/esl"
-
 	"github.com/switchboard/switchboard/luabind"
 )
 

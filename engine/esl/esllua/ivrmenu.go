@@ -8,7 +8,6 @@ import (
 
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/ivrmenu"
-
 	"github.com/switchboard/switchboard/luabind"
 )
 

@@ -14,7 +14,6 @@ import (
 
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/dbh"
-
 	"github.com/switchboard/switchboard/luabind"
 )
 

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/esl"
-
 	"github.com/switchboard/switchboard/internal/uuid"
 )
 

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/esl"
-
 	"github.com/switchboard/switchboard/internal/uuid"
 )
 

@@ -14,7 +14,6 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/switchboard/switchboard/engine/relay"
-
 	"github.com/switchboard/switchboard/luabind"
 )
 

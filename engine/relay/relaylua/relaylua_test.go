@@ -8,9 +8,8 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay"
-	"github.com/switchboard/switchboard/luabind/luabindtest"
-
 	"github.com/switchboard/switchboard/luabind"
+	"github.com/switchboard/switchboard/luabind/luabindtest"
 )
 
 const relayWorkedRoutes = `# RouteName;Priority;MessageTypes;ObjectTypes;ParamTypes;Expression;RouteList;OnTrue;OnFalse
