@@ -10,7 +10,7 @@
 // CHANNEL_HANGUP, a disconnect notice, socket loss (ErrHungUp) and the call's context. At the end of a flow
 // the call is hung up (esl.auto_hangup) and `exit` is sent; the goodbye notice ends the connection.
 //
-// mod_lua primitives (what luabind's mod_lua-style flows are built on; Go flows may use them too):
+// mod_lua primitives (what esllua's mod_lua-style flows are built on; Go flows may use them too):
 // ReadDigits and PlayAndGetDigitsLocal (switch_ivr_read done in the engine, type-ahead included and consumed
 // digits not handed out again), ExecuteInput with an input callback that may stop the application or act on
 // the playing file (`api uuid_fileman`), session events (anything on the socket that is not a channel event
