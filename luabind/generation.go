@@ -283,6 +283,23 @@ func (g *Generation) Run(ctx context.Context, h *Handler, ev string, timeout tim
 	return vm.runNested(ctx, parent, ev, timeout, func(L *lua.LState) error { return fn(L, f) })
 }
 
+// RunVM is Run for a handler that needs its VM besides its function: another handler's function on the
+// same VM (an action's validators, VM.Func) or the VM's conversion budget (VM.Budget), without looking
+// the VM up from its state.
+func (g *Generation) RunVM(ctx context.Context, h *Handler, ev string, timeout time.Duration, fn func(vm *VM, f *lua.LFunction) error) error {
+	parent, err := tooDeep(ctx, ev)
+	if err != nil {
+		return err
+	}
+	vm, err := g.get()
+	if err != nil {
+		return err
+	}
+	defer g.put(vm)
+	f := vm.fns[h.Index]
+	return vm.runNested(ctx, parent, ev, timeout, func(*lua.LState) error { return fn(vm, f) })
+}
+
 // Call is Run for the common case: call the handler with args and hand its results to read.
 func (g *Generation) Call(ctx context.Context, h *Handler, ev string, timeout time.Duration, read func(L *lua.LState, results []lua.LValue) error, args ...lua.LValue) error {
 	return g.Run(ctx, h, ev, timeout, func(L *lua.LState, f *lua.LFunction) error {

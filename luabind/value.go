@@ -58,6 +58,13 @@ var (
 // checkEvery is how many nodes a conversion visits between two looks at its handler's context.
 const checkEvery = 4096
 
+// Budget is the budget of a conversion for the handler running on vm (BudgetFor without the lookups).
+func (vm *VM) Budget() Budget {
+	b := newBudget(vm.rt.cfg.MaxStringBytes)
+	b.done = vm.L.Context().Done()
+	return b
+}
+
 // Add counts n more bytes without a node (a separator); the next Take checks them.
 func (b *Budget) Add(n int) { b.bytes += n }
 

@@ -343,13 +343,14 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 	}
 	var result any
 	var failure error
-	err := g.Run(ctx, h, m.event, timeout, func(L *lua.LState, fn *lua.LFunction) error {
+	err := g.RunVM(ctx, h, m.event, timeout, func(vm *luabind.VM, fn *lua.LFunction) error {
+		L := vm.L
 		err := socket.ApplyInputs(&p, m.inputs, func(i int, v any) error {
 			if !m.validators[i] {
 				return nil
 			}
 			vh, _ := g.Handler(kindValidator, h.Name+"\x00"+m.inputs[i].Name)
-			L.Push(luabind.VMOf(L).Func(vh))
+			L.Push(vm.Func(vh))
 			L.Push(goToLua(L, v, 0))
 			if err := L.PCall(1, 1, nil); err != nil {
 				return err
@@ -396,7 +397,7 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 			failure = publicError(msg.String())
 			return nil
 		}
-		b := luabind.BudgetFor(L)
+		b := vm.Budget()
 		if t, ok := res.(*lua.LTable); ok {
 			enc, ok, err := encodeResult(t, &b)
 			if err != nil {
@@ -406,7 +407,7 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 				result = enc
 				return nil
 			}
-			b = luabind.BudgetFor(L)
+			b = vm.Budget()
 		}
 		if result, err = orderedFromLua(res, 0, &b); err != nil {
 			return resultError(h, err)
