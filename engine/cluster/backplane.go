@@ -240,3 +240,6 @@ func counter(reg prometheus.Registerer, name, help string) prometheus.Counter {
 	}
 	return c
 }
+
+// UnsentCounter is the unsent counter for reason (tests read it).
+func (bp *Backplane) UnsentCounter(reason string) prometheus.Counter { return bp.unsent.WithLabelValues(reason) }
