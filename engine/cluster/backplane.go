@@ -242,4 +242,6 @@ func counter(reg prometheus.Registerer, name, help string) prometheus.Counter {
 }
 
 // UnsentCounter is the unsent counter for reason (tests read it).
-func (bp *Backplane) UnsentCounter(reason string) prometheus.Counter { return bp.unsent.WithLabelValues(reason) }
+func (bp *Backplane) UnsentCounter(reason string) prometheus.Counter {
+	return bp.unsent.WithLabelValues(reason)
+}
