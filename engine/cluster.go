@@ -110,7 +110,9 @@ func (s clusterStore) Lock(ctx context.Context, key string, ttl time.Duration) (
 	return s.c.Lock(ctx, key, ttl)
 }
 
-func (s clusterStore) Unlock(ctx context.Context, key string) (bool, error) { return s.c.Unlock(ctx, key) }
+func (s clusterStore) Unlock(ctx context.Context, key string) (bool, error) {
+	return s.c.Unlock(ctx, key)
+}
 
 func (s clusterStore) CheckLock(ctx context.Context, key string) (bool, error) {
 	return s.c.CheckLock(ctx, key)

@@ -39,7 +39,9 @@ sb.subscribe("orders.*", function(msg, topic) sb.log.info("subscriber got", { or
 
 const socketYAML = "socket:\n  listen: 127.0.0.1:0\n"
 
-func scripts(int) harness.Options { return harness.Options{Scripts: map[string]string{"cluster.lua": script}} }
+func scripts(int) harness.Options {
+	return harness.Options{Scripts: map[string]string{"cluster.lua": script}}
+}
 
 // client speaks the socket server's line protocol.
 type client struct {
