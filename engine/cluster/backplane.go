@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -34,14 +35,38 @@ type Backplane struct {
 	sent, received prometheus.Counter
 	unsent, bad    *prometheus.CounterVec
 
-	bufs sync.Pool
+	bufs     sync.Pool
+	subjects sync.Map // topic → subject (or error), computed once per topic
+
+	// The send queue: messages wait here, batched per run of one subject, for the sender goroutine.
+	outMu      sync.Mutex
+	out        []*batch
+	outBytes   int
+	maxBacklog int
+	kick       chan struct{}
+	stop       chan struct{}
+	done       chan struct{}
 
 	mu     sync.Mutex
 	subs   map[*nats.Subscription]struct{}
-	closed bool
+	closed atomic.Bool
 
-	badLog atomic.Int64 // unix nanos of the last log of an undecodable message
+	badLog, failLog atomic.Int64 // unix nanos of the last log of a bad message, of a failed send
 }
+
+// batch is consecutive messages of one subject, sent as one NATS message: codecBatch, then each value's
+// encoding preceded by its length (uvarint).
+type batch struct {
+	subj string
+	buf  []byte
+	n    int
+}
+
+// codecBatch starts a NATS message that holds several values.
+const codecBatch = 2
+
+// maxBatchBytes ends a batch (it is sent as one NATS message); a single bigger value goes alone.
+const maxBatchBytes = 64 << 10
 
 // maxSubjectBytes bounds a topic's subject (NATS's default control line is 4 KiB).
 const maxSubjectBytes = 1024
@@ -54,7 +79,8 @@ const pendingBytes = 64 << 20
 // Backplane returns the node's backplane (one per node).
 func (n *Node) Backplane(reg prometheus.Registerer) *Backplane {
 	n.bpOnce.Do(func() {
-		bp := &Backplane{n: n, subs: map[*nats.Subscription]struct{}{}}
+		bp := &Backplane{n: n, subs: map[*nats.Subscription]struct{}{}, maxBacklog: n.cfg.SendBufferBytes,
+			kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 		bp.sent = counter(reg, "switchboard_cluster_topic_sent_total", "Topic messages sent to the other nodes.")
 		bp.received = counter(reg, "switchboard_cluster_topic_received_total", "Topic messages received from the other nodes.")
 		bp.unsent = counterVec(reg, "switchboard_cluster_topic_unsent_total",
@@ -62,6 +88,7 @@ func (n *Node) Backplane(reg prometheus.Registerer) *Backplane {
 		bp.bad = counterVec(reg, "switchboard_cluster_topic_bad_total", "Topic messages received that could not be decoded, by reason.", "reason")
 		bp.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
 		n.bp = bp
+		go bp.send()
 	})
 	return n.bp
 }
@@ -132,10 +159,20 @@ func clipName(s string) string {
 	return s
 }
 
-// Publish sends msg to the other nodes (bus.Backplane). It does not wait for NATS: the message goes into
-// the connection's buffer, or fails at once while disconnected.
+// Publish queues msg for the other nodes (bus.Backplane) and returns: the sender goroutine sends what is
+// queued as soon as it runs, consecutive messages of one topic in one NATS message, so that under load
+// the per-message cost of NATS is shared by many. It fails at once while NATS is unreachable, and when
+// cluster.send_buffer_bytes are already waiting (NATS slower than the publishers).
 func (bp *Backplane) Publish(_ context.Context, msg bus.Message) error {
-	subj, err := bp.Subject(msg.Topic)
+	if bp.closed.Load() {
+		bp.unsent.WithLabelValues("disconnected").Inc()
+		return errors.New("cluster: node is shutting down")
+	}
+	if !bp.n.tc.IsConnected() {
+		bp.unsent.WithLabelValues("disconnected").Inc()
+		return errors.New("cluster: disconnected: NATS is unreachable")
+	}
+	subj, err := bp.subjectOf(msg.Topic)
 	if err != nil {
 		bp.unsent.WithLabelValues("bad_topic").Inc()
 		return err
@@ -150,20 +187,113 @@ func (bp *Backplane) Publish(_ context.Context, msg bus.Message) error {
 	if cap(data) <= 1<<20 {
 		*bufp = data
 	}
-	if err := bp.n.tc.Publish(subj, data); err != nil {
-		reason := "other"
-		switch {
-		case errors.Is(err, nats.ErrMaxPayload):
-			reason = "too_large"
-		case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrConnectionClosed),
-			errors.Is(err, nats.ErrConnectionReconnecting), !bp.n.tc.IsConnected():
-			reason = "disconnected"
-		}
-		bp.unsent.WithLabelValues(reason).Inc()
-		return fmt.Errorf("cluster: %s: %w", reason, err)
+	if int64(len(data)+len(subj)+64) > bp.n.tc.MaxPayload() {
+		bp.unsent.WithLabelValues("too_large").Inc()
+		return fmt.Errorf("cluster: too_large: the message takes %d bytes, more than NATS's max_payload (%d)", len(data), bp.n.tc.MaxPayload())
 	}
-	bp.sent.Inc()
+	size := len(data) + binary.MaxVarintLen32
+	bp.outMu.Lock()
+	if bp.outBytes+size > bp.maxBacklog {
+		bp.outMu.Unlock()
+		bp.unsent.WithLabelValues("backlog_full").Inc()
+		return fmt.Errorf("cluster: backlog_full: %d bytes wait to be sent (cluster.send_buffer_bytes)", bp.outBytes)
+	}
+	wasEmpty := len(bp.out) == 0
+	var b *batch
+	if !wasEmpty {
+		if last := bp.out[len(bp.out)-1]; last.subj == subj && len(last.buf)+size <= maxBatchBytes {
+			b = last
+		}
+	}
+	if b == nil {
+		b = &batch{subj: subj, buf: make([]byte, 1, min(size+1, maxBatchBytes))}
+		b.buf[0] = codecBatch
+		bp.out = append(bp.out, b)
+	}
+	b.buf = append(binary.AppendUvarint(b.buf, uint64(len(data))), data...)
+	b.n++
+	bp.outBytes += size
+	bp.outMu.Unlock()
+	if wasEmpty {
+		select {
+		case bp.kick <- struct{}{}:
+		default:
+		}
+	}
 	return nil
+}
+
+// subjectOf is Subject, remembered per topic.
+func (bp *Backplane) subjectOf(topic string) (string, error) {
+	if v, ok := bp.subjects.Load(topic); ok {
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+		return "", v.(error)
+	}
+	s, err := bp.Subject(topic)
+	if err != nil {
+		bp.subjects.Store(topic, err)
+		return "", err
+	}
+	bp.subjects.Store(topic, s)
+	return s, nil
+}
+
+// send publishes what Publish queued until close, then what is left.
+func (bp *Backplane) send() {
+	defer close(bp.done)
+	var spare []*batch
+	for {
+		select {
+		case <-bp.kick:
+		case <-bp.stop:
+			bp.flush(&spare)
+			return
+		}
+		bp.flush(&spare)
+	}
+}
+
+func (bp *Backplane) flush(spare *[]*batch) {
+	for {
+		bp.outMu.Lock()
+		batches := bp.out
+		bp.out, bp.outBytes = (*spare)[:0], 0
+		bp.outMu.Unlock()
+		if len(batches) == 0 {
+			*spare = batches
+			return
+		}
+		for i, b := range batches {
+			if err := bp.n.tc.Publish(b.subj, b.buf); err != nil {
+				reason := "other"
+				switch {
+				case errors.Is(err, nats.ErrMaxPayload):
+					reason = "too_large"
+				case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrConnectionClosed),
+					errors.Is(err, nats.ErrConnectionReconnecting), !bp.n.tc.IsConnected():
+					reason = "disconnected"
+				}
+				bp.unsent.WithLabelValues(reason).Add(float64(b.n))
+				bp.logFailure(err, reason, b)
+			} else {
+				bp.sent.Add(float64(b.n))
+			}
+			batches[i] = nil
+		}
+		*spare = batches
+	}
+}
+
+func (bp *Backplane) logFailure(err error, reason string, b *batch) {
+	now := time.Now().UnixNano()
+	last := bp.failLog.Load()
+	if now-last < int64(time.Second) || !bp.failLog.CompareAndSwap(last, now) {
+		return
+	}
+	bp.n.log.WithError(err).WithFields(logrus.Fields{"subject": clipName(b.subj), "messages": b.n, "reason": reason}).
+		Warn("cluster: topic messages not sent to the other nodes (they reached this node's subscribers only)")
 }
 
 // Subscribe delivers the other nodes' messages on topic (a pattern matches their topics as on the local
@@ -180,6 +310,26 @@ func (bp *Backplane) Subscribe(topic string, deliver func(bus.Message)) (func(),
 			bp.badMessage("subject", m.Subject, nil)
 			return
 		}
+		if len(m.Data) > 0 && m.Data[0] == codecBatch {
+			now := time.Now()
+			rest := m.Data[1:]
+			for len(rest) > 0 {
+				n, w := binary.Uvarint(rest)
+				if w <= 0 || n > uint64(len(rest)-w) {
+					bp.badMessage("payload", m.Subject, ErrBadEncoding)
+					return
+				}
+				v, err := DecodeValue(rest[w : w+int(n)])
+				rest = rest[w+int(n):]
+				if err != nil {
+					bp.badMessage("payload", m.Subject, err)
+					continue
+				}
+				bp.received.Inc()
+				deliver(bus.Message{Topic: name, Payload: v, Time: now})
+			}
+			return
+		}
 		v, err := DecodeValue(m.Data)
 		if err != nil {
 			bp.badMessage("payload", m.Subject, err)
@@ -193,7 +343,7 @@ func (bp *Backplane) Subscribe(topic string, deliver func(bus.Message)) (func(),
 	}
 	_ = sub.SetPendingLimits(-1, pendingBytes)
 	bp.mu.Lock()
-	if bp.closed {
+	if bp.closed.Load() {
 		bp.mu.Unlock()
 		_ = sub.Unsubscribe()
 		return nil, errors.New("cluster: node is shutting down")
@@ -219,10 +369,13 @@ func (bp *Backplane) badMessage(reason, subject string, err error) {
 		Warn("cluster: dropped a topic message from NATS that is not a switchboard message")
 }
 
+// close sends what is queued and stops the sender (the node drains its connections next).
 func (bp *Backplane) close() {
-	bp.mu.Lock()
-	bp.closed = true
-	bp.mu.Unlock()
+	if bp.closed.Swap(true) {
+		return
+	}
+	close(bp.stop)
+	<-bp.done
 }
 
 func counter(reg prometheus.Registerer, name, help string) prometheus.Counter {

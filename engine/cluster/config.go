@@ -26,6 +26,9 @@ type Config struct {
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
 	// RequestTimeout bounds one request to NATS: a sb.cache operation, a status request to the nodes.
 	RequestTimeout time.Duration `mapstructure:"request_timeout"`
+	// SendBufferBytes bounds the topic messages waiting to be sent to NATS (published faster than NATS
+	// takes them); past it a publish reaches this node's subscribers only, counted and logged.
+	SendBufferBytes int `mapstructure:"send_buffer_bytes"`
 	// ReconnectWait is the pause between two attempts to reach a server after the connection is lost.
 	ReconnectWait time.Duration `mapstructure:"reconnect_wait"`
 }
@@ -39,7 +42,8 @@ type TLSFiles struct {
 
 // DefaultConfig is the section's defaults: no cluster.
 func DefaultConfig() Config {
-	return Config{Name: "switchboard", ConnectTimeout: 2 * time.Second, RequestTimeout: 2 * time.Second, ReconnectWait: time.Second}
+	return Config{Name: "switchboard", ConnectTimeout: 2 * time.Second, RequestTimeout: 2 * time.Second, ReconnectWait: time.Second,
+		SendBufferBytes: 8 << 20}
 }
 
 // Enabled says whether the engine joins a cluster.
@@ -69,6 +73,9 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("cluster.nats_url: expected a nats://, tls://, ws:// or wss:// URL, got %q", u))
 			}
 		}
+	}
+	if c.SendBufferBytes < 64<<10 {
+		errs = append(errs, fmt.Errorf("cluster.send_buffer_bytes: expected at least 65536, got %d", c.SendBufferBytes))
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		errs = append(errs, errors.New("cluster.tls: cert and key go together: set both or neither"))
