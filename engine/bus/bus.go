@@ -366,9 +366,11 @@ func (b *Bus) Subscribe(topicName string, handler func(Message), opts ...SubOpti
 		// topic and a pattern arrives once on each backplane subscription, and is delivered once to each.
 		cancel, err := b.opts.Backplane.Subscribe(topicName, func(m Message) { b.deliverTo(t, m) })
 		if err != nil {
-			return nil, fmt.Errorf("bus: subscribe %q: backplane: %w", topicName, err)
+			// The subscription still gets this node's messages; the next first subscriber tries again.
+			b.log.WithError(err).WithField("topic", topicName).Warn("bus: topic stays on this node: the backplane refused the subscription")
+		} else {
+			t.bpCancel = cancel
 		}
-		t.bpCancel = cancel
 	}
 	if !s.sync {
 		s.queue = make([]queued, s.size)
