@@ -34,8 +34,8 @@ func clusterTopicCmd() *cobra.Command {
   local:  one bus; a publisher publishes --size-byte strings to a topic with one queued subscriber;
   remote: two nodes (two buses with the NATS backplane, two pairs of connections) on one NATS
           server; the publisher publishes on node A, the subscriber is on node B.
-Both publishers keep at most --window messages in flight (published, not yet handled), so that
-neither run measures drops. NATS is a server embedded in this process (JetStream on, loopback),
+Both publishers keep at most --window messages in flight (published, not yet handled; at most
+8 MiB of them), so that neither run measures drops. NATS is a server embedded in this process (JetStream on, loopback),
 unless --nats-url names one. Prints each round, both totals and the remote rate as a fraction
 of the local one.`,
 		Args: cobra.NoArgs,
@@ -54,7 +54,12 @@ of the local one.`,
 				url = u
 			}
 			fmt.Fprintf(out, "sbbench cluster-topic: %d-byte strings, %s, window %d, GOMAXPROCS %d, NATS %s\n",
-				size, dur, window, runtime.GOMAXPROCS(0), url)
+				size, dur, min(window, max((8<<20)/(size+64), 1)), runtime.GOMAXPROCS(0), url)
+			// Keep what is in flight within the bounds a subscriber's queue has by default (16 MiB), so
+			// that neither run loses messages to a full queue.
+			if limit := (8 << 20) / (size + 64); window > limit {
+				window = max(limit, 1)
+			}
 			b, err := newClusterBench(url, window)
 			if err != nil {
 				return err
