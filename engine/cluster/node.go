@@ -191,7 +191,9 @@ func (n *Node) connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect %s: %w", redactURLs(n.cfg.servers()), err)
 	}
-	if !nc.IsConnected() {
+	if nc.IsConnected() {
+		log.WithField("server", nc.ConnectedUrlRedacted()).Info("cluster: connected to NATS")
+	} else {
 		log.WithField("servers", redactURLs(n.cfg.servers())).Warn("cluster: NATS is unreachable; serving local clients and retrying")
 	}
 	return nc, nil
