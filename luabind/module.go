@@ -294,20 +294,27 @@ func (g *Generation) startSubscription(h *Handler) {
 		return
 	}
 	ev := "subscribe " + h.Name
-	cancel, err := topics.Subscribe(h.Name, func(payload any) {
+	deliver := func(topic string, payload any) {
 		if g.ctx.Err() != nil {
 			return
 		}
 		err := g.Run(g.ctx, h, ev, 0, func(L *lua.LState, f *lua.LFunction) error {
 			L.Push(f)
 			L.Push(ToLua(L, payload))
-			L.Push(lua.LString(h.Name))
+			L.Push(lua.LString(topic))
 			return L.PCall(2, 0, nil)
 		})
 		if err != nil {
 			g.rt.log.WithField("script", h.Where).Error(err.Error())
 		}
-	})
+	}
+	var cancel func()
+	var err error
+	if named, ok := topics.(NamedTopics); ok {
+		cancel, err = named.SubscribeNamed(h.Name, deliver)
+	} else {
+		cancel, err = topics.Subscribe(h.Name, func(payload any) { deliver(h.Name, payload) })
+	}
 	if err != nil {
 		g.rt.log.WithField("script", h.Where).Errorf("sb.subscribe(%q): %v", h.Name, err)
 		return

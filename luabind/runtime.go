@@ -22,6 +22,12 @@ type Topics interface {
 	Subscribe(topic string, deliver func(payload any)) (cancel func(), err error)
 }
 
+// NamedTopics is Topics that also says each message's topic, for subscriptions to a pattern ("orders.*"),
+// where it differs from the subscription's; sb.subscribe's handler gets it as its second argument.
+type NamedTopics interface {
+	SubscribeNamed(topic string, deliver func(topic string, payload any)) (cancel func(), err error)
+}
+
 // Options builds a Runtime.
 type Options struct {
 	Config Config

@@ -61,6 +61,9 @@ func TestTwoEnginesShareTopicsAndLocks(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if !strings.Contains(b.Logs.String(), `"topic":"chat.shout"`) {
+		t.Fatalf("the subscriber of chat.* was not told the topic; logs:\n%s", b.Logs.String())
+	}
 	if !strings.Contains(a.Logs.String(), `"text":"hello"`) {
 		t.Fatal("the publishing engine's own subscriber did not hear the shout")
 	}

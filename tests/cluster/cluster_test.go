@@ -202,6 +202,10 @@ func TestTopicAcrossThreeNodesAndNATSRestart(t *testing.T) {
 	c0 := dial(t, nodes[0].Addr(t, "socket"))
 
 	published(t, c0, nodes, sink, "first order")
+	// The pattern subscriber's second argument is the message's own topic.
+	if !strings.Contains(nodes[2].Logs.String(), `"topic":"orders.new"`) {
+		t.Fatalf("the subscriber of orders.* was not told the topic; logs:\n%s", nodes[2].Logs.String())
+	}
 	// The publisher's own subscriber got it once, from the local bus (no echo through NATS).
 	if n := strings.Count(nodes[0].Logs.String(), `"order":"first order"`); n == 0 {
 		t.Fatal("the publishing node's own subscriber did not get the message")
