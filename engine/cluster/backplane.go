@@ -310,33 +310,14 @@ func (bp *Backplane) Subscribe(topic string, deliver func(bus.Message)) (func(),
 			bp.badMessage("subject", m.Subject, nil)
 			return
 		}
-		if len(m.Data) > 0 && m.Data[0] == codecBatch {
-			now := time.Now()
-			rest := m.Data[1:]
-			for len(rest) > 0 {
-				n, w := binary.Uvarint(rest)
-				if w <= 0 || n > uint64(len(rest)-w) {
-					bp.badMessage("payload", m.Subject, ErrBadEncoding)
-					return
-				}
-				v, err := DecodeValue(rest[w : w+int(n)])
-				rest = rest[w+int(n):]
-				if err != nil {
-					bp.badMessage("payload", m.Subject, err)
-					continue
-				}
-				bp.received.Inc()
-				deliver(bus.Message{Topic: name, Payload: v, Time: now})
-			}
-			return
-		}
-		v, err := DecodeValue(m.Data)
+		now := time.Now()
+		err := DecodeMessage(m.Data, func(v any) {
+			bp.received.Inc()
+			deliver(bus.Message{Topic: name, Payload: v, Time: now})
+		})
 		if err != nil {
 			bp.badMessage("payload", m.Subject, err)
-			return
 		}
-		bp.received.Inc()
-		deliver(bus.Message{Topic: name, Payload: v, Time: time.Now()})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: subscribe %q: %w", clipName(topic), err)
@@ -397,4 +378,36 @@ func counter(reg prometheus.Registerer, name, help string) prometheus.Counter {
 // UnsentCounter is the unsent counter for reason (tests read it).
 func (bp *Backplane) UnsentCounter(reason string) prometheus.Counter {
 	return bp.unsent.WithLabelValues(reason)
+}
+
+// DecodeMessage decodes a topic message from NATS, one value or a batch, calling fn for each value in
+// order. A batch item that does not decode is skipped (its error returned at the end); a broken batch frame
+// stops there.
+func DecodeMessage(data []byte, fn func(any)) error {
+	if len(data) == 0 || data[0] != codecBatch {
+		v, err := DecodeValue(data)
+		if err != nil {
+			return err
+		}
+		fn(v)
+		return nil
+	}
+	var first error
+	rest := data[1:]
+	for len(rest) > 0 {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || n > uint64(len(rest)-w) {
+			return fmt.Errorf("%w: batch item past the end", ErrBadEncoding)
+		}
+		v, err := DecodeValue(rest[w : w+int(n)])
+		rest = rest[w+int(n):]
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		fn(v)
+	}
+	return first
 }

@@ -88,3 +88,41 @@ func FuzzDecodeValue(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeMessage: a topic message from NATS (one value, or a batch of length-prefixed values) decodes
+// into values or fails with ErrBadEncoding, never panics, and a batch made of values gives them back.
+func FuzzDecodeMessage(f *testing.F) {
+	one, _ := EncodeValue(nil, "one")
+	two, _ := EncodeValue(nil, map[string]any{"k": int64(2)})
+	batch := []byte{codecBatch}
+	for _, v := range [][]byte{one, two} {
+		batch = append(append(batch, byte(len(v))), v...)
+	}
+	f.Add(one)
+	f.Add(batch)
+	f.Add([]byte{codecBatch, 200, 1})
+	f.Add([]byte{codecBatch})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n := 0
+		err := DecodeMessage(data, func(any) { n++ })
+		if err != nil && !errors.Is(err, ErrBadEncoding) {
+			t.Fatalf("unexpected error kind: %v", err)
+		}
+		if n > len(data) {
+			t.Fatalf("%d values from %d bytes", n, len(data))
+		}
+	})
+}
+
+func TestDecodeMessageBatch(t *testing.T) {
+	batch := []byte{codecBatch}
+	want := []any{"a", int64(7), nil}
+	for _, v := range want {
+		b, _ := EncodeValue(nil, v)
+		batch = append(append(batch, byte(len(b))), b...)
+	}
+	var got []any
+	if err := DecodeMessage(batch, func(v any) { got = append(got, v) }); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("batch: %#v, %v", got, err)
+	}
+}
