@@ -158,7 +158,9 @@ func TestBackplaneSurvivesNATSRestart(t *testing.T) {
 	local.mu.Unlock()
 
 	srv.Stop()
-	waitFor(t, "disconnect", func() bool { return !n1.Connected() })
+	// Messages published before the client notices the loss are written to a dead socket (NATS cannot tell);
+	// from the notice on, each is refused and counted.
+	waitFor(t, "the topics connection to notice", func() bool { return gathered(t, r1, "switchboard_cluster_disconnects_total", "topics") >= 1 })
 	for i := 0; i < 10; i++ {
 		if b1.Publish("calls", i) != 1 {
 			t.Fatal("local delivery failed while NATS is down")
@@ -354,4 +356,26 @@ func indexOf(s, sub string) int {
 		}
 	}
 	return -1
+}
+
+// gathered reads a counter with conn=label (or no label when label is "") from reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetValue() == label {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

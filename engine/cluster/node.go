@@ -147,6 +147,10 @@ func (n *Node) connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(n.cfg.ReconnectWait),
 		nats.ReconnectBufSize(-1), // nothing queued while disconnected: it is refused, counted and logged
+		// A server that vanishes without closing the socket (a partition) is noticed within 15 s, not
+		// nats.go's default of minutes.
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(3),
 		nats.ConnectHandler(func(c *nats.Conn) {
 			log.WithField("server", c.ConnectedUrlRedacted()).Info("cluster: connected to NATS")
 		}),

@@ -17,6 +17,9 @@ type NodeReport struct {
 	Status    json.RawMessage `json:"status"`
 }
 
+// statusGrace is how long Nodes waits for more answers once every listed node answered.
+const statusGrace = 50 * time.Millisecond
+
 // maxReportBytes bounds a node's report (the engine's status is small; a list never goes in it).
 const maxReportBytes = 256 << 10
 
@@ -68,12 +71,13 @@ func (n *Node) Nodes(ctx context.Context) (reports []NodeReport, missing []strin
 		return nil, nil, fmt.Errorf("cluster: status request: %w", err)
 	}
 	seen := map[string]bool{}
-	// Without the presence list, replies are gathered for a quarter of the timeout.
-	var quiet <-chan time.Time
-	if perr != nil || len(alive) == 0 {
-		t := time.NewTimer(n.cfg.RequestTimeout / 4)
-		defer t.Stop()
-		quiet = t.C
+	// Without the presence list, replies are gathered for a quarter of the timeout. With it, until every
+	// listed node answered and no other answer came for statusGrace (the list, read from a watcher while
+	// nodes renew their keys, may lack a node).
+	quiet := time.NewTimer(n.cfg.RequestTimeout / 4)
+	defer quiet.Stop()
+	if perr == nil && len(alive) > 0 {
+		quiet.Stop()
 	}
 loop:
 	for {
@@ -88,10 +92,10 @@ loop:
 			}
 			seen[r.Node] = true
 			reports = append(reports, r)
-			if len(alive) > 0 && allSeen(alive, seen) {
-				break loop
+			if perr == nil && len(alive) > 0 && allSeen(alive, seen) {
+				quiet.Reset(statusGrace)
 			}
-		case <-quiet:
+		case <-quiet.C:
 			break loop
 		case <-ctx.Done():
 			break loop
