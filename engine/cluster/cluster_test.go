@@ -379,3 +379,24 @@ func gathered(t *testing.T, reg *prometheus.Registry, name, label string) float6
 	}
 	return 0
 }
+
+func TestCacheBucketFull(t *testing.T) {
+	srv := clustertest.Start(t)
+	c := newNode(t, srv.URL(), "small", nil).Cache(8 << 10)
+	ctx := context.Background()
+	value := string(make([]byte, 1000))
+	var err error
+	for i := 0; i < 20 && err == nil; i++ {
+		err = c.Save(ctx, fmt.Sprintf("k%d", i), value, 1010, 0)
+	}
+	if !errors.Is(err, cluster.ErrFull) || !contains(err.Error(), "cache bucket is full") {
+		t.Fatalf("saves past the bucket's bytes: %v", err)
+	}
+	// Destroying frees room again.
+	for i := range 20 {
+		_, _ = c.Destroy(ctx, fmt.Sprintf("k%d", i))
+	}
+	if err := c.Save(ctx, "again", "v", 6, 0); err != nil {
+		t.Fatalf("save after destroying: %v", err)
+	}
+}
