@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchboard/switchboard/engine/bus"
 	"github.com/switchboard/switchboard/engine/channel"
+	"github.com/switchboard/switchboard/engine/cluster"
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/socket"
@@ -37,6 +38,7 @@ type Config struct {
 	Relay           relay.Config     `mapstructure:"relay"`
 	ESL             esl.Config       `mapstructure:"esl"`
 	Channels        []channel.Config `mapstructure:"-"` // decoded entry by entry (channel.ParseConfigs, on internal/decode)
+	Cluster         cluster.Config   `mapstructure:"cluster"`
 
 	// Origin says where this configuration came from; it is not a key.
 	Origin Origin `mapstructure:"-"`
@@ -112,6 +114,7 @@ func DefaultConfig() Config {
 		Socket:          socket.DefaultConfig(),
 		Relay:           relayCfg,
 		ESL:             esl.DefaultConfig(),
+		Cluster:         cluster.DefaultConfig(),
 	}
 }
 
@@ -160,7 +163,7 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_timeout: expected a positive duration such as 10s, got %v", c.ShutdownTimeout))
 	}
-	for _, v := range []interface{ Validate() error }{c.Lua, c.Socket, c.Relay, c.ESL} {
+	for _, v := range []interface{ Validate() error }{c.Lua, c.Socket, c.Relay, c.ESL, c.Cluster} {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, err)
 		}
@@ -344,6 +347,10 @@ var pathKeys = []struct {
 	{"relay.message_log", func(c *Config) *string { return &c.Relay.MessageLog }, false},
 	{"esl.allow", func(c *Config) *string { return &c.ESL.Allow }, true},
 	{"esl.data_dir", func(c *Config) *string { return &c.ESL.DataDir }, false},
+	{"cluster.credentials", func(c *Config) *string { return &c.Cluster.Credentials }, false},
+	{"cluster.tls.cert", func(c *Config) *string { return &c.Cluster.TLS.Cert }, false},
+	{"cluster.tls.key", func(c *Config) *string { return &c.Cluster.TLS.Key }, false},
+	{"cluster.tls.ca", func(c *Config) *string { return &c.Cluster.TLS.CA }, false},
 }
 
 // resolvePaths makes every path absolute (see LoadConfig); channels[].tls.ca comes only from the file.

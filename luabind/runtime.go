@@ -22,6 +22,12 @@ type Topics interface {
 	Subscribe(topic string, deliver func(payload any)) (cancel func(), err error)
 }
 
+// NamedTopics is Topics that also says each message's topic, for subscriptions to a pattern ("orders.*"),
+// where it differs from the subscription's; sb.subscribe's handler gets it as its second argument.
+type NamedTopics interface {
+	SubscribeNamed(topic string, deliver func(topic string, payload any)) (cancel func(), err error)
+}
+
 // Options builds a Runtime.
 type Options struct {
 	Config Config
@@ -31,6 +37,9 @@ type Options struct {
 	Display string
 	Log     *logrus.Entry
 	Topics  Topics // nil: sb.publish delivers nowhere and sb.subscribe fails
+	// Cache backs sb.cache; nil: the in-process cache (Runtime.Cache), bounded by lua.cache_max_entries and
+	// lua.cache_max_bytes.
+	Cache CacheStore
 	// Bindings add each part's functions to the switchboard module (Runtime.Bind adds more before the
 	// first Load).
 	Bindings []Binding
@@ -43,7 +52,8 @@ type Runtime struct {
 	display  string
 	log      *logrus.Entry
 	poolSize int
-	cache    *Cache
+	cache    *Cache     // the in-process cache (what store is unless the engine is clustered)
+	store    CacheStore // what sb.cache uses
 	topics   Topics
 	bindings []Binding // fixed at the first Load
 	loaded   bool      // a Load ran (guarded by loadMu)
@@ -99,6 +109,10 @@ func New(opts Options) (*Runtime, error) {
 		rt.poolSize = 4 * runtime.GOMAXPROCS(0)
 	}
 	rt.cache = NewCache(opts.Config.CacheMaxEntries, opts.Config.CacheMaxBytes)
+	rt.store = opts.Cache
+	if rt.store == nil {
+		rt.store = LocalStore{rt.cache}
+	}
 	rt.topics = opts.Topics
 	rt.bindings = append([]Binding(nil), opts.Bindings...)
 	rt.shared = newShared(rt)
@@ -124,8 +138,11 @@ func (rt *Runtime) Bind(bs ...Binding) error {
 // PoolSize is how many idle VMs each generation keeps (lua.pool_size, or sized from GOMAXPROCS).
 func (rt *Runtime) PoolSize() int { return rt.poolSize }
 
-// Cache is sb.cache's store.
+// Cache is the in-process cache (sb.cache's store unless the engine is clustered: Store).
 func (rt *Runtime) Cache() *Cache { return rt.cache }
+
+// Store is what sb.cache uses: the in-process cache, or the cluster's shared bucket.
+func (rt *Runtime) Store() CacheStore { return rt.store }
 
 // Log is the runtime's logger (field part=lua).
 func (rt *Runtime) Log() *logrus.Entry { return rt.log }

@@ -214,12 +214,16 @@ func TestClientQueueIsBoundedInBytes(t *testing.T) {
 			if m := gather(t, reg); m["switchboard_relay_slow_readers_total{}"] != m["switchboard_relay_slow_clients_total{}"] {
 				t.Fatalf("slow_readers_total %v, its former name slow_clients_total %v: one count", m["switchboard_relay_slow_readers_total{}"], m["switchboard_relay_slow_clients_total{}"])
 			}
+			// the counter moves just before the line is logged: wait for the line
 			var waited any
-			for _, e := range hook.AllEntries() {
-				if e.Message == "application does not read its statuses: disconnected" {
-					waited = e.Data["queued_bytes"]
+			testutil.Poll(testutil.Wait, func() bool {
+				for _, e := range hook.AllEntries() {
+					if e.Message == "application does not read its statuses: disconnected" {
+						waited = e.Data["queued_bytes"]
+					}
 				}
-			}
+				return waited != nil
+			})
 			// the bytes already waiting when the next batch (at most 16 KiB plus one status) did not fit
 			if n, ok := waited.(int64); !ok || n > bound || n < bound-17<<10 {
 				t.Fatalf("disconnected with %v bytes waiting, bound %d", waited, bound)
