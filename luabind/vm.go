@@ -214,7 +214,7 @@ func (vm *VM) Func(h *Handler) *lua.LFunction { return vm.fns[h.Index] }
 // Generation is the generation whose scripts this VM ran.
 func (vm *VM) Generation() *Generation { return vm.gen }
 
-// Runtime is the runtime the VM belongs to (for its services).
+// Runtime is the runtime the VM belongs to (its configuration, cache, log and shared values).
 func (vm *VM) Runtime() *Runtime { return vm.rt }
 
 // Module is the switchboard module table of this VM.
