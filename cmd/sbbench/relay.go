@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchboard/switchboard/engine/relay"
+	"github.com/switchboard/switchboard/engine/relay/relaylua"
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
 	"github.com/switchboard/switchboard/luabind"
 )
@@ -183,7 +184,7 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 		return LoadResult{}, err
 	}
 	reg := prometheus.NewRegistry()
-	r, err := relay.New(relay.Options{Config: cfg, Compile: luabind.RelayExprCompiler(rt), Log: logrus.NewEntry(quiet), Metrics: reg})
+	r, err := relay.New(cfg, relay.Options{Compile: relaylua.Compiler(rt), Log: logrus.NewEntry(quiet), Metrics: reg})
 	if err != nil {
 		return LoadResult{}, err
 	}
