@@ -2,6 +2,7 @@ package luabind
 
 import (
 	"fmt"
+	"math"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -57,4 +58,63 @@ func (s *shared) limitTables(L *lua.LState) {
 		}
 		return 0
 	}))
+}
+
+// jsonArrayField marks the metatable of the tables that are JSON arrays whatever their contents: the
+// tables sb.json.array returns and every array the engine hands to Lua (sb.json.decode, sb.cache.load,
+// topic messages, socket params). Without it an empty table is an object, `{}`, and a script could not
+// answer `"problems": []`.
+const jsonArrayField = "__jsonarray"
+
+// newArrayMeta builds the marker metatable (once per runtime, in the builder state). It is protected
+// (getmetatable gives false), so no script can reach the table every VM shares.
+func newArrayMeta(L *lua.LState) *lua.LTable {
+	mt := L.CreateTable(0, 2)
+	mt.RawSetString(jsonArrayField, lua.LTrue)
+	mt.RawSetString("__metatable", lua.LFalse)
+	return mt
+}
+
+// IsJSONArray reports whether t is marked as a JSON array (sb.json.array, or an array the engine
+// decoded): it converts to an array, [] when empty, never to an object.
+func IsJSONArray(t *lua.LTable) bool {
+	mt, ok := t.Metatable.(*lua.LTable)
+	return ok && mt.RawGetString(jsonArrayField) == lua.LTrue
+}
+
+// MarkArray marks t as a JSON array in the runtime running L (nothing for a state the runtime did not make).
+func MarkArray(L *lua.LState, t *lua.LTable) {
+	if m := arrayMetaOf(L); m != nil {
+		t.Metatable = m
+	}
+}
+
+func arrayMetaOf(L *lua.LState) *lua.LTable {
+	if vm := VMOf(L); vm != nil {
+		return vm.rt.shared.arrayMeta
+	}
+	return nil
+}
+
+// JSONArrayLen is the length of a table marked as a JSON array: its largest index, elements missing
+// below it being null. A key that is not an index from 1 to MaxArrayLen is an error (it would be lost).
+func JSONArrayLen(t *lua.LTable) (int, error) {
+	n := 0
+	var bad lua.LValue
+	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) {
+		num, ok := k.(lua.LNumber)
+		f := float64(num)
+		if !ok || f != math.Trunc(f) || f < 1 || f > MaxArrayLen {
+			bad = k
+			break
+		}
+		n = max(n, int(f))
+	}
+	if bad != nil {
+		if s, ok := bad.(lua.LString); ok {
+			return 0, fmt.Errorf("a JSON array (sb.json.array) has the key %q, which is not an index from 1 to %d", string(s), MaxArrayLen)
+		}
+		return 0, fmt.Errorf("a JSON array (sb.json.array) has the key %s, which is not an index from 1 to %d", bad.String(), MaxArrayLen)
+	}
+	return n, nil
 }

@@ -468,7 +468,7 @@ func cacheCall(L *lua.LState) (context.Context, func()) {
 // encodes as null (a Lua nil would drop the key instead).
 type jsonNull struct{}
 
-func jsonTable(L *lua.LState) *lua.LTable {
+func jsonTable(L *lua.LState, arrayMeta *lua.LTable) *lua.LTable {
 	t := L.NewTable()
 	null := L.NewUserData()
 	null.Value = jsonNull{}
@@ -480,6 +480,29 @@ func jsonTable(L *lua.LState) *lua.LTable {
 	}))
 	null.Metatable = nullMeta
 	t.RawSetString("null", null)
+	// sb.json.array([t]) marks t (or a new table) as a JSON array: [] when empty, never an object.
+	t.RawSetString("array", L.NewFunction(func(L *lua.LState) int {
+		var arr *lua.LTable
+		switch v := L.Get(1).(type) {
+		case *lua.LNilType:
+			arr = L.NewTable()
+		case *lua.LTable:
+			if v.Metatable != lua.LNil && !IsJSONArray(v) {
+				return Raise(L, "sb.json.array: the table has a metatable of its own")
+			}
+			arr = v
+		default:
+			return Raise(L, "sb.json.array: expected a table or nothing, got %s", v.Type())
+		}
+		arr.Metatable = arrayMeta
+		L.Push(arr)
+		return 1
+	}))
+	t.RawSetString("isarray", L.NewFunction(func(L *lua.LState) int {
+		v, ok := L.Get(1).(*lua.LTable)
+		L.Push(lua.LBool(ok && IsJSONArray(v)))
+		return 1
+	}))
 	t.RawSetString("encode", L.NewFunction(func(L *lua.LState) int {
 		bud := BudgetFor(L)
 		b, err := encodeJSON(L.CheckAny(1), &bud)

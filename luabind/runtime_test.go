@@ -488,3 +488,70 @@ end)`}, nil)
 		t.Fatalf("got %q, %v", got, err)
 	}
 }
+
+// sb.json.array marks a table as a JSON array, so an empty one encodes as [] (actionhero's `problems: []`);
+// every array the engine hands to Lua (decoded, loaded from the cache, received on a topic) keeps the mark,
+// and the mark survives a round trip through each.
+func TestJSONArrays(t *testing.T) {
+	topics := &fakeTopics{}
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.subscribe("arrays.in", function(msg)
+  sb.publish("arrays.out", sb.json.encode(msg))
+end)
+sb.on("arrays", function()
+  local out = {}
+  local function add(s) out[#out + 1] = s end
+  add(sb.json.encode({ problems = sb.json.array{}, empty = {} }))        -- the mark, and a plain table
+  add(sb.json.encode(sb.json.array()))                                   -- a new empty array
+  local marked = sb.json.array({ "a", "b" })
+  marked[2] = nil
+  add(sb.json.encode(marked))                                            -- still an array after removals
+  add(sb.json.encode(sb.json.decode('{"a":[],"b":{},"c":[[],[1,null,3]]}')))
+  local holes = sb.json.array()
+  holes[3] = "x"
+  add(sb.json.encode(holes))                                             -- a hole is null
+  sb.cache.save("arr", { list = sb.json.array{} })
+  local v = sb.cache.load("arr")
+  add(sb.json.encode(v))
+  add(tostring(sb.json.isarray(v.list)) .. "," .. tostring(sb.json.isarray({})))
+  add(tostring(getmetatable(v.list)))                                    -- the shared mark is out of reach
+  add(tostring(pcall(setmetatable, v.list, {})))
+  local bad = sb.json.array()
+  bad.name = "x"
+  local s, err = sb.json.encode(bad)
+  add(tostring(s) .. ":" .. err)
+  add(select(2, pcall(sb.json.array, setmetatable({}, {}))))
+  add(select(2, pcall(sb.json.array, 7)))
+  return table.concat(out, "|")
+end)`}, topics)
+	got, err := callString(t, rt.Current(), "on", "arrays", "")
+	want := strings.Join([]string{
+		`{"empty":{},"problems":[]}`,
+		`[]`,
+		`["a"]`,
+		`{"a":[],"b":{},"c":[[],[1,null,3]]}`,
+		`[null,null,"x"]`,
+		`{"list":[]}`,
+		`true,false`,
+		`false`,
+		`false`,
+		`nil:sb.json.encode: a JSON array (sb.json.array) has the key "name", which is not an index from 1 to 1048575`,
+		`scripts/a.lua:28: sb.json.array: the table has a metatable of its own`,
+		`scripts/a.lua:29: sb.json.array: expected a table or nothing, got number`,
+	}, "|")
+	if err != nil || got != want {
+		t.Fatalf("got\n%s\nwant\n%s\n(%v)", strings.ReplaceAll(got, "|", "\n"), strings.ReplaceAll(want, "|", "\n"), err)
+	}
+	out := make(chan any, 1)
+	topics.Subscribe("arrays.out", func(p any) { out <- p })
+	topics.Publish("arrays.in", map[string]any{"empty": []any{}, "obj": map[string]any{}})
+	select {
+	case p := <-out:
+		if p != `{"empty":[],"obj":{}}` {
+			t.Fatalf("a topic message's empty array came back as %v", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing published")
+	}
+}

@@ -28,6 +28,8 @@ type shared struct {
 	baseMeta *lua.LTable // metatable of each VM's top-level globals table
 	libMeta  map[string]*lua.LTable
 	guards   map[*lua.LFunction]string // the __newindex of each read-only proxy → the library's name
+	// arrayMeta marks tables that are JSON arrays (arrays.go).
+	arrayMeta *lua.LTable
 
 	mu    sync.Mutex // serialises builds (the builder state is not safe for concurrent use)
 	parts sync.Map   // key → lua.LValue; read without the lock on every call
@@ -104,7 +106,8 @@ func newShared(rt *Runtime) *shared {
 	s.libProxyMeta(L, "switchboard", core)
 	s.libProxyMeta(L, "log", logTable(L, rt))
 	s.libProxyMeta(L, "cache", cacheTable(L, rt))
-	s.libProxyMeta(L, "json", jsonTable(L))
+	s.arrayMeta = newArrayMeta(L)
+	s.libProxyMeta(L, "json", jsonTable(L, s.arrayMeta))
 	return s
 }
 

@@ -152,12 +152,14 @@ func toLua(L *lua.LState, v any, depth int) lua.LValue {
 		for i, e := range x {
 			t.RawSetInt(i+1, toLua(L, e, depth+1))
 		}
+		MarkArray(L, t)
 		return t
 	case []string:
 		t := L.CreateTable(min(len(x), MaxArrayLen), 0)
 		for i, e := range x {
 			t.RawSetInt(i+1, lua.LString(e))
 		}
+		MarkArray(L, t)
 		return t
 	case error:
 		return lua.LString(x.Error())
@@ -223,6 +225,22 @@ func fromLua(v lua.LValue, depth int, b *Budget) (any, error) {
 }
 
 func tableFromLua(t *lua.LTable, depth int, b *Budget) (any, error) {
+	if t.Metatable != lua.LNil && IsJSONArray(t) {
+		n, err := JSONArrayLen(t)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]any, n)
+		for i := 1; i <= n; i++ {
+			e, err := fromLua(t.RawGetInt(i), depth+1, b)
+			if err != nil {
+				return nil, err
+			}
+			b.bytes++ // the comma
+			out[i-1] = e
+		}
+		return out, nil
+	}
 	n := t.Len()
 	if pastArrayLimit(t, n) {
 		return nil, ErrArrayLimit
@@ -267,7 +285,8 @@ func tableFromLua(t *lua.LTable, depth int, b *Budget) (any, error) {
 	return out, nil
 }
 
-// EncodeJSON renders a Lua value as JSON (object keys sorted). An empty table is `{}`.
+// EncodeJSON renders a Lua value as JSON (object keys sorted). An empty table is `{}`, unless it is marked as
+// an array (sb.json.array, or an array decoded by the engine): `[]`.
 func EncodeJSON(v lua.LValue) ([]byte, error) {
 	b := newBudget(DefaultConfig().MaxStringBytes)
 	return encodeJSON(v, &b)
@@ -284,8 +303,8 @@ func encodeJSON(v lua.LValue, b *Budget) ([]byte, error) {
 	return json.Marshal(g)
 }
 
-// DecodeJSON parses JSON into a Lua value; JSON null becomes nil. An array longer than MaxArrayLen is an
-// error (Lua could not see its tail).
+// DecodeJSON parses JSON into a Lua value; JSON null becomes nil and arrays are marked as arrays (an empty
+// one stays [] when encoded again). An array longer than MaxArrayLen is an error (Lua could not see its tail).
 func DecodeJSON(L *lua.LState, data []byte) (lua.LValue, error) {
 	var g any
 	if err := json.Unmarshal(data, &g); err != nil {
@@ -327,6 +346,9 @@ func checkArrays(v any, depth int) error {
 // for anything that path does not render (an array, a key that is not a string, a function or userdata,
 // deep nesting): the caller then converts as usual. err is a value past its budget.
 func AppendJSONObject(dst []byte, t *lua.LTable, skip func(key string) bool, bud *Budget) (out []byte, ok bool, err error) {
+	if t.Metatable != lua.LNil && IsJSONArray(t) {
+		return dst, false, nil
+	}
 	if n, count := tableShape(t); n > 0 && count == n || pastArrayLimit(t, n) {
 		return dst, false, nil // an array
 	}
@@ -393,6 +415,27 @@ func appendJSON(b []byte, v lua.LValue, depth int, bud *Budget) ([]byte, bool, e
 	case *lua.LTable:
 		ok := true
 		var err error
+		if x.Metatable != lua.LNil && IsJSONArray(x) {
+			n, err := JSONArrayLen(x)
+			if err != nil {
+				return b, false, err
+			}
+			b = append(b, '[')
+			for i := 1; i <= n; i++ {
+				if i > 1 {
+					b = append(b, ',')
+				}
+				e := x.RawGetInt(i)
+				if e == lua.LNil {
+					b = append(b, "null"...)
+					continue
+				}
+				if b, ok, err = appendJSON(b, e, depth+1, bud); !ok || err != nil {
+					return b, false, err
+				}
+			}
+			return append(b, ']'), true, nil
+		}
 		n, count := tableShape(x)
 		if pastArrayLimit(x, n) {
 			return b, false, ErrArrayLimit
