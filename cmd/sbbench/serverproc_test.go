@@ -93,10 +93,10 @@ func TestServerProcessRound(t *testing.T) {
 	if len(cmp.Base.Results) != 1 || len(cmp.Target.Results) != 1 || cmp.Base.Results[0].Ops == 0 || cmp.Target.Results[0].Ops == 0 {
 		t.Fatalf("runs: %+v", cmp)
 	}
-	if cmp.RateRatio <= 0 {
+	if cmp.RateRatio <= 0 || cmp.PairedRateRatio != cmp.RateRatio {
 		t.Fatalf("rate ratio %v", cmp.RateRatio)
 	}
-	for _, want := range []string{"round 1\n", "echo-a       server cpu/op", "echo-b       server cpu/op", "medians of 1 rounds (server processes):", "echo-b: rate "} {
+	for _, want := range []string{"round 1\n", "echo-a       server cpu/op", "echo-b       server cpu/op", "medians of 1 rounds (server processes):", "echo-b: rate ", "per-round ratios, median: rate "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
