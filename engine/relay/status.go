@@ -101,18 +101,12 @@ func (r *Relay) Status(now time.Time) Status {
 	r.mu.Lock()
 	st.Connections = len(r.clients)
 	r.mu.Unlock()
-	var durable uint64
-	if r.journal != nil {
-		durable, _ = r.journal.Durable()
-	}
 	for _, c := range r.centers {
 		cs := CenterStatus{Name: c.Name, Addr: r.CenterAddr(c.Name), State: CenterDown,
 			Sent: counterValue(c.out), Acked: counterValue(c.acksOK), Rejected: counterValue(c.acksErr),
 			Dropped: counterValue(c.dropped), Connects: counterValue(c.connects)}
 		if r.journal != nil {
-			if cur := r.journal.Cursor(c.Name); cur <= durable {
-				cs.Queued = int64(durable - cur + 1)
-			}
+			cs.Queued = r.journal.Backlog(c.Name)
 		} else {
 			cs.Queued, cs.QueuedBytes = c.queued.Load(), c.qbytes.Load()
 		}
