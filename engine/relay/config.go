@@ -38,8 +38,8 @@ type Config struct {
 	ExpressionCache int `mapstructure:"expression_cache"`
 	// ExpressionCacheBytes bounds the remembered results of one connection (all rules): keys, values and a
 	// per-entry overhead. Past it the connection's memo starts over.
-	ExpressionCacheBytes int    `mapstructure:"expression_cache_bytes"`
-	Guaranteed           bool   `mapstructure:"guaranteed"`
+	ExpressionCacheBytes int  `mapstructure:"expression_cache_bytes"`
+	Guaranteed           bool `mapstructure:"guaranteed"`
 	// Journal is where guaranteed mode keeps messages until their centers acknowledge them: "local"
 	// (segment files in persist_dir) or "jetstream" (a replicated stream of the NATS cluster, cluster.nats_url:
 	// a relay node's loss loses no acknowledged message, and another node with the same relay.id takes over).

@@ -39,15 +39,15 @@ type jsWriter struct {
 	sub   *nats.Subscription
 
 	mu         sync.Mutex
-	gen        uint64     // bumped by recover: replies to earlier sends are ignored
-	pending    []*jsRec   // appended, not sent (in ticket order)
-	inflight   []*jsRec   // sent, not acknowledged (in ticket order)
-	spare      []*jsRec   // reusable records
-	flBytes    int64      // bytes in inflight
-	lastTicket uint64     // last ticket handed out
-	durable    uint64     // every ticket up to it is stored
-	durableSeq uint64     // stream sequence of the last record known stored (this writer's or not)
-	nextSeq    uint64     // the sequence the next record sent gets
+	gen        uint64   // bumped by recover: replies to earlier sends are ignored
+	pending    []*jsRec // appended, not sent (in ticket order)
+	inflight   []*jsRec // sent, not acknowledged (in ticket order)
+	spare      []*jsRec // reusable records
+	flBytes    int64    // bytes in inflight
+	lastTicket uint64   // last ticket handed out
+	durable    uint64   // every ticket up to it is stored
+	durableSeq uint64   // stream sequence of the last record known stored (this writer's or not)
+	nextSeq    uint64   // the sequence the next record sent gets
 	durCh      chan struct{}
 	broken     bool  // a send failed: recover before sending more
 	err        error // the writer is stopped (waitDurable fails past durable)

@@ -50,8 +50,8 @@ type objShard struct {
 	n    int
 	mask uint64
 	tab  []objEntry
-	ring []uint64 // keys by insertion; 0 = slot freed by a delete
-	pos  int      // next ring slot to reuse once the ring is full
+	ring []uint64   // keys by insertion; 0 = slot freed by a delete
+	pos  int        // next ring slot to reuse once the ring is full
 	kv   [][16]byte // the KV key of each ring slot's object (only with a sink)
 }
 
