@@ -162,7 +162,7 @@ func DefaultConfig() Config {
 		ExpressionCache:       4096,
 		ExpressionCacheBytes:  256 << 10,
 		Journal:               JournalLocal,
-		JetStream:             JetStreamConfig{Replicas: 3, LeaseTTL: 5 * time.Second, AckTimeout: 5 * time.Second, MaxInflightBytes: 16 << 20},
+		JetStream:             JetStreamConfig{Replicas: 3, LeaseTTL: 5 * time.Second, AckTimeout: 2 * time.Second, MaxInflightBytes: 16 << 20},
 		PersistDir:            "data/persist",
 		SegmentBytes:          64 << 20,
 		JournalRetentionBytes: 4 << 30,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
@@ -306,8 +307,9 @@ func TestJetStreamStandbyRefusesAndTakesOver(t *testing.T) {
 	checkOrder(t, "a", cs["a"], n+100)
 }
 
-// TestJetStreamServerLossLosesNothing: one of the three NATS servers is stopped mid-stream; every
-// message acknowledged reaches the center, in order.
+// TestJetStreamServerLossLosesNothing: the server that leads the journal stream is stopped mid-stream
+// (publishes in flight go unanswered, the stream elects a new leader); every message acknowledged
+// reaches the center, in order, and the application keeps being served.
 func TestJetStreamServerLossLosesNothing(t *testing.T) {
 	cl := natsCluster(t, 3)
 	cs, addrs := newCenters(t, "a")
@@ -318,20 +320,96 @@ func TestJetStreamServerLossLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer app.Close()
+	js, err := jetstream.New(n1.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	const n = 6000
 	acked := -1
-	for from := 0; from < n; from += 500 {
-		if from == 2000 {
-			cl.Stop(0)
+	var sendErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for from := 0; from < n; from += 250 {
+			bs := time.Now()
+			got := sendOrders(t, app, from, from+250)
+			if d := time.Since(bs); d > 500*time.Millisecond {
+				t.Logf("messages %d-%d acknowledged in %v", from, from+249, d)
+			}
+			acked = got
+			if got != from+249 {
+				sendErr = fmt.Errorf("acked up to %d of %d", got, from+249)
+				return
+			}
 		}
-		got := sendOrders(t, app, from, from+500)
-		if got != from+499 {
-			t.Fatalf("acked up to %d of %d", got, from+499)
-		}
-		acked = got
+	}()
+	for cs["a"].Count() < 1500 {
+		time.Sleep(time.Millisecond)
+	}
+	st, err := js.Stream(context.Background(), "t_relay_r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("stream info %v", err)
+	}
+	leader := cl.Index(info.Cluster.Leader)
+	t.Logf("stopping %s, the stream's leader, after %d messages", info.Cluster.Leader, cs["a"].Count())
+	cl.Stop(leader)
+	wg.Wait()
+	if sendErr != nil {
+		t.Fatal(sendErr)
 	}
 	waitDistinctIDs(t, "a", cs["a"], acked+1, 30*time.Second)
 	checkOrder(t, "a", cs["a"], acked+1)
+}
+
+// TestJetStreamLeaseLossHandsOver: the active node loses NATS (its connection closes): it stops being
+// active within lease_ttl*3/4 (applications disconnected, center links stopped), the standby takes over,
+// and the application, sending again what was not acknowledged, loses nothing.
+func TestJetStreamLeaseLossHandsOver(t *testing.T) {
+	cl := natsCluster(t, 3)
+	cs, addrs := newCenters(t, "a")
+	n1 := startJSNode(t, cl, "n1", allOrders, addrs, nil)
+	waitActive(t, n1, 20*time.Second)
+	n2 := startJSNode(t, cl, "n2", allOrders, addrs, nil)
+	app, err := relaytest.Dial(n1.addr, "feed", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	if got := sendOrders(t, app, 0, 1000); got != 999 {
+		t.Fatalf("acked up to %d", got)
+	}
+	start := time.Now()
+	n1.nc.Close()
+	// n1 demotes itself: its application is cut off
+	if _, err := app.ReadLine(10 * time.Second); err == nil {
+		for {
+			if _, err := app.ReadLine(10 * time.Second); err != nil {
+				break
+			}
+		}
+	}
+	t.Logf("n1 cut its application %v after losing NATS", time.Since(start))
+	if n1.r.Active() {
+		t.Fatal("n1 still active")
+	}
+	took := waitActive(t, n2, 10*time.Second)
+	t.Logf("n2 active %v after n1 lost NATS", time.Since(start))
+	_ = took
+	app2, err := relaytest.Dial(n2.addr, "feed", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app2.Close()
+	if got := sendOrders(t, app2, 1000, n); got != n-1 {
+		t.Fatalf("acked up to %d on n2", got)
+	}
+	waitDistinctIDs(t, "a", cs["a"], n, 20*time.Second)
+	checkOrder(t, "a", cs["a"], n)
 }
 
 // TestJetStreamObjectIndexSurvivesTakeover: with follow_objects = deletes, a D sent to the node that took

@@ -46,21 +46,22 @@ type jsJournal struct {
 	leaseKV jetstream.KeyValue
 	objKV   jetstream.KeyValue
 
-	mu        sync.Mutex
-	w         *jsWriter // nil while standby
-	slots     map[string]int
-	fromSlot  [MaxCenters]int8 // slot -> the relay's center index (-1: not configured)
-	toSlot    [MaxCenters]uint8
-	cursors   map[string]uint64
-	dirty     map[string]uint64 // cursors not yet written
-	orphans   map[string]bool   // centers with a slot that are no longer configured
-	epoch     uint64
-	lastSeq   atomic.Uint64 // the stream's last sequence known stored
-	firstSeq  atomic.Uint64 // the stream's first sequence at the last look
-	bytes     atomic.Int64  // the stream's bytes at the last look
-	purged    uint64        // the floor of the last purge
-	objects   *objectSink   // nil without an object index
-	onDropped func(center string, records uint64)
+	mu         sync.Mutex
+	w          *jsWriter // nil while standby
+	slots      map[string]int
+	fromSlot   [MaxCenters]int8 // slot -> the relay's center index (-1: not configured)
+	toSlot     [MaxCenters]uint8
+	cursors    map[string]uint64
+	dirty      map[string]uint64 // cursors not yet written
+	orphans    map[string]bool   // centers with a slot that are no longer configured
+	epoch      uint64
+	lastSeq    atomic.Uint64 // the stream's last sequence known stored
+	firstSeq   atomic.Uint64 // the stream's first sequence at the last look
+	bytes      atomic.Int64  // the stream's bytes at the last look
+	purged     uint64        // the floor of the last purge
+	cursorWarn time.Time
+	objects    *objectSink // nil without an object index
+	onDropped  func(center string, records uint64)
 }
 
 // newJSJournal makes the JetStream journal of a relay; nothing is read or written until setup.
@@ -288,7 +289,10 @@ func (j *jsJournal) flushCursors(ctx context.Context) {
 	j.mu.Unlock()
 	for c, next := range dirty {
 		if _, err := j.state.Put(ctx, cursorKey(c), strconv.AppendUint(nil, next, 10)); err != nil {
-			j.log.WithError(err).WithField("center", c).Warn("journal: cursor not saved (tried again)")
+			if now := time.Now(); now.Sub(j.cursorWarn) > 5*time.Second {
+				j.cursorWarn = now
+				j.log.WithError(err).WithField("center", c).Warn("journal: cursor not saved (tried again every 100 ms; logged every 5 s)")
+			}
 			j.mu.Lock()
 			if _, newer := j.dirty[c]; !newer {
 				j.dirty[c] = next

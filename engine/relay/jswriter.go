@@ -35,8 +35,9 @@ type jsWriter struct {
 	get       func(ctx context.Context, seq uint64) ([]byte, error)
 	onForeign func(seq uint64, data []byte)
 
-	inbox string
-	sub   *nats.Subscription
+	inbox  string
+	sub    *nats.Subscription
+	status chan nats.Status // reconnections: what was in flight may be lost
 
 	mu         sync.Mutex
 	gen        uint64   // bumped by recover: replies to earlier sends are ignored
@@ -84,6 +85,7 @@ func newJSWriter(nc *nats.Conn, subject string, epoch, last uint64, ackTimeout t
 	// acknowledgements are small and many: the subscription may hold a lot of them, never the records
 	_ = sub.SetPendingLimits(-1, 64<<20)
 	w.sub = sub
+	w.status = nc.StatusChanged(nats.CONNECTED)
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	go w.run(ctx)
@@ -252,6 +254,11 @@ func (w *jsWriter) run(ctx context.Context) {
 		select {
 		case <-w.wake:
 		case <-tick.C:
+		case <-w.status:
+			// reconnected: publishes in flight to the server that went away got no answer
+			w.mu.Lock()
+			w.broken = len(w.inflight) > 0
+			w.mu.Unlock()
 		case <-ctx.Done():
 			return
 		}
@@ -313,6 +320,7 @@ func (w *jsWriter) send(gen uint64, batch []*jsRec) {
 // the last one known), marks those stored, and queues the others to be sent again, in order, after the
 // stream's last record. While the stream cannot be read it tries again, backing off.
 func (w *jsWriter) recover(ctx context.Context) {
+	w.log.Debug("journal: recover")
 	w.mu.Lock()
 	w.gen++ // answers to what was sent so far no longer count
 	w.mu.Unlock()
@@ -326,6 +334,7 @@ func (w *jsWriter) recover(ctx context.Context) {
 		if err == nil {
 			return
 		}
+		w.log.WithError(err).WithField("attempt", attempt).Debug("journal: stream not readable")
 		if time.Since(lastLog) > 5*time.Second {
 			w.mu.Lock()
 			waiting := len(w.pending) + len(w.inflight)
@@ -464,5 +473,6 @@ func (w *jsWriter) Stop(err error) {
 	w.mu.Unlock()
 	w.cancel()
 	<-w.stopped
+	w.nc.RemoveStatusListener(w.status)
 	_ = w.sub.Unsubscribe()
 }
