@@ -198,12 +198,6 @@ func (r *Relay) activate(ctx context.Context, l *lease) (*relayTerm, error) {
 	var sink *objectSink
 	if r.objects != nil {
 		sink = r.objects.sink
-		sink.kv, sink.js, sink.subject = j.objKV, j.js, "$KV."+j.objKV.Bucket()+"."
-		sink.toSlots = func(set CenterSet) CenterSet {
-			j.mu.Lock()
-			defer j.mu.Unlock()
-			return j.slotsOf(set)
-		}
 	}
 	if err := j.activate(actx, l.rev, sink); err != nil {
 		return nil, err

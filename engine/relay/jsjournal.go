@@ -44,7 +44,7 @@ type jsJournal struct {
 	stream  jetstream.Stream
 	state   jetstream.KeyValue
 	leaseKV jetstream.KeyValue
-	objKV   jetstream.KeyValue
+	objLog  jetstream.Stream // the object index log (nil without an object index)
 
 	mu         sync.Mutex
 	w          *jsWriter // nil while standby
@@ -127,16 +127,22 @@ func (j *jsJournal) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var objs jetstream.KeyValue
+	var objs jetstream.Stream
 	if j.cfg.RoutesCacheSize > 0 {
-		objs, err = kv(jetstream.KeyValueConfig{Bucket: j.names.objects, Description: "switchboard relay " + j.cfg.ID + ": object index",
-			LimitMarkerTTL: time.Minute})
+		objs, err = j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        j.names.objects,
+			Description: "switchboard relay " + j.cfg.ID + ": object index (snapshots and deltas)",
+			Subjects:    []string{j.names.objSubj},
+			Storage:     jetstream.FileStorage,
+			Replicas:    jc.Replicas,
+			Retention:   jetstream.LimitsPolicy,
+		})
 		if err != nil {
-			return err
+			return fmt.Errorf("relay: object index stream %s: %w", j.names.objects, err)
 		}
 	}
 	j.mu.Lock()
-	j.stream, j.state, j.leaseKV, j.objKV = st, state, lease, objs
+	j.stream, j.state, j.leaseKV, j.objLog = st, state, lease, objs
 	j.mu.Unlock()
 	return nil
 }
@@ -157,6 +163,13 @@ func (j *jsJournal) activate(ctx context.Context, epoch uint64, objects *objectS
 		return err
 	}
 	if objects != nil {
+		objects.js, objects.stream, objects.subject = j.js, j.objLog, j.names.objSubj
+		objects.toSlots = func(set CenterSet) CenterSet {
+			j.mu.Lock()
+			defer j.mu.Unlock()
+			return j.slotsOf(set)
+		}
+		objects.fromSlots = j.centersOf
 		if err := objects.restore(ctx, j, last); err != nil {
 			return err
 		}
@@ -357,7 +370,7 @@ func (j *jsJournal) foreign(seq uint64, data []byte) {
 	if err != nil {
 		return
 	}
-	j.objects.replay(j, rec)
+	j.objects.replay(rec)
 }
 
 // loadSlots reads the centers' slots (key "centers") and cursors, and gives a slot to each configured

@@ -64,52 +64,142 @@ func decodeJSRecord(data []byte) (jsRecord, error) {
 	return r, nil
 }
 
-// An object index entry kept in KV (relay.journal = jetstream) is
+// The object index log (relay.journal = jetstream) is a stream of snapshots and deltas:
 //
-//	'O' | centers u64 (slots) | login length u16 | login | type length u16 | type | id key
+//	'S' | snapshot id u64 | chunk u32 | chunks u32 | applied u64 | entries   (one chunk of a snapshot)
+//	'D' | applied u64 | entries                                             (changes since the last message)
 //
-// where the id key is the object id as the index compares it (appendIDKey).
-const jsObjMagic = 'O'
+// An entry is 'P' (the object is known) or 'X' (forgotten), its key (16 bytes), and for 'P' its centers
+// (slots, u64) and its application, type and id key (appendIDKey), each as a uvarint length and bytes.
+// applied is the journal sequence whose effects on the index the log holds up to that message.
+const (
+	idxSnapshot = 'S'
+	idxDelta    = 'D'
+	idxPut      = 'P'
+	idxGone     = 'X'
+)
 
-func appendJSObject(b []byte, centers CenterSet, login, typ string, idKey []byte) []byte {
-	b = append(b, jsObjMagic)
-	b = binary.BigEndian.AppendUint64(b, uint64(centers))
-	b = binary.BigEndian.AppendUint16(b, uint16(min(len(login), 0xffff)))
-	b = append(b, login[:min(len(login), 0xffff)]...)
-	b = binary.BigEndian.AppendUint16(b, uint16(min(len(typ), 0xffff)))
-	b = append(b, typ[:min(len(typ), 0xffff)]...)
-	return append(b, idKey...)
+// idxEntry is one entry of an index log message; strings and idKey alias the message when decoded.
+type idxEntry struct {
+	key   [16]byte
+	gone  bool
+	slots CenterSet
+	login string
+	typ   string
+	idKey []byte
 }
 
-type jsObject struct {
-	centers CenterSet
-	login   string
-	typ     string
-	idKey   []byte
+// idxMsg is a decoded index log message.
+type idxMsg struct {
+	kind          byte
+	snap          uint64
+	chunk, chunks uint32
+	applied       uint64
+	entries       []idxEntry
 }
 
-func decodeJSObject(data []byte) (jsObject, error) {
-	bad := func(why string) (jsObject, error) {
-		return jsObject{}, fmt.Errorf("relay: object index entry: %s (%d bytes)", why, len(data))
+func appendIdxSnapshotHeader(b []byte, snap uint64, chunk, chunks uint32, applied uint64) []byte {
+	b = append(b, idxSnapshot)
+	b = binary.BigEndian.AppendUint64(b, snap)
+	b = binary.BigEndian.AppendUint32(b, chunk)
+	b = binary.BigEndian.AppendUint32(b, chunks)
+	return binary.BigEndian.AppendUint64(b, applied)
+}
+
+func appendIdxDeltaHeader(b []byte, applied uint64) []byte {
+	b = append(b, idxDelta)
+	return binary.BigEndian.AppendUint64(b, applied)
+}
+
+func appendIdxEntry(b []byte, e *idxEntry) []byte {
+	if e.gone {
+		b = append(b, idxGone)
+		return append(b, e.key[:]...)
 	}
-	if len(data) < 1+8+2 || data[0] != jsObjMagic {
-		return bad("not an entry")
+	b = append(b, idxPut)
+	b = append(b, e.key[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.slots))
+	b = binary.AppendUvarint(b, uint64(len(e.login)))
+	b = append(b, e.login...)
+	b = binary.AppendUvarint(b, uint64(len(e.typ)))
+	b = append(b, e.typ...)
+	b = binary.AppendUvarint(b, uint64(len(e.idKey)))
+	return append(b, e.idKey...)
+}
+
+// decodeIdxMsg reads an index log message.
+func decodeIdxMsg(data []byte) (idxMsg, error) {
+	var m idxMsg
+	bad := func(why string) (idxMsg, error) {
+		return idxMsg{}, fmt.Errorf("relay: object index log: %s (%d bytes)", why, len(data))
 	}
-	o := jsObject{centers: CenterSet(binary.BigEndian.Uint64(data[1:9]))}
-	rest := data[9:]
-	n := int(binary.BigEndian.Uint16(rest))
-	rest = rest[2:]
-	if len(rest) < n+2 {
-		return bad("login cut short")
+	if len(data) == 0 {
+		return bad("empty message")
 	}
-	o.login, rest = string(rest[:n]), rest[n:]
-	n = int(binary.BigEndian.Uint16(rest))
-	rest = rest[2:]
-	if len(rest) < n {
-		return bad("type cut short")
+	m.kind = data[0]
+	rest := data[1:]
+	switch m.kind {
+	case idxSnapshot:
+		if len(rest) < 24 {
+			return bad("snapshot header cut short")
+		}
+		m.snap = binary.BigEndian.Uint64(rest)
+		m.chunk = binary.BigEndian.Uint32(rest[8:])
+		m.chunks = binary.BigEndian.Uint32(rest[12:])
+		m.applied = binary.BigEndian.Uint64(rest[16:])
+		rest = rest[24:]
+		if m.chunk >= m.chunks {
+			return bad("chunk past the snapshot's chunks")
+		}
+	case idxDelta:
+		if len(rest) < 8 {
+			return bad("delta header cut short")
+		}
+		m.applied = binary.BigEndian.Uint64(rest)
+		rest = rest[8:]
+	default:
+		return bad("unknown kind")
 	}
-	o.typ, o.idKey = string(rest[:n]), rest[n:]
-	return o, nil
+	field := func() ([]byte, bool) {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || n > uint64(len(rest)-k) || k != len(binary.AppendUvarint(nil, n)) { // lengths are written shortest
+			return nil, false
+		}
+		f := rest[k : k+int(n)]
+		rest = rest[k+int(n):]
+		return f, true
+	}
+	for len(rest) > 0 {
+		var e idxEntry
+		op := rest[0]
+		if (op != idxPut && op != idxGone) || len(rest) < 17 {
+			return bad("bad entry")
+		}
+		copy(e.key[:], rest[1:17])
+		rest = rest[17:]
+		if op == idxGone {
+			if m.kind == idxSnapshot {
+				return bad("a forgotten entry in a snapshot")
+			}
+			e.gone = true
+			m.entries = append(m.entries, e)
+			continue
+		}
+		if len(rest) < 8 {
+			return bad("entry cut short")
+		}
+		e.slots = CenterSet(binary.BigEndian.Uint64(rest))
+		rest = rest[8:]
+		login, ok1 := field()
+		typ, ok2 := field()
+		idKey, ok3 := field()
+		if !ok1 || !ok2 || !ok3 {
+			return bad("entry cut short")
+		}
+		e.login, e.typ, e.idKey = string(login), string(typ), idKey
+		m.entries = append(m.entries, e)
+	}
+	return m, nil
 }
 
 // jsToken makes s one NATS subject token and a valid stream or bucket name part: letters and digits
@@ -138,7 +228,8 @@ type jsNames struct {
 	subject string // its subject
 	state   string // KV: centers (slots), cursors
 	lease   string // KV: the active node's lease
-	objects string // KV: the object index
+	objects string // stream: the object index log
+	objSubj string // its subject
 }
 
 // newJSNames follows the cluster's naming (cluster.name prefixes every subject and bucket: subjects
@@ -151,6 +242,7 @@ func newJSNames(cluster, relayID string) jsNames {
 		state:   base,
 		lease:   base + "_lease",
 		objects: base + "_objects",
+		objSubj: cluster + ".relay." + jsToken(relayID) + ".objects",
 	}
 }
 

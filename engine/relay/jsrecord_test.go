@@ -23,17 +23,32 @@ func TestJSRecordRoundTrip(t *testing.T) {
 	}
 }
 
-func TestJSObjectRoundTrip(t *testing.T) {
-	b := appendJSObject(nil, 5, "algo-1", "Order", []byte("o1"))
-	o, err := decodeJSObject(b)
-	if err != nil || o.centers != 5 || o.login != "algo-1" || o.typ != "Order" || string(o.idKey) != "o1" {
-		t.Fatalf("%+v %v", o, err)
+func TestIdxMsgRoundTrip(t *testing.T) {
+	put := idxEntry{key: objectKVKey("algo-1", "Order", []byte("o1")), slots: 5, login: "algo-1", typ: "Order", idKey: []byte("o1")}
+	gone := idxEntry{key: objectKVKey("algo-1", "Order", []byte("o2")), gone: true}
+	b := appendIdxDeltaHeader(nil, 77)
+	b = appendIdxEntry(b, &put)
+	b = appendIdxEntry(b, &gone)
+	m, err := decodeIdxMsg(b)
+	if err != nil || m.kind != idxDelta || m.applied != 77 || len(m.entries) != 2 {
+		t.Fatalf("%+v %v", m, err)
 	}
-	for i := 0; i < len(b)-2; i++ { // cut inside the login or the type: an error, never a panic
-		if i >= 11 && i < 11+len("algo-1")+2 {
-			if _, err := decodeJSObject(b[:i]); err == nil {
-				t.Fatalf("cut at %d decoded", i)
-			}
+	if e := m.entries[0]; e.key != put.key || e.slots != 5 || e.login != "algo-1" || e.typ != "Order" || string(e.idKey) != "o1" || e.gone {
+		t.Fatalf("%+v", e)
+	}
+	if e := m.entries[1]; !e.gone || e.key != gone.key {
+		t.Fatalf("%+v", e)
+	}
+	s := appendIdxSnapshotHeader(nil, 9, 1, 3, 42)
+	s = appendIdxEntry(s, &put)
+	m, err = decodeIdxMsg(s)
+	if err != nil || m.kind != idxSnapshot || m.snap != 9 || m.chunk != 1 || m.chunks != 3 || m.applied != 42 || len(m.entries) != 1 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	for _, bad := range [][]byte{nil, {'Q'}, b[:5], b[:len(b)-1], appendIdxEntry(appendIdxSnapshotHeader(nil, 1, 0, 1, 1), &gone),
+		appendIdxSnapshotHeader(nil, 1, 2, 2, 1)} {
+		if _, err := decodeIdxMsg(bad); err == nil {
+			t.Fatalf("%q decoded", bad)
 		}
 	}
 }
@@ -89,17 +104,29 @@ func FuzzJSRecord(f *testing.F) {
 	})
 }
 
-// FuzzJSObject: an object index entry from the bucket decodes or fails, never panics.
-func FuzzJSObject(f *testing.F) {
-	f.Add(appendJSObject(nil, 1, "algo", "Order", []byte("o1")))
-	f.Add([]byte("O"))
+// FuzzIdxMsg: an object index log message decodes or fails, never panics; what decodes re-encodes to the
+// same bytes.
+func FuzzIdxMsg(f *testing.F) {
+	e := idxEntry{key: objectKVKey("a", "T", []byte("1")), slots: 1, login: "a", typ: "T", idKey: []byte("1")}
+	f.Add(appendIdxEntry(appendIdxDeltaHeader(nil, 1), &e))
+	f.Add(appendIdxEntry(appendIdxSnapshotHeader(nil, 1, 0, 1, 1), &e))
+	f.Add([]byte("D"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		o, err := decodeJSObject(data)
+		m, err := decodeIdxMsg(data)
 		if err != nil {
 			return
 		}
-		if again := appendJSObject(nil, o.centers, o.login, o.typ, o.idKey); !bytes.Equal(again, data) {
-			t.Fatalf("re-encoded %q, was %q", again, data)
+		var b []byte
+		if m.kind == idxSnapshot {
+			b = appendIdxSnapshotHeader(nil, m.snap, m.chunk, m.chunks, m.applied)
+		} else {
+			b = appendIdxDeltaHeader(nil, m.applied)
+		}
+		for i := range m.entries {
+			b = appendIdxEntry(b, &m.entries[i])
+		}
+		if !bytes.Equal(b, data) {
+			t.Fatalf("re-encoded %q, was %q", b, data)
 		}
 	})
 }

@@ -57,9 +57,10 @@ func StartCluster(name string, n int, dir string) (*Cluster, error) {
 			NoSigs:     true,
 			JetStream:  true,
 			StoreDir:   filepath.Join(dir, fmt.Sprintf("s%d", i+1)),
-			// small JetStream limits: tests and benchmarks share one machine
+			// limits, not allocations: a stream's max_bytes (relay.journal_retention_bytes, 4 GiB by
+			// default) is reserved against the store limit, so several relays fit only under a large one
 			JetStreamMaxMemory: 256 << 20,
-			JetStreamMaxStore:  4 << 30,
+			JetStreamMaxStore:  1 << 40,
 		}
 		if n > 1 {
 			o.Cluster = server.ClusterOpts{Name: name, Host: "127.0.0.1", Port: clusterPorts[i]}
