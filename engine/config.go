@@ -38,6 +38,7 @@ type Config struct {
 	Relay           relay.Config     `mapstructure:"relay"`
 	ESL             esl.Config       `mapstructure:"esl"`
 	Channels        []channel.Config `mapstructure:"-"` // decoded by channel.ParseConfigs
+	Cluster         ClusterConfig    `mapstructure:"cluster"`
 
 	// Origin says where this configuration came from; it is not a key.
 	Origin Origin `mapstructure:"-"`
@@ -113,6 +114,7 @@ func DefaultConfig() Config {
 		Socket:          socket.DefaultConfig(),
 		Relay:           relayCfg,
 		ESL:             esl.DefaultConfig(),
+		Cluster:         ClusterConfig{Name: "switchboard"},
 	}
 }
 
@@ -161,7 +163,7 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_timeout: expected a positive duration such as 10s, got %v", c.ShutdownTimeout))
 	}
-	for _, v := range []interface{ Validate() error }{c.Lua, c.Socket, c.Relay, c.ESL} {
+	for _, v := range []interface{ Validate() error }{c.Lua, c.Socket, c.Relay, c.ESL, c.Cluster} {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, err)
 		}
