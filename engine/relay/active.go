@@ -241,7 +241,7 @@ func (r *Relay) deactivate(t *relayTerm, lost error) {
 	<-t.done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	j.deactivate(ctx, false, ErrJournalClosed)
+	j.deactivate(ctx, ErrJournalClosed)
 }
 
 // standbyText is the refusal a standby node gives a login.

@@ -186,19 +186,15 @@ func (j *jsJournal) activate(ctx context.Context, epoch uint64, objects *objectS
 	return nil
 }
 
-// deactivate ends the term: with drain set, what was appended is given until ctx ends to be stored; the
-// rest fails with cause. Cursors and the object index are written a last time.
-func (j *jsJournal) deactivate(ctx context.Context, drain bool, cause error) {
+// deactivate ends the term: appends not stored yet fail with cause (the applications are gone by then:
+// Shutdown waits for their statuses, a lost lease disconnects them). Cursors and the object index are
+// written a last time.
+func (j *jsJournal) deactivate(ctx context.Context, cause error) {
 	j.mu.Lock()
 	w := j.w
 	j.mu.Unlock()
 	if w == nil {
 		return
-	}
-	if drain {
-		if err := w.Drain(ctx); err != nil {
-			j.log.WithError(err).Warn("journal: records not stored before the end of the term: their applications got no OK status")
-		}
 	}
 	w.Stop(cause)
 	j.lastSeq.Store(max(j.lastSeq.Load(), w.DurableSeq()))
@@ -664,6 +660,11 @@ func (jr *jsReader) run() {
 				return
 			}
 			jr.j.log.WithError(err).WithField("center", jr.c.Name).Debug("journal reader")
+			select { // the consumer is being recreated (its server went away): no busy loop
+			case <-time.After(50 * time.Millisecond):
+			case <-jr.stop:
+				return
+			}
 			continue
 		}
 		meta, err := m.Metadata()

@@ -52,7 +52,6 @@ type jsWriter struct {
 	durCh      chan struct{}
 	broken     bool  // a send failed: recover before sending more
 	err        error // the writer is stopped (waitDurable fails past durable)
-	closing    bool  // Close: send what is queued, then stop
 	wake       chan struct{}
 	stopped    chan struct{}
 	cancel     context.CancelFunc
@@ -95,12 +94,9 @@ func newJSWriter(nc *nats.Conn, subject string, epoch, last uint64, ackTimeout t
 // Append queues data (an encoded record, without its ticket: see encode) and returns its ticket.
 func (w *jsWriter) Append(encode func(ticket uint64, b []byte) []byte) (uint64, error) {
 	w.mu.Lock()
-	if w.err != nil || w.closing {
+	if w.err != nil {
 		err := w.err
 		w.mu.Unlock()
-		if err == nil {
-			err = ErrJournalClosed
-		}
 		return 0, err
 	}
 	w.lastTicket++
@@ -274,10 +270,6 @@ func (w *jsWriter) run(ctx context.Context) {
 				w.recover(ctx)
 				continue
 			}
-			if w.closing && len(w.pending) == 0 && len(w.inflight) == 0 {
-				w.mu.Unlock()
-				return
-			}
 			batch = batch[:0]
 			now := time.Now()
 			for len(w.pending) > 0 && (w.flBytes < w.maxBytes || len(w.inflight) == 0) {
@@ -448,28 +440,16 @@ func (w *jsWriter) scan(ctx context.Context, from, last uint64) error {
 // errNoMessage is the get function's answer for a sequence the stream no longer holds.
 var errNoMessage = errors.New("relay: journal: no such record")
 
-// Drain waits until everything appended is stored, or ctx ends.
-func (w *jsWriter) Drain(ctx context.Context) error {
-	w.mu.Lock()
-	w.closing = true
-	target := w.lastTicket
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-	_, err := w.waitDurable(ctx, target)
-	return err
-}
-
-// Stop ends the writer: appends not stored fail with err.
+// Stop ends the writer: appends not stored fail with err. A second call changes nothing.
 func (w *jsWriter) Stop(err error) {
 	w.mu.Lock()
-	if w.err == nil {
-		w.err = err
-		close(w.durCh)
-		w.durCh = make(chan struct{})
+	if w.err != nil {
+		w.mu.Unlock()
+		return
 	}
+	w.err = err
+	close(w.durCh)
+	w.durCh = make(chan struct{})
 	w.mu.Unlock()
 	w.cancel()
 	<-w.stopped

@@ -164,6 +164,13 @@ func New(opts Options) (*Relay, error) {
 			}
 			return float64(n)
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_relay_active",
+			Help: "1 while this relay node takes applications and drives the centers (always, unless relay.journal is jetstream and another node holds the lease)."}, func() float64 {
+			if r.Active() {
+				return 1
+			}
+			return 0
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_relay_routes_objects",
 			Help: "Objects remembered by the object index (relay.routes_cache_size)."}, func() float64 { return float64(r.objects.Len()) }))
 	switch {

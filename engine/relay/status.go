@@ -26,6 +26,8 @@ const (
 type Status struct {
 	ID           string         `json:"id"`
 	Guaranteed   bool           `json:"guaranteed"`
+	Journal      string         `json:"journal,omitempty"` // local or jetstream (guaranteed mode)
+	Role         string         `json:"role,omitempty"`    // jetstream: active or standby
 	JournalBytes int64          `json:"journal_bytes"`
 	Connections  int            `json:"connections"` // application connections, logged in or not
 	Rules        int            `json:"rules"`
@@ -94,6 +96,13 @@ func (r *Relay) Status(now time.Time) Status {
 	st := Status{ID: r.cfg.ID, Guaranteed: r.journal != nil, Centers: make([]CenterStatus, 0, len(r.centers))}
 	if r.journal != nil {
 		st.JournalBytes = r.journal.Size()
+		st.Journal = JournalLocal
+	}
+	if r.js != nil {
+		st.Journal, st.Role = JournalJetStream, "standby"
+		if r.Active() {
+			st.Role = "active"
+		}
 	}
 	if t := r.table.Load(); t != nil {
 		st.Rules = len(t.Rules())
