@@ -98,8 +98,21 @@ func (l *lease) hold(ctx context.Context) error {
 			continue
 		}
 		lastSent = now
-		cctx, cancel := context.WithTimeout(ctx, max(l.ttl/6, 20*time.Millisecond))
+		// never blocked past until: a renewal that cannot be made in time means the lease is lost
+		deadline := now.Add(max(l.ttl/4, 20*time.Millisecond))
+		if l.until.Before(deadline) {
+			deadline = l.until
+		}
+		cctx, cancel := context.WithDeadline(ctx, deadline)
 		rev, err := l.kv.Update(cctx, leaseKey, []byte(l.node), l.rev)
+		if err != nil && isWrongSequence(err) {
+			// a renewal whose answer was lost may have been stored: the key still names this node if no
+			// other took it (another node can only create it once it expired or was deleted)
+			if e, gerr := l.kv.Get(cctx, leaseKey); gerr == nil && string(e.Value()) == l.node {
+				l.rev = e.Revision()
+				rev, err = l.kv.Update(cctx, leaseKey, []byte(l.node), l.rev)
+			}
+		}
 		cancel()
 		switch {
 		case err == nil:

@@ -162,7 +162,7 @@ func DefaultConfig() Config {
 		ExpressionCache:       4096,
 		ExpressionCacheBytes:  256 << 10,
 		Journal:               JournalLocal,
-		JetStream:             JetStreamConfig{Replicas: 3, LeaseTTL: 5 * time.Second, AckTimeout: 2 * time.Second, MaxInflightBytes: 16 << 20},
+		JetStream:             JetStreamConfig{Replicas: 3, LeaseTTL: 5 * time.Second, AckTimeout: 2 * time.Second, MaxInflightBytes: 4 << 20},
 		PersistDir:            "data/persist",
 		SegmentBytes:          64 << 20,
 		JournalRetentionBytes: 4 << 30,
@@ -388,6 +388,9 @@ func (c Config) Warnings() []string {
 		return nil
 	}
 	var out []string
+	if c.Journal == JournalJetStream && c.JetStream.Replicas < 3 {
+		out = append(out, fmt.Sprintf("relay: relay.jetstream.replicas is %d: the journal survives no server's loss (3 survives one)", c.JetStream.Replicas))
+	}
 	if c.JournalRetentionBytes == 0 {
 		if c.JournalRetentionAge == 0 {
 			out = append(out, "relay: journal retention is off (relay.journal_retention_bytes and relay.journal_retention_age are 0): "+

@@ -79,7 +79,7 @@ func startJSNode(t *testing.T, cl *natstest.Cluster, node, routes string, center
 	cfg.Guaranteed = true
 	cfg.Journal = relay.JournalJetStream
 	cfg.JetStream.Replicas = min(3, cl.Size())
-	cfg.JetStream.LeaseTTL = 2 * time.Second
+	cfg.JetStream.LeaseTTL = 4 * time.Second
 	cfg.JetStream.AckTimeout = 2 * time.Second
 	cfg.Centers = centers
 	if edit != nil {
@@ -153,6 +153,7 @@ func sendOrders(t *testing.T, c *relaytest.Client, from, n int) int {
 	for i := from; i < n; i++ {
 		st, err := c.ReadStatus(20 * time.Second)
 		if err != nil || st.Code != 0 {
+			t.Logf("after %d acknowledged: %q %v", acked+1, st.Line, err)
 			return acked
 		}
 		acked++
@@ -282,7 +283,7 @@ func TestJetStreamStandbyRefusesAndTakesOver(t *testing.T) {
 	cs["a"].Close()
 	start := time.Now()
 	n1.shutdown(t)
-	took := waitActive(t, n2, 10*time.Second)
+	took := waitActive(t, n2, 30*time.Second)
 	t.Logf("n2 active %v after n1 shut down", took)
 	a, err := relaytest.NewCenter(aAddr)
 	if err != nil {
@@ -384,7 +385,7 @@ func TestJetStreamLeaseLossHandsOver(t *testing.T) {
 		t.Fatalf("acked up to %d", got)
 	}
 	start := time.Now()
-	n1.nc.Close()
+	relay.CutNATS(n1.r)
 	// n1 demotes itself: its application is cut off
 	if _, err := app.ReadLine(10 * time.Second); err == nil {
 		for {
@@ -397,7 +398,7 @@ func TestJetStreamLeaseLossHandsOver(t *testing.T) {
 	if n1.r.Active() {
 		t.Fatal("n1 still active")
 	}
-	took := waitActive(t, n2, 10*time.Second)
+	took := waitActive(t, n2, 30*time.Second)
 	t.Logf("n2 active %v after n1 lost NATS", time.Since(start))
 	_ = took
 	app2, err := relaytest.Dial(n2.addr, "feed", "")
@@ -441,7 +442,7 @@ func TestJetStreamObjectIndexSurvivesTakeover(t *testing.T) {
 		t.Fatal(err)
 	}
 	n1.shutdown(t)
-	waitActive(t, n2, 10*time.Second)
+	waitActive(t, n2, 30*time.Second)
 	app2, err := relaytest.Dial(n2.addr, "algo", "")
 	if err != nil {
 		t.Fatal(err)

@@ -44,6 +44,7 @@ type jsJournal struct {
 	stream  jetstream.Stream
 	state   jetstream.KeyValue
 	leaseKV jetstream.KeyValue
+	leaseNC *nats.Conn // the lease's own connection: renewals never wait behind journal records on one socket
 	objLog  jetstream.Stream // the object index log (nil without an object index)
 
 	mu         sync.Mutex
@@ -123,7 +124,10 @@ func (j *jsJournal) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	lease, err := kv(jetstream.KeyValueConfig{Bucket: j.names.lease, Description: "switchboard relay " + j.cfg.ID + ": the active node", TTL: jc.LeaseTTL})
+	if _, err := kv(jetstream.KeyValueConfig{Bucket: j.names.lease, Description: "switchboard relay " + j.cfg.ID + ": the active node", TTL: jc.LeaseTTL}); err != nil {
+		return err
+	}
+	lease, err := j.leaseBucket(ctx)
 	if err != nil {
 		return err
 	}
@@ -145,6 +149,33 @@ func (j *jsJournal) setup(ctx context.Context) error {
 	j.stream, j.state, j.leaseKV, j.objLog = st, state, lease, objs
 	j.mu.Unlock()
 	return nil
+}
+
+// leaseBucket opens the lease bucket on a second connection made with the first one's options (same
+// servers, credentials and TLS), so a renewal is not queued behind megabytes of journal records on one
+// socket; without one it uses the journal's connection.
+func (j *jsJournal) leaseBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	js := j.js
+	if j.leaseNC == nil {
+		opts := j.nc.Opts
+		opts.Name += " (lease)"
+		if lc, err := opts.Connect(); err == nil {
+			j.leaseNC = lc
+		} else {
+			j.log.WithError(err).Warn("relay: no second NATS connection for the lease: it shares the journal's")
+		}
+	}
+	if j.leaseNC != nil {
+		var err error
+		if js, err = jetstream.New(j.leaseNC); err != nil {
+			return nil, fmt.Errorf("relay: jetstream: %w", err)
+		}
+	}
+	kv, err := js.KeyValue(ctx, j.names.lease)
+	if err != nil {
+		return nil, fmt.Errorf("relay: bucket %s: %w", j.names.lease, err)
+	}
+	return kv, nil
 }
 
 // activate starts a term as the active node (epoch: the lease revision): it reads the stream's last
@@ -334,7 +365,12 @@ func (j *jsJournal) Slot(center string) int {
 // Size is the stream's bytes at the last look (keep looks every second while active).
 func (j *jsJournal) Size() int64 { return j.bytes.Load() }
 
-func (j *jsJournal) Close() error { return nil }
+func (j *jsJournal) Close() error {
+	if j.leaseNC != nil {
+		j.leaseNC.Close()
+	}
+	return nil
+}
 
 // lastSequence is the stream's last sequence (the writer's recover).
 func (j *jsJournal) lastSequence(ctx context.Context) (uint64, error) {

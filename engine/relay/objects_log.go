@@ -99,9 +99,9 @@ func (s *objectSink) appliedSeq() uint64 { return s.applied.Load() }
 // was recorded before it was durable).
 func (s *objectSink) flush(ctx context.Context, durable uint64) {
 	s.mu.Lock()
-	dirty := s.dirty
-	if len(dirty) > 0 {
-		s.dirty = make(map[[16]byte]idxEntry, len(dirty))
+	var dirty map[[16]byte]idxEntry
+	if len(s.dirty) > 0 {
+		dirty, s.dirty = s.dirty, make(map[[16]byte]idxEntry, len(s.dirty))
 	}
 	s.mu.Unlock()
 	if len(dirty) == 0 && (durable <= s.applied.Load() || time.Since(s.wrote) < time.Second) {
