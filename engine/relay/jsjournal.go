@@ -44,7 +44,7 @@ type jsJournal struct {
 	stream  jetstream.Stream
 	state   jetstream.KeyValue
 	leaseKV jetstream.KeyValue
-	leaseNC *nats.Conn // the lease's own connection: renewals never wait behind journal records on one socket
+	leaseNC *nats.Conn       // the lease's own connection: renewals never wait behind journal records on one socket
 	objLog  jetstream.Stream // the object index log (nil without an object index)
 
 	mu         sync.Mutex
