@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboard/switchboard/engine/bus"
 	"github.com/switchboard/switchboard/engine/channel"
+	"github.com/switchboard/switchboard/engine/cluster"
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/socket"
@@ -38,7 +39,7 @@ type Config struct {
 	Relay           relay.Config     `mapstructure:"relay"`
 	ESL             esl.Config       `mapstructure:"esl"`
 	Channels        []channel.Config `mapstructure:"-"` // decoded by channel.ParseConfigs
-	Cluster         ClusterConfig    `mapstructure:"cluster"`
+	Cluster         cluster.Config   `mapstructure:"cluster"`
 
 	// Origin says where this configuration came from; it is not a key.
 	Origin Origin `mapstructure:"-"`
@@ -114,7 +115,7 @@ func DefaultConfig() Config {
 		Socket:          socket.DefaultConfig(),
 		Relay:           relayCfg,
 		ESL:             esl.DefaultConfig(),
-		Cluster:         ClusterConfig{Name: "switchboard"},
+		Cluster:         cluster.DefaultConfig(),
 	}
 }
 
@@ -567,6 +568,10 @@ var pathKeys = []struct {
 	{"relay.message_log", func(c *Config) *string { return &c.Relay.MessageLog }, false},
 	{"esl.allow", func(c *Config) *string { return &c.ESL.Allow }, true},
 	{"esl.data_dir", func(c *Config) *string { return &c.ESL.DataDir }, false},
+	{"cluster.credentials", func(c *Config) *string { return &c.Cluster.Credentials }, false},
+	{"cluster.tls.cert", func(c *Config) *string { return &c.Cluster.TLS.Cert }, false},
+	{"cluster.tls.key", func(c *Config) *string { return &c.Cluster.TLS.Key }, false},
+	{"cluster.tls.ca", func(c *Config) *string { return &c.Cluster.TLS.CA }, false},
 }
 
 // resolvePaths makes every path absolute (see LoadConfig); channels[].tls.ca comes only from the file.

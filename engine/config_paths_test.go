@@ -18,8 +18,8 @@ var notPathKeys = []string{
 	"lua.freeswitch_dir", "lua.freeswitch_require_root", // folders inside lua.scripts_dir, not paths of their own
 	"socket.listen", "socket.delimiter", "socket.welcome", "socket.goodbye", "socket.file_mode",
 	"relay.id", "relay.listen", "relay.follow_objects", "relay.journal",
-	"cluster.nats_url", "cluster.name", "cluster.node_id",
 	"esl.listen", "esl.default_flow", "esl.flow_variable", "esl.event_format",
+	"cluster.nats_url", "cluster.name", "cluster.node_id",
 }
 
 func TestEveryStringKeyIsClassified(t *testing.T) {
@@ -60,6 +60,9 @@ relay:
 esl:
   allow: "text:127.0.0.1"
   data_dir: data/freeswitch
+cluster:
+  credentials: nats/node.creds
+  tls: {cert: nats/client.pem, key: nats/client.key, ca: /abs/nats-ca.pem}
 channels:
   - {name: web, host: example.com, port: 443, tls: {ca: tls/web-ca.pem}}
 `
@@ -83,20 +86,24 @@ func TestPathsResolveFromTheConfigFolder(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := map[string]string{
-			"lua.scripts_dir":   filepath.Join(conf, "scripts"),
-			"admin.token_file":  filepath.Join(conf, "secrets", "admin.token"),
-			"socket.tls.cert":   filepath.Join(conf, "tls", "socket.pem"),
-			"socket.tls.key":    filepath.Join(conf, "tls", "socket.key"),
-			"socket.public_dir": filepath.Join(conf, "public"),
-			"relay.tls.cert":    filepath.Join(conf, "tls", "relay.pem"),
-			"relay.tls.key":     "/abs/relay.key",
-			"relay.whitelist":   "file:" + filepath.Join(conf, "allow", "relay.txt"),
-			"relay.center_ca":   filepath.Join(conf, "tls", "ca.pem"),
-			"relay.routes_file": filepath.Join(dir, "etc", "shared", "relay.routes"),
-			"relay.persist_dir": filepath.Join(conf, "data", "persist"),
-			"relay.message_log": filepath.Join(conf, "data", "messages.log"),
-			"esl.allow":         "text:127.0.0.1",
-			"esl.data_dir":      filepath.Join(conf, "data", "freeswitch"),
+			"lua.scripts_dir":     filepath.Join(conf, "scripts"),
+			"admin.token_file":    filepath.Join(conf, "secrets", "admin.token"),
+			"socket.tls.cert":     filepath.Join(conf, "tls", "socket.pem"),
+			"socket.tls.key":      filepath.Join(conf, "tls", "socket.key"),
+			"socket.public_dir":   filepath.Join(conf, "public"),
+			"relay.tls.cert":      filepath.Join(conf, "tls", "relay.pem"),
+			"relay.tls.key":       "/abs/relay.key",
+			"relay.whitelist":     "file:" + filepath.Join(conf, "allow", "relay.txt"),
+			"relay.center_ca":     filepath.Join(conf, "tls", "ca.pem"),
+			"relay.routes_file":   filepath.Join(dir, "etc", "shared", "relay.routes"),
+			"relay.persist_dir":   filepath.Join(conf, "data", "persist"),
+			"relay.message_log":   filepath.Join(conf, "data", "messages.log"),
+			"esl.allow":           "text:127.0.0.1",
+			"esl.data_dir":        filepath.Join(conf, "data", "freeswitch"),
+			"cluster.credentials": filepath.Join(conf, "nats", "node.creds"),
+			"cluster.tls.cert":    filepath.Join(conf, "nats", "client.pem"),
+			"cluster.tls.key":     filepath.Join(conf, "nats", "client.key"),
+			"cluster.tls.ca":      "/abs/nats-ca.pem",
 		}
 		checkPaths(t, cfg, want)
 		if got := cfg.Channels[0].TLSCA; got != filepath.Join(conf, "tls", "web-ca.pem") {
@@ -151,20 +158,21 @@ func TestDefaultPathsResolveFromTheConfigFolder(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkPaths(t, cfg, map[string]string{
-			"lua.scripts_dir":   filepath.Join(base, "scripts"),
-			"admin.token_file":  "",
-			"socket.tls.cert":   "",
-			"socket.tls.key":    "",
-			"socket.public_dir": filepath.Join(base, "public"),
-			"relay.tls.cert":    "",
-			"relay.tls.key":     "",
-			"relay.whitelist":   "",
-			"relay.center_ca":   "",
-			"relay.routes_file": filepath.Join(base, "relay.routes"),
-			"relay.persist_dir": filepath.Join(base, "data", "persist"),
-			"relay.message_log": filepath.Join(base, "data", "relay-messages.log"),
-			"esl.allow":         "",
-			"esl.data_dir":      filepath.Join(base, "data", "freeswitch"),
+			"lua.scripts_dir":     filepath.Join(base, "scripts"),
+			"admin.token_file":    "",
+			"socket.tls.cert":     "",
+			"socket.tls.key":      "",
+			"socket.public_dir":   filepath.Join(base, "public"),
+			"relay.tls.cert":      "",
+			"relay.tls.key":       "",
+			"relay.whitelist":     "",
+			"relay.center_ca":     "",
+			"relay.routes_file":   filepath.Join(base, "relay.routes"),
+			"relay.persist_dir":   filepath.Join(base, "data", "persist"),
+			"relay.message_log":   filepath.Join(base, "data", "relay-messages.log"),
+			"esl.allow":           "",
+			"esl.data_dir":        filepath.Join(base, "data", "freeswitch"),
+			"cluster.credentials": "", "cluster.tls.cert": "", "cluster.tls.key": "", "cluster.tls.ca": "",
 		})
 		if (src.File == "") != (cfg.Origin.File == "") {
 			t.Errorf("origin %q for file %q", cfg.Origin.File, src.File)

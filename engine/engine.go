@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/bus"
+	"github.com/switchboard/switchboard/engine/cluster"
 	"github.com/switchboard/switchboard/luabind"
 )
 
@@ -59,6 +60,7 @@ type Engine struct {
 	registry *prometheus.Registry
 	metrics  prometheus.Registerer
 	bus      *bus.Bus
+	node     *cluster.Node // nil unless cluster.nats_url is set (cluster.go)
 	lua      *luabind.Runtime
 	parts    []namedPart
 	admin    *admin
@@ -81,12 +83,18 @@ func New(opts Options) (*Engine, error) {
 	e.metrics = e.registry
 	e.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e.registry.MustRegister(buildInfoGauge())
-	e.bus = bus.New(bus.Options{QueueSize: cfg.Bus.QueueSize, QueueBytes: cfg.Bus.QueueBytes, Log: e.log.WithField("part", "bus"), Metrics: e.metrics})
+	backplane, store, err := e.newCluster()
+	if err != nil {
+		return nil, err
+	}
+	e.bus = bus.New(bus.Options{QueueSize: cfg.Bus.QueueSize, QueueBytes: cfg.Bus.QueueBytes, Log: e.log.WithField("part", "bus"), Metrics: e.metrics,
+		Backplane: backplane})
 
 	rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: opts.Scripts, Display: opts.ScriptsDisplay,
-		Log: e.log, Topics: busTopics{e.bus}})
+		Log: e.log, Topics: busTopics{e.bus}, Cache: store})
 	if err != nil {
 		e.bus.Close()
+		e.stopCluster(context.Background())
 		return nil, err
 	}
 	e.lua = rt
@@ -151,6 +159,9 @@ func (e *Engine) Start(ctx context.Context) error {
 		if err := e.startAdmin(); err != nil {
 			failed = startError("admin", e.cfg.Admin.Listen, err)
 		}
+	}
+	if failed == nil && e.node != nil {
+		e.node.SetStatus((&statusAPI{e: e, maxBytes: e.cfg.Admin.StatusMaxBytes}).statusBody)
 	}
 	if failed != nil {
 		cause := failed.Err
@@ -243,6 +254,9 @@ func (e *Engine) close() {
 		e.lua.Close()
 	}
 	e.bus.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.stopCluster(ctx)
 }
 
 // Addrs lists what the engine listens on, by name: "admin" and whatever each part reports.

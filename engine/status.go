@@ -139,6 +139,7 @@ func (a *statusAPI) routes(mux *http.ServeMux, pprofOn bool) {
 	mux.HandleFunc("GET /api/relay", a.relay)
 	mux.HandleFunc("GET /api/calls", a.calls)
 	mux.HandleFunc("GET /api/channels", a.channels)
+	mux.HandleFunc("GET /api/cluster", a.cluster)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -324,6 +325,11 @@ type Totals struct {
 }
 
 func (a *statusAPI) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.statusBody())
+}
+
+// statusBody is /api/status, and what this node answers to another node's status request.
+func (a *statusAPI) statusBody() any {
 	e := a.e
 	bi := buildinfo.Get()
 	now := time.Now()
@@ -338,8 +344,14 @@ func (a *statusAPI) status(w http.ResponseWriter, r *http.Request) {
 		Parts      []PartStatus  `json:"parts"`
 		Totals     Totals        `json:"totals"`
 		LastReload ReloadOutcome `json:"last_reload"`
+		// Node is the node this status describes (cluster.node_id); "" for an engine in no cluster.
+		Node    string `json:"node"`
+		Cluster string `json:"cluster"` // cluster.name, "" for an engine in no cluster
 	}{Version: bi.Version, Commit: bi.Commit, Go: bi.Go, StartedAt: e.started, Uptime: now.Sub(e.started).Seconds(),
 		Config: e.cfg.Origin.File, Parts: []PartStatus{}, LastReload: e.LastReload()}
+	if e.node != nil {
+		out.Node, out.Cluster = e.node.ID(), e.node.Name()
+	}
 	if g := e.lua.Current(); g != nil {
 		out.Generation = g.ID()
 	}
@@ -390,7 +402,7 @@ func (a *statusAPI) status(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (a *statusAPI) scripts(w http.ResponseWriter, r *http.Request) {

@@ -14,3 +14,13 @@ func (t busTopics) Subscribe(topic string, deliver func(payload any)) (func(), e
 	}
 	return sub.Close, nil
 }
+
+// SubscribeNamed is Subscribe that also passes each message's topic (a pattern's subscriber gets the
+// topics it matches).
+func (t busTopics) SubscribeNamed(topic string, deliver func(topic string, payload any)) (func(), error) {
+	sub, err := t.b.Subscribe(topic, func(m bus.Message) { deliver(m.Topic, m.Payload) })
+	if err != nil {
+		return nil, err
+	}
+	return sub.Close, nil
+}

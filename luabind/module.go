@@ -294,20 +294,27 @@ func (g *Generation) startSubscription(h *Handler) {
 		return
 	}
 	ev := "subscribe " + h.Name
-	cancel, err := topics.Subscribe(h.Name, func(payload any) {
+	deliver := func(topic string, payload any) {
 		if g.ctx.Err() != nil {
 			return
 		}
 		err := g.Run(g.ctx, h, ev, 0, func(L *lua.LState, f *lua.LFunction) error {
 			L.Push(f)
 			L.Push(ToLua(L, payload))
-			L.Push(lua.LString(h.Name))
+			L.Push(lua.LString(topic))
 			return L.PCall(2, 0, nil)
 		})
 		if err != nil {
 			g.rt.log.WithField("script", h.Where).Error(err.Error())
 		}
-	})
+	}
+	var cancel func()
+	var err error
+	if named, ok := topics.(NamedTopics); ok {
+		cancel, err = named.SubscribeNamed(h.Name, deliver)
+	} else {
+		cancel, err = topics.Subscribe(h.Name, func(payload any) { deliver(h.Name, payload) })
+	}
 	if err != nil {
 		g.rt.log.WithField("script", h.Where).Errorf("sb.subscribe(%q): %v", h.Name, err)
 		return
@@ -363,8 +370,13 @@ func logTable(L *lua.LState, rt *Runtime) *lua.LTable {
 }
 
 func cacheTable(L *lua.LState, rt *Runtime) *lua.LTable {
-	cache := rt.services.Cache
+	store := rt.services.Store
 	t := L.NewTable()
+	fail := func(L *lua.LState, err error) int {
+		L.Push(lua.LNil)
+		L.Push(lua.LString(err.Error()))
+		return 2
+	}
 	t.RawSetString("save", L.NewFunction(func(L *lua.LState) int {
 		key := L.CheckString(1)
 		b := budgetFor(L)
@@ -373,20 +385,21 @@ func cacheTable(L *lua.LState, rt *Runtime) *lua.LTable {
 			return raise(L, "sb.cache.save: %v", err)
 		}
 		ttl := time.Duration(float64(L.OptNumber(3, 0)) * float64(time.Millisecond))
-		if err := cache.Save(key, val, len(key)+b.bytes, ttl); err != nil {
-			L.Push(lua.LNil)
-			L.Push(lua.LString(err.Error()))
-			return 2
+		ctx, done := cacheCall(L)
+		defer done()
+		if err := store.Save(ctx, key, val, len(key)+b.bytes, ttl); err != nil {
+			return fail(L, err)
 		}
 		L.Push(lua.LTrue)
 		return 1
 	}))
 	t.RawSetString("load", L.NewFunction(func(L *lua.LState) int {
-		e, err := cache.Load(L.CheckString(1))
+		key := L.CheckString(1)
+		ctx, done := cacheCall(L)
+		e, err := store.Load(ctx, key)
+		done()
 		if err != nil {
-			L.Push(lua.LNil)
-			L.Push(lua.LString(err.Error()))
-			return 2
+			return fail(L, err)
 		}
 		info := L.CreateTable(0, 5)
 		info.RawSetString("key", lua.LString(e.Key))
@@ -402,15 +415,64 @@ func cacheTable(L *lua.LState, rt *Runtime) *lua.LTable {
 		L.Push(info)
 		return 2
 	}))
-	t.RawSetString("destroy", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LBool(cache.Destroy(L.CheckString(1))))
+	boolOp := func(op func(ctx context.Context, key string) (bool, error)) *lua.LFunction {
+		return L.NewFunction(func(L *lua.LState) int {
+			key := L.CheckString(1)
+			ctx, done := cacheCall(L)
+			ok, err := op(ctx, key)
+			done()
+			if err != nil {
+				return fail(L, err)
+			}
+			L.Push(lua.LBool(ok))
+			return 1
+		})
+	}
+	t.RawSetString("destroy", boolOp(store.Destroy))
+	t.RawSetString("unlock", boolOp(store.Unlock))
+	t.RawSetString("checkLock", boolOp(store.CheckLock))
+	t.RawSetString("lock", L.NewFunction(func(L *lua.LState) int {
+		key := L.CheckString(1)
+		ttl := DefaultLockTTL
+		if L.GetTop() >= 2 && L.Get(2) != lua.LNil {
+			ttl = time.Duration(float64(L.CheckNumber(2)) * float64(time.Millisecond))
+			if ttl <= 0 {
+				return raise(L, "sb.cache.lock: expireTimeMS must be positive, got %v", L.Get(2))
+			}
+		}
+		ctx, done := cacheCall(L)
+		ok, err := store.Lock(ctx, key, ttl)
+		done()
+		if err != nil {
+			return fail(L, err)
+		}
+		L.Push(lua.LBool(ok))
 		return 1
 	}))
 	t.RawSetString("size", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LNumber(cache.Size()))
+		ctx, done := cacheCall(L)
+		n, err := store.Size(ctx)
+		done()
+		if err != nil {
+			return fail(L, err)
+		}
+		L.Push(lua.LNumber(n))
 		return 1
 	}))
 	return t
+}
+
+// cacheCall is the context of a sb.cache operation (the handler's, so that a cancelled handler stops
+// waiting on the cluster) and marks the VM as waiting, not running, meanwhile.
+func cacheCall(L *lua.LState) (context.Context, func()) {
+	ctx := L.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if vm := VMOf(L); vm != nil {
+		return ctx, vm.blocking()
+	}
+	return ctx, func() {}
 }
 
 // jsonNull is the Go value behind sb.json.null: every converter to Go turns it into nil, which JSON

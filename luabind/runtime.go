@@ -22,6 +22,12 @@ type Topics interface {
 	Subscribe(topic string, deliver func(payload any)) (cancel func(), err error)
 }
 
+// NamedTopics is Topics that also says each message's topic, for subscriptions to a pattern ("orders.*"),
+// where it differs from the subscription's; sb.subscribe's handler gets it as its second argument.
+type NamedTopics interface {
+	SubscribeNamed(topic string, deliver func(topic string, payload any)) (cancel func(), err error)
+}
+
 // Options builds a Runtime.
 type Options struct {
 	Config Config
@@ -31,6 +37,9 @@ type Options struct {
 	Display string
 	Log     *logrus.Entry
 	Topics  Topics // nil: sb.publish delivers nowhere and sb.subscribe fails
+	// Cache backs sb.cache; nil: the in-process cache (Services.Cache), bounded by lua.cache_max_entries and
+	// lua.cache_max_bytes.
+	Cache CacheStore
 }
 
 // Runtime owns the script generations, the shared cache, the watchdog and the services that bindings use.
@@ -69,7 +78,8 @@ type Runtime struct {
 // Services are the Go objects bindings reach from Lua: the cache and topics for the core, and whatever each
 // part provides under its own name (the channel directory, the socket server...).
 type Services struct {
-	Cache  *Cache
+	Cache  *Cache     // the in-process cache (what Store is unless the engine is clustered)
+	Store  CacheStore // what sb.cache uses
 	Topics Topics
 	Log    *logrus.Entry
 
@@ -117,7 +127,11 @@ func New(opts Options) (*Runtime, error) {
 	if rt.poolSize == 0 {
 		rt.poolSize = 4 * runtime.GOMAXPROCS(0)
 	}
-	rt.services = &Services{Cache: NewCache(opts.Config.CacheMaxEntries, opts.Config.CacheMaxBytes), Topics: opts.Topics, Log: rt.log, parts: map[string]any{}}
+	local := NewCache(opts.Config.CacheMaxEntries, opts.Config.CacheMaxBytes)
+	rt.services = &Services{Cache: local, Store: opts.Cache, Topics: opts.Topics, Log: rt.log, parts: map[string]any{}}
+	if rt.services.Store == nil {
+		rt.services.Store = LocalStore{local}
+	}
 	rt.shared = newShared(rt)
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stop = cancel

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,13 +56,19 @@ type Bus struct {
 
 	mu       sync.RWMutex
 	topics   map[string]*topic
+	patterns atomic.Pointer[[]*topic] // topics whose name is a pattern (IsPattern), copy-on-write
 	closed   bool
 	isClosed atomic.Bool // closed, readable without mu on the publish path
 	subs     sync.WaitGroup
+
+	bpLogMu    sync.Mutex
+	bpLastLog  time.Time
+	bpUnlogged int
 }
 
 type topic struct {
 	name      string
+	pattern   bool // name holds wildcard tokens: it matches other topics' messages
 	subs      atomic.Pointer[[]*Subscription]
 	published prometheus.Counter
 	delivered prometheus.Counter
@@ -127,36 +134,84 @@ func (b *Bus) topicLocked(name string) *topic {
 	}
 	t := &topic{
 		name:      name,
+		pattern:   IsPattern(name),
 		published: b.published.WithLabelValues(name),
 		delivered: b.delivered.WithLabelValues(name),
 		dropped:   b.dropped.WithLabelValues(name),
 	}
 	t.subs.Store(&[]*Subscription{})
 	b.topics[name] = t
+	if t.pattern {
+		var next []*topic
+		if old := b.patterns.Load(); old != nil {
+			next = append(next, *old...)
+		}
+		next = append(next, t)
+		b.patterns.Store(&next)
+	}
 	return t
 }
 
-// Publish sends payload to every subscriber of topic and to the backplane. It
-// never blocks; it returns how many local subscribers got the message queued
-// (or handled, for Sync subscribers).
+// Publish sends payload to every subscriber of topic (and of each pattern that
+// matches it) and to the backplane. It never blocks; it returns how many local
+// subscribers got the message queued (or handled, for Sync subscribers). A
+// pattern is no topic to publish to: Publish("a.*", v) delivers nothing.
 func (b *Bus) Publish(topic string, payload any) int {
 	if b.isClosed.Load() {
 		return 0
 	}
 	msg := Message{Topic: topic, Payload: payload, Time: time.Now()}
-	n := b.deliver(msg)
+	t := b.topic(topic, true)
+	if t.pattern {
+		b.warnPattern(topic)
+		return 0
+	}
+	t.published.Inc()
+	n := b.deliverTo(t, msg)
+	if ps := b.patterns.Load(); ps != nil {
+		for _, p := range *ps {
+			if Match(p.name, topic) {
+				n += b.deliverTo(p, msg)
+			}
+		}
+	}
 	if bp := b.opts.Backplane; bp != nil {
 		if err := bp.Publish(context.Background(), msg); err != nil {
 			b.backplaneErrs.WithLabelValues(topic).Inc()
-			b.log.WithError(err).WithField("topic", topic).Warn("bus: backplane publish failed")
+			b.logBackplaneError(err, topic)
 		}
 	}
 	return n
 }
 
-func (b *Bus) deliver(msg Message) int {
-	t := b.topic(msg.Topic, true)
-	t.published.Inc()
+// logBackplaneError logs a failed backplane publish at once, then at most once a second with the number
+// failed since (while the broker is away every publish fails).
+func (b *Bus) logBackplaneError(err error, topic string) {
+	b.bpLogMu.Lock()
+	b.bpUnlogged++
+	now := time.Now()
+	if !b.bpLastLog.IsZero() && now.Sub(b.bpLastLog) < time.Second {
+		b.bpLogMu.Unlock()
+		return
+	}
+	n := b.bpUnlogged
+	b.bpUnlogged, b.bpLastLog = 0, now
+	b.bpLogMu.Unlock()
+	b.log.WithError(err).WithFields(logrus.Fields{"topic": topic, "failed": n}).
+		Warn("bus: backplane publish failed: the message reached this node's subscribers only")
+}
+
+func (b *Bus) warnPattern(topic string) {
+	b.bpLogMu.Lock()
+	defer b.bpLogMu.Unlock()
+	if now := time.Now(); b.bpLastLog.IsZero() || now.Sub(b.bpLastLog) >= time.Second {
+		b.bpLastLog = now
+		b.log.WithField("topic", topic).Warn("bus: publish to a pattern (a topic with * or > tokens) delivers nothing")
+	}
+}
+
+// deliverTo offers msg to the subscribers of t only.
+func (b *Bus) deliverTo(t *topic, msg Message) int {
 	n := 0
 	size := -1 // computed once, for the first queued subscriber
 	for _, s := range *t.subs.Load() {
@@ -288,7 +343,8 @@ type Subscription struct {
 	closedState atomic.Bool
 }
 
-// Subscribe registers handler for topic (exact name).
+// Subscribe registers handler for topic: an exact name, or a pattern (see IsPattern) that also receives
+// the messages of every topic it matches.
 func (b *Bus) Subscribe(topicName string, handler func(Message), opts ...SubOption) (*Subscription, error) {
 	if handler == nil {
 		return nil, fmt.Errorf("bus: subscribe %q: nil handler", topicName)
@@ -306,11 +362,15 @@ func (b *Bus) Subscribe(topicName string, handler func(Message), opts ...SubOpti
 	s.topic = t
 	old := *t.subs.Load()
 	if len(old) == 0 && b.opts.Backplane != nil && t.bpCancel == nil {
-		cancel, err := b.opts.Backplane.Subscribe(topicName, func(m Message) { b.deliver(m) })
+		// Remote messages go to this topic's (or pattern's) own subscribers: a message matching both a
+		// topic and a pattern arrives once on each backplane subscription, and is delivered once to each.
+		cancel, err := b.opts.Backplane.Subscribe(topicName, func(m Message) { b.deliverTo(t, m) })
 		if err != nil {
-			return nil, fmt.Errorf("bus: subscribe %q: backplane: %w", topicName, err)
+			// The subscription still gets this node's messages; the next first subscriber tries again.
+			b.log.WithError(err).WithField("topic", topicName).Warn("bus: topic stays on this node: the backplane refused the subscription")
+		} else {
+			t.bpCancel = cancel
 		}
-		t.bpCancel = cancel
 	}
 	if !s.sync {
 		s.queue = make([]queued, s.size)
@@ -324,6 +384,48 @@ func (b *Bus) Subscribe(topicName string, handler func(Message), opts ...SubOpti
 	next = append(next, s)
 	t.subs.Store(&next)
 	return s, nil
+}
+
+// IsPattern says whether a topic name is a pattern: dot-separated tokens of which one or more is "*"
+// (any one token) or the last is ">" (one or more tokens), as NATS subjects: "prices.*", "calls.>".
+func IsPattern(name string) bool {
+	if !strings.ContainsAny(name, "*>") {
+		return false
+	}
+	tokens := strings.Split(name, ".")
+	wild := false
+	for i, tok := range tokens {
+		switch {
+		case tok == "*":
+			wild = true
+		case tok == ">" && i == len(tokens)-1:
+			wild = true
+		case tok == "":
+			return false
+		}
+	}
+	return wild
+}
+
+// Match reports whether topic (a name, not a pattern) matches pattern.
+func Match(pattern, topic string) bool {
+	for {
+		pt, prest, pmore := strings.Cut(pattern, ".")
+		if pt == ">" && !pmore {
+			return topic != ""
+		}
+		tt, trest, tmore := strings.Cut(topic, ".")
+		if pt != "*" && pt != tt {
+			return false
+		}
+		if pt == "*" && tt == "" {
+			return false
+		}
+		if !pmore || !tmore {
+			return pmore == tmore
+		}
+		pattern, topic = prest, trest
+	}
 }
 
 // queued is a message in a subscription's queue with the bytes it counts for.

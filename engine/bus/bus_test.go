@@ -436,3 +436,49 @@ func TestSizeOf(t *testing.T) {
 		}
 	}
 }
+
+func TestPatterns(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		pattern bool
+	}{{"a.b", false}, {"a.*", true}, {"*", true}, {">", true}, {"a.>", true}, {"a.>.b", false}, {"a*", false}, {"a..*", false}, {"", false}} {
+		if got := IsPattern(c.name); got != c.pattern {
+			t.Errorf("IsPattern(%q) = %v", c.name, got)
+		}
+	}
+	for _, c := range []struct {
+		pattern, topic string
+		match          bool
+	}{{"a.*", "a.b", true}, {"a.*", "a.b.c", false}, {"a.*", "a", false}, {"a.>", "a.b.c", true}, {"a.>", "a", false},
+		{"*.b", "a.b", true}, {"*.b", "a.c", false}, {">", "x", true}, {"a.*.c", "a.b.c", true}, {"a.*.c", "a.b.d", false}} {
+		if got := Match(c.pattern, c.topic); got != c.match {
+			t.Errorf("Match(%q, %q) = %v", c.pattern, c.topic, got)
+		}
+	}
+	b := New(Options{})
+	defer b.Close()
+	got := make(chan string, 10)
+	if _, err := b.Subscribe("prices.*", func(m Message) { got <- m.Topic }, Sync()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Subscribe("prices.eu", func(m Message) { got <- "exact " + m.Topic }, Sync()); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.Publish("prices.eu", 1); n != 2 {
+		t.Fatalf("prices.eu reached %d subscribers, want 2", n)
+	}
+	if n := b.Publish("prices.*", 1); n != 0 {
+		t.Fatalf("a publish to a pattern reached %d", n)
+	}
+	if n := b.Publish("other", 1); n != 0 {
+		t.Fatalf("other reached %d", n)
+	}
+	close(got)
+	var seen []string
+	for s := range got {
+		seen = append(seen, s)
+	}
+	if len(seen) != 2 || seen[0] != "exact prices.eu" && seen[1] != "exact prices.eu" {
+		t.Fatalf("deliveries %v", seen)
+	}
+}

@@ -28,9 +28,19 @@
 // switchboard_bus_published_total{topic} and
 // switchboard_bus_delivered_total{topic} count publishes and handler calls.
 //
-// Topics are exact names (no wildcards). A topic's state (its subscriber list
+// A subscription's topic is an exact name or a pattern (IsPattern): dot-separated
+// tokens where "*" matches any one token and a final ">" one or more, as NATS
+// subjects. A pattern is only for subscribing: a publish is matched against the
+// patterns that exist (one atomic load per publish when there are none), and a
+// publish to a pattern delivers nothing. A topic's state (its subscriber list
 // and per-topic counters) lives as long as the Bus, so topic names should come
 // from configuration and scripts, not from peer input.
+//
+// With a Backplane (engine/cluster), each local Publish is also handed to it,
+// and the first subscription of a topic or pattern opens one backplane
+// subscription whose messages go to that topic's (or pattern's) own
+// subscribers, through the same queues and bounds. A refused backplane
+// subscription is logged and the subscription stays local.
 //
 // Payloads are plain data (string, []byte, float64, int64, bool, nil,
 // map[string]any, []any) shared by all subscribers: handlers must not modify

@@ -214,10 +214,16 @@ func TestClientQueueIsBoundedInBytes(t *testing.T) {
 				app.Conn().SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 				_ = app.Raw(batch) // fails once the relay stopped reading or closed
 			}
+			// the counter moves just before the line is logged: wait for the line
 			var waited any
-			for _, e := range hook.AllEntries() {
-				if e.Message == "application does not read its statuses: disconnected" {
-					waited = e.Data["queued_bytes"]
+			for logDeadline := time.Now().Add(10 * time.Second); waited == nil && time.Now().Before(logDeadline); {
+				for _, e := range hook.AllEntries() {
+					if e.Message == "application does not read its statuses: disconnected" {
+						waited = e.Data["queued_bytes"]
+					}
+				}
+				if waited == nil {
+					time.Sleep(10 * time.Millisecond)
 				}
 			}
 			// the bytes already waiting when the next batch (at most 16 KiB plus one status) did not fit

@@ -158,7 +158,16 @@ func (j *jsJournal) leaseBucket(ctx context.Context) (jetstream.KeyValue, error)
 	js := j.js
 	if j.leaseNC == nil {
 		opts := j.nc.Opts
-		opts.Name += " (lease)"
+		opts.Name += " (relay lease)"
+		// the owner's handlers count and log its own connections: this one logs for itself
+		log := j.log.WithField("conn", "relay lease")
+		opts.ConnectedCB, opts.ReconnectedCB, opts.ClosedCB, opts.DisconnectedCB = nil, nil, nil, nil
+		opts.DisconnectedErrCB = func(_ *nats.Conn, err error) {
+			log.WithError(err).Debug("relay: the lease's NATS connection is lost (reconnecting)")
+		}
+		opts.AsyncErrorCB = func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.WithError(err).Warn("relay: NATS reported an error on the lease's connection")
+		}
 		if lc, err := opts.Connect(); err == nil {
 			j.leaseNC = lc
 		} else {

@@ -127,6 +127,7 @@ function renderStatus(st) {
   setText('uptime', fmtDur(st.uptime_s));
   setText('generation', 'generation ' + st.generation);
   setText('config', st.config_file || 'built-in defaults');
+  setText('node', st.node ? st.node + ' in cluster ' + st.cluster : 'single engine (no cluster)');
   const t = st.totals;
   const live = { socket: plural(t.socket_connections, 'connection', 'connections') + ', ' + plural(t.rooms, 'room', 'rooms'),
     relay: plural(t.relay_applications, 'application', 'applications') + ', centers ' + t.centers_up + ' up / ' + t.centers_down + ' down / ' + t.centers_stalled + ' stalled',

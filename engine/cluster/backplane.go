@@ -1,0 +1,413 @@
+package cluster
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/engine/bus"
+)
+
+// Backplane carries the bus's topics between nodes (bus.Backplane): a topic is the subject
+// "<name>.t.<topic>" when the topic is made of dot-separated tokens of printable ASCII (so that a bus
+// pattern "prices.*" is the NATS wildcard "<name>.t.prices.*"), otherwise "<name>.tx.<base64url of the
+// topic>" (matched exactly only). Payloads travel in the value codec.
+//
+// It publishes on the node's topics connection, which does not echo: a message published here reaches
+// this node's subscribers once, through the local bus, and the other nodes' through NATS. Remote messages
+// enter the local bus as if published here, minus the backplane: the same queues, byte bounds and drop
+// counting apply. While NATS is unreachable Publish fails at once; the bus counts the failure per topic
+// (switchboard_bus_backplane_errors_total) and logs it (at most once a second), and this counts it by
+// reason (switchboard_cluster_topic_unsent_total).
+type Backplane struct {
+	n *Node
+
+	sent, received prometheus.Counter
+	unsent, bad    *prometheus.CounterVec
+
+	bufs     sync.Pool
+	subjects sync.Map // topic → subject (or error), computed once per topic
+
+	// The send queue: messages wait here, batched per run of one subject, for the sender goroutine.
+	outMu      sync.Mutex
+	out        []*batch
+	outBytes   int
+	maxBacklog int
+	kick       chan struct{}
+	stop       chan struct{}
+	done       chan struct{}
+
+	mu     sync.Mutex
+	subs   map[*nats.Subscription]struct{}
+	closed atomic.Bool
+
+	badLog, failLog atomic.Int64 // unix nanos of the last log of a bad message, of a failed send
+}
+
+// batch is consecutive messages of one subject, sent as one NATS message: codecBatch, then each value's
+// encoding preceded by its length (uvarint).
+type batch struct {
+	subj string
+	buf  []byte
+	n    int
+}
+
+// codecBatch starts a NATS message that holds several values.
+const codecBatch = 2
+
+// maxBatchBytes ends a batch (it is sent as one NATS message); a single bigger value goes alone.
+const maxBatchBytes = 64 << 10
+
+// maxSubjectBytes bounds a topic's subject (NATS's default control line is 4 KiB).
+const maxSubjectBytes = 1024
+
+// pendingBytes bounds what NATS buffers for one topic subscription before the bus takes it; past it NATS
+// drops messages (counted as switchboard_cluster_errors_total{kind="slow_consumer"}). The bus's own
+// per-subscriber queues are the bound that matters: delivery into them does not wait.
+const pendingBytes = 64 << 20
+
+// Backplane returns the node's backplane (one per node).
+func (n *Node) Backplane(reg prometheus.Registerer) *Backplane {
+	n.bpOnce.Do(func() {
+		bp := &Backplane{n: n, subs: map[*nats.Subscription]struct{}{}, maxBacklog: n.cfg.SendBufferBytes,
+			kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		bp.sent = counter(reg, "switchboard_cluster_topic_sent_total", "Topic messages sent to the other nodes.")
+		bp.received = counter(reg, "switchboard_cluster_topic_received_total", "Topic messages received from the other nodes.")
+		bp.unsent = counterVec(reg, "switchboard_cluster_topic_unsent_total",
+			"Topic messages that could not be sent to the other nodes, by reason (disconnected, too_large, not_encodable, bad_topic, other); they reached this node's subscribers only.", "reason")
+		bp.bad = counterVec(reg, "switchboard_cluster_topic_bad_total", "Topic messages received that could not be decoded, by reason.", "reason")
+		bp.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
+		n.bp = bp
+		go bp.send()
+	})
+	return n.bp
+}
+
+var _ bus.Backplane = (*Backplane)(nil)
+
+// Subject is the subject of topic (or pattern), and whether it can be a NATS wildcard.
+func (bp *Backplane) Subject(topic string) (string, error) {
+	var s string
+	if plainTopic(topic) {
+		s = bp.n.cfg.Name + ".t." + topic
+	} else {
+		if bus.IsPattern(topic) {
+			return "", fmt.Errorf("cluster: topic %q: a pattern's tokens must be printable ASCII", clipName(topic))
+		}
+		s = bp.n.cfg.Name + ".tx." + base64.RawURLEncoding.EncodeToString([]byte(topic))
+	}
+	if len(s) > maxSubjectBytes {
+		return "", fmt.Errorf("cluster: topic %q: longer than the %d bytes a subject may take", clipName(topic), maxSubjectBytes)
+	}
+	return s, nil
+}
+
+// topicOf reverses Subject for a message's subject.
+func (bp *Backplane) topicOf(subject string) (string, bool) {
+	if rest, ok := strings.CutPrefix(subject, bp.n.cfg.Name+".t."); ok {
+		return rest, true
+	}
+	if rest, ok := strings.CutPrefix(subject, bp.n.cfg.Name+".tx."); ok {
+		b, err := base64.RawURLEncoding.DecodeString(rest)
+		return string(b), err == nil
+	}
+	return "", false
+}
+
+// plainTopic: non-empty tokens of printable ASCII, where * and > appear only as whole tokens.
+func plainTopic(topic string) bool {
+	if topic == "" {
+		return false
+	}
+	tokStart := 0
+	for i := 0; i <= len(topic); i++ {
+		if i == len(topic) || topic[i] == '.' {
+			tok := topic[tokStart:i]
+			if tok == "" {
+				return false
+			}
+			if strings.ContainsAny(tok, "*>") && tok != "*" && tok != ">" {
+				return false
+			}
+			if tok == ">" && i != len(topic) {
+				return false
+			}
+			tokStart = i + 1
+			continue
+		}
+		if c := topic[i]; c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func clipName(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// Publish queues msg for the other nodes (bus.Backplane) and returns: the sender goroutine sends what is
+// queued as soon as it runs, consecutive messages of one topic in one NATS message, so that under load
+// the per-message cost of NATS is shared by many. It fails at once while NATS is unreachable, and when
+// cluster.send_buffer_bytes are already waiting (NATS slower than the publishers).
+func (bp *Backplane) Publish(_ context.Context, msg bus.Message) error {
+	if bp.closed.Load() {
+		bp.unsent.WithLabelValues("disconnected").Inc()
+		return errors.New("cluster: node is shutting down")
+	}
+	if !bp.n.tc.IsConnected() {
+		bp.unsent.WithLabelValues("disconnected").Inc()
+		return errors.New("cluster: disconnected: NATS is unreachable")
+	}
+	subj, err := bp.subjectOf(msg.Topic)
+	if err != nil {
+		bp.unsent.WithLabelValues("bad_topic").Inc()
+		return err
+	}
+	bufp := bp.bufs.Get().(*[]byte)
+	defer bp.bufs.Put(bufp)
+	data, err := EncodeValue((*bufp)[:0], msg.Payload)
+	if err != nil {
+		bp.unsent.WithLabelValues("not_encodable").Inc()
+		return err
+	}
+	if cap(data) <= 1<<20 {
+		*bufp = data
+	}
+	if int64(len(data)+len(subj)+64) > bp.n.tc.MaxPayload() {
+		bp.unsent.WithLabelValues("too_large").Inc()
+		return fmt.Errorf("cluster: too_large: the message takes %d bytes, more than NATS's max_payload (%d)", len(data), bp.n.tc.MaxPayload())
+	}
+	size := len(data) + binary.MaxVarintLen32
+	bp.outMu.Lock()
+	if bp.outBytes+size > bp.maxBacklog {
+		bp.outMu.Unlock()
+		bp.unsent.WithLabelValues("backlog_full").Inc()
+		return fmt.Errorf("cluster: backlog_full: %d bytes wait to be sent (cluster.send_buffer_bytes)", bp.outBytes)
+	}
+	wasEmpty := len(bp.out) == 0
+	var b *batch
+	if !wasEmpty {
+		if last := bp.out[len(bp.out)-1]; last.subj == subj && len(last.buf)+size <= maxBatchBytes {
+			b = last
+		}
+	}
+	if b == nil {
+		b = &batch{subj: subj, buf: make([]byte, 1, min(size+1, maxBatchBytes))}
+		b.buf[0] = codecBatch
+		bp.out = append(bp.out, b)
+	}
+	b.buf = append(binary.AppendUvarint(b.buf, uint64(len(data))), data...)
+	b.n++
+	bp.outBytes += size
+	bp.outMu.Unlock()
+	if wasEmpty {
+		select {
+		case bp.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// subjectOf is Subject, remembered per topic.
+func (bp *Backplane) subjectOf(topic string) (string, error) {
+	if v, ok := bp.subjects.Load(topic); ok {
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+		return "", v.(error)
+	}
+	s, err := bp.Subject(topic)
+	if err != nil {
+		bp.subjects.Store(topic, err)
+		return "", err
+	}
+	bp.subjects.Store(topic, s)
+	return s, nil
+}
+
+// send publishes what Publish queued until close, then what is left.
+func (bp *Backplane) send() {
+	defer close(bp.done)
+	var spare []*batch
+	for {
+		select {
+		case <-bp.kick:
+		case <-bp.stop:
+			bp.flush(&spare)
+			return
+		}
+		bp.flush(&spare)
+	}
+}
+
+func (bp *Backplane) flush(spare *[]*batch) {
+	for {
+		bp.outMu.Lock()
+		batches := bp.out
+		bp.out, bp.outBytes = (*spare)[:0], 0
+		bp.outMu.Unlock()
+		if len(batches) == 0 {
+			*spare = batches
+			return
+		}
+		for i, b := range batches {
+			if err := bp.n.tc.Publish(b.subj, b.buf); err != nil {
+				reason := "other"
+				switch {
+				case errors.Is(err, nats.ErrMaxPayload):
+					reason = "too_large"
+				case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrConnectionClosed),
+					errors.Is(err, nats.ErrConnectionReconnecting), !bp.n.tc.IsConnected():
+					reason = "disconnected"
+				}
+				bp.unsent.WithLabelValues(reason).Add(float64(b.n))
+				bp.logFailure(err, reason, b)
+			} else {
+				bp.sent.Add(float64(b.n))
+			}
+			batches[i] = nil
+		}
+		*spare = batches
+	}
+}
+
+func (bp *Backplane) logFailure(err error, reason string, b *batch) {
+	now := time.Now().UnixNano()
+	last := bp.failLog.Load()
+	if now-last < int64(time.Second) || !bp.failLog.CompareAndSwap(last, now) {
+		return
+	}
+	bp.n.log.WithError(err).WithFields(logrus.Fields{"subject": clipName(b.subj), "messages": b.n, "reason": reason}).
+		Warn("cluster: topic messages not sent to the other nodes (they reached this node's subscribers only)")
+}
+
+// Subscribe delivers the other nodes' messages on topic (a pattern matches their topics as on the local
+// bus) until cancel (bus.Backplane). It works while NATS is away: the subscription is made when the
+// connection comes back.
+func (bp *Backplane) Subscribe(topic string, deliver func(bus.Message)) (func(), error) {
+	subj, err := bp.Subject(topic)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := bp.n.tc.Subscribe(subj, func(m *nats.Msg) {
+		name, ok := bp.topicOf(m.Subject)
+		if !ok {
+			bp.badMessage("subject", m.Subject, nil)
+			return
+		}
+		now := time.Now()
+		err := DecodeMessage(m.Data, func(v any) {
+			bp.received.Inc()
+			deliver(bus.Message{Topic: name, Payload: v, Time: now})
+		})
+		if err != nil {
+			bp.badMessage("payload", m.Subject, err)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: subscribe %q: %w", clipName(topic), err)
+	}
+	_ = sub.SetPendingLimits(-1, pendingBytes)
+	bp.mu.Lock()
+	if bp.closed.Load() {
+		bp.mu.Unlock()
+		_ = sub.Unsubscribe()
+		return nil, errors.New("cluster: node is shutting down")
+	}
+	bp.subs[sub] = struct{}{}
+	bp.mu.Unlock()
+	return func() {
+		bp.mu.Lock()
+		delete(bp.subs, sub)
+		bp.mu.Unlock()
+		_ = sub.Unsubscribe()
+	}, nil
+}
+
+func (bp *Backplane) badMessage(reason, subject string, err error) {
+	bp.bad.WithLabelValues(reason).Inc()
+	now := time.Now().UnixNano()
+	last := bp.badLog.Load()
+	if now-last < int64(time.Second) || !bp.badLog.CompareAndSwap(last, now) {
+		return
+	}
+	bp.n.log.WithFields(logrus.Fields{"subject": clipName(subject), "reason": reason}).WithError(err).
+		Warn("cluster: dropped a topic message from NATS that is not a switchboard message")
+}
+
+// close sends what is queued and stops the sender (the node drains its connections next).
+func (bp *Backplane) close() {
+	if bp.closed.Swap(true) {
+		return
+	}
+	close(bp.stop)
+	<-bp.done
+}
+
+func counter(reg prometheus.Registerer, name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+// UnsentCounter is the unsent counter for reason (tests read it).
+func (bp *Backplane) UnsentCounter(reason string) prometheus.Counter {
+	return bp.unsent.WithLabelValues(reason)
+}
+
+// DecodeMessage decodes a topic message from NATS, one value or a batch, calling fn for each value in
+// order. A batch item that does not decode is skipped (its error returned at the end); a broken batch frame
+// stops there.
+func DecodeMessage(data []byte, fn func(any)) error {
+	if len(data) == 0 || data[0] != codecBatch {
+		v, err := DecodeValue(data)
+		if err != nil {
+			return err
+		}
+		fn(v)
+		return nil
+	}
+	var first error
+	rest := data[1:]
+	for len(rest) > 0 {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || n > uint64(len(rest)-w) {
+			return fmt.Errorf("%w: batch item past the end", ErrBadEncoding)
+		}
+		v, err := DecodeValue(rest[w : w+int(n)])
+		rest = rest[w+int(n):]
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		fn(v)
+	}
+	return first
+}
