@@ -128,30 +128,30 @@ func (x *ObjectIndex) Len() int {
 // login in too, so its objects stay apart from everyone else's.
 func (x *ObjectIndex) objectKey(o *Owner, typ string, id *Value) uint64 {
 	var kb [128]byte
-	return x.keyOf(x.keyPrefix(kb[:0], o, typ), id, nil)
-}
-
-// rawKey is objectKey of an id already in its key form (appendIDKey).
-func (x *ObjectIndex) rawKey(o *Owner, typ string, idKey []byte) uint64 {
-	var kb [128]byte
-	return x.keyOf(x.keyPrefix(kb[:0], o, typ), nil, idKey)
-}
-
-func (x *ObjectIndex) keyPrefix(b []byte, o *Owner, typ string) []byte {
+	b := kb[:0]
 	if o != nil && o.id == 0 {
 		b = append(b, o.login...)
 		b = append(b, 0)
 	}
 	b = append(b, typ...)
-	return append(b, 0)
+	b = append(b, 0)
+	b = appendIDKey(b, id)
+	return x.hashKey(b)
 }
 
-func (x *ObjectIndex) keyOf(b []byte, id *Value, idKey []byte) uint64 {
-	if id != nil {
-		b = appendIDKey(b, id)
-	} else {
-		b = append(b, idKey...)
+// rawKey is objectKey of an id already in its key form (appendIDKey).
+func (x *ObjectIndex) rawKey(o *Owner, typ string, idKey []byte) uint64 {
+	b := make([]byte, 0, len(o.login)+len(typ)+len(idKey)+2)
+	if o != nil && o.id == 0 {
+		b = append(b, o.login...)
+		b = append(b, 0)
 	}
+	b = append(b, typ...)
+	b = append(b, 0)
+	return x.hashKey(append(b, idKey...))
+}
+
+func (x *ObjectIndex) hashKey(b []byte) uint64 {
 	key := maphash.Bytes(x.seed, b)
 	if key == 0 {
 		key = 1 // 0 marks an empty table entry
