@@ -97,7 +97,9 @@ type JetStreamConfig struct {
 	// loss of one server; at most 5, and at most the cluster's servers).
 	Replicas int `mapstructure:"replicas"`
 	// LeaseTTL bounds the active node's lease: after the active node dies, another takes over within about
-	// LeaseTTL * 1.2; a node that cannot renew stops being active after LeaseTTL * 3/4.
+	// LeaseTTL * 1.2; a node that cannot renew stops being active after LeaseTTL * 3/4, so LeaseTTL * 3/4
+	// should exceed what NATS takes to elect a new leader after losing a server (4 to 9 s when it dies
+	// abruptly) for the active node to ride through it.
 	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
 	// AckTimeout is how long a record may wait for the stream's acknowledgement before the node looks at
 	// the stream and sends again what it did not store.
@@ -162,7 +164,7 @@ func DefaultConfig() Config {
 		ExpressionCache:       4096,
 		ExpressionCacheBytes:  256 << 10,
 		Journal:               JournalLocal,
-		JetStream:             JetStreamConfig{Replicas: 3, LeaseTTL: 5 * time.Second, AckTimeout: 2 * time.Second, MaxInflightBytes: 4 << 20},
+		JetStream:             JetStreamConfig{Replicas: 3, LeaseTTL: 10 * time.Second, AckTimeout: 2 * time.Second, MaxInflightBytes: 4 << 20},
 		PersistDir:            "data/persist",
 		SegmentBytes:          64 << 20,
 		JournalRetentionBytes: 4 << 30,

@@ -105,7 +105,7 @@ func TestJetStreamKill9Takeover(t *testing.T) {
   journal: jetstream
   jetstream:
     replicas: 3
-    lease_ttl: 2s
+    lease_ttl: 4s
   centers:
     a: %s
     b: %s
