@@ -365,6 +365,15 @@ func TestJetStreamServerLossLosesNothing(t *testing.T) {
 	}
 	waitDistinctIDs(t, "a", cs["a"], acked+1, 30*time.Second)
 	checkOrder(t, "a", cs["a"], acked+1)
+	mfs, err := n1.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "switchboard_relay_journal_resent_total" {
+			t.Logf("records sent again: %v", mf.GetMetric()[0].GetCounter().GetValue())
+		}
+	}
 }
 
 // TestJetStreamLeaseLossHandsOver: the active node loses NATS (its connection closes): it stops being

@@ -63,6 +63,7 @@ type jsJournal struct {
 	cursorWarn time.Time
 	objects    *objectSink // nil without an object index
 	onDropped  func(center string, records uint64)
+	onResent   func(records int)
 }
 
 // newJSJournal makes the JetStream journal of a relay; nothing is read or written until setup.
@@ -219,6 +220,7 @@ func (j *jsJournal) activate(ctx context.Context, epoch uint64, objects *objectS
 	if err != nil {
 		return err
 	}
+	w.onResent = j.onResent
 	j.mu.Lock()
 	j.w, j.epoch, j.objects = w, epoch, objects
 	j.purged = 0

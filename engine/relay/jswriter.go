@@ -34,6 +34,7 @@ type jsWriter struct {
 	last      func(ctx context.Context) (uint64, error)
 	get       func(ctx context.Context, seq uint64) ([]byte, error)
 	onForeign func(seq uint64, data []byte)
+	onResent  func(records int) // counts the records sent again
 
 	inbox  string
 	sub    *nats.Subscription
@@ -55,7 +56,6 @@ type jsWriter struct {
 	wake       chan struct{}
 	stopped    chan struct{}
 	cancel     context.CancelFunc
-	retries    uint64 // records sent again (recover)
 }
 
 // jsRec is one record in the writer's queues.
@@ -144,13 +144,6 @@ func (w *jsWriter) DurableSeq() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.durableSeq
-}
-
-// Retries counts the records sent again after a failure.
-func (w *jsWriter) Retries() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.retries
 }
 
 // pubAck is a JetStream publish acknowledgement.
@@ -387,7 +380,6 @@ func (w *jsWriter) reconcile(ctx context.Context) error {
 	// what is still in flight was not stored: it goes again, first, in order
 	n := len(w.inflight)
 	if n > 0 {
-		w.retries += uint64(n)
 		for _, rec := range w.inflight {
 			w.flBytes -= int64(len(rec.data))
 		}
@@ -399,6 +391,9 @@ func (w *jsWriter) reconcile(ctx context.Context) error {
 	w.broken = false
 	w.mu.Unlock()
 	if n > 0 {
+		if w.onResent != nil {
+			w.onResent(n)
+		}
 		w.log.WithFields(logrus.Fields{"records": n, "last_sequence": last}).Info("journal: records the stream did not store are sent again, in order")
 	}
 	return nil

@@ -180,6 +180,7 @@ func New(opts Options) (*Relay, error) {
 			return nil, err
 		}
 		j.onDropped = func(center string, n uint64) { r.m.journalDropped.WithLabelValues(center, "limits").Add(float64(n)) }
+		j.onResent = func(n int) { r.m.journalResent.Add(float64(n)) }
 		if r.objects != nil {
 			r.objects.sink = newObjectSink(r.objects, r.log.WithField("journal", "jetstream"))
 		}
