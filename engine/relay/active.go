@@ -27,9 +27,25 @@ type lease struct {
 	kv    jetstream.KeyValue
 	node  string
 	ttl   time.Duration
-	rev   uint64    // the key's revision this node wrote last: the term's epoch
-	until time.Time // when this node must consider the lease lost without a renewal
+	epoch uint64 // the key's revision when this node created it: names the term in journal records
+	rev   uint64 // the key's revision this node wrote last (hold's, then release's)
 	log   *logrus.Entry
+
+	mu    sync.Mutex
+	until time.Time // when this node must consider the lease lost without a renewal
+}
+
+// valid says whether the lease still holds (it may be renewed after; a false is final for the term).
+func (l *lease) valid() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Now().Before(l.until)
+}
+
+func (l *lease) deadline() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.until
 }
 
 const leaseKey = "active"
@@ -47,7 +63,7 @@ func (j *jsJournal) acquire(ctx context.Context, holder func(string)) (*lease, e
 		rev, err := l.kv.Create(cctx, leaseKey, []byte(l.node))
 		cancel()
 		if err == nil {
-			l.rev, l.until = rev, sent.Add(ttl*3/4)
+			l.rev, l.epoch, l.until = rev, rev, sent.Add(ttl*3/4)
 			return l, nil
 		}
 		if ctx.Err() != nil {
@@ -91,8 +107,9 @@ func (l *lease) hold(ctx context.Context) error {
 		case <-tick.C:
 		}
 		now := time.Now()
-		if now.After(l.until) {
-			return fmt.Errorf("lease not renewed for %v (relay.jetstream.lease_ttl %v)", now.Sub(l.until.Add(-l.ttl*3/4)).Round(time.Millisecond), l.ttl)
+		until := l.deadline()
+		if now.After(until) {
+			return fmt.Errorf("lease not renewed for %v (relay.jetstream.lease_ttl %v)", now.Sub(until.Add(-l.ttl*3/4)).Round(time.Millisecond), l.ttl)
 		}
 		if now.Sub(lastSent) < l.ttl/3 {
 			continue
@@ -100,8 +117,8 @@ func (l *lease) hold(ctx context.Context) error {
 		lastSent = now
 		// never blocked past until: a renewal that cannot be made in time means the lease is lost
 		deadline := now.Add(max(l.ttl/4, 20*time.Millisecond))
-		if l.until.Before(deadline) {
-			deadline = l.until
+		if until.Before(deadline) {
+			deadline = until
 		}
 		cctx, cancel := context.WithDeadline(ctx, deadline)
 		rev, err := l.kv.Update(cctx, leaseKey, []byte(l.node), l.rev)
@@ -116,7 +133,10 @@ func (l *lease) hold(ctx context.Context) error {
 		cancel()
 		switch {
 		case err == nil:
-			l.rev, l.until = rev, now.Add(l.ttl*3/4)
+			l.rev = rev
+			l.mu.Lock()
+			l.until = now.Add(l.ttl * 3 / 4)
+			l.mu.Unlock()
 		case ctx.Err() != nil:
 			return nil
 		case isWrongSequence(err) || errors.Is(err, jetstream.ErrKeyNotFound):
@@ -177,8 +197,15 @@ func (r *Relay) runCluster(ctx context.Context) {
 			return
 		}
 		started := time.Now()
+		// the lease is renewed from now on, while the journal's state is read (which may take longer than
+		// the lease) and for as long as the term lasts
+		hctx, hcancel := context.WithCancel(ctx)
+		lostCh := make(chan error, 1)
+		go func() { lostCh <- l.hold(hctx) }()
 		term, err := r.activate(ctx, l)
 		if err != nil {
+			hcancel()
+			<-lostCh
 			r.log.WithError(err).Error("relay: could not become the active node (the lease is given up)")
 			l.release()
 			if !sleepCtx(ctx, j.cfg.JetStream.LeaseTTL) {
@@ -186,9 +213,10 @@ func (r *Relay) runCluster(ctx context.Context) {
 			}
 			continue
 		}
-		r.log.WithFields(logrus.Fields{"node": j.node, "epoch": l.rev, "took": time.Since(started).Round(time.Millisecond).String()}).
+		r.log.WithFields(logrus.Fields{"node": j.node, "epoch": l.epoch, "took": time.Since(started).Round(time.Millisecond).String()}).
 			Warn("relay: this node is now the active relay node")
-		lost := l.hold(ctx)
+		lost := <-lostCh
+		hcancel()
 		r.deactivate(term, lost)
 		if lost == nil {
 			l.release()
@@ -212,8 +240,13 @@ func (r *Relay) activate(ctx context.Context, l *lease) (*relayTerm, error) {
 	if r.objects != nil {
 		sink = r.objects.sink
 	}
-	if err := j.activate(actx, l.rev, sink); err != nil {
+	if err := j.activate(actx, l.epoch, sink); err != nil {
 		return nil, err
+	}
+	if !l.valid() {
+		// reading the state took longer than the lease could be kept (NATS unreachable meanwhile)
+		j.deactivate(actx, errLostRole)
+		return nil, errors.New("relay: the lease was lost while the journal's state was read")
 	}
 	for _, c := range r.centers {
 		c.slot = j.Slot(c.Name)
