@@ -316,7 +316,7 @@ func (e *Engine) luaHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "-ERR no script given: POST /lua?cmd=script+args\n", http.StatusBadRequest)
 		return
 	}
-	res := g.RunAPIScript(r.Context(), cmd, e.cfg.ESL, e.log.WithField("part", "admin"))
+	res := e.eslLua.RunAPIScript(r.Context(), g, cmd, e.cfg.ESL, e.log.WithField("part", "admin"))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if res.Err != nil {
 		w.WriteHeader(http.StatusUnprocessableEntity)

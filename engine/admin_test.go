@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine"
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -190,17 +191,10 @@ func TestAdminConnectionCap(t *testing.T) {
 	}
 	e.Logs.WaitFor(t, "too many connections", 5*time.Second)
 	held[0].Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.WaitFor(t, "a slot freed after a connection closed", func() bool {
 		code, _ := adminDoTry(addr)
-		if code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no slot freed after a connection closed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return code == 200
+	})
 }
 
 func adminDoTry(addr string) (int, error) {

@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/relay"
+	"github.com/switchboard/switchboard/engine/relay/relaylua"
 	"github.com/switchboard/switchboard/luabind"
 )
 
@@ -21,7 +22,7 @@ func CheckWarnings(cfg Config) []string { return cfg.Relay.Warnings() }
 func Check(cfg Config, scripts fs.FS, display string) []error {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
-	rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: scripts, Display: display, Log: logrus.NewEntry(l)})
+	rt, _, err := ScriptRuntime(cfg, scripts, display, logrus.NewEntry(l))
 	if err != nil {
 		return []error{err}
 	}
@@ -37,5 +38,5 @@ func Check(cfg Config, scripts fs.FS, display string) []error {
 		}
 		return []error{err}
 	}
-	return relay.CheckConfig(cfg.Relay, luabind.RelayExprCompiler(rt))
+	return relay.CheckConfig(cfg.Relay, relaylua.Compiler(rt))
 }

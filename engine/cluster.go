@@ -36,9 +36,6 @@ func (e *Engine) stopCluster(ctx context.Context) {
 	}
 }
 
-// Cluster is the engine's cluster node, nil when cluster.nats_url is empty.
-func (e *Engine) Cluster() *cluster.Node { return e.node }
-
 // defaultNodeID is hostname:port, the port being the first configured of socket, relay, esl and admin
 // (each node of a cluster on one host listens on its own ports); hostname:pid<pid> when none names a port.
 func defaultNodeID(cfg Config) string {

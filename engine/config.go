@@ -2,19 +2,16 @@ package engine
 
 import (
 	"bytes"
-	"encoding"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
@@ -24,6 +21,8 @@ import (
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/socket"
+	"github.com/switchboard/switchboard/engine/transport"
+	"github.com/switchboard/switchboard/internal/decode"
 	"github.com/switchboard/switchboard/luabind"
 )
 
@@ -38,7 +37,7 @@ type Config struct {
 	Socket          socket.Config    `mapstructure:"socket"`
 	Relay           relay.Config     `mapstructure:"relay"`
 	ESL             esl.Config       `mapstructure:"esl"`
-	Channels        []channel.Config `mapstructure:"-"` // decoded by channel.ParseConfigs
+	Channels        []channel.Config `mapstructure:"-"` // decoded entry by entry (channel.ParseConfigs, on internal/decode)
 	Cluster         cluster.Config   `mapstructure:"cluster"`
 
 	// Origin says where this configuration came from; it is not a key.
@@ -147,7 +146,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log.format: expected text or json, got %q", c.Log.Format))
 	}
 	if c.Admin.Listen != "" {
-		if err := checkHostPort(c.Admin.Listen); err != nil {
+		if err := transport.CheckHostPort(c.Admin.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("admin.listen: %w", err))
 		}
 	}
@@ -178,15 +177,6 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("relay.journal: jetstream needs the NATS cluster: set cluster.nats_url"))
 	}
 	return errors.Join(errs...)
-}
-
-var hostPort = regexp.MustCompile(`^(\[[0-9a-fA-F:.]+\]|[^\s:]*):\d{1,5}$`)
-
-func checkHostPort(s string) error {
-	if !hostPort.MatchString(s) {
-		return fmt.Errorf("expected host:port such as 127.0.0.1:9090, got %q", s)
-	}
-	return nil
 }
 
 // ConfigSource says where LoadConfig reads from.
@@ -242,7 +232,8 @@ func LoadConfig(src ConfigSource) (Config, error) {
 		return Config{}, fmt.Errorf("config: %s: %v", name, err)
 	}
 	maps := mapKeys(reflect.TypeOf(def))
-	var entries []entryOverride // map entries from the environment, then from flags (applied after decoding)
+	var entries []entryOverride    // map entries from the environment, then from flags (applied after decoding)
+	var chanSets []channelOverride // keys of channel entries, the same way (applied to the file's list)
 	envKeys := make([]string, 0, len(src.Env))
 	envVals := map[string]string{}
 	for _, kv := range src.Env {
@@ -266,6 +257,11 @@ func LoadConfig(src ConfigSource) (Config, error) {
 			origin.Overridden = append(origin.Overridden, e.key())
 			continue
 		}
+		if o, ok := envChannel(name, val); ok {
+			chanSets = append(chanSets, o)
+			origin.Overridden = append(origin.Overridden, o.path())
+			continue
+		}
 		origin.IgnoredEnv = append(origin.IgnoredEnv, k)
 	}
 	setKeys := make([]string, 0, len(src.Set))
@@ -287,6 +283,15 @@ func LoadConfig(src ConfigSource) (Config, error) {
 			origin.Overridden = append(origin.Overridden, k)
 			continue
 		}
+		if o, ok, err := setChannel(k, src.Set[k]); ok {
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			chanSets = append(chanSets, o)
+			origin.Overridden = append(origin.Overridden, o.path())
+			continue
+		}
 		errs = append(errs, fmt.Errorf("%s: unknown key (from --set)", k))
 	}
 	sort.Strings(origin.IgnoredEnv)
@@ -294,259 +299,33 @@ func LoadConfig(src ConfigSource) (Config, error) {
 	origin.Overridden = slices.Compact(origin.Overridden)
 
 	cfg := def
-	dc := &mapstructure.DecoderConfig{
-		Result:           &cfg,
-		WeaklyTypedInput: true,
-		Squash:           true,
-		DecodeHook:       decodeHooks(),
-	}
 	settings := v.AllSettings()
 	delete(settings, "channels")
-	dec, err := mapstructure.NewDecoder(dc)
-	if err != nil {
-		return Config{}, err
-	}
-	if err := dec.Decode(settings); err != nil {
-		errs = append(errs, decodeErrors(err, v.Get)...)
-	}
+	errs = append(errs, decode.Into(&cfg, settings, "", v.Get)...)
 	for _, e := range entries {
 		if err := e.apply(&cfg); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	chans, err := channel.ParseConfigs(raw["channels"])
+	rawChans, err := applyChannels(raw["channels"], chanSets)
 	if err != nil {
 		errs = append(errs, err)
+	} else if cfg.Channels, err = channel.ParseConfigs(rawChans); err != nil {
+		errs = append(errs, err)
 	}
-	cfg.Channels = chans
 	cfg.Origin = origin
-	if len(errs) == 0 {
-		if err := cfg.resolvePaths(); err != nil {
-			errs = append(errs, err)
-		}
+	if err := cfg.resolvePaths(); err != nil {
+		errs = append(errs, err)
 	}
-	if len(errs) == 0 {
-		if err := cfg.Validate(); err != nil {
-			errs = append(errs, err)
-		}
+	// Every problem at once (switchboard check lists them all): a value that did not decode kept its
+	// default, so validation does not report it twice.
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		return Config{}, &ConfigError{Source: name, Errors: errs}
+		return Config{}, &ConfigError{Source: name, Errors: flattenErrors(errs)}
 	}
 	return cfg, nil
-}
-
-// decodeHooks turn the text forms of values into their types: durations ("10s"), lists ("a,b"), and any
-// type that reads text (encoding.TextUnmarshaler, e.g. relay.centers from "primary=host:port,host:port").
-func decodeHooks() mapstructure.DecodeHookFunc {
-	return mapstructure.ComposeDecodeHookFunc(textHook, durationHook, mapstructure.StringToSliceHookFunc(","))
-}
-
-var textUnmarshalerType = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
-
-// textHook decodes a string, or a list of strings (read as the strings joined by commas), into a type
-// whose pointer is an encoding.TextUnmarshaler. Other values (a YAML map for a map type) decode as usual.
-func textHook(from, to reflect.Type, data any) (any, error) {
-	if !reflect.PointerTo(to).Implements(textUnmarshalerType) {
-		return data, nil
-	}
-	var text string
-	switch x := data.(type) {
-	case string:
-		text = x
-	case []any:
-		parts := make([]string, len(x))
-		for i, p := range x {
-			s, ok := p.(string)
-			if !ok {
-				return nil, fmt.Errorf("expected a list of strings, got %#v", p)
-			}
-			parts[i] = s
-		}
-		text = strings.Join(parts, ",")
-	default:
-		return data, nil
-	}
-	out := reflect.New(to)
-	if err := out.Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(text)); err != nil {
-		return nil, err
-	}
-	return out.Elem().Interface(), nil
-}
-
-// mapKey is a key whose value is a map (relay.centers, relay.center_tls): besides the whole map (YAML, or
-// text from the environment or a flag when the type reads text), single entries can be set with
-// `--set <key>.<name>=value` and `SWITCHBOARD_<KEY>_<NAME>=value`; for a map of sections, one field at a
-// time: `--set <key>.<name>.<field>=value`.
-type mapKey struct {
-	key    string
-	fields []string // the entry's key paths when an entry is a section; nil when an entry is one value
-}
-
-// mapKeys lists the map-valued keys of a config type.
-func mapKeys(t reflect.Type) []mapKey {
-	var out []mapKey
-	var walk func(prefix string, t reflect.Type)
-	walk = func(prefix string, t reflect.Type) {
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
-			if tag == "-" || !f.IsExported() {
-				continue
-			}
-			key := tag
-			if prefix != "" {
-				key = prefix + "." + tag
-			}
-			switch {
-			case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Time{}):
-				walk(key, f.Type)
-			case f.Type.Kind() == reflect.Map && f.Type.Key().Kind() == reflect.String:
-				mk := mapKey{key: key}
-				if el := f.Type.Elem(); el.Kind() == reflect.Struct {
-					fl := map[string]any{}
-					flatten("", reflect.New(el).Elem(), fl)
-					for k := range fl {
-						mk.fields = append(mk.fields, k)
-					}
-					sort.Strings(mk.fields)
-				}
-				out = append(out, mk)
-			}
-		}
-	}
-	walk("", t)
-	return out
-}
-
-// entryOverride sets one entry (or one field of an entry) of a map key.
-type entryOverride struct {
-	mapKey string
-	name   string // the entry's name
-	field  string // the field's key path in the entry; "" when the entry is one value
-	value  string // "" removes an entry that is one value
-}
-
-func (e entryOverride) key() string {
-	if e.field == "" {
-		return e.mapKey + "." + e.name
-	}
-	return e.mapKey + "." + e.name + "." + e.field
-}
-
-// setEntry reads a --set key that names an entry of a map key: relay.centers.primary,
-// relay.center_tls.primary.cert. The name may hold dots (relay.centers.10.0.0.1:3270).
-func setEntry(k string, maps []mapKey) (entryOverride, bool) {
-	for _, m := range maps {
-		rest, ok := strings.CutPrefix(k, m.key+".")
-		if !ok || rest == "" {
-			continue
-		}
-		if m.fields == nil {
-			return entryOverride{mapKey: m.key, name: rest}, true
-		}
-		for _, f := range m.fields {
-			if name, ok := strings.CutSuffix(rest, "."+f); ok && name != "" {
-				return entryOverride{mapKey: m.key, name: name, field: f}, true
-			}
-		}
-	}
-	return entryOverride{}, false
-}
-
-// envEntry reads an environment variable name (without SWITCHBOARD_) that names an entry of a map key:
-// RELAY_CENTERS_PRIMARY, RELAY_CENTER_TLS_PRIMARY_CERT. The entry's name comes out in lower case (as YAML
-// keys do); names with characters a variable cannot hold (. - :) are set with the whole map's text form.
-func envEntry(name string, maps []mapKey) (entryOverride, bool) {
-	want := strings.ToLower(name)
-	var best entryOverride
-	found := false
-	for _, m := range maps {
-		rest, ok := strings.CutPrefix(want, strings.ReplaceAll(m.key, ".", "_")+"_")
-		if !ok || rest == "" || found && len(m.key) <= len(best.mapKey) {
-			continue
-		}
-		if m.fields == nil {
-			best, found = entryOverride{mapKey: m.key, name: rest}, true
-			continue
-		}
-		for _, f := range m.fields {
-			if n, ok := strings.CutSuffix(rest, "_"+strings.ReplaceAll(f, ".", "_")); ok && n != "" {
-				best, found = entryOverride{mapKey: m.key, name: n, field: f}, true
-				break
-			}
-		}
-	}
-	return best, found
-}
-
-// apply sets the entry in cfg, decoding the value as the file's value would be.
-func (e entryOverride) apply(cfg *Config) error {
-	mv, err := fieldByKey(reflect.ValueOf(cfg).Elem(), e.mapKey)
-	if err != nil {
-		return err
-	}
-	if mv.IsNil() {
-		mv.Set(reflect.MakeMap(mv.Type()))
-	}
-	name := reflect.ValueOf(e.name).Convert(mv.Type().Key())
-	if e.field == "" {
-		if e.value == "" {
-			mv.SetMapIndex(name, reflect.Value{})
-			return nil
-		}
-		el := reflect.New(mv.Type().Elem())
-		if err := decodeText(e.value, el.Interface()); err != nil {
-			return fmt.Errorf("%s: %v, got %q", e.key(), err, e.value)
-		}
-		mv.SetMapIndex(name, el.Elem())
-		return nil
-	}
-	el := reflect.New(mv.Type().Elem()).Elem()
-	if cur := mv.MapIndex(name); cur.IsValid() {
-		el.Set(cur)
-	}
-	fv, err := fieldByKey(el, e.field)
-	if err != nil {
-		return err
-	}
-	dst := reflect.New(fv.Type())
-	if err := decodeText(e.value, dst.Interface()); err != nil {
-		return fmt.Errorf("%s: %v, got %q", e.key(), err, e.value)
-	}
-	fv.Set(dst.Elem())
-	mv.SetMapIndex(name, el)
-	return nil
-}
-
-// decodeText decodes a value given as text into out (a pointer), with the hooks of LoadConfig.
-func decodeText(text string, out any) error {
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{Result: out, WeaklyTypedInput: true, DecodeHook: decodeHooks()})
-	if err != nil {
-		return err
-	}
-	if err := dec.Decode(text); err != nil {
-		return errors.New(strings.TrimPrefix(err.Error(), "decoding failed due to the following error(s):\n\n"))
-	}
-	return nil
-}
-
-// fieldByKey finds the struct field at a key path (mapstructure tags) under v.
-func fieldByKey(v reflect.Value, key string) (reflect.Value, error) {
-	for _, part := range strings.Split(key, ".") {
-		t := v.Type()
-		found := false
-		for i := 0; i < t.NumField(); i++ {
-			if strings.Split(t.Field(i).Tag.Get("mapstructure"), ",")[0] == part {
-				v, found = v.Field(i), true
-				break
-			}
-		}
-		if !found {
-			return reflect.Value{}, fmt.Errorf("%s: unknown key", key)
-		}
-	}
-	return v, nil
 }
 
 // pathKeys are the keys that name a file or a directory. allowlist marks the "file:path" | "text:..."
@@ -596,7 +375,11 @@ func (c *Config) resolvePaths() error {
 		*p = resolvePath(base, *p, pk.allowlist)
 	}
 	for i := range c.Channels {
-		c.Channels[i].TLSCA = resolvePath(fileBase, c.Channels[i].TLSCA, false)
+		base := fileBase
+		if c.Origin.IsOverridden(fmt.Sprintf("channels[%d].tls.ca", i)) {
+			base = wd
+		}
+		c.Channels[i].TLSCA = resolvePath(base, c.Channels[i].TLSCA, false)
 	}
 	for name, t := range c.Relay.CenterTLS {
 		for field, p := range map[string]*string{"cert": &t.Cert, "key": &t.Key, "ca": &t.CA} {
@@ -625,6 +408,19 @@ func resolvePath(base, v string, allowlist bool) string {
 	return filepath.Join(base, v)
 }
 
+// flattenErrors lists the errors that errs join (errors.Join, nested), one problem each.
+func flattenErrors(errs []error) []error {
+	var out []error
+	for _, err := range errs {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			out = append(out, flattenErrors(j.Unwrap())...)
+			continue
+		}
+		out = append(out, err)
+	}
+	return out
+}
+
 // ConfigError lists every problem found in a configuration.
 type ConfigError struct {
 	Source string
@@ -640,59 +436,6 @@ func (e *ConfigError) Error() string {
 		fmt.Fprintf(&b, "%s: %v", e.Source, err)
 	}
 	return b.String()
-}
-
-// durationHook accepts "1500ms", "10s", "2m" and a bare 0; other numbers are refused because their unit
-// would be a guess. Its errors say what was expected; decodeErrors adds the key and what was given.
-func durationHook(from, to reflect.Type, data any) (any, error) {
-	if to != reflect.TypeOf(time.Duration(0)) {
-		return data, nil
-	}
-	switch x := data.(type) {
-	case string:
-		d, err := time.ParseDuration(strings.TrimSpace(x))
-		if err != nil {
-			return nil, errors.New("expected a duration such as 500ms, 10s or 2m")
-		}
-		return d, nil
-	case int, int64, float64:
-		if reflect.ValueOf(x).Convert(reflect.TypeOf(float64(0))).Float() == 0 {
-			return time.Duration(0), nil
-		}
-		return nil, errors.New("expected a duration with a unit such as 10s (a bare number's unit would be a guess)")
-	case time.Duration:
-		return x, nil
-	}
-	return data, nil
-}
-
-var decodeLine = regexp.MustCompile(`'([^']*)' (.*)`)
-
-// decodeErrors rewrites mapstructure's messages as "key.path: what was wrong".
-func decodeErrors(err error, value func(string) any) []error {
-	var out []error
-	for _, line := range strings.Split(err.Error(), "\n") {
-		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
-		if line == "" || strings.HasPrefix(line, "decoding failed") || strings.HasSuffix(line, "error(s) decoding:") {
-			continue
-		}
-		if m := decodeLine.FindStringSubmatch(line); m != nil {
-			msg := m[2]
-			for from, to := range map[string]string{"'int'": "a whole number", "'bool'": "true or false",
-				"'float64'": "a number", "'string'": "a string"} {
-				if strings.Contains(msg, "cannot parse value as "+from) || strings.Contains(msg, "expected type "+from) {
-					msg = "expected " + to
-				}
-			}
-			out = append(out, fmt.Errorf("%s: %s, got %#v", m[1], msg, value(m[1])))
-			continue
-		}
-		out = append(out, errors.New(line))
-	}
-	if len(out) == 0 {
-		out = append(out, err)
-	}
-	return out
 }
 
 // flattenValue lists every key path of cfg with its value.

@@ -258,3 +258,137 @@ func TestMapEntriesFromFlagsAndEnv(t *testing.T) {
 }
 
 type relayCenters map[string]string
+
+// switchboard check lists every problem in one run: one error per bad value, whatever section it is in.
+func TestEveryProblemAtOnce(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte(`socket:
+  delimiter: ""
+  max_buffer: 1
+  listen: nowhere
+lua:
+  max_timers: 0
+  pool_size: -1
+esl:
+  max_calls: -1
+  listen: "127.0.0.1:99999"
+relay:
+  max_line: 1
+  client_queue: 0
+colour: red
+channels:
+  - {name: a, host: h, port: 0, send_buffer: 0}
+  - {name: b, host: h, port: 1, flavour: x}
+`), 0o644)
+	_, err := LoadConfig(ConfigSource{File: file})
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v", err)
+	}
+	var got []string
+	for _, e := range ce.Errors {
+		got = append(got, e.Error())
+	}
+	for _, want := range []string{
+		"colour: unknown key",
+		`socket.delimiter: expected a non-empty string`,
+		"socket.max_buffer: expected at least 1024 bytes, got 1",
+		`socket.listen: expected host:port such as 127.0.0.1:9090, got "nowhere"`,
+		"lua.max_timers: expected a positive number, got 0",
+		"lua.pool_size: expected 0 (automatic) or a positive number, got -1",
+		"esl.max_calls: expected 0 (unlimited) or more, got -1",
+		`esl.listen: expected host:port with a port 0-65535, got "127.0.0.1:99999"`,
+		"relay.max_line: expected at least 64 bytes, got 1",
+		"relay.client_queue: expected at least 1, got 0",
+		"channels[0].port: expected 1-65535, got 0",
+		"channels[0].send_buffer: expected a positive message count, got 0",
+		"channels[1].flavour: unknown key",
+	} {
+		found := false
+		for _, g := range got {
+			found = found || strings.HasPrefix(g, want)
+		}
+		if !found {
+			t.Errorf("missing %q in\n%s", want, strings.Join(got, "\n"))
+		}
+	}
+}
+
+// The seed's spellings stay: socket.secure, relay.whitelist, and in channels redirect-in, topic-in and a
+// bare-number reconnectionTimeout meaning seconds (only there: elsewhere a duration takes its unit).
+func TestSeedSpellings(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte(`socket:
+  secure: true
+  tls: {cert: c.pem, key: k.pem}
+relay:
+  whitelist: "text:10.0.0.0/8"
+channels:
+  - name: google
+    host: www.example.com
+    port: 80
+    protocol: http
+    redirect-in: true
+    topic-in: http.response
+    reconnectionTimeout: 10
+`), 0o644)
+	cfg, err := LoadConfig(ConfigSource{File: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Channels[0]
+	if !cfg.Socket.Secure || cfg.Relay.Whitelist != "text:10.0.0.0/8" || !c.RedirectIn || c.TopicIn != "http.response" ||
+		c.ReconnectionTimeout != 10*time.Second || !c.Permanent {
+		t.Fatalf("socket.secure %v, relay.whitelist %q, channel %+v", cfg.Socket.Secure, cfg.Relay.Whitelist, c)
+	}
+	os.WriteFile(file, []byte("channels:\n  - {name: a, host: h, port: 1, reconnection_timeout: 10}\n"), 0o644)
+	if _, err := LoadConfig(ConfigSource{File: file}); err == nil ||
+		!strings.Contains(err.Error(), "channels[0].reconnection_timeout: expected a duration with a unit such as 10s") {
+		t.Fatalf("a bare number under the canonical key: %v", err)
+	}
+}
+
+// A key of a channel entry can be set from a flag or the environment, in any spelling the file accepts; an
+// index one past the end adds an entry; a relative tls.ca from a flag resolves from the working directory.
+func TestChannelKeysFromFlagsAndEnv(t *testing.T) {
+	conf := t.TempDir()
+	file := filepath.Join(conf, "c.yaml")
+	os.WriteFile(file, []byte("channels:\n  - {name: web, host: example.com, port: 80, redirect-in: true, topic_in: in, tls: {ca: ca.pem}}\n"), 0o644)
+	t.Chdir(t.TempDir())
+	wd, _ := os.Getwd()
+	cfg, err := LoadConfig(ConfigSource{File: file,
+		Env: []string{"SWITCHBOARD_CHANNELS_0_PORT=8080", "SWITCHBOARD_CHANNELS_1_NAME=feed", "SWITCHBOARD_CHANNELS_1_HOST=10.0.0.9",
+			"SWITCHBOARD_CHANNELS_1_PORT=9000", "SWITCHBOARD_CHANNELS_1_INBOUND_DELIMITER=\\r\\n"},
+		Set: map[string]string{"channels[0].redirect_in": "false", "channels.0.tls.ca": "my-ca.pem", "channels[1].protocol": "asymmetric",
+			"channels[1].reconnection_timeout": "2s", "channels[1].inbound.protocol": "text-messages", "channels[1].protocol.outbound": "xml-messages"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Channels) != 2 {
+		t.Fatalf("channels: %+v", cfg.Channels)
+	}
+	web, feed := cfg.Channels[0], cfg.Channels[1]
+	if web.Port != 8080 || web.RedirectIn || web.TLSCA != filepath.Join(wd, "my-ca.pem") || web.Host != "example.com" {
+		t.Errorf("web: %+v", web)
+	}
+	if feed.Name != "feed" || feed.Host != "10.0.0.9" || feed.Port != 9000 || feed.Protocol != "asymmetric" ||
+		feed.Inbound.Delimiter != "\r\n" || feed.Inbound.Protocol != "text-messages" || feed.Outbound.Protocol != "xml-messages" ||
+		feed.ReconnectionTimeout != 2*time.Second {
+		t.Errorf("feed: %+v", feed)
+	}
+	for _, k := range []string{"channels[0].port", "channels[0].redirect_in", "channels[0].tls.ca", "channels[1].name"} {
+		if !cfg.Origin.IsOverridden(k) {
+			t.Errorf("%s not among the overridden keys %v", k, cfg.Origin.Overridden)
+		}
+	}
+	for set, want := range map[string]string{
+		"channels[5].port":   "channels[5].port: no such entry: channels has 1",
+		"channels[0].colour": "channels[0].colour: unknown key (from --set)",
+		"channels[0].port":   `channels[0].port: expected a whole number, got "x"`,
+	} {
+		_, err := LoadConfig(ConfigSource{File: file, Set: map[string]string{set: "x"}})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--set %s=x: %v, want %q", set, err, want)
+		}
+	}
+}

@@ -18,30 +18,13 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/bus"
+	"github.com/switchboard/switchboard/engine/channel"
+	"github.com/switchboard/switchboard/engine/channel/channellua"
 	"github.com/switchboard/switchboard/engine/cluster"
+	"github.com/switchboard/switchboard/engine/esl/esllua"
+	"github.com/switchboard/switchboard/engine/socket/socketlua"
 	"github.com/switchboard/switchboard/luabind"
 )
-
-// part is what the engine asks of the socket server, the relay, call control and active sockets.
-type part interface {
-	Start(ctx context.Context) error // returns once listening
-	Shutdown(ctx context.Context) error
-}
-
-// reloader is a part with live-reloadable state of its own (the relay's routes file).
-type reloader interface {
-	Reload(ctx context.Context) error
-}
-
-// addresser is a part that reports what it bound, by name ("socket", "relay", ...).
-type addresser interface {
-	Addrs() map[string]net.Addr
-}
-
-type namedPart struct {
-	name string
-	p    part
-}
 
 // Options builds an Engine.
 type Options struct {
@@ -62,6 +45,7 @@ type Engine struct {
 	bus      *bus.Bus
 	node     *cluster.Node // nil unless cluster.nats_url is set (cluster.go)
 	lua      *luabind.Runtime
+	eslLua   *esllua.Binding // call control's binding: flows, and the API scripts of admin POST /lua
 	parts    []namedPart
 	admin    *admin
 	started  time.Time
@@ -113,33 +97,62 @@ func New(opts Options) (*Engine, error) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_lua_memory_cancellations_total",
 			Help: "Lua handlers the memory guard cancelled because the heap passed lua.memory_limit_mb."},
 			func() float64 { return float64(rt.MemoryCancellations()) }))
-	if err := rt.Load(); err != nil {
-		e.reloads.WithLabelValues("failed").Inc()
-		e.close()
-		return nil, fmt.Errorf("scripts: %w", err)
-	}
-	e.reloads.WithLabelValues("ok").Inc()
-	e.noteReload(nil, nil)
 
+	// Each part is built with what it asks of scripts (looked up in the serving generation at each use),
+	// then each part's binding with the part's Go object, and only then the scripts load: every VM of every
+	// generation opens the same bindings.
+	e.eslLua = esllua.New(esllua.OptionsFrom(cfg.Lua))
 	builders := []struct {
 		name  string
-		build func(*Engine) (part, error)
+		build func(*Engine) (Part, error)
 	}{{"socket", newSocketPart}, {"relay", newRelayPart}, {"esl", newESLPart}, {"channels", newChannelPart}}
 	for _, b := range builders {
 		p, err := b.build(e)
 		if err != nil {
-			// Parts already built may hold files (the relay's journal): their Shutdown releases them.
-			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-			_ = e.stopParts(sctx)
-			cancel()
-			e.close()
-			return nil, fmt.Errorf("%s: %w", b.name, err)
+			e.abandon()
+			return nil, partError(b.name, err)
 		}
 		if p != nil {
 			e.parts = append(e.parts, namedPart{b.name, p})
 		}
 	}
+	if err := rt.Bind(bindings(e.eslLua, e.channelSet())...); err != nil {
+		e.abandon()
+		return nil, err
+	}
+	if err := rt.Load(); err != nil {
+		e.reloads.WithLabelValues("failed").Inc()
+		e.abandon()
+		return nil, fmt.Errorf("scripts: %w", err)
+	}
+	e.reloads.WithLabelValues("ok").Inc()
+	e.noteReload(nil, nil)
 	return e, nil
+}
+
+// abandon releases what a New that failed had built: parts may hold files (the relay's journal), which
+// their Shutdown releases, then the scripts and the bus.
+func (e *Engine) abandon() {
+	sctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout)
+	_ = e.stopParts(sctx)
+	cancel()
+	e.close()
+}
+
+// bindings are every part's Lua binding: scripts see the same switchboard module whichever parts run (a
+// disabled part's functions are there; what needs the part says it is not running). set is nil without
+// channels.
+func bindings(esl *esllua.Binding, set *channel.Set) []luabind.Binding {
+	return []luabind.Binding{socketlua.New(), esl, channellua.New(set)}
+}
+
+// ScriptRuntime builds a Lua runtime for cfg's scripts with every part's binding and no part running (the
+// channels binding has no channels): what `switchboard check`, `flow test` and `run-script` load scripts
+// into. The caller loads it and closes it; esl is call control's binding (its flows, RunAPIScript).
+func ScriptRuntime(cfg Config, scripts fs.FS, display string, log *logrus.Entry) (rt *luabind.Runtime, esl *esllua.Binding, err error) {
+	esl = esllua.New(esllua.OptionsFrom(cfg.Lua))
+	rt, err = luabind.New(luabind.Options{Config: cfg.Lua, FS: scripts, Display: display, Log: log, Bindings: bindings(esl, nil)})
+	return rt, esl, err
 }
 
 // Start starts every part, then the admin listener. If one fails, everything started so far is shut down
@@ -193,10 +206,10 @@ func (e *Engine) Reload(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, np := range e.parts {
-		if r, ok := np.p.(reloader); ok {
+		if r, ok := np.p.(Reloader); ok {
 			if rerr := r.Reload(ctx); rerr != nil {
 				e.log.WithField("part", np.name).WithError(rerr).Error("reload failed: the previous state keeps serving")
-				errs = append(errs, fmt.Errorf("%s: %w", np.name, rerr))
+				errs = append(errs, partError(np.name, rerr))
 				partErrs = append(partErrs, errs[len(errs)-1])
 			}
 		}
@@ -240,7 +253,7 @@ func (e *Engine) stopParts(ctx context.Context) error {
 			defer wg.Done()
 			if err := np.p.Shutdown(ctx); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %w", np.name, err))
+				errs = append(errs, partError(np.name, err))
 				mu.Unlock()
 			}
 		}(np)
@@ -263,10 +276,8 @@ func (e *Engine) close() {
 func (e *Engine) Addrs() map[string]net.Addr {
 	out := map[string]net.Addr{}
 	for _, np := range e.parts {
-		if a, ok := np.p.(addresser); ok {
-			for k, v := range a.Addrs() {
-				out[k] = v
-			}
+		for k, v := range np.p.Addrs() {
+			out[k] = v
 		}
 	}
 	if e.admin != nil {
@@ -280,12 +291,6 @@ func (e *Engine) Config() Config { return e.cfg }
 
 // Runtime is the Lua runtime (for tests and tools).
 func (e *Engine) Runtime() *luabind.Runtime { return e.lua }
-
-// Bus is the engine's topic bus.
-func (e *Engine) Bus() *bus.Bus { return e.bus }
-
-// Registry is the metrics registry /metrics serves.
-func (e *Engine) Registry() *prometheus.Registry { return e.registry }
 
 // Reconfigure applies what can change while running (log.level, log.format) from a freshly loaded
 // configuration, and names the sections whose changes wait for the next start.

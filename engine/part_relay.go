@@ -1,22 +1,15 @@
 package engine
 
 import (
-	"context"
 	"errors"
-	"net"
 
 	"github.com/switchboard/switchboard/engine/relay"
-	"github.com/switchboard/switchboard/luabind"
+	"github.com/switchboard/switchboard/engine/relay/relaylua"
 )
 
-// relayPart runs the AMI relay; route expressions are Lua, evaluated on the serving script generation.
-type relayPart struct {
-	r    *relay.Relay
-	stop stopOnce
-}
-
-// newRelayPart builds the relay part from e.cfg; it returns nil, nil when the part is disabled.
-func newRelayPart(e *Engine) (part, error) {
+// newRelayPart builds the AMI relay from e.cfg: route expressions are Lua, evaluated on the serving script
+// generation. nil, nil when the part is disabled.
+func newRelayPart(e *Engine) (Part, error) {
 	cfg := e.cfg.Relay
 	if !cfg.Enabled {
 		return nil, nil
@@ -26,25 +19,11 @@ func newRelayPart(e *Engine) (part, error) {
 	}
 	var cluster relay.ClusterOptions
 	if cfg.Guaranteed && cfg.Journal == relay.JournalJetStream {
-		n := e.Cluster()
+		n := e.node // built by newCluster before the parts
 		if n == nil {
 			return nil, errors.New("relay.journal: jetstream needs the NATS cluster: set cluster.nats_url")
 		}
 		cluster = relay.ClusterOptions{Conn: n.Conn(), Name: n.Name(), NodeID: n.ID()}
 	}
-	r, err := relay.New(relay.Options{Config: cfg, Compile: luabind.RelayExprCompiler(e.lua), Log: e.log, Metrics: e.metrics, Cluster: cluster})
-	if err != nil {
-		return nil, err
-	}
-	e.lua.Services().Provide("relay", r)
-	return &relayPart{r: r}, nil
+	return relay.New(cfg, relay.Options{Compile: relaylua.Compiler(e.lua), Log: e.log, Metrics: e.metrics, Cluster: cluster})
 }
-
-func (p *relayPart) Start(ctx context.Context) error { return p.r.Start(ctx) }
-
-// Shutdown is idempotent: a second call waits for the first (relay.Shutdown alone returns at once).
-func (p *relayPart) Shutdown(ctx context.Context) error {
-	return p.stop.do(ctx, func() error { return p.r.Shutdown(ctx) })
-}
-func (p *relayPart) Reload(ctx context.Context) error { return p.r.Reload(ctx) }
-func (p *relayPart) Addrs() map[string]net.Addr       { return p.r.Addrs() }

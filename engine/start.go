@@ -1,13 +1,11 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strings"
-	"sync"
 )
 
 // StartError says which part could not start, on which address, and why. Its text is what an operator
@@ -76,31 +74,4 @@ func (c Config) listenAddr(part string) string {
 		return c.Admin.Listen
 	}
 	return ""
-}
-
-// stopOnce makes a Shutdown idempotent: the first call stops the part; a later (or concurrent) call waits
-// for that stop to finish, at most until its own ctx is done, and returns the first call's result. A
-// second call never repeats work whose effects were already consumed (a server's Serve result, read once).
-type stopOnce struct {
-	mu   sync.Mutex
-	done chan struct{}
-	err  error
-}
-
-func (s *stopOnce) do(ctx context.Context, stop func() error) error {
-	s.mu.Lock()
-	if done := s.done; done != nil {
-		s.mu.Unlock()
-		select {
-		case <-done:
-			return s.err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	s.done = make(chan struct{})
-	s.mu.Unlock()
-	s.err = stop()
-	close(s.done)
-	return s.err
 }

@@ -269,8 +269,8 @@ func clip(s string, n int) string {
 // The parts, found by type.
 func (e *Engine) socketServer() *socket.Server {
 	for _, np := range e.parts {
-		if p, ok := np.p.(*socketPart); ok {
-			return p.srv
+		if p, ok := np.p.(*socket.Server); ok {
+			return p
 		}
 	}
 	return nil
@@ -278,8 +278,8 @@ func (e *Engine) socketServer() *socket.Server {
 
 func (e *Engine) relayPart() *relay.Relay {
 	for _, np := range e.parts {
-		if p, ok := np.p.(*relayPart); ok {
-			return p.r
+		if p, ok := np.p.(*relay.Relay); ok {
+			return p
 		}
 	}
 	return nil
@@ -287,8 +287,8 @@ func (e *Engine) relayPart() *relay.Relay {
 
 func (e *Engine) eslServer() *esl.Server {
 	for _, np := range e.parts {
-		if p, ok := np.p.(*eslPart); ok {
-			return p.srv
+		if p, ok := np.p.(*esl.Server); ok {
+			return p
 		}
 	}
 	return nil
@@ -296,8 +296,8 @@ func (e *Engine) eslServer() *esl.Server {
 
 func (e *Engine) channelSet() *channel.Set {
 	for _, np := range e.parts {
-		if p, ok := np.p.(*channelPart); ok {
-			return p.set
+		if p, ok := np.p.(*channel.Set); ok {
+			return p
 		}
 	}
 	return nil

@@ -19,7 +19,8 @@ func init() {
 	lua.MaxArrayIndex = MaxArrayLen + 1
 }
 
-var errArrayLimit = fmt.Errorf("array longer than %d elements (the Lua array limit)", MaxArrayLen)
+// ErrArrayLimit is the error of a conversion of an array that went past MaxArrayLen.
+var ErrArrayLimit = fmt.Errorf("array longer than %d elements (the Lua array limit)", MaxArrayLen)
 
 // pastArrayLimit reports whether t is an array that went past MaxArrayLen (its next element landed in the
 // hash part, where the length operator does not see it).
@@ -36,23 +37,23 @@ func (s *shared) limitTables(L *lua.LState) {
 		t := L.CheckTable(1)
 		if t.Metatable != lua.LNil {
 			if lib := s.readOnlyName(t); lib != "" {
-				return raise(L, "table.insert: %s is read-only (assign %s fields at the top level of a script)", lib, lib)
+				return Raise(L, "table.insert: %s is read-only (assign %s fields at the top level of a script)", lib, lib)
 			}
 		}
 		switch L.GetTop() {
 		case 2:
 			if t.Len() >= MaxArrayLen {
-				return raise(L, "table.insert: %v", errArrayLimit)
+				return Raise(L, "table.insert: %v", ErrArrayLimit)
 			}
 			t.Append(L.Get(2))
 		case 3:
 			pos := L.CheckInt(2)
 			if pos > MaxArrayLen || t.Len() >= MaxArrayLen && pos >= 1 {
-				return raise(L, "table.insert: %v", errArrayLimit)
+				return Raise(L, "table.insert: %v", ErrArrayLimit)
 			}
 			t.Insert(pos, L.CheckAny(3))
 		default:
-			return raise(L, "wrong number of arguments to 'insert'")
+			return Raise(L, "wrong number of arguments to 'insert'")
 		}
 		return 0
 	}))

@@ -3,6 +3,7 @@ package luabind
 import (
 	"context"
 	"fmt"
+	"io"
 	"testing"
 	"testing/fstest"
 
@@ -14,7 +15,7 @@ import (
 // arguments, read the result, return the VM (watchdog deadline included).
 func BenchmarkDispatch(b *testing.B) {
 	l := logrus.New()
-	l.SetOutput(discard{})
+	l.SetOutput(io.Discard)
 	fsys := fstest.MapFS{"a.lua": {Data: []byte(`local sb = require "switchboard"
 sb.on("pred", function(qty, px, venue, side, live) return qty * px >= 1000000 and venue == "LSE" end)`)}}
 	rt, err := New(Options{Config: DefaultConfig(), FS: fsys, Log: logrus.NewEntry(l)})
@@ -63,7 +64,7 @@ sb.on("other%d", function(conn, params) local t = {} for k, v in pairs(params or
 `, i, i, i, i))}
 	}
 	l := logrus.New()
-	l.SetOutput(discard{})
+	l.SetOutput(io.Discard)
 	rt, err := New(Options{Config: DefaultConfig(), FS: fsys, Log: logrus.NewEntry(l)})
 	if err != nil {
 		b.Fatal(err)

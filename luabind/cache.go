@@ -55,10 +55,13 @@ type CacheEntry struct {
 
 var (
 	// ErrCacheNotFound is returned by Load for a key that was never saved or was destroyed.
+	//lint:ignore ST1005 actionhero's text, which scripts compare
 	ErrCacheNotFound = errors.New("Object not found")
 	// ErrCacheExpired is returned by Load for a key whose time to live has passed.
+	//lint:ignore ST1005 actionhero's text, which scripts compare
 	ErrCacheExpired = errors.New("Object expired")
 	// ErrCacheLocked is returned for a key whose lock another node of the cluster holds.
+	//lint:ignore ST1005 actionhero's text, which scripts compare
 	ErrCacheLocked = errors.New("Object locked")
 	// ErrCacheFull is returned by Save when lua.cache_max_entries keys are stored, or when the value would
 	// take the cache past lua.cache_max_bytes (the error then says so and wraps ErrCacheFull).

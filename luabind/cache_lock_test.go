@@ -30,7 +30,7 @@ sb.on("bad", function() return sb.cache.lock("k", -1) end)`}, nil)
 		t.Fatalf("lock sequence: %q", out)
 	}
 	time.Sleep(60 * time.Millisecond) // the last lock (50 ms) expires
-	if ok, _ := rt.Services().Cache.Lock("job", time.Second); !ok {
+	if ok, _ := rt.Cache().Lock("job", time.Second); !ok {
 		t.Fatal("an expired lock could not be taken")
 	}
 	if _, err := callString(t, rt.Current(), "on", "bad", ""); err == nil || !strings.Contains(err.Error(), "sb.cache.lock: expireTimeMS must be positive") {

@@ -1,6 +1,7 @@
 package luabind
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -60,31 +61,42 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first bad value, naming its key path.
+// Validate reports every bad value, each naming its key path.
 func (c Config) Validate() error {
-	switch {
-	case c.ScriptsDir == "":
-		return fmt.Errorf("lua.scripts_dir: expected a directory, got an empty string")
-	case c.HandlerTimeout <= 0:
-		return fmt.Errorf("lua.handler_timeout: expected a positive duration such as 1s, got %v", c.HandlerTimeout)
-	case c.PoolSize < 0:
-		return fmt.Errorf("lua.pool_size: expected 0 (automatic) or a positive number, got %d", c.PoolSize)
-	case c.MemoryLimitMB < 0:
-		return fmt.Errorf("lua.memory_limit_mb: expected 0 (off) or a positive number of MiB, got %d", c.MemoryLimitMB)
-	case c.MaxStringBytes < 1024:
-		return fmt.Errorf("lua.max_string_bytes: expected at least 1024, got %d", c.MaxStringBytes)
-	case c.MaxResults < minResultsCap:
-		return fmt.Errorf("lua.max_results: expected at least %d, got %d", minResultsCap, c.MaxResults)
-	case c.CacheMaxEntries < 1:
-		return fmt.Errorf("lua.cache_max_entries: expected a positive number, got %d", c.CacheMaxEntries)
-	case !localDir(c.FreeSWITCHDir):
-		return fmt.Errorf("lua.freeswitch_dir: expected a folder inside lua.scripts_dir such as freeswitch, got %q", c.FreeSWITCHDir)
-	case !localDir(c.FreeSWITCHRequireRoot):
-		return fmt.Errorf("lua.freeswitch_require_root: expected a folder inside lua.scripts_dir, got %q", c.FreeSWITCHRequireRoot)
-	case c.CacheMaxBytes < 1024:
-		return fmt.Errorf("lua.cache_max_bytes: expected at least 1024, got %d", c.CacheMaxBytes)
-	case c.MaxTimers < 1:
-		return fmt.Errorf("lua.max_timers: expected a positive number, got %d", c.MaxTimers)
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.ScriptsDir == "" {
+		bad("lua.scripts_dir: expected a directory, got an empty string")
 	}
-	return nil
+	if c.HandlerTimeout <= 0 {
+		bad("lua.handler_timeout: expected a positive duration such as 1s, got %v", c.HandlerTimeout)
+	}
+	if c.PoolSize < 0 {
+		bad("lua.pool_size: expected 0 (automatic) or a positive number, got %d", c.PoolSize)
+	}
+	if c.MemoryLimitMB < 0 {
+		bad("lua.memory_limit_mb: expected 0 (off) or a positive number of MiB, got %d", c.MemoryLimitMB)
+	}
+	if c.MaxStringBytes < 1024 {
+		bad("lua.max_string_bytes: expected at least 1024, got %d", c.MaxStringBytes)
+	}
+	if c.MaxResults < minResultsCap {
+		bad("lua.max_results: expected at least %d, got %d", minResultsCap, c.MaxResults)
+	}
+	if c.CacheMaxEntries < 1 {
+		bad("lua.cache_max_entries: expected a positive number, got %d", c.CacheMaxEntries)
+	}
+	if !localDir(c.FreeSWITCHDir) {
+		bad("lua.freeswitch_dir: expected a folder inside lua.scripts_dir such as freeswitch, got %q", c.FreeSWITCHDir)
+	}
+	if !localDir(c.FreeSWITCHRequireRoot) {
+		bad("lua.freeswitch_require_root: expected a folder inside lua.scripts_dir, got %q", c.FreeSWITCHRequireRoot)
+	}
+	if c.CacheMaxBytes < 1024 {
+		bad("lua.cache_max_bytes: expected at least 1024, got %d", c.CacheMaxBytes)
+	}
+	if c.MaxTimers < 1 {
+		bad("lua.max_timers: expected a positive number, got %d", c.MaxTimers)
+	}
+	return errors.Join(errs...)
 }

@@ -1,12 +1,9 @@
 package luabind
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -16,8 +13,7 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
-	"github.com/switchboard/switchboard/engine/esl/esltest"
-	"github.com/switchboard/switchboard/engine/socket"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // Containment (issue 10): each test is a script run through the real runtime, as users write them.
@@ -172,172 +168,6 @@ sb.on("count", function() local n = 0 for _ in pairs(_G) do n = n + 1 end return
 	}
 }
 
-// Item 5 for call flows: a flow's globals are not seen by the next call, even on the same VM.
-func TestFlowGlobalsArePerCall(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.PoolSize = 1
-	rt, _, buf := newRuntime(t, cfg, map[string]string{"flows.lua": `
-local sb = require "switchboard"
-function onHangup(s, why) s:consoleLog("info", "hook sees secret=" .. tostring(secret)) end
-sb.flow("a", function(session)
-  secret = session.uuid
-  session:setHangupHook("onHangup")
-  session:answer()
-  session:consoleLog("info", "a set secret=" .. secret)
-end)
-sb.flow("b", function(session)
-  session:answer()
-  session:consoleLog("info", "b reads secret=" .. tostring(secret))
-end)
-`}, nil)
-	addr := eslServer(t, rt, buf)
-	playCall(t, esltest.Call{Addr: addr, Path: "a", UUID: "caller-a", Async: true, Full: true})
-	waitLog(t, buf, "a set secret=caller-a")
-	waitLog(t, buf, "hook sees secret=caller-a")
-	playCall(t, esltest.Call{Addr: addr, Path: "b", UUID: "caller-b", Async: true, Full: true})
-	waitLog(t, buf, "b reads secret=nil")
-}
-
-const depthScript = `
-local sb = require "switchboard"
-sb.on("socket.say", function(conn, room, text)
-  local n = (sb.cache.load("depth") or 0) + 1
-  sb.cache.save("depth", n)
-  if n > 50 then return end -- keeps the test finite on an engine without a depth limit
-  local ok, err = conn:say(room, text .. "+")
-  if not ok then sb.cache.save("sayError", err) end
-end)
-sb.action{ name = "saySpin", timeout = 300, run = function(conn)
-  conn:roomAdd("defaultRoom")
-  local ok, err = conn:say("defaultRoom", "spin")
-  return { ok = tostring(ok), err = tostring(err) }
-end }
-`
-
-// Item 4: a socket.say hook that calls conn:say stops at MaxHandlerDepth with a clear error, over a real
-// socket, and the engine goes on serving.
-func TestReentrantSayStopsAtDepthLimit(t *testing.T) {
-	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": depthScript}, nil)
-	addr := serveSocket(t, rt)
-	c := dialPlain(t, addr)
-	c.do("roomAdd defaultRoom")
-	// Eight broadcasts (each say broadcasts once its hook returns: the deepest first, the verb's own after
-	// its reply) and the reply.
-	lines := map[string]bool{broadcastText(t, c.do("say defaultRoom x")): true}
-	for i := 0; i < MaxHandlerDepth; i++ {
-		lines[broadcastText(t, c.line())] = true
-	}
-	for i := 1; i <= MaxHandlerDepth; i++ {
-		if msg := "x" + strings.Repeat("+", i-1); !lines[msg] {
-			t.Fatalf("no broadcast %q in %v", msg, lines)
-		}
-	}
-	if !lines[`{"status":"OK","context":"response",ID}`] {
-		t.Fatalf("no reply in %v", lines)
-	}
-	cache := rt.Services().Cache
-	e, err := cache.Load("depth")
-	if err != nil || e.Value != int64(MaxHandlerDepth) {
-		t.Fatalf("hooks ran %v times (%v), want %d", e.Value, err, MaxHandlerDepth)
-	}
-	e, err = cache.Load("sayError")
-	if err != nil || !strings.Contains(fmt.Sprint(e.Value), "it would be the 9th handler started from inside another (the limit is 8)") {
-		t.Fatalf("say error: %v %v", e.Value, err)
-	}
-	// The engine answers as usual.
-	if got := tail(c.do("roomView defaultRoom")); !strings.Contains(got, `"membersCount":1`) {
-		t.Fatalf("after: %s", got)
-	}
-}
-
-// Item 4: a handler started from inside another inherits its deadline: a hook that spins, started by an
-// action with a 300 ms limit, is cancelled at the action's deadline (not at its own one-minute limit, nor
-// later through its caller's cancellation), and says so.
-func TestNestedHandlerInheritsDeadline(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.HandlerTimeout = time.Minute
-	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
-local sb = require "switchboard"
-sb.on("socket.say", function(conn, room, text) if text == "spin" then while true do end end end)
-sb.action{ name = "saySpin", timeout = 300, run = function(conn)
-  conn:roomAdd("defaultRoom")
-  conn:say("defaultRoom", "spin")
-  return { reached = true }
-end }
-`}, nil)
-	hooks := &recordingHooks{SocketScripts: NewSocketScripts(rt)}
-	addr := serveSocketWith(t, hooks.SocketScripts, hooks)
-	c := dialPlain(t, addr)
-	start := time.Now()
-	got := tail(c.do("saySpin"))
-	if got != `{"error":"the action saySpin did not finish within its time limit of 300ms","context":"response",ID}` {
-		t.Fatalf("saySpin: %s", got)
-	}
-	err := hooks.sayErr()
-	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "handler cancelled: the handler that started it reached its time limit") {
-		t.Fatalf("hook: %v", err)
-	}
-	if took := time.Since(start); took > 10*time.Second {
-		t.Fatalf("took %v", took)
-	}
-}
-
-// recordingHooks keeps the last error of the socket.say hooks.
-type recordingHooks struct {
-	*SocketScripts
-	mu  sync.Mutex
-	err error
-}
-
-func (h *recordingHooks) Say(ctx context.Context, c *socket.Conn, room, text string) (string, bool, error) {
-	out, keep, err := h.SocketScripts.Say(ctx, c, room, text)
-	h.mu.Lock()
-	h.err = err
-	h.mu.Unlock()
-	return out, keep, err
-}
-
-func (h *recordingHooks) sayErr() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.err
-}
-
-func serveSocket(t *testing.T, rt *Runtime) string {
-	s := NewSocketScripts(rt)
-	return serveSocketWith(t, s, s)
-}
-
-func serveSocketWith(t *testing.T, scripts *SocketScripts, hooks socket.Hooks) string {
-	t.Helper()
-	scfg := socket.DefaultConfig()
-	scfg.Listen = "127.0.0.1:0"
-	srv, err := socket.New(scfg, socket.Options{Actions: scripts, Verbs: scripts, Hooks: hooks})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := srv.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-	})
-	return l.Addr().String()
-}
-
-// dialPlain connects to a server without a socket.connect hook (only the welcome line comes first).
-func dialPlain(t *testing.T, addr string) *luaClient {
-	c := dialRaw(t, addr)
-	c.line() // welcome
-	return c
-}
-
 // Item 4: Runtime.Close ends every running handler at once, whatever its time limit, and refuses new ones.
 func TestCloseCancelsRunningHandlers(t *testing.T) {
 	cfg := DefaultConfig()
@@ -353,7 +183,7 @@ sb.every(1, function() while true do end end)
 	for _, name := range []string{"spin", "sleep"} {
 		go func() { _, err := callString(t, g, "on", name, ""); errs <- err }()
 	}
-	waitFor(t, "handlers running", func() bool { return busyVMs(rt) >= 3 })
+	testutil.WaitFor(t, "handlers running", func() bool { return busyVMs(rt) >= 3 })
 	start := time.Now()
 	rt.Close()
 	for i := 0; i < 2; i++ {
@@ -368,7 +198,7 @@ sb.every(1, function() while true do end end)
 	if _, err := callString(t, g, "on", "spin", ""); !errors.Is(err, errClosed) {
 		t.Fatalf("after close: %v", err)
 	}
-	waitFor(t, "VMs closed", func() bool { return rt.LiveVMs() == 0 })
+	testutil.WaitFor(t, "VMs closed", func() bool { return rt.LiveVMs() == 0 })
 }
 
 func busyVMs(rt *Runtime) int {
@@ -381,17 +211,6 @@ func busyVMs(rt *Runtime) int {
 		}
 	}
 	return n
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // Item 6: fired timers free everything, and at most lua.max_timers live at once.
@@ -420,7 +239,7 @@ end)
 		if got, err := callString(t, g, "on", "arm", "900"); err != nil || got != "armed" {
 			t.Fatalf("arm: %q %v", got, err)
 		}
-		waitFor(t, "timers fired", func() bool { return livePinned(g) == 0 })
+		testutil.WaitFor(t, "timers fired", func() bool { return livePinned(g) == 0 })
 	}
 	// 45,000 fired timers with 4 KB each would hold 180 MB if any part of them stayed.
 	if grew := int64(heapNow()) - int64(before); grew > 20<<20 {
@@ -475,10 +294,7 @@ sb.on("echo", function(s) return "echo:" .. s end)
 		return strings.Count(logs.String(), "handler cancelled: exceeded its time limit of 1s"),
 			strings.Count(logs.String(), "timer dropped: the VM it was created in was discarded")
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for c, d := counts(); c+d < 20 && time.Now().Before(deadline); c, d = counts() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Poll(60*time.Second, func() bool { c, d := counts(); return c+d >= 20 })
 	close(stop)
 	wg.Wait()
 	cancelled, dropped := counts()
@@ -536,7 +352,7 @@ sb.on("huge", function() return save("huge", { big, big }) end)
 	if want := "true:nil\ntrue:nil\ntrue:nil\n" + full(3*entry+small); err != nil || got != want {
 		t.Fatalf("free:\n%s\n%v\nwant:\n%s", got, err, want)
 	}
-	if b := rt.Services().Cache.Bytes(); b != 3*entry+small {
+	if b := rt.Cache().Bytes(); b != 3*entry+small {
 		t.Fatalf("cache holds %d bytes, want %d", b, 3*entry+small)
 	}
 	// One value is also bounded by lua.max_string_bytes, as any value handed to Go.
@@ -590,68 +406,6 @@ sb.on("sparse", function() local t = {} t[2^40] = 1 t[%d] = 1 return "ok" end)
 	}
 	if got, err := callString(t, g, "on", "sparse", ""); err != nil || got != "ok" {
 		t.Fatalf("sparse: %q %v", got, err)
-	}
-}
-
-// Item 8: a raised table reaches the client through its __tostring (or a fixed text), never as a heap
-// address; shared-reference tables stop at the node budget, quickly.
-func TestErrorObjectsAndSharedReferences(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.HandlerTimeout = time.Minute // the node budget, not the time limit, must stop them
-	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
-local sb = require "switchboard"
-local E = setmetatable({}, { __tostring = function(e) return "custom failure 42" end })
-sb.action{ name = "raiseObj", run = function() error(E) end }
-sb.action{ name = "raisePlain", run = function() error({ code = 7 }) end }
-sb.action{ name = "raiseBadMeta", run = function() error(setmetatable({}, { __tostring = function() error("nope") end })) end }
-sb.action{ name = "raiseFn", run = function() error(print) end }
-local function shared(n) local t = {} for i = 1, n do t = { t, t } end return t end
-sb.action{ name = "sharedReturn", run = function() return { data = shared(24) } end }
-sb.on("sharedEncode", function()
-  local s, err = sb.json.encode(shared(24))
-  local ok, cerr = pcall(sb.cache.save, "k", shared(24))
-  return tostring(s) .. "|" .. tostring(err) .. "|" .. tostring(cerr)
-end)
-`}, nil)
-	addr := serveSocket(t, rt)
-	c := dialPlain(t, addr)
-	for req, want := range map[string]string{
-		"raiseObj":     `{"error":"custom failure 42","context":"response",ID}`,
-		"raisePlain":   `{"error":"error object is a table without __tostring","context":"response",ID}`,
-		"raiseBadMeta": `{"error":"error object is a table whose __tostring failed","context":"response",ID}`,
-		"raiseFn":      `{"error":"error object is a function","context":"response",ID}`,
-	} {
-		if got := tail(c.do(req)); got != want {
-			t.Errorf("%s: %s, want %s", req, got, want)
-		}
-	}
-	start := time.Now()
-	if got := tail(c.do("sharedReturn")); !strings.Contains(got, `"error":"cannot convert the result: value has more than 1048576 parts`) {
-		t.Errorf("sharedReturn: %s", got)
-	}
-	got, err := callString(t, rt.Current(), "on", "sharedEncode", "")
-	if err != nil || got != "nil|sb.json.encode: value has more than 1048576 parts (a table reached through several references counts each time)|"+
-		"scripts/a.lua:12: sb.cache.save: value has more than 1048576 parts (a table reached through several references counts each time)" {
-		t.Errorf("sharedEncode: %q %v", got, err)
-	}
-	if took := time.Since(start); took > 20*time.Second { // three conversions of a million nodes, under -race
-		t.Errorf("shared-reference tables took %v", took)
-	}
-}
-
-// Item 8: a custom verb gets socket.action_timeout (5 s by default), as the error text says, not the 1 s
-// handler limit.
-func TestVerbGetsActionTimeout(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.HandlerTimeout = 100 * time.Millisecond
-	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
-local sb = require "switchboard"
-sb.verb("slow", function(conn, args) sb.sleep(300) return "done" end)
-`}, nil)
-	addr := serveSocket(t, rt)
-	c := dialPlain(t, addr)
-	if got := tail(c.do("slow")); got != `{"status":"OK","context":"response","data":"done",ID}` {
-		t.Fatalf("slow verb: %s", got)
 	}
 }
 
@@ -719,7 +473,7 @@ end)
 // Issue 11 item 6: with no handler running, the watchdog does not wake up.
 func TestIdleWatchdogSleeps(t *testing.T) {
 	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": echoScript}, nil)
-	waitFor(t, "watchdog asleep", func() bool { return rt.sleeping.Load() })
+	testutil.WaitFor(t, "watchdog asleep", func() bool { return rt.sleeping.Load() })
 	before := rt.WatchdogTicks()
 	time.Sleep(200 * time.Millisecond) // forty ticks of the old 5 ms watchdog
 	if n := rt.WatchdogTicks() - before; n != 0 {
@@ -730,12 +484,12 @@ func TestIdleWatchdogSleeps(t *testing.T) {
 	cfg.HandlerTimeout = 50 * time.Millisecond
 	rt2, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": echoScript + `
 sb.on("spin", function() while true do end end)`}, nil)
-	waitFor(t, "watchdog asleep", func() bool { return rt2.sleeping.Load() })
+	testutil.WaitFor(t, "watchdog asleep", func() bool { return rt2.sleeping.Load() })
 	for i := 0; i < 3; i++ {
 		if _, err := callString(t, rt2.Current(), "on", "spin", ""); !errors.Is(err, ErrTimeout) {
 			t.Fatalf("spin %d: %v", i, err)
 		}
-		waitFor(t, "watchdog asleep again", func() bool { return rt2.sleeping.Load() })
+		testutil.WaitFor(t, "watchdog asleep again", func() bool { return rt2.sleeping.Load() })
 	}
 }
 
@@ -760,25 +514,4 @@ func TestCancelTargetsOneInvocation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second invocation: %v", err)
 	}
-}
-
-// dialRaw connects a line client without reading anything.
-func dialRaw(t *testing.T, addr string) *luaClient {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &luaClient{t: t, c: c, r: bufio.NewReader(c)}
-}
-
-// broadcastText returns the message of a chat line, or the line itself.
-func broadcastText(t *testing.T, line string) string {
-	var m struct {
-		Message *string `json:"message"`
-	}
-	if err := json.Unmarshal([]byte(line), &m); err != nil || m.Message == nil {
-		return tail(line)
-	}
-	return *m.Message
 }

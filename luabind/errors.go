@@ -105,8 +105,10 @@ func scriptError(err error, event string) *ScriptError {
 	return out
 }
 
-// raise reports an error located at the Lua caller of a Go function.
-func raise(L *lua.LState, format string, args ...any) int {
+// Raise reports an error located at the Lua caller of a Go function (scripts see "file:line: message");
+// it does not return. Go functions of bindings use it for programming errors and return nil, message for
+// expected failures.
+func Raise(L *lua.LState, format string, args ...any) int {
 	L.RaiseError(format, args...)
 	return 0
 }

@@ -25,6 +25,9 @@ type Handler struct {
 	Index int
 	Meta  any    // what the registering function parsed (inputs of an action, interval of a timer, ...)
 	Where string // "scripts/actions.lua:12"
+	// Part is set for a function that belongs to another handler (an action's input validator): the status
+	// page lists it with that handler, not on its own.
+	Part bool
 }
 
 // Generation is one load of the scripts: compiled protos, what they registered, and a pool of VMs in which
@@ -33,12 +36,13 @@ type Handler struct {
 type Generation struct {
 	rt      *Runtime
 	id      int64
-	scripts []*script
+	scripts []*Script // run at load (every VM runs their top levels)
+	all     []*Script // every compiled script, claimed ones too
+	claims  map[Claimer]any
 
 	handlers []*Handler
 	byKind   map[string][]*Handler
 	byName   map[handlerKey]*Handler
-	modLua   *modLua // mod_lua-style flows (lua.freeswitch_dir), run per call, not at load
 
 	poolMu   sync.Mutex
 	free     []*VM
@@ -55,12 +59,8 @@ type Generation struct {
 
 type handlerKey struct{ kind, name string }
 
-type script struct {
-	name   string // display path, e.g. scripts/lib/util.lua
-	rel    string // relative to the scripts directory, e.g. lib/util.lua
-	proto  *lua.FunctionProto
-	module bool // under lib/: run only through require
-}
+// Runtime is the runtime the generation belongs to.
+func (g *Generation) Runtime() *Runtime { return g.rt }
 
 // ID numbers generations from 1 in load order.
 func (g *Generation) ID() int64 { return g.id }
@@ -86,7 +86,7 @@ func (g *Generation) On(event string) []*Handler {
 }
 
 // compileScripts reads every .lua file below root in fsys, sorted, and compiles each once.
-func compileScripts(fsys fs.FS, display string) ([]*script, []*ScriptError) {
+func compileScripts(fsys fs.FS, display string) ([]*Script, []*ScriptError) {
 	var paths []string
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -101,7 +101,7 @@ func compileScripts(fsys fs.FS, display string) ([]*script, []*ScriptError) {
 		return nil, []*ScriptError{{File: display, Message: fmt.Sprintf("reading scripts: %v", err)}}
 	}
 	sort.Strings(paths)
-	var out []*script
+	var out []*Script
 	var errs []*ScriptError
 	for _, p := range paths {
 		name := path.Join(display, p)
@@ -115,7 +115,7 @@ func compileScripts(fsys fs.FS, display string) ([]*script, []*ScriptError) {
 			errs = append(errs, scriptError(err, ""))
 			continue
 		}
-		out = append(out, &script{name: name, rel: p, proto: proto, module: strings.HasPrefix(p, "lib/")})
+		out = append(out, &Script{Name: name, Path: p, Proto: proto, Module: strings.HasPrefix(p, "lib/")})
 	}
 	return out, errs
 }
@@ -134,17 +134,44 @@ func compile(name string, src []byte) (*lua.FunctionProto, error) {
 	return lua.Compile(chunk, name)
 }
 
-// buildGeneration compiles the scripts and runs them in a first VM, which also fixes the registrations.
+// buildGeneration compiles the scripts, lets the Claimer bindings take theirs, and runs the others in a
+// first VM, which also fixes the registrations.
 func buildGeneration(rt *Runtime, fsys fs.FS, display string) (*Generation, []*ScriptError) {
-	scripts, errs := compileScripts(fsys, display)
+	all, errs := compileScripts(fsys, display)
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	scripts, ml, errs := splitModLua(rt.cfg, display, scripts)
+	g := &Generation{rt: rt, all: all, poolSize: rt.poolSize, byKind: map[string][]*Handler{}, byName: map[handlerKey]*Handler{}}
+	run := all
+	for _, b := range rt.bindings {
+		c, ok := b.(Claimer)
+		if !ok {
+			continue
+		}
+		taken, state, cerrs := c.Claim(display, run)
+		errs = append(errs, cerrs...)
+		if g.claims == nil {
+			g.claims = map[Claimer]any{}
+		}
+		g.claims[c] = state
+		if len(taken) > 0 {
+			isTaken := make(map[*Script]bool, len(taken))
+			for _, s := range taken {
+				isTaken[s] = true
+			}
+			rest := make([]*Script, 0, len(run))
+			for _, s := range run {
+				if !isTaken[s] {
+					rest = append(rest, s)
+				}
+			}
+			run = rest
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	g := &Generation{rt: rt, scripts: scripts, modLua: ml, poolSize: rt.poolSize, byKind: map[string][]*Handler{}, byName: map[handlerKey]*Handler{}}
+	g.scripts = run
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	vm, err := newVM(g)
 	if err != nil {
@@ -156,7 +183,12 @@ func buildGeneration(rt *Runtime, fsys fs.FS, display string) (*Generation, []*S
 		g.byKind[h.Kind] = append(g.byKind[h.Kind], h)
 		g.byName[handlerKey{h.Kind, h.Name}] = h
 	}
-	if errs := ml.clashes(g); len(errs) > 0 {
+	for _, b := range rt.bindings {
+		if c, ok := b.(Claimer); ok {
+			errs = append(errs, c.Check(g, g.claims[c])...)
+		}
+	}
+	if len(errs) > 0 {
 		vm.close()
 		g.cancel()
 		return nil, errs
@@ -249,6 +281,23 @@ func (g *Generation) Run(ctx context.Context, h *Handler, ev string, timeout tim
 	defer g.put(vm)
 	f := vm.fns[h.Index]
 	return vm.runNested(ctx, parent, ev, timeout, func(L *lua.LState) error { return fn(L, f) })
+}
+
+// RunVM is Run for a handler that needs its VM besides its function: another handler's function on the
+// same VM (an action's validators, VM.Func) or the VM's conversion budget (VM.Budget), without looking
+// the VM up from its state.
+func (g *Generation) RunVM(ctx context.Context, h *Handler, ev string, timeout time.Duration, fn func(vm *VM, f *lua.LFunction) error) error {
+	parent, err := tooDeep(ctx, ev)
+	if err != nil {
+		return err
+	}
+	vm, err := g.get()
+	if err != nil {
+		return err
+	}
+	defer g.put(vm)
+	f := vm.fns[h.Index]
+	return vm.runNested(ctx, parent, ev, timeout, func(*lua.LState) error { return fn(vm, f) })
 }
 
 // Call is Run for the common case: call the handler with args and hand its results to read.

@@ -90,15 +90,15 @@ func (s *shared) libWriteGuard(name string) lua.LGFunction {
 		key, val := L.Get(2), L.Get(3)
 		vm := VMOf(L)
 		if vm == nil || !vm.loading && !vm.private {
-			return raise(L, "%s is read-only inside handlers (it is shared by every request this VM serves): "+
+			return Raise(L, "%s is read-only inside handlers (it is shared by every request this VM serves): "+
 				"set %s at the top level of a script", display, key.String())
 		}
 		if key == lua.LNil {
-			return raise(L, "table index is nil")
+			return Raise(L, "table index is nil")
 		}
 		meta, _ := proxy.Metatable.(*lua.LTable)
 		if meta == nil {
-			return raise(L, "%s: not a library proxy", display)
+			return Raise(L, "%s: not a library proxy", display)
 		}
 		ext, _ := meta.RawGetString("__index").(*lua.LTable)
 		if meta == s.libMeta[name] {
@@ -149,7 +149,7 @@ func (s *shared) guardRawWrites(L *lua.LState) {
 		return L.NewFunction(func(L *lua.LState) int {
 			if t, ok := L.Get(1).(*lua.LTable); ok && t.Metatable != lua.LNil {
 				if lib := s.readOnlyName(t); lib != "" {
-					return raise(L, "%s: %s is read-only (assign %s fields at the top level of a script)", name, lib, lib)
+					return Raise(L, "%s: %s is read-only (assign %s fields at the top level of a script)", name, lib, lib)
 				}
 			}
 			top := L.GetTop()

@@ -2,7 +2,6 @@ package luabind
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"strings"
 	"time"
@@ -12,8 +11,8 @@ import (
 )
 
 // openModule builds the switchboard module of one VM: the registration functions (which record into this
-// VM), proxies of sb.log, sb.cache and sb.json, and each part's additions, in a table of the VM's own that
-// reads through to the shared core functions; scripts get a read-only proxy of it.
+// VM), proxies of sb.log, sb.cache and sb.json, and each binding's additions, in a table of the VM's own
+// that reads through to the shared core functions; scripts get a read-only proxy of it.
 func openModule(vm *VM) *lua.LTable {
 	L := vm.L
 	s := vm.rt.shared
@@ -30,20 +29,10 @@ func openModule(vm *VM) *lua.LTable {
 	for _, name := range []string{"log", "cache", "json"} {
 		mod.RawSetString(name, s.proxy(L, name))
 	}
-	openSocket(vm, mod)
-	openRelay(vm, mod)
-	openESL(vm, mod)
-	openChannel(vm, mod)
+	for _, b := range vm.rt.bindings {
+		b.Open(vm, mod)
+	}
 	return s.readOnlyProxy(L, "switchboard", mod)
-}
-
-// NewUUID returns a random RFC 4122 version 4 UUID.
-func NewUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // sb.on(event, fn): listen to an engine event (socket.connect, channel.up, ...).
@@ -51,7 +40,7 @@ func (vm *VM) sbOn(L *lua.LState) int {
 	event := L.CheckString(1)
 	fn := L.CheckFunction(2)
 	if _, err := vm.Register("on", event, fn, nil); err != nil {
-		return raise(L, "sb.on: %v", err)
+		return Raise(L, "sb.on: %v", err)
 	}
 	return 0
 }
@@ -73,13 +62,13 @@ func (vm *VM) sbTimer(L *lua.LState, repeat bool) int {
 	ms := L.CheckNumber(1)
 	fn := L.CheckFunction(2)
 	if ms < 1 && repeat || ms < 0 {
-		return raise(L, "%s: interval must be at least 1 ms, got %v", name, ms)
+		return Raise(L, "%s: interval must be at least 1 ms, got %v", name, ms)
 	}
 	spec := timerSpec{Interval: time.Duration(float64(ms) * float64(time.Millisecond)), Repeat: repeat}
 	if vm.loading {
 		h, err := vm.Register("timer", name, fn, spec)
 		if err != nil {
-			return raise(L, "%s: %v", name, err)
+			return Raise(L, "%s: %v", name, err)
 		}
 		g := vm.gen
 		L.Push(L.NewFunction(func(L *lua.LState) int {
@@ -91,11 +80,11 @@ func (vm *VM) sbTimer(L *lua.LState, repeat bool) int {
 		return 1
 	}
 	if vm.long {
-		return raise(L, "%s is not available inside a call flow; use session:sleep(ms)", name)
+		return Raise(L, "%s is not available inside a call flow; use session:sleep(ms)", name)
 	}
 	pt, err := vm.pinTimer(spec, fn, strings.TrimSuffix(L.Where(1), ":"))
 	if err != nil {
-		return raise(L, "%s: %v", name, err)
+		return Raise(L, "%s: %v", name, err)
 	}
 	L.Push(L.NewFunction(func(L *lua.LState) int { pt.stop(); return 0 }))
 	return 1
@@ -263,12 +252,12 @@ func (pt *pinnedTimer) fire() {
 // sb.publish(topic, value): hand a copy of value to every subscriber of topic; returns how many.
 func sbPublish(L *lua.LState, rt *Runtime) int {
 	topic := L.CheckString(1)
-	b := budgetFor(L)
+	b := BudgetFor(L)
 	payload, err := fromLua(L.Get(2), 0, &b)
 	if err != nil {
-		return raise(L, "sb.publish: %v", err)
+		return Raise(L, "sb.publish: %v", err)
 	}
-	topics := rt.services.Topics
+	topics := rt.topics
 	if topics == nil {
 		L.Push(lua.LNumber(0))
 		return 1
@@ -282,13 +271,13 @@ func (vm *VM) sbSubscribe(L *lua.LState) int {
 	topic := L.CheckString(1)
 	fn := L.CheckFunction(2)
 	if _, err := vm.Register("subscribe", topic, fn, nil); err != nil {
-		return raise(L, "sb.subscribe: %v", err)
+		return Raise(L, "sb.subscribe: %v", err)
 	}
 	return 0
 }
 
 func (g *Generation) startSubscription(h *Handler) {
-	topics := g.rt.services.Topics
+	topics := g.rt.topics
 	if topics == nil {
 		g.rt.log.WithField("script", h.Where).Warnf("sb.subscribe(%q): no bus in this engine", h.Name)
 		return
@@ -336,13 +325,13 @@ func sbSleep(L *lua.LState) int {
 		ctx = context.Background()
 	}
 	if vm := VMOf(L); vm != nil {
-		defer vm.blocking()()
+		defer vm.Blocking()()
 	}
 	select {
 	case <-t.C:
 		return 0
 	case <-ctx.Done():
-		return raise(L, "sb.sleep interrupted: %v", context.Cause(ctx))
+		return Raise(L, "sb.sleep interrupted: %v", context.Cause(ctx))
 	}
 }
 
@@ -370,7 +359,7 @@ func logTable(L *lua.LState, rt *Runtime) *lua.LTable {
 }
 
 func cacheTable(L *lua.LState, rt *Runtime) *lua.LTable {
-	store := rt.services.Store
+	store := rt.store
 	t := L.NewTable()
 	fail := func(L *lua.LState, err error) int {
 		L.Push(lua.LNil)
@@ -379,10 +368,10 @@ func cacheTable(L *lua.LState, rt *Runtime) *lua.LTable {
 	}
 	t.RawSetString("save", L.NewFunction(func(L *lua.LState) int {
 		key := L.CheckString(1)
-		b := budgetFor(L)
+		b := BudgetFor(L)
 		val, err := fromLua(L.CheckAny(2), 0, &b)
 		if err != nil {
-			return raise(L, "sb.cache.save: %v", err)
+			return Raise(L, "sb.cache.save: %v", err)
 		}
 		ttl := time.Duration(float64(L.OptNumber(3, 0)) * float64(time.Millisecond))
 		ctx, done := cacheCall(L)
@@ -437,7 +426,7 @@ func cacheTable(L *lua.LState, rt *Runtime) *lua.LTable {
 		if L.GetTop() >= 2 && L.Get(2) != lua.LNil {
 			ttl = time.Duration(float64(L.CheckNumber(2)) * float64(time.Millisecond))
 			if ttl <= 0 {
-				return raise(L, "sb.cache.lock: expireTimeMS must be positive, got %v", L.Get(2))
+				return Raise(L, "sb.cache.lock: expireTimeMS must be positive, got %v", L.Get(2))
 			}
 		}
 		ctx, done := cacheCall(L)
@@ -470,7 +459,7 @@ func cacheCall(L *lua.LState) (context.Context, func()) {
 		ctx = context.Background()
 	}
 	if vm := VMOf(L); vm != nil {
-		return ctx, vm.blocking()
+		return ctx, vm.Blocking()
 	}
 	return ctx, func() {}
 }
@@ -492,7 +481,7 @@ func jsonTable(L *lua.LState) *lua.LTable {
 	null.Metatable = nullMeta
 	t.RawSetString("null", null)
 	t.RawSetString("encode", L.NewFunction(func(L *lua.LState) int {
-		bud := budgetFor(L)
+		bud := BudgetFor(L)
 		b, err := encodeJSON(L.CheckAny(1), &bud)
 		if err != nil {
 			L.Push(lua.LNil)

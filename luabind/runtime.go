@@ -37,19 +37,26 @@ type Options struct {
 	Display string
 	Log     *logrus.Entry
 	Topics  Topics // nil: sb.publish delivers nowhere and sb.subscribe fails
-	// Cache backs sb.cache; nil: the in-process cache (Services.Cache), bounded by lua.cache_max_entries and
+	// Cache backs sb.cache; nil: the in-process cache (Runtime.Cache), bounded by lua.cache_max_entries and
 	// lua.cache_max_bytes.
 	Cache CacheStore
+	// Bindings add each part's functions to the switchboard module (Runtime.Bind adds more before the
+	// first Load).
+	Bindings []Binding
 }
 
-// Runtime owns the script generations, the shared cache, the watchdog and the services that bindings use.
+// Runtime owns the script generations, the shared cache, the watchdog and the bindings of the parts.
 type Runtime struct {
 	cfg      Config
 	fsys     fs.FS
 	display  string
 	log      *logrus.Entry
 	poolSize int
-	services *Services
+	cache    *Cache     // the in-process cache (what store is unless the engine is clustered)
+	store    CacheStore // what sb.cache uses
+	topics   Topics
+	bindings []Binding // fixed at the first Load
+	loaded   bool      // a Load ran (guarded by loadMu)
 
 	loadMu  sync.Mutex
 	current atomic.Pointer[Generation]
@@ -73,32 +80,6 @@ type Runtime struct {
 	sleeping atomic.Bool
 	wake     chan struct{}
 	ticks    atomic.Int64 // watchdog ticks so far (tests check that an idle runtime does not tick)
-}
-
-// Services are the Go objects bindings reach from Lua: the cache and topics for the core, and whatever each
-// part provides under its own name (the channel directory, the socket server...).
-type Services struct {
-	Cache  *Cache     // the in-process cache (what Store is unless the engine is clustered)
-	Store  CacheStore // what sb.cache uses
-	Topics Topics
-	Log    *logrus.Entry
-
-	mu    sync.RWMutex
-	parts map[string]any
-}
-
-// Provide makes v available to bindings under name; parts call it when they are built.
-func (s *Services) Provide(name string, v any) {
-	s.mu.Lock()
-	s.parts[name] = v
-	s.mu.Unlock()
-}
-
-// Lookup returns what was provided under name, or nil.
-func (s *Services) Lookup(name string) any {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.parts[name]
 }
 
 // New starts a runtime with no generation yet; call Load.
@@ -127,11 +108,13 @@ func New(opts Options) (*Runtime, error) {
 	if rt.poolSize == 0 {
 		rt.poolSize = 4 * runtime.GOMAXPROCS(0)
 	}
-	local := NewCache(opts.Config.CacheMaxEntries, opts.Config.CacheMaxBytes)
-	rt.services = &Services{Cache: local, Store: opts.Cache, Topics: opts.Topics, Log: rt.log, parts: map[string]any{}}
-	if rt.services.Store == nil {
-		rt.services.Store = LocalStore{local}
+	rt.cache = NewCache(opts.Config.CacheMaxEntries, opts.Config.CacheMaxBytes)
+	rt.store = opts.Cache
+	if rt.store == nil {
+		rt.store = LocalStore{rt.cache}
 	}
+	rt.topics = opts.Topics
+	rt.bindings = append([]Binding(nil), opts.Bindings...)
 	rt.shared = newShared(rt)
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stop = cancel
@@ -140,8 +123,32 @@ func New(opts Options) (*Runtime, error) {
 	return rt, nil
 }
 
-// Services returns the services bindings use.
-func (rt *Runtime) Services() *Services { return rt.services }
+// Bind adds bindings; it must be called before the first Load (every VM of every generation has the same
+// module).
+func (rt *Runtime) Bind(bs ...Binding) error {
+	rt.loadMu.Lock()
+	defer rt.loadMu.Unlock()
+	if rt.loaded {
+		return errors.New("lua: bindings are added before the first load")
+	}
+	rt.bindings = append(rt.bindings, bs...)
+	return nil
+}
+
+// PoolSize is how many idle VMs each generation keeps (lua.pool_size, or sized from GOMAXPROCS).
+func (rt *Runtime) PoolSize() int { return rt.poolSize }
+
+// Cache is the in-process cache (sb.cache's store unless the engine is clustered: Store).
+func (rt *Runtime) Cache() *Cache { return rt.cache }
+
+// Store is what sb.cache uses: the in-process cache, or the cluster's shared bucket.
+func (rt *Runtime) Store() CacheStore { return rt.store }
+
+// Log is the runtime's logger (field part=lua).
+func (rt *Runtime) Log() *logrus.Entry { return rt.log }
+
+// Display is what script names in errors start with (the scripts directory as the operator knows it).
+func (rt *Runtime) Display() string { return rt.display }
 
 // Config returns the runtime's configuration.
 func (rt *Runtime) Config() Config { return rt.cfg }
@@ -165,6 +172,7 @@ func (e *LoadError) Error() string {
 func (rt *Runtime) Load() error {
 	rt.loadMu.Lock()
 	defer rt.loadMu.Unlock()
+	rt.loaded = true
 	fsys := rt.fsys
 	if fsys == nil {
 		if _, err := os.Stat(rt.cfg.ScriptsDir); err != nil {
@@ -191,30 +199,6 @@ func (rt *Runtime) Load() error {
 		"took": time.Since(start).Round(time.Microsecond)}).Info("scripts loaded")
 	return nil
 }
-
-// Check compiles and loads every script without serving them: the offline validation of `switchboard check`.
-func Check(cfg Config, fsys fs.FS, display string) []*ScriptError {
-	l := logrus.New()
-	l.SetOutput(discard{})
-	rt, err := New(Options{Config: cfg, FS: fsys, Display: display, Log: logrus.NewEntry(l)})
-	if err != nil {
-		return []*ScriptError{{Message: err.Error()}}
-	}
-	defer rt.Close()
-	err = rt.Load()
-	var le *LoadError
-	if errors.As(err, &le) {
-		return le.Errors
-	}
-	if err != nil {
-		return []*ScriptError{{Message: err.Error()}}
-	}
-	return nil
-}
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // Close retires the current generation (its timers and subscriptions stop), cancels every handler still
 // running (they end with "the engine is shutting down"), refuses new ones, and stops the watchdog. It does

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"runtime"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"github.com/sirupsen/logrus"
 	lua "github.com/yuin/gopher-lua"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -45,6 +48,29 @@ func newRuntime(t *testing.T, cfg Config, files map[string]string, topics Topics
 		t.Fatalf("load: %v", err)
 	}
 	return rt, fsys, buf
+}
+
+// checkScripts loads files and returns the load's script errors (nil when it succeeded).
+func checkScripts(t *testing.T, files map[string]string) []*ScriptError {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for name, src := range files {
+		fsys[name] = &fstest.MapFile{Data: []byte(src)}
+	}
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	rt, err := New(Options{Config: DefaultConfig(), FS: fsys, Display: "scripts", Log: logrus.NewEntry(l)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	var le *LoadError
+	if err := rt.Load(); errors.As(err, &le) {
+		return le.Errors
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return nil
 }
 
 // callString runs handler kind/name with a string argument and returns its first result as a string.
@@ -102,7 +128,7 @@ func TestLoadErrorsSyntaxAndTopLevel(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			errs := Check(DefaultConfig(), fstest.MapFS{"bad.lua": {Data: []byte(c.src)}}, "scripts")
+			errs := checkScripts(t, map[string]string{"bad.lua": c.src})
 			if c.want == "" {
 				if len(errs) != 0 {
 					t.Fatalf("unexpected errors %v", errs)
@@ -152,7 +178,7 @@ sb.on("slow", function(s) sb.sleep(100) return "old:" .. s end)`}, nil)
 		}
 		done <- got
 	}()
-	time.Sleep(20 * time.Millisecond)
+	testutil.WaitFor(t, "the slow handler to start", func() bool { return busyVMs(rt) > 0 })
 	fsys["a.lua"] = &fstest.MapFile{Data: []byte(`local sb = require "switchboard"
 sb.on("slow", function(s) return "new:" .. s end)`)}
 	if err := rt.Load(); err != nil {
@@ -267,22 +293,15 @@ func TestTimersRunAndStopOnReload(t *testing.T) {
 local sb = require "switchboard"
 sb.every(5, function() sb.cache.save("ticks", (sb.cache.load("ticks") or 0) + 1) end)
 sb.on("later", function() sb.after(5, function() sb.cache.save("after", "fired") end) end)`}, nil)
-	cache := rt.Services().Cache
+	cache := rt.Cache()
 	if _, err := callString(t, rt.Current(), "on", "later", ""); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.WaitFor(t, "the timers to fire", func() bool {
 		e, err := cache.Load("ticks")
 		a, aerr := cache.Load("after")
-		if err == nil && e.Value.(int64) >= 3 && aerr == nil && a.Value == "fired" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timers did not fire: %v %v", e, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return err == nil && e.Value.(int64) >= 3 && aerr == nil && a.Value == "fired"
+	})
 	fsys["a.lua"] = &fstest.MapFile{Data: []byte("-- no timers\n")}
 	if err := rt.Load(); err != nil {
 		t.Fatal(err)

@@ -51,14 +51,14 @@ func (vm *VM) require(L *lua.LState) int {
 	}
 	rel := strings.ReplaceAll(name, ".", "/") + ".lua"
 	for _, s := range vm.gen.scripts {
-		if s.rel != rel {
+		if s.Path != rel {
 			continue
 		}
-		if !s.module {
-			return raise(L, "module %q: only files under %s/lib can be required (scripts outside lib/ run at load)", name, vm.rt.display)
+		if !s.Module {
+			return Raise(L, "module %q: only files under %s/lib can be required (scripts outside lib/ run at load)", name, vm.rt.display)
 		}
 		vm.modules[name] = lua.LTrue // a module that requires itself sees true, as in Lua
-		L.Push(L.NewFunctionFromProto(s.proto))
+		L.Push(L.NewFunctionFromProto(s.Proto))
 		L.Call(0, 1)
 		v := L.Get(-1)
 		if v == lua.LNil {
@@ -68,5 +68,5 @@ func (vm *VM) require(L *lua.LState) int {
 		L.Push(v)
 		return 1
 	}
-	return raise(L, "module %q not found: require gives \"switchboard\" and files under %s/lib (e.g. require \"lib.util\")", name, vm.rt.display)
+	return Raise(L, "module %q not found: require gives \"switchboard\" and files under %s/lib (e.g. require \"lib.util\")", name, vm.rt.display)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -68,7 +69,7 @@ func newSandboxFuzzer(t testing.TB) *sandboxFuzzer {
 sb.on("run", function() return {} end)
 sb.on("ping", function() return "pong" end)`)}}
 	l := logrus.New()
-	l.SetOutput(discard{})
+	l.SetOutput(io.Discard)
 	rt, err := New(Options{Config: cfg, FS: fsys, Display: "scripts", Log: logrus.NewEntry(l)})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +146,6 @@ func hasAny(s string, subs []string) bool {
 type progGen struct {
 	in    []byte
 	b     strings.Builder
-	vars  int
 	depth int
 }
 

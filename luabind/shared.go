@@ -6,6 +6,8 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
+
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // shared holds what every VM of a runtime can use without a copy of its own: the sandboxed standard
@@ -74,7 +76,7 @@ func newShared(rt *Runtime) *shared {
 		for i := range parts {
 			parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
 			if size += len(parts[i]) + 1; size > rt.cfg.MaxStringBytes { // print(unpack(t)) of big strings
-				return raise(L, "print: line would exceed lua.max_string_bytes (%d)", rt.cfg.MaxStringBytes)
+				return Raise(L, "print: line would exceed lua.max_string_bytes (%d)", rt.cfg.MaxStringBytes)
 			}
 		}
 		rt.log.WithField("script", strings.TrimSuffix(L.Where(1), ":")).Info(strings.Join(parts, "\t"))
@@ -97,7 +99,7 @@ func newShared(rt *Runtime) *shared {
 		"publish": func(L *lua.LState) int { return sbPublish(L, rt) },
 		"sleep":   sbSleep,
 		"now":     func(L *lua.LState) int { L.Push(lua.LNumber(time.Now().UnixMilli())); return 1 },
-		"uuid":    func(L *lua.LState) int { L.Push(lua.LString(NewUUID())); return 1 },
+		"uuid":    func(L *lua.LState) int { L.Push(lua.LString(uuid.New())); return 1 },
 	})
 	s.libProxyMeta(L, "switchboard", core)
 	s.libProxyMeta(L, "log", logTable(L, rt))

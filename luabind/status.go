@@ -20,12 +20,12 @@ func (g *Generation) Scripts() []ScriptInfo {
 	out := make([]ScriptInfo, len(g.scripts))
 	byFile := make(map[string]int, len(g.scripts))
 	for i, s := range g.scripts {
-		out[i] = ScriptInfo{File: s.name, Module: s.module, Handlers: []HandlerInfo{}}
-		byFile[s.name] = i
+		out[i] = ScriptInfo{File: s.Name, Module: s.Module, Handlers: []HandlerInfo{}}
+		byFile[s.Name] = i
 	}
 	for _, h := range g.handlers {
-		if h.Kind == kindValidator {
-			continue // part of its action
+		if h.Part {
+			continue // listed with its handler (an action's validator)
 		}
 		file, _ := splitWhere(h.Where)
 		i, ok := byFile[file]

@@ -534,7 +534,7 @@ func formatBound(f string, args []lua.LValue) (bound, bad int) {
 		a := args[next]
 		used[next] = true
 		next++
-		if !printable(a) && (goSyntax || strings.IndexRune("vsxXq", verb) < 0) {
+		if !printable(a) && (goSyntax || !strings.ContainsRune("vsxXq", verb)) {
 			return 0, next
 		}
 		bound += max(width, argBound(a, verb, prec))

@@ -2,6 +2,7 @@ package luabind
 
 import (
 	"context"
+	"io"
 	"math/rand"
 	"strings"
 	"testing"
@@ -104,7 +105,7 @@ func startRuntime(t testing.TB, cfg Config, files map[string]string) *Runtime {
 		fsys[name] = &fstest.MapFile{Data: []byte(src)}
 	}
 	l := logrus.New()
-	l.SetOutput(discard{})
+	l.SetOutput(io.Discard)
 	rt, err := New(Options{Config: cfg, FS: fsys, Display: "scripts", Log: logrus.NewEntry(l)})
 	if err != nil {
 		t.Fatal(err)

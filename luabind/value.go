@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
 	luar "layeh.com/gopher-luar"
+
+	"github.com/switchboard/switchboard/internal/jsonjs"
 )
 
-// maxDepth bounds nesting when converting between Lua and Go, which also stops self-referencing tables.
-const maxDepth = 64
+// MaxDepth bounds nesting when converting between Lua and Go, which also stops self-referencing tables.
+const MaxDepth = 64
 
 // MaxValueNodes bounds the values (tables, strings, numbers...) one conversion from Lua to Go or JSON
 // visits: enough for an array of MaxArrayLen numbers. A table reached twice is converted twice (JSON has no
@@ -21,19 +24,22 @@ const maxDepth = 64
 // (lua.max_string_bytes) stops large values. A conversion also stops when its handler is cancelled.
 const MaxValueNodes = 1 << 20
 
-// budget bounds one conversion: the nodes it may still visit and the bytes the value encodes to
-// (approximately its JSON size: a string counts its length plus 2, a number 8, a key its length plus 3...).
-type budget struct {
+// Budget bounds one conversion from Lua (to Go data or JSON): the nodes it may still visit and the bytes
+// the value encodes to (approximately its JSON size: a string counts its length plus 2, a number 8, a key
+// its length plus 3...), and it stops when the handler is cancelled. Bindings that convert values their
+// own way (the socket binding's ordered objects) take from it as the converters here do.
+type Budget struct {
 	nodes    int
 	bytes    int
 	maxBytes int
 	done     <-chan struct{} // the handler's context: a conversion stops when the handler is cancelled
 }
 
-func newBudget(maxBytes int) budget { return budget{nodes: MaxValueNodes, maxBytes: maxBytes} }
+func newBudget(maxBytes int) Budget { return Budget{nodes: MaxValueNodes, maxBytes: maxBytes} }
 
-// budgetFor is the budget of a conversion made by Lua code running in L.
-func budgetFor(L *lua.LState) budget {
+// BudgetFor is the budget of a conversion made by Lua code running in L: lua.max_string_bytes bytes,
+// MaxValueNodes nodes, until the handler's context is done.
+func BudgetFor(L *lua.LState) Budget {
 	b := newBudget(DefaultConfig().MaxStringBytes)
 	if vm := VMOf(L); vm != nil {
 		b.maxBytes = vm.rt.cfg.MaxStringBytes
@@ -41,13 +47,6 @@ func budgetFor(L *lua.LState) budget {
 	if ctx := L.Context(); ctx != nil {
 		b.done = ctx.Done()
 	}
-	return b
-}
-
-// budget is the budget of a conversion for the handler running on vm.
-func (vm *VM) budget() budget {
-	b := newBudget(vm.rt.cfg.MaxStringBytes)
-	b.done = vm.L.Context().Done()
 	return b
 }
 
@@ -59,7 +58,19 @@ var (
 // checkEvery is how many nodes a conversion visits between two looks at its handler's context.
 const checkEvery = 4096
 
-func (b *budget) take(n int) error {
+// Budget is the budget of a conversion for the handler running on vm (BudgetFor without the lookups).
+func (vm *VM) Budget() Budget {
+	b := newBudget(vm.rt.cfg.MaxStringBytes)
+	b.done = vm.L.Context().Done()
+	return b
+}
+
+// Add counts n more bytes without a node (a separator); the next Take checks them.
+func (b *Budget) Add(n int) { b.bytes += n }
+
+// Take counts one node of n bytes; its error says which bound the value went past, or that the handler was
+// cancelled.
+func (b *Budget) Take(n int) error {
 	b.nodes--
 	b.bytes += n
 	if b.nodes < 0 {
@@ -86,7 +97,7 @@ func ToLua(L *lua.LState, v any) lua.LValue {
 }
 
 func toLua(L *lua.LState, v any, depth int) lua.LValue {
-	if depth > maxDepth {
+	if depth > MaxDepth {
 		return lua.LNil
 	}
 	switch x := v.(type) {
@@ -166,41 +177,55 @@ func FromLua(v lua.LValue) any {
 	return out
 }
 
-var errTooDeep = errors.New("table nested deeper than 64 levels (a table that contains itself?)")
+// ErrTooDeep is the error of a conversion that went past MaxDepth.
+var ErrTooDeep = errors.New("table nested deeper than 64 levels (a table that contains itself?)")
 
-func fromLua(v lua.LValue, depth int, b *budget) (any, error) {
-	if depth > maxDepth {
-		return nil, errTooDeep
+// FromLuaWithin is FromLua within b (BudgetFor), with the error that says why a value cannot be converted.
+func FromLuaWithin(v lua.LValue, b *Budget) (any, error) { return fromLua(v, 0, b) }
+
+// ArrayLen is #t, or ErrArrayLimit when t is an array that went past MaxArrayLen (the elements beyond it
+// would be lost).
+func ArrayLen(t *lua.LTable) (int, error) {
+	n := t.Len()
+	if pastArrayLimit(t, n) {
+		return n, ErrArrayLimit
+	}
+	return n, nil
+}
+
+func fromLua(v lua.LValue, depth int, b *Budget) (any, error) {
+	if depth > MaxDepth {
+		return nil, ErrTooDeep
 	}
 	switch x := v.(type) {
 	case lua.LBool:
-		return bool(x), b.take(5)
+		return bool(x), b.Take(5)
 	case lua.LString:
-		return string(x), b.take(len(x) + 2)
+		return string(x), b.Take(len(x) + 2)
 	case lua.LNumber:
 		f := float64(x)
 		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-			return int64(f), b.take(8)
+			return int64(f), b.Take(8)
 		}
-		return f, b.take(8)
+		return f, b.Take(8)
 	case *lua.LTable:
-		if err := b.take(2); err != nil {
+		if err := b.Take(2); err != nil {
 			return nil, err
 		}
 		return tableFromLua(x, depth, b)
 	case *lua.LUserData:
 		if _, null := x.Value.(jsonNull); null {
-			return nil, b.take(4)
+			return nil, b.Take(4)
 		}
-		return x.Value, b.take(8)
+		return x.Value, b.Take(8)
 	}
-	return nil, b.take(4)
+	return nil, b.Take(4)
 }
 
-func tableFromLua(t *lua.LTable, depth int, b *budget) (any, error) {
+func tableFromLua(t *lua.LTable, depth int, b *Budget) (any, error) {
 	n := t.Len()
 	if pastArrayLimit(t, n) {
-		return nil, errArrayLimit
+		return nil, ErrArrayLimit
 	}
 	count := 0
 	array := true
@@ -230,7 +255,7 @@ func tableFromLua(t *lua.LTable, depth int, b *budget) (any, error) {
 		}
 		var val any
 		key := k.String()
-		if err = b.take(len(key) + 4); err != nil {
+		if err = b.Take(len(key) + 4); err != nil {
 			return
 		}
 		val, err = fromLua(v, depth+1, b)
@@ -248,7 +273,7 @@ func EncodeJSON(v lua.LValue) ([]byte, error) {
 	return encodeJSON(v, &b)
 }
 
-func encodeJSON(v lua.LValue, b *budget) ([]byte, error) {
+func encodeJSON(v lua.LValue, b *Budget) ([]byte, error) {
 	g, err := fromLua(v, 0, b)
 	if err != nil {
 		return nil, err
@@ -273,13 +298,13 @@ func DecodeJSON(L *lua.LState, data []byte) (lua.LValue, error) {
 }
 
 func checkArrays(v any, depth int) error {
-	if depth > maxDepth {
+	if depth > MaxDepth {
 		return nil // toLua cuts it here
 	}
 	switch x := v.(type) {
 	case []any:
 		if len(x) > MaxArrayLen {
-			return errArrayLimit
+			return ErrArrayLimit
 		}
 		for _, e := range x {
 			if err := checkArrays(e, depth+1); err != nil {
@@ -294,4 +319,114 @@ func checkArrays(v any, depth int) error {
 		}
 	}
 	return nil
+}
+
+// AppendJSONObject writes the table t, an object (not an array), straight to JSON text in the order of its
+// keys, without the Go values in between (docs/benchmarks.md): strings and numbers as JavaScript writes
+// them (internal/jsonjs), sb.json.null as null, and keys for which skip says true left out. ok is false
+// for anything that path does not render (an array, a key that is not a string, a function or userdata,
+// deep nesting): the caller then converts as usual. err is a value past its budget.
+func AppendJSONObject(dst []byte, t *lua.LTable, skip func(key string) bool, bud *Budget) (out []byte, ok bool, err error) {
+	if n, count := tableShape(t); n > 0 && count == n || pastArrayLimit(t, n) {
+		return dst, false, nil // an array
+	}
+	b := append(dst, '{')
+	first := true
+	for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
+		key, isStr := k.(lua.LString)
+		if !isStr {
+			return dst, false, nil
+		}
+		if skip != nil && skip(string(key)) {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = jsonjs.AppendString(b, string(key))
+		b = append(b, ':')
+		if b, ok, err = appendJSON(b, v, 1, bud); !ok || err != nil {
+			return dst, false, err
+		}
+	}
+	return append(b, '}'), true, nil
+}
+
+// tableShape returns the border (#t) and the number of keys of t; the keys are counted only when the
+// border is not 0 (then count is 0 too), as only a non-empty array needs the count, and Next is slow.
+func tableShape(t *lua.LTable) (n, count int) {
+	if n = t.Len(); n == 0 {
+		return 0, 0
+	}
+	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) {
+		count++
+	}
+	return n, count
+}
+
+// appendJSON appends a Lua value as JSON (see AppendJSONObject), within bud.
+func appendJSON(b []byte, v lua.LValue, depth int, bud *Budget) ([]byte, bool, error) {
+	if depth > MaxDepth {
+		return b, false, nil
+	}
+	bud.bytes = len(b)
+	if err := bud.Take(0); err != nil {
+		return b, false, err
+	}
+	switch x := v.(type) {
+	case lua.LString:
+		return jsonjs.AppendString(b, string(x)), true, nil
+	case lua.LNumber:
+		f := float64(x)
+		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+			return strconv.AppendInt(b, int64(f), 10), true, nil
+		}
+		return jsonjs.AppendNumber(b, f), true, nil
+	case lua.LBool:
+		return strconv.AppendBool(b, bool(x)), true, nil
+	case *lua.LUserData:
+		if _, null := x.Value.(jsonNull); null {
+			return append(b, "null"...), true, nil
+		}
+		return b, false, nil
+	case *lua.LTable:
+		ok := true
+		var err error
+		n, count := tableShape(x)
+		if pastArrayLimit(x, n) {
+			return b, false, ErrArrayLimit
+		}
+		if n > 0 && count == n {
+			b = append(b, '[')
+			for i := 1; i <= n; i++ {
+				if i > 1 {
+					b = append(b, ',')
+				}
+				if b, ok, err = appendJSON(b, x.RawGetInt(i), depth+1, bud); !ok || err != nil {
+					return b, false, err
+				}
+			}
+			return append(b, ']'), true, nil
+		}
+		b = append(b, '{')
+		first := true
+		for k, e := x.Next(lua.LNil); k != lua.LNil; k, e = x.Next(k) {
+			key, isStr := k.(lua.LString)
+			if !isStr {
+				return b, false, nil
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = jsonjs.AppendString(b, string(key))
+			b = append(b, ':')
+			if b, ok, err = appendJSON(b, e, depth+1, bud); !ok || err != nil {
+				return b, false, err
+			}
+		}
+		return append(b, '}'), true, nil
+	}
+	return b, false, nil
 }

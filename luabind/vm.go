@@ -150,11 +150,11 @@ func newVM(g *Generation) (*VM, error) {
 
 	vm.loading = true
 	for _, s := range g.scripts {
-		if s.module {
+		if s.Module {
 			continue
 		}
-		vm.file = s.name
-		fn := L.NewFunctionFromProto(s.proto)
+		vm.file = s.Name
+		fn := L.NewFunctionFromProto(s.Proto)
 		err := vm.runShort(context.Background(), "load", 0, func(L *lua.LState) error {
 			L.Push(fn)
 			return L.PCall(0, 0, nil)
@@ -195,6 +195,16 @@ func (vm *VM) Register(kind, name string, fn *lua.LFunction, meta any) (*Handler
 	return h, nil
 }
 
+// RegisterPart is Register for a function that belongs to a handler registered just before (an action's
+// input validator): it is found by kind and name as any handler, and not listed on its own.
+func (vm *VM) RegisterPart(kind, name string, fn *lua.LFunction, meta any) (*Handler, error) {
+	h, err := vm.Register(kind, name, fn, meta)
+	if err == nil {
+		h.Part = true
+	}
+	return h, err
+}
+
 // multiKinds are the kinds whose names may repeat: several scripts may listen to one event or topic.
 var multiKinds = map[string]bool{"on": true, "subscribe": true, "timer": true}
 
@@ -204,7 +214,7 @@ func (vm *VM) Func(h *Handler) *lua.LFunction { return vm.fns[h.Index] }
 // Generation is the generation whose scripts this VM ran.
 func (vm *VM) Generation() *Generation { return vm.gen }
 
-// Runtime is the runtime the VM belongs to (for its services).
+// Runtime is the runtime the VM belongs to (its configuration, cache, log and shared values).
 func (vm *VM) Runtime() *Runtime { return vm.rt }
 
 // Module is the switchboard module table of this VM.
@@ -215,7 +225,7 @@ func (vm *VM) Loading() bool { return vm.loading }
 
 // blocking marks the VM as blocked in a Go call that holds no CPU until the returned function is called;
 // the memory guard cancels such handlers after the ones that compute.
-func (vm *VM) blocking() (done func()) {
+func (vm *VM) Blocking() (done func()) {
 	vm.waiting.Store(true)
 	return vm.endWait
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard/switchboard/engine/bus"
 	"github.com/switchboard/switchboard/engine/channel"
+	"github.com/switchboard/switchboard/engine/channel/channellua"
 	"github.com/switchboard/switchboard/luabind"
 )
 
@@ -167,16 +168,19 @@ func newChannelBench(ctx context.Context, conns, size int, withLua bool) (*chann
 		return nil, err
 	}
 	closers = append(closers, rt.Close)
-	if err := rt.Load(); err != nil {
-		return nil, fmt.Errorf("channel: scripts: %w", err)
-	}
-	opts := channel.Options{Configs: cfgs, Bus: b, Log: log}
+	opts := channel.Options{Bus: b, Log: log}
 	if withLua {
-		opts.Transform = luabind.ChannelTransforms(rt)
+		opts.Transform = channellua.Transforms(rt)
 	}
-	set, err := channel.New(opts)
+	set, err := channel.New(cfgs, opts)
 	if err != nil {
 		return nil, err
+	}
+	if err := rt.Bind(channellua.New(set)); err != nil {
+		return nil, err
+	}
+	if err := rt.Load(); err != nil {
+		return nil, fmt.Errorf("channel: scripts: %w", err)
 	}
 	if err := set.Start(ctx); err != nil {
 		return nil, err

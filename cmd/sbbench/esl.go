@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -25,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchboard/switchboard/engine/esl"
+	"github.com/switchboard/switchboard/engine/esl/esllua"
 	"github.com/switchboard/switchboard/engine/esl/esltest"
 	"github.com/switchboard/switchboard/luabind"
 )
@@ -234,8 +234,9 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 			"freeswitch/four.lua": {Data: []byte(eslBenchFour)},
 		}
 	}
+	eslLua := esllua.New(esllua.OptionsFrom(luabind.DefaultConfig()))
 	rt, err := luabind.New(luabind.Options{Config: luabind.DefaultConfig(), FS: scripts,
-		Display: "bench", Log: logrus.NewEntry(quiet)})
+		Display: "bench", Log: logrus.NewEntry(quiet), Bindings: []luabind.Binding{eslLua}})
 	if err != nil {
 		return err
 	}
@@ -245,22 +246,24 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 	}
 	reg := prometheus.NewRegistry()
 	cfg := esl.DefaultConfig()
-	resolve := luabind.FlowResolver(rt)
+	resolve := eslLua.Flows(rt)
 	if goFlows {
 		resolve = goBenchFlows
 	}
-	srv := esl.NewServer(cfg, resolve, logrus.NewEntry(quiet), reg)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	cfg.Listen = "127.0.0.1:0"
+	srv, err := esl.New(cfg, esl.Options{Flows: resolve, Log: logrus.NewEntry(quiet), Metrics: reg})
 	if err != nil {
 		return err
 	}
-	go func() { _ = srv.Serve(ln) }()
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	addr := ln.Addr().String()
+	addr := srv.Addrs()["esl"].String()
 	flows := "Lua"
 	switch {
 	case goFlows:

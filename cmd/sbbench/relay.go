@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchboard/switchboard/engine/relay"
+	"github.com/switchboard/switchboard/engine/relay/relaylua"
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
 	"github.com/switchboard/switchboard/luabind"
 )
@@ -212,13 +213,13 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 		return LoadResult{}, err
 	}
 	reg := prometheus.NewRegistry()
-	opts := relay.Options{Config: cfg, Compile: luabind.RelayExprCompiler(rt), Log: logrus.NewEntry(quiet), Metrics: reg}
+	opts := relay.Options{Compile: relaylua.Compiler(rt), Log: logrus.NewEntry(quiet), Metrics: reg}
 	if jo.jetstream != nil {
-		opts.Config.Guaranteed, opts.Config.Journal, opts.Config.ID = true, relay.JournalJetStream, jo.relayID
-		opts.Config.JetStream.Replicas = jo.replicas
+		cfg.Guaranteed, cfg.Journal, cfg.ID = true, relay.JournalJetStream, jo.relayID
+		cfg.JetStream.Replicas = jo.replicas
 		opts.Cluster = *jo.jetstream
 	}
-	r, err := relay.New(opts)
+	r, err := relay.New(cfg, opts)
 	if err != nil {
 		return LoadResult{}, err
 	}

@@ -21,8 +21,9 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
+	"github.com/switchboard/switchboard/engine"
 	"github.com/switchboard/switchboard/engine/socket"
-	"github.com/switchboard/switchboard/luabind"
+	"github.com/switchboard/switchboard/engine/socket/socketlua"
 )
 
 func socketCmd() *cobra.Command {
@@ -179,9 +180,9 @@ func startSocketServer(scriptsDir string) (*socketServer, error) {
 	logger := logrus.New()
 	logger.SetOutput(io.Discard)
 	log := logrus.NewEntry(logger)
-	lcfg := luabind.DefaultConfig()
-	lcfg.ScriptsDir = scriptsDir
-	rt, err := luabind.New(luabind.Options{Config: lcfg, Log: log})
+	ecfg := engine.DefaultConfig()
+	ecfg.Lua.ScriptsDir = scriptsDir
+	rt, _, err := engine.ScriptRuntime(ecfg, nil, "", log) // every binding: the shipped scripts use them all
 	if err != nil {
 		return nil, err
 	}
@@ -192,25 +193,21 @@ func startSocketServer(scriptsDir string) (*socketServer, error) {
 	cfg := socket.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.SimultaneousActions = 5
-	s := luabind.NewSocketScripts(rt)
+	s := socketlua.NewScripts(rt)
 	reg := prometheus.NewRegistry()
 	srv, err := socket.New(cfg, socket.Options{Actions: s, Verbs: s, Hooks: s, Log: log, Metrics: reg})
 	if err != nil {
 		rt.Close()
 		return nil, err
 	}
-	l, err := srv.Listen()
-	if err != nil {
+	if err := srv.Start(context.Background()); err != nil {
 		rt.Close()
 		return nil, err
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	return &socketServer{addr: l.Addr().String(), reg: reg, stop: func() {
+	return &socketServer{addr: srv.Addrs()["socket"].String(), reg: reg, stop: func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-		<-done
 		rt.Close()
 	}}, nil
 }

@@ -15,8 +15,7 @@ import (
 	"github.com/switchboard/switchboard/engine"
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/esltest"
-	"github.com/switchboard/switchboard/engine/transport"
-	"github.com/switchboard/switchboard/luabind"
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // flowCmd is `switchboard flow test <flow>`: run a call flow from the configured scripts against a simulated
@@ -149,13 +148,13 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 		logger.SetLevel(logrus.InfoLevel) // consoleLog lines of the flow are part of the test
 	}
 	// The flow's own log lines go into the transcript, in order, instead of stderr.
-	call.UUID = luabind.NewUUID()
+	call.UUID = uuid.New()
 	notes := &flowNotes{uuid: call.UUID}
 	call.Attach = notes.attach
 	logger.AddHook(notes)
 	log := logrus.NewEntry(logger)
 	warnIgnoredEnv(log, cfg)
-	rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: sc.fsys, Display: sc.display, Log: log})
+	rt, flows, err := engine.ScriptRuntime(cfg, sc.fsys, sc.display, log)
 	if err != nil {
 		return err
 	}
@@ -163,21 +162,22 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 	if err := rt.Load(); err != nil {
 		return fmt.Errorf("scripts:\n%w", err)
 	}
-	if g := rt.Current(); !g.HasFlow(call.Path) {
+	if g := rt.Current(); !flows.HasFlow(g, call.Path) {
 		var names []string
 		for _, h := range g.Handlers("flow") {
 			names = append(names, h.Name)
 		}
-		names = append(names, g.ModLuaFlows()...)
+		names = append(names, flows.ModLuaFlows(g)...)
 		sort.Strings(names)
 		return fmt.Errorf("no flow %q in %s (flows: %s)", call.Path, sc, strings.Join(names, ", "))
 	}
 	ecfg := cfg.ESL
-	ecfg.Listen = "127.0.0.1:0"
+	// A loopback port of its own, open to the simulator alone whatever esl.allow and esl.max_calls say.
+	ecfg.Listen, ecfg.Allow, ecfg.MaxCalls = "127.0.0.1:0", "", 0
 	var flowErr error
 	var errMu sync.Mutex
-	resolve := luabind.FlowResolver(rt)
-	srv := esl.NewServer(ecfg, func(ci *esl.CallInfo) (esl.Flow, error) {
+	resolve := flows.Flows(rt)
+	srv, err := esl.New(ecfg, esl.Options{Log: log, Flows: func(ci *esl.CallInfo) (esl.Flow, error) {
 		f, err := resolve(ci)
 		if err != nil {
 			return nil, err
@@ -191,20 +191,19 @@ func testFlow(ctx context.Context, opts *rootOptions, cfg engine.Config, call es
 			}
 			return err
 		}), nil
-	}, log, nil)
-	l, err := transport.Listen(transport.ListenConfig{Addr: ecfg.Listen, Log: log})
+	}})
 	if err != nil {
 		return err
 	}
-	served := make(chan struct{})
-	go func() { defer close(served); _ = srv.Serve(l) }()
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
-		<-served
 	}()
-	call.Addr = l.Addr().String()
+	call.Addr = srv.Addrs()["esl"].String()
 	cctx, cancel := context.WithTimeout(ctx, timeout+ecfg.FlowGrace+5*time.Second)
 	defer cancel()
 	res, runErr := esltest.Run(cctx, call)
@@ -288,7 +287,7 @@ The exit status is non-zero when the script raised an error.
 				logger.SetLevel(logrus.WarnLevel) // the script's reply is the output
 			}
 			log := logrus.NewEntry(logger)
-			rt, err := luabind.New(luabind.Options{Config: cfg.Lua, FS: sc.fsys, Display: sc.display, Log: log})
+			rt, flows, err := engine.ScriptRuntime(cfg, sc.fsys, sc.display, log)
 			if err != nil {
 				return err
 			}
@@ -303,7 +302,7 @@ The exit status is non-zero when the script raised an error.
 				}
 				line[i] = a
 			}
-			res := rt.Current().RunAPIScript(cmd.Context(), strings.Join(line, " "), cfg.ESL, log)
+			res := flows.RunAPIScript(cmd.Context(), rt.Current(), strings.Join(line, " "), cfg.ESL, log)
 			fmt.Fprint(opts.stdout, res.Output)
 			if res.Err != nil {
 				return errReported{1}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/internal/prom"
 )
 
 // Message is one published value.
@@ -91,29 +93,23 @@ func New(opts Options) *Bus {
 		log = logrus.NewEntry(l)
 	}
 	b := &Bus{opts: opts, log: log, topics: map[string]*topic{}}
-	b.published = counterVec(opts.Metrics, "switchboard_bus_published_total", "Messages published, per topic.")
-	b.delivered = counterVec(opts.Metrics, "switchboard_bus_delivered_total", "Messages handed to subscriber handlers, per topic.")
-	b.dropped = counterVec(opts.Metrics, "switchboard_bus_dropped_total", "Messages dropped because a subscriber queue was full, per topic.")
-	b.backplaneErrs = counterVec(opts.Metrics, "switchboard_bus_backplane_errors_total", "Backplane publish errors, per topic.")
+	r := prom.On(opts.Metrics)
+	b.published = counterVec(r, "switchboard_bus_published_total", "Messages published, per topic.")
+	b.delivered = counterVec(r, "switchboard_bus_delivered_total", "Messages handed to subscriber handlers, per topic.")
+	b.dropped = counterVec(r, "switchboard_bus_dropped_total", "Messages dropped because a subscriber queue was full, per topic.")
+	b.backplaneErrs = counterVec(r, "switchboard_bus_backplane_errors_total", "Backplane publish errors, per topic.")
+	if err := r.Err(); err != nil {
+		// The bus cannot fail to build (every part holds it); a registry that refuses its counters leaves
+		// them unscraped, which the log says.
+		log.WithError(err).Error("bus counters are not exported")
+	}
 	return b
 }
 
-// counterVec registers a topic-labelled counter, reusing one already
-// registered under the same name (several buses on one registry in tests).
-func counterVec(reg prometheus.Registerer, name, help string) *prometheus.CounterVec {
-	cv := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"topic"})
-	if reg == nil {
-		return cv
-	}
-	if err := reg.Register(cv); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing
-			}
-		}
-	}
-	return cv
+// counterVec registers a topic-labelled counter (one already registered under the same name is reused:
+// several buses on one registry in tests).
+func counterVec(r *prom.Registrar, name, help string) *prometheus.CounterVec {
+	return prom.Register(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"topic"}))
 }
 
 func (b *Bus) topic(name string, create bool) *topic {
@@ -294,15 +290,6 @@ func QueueSize(n int) SubOption {
 	return func(s *Subscription) {
 		if n > 0 {
 			s.size = n
-		}
-	}
-}
-
-// QueueBytes sets the subscription's queue bound in bytes (default Options.QueueBytes).
-func QueueBytes(n int) SubOption {
-	return func(s *Subscription) {
-		if n > 0 {
-			s.maxBytes = n
 		}
 	}
 }

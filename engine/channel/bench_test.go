@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // repeatReader returns the same bytes forever, so decoders run without allocation from the source.
@@ -90,7 +92,7 @@ func BenchmarkRequestEcho(b *testing.B) {
 	}()
 	cfg := DefaultConfig()
 	cfg.Name, cfg.Host, cfg.Port, cfg.Permanent = "bench", "127.0.0.1", ln.Addr().(*net.TCPAddr).Port, true
-	set, err := New(Options{Configs: []Config{cfg}})
+	set, err := New([]Config{cfg}, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -103,9 +105,7 @@ func BenchmarkRequestEcho(b *testing.B) {
 		_ = set.Shutdown(ctx)
 	}()
 	ch, _ := set.Channel("bench")
-	for st, _ := ch.State(); st != StateUp; st, _ = ch.State() {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.WaitFor(b, "the channel to be up", func() bool { st, _ := ch.State(); return st == StateUp })
 	msg := strings.Repeat("x", 63)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -637,7 +637,7 @@ func (c *Channel) announceUp(addr string, flushed int, quiet bool) {
 // runSession runs one established connection until it breaks or ctx is done, and reports how it ended:
 // redial (closed in good order after answering: connect again at once) or unserved (the peer never proved
 // alive: the backoff goes on growing).
-func (c *Channel) runSession(ctx context.Context, conn net.Conn) (err error, redial, unserved bool) {
+func (c *Channel) runSession(ctx context.Context, conn net.Conn) (redial, unserved bool, err error) {
 	s := &session{conn: conn, started: time.Now(), verified: c.hb == nil}
 	s.lastInput = s.started
 	pc := &packetConn{Conn: conn, c: c, s: s}
@@ -653,7 +653,7 @@ func (c *Channel) runSession(ctx context.Context, conn net.Conn) (err error, red
 		c.mu.Unlock()
 		conn.Close()
 		_ = s.ob.Close(context.Background())
-		return ErrStopped, false, false
+		return false, false, ErrStopped
 	}
 	c.sess = s
 	quiet := c.redialed
@@ -700,7 +700,7 @@ func (c *Channel) runSession(ctx context.Context, conn net.Conn) (err error, red
 
 // session adapts runSession to transport.Dialer.Run.
 func (c *Channel) session(ctx context.Context, conn net.Conn) error {
-	err, redial, unserved := c.runSession(ctx, conn)
+	redial, unserved, err := c.runSession(ctx, conn)
 	switch {
 	case redial:
 		return transport.RedialNow(err)
@@ -870,7 +870,7 @@ type failure struct {
 // back to the send buffer; a written one whose reply broke the framing or timed out fails with that reason;
 // other unanswered ones are written again (idempotent http requests, up to maxTries connections) or fail with
 // a clear error.
-func (c *Channel) endSession(ctx context.Context, s *session, err error, deliberate bool, addr string) (error, bool, bool) {
+func (c *Channel) endSession(ctx context.Context, s *session, err error, deliberate bool, addr string) (bool, bool, error) {
 	if s.readErr != nil {
 		err = s.readErr
 	}
@@ -1001,7 +1001,7 @@ func (c *Channel) endSession(ctx context.Context, s *session, err error, deliber
 		}
 		c.set.emit(Event{Channel: c.cfg.Name, Addr: addr, Err: reason})
 	}
-	return reason, redial, unserved
+	return redial, unserved, reason
 }
 
 // downErr is the error of a request whose message went out on a connection that ended before its reply.
@@ -1126,7 +1126,7 @@ func (c *Channel) runOnDemand(ctx context.Context) {
 			c.failPending(fmt.Errorf("channel %s: %w", c.cfg.Name, err), "connect_failed", "connect failed; buffered messages dropped")
 			return
 		}
-		serr, _, unserved := c.runSession(ctx, conn)
+		_, unserved, serr := c.runSession(ctx, conn)
 		conn.Close()
 		c.mu.Lock()
 		if ctx.Err() != nil || c.state == StateStopped || len(c.pending) == 0 {

@@ -23,6 +23,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/switchboard/switchboard/engine/bus"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // upstream is a loopback server that can be killed and restarted on the same port.
@@ -48,13 +49,8 @@ func newUpstream(t *testing.T, handle func(c net.Conn)) *upstream {
 func (u *upstream) start() {
 	var ln net.Listener
 	var err error
-	for i := 0; i < 50; i++ { // the old port may linger for a moment
-		if ln, err = net.Listen("tcp", u.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	// the old port may linger for a moment
+	if !testutil.Poll(time.Second, func() bool { ln, err = net.Listen("tcp", u.addr); return err == nil }) {
 		u.t.Fatal(err)
 	}
 	u.mu.Lock()
@@ -121,7 +117,7 @@ func startSet(t *testing.T, cfg Config, tr func(channel, dir string) Transform) 
 		}
 		t.Cleanup(sub.Close)
 	}
-	set, err := New(Options{Configs: []Config{cfg}, Bus: f.bus, Log: logrus.NewEntry(logger), Metrics: f.reg,
+	set, err := New([]Config{cfg}, Options{Bus: f.bus, Log: logrus.NewEntry(logger), Metrics: f.reg,
 		Transform: tr, OnEvent: func(ev Event) { f.events <- ev }})
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +236,7 @@ func TestReconnectKeepsBufferedMessagesInOrder(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		f.bus.Publish("echo.out", fmt.Sprintf("m%d", i))
 	}
-	waitFor(t, func() bool { return metricValue(ch.m.dropped("buffer_full")) == 2 })
+	testutil.WaitFor(t, "the condition", func() bool { return metricValue(ch.m.dropped("buffer_full")) == 2 })
 	if v := metricValue(ch.m.buffered); v != 8 {
 		t.Errorf("buffered = %v, want 8", v)
 	}
@@ -260,17 +256,6 @@ func TestReconnectKeepsBufferedMessagesInOrder(t *testing.T) {
 	if v := metricValue(ch.m.reconnects); v != 1 {
 		t.Errorf("reconnects = %v", v)
 	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 500; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("condition never held")
 }
 
 func TestHTTPChannel(t *testing.T) {
@@ -352,7 +337,7 @@ func TestXMLChannel(t *testing.T) {
 		t.Fatal("invalid outbound XML was sent")
 	}
 	f.bus.Publish("echo.out", "<c>")
-	waitFor(t, func() bool {
+	testutil.WaitFor(t, "the condition", func() bool {
 		for _, e := range f.hook.AllEntries() {
 			if e.Message == "message from topic_out not sent" && strings.Contains(fmt.Sprint(e.Data["error"]), "invalid document") {
 				return true
@@ -392,7 +377,7 @@ func TestBadUpstreams(t *testing.T) {
 				t.Fatalf("down error %v, want %q", down.Err, tc.want)
 			}
 			f.event(t, true) // reconnected
-			waitFor(t, func() bool { return u.accepts.Load() >= 2 })
+			testutil.WaitFor(t, "the condition", func() bool { return u.accepts.Load() >= 2 })
 		})
 	}
 }
@@ -501,7 +486,7 @@ func TestAsymmetricChannel(t *testing.T) {
 		t.Fatalf("got %q, %v", r, err)
 	}
 	// The writer logs a packet after writing it, so the reply may come first: poll.
-	waitFor(t, func() bool {
+	testutil.WaitFor(t, "the condition", func() bool {
 		var in, out bool
 		for _, e := range f.hook.AllEntries() {
 			in = in || (e.Message == "packet in" && e.Data["packet"] == `"<reply n=\"one\"/>\x01"`)
@@ -559,7 +544,7 @@ func TestRequestSurvivesBreakWhileBuffered(t *testing.T) {
 		_, err := ch.Request(context.Background(), "lost", 10*time.Second)
 		lostErr <- err
 	}()
-	waitFor(t, func() bool { return metricValue(ch.m.msgsOut) == 1 })
+	testutil.WaitFor(t, "the condition", func() bool { return metricValue(ch.m.msgsOut) == 1 })
 	u.kill()
 	f.event(t, false)
 	if err := <-lostErr; err == nil || !strings.Contains(err.Error(), "connection lost before the reply") {
@@ -574,7 +559,7 @@ func TestRequestSurvivesBreakWhileBuffered(t *testing.T) {
 		}
 		got <- r
 	}()
-	waitFor(t, func() bool { return metricValue(ch.m.buffered) == 1 })
+	testutil.WaitFor(t, "the condition", func() bool { return metricValue(ch.m.buffered) == 1 })
 	u.start()
 	f.event(t, true)
 	if r := <-got; r != "re later" {

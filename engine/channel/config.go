@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/decode"
 )
 
 // Protocol names accepted in `protocol`.
@@ -23,61 +25,65 @@ const (
 
 // Framing is one direction's framing of an asymmetric channel.
 type Framing struct {
-	Protocol     string // text-messages, xml-messages, text-stream
-	Delimiter    string // unescaped bytes
-	ShowMessages bool
-	ShowPackets  bool
+	Protocol     string `mapstructure:"protocol"`  // text-messages, xml-messages, text-stream
+	Delimiter    string `mapstructure:"delimiter"` // unescaped bytes
+	ShowMessages bool   `mapstructure:"showmessages"`
+	ShowPackets  bool   `mapstructure:"showpackets"`
 }
 
-// Config is one entry of the `channels:` list in switchboard.yaml. The canonical keys are snake_case
-// (redirect_in, reconnection_timeout, ...); the seed's forms (redirect-in, reconnectionTimeout,
-// protocol.showmessages, protocol.inbound, ...) are accepted as aliases.
+// Config is one entry of the `channels:` list in switchboard.yaml, decoded like every other section
+// (internal/decode: durations with a unit, weakly typed values, errors naming the key). The canonical keys
+// are snake_case (redirect_in, reconnection_timeout, ...); the seed's spellings (redirect-in,
+// reconnectionTimeout as a bare number of seconds, protocol.showmessages, protocol.inbound, ...) are
+// accepted as aliases (keys, ParseConfigs).
 type Config struct {
-	Name     string
-	Run      bool
-	Protocol string
-	MsgType  string // text | xml (informational: payloads are strings either way)
-	Host     string
-	Port     int
+	Name     string `mapstructure:"name"`
+	Run      bool   `mapstructure:"run"`
+	Protocol string `mapstructure:"protocol"`
+	MsgType  string `mapstructure:"msgtype"` // text | xml (informational: payloads are strings either way)
+	Host     string `mapstructure:"host"`
+	Port     int    `mapstructure:"port"`
 
-	Permanent           bool
-	RedirectIn          bool
-	RedirectOut         bool
-	TopicIn             string
-	TopicOut            string
-	ReconnectionTimeout time.Duration // first wait after a break or a failed connect
-	ReconnectMax        time.Duration // cap of the backoff that follows
-	DialTimeout         time.Duration
-	KeepAlive           time.Duration // TCP keepalive period; 0 = off
-	IdleTimeout         time.Duration // no inbound bytes for this long forces a reconnect; 0 = off
+	Permanent           bool          `mapstructure:"permanent"`
+	RedirectIn          bool          `mapstructure:"redirect_in"`
+	RedirectOut         bool          `mapstructure:"redirect_out"`
+	TopicIn             string        `mapstructure:"topic_in"`
+	TopicOut            string        `mapstructure:"topic_out"`
+	ReconnectionTimeout time.Duration `mapstructure:"reconnection_timeout"` // first wait after a break or a failed connect
+	ReconnectMax        time.Duration `mapstructure:"reconnect_max"`        // cap of the backoff that follows
+	DialTimeout         time.Duration `mapstructure:"dial_timeout"`
+	KeepAlive           time.Duration `mapstructure:"keepalive"`    // TCP keepalive period; 0 = off
+	IdleTimeout         time.Duration `mapstructure:"idle_timeout"` // no inbound bytes for this long forces a reconnect; 0 = off
 
-	ResponseTimeout time.Duration // a reply due (http, resp: every request; others: ch:request) must be complete within this; 0 = off
+	ResponseTimeout time.Duration `mapstructure:"response_timeout"` // a reply due (http, resp: every request; others: ch:request) must be complete within this; 0 = off
 
 	// Heartbeat, when set, is written every HeartbeatInterval; some input must arrive within HeartbeatTimeout
 	// of it or the connection is closed as dead. With a heartbeat a new connection is up only once the peer
 	// has sent something. On http and resp the heartbeat is a request whose reply is consumed; on the other
 	// framings an inbound message equal to HeartbeatReply (if set) is consumed.
-	Heartbeat         string // unescaped; "" = off
-	HeartbeatReply    string // unescaped
-	HeartbeatInterval time.Duration
-	HeartbeatTimeout  time.Duration
+	Heartbeat         string        `mapstructure:"heartbeat"`       // unescaped; "" = off
+	HeartbeatReply    string        `mapstructure:"heartbeat_reply"` // unescaped
+	HeartbeatInterval time.Duration `mapstructure:"heartbeat_interval"`
+	HeartbeatTimeout  time.Duration `mapstructure:"heartbeat_timeout"`
 
-	Delimiter       string // text-messages: unescaped; "" = every read is one message
-	FixedSize       int    // text-stream: exactly this many bytes per message; 0 = what is available
-	MaxMessageSize  int    // bytes; bounds every inbound message (HTTP: the body)
-	MaxHeaderSize   int    // http: status line + headers
-	SendBuffer      int    // messages held while down (and queued for writing while up)
-	SendBufferBytes int    // the same in bytes
-	ReceiveBuffer   int    // bytes of inbound messages with no taker kept for Receive; 0 = none kept
-	FollowAbsolute  bool   // http: a request for an absolute URL of another host is fetched from that host
-	ShowMessages    bool
-	ShowPackets     bool
+	Delimiter       string `mapstructure:"delimiter"`            // text-messages: unescaped; "" = every read is one message
+	FixedSize       int    `mapstructure:"fixed_size"`           // text-stream: exactly this many bytes per message; 0 = what is available
+	MaxMessageSize  int    `mapstructure:"max_message_size"`     // bytes; bounds every inbound message (HTTP: the body)
+	MaxHeaderSize   int    `mapstructure:"max_header_size"`      // http: status line + headers
+	SendBuffer      int    `mapstructure:"send_buffer"`          // messages held while down (and queued for writing while up)
+	SendBufferBytes int    `mapstructure:"send_buffer_bytes"`    // the same in bytes
+	ReceiveBuffer   int    `mapstructure:"receive_buffer_bytes"` // bytes of inbound messages with no taker kept for Receive; 0 = none kept
+	FollowAbsolute  bool   `mapstructure:"follow_absolute"`      // http: a request for an absolute URL of another host is fetched from that host
+	ShowMessages    bool   `mapstructure:"showmessages"`
+	ShowPackets     bool   `mapstructure:"showpackets"`
 
-	Inbound, Outbound Framing // asymmetric only
+	Inbound  Framing `mapstructure:"inbound"` // asymmetric only
+	Outbound Framing `mapstructure:"outbound"`
 
-	TLS       bool
-	TLSServer string // server name checked on the certificate; "" = host
-	TLSCA     string // CA file; "" = system roots
+	// tls: true, or {server_name:, ca:}: the map's keys are tls.server_name and tls.ca, flat here.
+	TLS       bool   `mapstructure:"tls"`
+	TLSServer string `mapstructure:"tls.server_name"` // server name checked on the certificate; "" = host
+	TLSCA     string `mapstructure:"tls.ca"`          // CA file; "" = system roots
 }
 
 // DefaultConfig returns the defaults applied to every channel entry.
@@ -94,52 +100,75 @@ func DefaultConfig() Config {
 // Addr is host:port.
 func (c Config) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
 
-// Validate reports the first bad value, naming its key path.
-func (c Config) Validate() error { return c.validate(fmt.Sprintf("channels[%s]", c.Name)) }
+// Validate reports every bad value, each naming its key path.
+func (c Config) Validate() error {
+	return errors.Join(c.validateAll(fmt.Sprintf("channels[%s]", c.Name))...)
+}
 
-func (c Config) validate(path string) error {
-	switch {
-	case c.Name == "":
-		return fmt.Errorf("%s.name: expected a non-empty name", path)
-	case c.Host == "":
-		return fmt.Errorf("%s.host: expected a hostname or IP address", path)
-	case c.Port < 1 || c.Port > 65535:
-		return fmt.Errorf("%s.port: expected 1-65535, got %d", path, c.Port)
-	case c.RedirectIn && c.TopicIn == "":
-		return fmt.Errorf("%s.topic_in: expected a topic name (redirect_in is true)", path)
-	case c.RedirectOut && c.TopicOut == "":
-		return fmt.Errorf("%s.topic_out: expected a topic name (redirect_out is true)", path)
-	case c.ReconnectionTimeout <= 0:
-		return fmt.Errorf("%s.reconnection_timeout: expected a positive duration such as 10s or 10, got %v", path, c.ReconnectionTimeout)
-	case c.ReconnectMax < c.ReconnectionTimeout:
-		return fmt.Errorf("%s.reconnect_max: expected a duration >= reconnection_timeout (%v), got %v", path, c.ReconnectionTimeout, c.ReconnectMax)
-	case c.MaxMessageSize < 1:
-		return fmt.Errorf("%s.max_message_size: expected a positive byte count, got %d", path, c.MaxMessageSize)
-	case c.MaxHeaderSize < 256:
-		return fmt.Errorf("%s.max_header_size: expected at least 256, got %d", path, c.MaxHeaderSize)
-	case c.SendBuffer < 1:
-		return fmt.Errorf("%s.send_buffer: expected a positive message count, got %d", path, c.SendBuffer)
-	case c.SendBufferBytes < 1:
-		return fmt.Errorf("%s.send_buffer_bytes: expected a positive byte count, got %d", path, c.SendBufferBytes)
-	case c.ReceiveBuffer < 0:
-		return fmt.Errorf("%s.receive_buffer_bytes: expected 0 (keep none) or a byte count, got %d", path, c.ReceiveBuffer)
-	case c.ResponseTimeout < 0:
-		return fmt.Errorf("%s.response_timeout: expected 0 (off) or a duration such as 30s, got %v", path, c.ResponseTimeout)
-	case c.Heartbeat != "" && c.HeartbeatInterval <= 0:
-		return fmt.Errorf("%s.heartbeat_interval: expected a positive duration (heartbeat is set), got %v", path, c.HeartbeatInterval)
-	case c.Heartbeat != "" && c.HeartbeatTimeout <= 0:
-		return fmt.Errorf("%s.heartbeat_timeout: expected a positive duration (heartbeat is set), got %v", path, c.HeartbeatTimeout)
-	case c.HeartbeatReply != "" && c.Heartbeat == "":
-		return fmt.Errorf("%s.heartbeat_reply: set without heartbeat", path)
-	case c.FollowAbsolute && c.Protocol != HTTP:
-		return fmt.Errorf("%s.follow_absolute: only for protocol http, got %s", path, c.Protocol)
-	case !c.Permanent && c.RedirectIn && !c.RedirectOut:
-		return fmt.Errorf("%s.permanent: false with redirect_in: true and redirect_out: false: nothing would open the connection "+
-			"for topic_in (an on-demand channel connects when a message is sent); set permanent: true", path)
-	case c.FixedSize < 0 || c.FixedSize > c.MaxMessageSize:
-		return fmt.Errorf("%s.fixed_size: expected 0-%d (max_message_size), got %d", path, c.MaxMessageSize, c.FixedSize)
-	case c.DialTimeout < 0 || c.KeepAlive < 0 || c.IdleTimeout < 0:
-		return fmt.Errorf("%s: dial_timeout, keepalive and idle_timeout must not be negative", path)
+func (c Config) validateAll(path string) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s"+format, append([]any{path}, args...)...))
+	}
+	if c.Name == "" {
+		bad(".name: expected a non-empty name")
+	}
+	if c.Host == "" {
+		bad(".host: expected a hostname or IP address")
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		bad(".port: expected 1-65535, got %d", c.Port)
+	}
+	if c.RedirectIn && c.TopicIn == "" {
+		bad(".topic_in: expected a topic name (redirect_in is true)")
+	}
+	if c.RedirectOut && c.TopicOut == "" {
+		bad(".topic_out: expected a topic name (redirect_out is true)")
+	}
+	if c.ReconnectionTimeout <= 0 {
+		bad(".reconnection_timeout: expected a positive duration such as 10s, got %v", c.ReconnectionTimeout)
+	} else if c.ReconnectMax < c.ReconnectionTimeout {
+		bad(".reconnect_max: expected a duration >= reconnection_timeout (%v), got %v", c.ReconnectionTimeout, c.ReconnectMax)
+	}
+	if c.MaxMessageSize < 1 {
+		bad(".max_message_size: expected a positive byte count, got %d", c.MaxMessageSize)
+	}
+	if c.MaxHeaderSize < 256 {
+		bad(".max_header_size: expected at least 256, got %d", c.MaxHeaderSize)
+	}
+	if c.SendBuffer < 1 {
+		bad(".send_buffer: expected a positive message count, got %d", c.SendBuffer)
+	}
+	if c.SendBufferBytes < 1 {
+		bad(".send_buffer_bytes: expected a positive byte count, got %d", c.SendBufferBytes)
+	}
+	if c.ReceiveBuffer < 0 {
+		bad(".receive_buffer_bytes: expected 0 (keep none) or a byte count, got %d", c.ReceiveBuffer)
+	}
+	if c.ResponseTimeout < 0 {
+		bad(".response_timeout: expected 0 (off) or a duration such as 30s, got %v", c.ResponseTimeout)
+	}
+	if c.Heartbeat != "" && c.HeartbeatInterval <= 0 {
+		bad(".heartbeat_interval: expected a positive duration (heartbeat is set), got %v", c.HeartbeatInterval)
+	}
+	if c.Heartbeat != "" && c.HeartbeatTimeout <= 0 {
+		bad(".heartbeat_timeout: expected a positive duration (heartbeat is set), got %v", c.HeartbeatTimeout)
+	}
+	if c.HeartbeatReply != "" && c.Heartbeat == "" {
+		bad(".heartbeat_reply: set without heartbeat")
+	}
+	if c.FollowAbsolute && c.Protocol != HTTP {
+		bad(".follow_absolute: only for protocol http, got %s", c.Protocol)
+	}
+	if !c.Permanent && c.RedirectIn && !c.RedirectOut {
+		bad(".permanent: false with redirect_in: true and redirect_out: false: nothing would open the connection " +
+			"for topic_in (an on-demand channel connects when a message is sent); set permanent: true")
+	}
+	if c.FixedSize < 0 || c.FixedSize > c.MaxMessageSize {
+		bad(".fixed_size: expected 0-%d (max_message_size), got %d", c.MaxMessageSize, c.FixedSize)
+	}
+	if c.DialTimeout < 0 || c.KeepAlive < 0 || c.IdleTimeout < 0 {
+		bad(": dial_timeout, keepalive and idle_timeout must not be negative")
 	}
 	switch c.Protocol {
 	case TextMessages, XMLMessages, HTTP, TextStream, RESP:
@@ -151,82 +180,84 @@ func (c Config) validate(path string) error {
 			switch f.f.Protocol {
 			case TextMessages, XMLMessages, TextStream:
 			default:
-				return fmt.Errorf("%s.%s.protocol: expected text-messages, xml-messages or text-stream, got %q", path, f.key, f.f.Protocol)
+				bad(".%s.protocol: expected text-messages, xml-messages or text-stream, got %q", f.key, f.f.Protocol)
 			}
 		}
 	default:
-		return fmt.Errorf("%s.protocol: expected text-messages, xml-messages, http, text-stream, resp or asymmetric, got %q", path, c.Protocol)
+		bad(".protocol: expected text-messages, xml-messages, http, text-stream, resp or asymmetric, got %q", c.Protocol)
 	}
 	switch c.MsgType {
 	case "text", "xml":
 	default:
-		return fmt.Errorf("%s.msgtype: expected text or xml, got %q", path, c.MsgType)
+		bad(".msgtype: expected text or xml, got %q", c.MsgType)
 	}
-	return nil
+	return errs
 }
 
-// keyKind is how a key's value is decoded.
+// keyKind is what a key's value needs before the shared decoder (internal/decode) sees it.
 type keyKind int
 
 const (
-	kString keyKind = iota
-	kEscaped
-	kBool
-	kInt
-	kDuration
-	kFraming
-	kTLS
+	kPlain   keyKind = iota // decoded as is
+	kEscaped                // a string with C escapes (\n, \1, \x01), interpreted
+	kFraming                // inbound/outbound: a protocol name or a map {protocol, delimiter, showmessages, showpackets}
+	kTLS                    // true/false, or a map {enabled, server_name, ca}
 )
 
 type keySpec struct {
 	canon string
 	kind  keyKind
-	set   func(c *Config, v any)
 }
 
-// keys lists every canonical key with its aliases (compared after dropping '-', '_', '.' and case).
+// keys lists every canonical key with its aliases (compared after dropping '-', '_', '.' and case). The
+// seed's reconnectionTimeout (any spelling but the canonical reconnection_timeout) may be a bare number of
+// seconds, as the seed wrote it; every other duration takes a unit, as in the rest of the file.
 var keys = []struct {
 	spec    keySpec
 	aliases []string
 }{
-	{keySpec{"name", kString, func(c *Config, v any) { c.Name = v.(string) }}, nil},
-	{keySpec{"run", kBool, func(c *Config, v any) { c.Run = v.(bool) }}, nil},
-	{keySpec{"protocol", kString, func(c *Config, v any) { c.Protocol = v.(string) }}, []string{"protocol.name"}},
-	{keySpec{"msgtype", kString, func(c *Config, v any) { c.MsgType = v.(string) }}, []string{"msg_type"}},
-	{keySpec{"host", kString, func(c *Config, v any) { c.Host = v.(string) }}, nil},
-	{keySpec{"port", kInt, func(c *Config, v any) { c.Port = v.(int) }}, nil},
-	{keySpec{"permanent", kBool, func(c *Config, v any) { c.Permanent = v.(bool) }}, nil},
-	{keySpec{"redirect_in", kBool, func(c *Config, v any) { c.RedirectIn = v.(bool) }}, nil},
-	{keySpec{"redirect_out", kBool, func(c *Config, v any) { c.RedirectOut = v.(bool) }}, nil},
-	{keySpec{"topic_in", kString, func(c *Config, v any) { c.TopicIn = v.(string) }}, []string{"redirect_in_topic"}},
-	{keySpec{"topic_out", kString, func(c *Config, v any) { c.TopicOut = v.(string) }}, []string{"redirect_out_topic"}},
-	{keySpec{"reconnection_timeout", kDuration, func(c *Config, v any) { c.ReconnectionTimeout = v.(time.Duration) }}, []string{"reconnection_timeout_sec"}},
-	{keySpec{"reconnect_max", kDuration, func(c *Config, v any) { c.ReconnectMax = v.(time.Duration) }}, nil},
-	{keySpec{"dial_timeout", kDuration, func(c *Config, v any) { c.DialTimeout = v.(time.Duration) }}, nil},
-	{keySpec{"keepalive", kDuration, func(c *Config, v any) { c.KeepAlive = v.(time.Duration) }}, nil},
-	{keySpec{"idle_timeout", kDuration, func(c *Config, v any) { c.IdleTimeout = v.(time.Duration) }}, nil},
-	{keySpec{"delimiter", kEscaped, func(c *Config, v any) { c.Delimiter = v.(string) }}, []string{"protocol.delimiter"}},
-	{keySpec{"fixed_size", kInt, func(c *Config, v any) { c.FixedSize = v.(int) }}, []string{"protocol.fixed_size"}},
-	{keySpec{"max_message_size", kInt, func(c *Config, v any) { c.MaxMessageSize = v.(int) }}, []string{"protocol.max_packet_size", "max_packet_size"}},
-	{keySpec{"max_header_size", kInt, func(c *Config, v any) { c.MaxHeaderSize = v.(int) }}, nil},
-	{keySpec{"send_buffer", kInt, func(c *Config, v any) { c.SendBuffer = v.(int) }}, nil},
-	{keySpec{"send_buffer_bytes", kInt, func(c *Config, v any) { c.SendBufferBytes = v.(int) }}, nil},
-	{keySpec{"receive_buffer_bytes", kInt, func(c *Config, v any) { c.ReceiveBuffer = v.(int) }}, nil},
-	{keySpec{"response_timeout", kDuration, func(c *Config, v any) { c.ResponseTimeout = v.(time.Duration) }}, nil},
-	{keySpec{"heartbeat", kEscaped, func(c *Config, v any) { c.Heartbeat = v.(string) }}, nil},
-	{keySpec{"heartbeat_reply", kEscaped, func(c *Config, v any) { c.HeartbeatReply = v.(string) }}, nil},
-	{keySpec{"heartbeat_interval", kDuration, func(c *Config, v any) { c.HeartbeatInterval = v.(time.Duration) }}, nil},
-	{keySpec{"heartbeat_timeout", kDuration, func(c *Config, v any) { c.HeartbeatTimeout = v.(time.Duration) }}, nil},
-	{keySpec{"follow_absolute", kBool, func(c *Config, v any) { c.FollowAbsolute = v.(bool) }}, nil},
-	{keySpec{"showmessages", kBool, func(c *Config, v any) { c.ShowMessages = v.(bool) }}, []string{"protocol.showmessages"}},
-	{keySpec{"showpackets", kBool, func(c *Config, v any) { c.ShowPackets = v.(bool) }}, []string{"protocol.showpackets"}},
-	{keySpec{"inbound", kFraming, func(c *Config, v any) { c.Inbound = mergeFraming(c.Inbound, v.(Framing)) }}, []string{"protocol.inbound"}},
-	{keySpec{"outbound", kFraming, func(c *Config, v any) { c.Outbound = mergeFraming(c.Outbound, v.(Framing)) }}, []string{"protocol.outbound"}},
-	{keySpec{"tls", kTLS, nil}, nil},
+	{keySpec{"name", kPlain}, nil},
+	{keySpec{"run", kPlain}, nil},
+	{keySpec{"protocol", kPlain}, []string{"protocol.name"}},
+	{keySpec{"msgtype", kPlain}, []string{"msg_type"}},
+	{keySpec{"host", kPlain}, nil},
+	{keySpec{"port", kPlain}, nil},
+	{keySpec{"permanent", kPlain}, nil},
+	{keySpec{"redirect_in", kPlain}, nil},
+	{keySpec{"redirect_out", kPlain}, nil},
+	{keySpec{"topic_in", kPlain}, []string{"redirect_in_topic"}},
+	{keySpec{"topic_out", kPlain}, []string{"redirect_out_topic"}},
+	{keySpec{"reconnection_timeout", kPlain}, []string{"reconnection_timeout_sec"}},
+	{keySpec{"reconnect_max", kPlain}, nil},
+	{keySpec{"dial_timeout", kPlain}, nil},
+	{keySpec{"keepalive", kPlain}, nil},
+	{keySpec{"idle_timeout", kPlain}, nil},
+	{keySpec{"delimiter", kEscaped}, []string{"protocol.delimiter"}},
+	{keySpec{"fixed_size", kPlain}, []string{"protocol.fixed_size"}},
+	{keySpec{"max_message_size", kPlain}, []string{"protocol.max_packet_size", "max_packet_size"}},
+	{keySpec{"max_header_size", kPlain}, nil},
+	{keySpec{"send_buffer", kPlain}, nil},
+	{keySpec{"send_buffer_bytes", kPlain}, nil},
+	{keySpec{"receive_buffer_bytes", kPlain}, nil},
+	{keySpec{"response_timeout", kPlain}, nil},
+	{keySpec{"heartbeat", kEscaped}, nil},
+	{keySpec{"heartbeat_reply", kEscaped}, nil},
+	{keySpec{"heartbeat_interval", kPlain}, nil},
+	{keySpec{"heartbeat_timeout", kPlain}, nil},
+	{keySpec{"follow_absolute", kPlain}, nil},
+	{keySpec{"showmessages", kPlain}, []string{"protocol.showmessages"}},
+	{keySpec{"showpackets", kPlain}, []string{"protocol.showpackets"}},
+	{keySpec{"inbound", kFraming}, []string{"protocol.inbound"}},
+	{keySpec{"outbound", kFraming}, []string{"protocol.outbound"}},
+	{keySpec{"tls", kTLS}, nil},
 }
 
-// framingSuffix keys of the seed's flat form: protocol.inbound.delimiter etc.
-var framingKeys = map[string]bool{"protocol": true, "delimiter": true, "showmessages": true, "showpackets": true}
+// tlsKeys are the keys of the tls map, by their squashed form; "" is tls.enabled.
+var tlsKeys = map[string]string{"tlsservername": "tls.server_name", "tlsca": "tls.ca", "tlscafile": "tls.ca", "tlsenabled": "tls"}
+
+// framingFields are the keys of an inbound/outbound map, by their squashed form.
+var framingFields = map[string]string{"protocol": "protocol", "name": "protocol", "delimiter": "delimiter",
+	"showmessages": "showmessages", "showpackets": "showpackets"}
 
 func squash(k string) string {
 	return strings.NewReplacer("-", "", "_", "", ".", "").Replace(strings.ToLower(k))
@@ -243,8 +274,25 @@ var keyIndex = func() map[string]keySpec {
 	return m
 }()
 
-// ParseConfigs decodes the raw `channels:` list of switchboard.yaml (a []any of map[string]any, or nil),
-// applies DefaultConfig to each entry and validates it. Names must be unique.
+// CanonicalKey maps a key of an entry as a user may write it (an alias, any case, "tls.ca",
+// "protocol.inbound.delimiter") to the canonical key path the decoder reads ("tls.ca",
+// "inbound.delimiter"); ok is false for a key that names nothing.
+func CanonicalKey(k string) (string, bool) {
+	if dir, field, ok := framingKey(k); ok {
+		f, known := framingFields[squash(field)]
+		return dir + "." + f, known
+	}
+	if c, ok := tlsKeys[squash(k)]; ok {
+		return c, true
+	}
+	spec, ok := keyIndex[squash(k)]
+	return spec.canon, ok
+}
+
+// ParseConfigs decodes the raw `channels:` list of switchboard.yaml (a []any of map[string]any, or nil):
+// each entry's keys are brought to their canonical form (aliases, the seed's value forms), decoded over
+// DefaultConfig by internal/decode, and validated. Names must be unique. Every problem of every entry is
+// reported at once.
 func ParseConfigs(raw any) ([]Config, error) {
 	if raw == nil {
 		return nil, nil
@@ -255,7 +303,7 @@ func ParseConfigs(raw any) ([]Config, error) {
 	}
 	out := make([]Config, 0, len(list))
 	seen := map[string]int{}
-	var errs []error // one per bad entry, all reported at once
+	var errs []error
 	for i, item := range list {
 		path := fmt.Sprintf("channels[%d]", i)
 		m, ok := asMap(item)
@@ -263,9 +311,9 @@ func ParseConfigs(raw any) ([]Config, error) {
 			errs = append(errs, fmt.Errorf("%s: expected a map of keys, got %T", path, item))
 			continue
 		}
-		c, err := parseOne(path, m)
-		if err != nil {
-			errs = append(errs, err)
+		c, cerrs := parseOne(path, m)
+		if len(cerrs) > 0 {
+			errs = append(errs, cerrs...)
 			continue
 		}
 		if j, dup := seen[c.Name]; dup {
@@ -295,82 +343,14 @@ func asMap(v any) (map[string]any, bool) {
 	return nil, false
 }
 
-func parseOne(path string, m map[string]any) (Config, error) {
+func parseOne(path string, m map[string]any) (Config, []error) {
 	c := DefaultConfig()
-	// Nested `protocol: {name: http, showmessages: true}` is flattened to protocol.* keys first.
-	flat := map[string]any{}
-	for k, v := range m {
-		if sub, ok := asMap(v); ok && squash(k) == "protocol" {
-			for sk, sv := range sub {
-				flat[k+"."+sk] = sv
-			}
-			continue
-		}
-		flat[k] = v
+	norm, errs := normalize(path, m)
+	if len(errs) > 0 {
+		return c, errs
 	}
-	names := make([]string, 0, len(flat))
-	for k := range flat {
-		names = append(names, k)
-	}
-	sort.Strings(names) // deterministic errors
-	permanentSet := false
-	// protocol.inbound.delimiter style keys of asymmetric channels.
-	for _, k := range names {
-		v := flat[k]
-		kp := path + "." + k
-		sq := squash(k)
-		if dir, rest, ok := framingKey(k); ok {
-			f, err := parseFramingField(kp, rest, v)
-			if err != nil {
-				return c, err
-			}
-			if dir == "inbound" {
-				c.Inbound = mergeFraming(c.Inbound, f)
-			} else {
-				c.Outbound = mergeFraming(c.Outbound, f)
-			}
-			continue
-		}
-		spec, ok := keyIndex[sq]
-		if !ok {
-			return c, fmt.Errorf("%s: unknown key", kp)
-		}
-		permanentSet = permanentSet || spec.canon == "permanent"
-		var val any
-		var err error
-		switch spec.kind {
-		case kString:
-			val, err = asString(kp, v)
-		case kEscaped:
-			var s string
-			s, err = asString(kp, v)
-			if err == nil {
-				val, err = Unescape(s)
-				if err != nil {
-					err = fmt.Errorf("%s: expected a string with C escapes such as \\n or \\x01: %v", kp, err)
-				}
-			}
-		case kBool:
-			val, err = asBool(kp, v)
-		case kInt:
-			val, err = asInt(kp, v)
-		case kDuration:
-			val, err = asDuration(kp, v)
-		case kFraming:
-			val, err = parseFraming(kp, v)
-		case kTLS:
-			err = parseTLS(kp, v, &c)
-		}
-		if err != nil {
-			return c, err
-		}
-		if spec.set != nil {
-			spec.set(&c, val)
-		}
-	}
-	if !permanentSet && c.RedirectIn {
-		// Something listens on topic_in: connect at start and stay connected.
-		c.Permanent = true
+	if errs := decode.Into(&c, norm, path, func(key string) any { return lookup(norm, key) }); len(errs) > 0 {
+		return c, errs
 	}
 	if c.Protocol == Asymmetric {
 		// A direction without its own delimiter uses the channel's.
@@ -381,10 +361,153 @@ func parseOne(path string, m map[string]any) (Config, error) {
 			c.Outbound.Delimiter = c.Delimiter
 		}
 	}
-	if err := c.validate(path); err != nil {
-		return c, err
+	return c, c.validateAll(path)
+}
+
+// lookup finds a key path ("port", "inbound.protocol") in a normalized entry.
+func lookup(m map[string]any, key string) any {
+	if v, ok := m[key]; ok {
+		return v
 	}
-	return c, nil
+	if dir, field, ok := strings.Cut(key, "."); ok {
+		if sub, ok := m[dir].(map[string]any); ok {
+			return sub[field]
+		}
+	}
+	return nil
+}
+
+// SetKey sets key (a canonical key path, CanonicalKey) of a raw entry to value, replacing whatever spelling
+// of that key the entry had (redirect-in, a tls map's ca...). It returns the entry, its nested maps
+// flattened to dotted keys.
+func SetKey(entry map[string]any, key string, value any) map[string]any {
+	flat := flattenEntry(entry)
+	for k := range flat {
+		if canon, ok := CanonicalKey(k); ok && canon == key {
+			delete(flat, k)
+		}
+	}
+	flat[key] = value
+	return flat
+}
+
+// flattenEntry turns the nested maps of an entry (protocol: {name: http}, tls: {ca: x}, inbound:
+// {protocol: x}) into dotted keys.
+func flattenEntry(m map[string]any) map[string]any {
+	flat := map[string]any{}
+	for k, v := range m {
+		if sub, ok := asMap(v); ok {
+			switch spec, known := keyIndex[squash(k)]; {
+			case squash(k) == "protocol", known && (spec.kind == kTLS || spec.kind == kFraming):
+				for sk, sv := range sub {
+					flat[k+"."+sk] = sv
+				}
+				continue
+			}
+		}
+		flat[k] = v
+	}
+	return flat
+}
+
+// normalize brings an entry to what the decoder reads: canonical keys (inbound and outbound as maps),
+// C escapes interpreted, the seed's bare-number reconnectionTimeout as seconds, tls and protocol maps
+// flattened, and permanent true when unset with redirect_in on.
+func normalize(path string, m map[string]any) (map[string]any, []error) {
+	flat := flattenEntry(m)
+	names := make([]string, 0, len(flat))
+	for k := range flat {
+		names = append(names, k)
+	}
+	sort.Strings(names) // deterministic errors
+	out := map[string]any{}
+	var errs []error
+	framing := func(dir string) map[string]any {
+		f, _ := out[dir].(map[string]any)
+		if f == nil {
+			f = map[string]any{}
+			out[dir] = f
+		}
+		return f
+	}
+	tlsMap, permanentSet := false, false
+	for _, k := range names {
+		v := flat[k]
+		kp := path + "." + k
+		if dir, field, ok := framingKey(k); ok {
+			f, known := framingFields[squash(field)]
+			if !known {
+				errs = append(errs, fmt.Errorf("%s: unknown key", kp))
+				continue
+			}
+			if f == "delimiter" {
+				d, err := escaped(kp, v)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				v = d
+			}
+			framing(dir)[f] = v
+			continue
+		}
+		if canon, ok := tlsKeys[squash(k)]; ok {
+			if canon != "tls" {
+				tlsMap = true
+			}
+			out[canon] = v
+			continue
+		}
+		spec, ok := keyIndex[squash(k)]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: unknown key", kp))
+			continue
+		}
+		permanentSet = permanentSet || spec.canon == "permanent"
+		switch {
+		case spec.kind == kEscaped:
+			d, err := escaped(kp, v)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out[spec.canon] = d
+		case spec.canon == "reconnection_timeout" && k != spec.canon:
+			d, err := seedSeconds(kp, v)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out[spec.canon] = d
+		case spec.kind == kFraming:
+			s, ok := v.(string)
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: expected a protocol name or a map {protocol, delimiter, showmessages, showpackets}, got %T", kp, v))
+				continue
+			}
+			framing(spec.canon)["protocol"] = s
+		case spec.kind == kTLS:
+			if _, isBool := v.(bool); !isBool {
+				if _, isStr := v.(string); !isStr {
+					errs = append(errs, fmt.Errorf("%s: expected true/false or a map {enabled, server_name, ca}, got %T", kp, v))
+					continue
+				}
+			}
+			out["tls"] = v
+		default:
+			out[spec.canon] = v
+		}
+	}
+	if _, set := out["tls"]; tlsMap && !set {
+		out["tls"] = true // a tls map turns TLS on unless it says enabled: false
+	}
+	if !permanentSet {
+		if on, err := strconv.ParseBool(fmt.Sprint(out["redirect_in"])); err == nil && on {
+			// Something listens on topic_in: connect at start and stay connected.
+			out["permanent"] = true
+		}
+	}
+	return out, errs
 }
 
 // framingKey recognises protocol.inbound.delimiter, inbound.showmessages and the like.
@@ -399,158 +522,28 @@ func framingKey(k string) (dir, rest string, ok bool) {
 	return parts[0], parts[1], true
 }
 
-func parseFramingField(kp, field string, v any) (Framing, error) {
-	var f Framing
-	switch squash(field) {
-	case "protocol", "name":
-		s, err := asString(kp, v)
-		f.Protocol = s
-		return f, err
-	case "delimiter":
-		s, err := asString(kp, v)
-		if err != nil {
-			return f, err
-		}
-		f.Delimiter, err = Unescape(s)
-		if err != nil {
-			return f, fmt.Errorf("%s: expected a string with C escapes such as \\n or \\x01: %v", kp, err)
-		}
-		return f, nil
-	case "showmessages":
-		b, err := asBool(kp, v)
-		f.ShowMessages = b
-		return f, err
-	case "showpackets":
-		b, err := asBool(kp, v)
-		f.ShowPackets = b
-		return f, err
-	}
-	return f, fmt.Errorf("%s: unknown key", kp)
-}
-
-// parseFraming reads `inbound: text-messages` or `inbound: {protocol: text-messages, delimiter: "\n"}`.
-func parseFraming(kp string, v any) (Framing, error) {
-	if s, ok := v.(string); ok {
-		return Framing{Protocol: s}, nil
-	}
-	m, ok := asMap(v)
-	if !ok {
-		return Framing{}, fmt.Errorf("%s: expected a protocol name or a map {protocol, delimiter, showmessages, showpackets}, got %T", kp, v)
-	}
-	var out Framing
-	for k, sv := range m {
-		if !framingKeys[squash(k)] && squash(k) != "name" {
-			return out, fmt.Errorf("%s.%s: unknown key", kp, k)
-		}
-		f, err := parseFramingField(kp+"."+k, k, sv)
-		if err != nil {
-			return out, err
-		}
-		out = mergeFraming(out, f)
-	}
-	return out, nil
-}
-
-func mergeFraming(a, b Framing) Framing {
-	if b.Protocol != "" {
-		a.Protocol = b.Protocol
-	}
-	if b.Delimiter != "" {
-		a.Delimiter = b.Delimiter
-	}
-	a.ShowMessages = a.ShowMessages || b.ShowMessages
-	a.ShowPackets = a.ShowPackets || b.ShowPackets
-	return a
-}
-
-func parseTLS(kp string, v any, c *Config) error {
-	if b, ok := v.(bool); ok {
-		c.TLS = b
-		return nil
-	}
-	m, ok := asMap(v)
-	if !ok {
-		return fmt.Errorf("%s: expected true/false or a map {enabled, server_name, ca}, got %T", kp, v)
-	}
-	c.TLS = true
-	for k, sv := range m {
-		p := kp + "." + k
-		switch squash(k) {
-		case "enabled":
-			b, err := asBool(p, sv)
-			if err != nil {
-				return err
-			}
-			c.TLS = b
-		case "servername":
-			s, err := asString(p, sv)
-			if err != nil {
-				return err
-			}
-			c.TLSServer = s
-		case "ca", "cafile":
-			s, err := asString(p, sv)
-			if err != nil {
-				return err
-			}
-			c.TLSCA = s
-		default:
-			return fmt.Errorf("%s: unknown key", p)
-		}
-	}
-	return nil
-}
-
-func asString(kp string, v any) (string, error) {
-	switch s := v.(type) {
+// escaped interprets a string value with C escapes.
+func escaped(kp string, v any) (string, error) {
+	var s string
+	switch x := v.(type) {
 	case string:
-		return s, nil
+		s = x
 	case nil:
 		return "", nil
 	case int, int64, float64, bool:
-		return fmt.Sprint(s), nil
+		s = fmt.Sprint(x)
+	default:
+		return "", fmt.Errorf("%s: expected a string, got %T", kp, v)
 	}
-	return "", fmt.Errorf("%s: expected a string, got %T", kp, v)
+	d, err := Unescape(s)
+	if err != nil {
+		return "", fmt.Errorf("%s: expected a string with C escapes such as \\n or \\x01: %v", kp, err)
+	}
+	return d, nil
 }
 
-func asBool(kp string, v any) (bool, error) {
-	switch b := v.(type) {
-	case bool:
-		return b, nil
-	case string:
-		if p, err := strconv.ParseBool(strings.TrimSpace(b)); err == nil {
-			return p, nil
-		}
-	}
-	return false, fmt.Errorf("%s: expected true or false, got %v", kp, v)
-}
-
-func asInt(kp string, v any) (int, error) {
-	switch n := v.(type) {
-	case int:
-		return n, nil
-	case int64:
-		if n >= math.MinInt32 && n <= math.MaxInt32 {
-			return int(n), nil
-		}
-	case uint64:
-		if n <= math.MaxInt32 {
-			return int(n), nil
-		}
-	case float64:
-		if n == math.Trunc(n) && math.Abs(n) <= math.MaxInt32 {
-			return int(n), nil
-		}
-	case string:
-		if p, err := strconv.Atoi(strings.TrimSpace(n)); err == nil {
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("%s: expected an integer, got %v", kp, v)
-}
-
-// asDuration accepts Go durations ("10s", "1m30s") and plain numbers meaning seconds (the seed's form).
-func asDuration(kp string, v any) (time.Duration, error) {
+// seedSeconds reads the seed's reconnectionTimeout: a bare number of seconds, or a duration with a unit.
+func seedSeconds(kp string, v any) (time.Duration, error) {
 	bad := fmt.Errorf("%s: expected a duration such as 10s or a number of seconds, got %v", kp, v)
 	var secs float64
 	switch n := v.(type) {

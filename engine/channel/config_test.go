@@ -92,7 +92,9 @@ func TestParseConfigsErrors(t *testing.T) {
 		{"{name: b, host: h, port: 1, reconnectionTimeout: soon}", "channels[1].reconnectionTimeout: expected a duration"},
 		{"{name: b, host: h, port: 1, redirect_in: true}", "channels[1].topic_in: expected a topic name"},
 		{"{name: a, host: h, port: 1}", `channels[1].name: "a" already used by channels[0]`},
-		{"{name: b, host: h, port: x}", "channels[1].port: expected an integer"},
+		{"{name: b, host: h, port: x}", `channels[1].port: expected a whole number, got "x"`},
+		{"{name: b, host: h, port: 1, reconnection_timeout: 3}", "channels[1].reconnection_timeout: expected a duration with a unit such as 10s"},
+		{"{name: b, host: h, port: 1, keepalive: soon}", `channels[1].keepalive: expected a duration such as 500ms, 10s or 2m, got "soon"`},
 		{"{name: b, port: 1}", "channels[1].host: expected"},
 		{"{name: b, host: h, port: 1, delimiter: '\\q'}", "channels[1].delimiter: expected a string with C escapes"},
 		{"{name: b, host: h, port: 1, protocol: asymmetric, inbound: http}", "channels[1].inbound.protocol: expected"},
@@ -173,6 +175,45 @@ func TestEveryChannelKeyDocumented(t *testing.T) {
 		}
 		if !strings.Contains(string(yml), "#    "+k.spec.canon+":") && k.spec.canon != "name" {
 			t.Errorf("configs/switchboard.yaml does not show channels key %s", k.spec.canon)
+		}
+	}
+}
+
+// Every problem of every entry is reported at once.
+func TestParseConfigsReportsEveryError(t *testing.T) {
+	_, err := parseYAML(t, "channels:\n  - {name: a, host: h, port: 0, send_buffer: 0, colour: red}\n  - {name: b, port: 1, protocol: smtp}\n")
+	want := []string{
+		"channels[0].colour: unknown key",
+		"channels[1].host: expected a hostname or IP address",
+		"channels[1].protocol: expected text-messages, xml-messages, http, text-stream, resp or asymmetric",
+	}
+	for _, w := range want {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%v", w, err)
+		}
+	}
+	_, err = parseYAML(t, "channels:\n  - {name: a, host: h, port: 0, send_buffer: 0}\n")
+	for _, w := range []string{"channels[0].port: expected 1-65535, got 0", "channels[0].send_buffer: expected a positive message count, got 0"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%v", w, err)
+		}
+	}
+}
+
+// The canonical key path of what a user may write (--set channels[0].<key>, and the aliases).
+func TestCanonicalKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"port": "port", "redirect-in": "redirect_in", "reconnectionTimeout": "reconnection_timeout",
+		"tls.ca": "tls.ca", "tls.server_name": "tls.server_name", "TLS.CAFile": "tls.ca", "tls.enabled": "tls",
+		"protocol.inbound.delimiter": "inbound.delimiter", "outbound.name": "outbound.protocol", "protocol.showmessages": "showmessages",
+	} {
+		if got, ok := CanonicalKey(in); !ok || got != want {
+			t.Errorf("CanonicalKey(%q) = %q %v, want %q", in, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"colour", "inbound.colour", "tls.pin"} {
+		if got, ok := CanonicalKey(bad); ok {
+			t.Errorf("CanonicalKey(%q) = %q, want unknown", bad, got)
 		}
 	}
 }

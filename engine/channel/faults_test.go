@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // Item 4: a response that never completes fails its request after response_timeout with that reason; the
@@ -204,7 +206,7 @@ func TestHeartbeatDetectsSilentPeer(t *testing.T) {
 	cfg.ReconnectionTimeout = 50 * time.Millisecond
 	f := startSet(t, cfg, nil)
 	f.event(t, true)
-	waitFor(t, func() bool { return pings.Load() >= 3 })
+	testutil.WaitFor(t, "the condition", func() bool { return pings.Load() >= 3 })
 	ch, _ := f.set.Channel("echo")
 	// heartbeat replies are consumed: they neither answer requests nor reach topic_in
 	if r, err := ch.Request(context.Background(), "x", 5*time.Second); err != nil || r != "re x" {
@@ -281,7 +283,7 @@ func TestBackoffGrowsOnAcceptAndClose(t *testing.T) {
 	cfg := textConfig(u)
 	cfg.ReconnectionTimeout, cfg.ReconnectMax = 20*time.Millisecond, 10*time.Second
 	f := startSet(t, cfg, nil)
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(at) >= 6 })
+	testutil.WaitFor(t, "the condition", func() bool { mu.Lock(); defer mu.Unlock(); return len(at) >= 6 })
 	mu.Lock()
 	first, last := at[1].Sub(at[0]), at[5].Sub(at[4])
 	mu.Unlock()
@@ -316,7 +318,7 @@ func TestReceiveAndNoTaker(t *testing.T) {
 	f := startSet(t, cfg, nil)
 	f.event(t, true)
 	ch, _ := f.set.Channel("echo")
-	waitFor(t, func() bool { return metricValue(ch.m.dropped("no_taker")) == 20 })
+	testutil.WaitFor(t, "the condition", func() bool { return metricValue(ch.m.dropped("no_taker")) == 20 })
 	for i := 0; i < 30; i++ {
 		m, err := ch.Receive(context.Background(), time.Second)
 		if err != nil || m != fmt.Sprintf("m%02d", i) {
@@ -362,7 +364,7 @@ func TestShutdownAnswersWaitingRequests(t *testing.T) {
 	down.Name, down.Host, down.Port, down.Permanent = "down", "127.0.0.1", closedPort, true
 	logger := logrus.New()
 	logger.SetOutput(io.Discard)
-	set, err := New(Options{Configs: []Config{quiet, down}, Log: logrus.NewEntry(logger)})
+	set, err := New([]Config{quiet, down}, Options{Log: logrus.NewEntry(logger)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +373,7 @@ func TestShutdownAnswersWaitingRequests(t *testing.T) {
 	}
 	qc, _ := set.Channel("quiet")
 	dc, _ := set.Channel("down")
-	waitFor(t, func() bool { st, _ := qc.State(); return st == StateUp })
+	testutil.WaitFor(t, "the condition", func() bool { st, _ := qc.State(); return st == StateUp })
 	errs := make(chan error, 2)
 	for _, ch := range []*Channel{qc, dc} {
 		go func() {
@@ -379,7 +381,7 @@ func TestShutdownAnswersWaitingRequests(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitFor(t, func() bool { return metricValue(qc.m.msgsOut) == 1 && metricValue(dc.m.buffered) == 1 })
+	testutil.WaitFor(t, "the condition", func() bool { return metricValue(qc.m.msgsOut) == 1 && metricValue(dc.m.buffered) == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := set.Shutdown(ctx); err != nil {
@@ -412,7 +414,7 @@ func TestHTTPIdleCloseIsQuiet(t *testing.T) {
 	cfg.ReconnectionTimeout, cfg.ReconnectMax = time.Hour, time.Hour
 	f := startSet(t, cfg, nil)
 	f.event(t, true)
-	waitFor(t, func() bool { return u.accepts.Load() >= 2 }) // closed after 1.2 s, connected again
+	testutil.WaitFor(t, "the condition", func() bool { return u.accepts.Load() >= 2 }) // closed after 1.2 s, connected again
 	if len(f.events) != 0 {
 		t.Fatalf("events for an idle close: %+v", <-f.events)
 	}
@@ -480,6 +482,6 @@ func TestOnDemandHTTPCloseEachResponse(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		waitFor(t, func() bool { st, _ := ch.State(); return st == StateDown })
+		testutil.WaitFor(t, "the condition", func() bool { st, _ := ch.State(); return st == StateDown })
 	}
 }

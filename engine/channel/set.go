@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"net"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,11 +14,12 @@ import (
 
 	"github.com/switchboard/switchboard/engine/bus"
 	"github.com/switchboard/switchboard/engine/transport"
+	"github.com/switchboard/switchboard/internal/lifecycle"
+	"github.com/switchboard/switchboard/internal/prom"
 )
 
-// Options builds a Set.
+// Options are a Set's collaborators.
 type Options struct {
-	Configs []Config
 	Bus     *bus.Bus // required when any channel redirects
 	Log     *logrus.Entry
 	Metrics prometheus.Registerer // nil: not exported
@@ -29,9 +30,11 @@ type Options struct {
 	OnEvent func(Event)
 }
 
-// Set is the engine's channels, by name.
+// Set is the engine's channels, by name: the active-sockets part (engine.Part). Build it with New, Start
+// it, stop it with Shutdown.
 type Set struct {
 	opts   Options
+	stop   lifecycle.StopOnce
 	bus    *bus.Bus
 	log    *logrus.Entry
 	byName map[string]*Channel
@@ -49,8 +52,8 @@ type Set struct {
 // eventQueue bounds the events waiting for OnEvent.
 const eventQueue = 256
 
-// New builds the channels; nothing connects until Start.
-func New(opts Options) (*Set, error) {
+// New builds the channels of configs (the `channels:` list); nothing connects until Start.
+func New(configs []Config, opts Options) (*Set, error) {
 	if opts.Log == nil {
 		l := logrus.New()
 		l.Out = io.Discard
@@ -59,8 +62,11 @@ func New(opts Options) (*Set, error) {
 	s := &Set{opts: opts, bus: opts.Bus, log: opts.Log.WithField("part", "channel"), byName: map[string]*Channel{},
 		events: make(chan Event, eventQueue)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	ms := newMetrics(opts.Metrics)
-	for _, cfg := range opts.Configs {
+	ms, err := newMetrics(opts.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	for _, cfg := range configs {
 		if err := cfg.Validate(); err != nil {
 			return nil, err
 		}
@@ -184,8 +190,16 @@ func (s *Set) spawn(fn func(ctx context.Context)) bool {
 }
 
 // Shutdown stops the topic bridges, gives queued writes until ctx is done to go out, then closes every
-// connection and waits for the channel goroutines.
+// connection and waits for the channel goroutines. It is idempotent (a second call waits for the first)
+// and safe on a set that never started.
 func (s *Set) Shutdown(ctx context.Context) error {
+	return s.stop.Do(ctx, func() error { return s.shutdown(ctx) })
+}
+
+// Addrs is nil: channels dial out, they listen on nothing.
+func (s *Set) Addrs() map[string]net.Addr { return nil }
+
+func (s *Set) shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	subs := s.subs
 	s.subs = nil
@@ -231,7 +245,7 @@ func (s *Set) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("channel: shutdown: %w", ctx.Err())
+		return fmt.Errorf("shutdown: %w", ctx.Err())
 	}
 }
 
@@ -300,13 +314,6 @@ func (s *Set) dispatch() {
 	}
 }
 
-// Sorted returns channel names sorted (for logs and tests).
-func (s *Set) Sorted() []string {
-	n := s.Names()
-	sort.Strings(n)
-	return n
-}
-
 type metrics struct {
 	up, buffered, bufferedBytes *prometheus.GaugeVec
 	reconnects                  *prometheus.CounterVec
@@ -325,7 +332,7 @@ func (m chanMetrics) dropped(reason string) prometheus.Counter {
 	return m.drops.WithLabelValues(m.name, reason)
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchboard_channel_up",
 			Help: "1 while the channel's connection is established."}, []string{"channel"}),
@@ -342,28 +349,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		dropCounts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_channel_dropped_total",
 			Help: "Messages not delivered, by reason."}, []string{"channel", "reason"}),
 	}
-	if reg != nil {
-		m.up = register(reg, m.up)
-		m.buffered = register(reg, m.buffered)
-		m.bufferedBytes = register(reg, m.bufferedBytes)
-		m.reconnects = register(reg, m.reconnects)
-		m.messages = register(reg, m.messages)
-		m.bytes = register(reg, m.bytes)
-		m.dropCounts = register(reg, m.dropCounts)
-	}
-	return m
-}
-
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if prev, ok := are.ExistingCollector.(T); ok {
-				return prev
-			}
-		}
-	}
-	return c
+	r := prom.On(reg)
+	m.up = prom.Register(r, m.up)
+	m.buffered = prom.Register(r, m.buffered)
+	m.bufferedBytes = prom.Register(r, m.bufferedBytes)
+	m.reconnects = prom.Register(r, m.reconnects)
+	m.messages = prom.Register(r, m.messages)
+	m.bytes = prom.Register(r, m.bytes)
+	m.dropCounts = prom.Register(r, m.dropCounts)
+	return m, r.Err()
 }
 
 func (m *metrics) forChannel(name string) chanMetrics {

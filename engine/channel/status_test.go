@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // Status shows a channel up with a request awaiting its reply, and one that cannot connect with the
@@ -25,7 +27,7 @@ func TestStatus(t *testing.T) {
 	down.Name, down.Host, down.Port, down.Permanent, down.ReconnectionTimeout = "down", "127.0.0.1", closedPort, true, 50*time.Millisecond
 	logger := logrus.New()
 	logger.SetOutput(io.Discard)
-	set, err := New(Options{Configs: []Config{quiet, down}, Log: logrus.NewEntry(logger)})
+	set, err := New([]Config{quiet, down}, Options{Log: logrus.NewEntry(logger)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func TestStatus(t *testing.T) {
 	}
 	qc, _ := set.Channel("quiet")
 	dc, _ := set.Channel("down")
-	waitFor(t, func() bool { st, _ := qc.State(); return st == StateUp })
+	testutil.WaitFor(t, "the condition", func() bool { st, _ := qc.State(); return st == StateUp })
 	errs := make(chan error, 2)
 	for _, ch := range []*Channel{qc, dc} {
 		go func() {
@@ -42,7 +44,7 @@ func TestStatus(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitFor(t, func() bool {
+	testutil.WaitFor(t, "the condition", func() bool {
 		q, d := qc.Status(), dc.Status()
 		return q.AwaitingReply == 1 && d.BufferedMessages == 1 && d.LastError != ""
 	})

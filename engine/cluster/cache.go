@@ -38,10 +38,13 @@ type Cache struct {
 
 // Cache errors; the engine maps them to sb.cache's.
 var (
+	//lint:ignore ST1005 actionhero's text, which scripts compare
 	ErrNotFound = errors.New("Object not found")
-	ErrExpired  = errors.New("Object expired")
-	ErrLocked   = errors.New("Object locked")
-	ErrFull     = errors.New("cache is full")
+	//lint:ignore ST1005 actionhero's text, which scripts compare
+	ErrExpired = errors.New("Object expired")
+	//lint:ignore ST1005 actionhero's text, which scripts compare
+	ErrLocked = errors.New("Object locked")
+	ErrFull   = errors.New("cache is full")
 )
 
 // CacheEntry is a loaded value.
@@ -99,13 +102,6 @@ func token(key string) string {
 // serverTTL rounds a time to live up to the whole seconds NATS takes.
 func serverTTL(ttl time.Duration) time.Duration {
 	return (ttl + time.Second - 1).Truncate(time.Second)
-}
-
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
 }
 
 func fromMS(v any) time.Time {

@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/internal/prom"
 )
 
 // Options builds a Node.
@@ -99,9 +101,13 @@ func New(cfg Config, opts Options) (*Node, error) {
 		id = fmt.Sprintf("%s:pid%d", host, os.Getpid())
 	}
 	n := &Node{cfg: cfg, id: id, log: log.WithFields(logrus.Fields{"part": "cluster", "node": id})}
-	n.disconnects = counterVec(opts.Metrics, "switchboard_cluster_disconnects_total", "Connections to NATS lost, per connection (main, topics).", "conn")
-	n.reconnects = counterVec(opts.Metrics, "switchboard_cluster_reconnects_total", "Connections to NATS restored, per connection (main, topics).", "conn")
-	n.asyncErrors = counterVec(opts.Metrics, "switchboard_cluster_errors_total", "Errors NATS reported asynchronously (slow_consumer, permission, other).", "kind")
+	metrics := prom.On(opts.Metrics)
+	n.disconnects = counterVec(metrics, "switchboard_cluster_disconnects_total", "Connections to NATS lost, per connection (main, topics).", "conn")
+	n.reconnects = counterVec(metrics, "switchboard_cluster_reconnects_total", "Connections to NATS restored, per connection (main, topics).", "conn")
+	n.asyncErrors = counterVec(metrics, "switchboard_cluster_errors_total", "Errors NATS reported asynchronously (slow_consumer, permission, other).", "kind")
+	if err := metrics.Err(); err != nil {
+		return nil, err
+	}
 
 	var err error
 	if n.nc, err = n.connect("main"); err != nil {
@@ -123,8 +129,10 @@ func New(cfg Config, opts Options) (*Node, error) {
 		}
 		return 0
 	})
-	if opts.Metrics != nil {
-		_ = opts.Metrics.Register(n.connectedG)
+	n.connectedG = prom.Register(metrics, n.connectedG)
+	if err := metrics.Err(); err != nil {
+		n.closeConns()
+		return nil, err
 	}
 	if err := n.serveStatus(); err != nil {
 		n.closeConns()
@@ -346,20 +354,8 @@ func (n *Node) closeConns() {
 	n.tc.Close()
 }
 
-// counterVec registers a labelled counter, reusing one already registered under the same name (several
+// counterVec registers a labelled counter, sharing one already registered under the same name (several
 // nodes on one registry in tests).
-func counterVec(reg prometheus.Registerer, name, help string, labels ...string) *prometheus.CounterVec {
-	cv := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-	if reg == nil {
-		return cv
-	}
-	if err := reg.Register(cv); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing
-			}
-		}
-	}
-	return cv
+func counterVec(r *prom.Registrar, name, help string, labels ...string) *prometheus.CounterVec {
+	return prom.Register(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels))
 }

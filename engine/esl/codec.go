@@ -424,23 +424,3 @@ func AppendCommand(dst []byte, c *Command) []byte {
 	dst = append(dst, '\n')
 	return append(dst, c.Body...)
 }
-
-// AppendFrame encodes f as FreeSWITCH does: headers as given (the caller url-encodes what FS would), a
-// Content-Length header when there is a body and the headers lack one, a blank line, the body.
-func AppendFrame(dst []byte, f *Frame) []byte {
-	for _, h := range f.Headers {
-		dst = append(dst, h.Name...)
-		dst = append(dst, ": "...)
-		dst = append(dst, h.Value...)
-		dst = append(dst, '\n')
-	}
-	if len(f.Body) > 0 {
-		if _, ok := f.Headers.Lookup("Content-Length"); !ok {
-			dst = append(dst, "Content-Length: "...)
-			dst = strconv.AppendInt(dst, int64(len(f.Body)), 10)
-			dst = append(dst, '\n')
-		}
-	}
-	dst = append(dst, '\n')
-	return append(dst, f.Body...)
-}

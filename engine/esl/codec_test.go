@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -461,18 +460,6 @@ func TestReuseBody(t *testing.T) {
 		t.Fatalf("after Recycle: %q %v", d.Body, err)
 	}
 	r.Recycle(d)
-}
-
-func TestNewID(t *testing.T) {
-	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	seen := map[string]bool{}
-	for i := 0; i < 100; i++ {
-		id := newID()
-		if !re.MatchString(id) || seen[id] {
-			t.Fatalf("newID() = %q (seen before: %v)", id, seen[id])
-		}
-		seen[id] = true
-	}
 }
 
 func FuzzAppendURLEncode(f *testing.F) {

@@ -1,10 +1,11 @@
 package esl
 
 import (
+	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
+
+	"github.com/switchboard/switchboard/engine/transport"
 )
 
 // Config is the `esl:` section of switchboard.yaml.
@@ -80,70 +81,77 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first bad value, naming its key path.
+// Section is call control's listener (transport.Section): the allowlist esl.allow, keepalive, the cap
+// esl.max_calls. FreeSWITCH's outbound sockets are plain TCP.
+func (c Config) Section() transport.Section {
+	return transport.Section{Key: "esl", Listen: c.Listen, Allow: c.Allow, AllowKey: "esl.allow", KeepAlive: c.KeepAlive, MaxConns: c.MaxCalls}
+}
+
+// Validate reports every bad value, each naming its key path.
 func (c Config) Validate() error {
 	if !c.Enabled {
 		return nil
 	}
-	host, port, err := net.SplitHostPort(c.Listen)
-	if err != nil {
-		return fmt.Errorf("esl.listen: expected host:port, got %q", c.Listen)
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := transport.CheckHostPort(c.Listen); err != nil {
+		bad("esl.listen: %v", err)
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return fmt.Errorf("esl.listen: expected a port 0-65535, got %q", port)
-	}
-	_ = host
 	switch c.EventFormat {
 	case "plain", "json":
 	default:
-		return fmt.Errorf("esl.event_format: expected plain or json, got %q", c.EventFormat)
+		bad("esl.event_format: expected plain or json, got %q", c.EventFormat)
 	}
 	if c.DefaultFlow == "" {
-		return fmt.Errorf("esl.default_flow: expected a flow name, got \"\"")
+		bad("esl.default_flow: expected a flow name, got \"\"")
 	}
-	for key, d := range map[string]time.Duration{"esl.command_timeout": c.CommandTimeout, "esl.connect_timeout": c.ConnectTimeout} {
-		if d <= 0 {
-			return fmt.Errorf("%s: expected a positive duration, got %s", key, d)
-		}
+	if c.CommandTimeout <= 0 {
+		bad("esl.command_timeout: expected a positive duration, got %s", c.CommandTimeout)
+	}
+	if c.ConnectTimeout <= 0 {
+		bad("esl.connect_timeout: expected a positive duration, got %s", c.ConnectTimeout)
 	}
 	if c.FlowGrace < 0 {
-		return fmt.Errorf("esl.flow_grace: expected a duration >= 0, got %s", c.FlowGrace)
+		bad("esl.flow_grace: expected a duration >= 0, got %s", c.FlowGrace)
 	}
 	if c.MaxCalls < 0 {
-		return fmt.Errorf("esl.max_calls: expected 0 (unlimited) or more, got %d", c.MaxCalls)
+		bad("esl.max_calls: expected 0 (unlimited) or more, got %d", c.MaxCalls)
 	}
 	if c.MaxFrameBytes < 1024 {
-		return fmt.Errorf("esl.max_frame_bytes: expected at least 1024, got %d", c.MaxFrameBytes)
+		bad("esl.max_frame_bytes: expected at least 1024, got %d", c.MaxFrameBytes)
 	}
 	if c.BodiesInFlightBytes < 1<<20 {
-		return fmt.Errorf("esl.bodies_in_flight_bytes: expected at least 1048576, got %d", c.BodiesInFlightBytes)
+		bad("esl.bodies_in_flight_bytes: expected at least 1048576, got %d", c.BodiesInFlightBytes)
 	}
 	if c.MaxVariablesBytes < 64<<10 {
-		return fmt.Errorf("esl.max_variables_bytes: expected at least 65536, got %d", c.MaxVariablesBytes)
+		bad("esl.max_variables_bytes: expected at least 65536, got %d", c.MaxVariablesBytes)
 	}
 	if c.MaxFlowSeries < 0 {
-		return fmt.Errorf("esl.max_flow_series: expected 0 or more, got %d", c.MaxFlowSeries)
+		bad("esl.max_flow_series: expected 0 or more, got %d", c.MaxFlowSeries)
 	}
 	if c.DTMFQueueBytes < 64 {
-		return fmt.Errorf("esl.dtmf_queue_bytes: expected at least 64, got %d", c.DTMFQueueBytes)
+		bad("esl.dtmf_queue_bytes: expected at least 64, got %d", c.DTMFQueueBytes)
 	}
 	if c.EventQueueBytes < 1024 {
-		return fmt.Errorf("esl.event_queue_bytes: expected at least 1024, got %d", c.EventQueueBytes)
+		bad("esl.event_queue_bytes: expected at least 1024, got %d", c.EventQueueBytes)
 	}
 	if c.DataDir == "" {
-		return fmt.Errorf("esl.data_dir: expected a directory, got \"\"")
+		bad("esl.data_dir: expected a directory, got \"\"")
 	}
 	if c.OriginateTimeout <= 0 {
-		return fmt.Errorf("esl.originate_timeout: expected a positive duration, got %s", c.OriginateTimeout)
+		bad("esl.originate_timeout: expected a positive duration, got %s", c.OriginateTimeout)
 	}
 	if c.DBHMaxConns < 1 {
-		return fmt.Errorf("esl.dbh_max_conns: expected at least 1, got %d", c.DBHMaxConns)
+		bad("esl.dbh_max_conns: expected at least 1, got %d", c.DBHMaxConns)
 	}
-	if c.DBHIdleTimeout < 0 || c.DBHQueryTimeout <= 0 {
-		return fmt.Errorf("esl.dbh_idle_timeout / esl.dbh_query_timeout: expected durations (query > 0), got %s / %s", c.DBHIdleTimeout, c.DBHQueryTimeout)
+	if c.DBHIdleTimeout < 0 {
+		bad("esl.dbh_idle_timeout: expected a duration >= 0, got %s", c.DBHIdleTimeout)
+	}
+	if c.DBHQueryTimeout <= 0 {
+		bad("esl.dbh_query_timeout: expected a positive duration, got %s", c.DBHQueryTimeout)
 	}
 	if c.DBHMaxRowBytes < 1024 {
-		return fmt.Errorf("esl.dbh_max_row_bytes: expected at least 1024, got %d", c.DBHMaxRowBytes)
+		bad("esl.dbh_max_row_bytes: expected at least 1024, got %d", c.DBHMaxRowBytes)
 	}
-	return nil
+	return errors.Join(errs...)
 }

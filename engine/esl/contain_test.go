@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/esltest"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // Tests of issue 10 (items 13 and 14 and the other peer-controlled allocations of call control): each
@@ -171,13 +172,9 @@ func TestBodiesInFlightShareABudget(t *testing.T) {
 			}
 		})
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for gatherESL(t, reg)["switchboard_esl_bad_frames_total{}"] < dialIns-1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("bad frames: %v, want at least %d", gatherESL(t, reg)["switchboard_esl_bad_frames_total{}"], dialIns-1)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitWithin(t, 30*time.Second, fmt.Sprintf("at least %d bad frames", dialIns-1), func() bool {
+		return gatherESL(t, reg)["switchboard_esl_bad_frames_total{}"] >= dialIns-1
+	})
 	if inFlight := gatherESL(t, reg)["switchboard_esl_body_bytes_in_flight{}"]; inFlight > 16<<20 {
 		t.Fatalf("%v bytes of bodies in flight, budget 16 MiB", inFlight)
 	}
@@ -236,13 +233,11 @@ func TestESLLabelsAreBounded(t *testing.T) {
 	}
 	bystanderCall(t, addr)
 	// a call's cause is counted as its connection ends, after the simulator saw the goodbye
-	deadline := time.Now().Add(5 * time.Second)
-	got := gatherESL(t, reg)
-	for got[`switchboard_esl_hangup_causes_total{cause="other"}`]+got[`switchboard_esl_hangup_causes_total{cause="USER_BUSY"}`] < 3 &&
-		time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	var got map[string]float64
+	testutil.Poll(testutil.Wait, func() bool {
 		got = gatherESL(t, reg)
-	}
+		return got[`switchboard_esl_hangup_causes_total{cause="other"}`]+got[`switchboard_esl_hangup_causes_total{cause="USER_BUSY"}`] >= 3
+	})
 	for _, want := range []string{
 		`switchboard_esl_hangup_causes_total{cause="other"}`,
 		`switchboard_esl_hangup_causes_total{cause="USER_BUSY"}`,

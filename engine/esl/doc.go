@@ -1,7 +1,7 @@
 // Package esl is the call-control part: a server for FreeSWITCH's outbound event socket (the `socket`
 // dialplan application) that runs one flow per call.
 //
-// Wire protocol (docs: shared/protocols/esl.md). FreeSWITCH connects and sends nothing; the engine speaks
+// Wire protocol (FreeSWITCH's mod_event_socket, outbound mode). FreeSWITCH connects and sends nothing; the engine speaks
 // first with `connect`, whose reply is the url-encoded channel data (Content-Type near its end). Then
 // `myevents <plain|json>`, and on `full` sockets `event <fmt> BACKGROUND_JOB` and `linger`. Each blocking
 // operation is a `sendmsg` execute carrying a fresh `event-uuid` (and `event-lock: true` unless it must be
@@ -10,7 +10,7 @@
 // CHANNEL_HANGUP, a disconnect notice, socket loss (ErrHungUp) and the call's context. At the end of a flow
 // the call is hung up (esl.auto_hangup) and `exit` is sent; the goodbye notice ends the connection.
 //
-// mod_lua primitives (what luabind's mod_lua-style flows are built on; Go flows may use them too):
+// mod_lua primitives (what esllua's mod_lua-style flows are built on; Go flows may use them too):
 // ReadDigits and PlayAndGetDigitsLocal (switch_ivr_read done in the engine, type-ahead included and consumed
 // digits not handed out again), ExecuteInput with an input callback that may stop the application or act on
 // the playing file (`api uuid_fileman`), session events (anything on the socket that is not a channel event

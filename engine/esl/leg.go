@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // Leg is a second channel the call's flow originated (mod_lua's freeswitch.Session(dial_string)). Its
@@ -33,7 +35,7 @@ func (s *Session) Originate(ctx context.Context, dial string, timeout time.Durat
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
-	leg := &Leg{UUID: newID(), s: s, vars: map[string]string{}, hangupCh: make(chan struct{})}
+	leg := &Leg{UUID: uuid.New(), s: s, vars: map[string]string{}, hangupCh: make(chan struct{})}
 	s.mu.Lock()
 	if s.legs == nil {
 		s.legs = map[string]*Leg{}

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard/switchboard/engine/labels"
+	"github.com/switchboard/switchboard/internal/prom"
 )
 
 // metrics are the switchboard_esl_* series. Every label value a peer can influence is bounded: flows by
@@ -20,7 +21,7 @@ type metrics struct {
 	flows     *labels.Set // flow label values; never released: flows are few and named by scripts
 }
 
-func newMetrics(reg prometheus.Registerer, maxFlows int, bodies *BodyBudget) *metrics {
+func newMetrics(reg prometheus.Registerer, maxFlows int, bodies *BodyBudget) (*metrics, error) {
 	m := &metrics{
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_esl_calls_active", Help: "Calls connected to the esl part now."}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_esl_calls_total",
@@ -45,10 +46,14 @@ func newMetrics(reg prometheus.Registerer, maxFlows int, bodies *BodyBudget) *me
 	bodiesGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_esl_body_bytes_in_flight",
 		Help: "Bytes of frame bodies being read now past their first 64 KiB, all calls together (bounded by esl.bodies_in_flight_bytes)."},
 		func() float64 { return float64(bodies.InUse()) })
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.active, m.calls, m.rtt, m.engine, m.causes, m.ignored, m.badFrames, bodiesGauge} {
-			_ = reg.Register(c)
-		}
-	}
-	return m
+	r := prom.On(reg)
+	m.active = prom.Register(r, m.active)
+	m.calls = prom.Register(r, m.calls)
+	m.rtt = prom.Register(r, m.rtt)
+	m.engine = prom.Register(r, m.engine)
+	m.causes = prom.Register(r, m.causes)
+	m.ignored = prom.Register(r, m.ignored)
+	m.badFrames = prom.Register(r, m.badFrames)
+	prom.Register(r, bodiesGauge)
+	return m, r.Err()
 }

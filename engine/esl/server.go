@@ -13,9 +13,13 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/esl/dbh"
+	"github.com/switchboard/switchboard/engine/transport"
+	"github.com/switchboard/switchboard/internal/lifecycle"
 )
 
-// Server accepts FreeSWITCH's outbound sockets and runs each call's flow in its own goroutine.
+// Server accepts FreeSWITCH's outbound sockets and runs each call's flow in its own goroutine. Build it
+// with New, Start it (or Serve a listener of your own), stop it with Shutdown: it is one of the engine's
+// parts (engine.Part).
 type Server struct {
 	cfg     Config
 	resolve FlowResolver
@@ -33,10 +37,25 @@ type Server struct {
 	sessions  map[*Session]struct{}
 	closing   bool
 	wg        sync.WaitGroup
+
+	bound  net.Listener // the listener Start opened; nil before
+	served chan error   // Serve's result on bound; read once, by the first Shutdown
+	stop   lifecycle.StopOnce
 }
 
-// NewServer makes a server; resolve picks each call's flow. reg may be nil.
-func NewServer(cfg Config, resolve FlowResolver, log *logrus.Entry, reg prometheus.Registerer) *Server {
+// Options are the server's collaborators.
+type Options struct {
+	// Flows picks each call's flow (sb.flow and mod_lua-style scripts through esllua, or Go funcs).
+	Flows FlowResolver
+	Log   *logrus.Entry // nil: nothing logged
+	// Metrics registers the switchboard_esl_* collectors; nil registers nothing.
+	Metrics prometheus.Registerer
+}
+
+// New makes a server; nothing listens until Start. Zero values in cfg take their defaults (DefaultConfig);
+// the engine validates its configuration before (Config.Validate).
+func New(cfg Config, opts Options) (*Server, error) {
+	log := opts.Log
 	if log == nil {
 		l := logrus.New()
 		l.SetLevel(logrus.PanicLevel)
@@ -71,11 +90,46 @@ func NewServer(cfg Config, resolve FlowResolver, log *logrus.Entry, reg promethe
 		cfg.OriginateTimeout = def.OriginateTimeout
 	}
 	bodies := NewBodyBudget(int64(cfg.BodiesInFlightBytes))
+	m, err := newMetrics(opts.Metrics, cfg.MaxFlowSeries, bodies)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	db := dbh.NewPools(dbh.Config{DataDir: cfg.DataDir, MaxConns: cfg.DBHMaxConns, IdleTimeout: cfg.DBHIdleTimeout,
 		QueryTimeout: cfg.DBHQueryTimeout, MaxRowBytes: cfg.DBHMaxRowBytes, ODBC: cfg.ODBC})
-	return &Server{cfg: cfg, resolve: resolve, db: db, log: log.WithField("part", "esl"), metrics: newMetrics(reg, cfg.MaxFlowSeries, bodies),
-		bodies: bodies, ctx: ctx, cancel: cancel, listeners: map[net.Listener]struct{}{}, sessions: map[*Session]struct{}{}}
+	return &Server{cfg: cfg, resolve: opts.Flows, db: db, log: log.WithField("part", "esl"), metrics: m,
+		bodies: bodies, ctx: ctx, cancel: cancel, listeners: map[net.Listener]struct{}{}, sessions: map[*Session]struct{}{}}, nil
+}
+
+// Start listens on cfg.Listen (with the allowlist esl.allow, keepalive and the cap esl.max_calls) and
+// serves calls in the background until Shutdown.
+func (srv *Server) Start(ctx context.Context) error {
+	lc, err := srv.cfg.Section().ListenConfig()
+	if err != nil {
+		return err
+	}
+	lc.Log = srv.log
+	l, err := transport.Listen(lc)
+	if err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	srv.mu.Lock()
+	srv.bound, srv.served = l, served
+	srv.mu.Unlock()
+	srv.log.WithField("addr", l.Addr().String()).Info("listening")
+	go func() { served <- srv.Serve(l) }()
+	return nil
+}
+
+// Addrs names the address Start bound: {"esl": addr}; nil before Start.
+func (srv *Server) Addrs() map[string]net.Addr {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.bound == nil {
+		return nil
+	}
+	return map[string]net.Addr{"esl": srv.bound.Addr()}
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -103,7 +157,7 @@ func (srv *Server) Serve(l net.Listener) error {
 			if closing {
 				return ErrServerClosed
 			}
-			return fmt.Errorf("esl: accept: %w", err)
+			return err // accept tcp <addr>: ...
 		}
 		srv.mu.Lock()
 		if srv.closing {
@@ -128,8 +182,24 @@ func (srv *Server) Active() int {
 }
 
 // Shutdown stops accepting, cancels every flow's context (their blocking calls return), hangs calls up per
-// auto_hangup and waits for them until ctx is done; then it closes the sockets that are left.
+// auto_hangup and waits for them until ctx is done; then it closes the sockets that are left. It is
+// idempotent (a second call waits for the first) and safe on a server that never started.
 func (srv *Server) Shutdown(ctx context.Context) error {
+	return srv.stop.Do(ctx, func() error {
+		err := srv.shutdown(ctx)
+		srv.mu.Lock()
+		served := srv.served
+		srv.mu.Unlock()
+		if served != nil {
+			if serr := <-served; serr != nil && !errors.Is(serr, ErrServerClosed) && err == nil {
+				err = serr
+			}
+		}
+		return err
+	})
+}
+
+func (srv *Server) shutdown(ctx context.Context) error {
 	srv.mu.Lock()
 	srv.closing = true
 	for l := range srv.listeners {

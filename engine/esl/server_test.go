@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard/switchboard/engine/esl"
 	"github.com/switchboard/switchboard/engine/esl/esltest"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -32,30 +33,28 @@ func startServerWith(t *testing.T, cfg esl.Config, flows map[string]esl.Flow, lo
 	if cfg.DefaultFlow == "" {
 		cfg = esl.DefaultConfig()
 	}
-	srv := esl.NewServer(cfg, func(c *esl.CallInfo) (esl.Flow, error) {
+	cfg.Listen = "127.0.0.1:0"
+	srv, err := esl.New(cfg, esl.Options{Log: log, Metrics: reg, Flows: func(c *esl.CallInfo) (esl.Flow, error) {
 		f, ok := flows[c.Flow]
 		if !ok {
 			return nil, errors.New("unknown flow " + c.Flow)
 		}
 		return f, nil
-	}, log, reg)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
-		if err := <-done; !errors.Is(err, esl.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
 	})
-	return srv, l.Addr().String()
+	return srv, srv.Addrs()["esl"].String()
 }
 
 func menu(got *string) esl.Flow {
@@ -304,10 +303,7 @@ func TestGarbageAndUnknownFrames(t *testing.T) {
 	if res.HangupCause != "NORMAL_CLEARING" {
 		t.Fatalf("after garbage: %s", res)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for srv.Active() != 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Poll(testutil.Wait, func() bool { return srv.Active() == 0 })
 	if n := srv.Active(); n != 0 {
 		t.Fatalf("%d calls still active", n)
 	}
@@ -332,7 +328,10 @@ func TestShutdownHangsUpLiveCalls(t *testing.T) {
 		_, err := s.StreamFile(ctx, "long.wav", nil)
 		return err
 	})
-	srv := esl.NewServer(esl.DefaultConfig(), func(*esl.CallInfo) (esl.Flow, error) { return flow, nil }, nil, nil)
+	srv, err := esl.New(esl.DefaultConfig(), esl.Options{Flows: func(*esl.CallInfo) (esl.Flow, error) { return flow, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package esl
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // ErrHungUp is returned by every blocking session call once the caller hung up or the socket went away.
@@ -500,26 +501,6 @@ func (s *Session) onEvent(e *Event) {
 	}
 }
 
-// newID is a random (version 4) UUID, built without fmt: one allocation.
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	const hex = "0123456789abcdef"
-	var out [36]byte
-	j := 0
-	for i, c := range b {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			out[j] = '-'
-			j++
-		}
-		out[j], out[j+1] = hex[c>>4], hex[c&15]
-		j += 2
-	}
-	return string(out[:])
-}
-
 // Command sends one command and returns its reply frame (command/reply or api/response). timeout 0 waits
 // as long as ctx allows (a static-mode sendmsg replies only when its application ends).
 func (s *Session) Command(ctx context.Context, c *Command, timeout time.Duration) (*Frame, error) {
@@ -678,7 +659,7 @@ func (s *Session) ExecuteInput(ctx context.Context, app, arg string, opt ExecOpt
 	if !ready() {
 		return res, ErrHungUp
 	}
-	id := newID()
+	id := uuid.New()
 	ch := make(chan *Event, 1)
 	s.mu.Lock()
 	s.waiters = append(s.waiters, waiter{id, ch})
@@ -1052,7 +1033,7 @@ func (s *Session) BgAPI(ctx context.Context, cmd string) (string, error) {
 	if !s.info.Full {
 		return "", fmt.Errorf("esl: bgapi needs `full` in the socket application's data")
 	}
-	id := newID()
+	id := uuid.New()
 	ch := make(chan *Event, 1)
 	s.mu.Lock()
 	s.waiters = append(s.waiters, waiter{id, ch})

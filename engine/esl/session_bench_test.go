@@ -2,7 +2,6 @@ package esl_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -27,19 +26,22 @@ func BenchmarkExecuteRoundTrip(b *testing.B) {
 		done <- nil
 		return nil
 	})
-	srv := esl.NewServer(esl.DefaultConfig(), func(*esl.CallInfo) (esl.Flow, error) { return flow, nil }, nil, nil)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	cfg := esl.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	srv, err := esl.New(cfg, esl.Options{Flows: func(*esl.CallInfo) (esl.Flow, error) { return flow, nil }})
 	if err != nil {
 		b.Fatal(err)
 	}
-	go srv.Serve(l)
+	if err := srv.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 	}()
 	b.ReportAllocs()
-	if _, err := esltest.Run(context.Background(), esltest.Call{Addr: l.Addr().String(), Async: true, Full: true, Quiet: true}); err != nil {
+	if _, err := esltest.Run(context.Background(), esltest.Call{Addr: srv.Addrs()["esl"].String(), Async: true, Full: true, Quiet: true}); err != nil {
 		b.Fatal(err)
 	}
 	if err := <-done; err != nil {

@@ -616,7 +616,7 @@ func (cl *client) sendRaw(b []byte) bool {
 	if err != nil {
 		cl.queued.Add(-n)
 		if errors.Is(err, transport.ErrOutboxFull) {
-			cl.r.m.slowClients.Inc()
+			cl.r.m.slowReaders.Inc()
 			cl.log.WithField("queued_bytes", queued-n).Warn("application does not read its statuses: disconnected")
 		}
 		cl.stop()
@@ -641,7 +641,7 @@ func (w writtenCounter) Write(p []byte) (int, error) {
 	n, err := w.Conn.Write(p)
 	w.queued.Add(-int64(n))
 	if errors.Is(err, os.ErrDeadlineExceeded) && !w.cl.stopping() {
-		w.cl.r.m.slowClients.Inc()
+		w.cl.r.m.slowReaders.Inc()
 		w.cl.log.WithField("write_timeout", w.timeout.String()).Warn("application took nothing for relay.write_timeout: disconnected")
 		w.cl.stop()
 	}

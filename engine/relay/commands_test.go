@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // expectLine reads the next line and matches it against the regexp.
@@ -49,13 +50,7 @@ func expectCenterGot(t *testing.T, c *relaytest.Center, n int, body string) {
 // waitGone waits until the relay no longer has the application logged in.
 func waitGone(t *testing.T, r *relay.Relay, id string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for slices.Contains(r.Applications(), id) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still logged in", id)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, id+" to log out", func() bool { return !slices.Contains(r.Applications(), id) })
 }
 
 // TestCommandReachesObjectOwner: an E naming an object (O and T) goes to the

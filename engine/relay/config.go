@@ -1,12 +1,13 @@
 package relay
 
 import (
+	"errors"
 	"fmt"
-	"net"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard/switchboard/engine/transport"
 )
 
 // Config is the `relay:` section of switchboard.yaml.
@@ -14,9 +15,9 @@ type Config struct {
 	Enabled bool   `mapstructure:"enabled"`
 	ID      string `mapstructure:"id"`
 	// Listen is host:port; port -1 disables the listener (centers and journal still run).
-	Listen    string    `mapstructure:"listen"`
-	TLS       TLSConfig `mapstructure:"tls"`
-	Whitelist string    `mapstructure:"whitelist"`
+	Listen    string             `mapstructure:"listen"`
+	TLS       transport.TLSFiles `mapstructure:"tls"` // TLS when cert and key are set
+	Whitelist string             `mapstructure:"whitelist"`
 	// Centers maps a center name to "host:port", or "tls://host:port" for a TLS link. As text (3forge's
 	// ami.centers form, or a list) it reads "[name=]host:port,..."; a center without a name is named by its
 	// host:port.
@@ -144,18 +145,13 @@ func (c *Centers) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// TLSConfig names the certificate and key files of the listener.
-type TLSConfig struct {
-	Cert string `mapstructure:"cert"`
-	Key  string `mapstructure:"key"`
-}
-
 // DefaultConfig returns the defaults documented in configs/switchboard.yaml.
 func DefaultConfig() Config {
 	return Config{
 		Enabled:               true,
 		ID:                    "relay1",
 		Listen:                "0.0.0.0:3289",
+		TLS:                   transport.TLSFiles{HandshakeTimeout: 10 * time.Second},
 		Centers:               Centers{},
 		CenterTLS:             map[string]CenterTLSConfig{},
 		RoutesFile:            "configs/relay.routes",
@@ -180,6 +176,18 @@ func DefaultConfig() Config {
 		MaxPause:              10 * time.Second,
 		WriteTimeout:          30 * time.Second,
 	}
+}
+
+// Section is the relay's listener (transport.Section): TLS when relay.tls names a certificate, the
+// allowlist relay.whitelist, keepalive, the connection cap.
+func (c Config) Section() transport.Section {
+	sec := transport.Section{Key: "relay", Listen: c.Listen, Allow: c.Whitelist, AllowKey: "relay.whitelist",
+		KeepAlive: c.KeepAlive, MaxConns: c.MaxConnections}
+	if c.TLS.Cert != "" {
+		tf := c.TLS
+		sec.TLS = &tf
+	}
+	return sec
 }
 
 // ListenDisabled reports whether the listener is off (port -1).
@@ -241,51 +249,42 @@ func centerAddr(v string) (addr string, useTLS bool) {
 	return strings.TrimPrefix(v, "tcp://"), false
 }
 
-func validHostPort(s string, allowDisabled bool) bool {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return false
-	}
-	_ = host
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		return false
-	}
-	return n >= 0 && n <= 65535 || allowDisabled && n == -1
-}
-
-// Validate reports the first bad value, naming its key path.
+// Validate reports every bad value, each naming its key path.
 func (c Config) Validate() error {
 	if !c.Enabled {
 		return nil
 	}
+	var errs []error
 	if c.ID == "" {
-		return fmt.Errorf("relay.id: expected a non-empty relay id")
+		errs = append(errs, fmt.Errorf("relay.id: expected a non-empty relay id"))
 	}
-	if !validHostPort(c.Listen, true) {
-		return fmt.Errorf("relay.listen: expected host:port (port -1 disables), got %q", c.Listen)
+	if !c.ListenDisabled() {
+		if err := transport.CheckHostPort(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("relay.listen: %v (port -1 disables the listener)", err))
+		}
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
-		return fmt.Errorf("relay.tls: expected both cert and key, or neither")
+		errs = append(errs, fmt.Errorf("relay.tls: expected both cert and key, or neither"))
 	}
 	if len(c.Centers) > MaxCenters {
-		return fmt.Errorf("relay.centers: at most %d centers, got %d", MaxCenters, len(c.Centers))
+		errs = append(errs, fmt.Errorf("relay.centers: at most %d centers, got %d", MaxCenters, len(c.Centers)))
 	}
 	for _, n := range c.CenterNames() {
 		if n == "" {
-			return fmt.Errorf("relay.centers: a center with an empty name")
+			errs = append(errs, fmt.Errorf("relay.centers: a center with an empty name"))
+			continue
 		}
 		if !validCenterName(n) {
-			return fmt.Errorf("relay.centers.%s: expected a name of letters, digits, '_', '-', '.' (or a host:port)", n)
+			errs = append(errs, fmt.Errorf("relay.centers.%s: expected a name of letters, digits, '_', '-', '.' (or a host:port)", n))
 		}
-		if addr, _ := centerAddr(c.Centers[n]); !validHostPort(addr, false) {
-			return fmt.Errorf("relay.centers.%s: expected host:port or tls://host:port, got %q", n, c.Centers[n])
+		if addr, _ := centerAddr(c.Centers[n]); transport.CheckHostPort(addr) != nil {
+			errs = append(errs, fmt.Errorf("relay.centers.%s: expected host:port or tls://host:port, got %q", n, c.Centers[n]))
 		}
 	}
 	seen := map[string]string{}
 	for _, n := range c.CenterNames() {
 		if prev, dup := seen[strings.ToLower(n)]; dup {
-			return fmt.Errorf("relay.centers: %q and %q are the same name (names are matched without regard to case)", prev, n)
+			errs = append(errs, fmt.Errorf("relay.centers: %q and %q are the same name (names are matched without regard to case)", prev, n))
 		}
 		seen[strings.ToLower(n)] = n
 	}
@@ -296,91 +295,95 @@ func (c Config) Validate() error {
 	sort.Strings(tlsNames)
 	for _, n := range tlsNames {
 		if c.CenterByName(n) == "" {
-			return fmt.Errorf("relay.center_tls.%s: no such center in relay.centers", n)
+			errs = append(errs, fmt.Errorf("relay.center_tls.%s: no such center in relay.centers", n))
+			continue
 		}
 		if t := c.CenterTLS[n]; (t.Cert == "") != (t.Key == "") {
-			return fmt.Errorf("relay.center_tls.%s: expected both cert and key, or neither", n)
+			errs = append(errs, fmt.Errorf("relay.center_tls.%s: expected both cert and key, or neither", n))
 		}
 	}
 	if c.RoutesCacheSize < 0 {
-		return fmt.Errorf("relay.routes_cache_size: expected 0 or more, got %d", c.RoutesCacheSize)
+		errs = append(errs, fmt.Errorf("relay.routes_cache_size: expected 0 or more, got %d", c.RoutesCacheSize))
 	}
 	if _, ok := ParseFollowMode(c.FollowObjects); !ok {
-		return fmt.Errorf("relay.follow_objects: expected off, deletes or updates_and_deletes, got %q", c.FollowObjects)
+		errs = append(errs, fmt.Errorf("relay.follow_objects: expected off, deletes or updates_and_deletes, got %q", c.FollowObjects))
 	}
 	if c.FollowObjects != "off" && c.FollowObjects != "" && c.RoutesCacheSize == 0 {
-		return fmt.Errorf("relay.follow_objects: %s needs the object index: relay.routes_cache_size is 0", c.FollowObjects)
+		errs = append(errs, fmt.Errorf("relay.follow_objects: %s needs the object index: relay.routes_cache_size is 0", c.FollowObjects))
 	}
 	if c.ExpressionCache < 0 {
-		return fmt.Errorf("relay.expression_cache: expected 0 or more, got %d", c.ExpressionCache)
+		errs = append(errs, fmt.Errorf("relay.expression_cache: expected 0 or more, got %d", c.ExpressionCache))
 	}
 	switch c.Journal {
 	case JournalLocal, "":
 	case JournalJetStream:
 		if !c.Guaranteed {
-			return fmt.Errorf("relay.journal: jetstream journals guaranteed mode: set relay.guaranteed to true")
+			errs = append(errs, fmt.Errorf("relay.journal: jetstream journals guaranteed mode: set relay.guaranteed to true"))
 		}
 		if c.JetStream.Replicas < 1 || c.JetStream.Replicas > 5 {
-			return fmt.Errorf("relay.jetstream.replicas: expected 1 to 5 (3 survives the loss of a server), got %d", c.JetStream.Replicas)
+			errs = append(errs, fmt.Errorf("relay.jetstream.replicas: expected 1 to 5 (3 survives the loss of a server), got %d", c.JetStream.Replicas))
 		}
 		if c.JetStream.LeaseTTL < time.Second {
-			return fmt.Errorf("relay.jetstream.lease_ttl: expected at least 1s, got %v", c.JetStream.LeaseTTL)
+			errs = append(errs, fmt.Errorf("relay.jetstream.lease_ttl: expected at least 1s, got %v", c.JetStream.LeaseTTL))
 		}
 		if c.JetStream.AckTimeout <= 0 {
-			return fmt.Errorf("relay.jetstream.ack_timeout: expected a positive duration such as 5s, got %v", c.JetStream.AckTimeout)
+			errs = append(errs, fmt.Errorf("relay.jetstream.ack_timeout: expected a positive duration such as 5s, got %v", c.JetStream.AckTimeout))
 		}
 		if c.JetStream.MaxInflightBytes < int64(c.MaxLine) {
-			return fmt.Errorf("relay.jetstream.max_inflight_bytes: expected at least relay.max_line (%d), got %d", c.MaxLine, c.JetStream.MaxInflightBytes)
+			errs = append(errs, fmt.Errorf("relay.jetstream.max_inflight_bytes: expected at least relay.max_line (%d), got %d", c.MaxLine, c.JetStream.MaxInflightBytes))
 		}
 	default:
-		return fmt.Errorf("relay.journal: expected local or jetstream, got %q", c.Journal)
+		errs = append(errs, fmt.Errorf("relay.journal: expected local or jetstream, got %q", c.Journal))
 	}
 	if c.Guaranteed && c.Journal != JournalJetStream && c.PersistDir == "" {
-		return fmt.Errorf("relay.persist_dir: expected a directory when relay.guaranteed is true")
+		errs = append(errs, fmt.Errorf("relay.persist_dir: expected a directory when relay.guaranteed is true"))
 	}
 	if c.Guaranteed && c.SegmentBytes < 4096 {
-		return fmt.Errorf("relay.segment_bytes: expected at least 4096, got %d", c.SegmentBytes)
+		errs = append(errs, fmt.Errorf("relay.segment_bytes: expected at least 4096, got %d", c.SegmentBytes))
 	}
 	if c.JournalRetentionBytes < 0 || c.Guaranteed && c.JournalRetentionBytes > 0 && c.JournalRetentionBytes < 2*c.SegmentBytes {
-		return fmt.Errorf("relay.journal_retention_bytes: expected 0 (no bound) or at least twice relay.segment_bytes (%d), got %d", 2*c.SegmentBytes, c.JournalRetentionBytes)
+		errs = append(errs, fmt.Errorf("relay.journal_retention_bytes: expected 0 (no bound) or at least twice relay.segment_bytes (%d), got %d", 2*c.SegmentBytes, c.JournalRetentionBytes))
 	}
 	if c.JournalRetentionAge < 0 {
-		return fmt.Errorf("relay.journal_retention_age: expected 0 (no bound) or a duration such as 168h, got %v", c.JournalRetentionAge)
+		errs = append(errs, fmt.Errorf("relay.journal_retention_age: expected 0 (no bound) or a duration such as 168h, got %v", c.JournalRetentionAge))
 	}
 	if c.LogMessages && c.MessageLog == "" {
-		return fmt.Errorf("relay.message_log: expected a file when relay.log_messages is true")
+		errs = append(errs, fmt.Errorf("relay.message_log: expected a file when relay.log_messages is true"))
 	}
 	if c.MaxLine < 64 {
-		return fmt.Errorf("relay.max_line: expected at least 64 bytes, got %d", c.MaxLine)
+		errs = append(errs, fmt.Errorf("relay.max_line: expected at least 64 bytes, got %d", c.MaxLine))
 	}
 	if c.ExpressionCacheBytes < 0 {
-		return fmt.Errorf("relay.expression_cache_bytes: expected 0 or more, got %d", c.ExpressionCacheBytes)
+		errs = append(errs, fmt.Errorf("relay.expression_cache_bytes: expected 0 or more, got %d", c.ExpressionCacheBytes))
 	}
 	if c.MaxLoginBytes < 1 {
-		return fmt.Errorf("relay.max_login_bytes: expected at least 1, got %d", c.MaxLoginBytes)
+		errs = append(errs, fmt.Errorf("relay.max_login_bytes: expected at least 1, got %d", c.MaxLoginBytes))
 	}
 	if c.ClientQueue < 1 {
-		return fmt.Errorf("relay.client_queue: expected at least 1, got %d", c.ClientQueue)
+		errs = append(errs, fmt.Errorf("relay.client_queue: expected at least 1, got %d", c.ClientQueue))
 	}
 	if c.ClientQueueBytes < 4096 {
-		return fmt.Errorf("relay.client_queue_bytes: expected at least 4096, got %d", c.ClientQueueBytes)
+		errs = append(errs, fmt.Errorf("relay.client_queue_bytes: expected at least 4096, got %d", c.ClientQueueBytes))
 	}
 	if c.CenterQueue < 1 {
-		return fmt.Errorf("relay.center_queue: expected at least 1, got %d", c.CenterQueue)
+		errs = append(errs, fmt.Errorf("relay.center_queue: expected at least 1, got %d", c.CenterQueue))
 	}
 	if c.CenterQueueBytes < c.MaxLine {
-		return fmt.Errorf("relay.center_queue_bytes: expected at least relay.max_line (%d), got %d", c.MaxLine, c.CenterQueueBytes)
+		errs = append(errs, fmt.Errorf("relay.center_queue_bytes: expected at least relay.max_line (%d), got %d", c.MaxLine, c.CenterQueueBytes))
 	}
 	if c.MaxAppSeries < 0 {
-		return fmt.Errorf("relay.max_app_series: expected 0 or more, got %d", c.MaxAppSeries)
+		errs = append(errs, fmt.Errorf("relay.max_app_series: expected 0 or more, got %d", c.MaxAppSeries))
 	}
 	if c.WriteTimeout <= 0 {
-		return fmt.Errorf("relay.write_timeout: expected a positive duration such as 30s, got %v", c.WriteTimeout)
+		errs = append(errs, fmt.Errorf("relay.write_timeout: expected a positive duration such as 30s, got %v", c.WriteTimeout))
 	}
 	if c.MaxConnections < 0 || c.WaitForCenter < 0 || c.KeepAlive < 0 || c.MaxPause < 0 {
-		return fmt.Errorf("relay: max_connections, wait_for_center, keepalive and max_pause must not be negative")
+		errs = append(errs, fmt.Errorf("relay: max_connections, wait_for_center, keepalive and max_pause must not be negative"))
 	}
-	return nil
+	if c.TLS.Cert != "" && c.TLS.HandshakeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("relay.tls.handshake_timeout: expected a positive duration such as 10s, got %v", c.TLS.HandshakeTimeout))
+	}
+	return errors.Join(errs...)
 }
 
 // Warnings lists what in a valid configuration deserves the operator's attention (switchboard check):

@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // Tests of issue 10 (items 13 and 15 and the relay's other peer-controlled allocations): each bound is
@@ -138,16 +139,12 @@ func TestAppSeriesAreBounded(t *testing.T) {
 		c.Close()
 	}
 	raw.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if !testutil.Poll(testutil.Wait, func() bool {
 		series = appSeries(t, reg)
-		if _, other := series["other"]; len(series) == 2 && other || len(series) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("series left after the applications went: %d", len(series))
-		}
-		time.Sleep(20 * time.Millisecond)
+		_, other := series["other"]
+		return len(series) == 2 && other || len(series) == 1
+	}) {
+		t.Fatalf("series left after the applications went: %d", len(series))
 	}
 	if _, ok := series["bystander"]; !ok {
 		t.Fatal("the bystander's series went")
@@ -191,7 +188,7 @@ func TestErrorStatusTextIsClipped(t *testing.T) {
 
 // Item 15: an application that sends and never reads its statuses is disconnected once
 // relay.client_queue_bytes are waiting for it (not a count of 16 KiB batches), logged with the bytes that
-// waited and counted in switchboard_relay_slow_clients_total.
+// waited and counted in switchboard_relay_slow_clients_total (the deprecated name of switchboard_relay_slow_readers_total).
 func TestClientQueueIsBoundedInBytes(t *testing.T) {
 	for _, guaranteed := range []bool{false, true} {
 		t.Run(fmt.Sprintf("guaranteed=%v", guaranteed), func(t *testing.T) {
@@ -214,18 +211,19 @@ func TestClientQueueIsBoundedInBytes(t *testing.T) {
 				app.Conn().SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 				_ = app.Raw(batch) // fails once the relay stopped reading or closed
 			}
+			if m := gather(t, reg); m["switchboard_relay_slow_readers_total{}"] != m["switchboard_relay_slow_clients_total{}"] {
+				t.Fatalf("slow_readers_total %v, its former name slow_clients_total %v: one count", m["switchboard_relay_slow_readers_total{}"], m["switchboard_relay_slow_clients_total{}"])
+			}
 			// the counter moves just before the line is logged: wait for the line
 			var waited any
-			for logDeadline := time.Now().Add(10 * time.Second); waited == nil && time.Now().Before(logDeadline); {
+			testutil.Poll(testutil.Wait, func() bool {
 				for _, e := range hook.AllEntries() {
 					if e.Message == "application does not read its statuses: disconnected" {
 						waited = e.Data["queued_bytes"]
 					}
 				}
-				if waited == nil {
-					time.Sleep(10 * time.Millisecond)
-				}
-			}
+				return waited != nil
+			})
 			// the bytes already waiting when the next batch (at most 16 KiB plus one status) did not fit
 			if n, ok := waited.(int64); !ok || n > bound || n < bound-17<<10 {
 				t.Fatalf("disconnected with %v bytes waiting, bound %d", waited, bound)

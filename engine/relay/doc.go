@@ -2,7 +2,7 @@
 // AMI realtime messages, the relay acknowledges every instruction and routes
 // it to centers (outbound AMI links) by the rules of a relay.routes file.
 //
-// Wire protocol (see docs and ami-relay.md): one instruction per line,
+// Wire protocol (3forge AMI realtime messages; docs/relay-conformance.md): one instruction per line,
 // `TYPE[#seq][@now]|key=value|...`, ended by LF (CRLF accepted). Input is
 // parsed leniently (Parse; a \uXXXX surrogate pair, as Java writes code
 // points above U+FFFF, is one code point, a lone surrogate an error);
@@ -16,7 +16,7 @@
 //
 // Routing: rules in priority order (ties by name), prefiltered in Go by
 // message type, object type (T) and declared params, then an expression
-// compiled once by an ExprCompiler (Lua in production, see luabind). An
+// compiled once by an ExprCompiler (Lua in production: relay/relaylua). An
 // expression must yield a boolean: null (nil) is false, and a non-boolean
 // result (*NotBooleanError) counts as false, counted and logged once per
 // rule. A center receives a message at most once; no rules means every

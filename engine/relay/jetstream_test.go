@@ -89,7 +89,7 @@ func startJSNode(t *testing.T, cl *natstest.Cluster, node, routes string, center
 	lg := logrus.New()
 	lg.SetOutput(testLog{t})
 	lg.SetLevel(logrus.DebugLevel)
-	r, err := relay.New(relay.Options{Config: cfg, Compile: exprs, Metrics: n.reg, Log: lg.WithField("node", node),
+	r, err := relay.New(cfg, relay.Options{Compile: exprs, Metrics: n.reg, Log: lg.WithField("node", node),
 		Cluster: relay.ClusterOptions{Conn: n.nc, Name: "t", NodeID: node}})
 	if err != nil {
 		t.Fatal(err)

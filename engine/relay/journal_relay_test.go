@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 func freeAddr(t *testing.T) string {
@@ -28,7 +29,7 @@ func freeAddr(t *testing.T) string {
 // runRelay starts a relay with cfg (routes given inline) and returns it with its stop function.
 func runRelay(t *testing.T, cfg relay.Config, reg prometheus.Registerer) (*relay.Relay, func()) {
 	t.Helper()
-	r, err := relay.New(relay.Options{Config: cfg, Compile: exprs, Metrics: reg})
+	r, err := relay.New(cfg, relay.Options{Compile: exprs, Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,20 +148,16 @@ func TestJournalRetentionForCenterThatNeverReturns(t *testing.T) {
 	if err := a.WaitCount(n, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var dropped, size float64
+	if !testutil.Poll(testutil.Wait, func() bool {
 		m := gather(t, reg)
-		dropped := m[`switchboard_relay_journal_dropped_total{center="gone",reason="bytes"}`]
-		size := m[`switchboard_relay_journal_bytes{}`]
-		if dropped > 0 && size <= float64(cfg.JournalRetentionBytes+2*cfg.SegmentBytes) {
-			t.Logf("journal %v bytes, %v records dropped for gone", size, dropped)
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("journal %v bytes (retention %d), dropped %v", size, cfg.JournalRetentionBytes, dropped)
-		}
-		time.Sleep(50 * time.Millisecond)
+		dropped = m[`switchboard_relay_journal_dropped_total{center="gone",reason="bytes"}`]
+		size = m[`switchboard_relay_journal_bytes{}`]
+		return dropped > 0 && size <= float64(cfg.JournalRetentionBytes+2*cfg.SegmentBytes)
+	}) {
+		t.Fatalf("journal %v bytes (retention %d), dropped %v", size, cfg.JournalRetentionBytes, dropped)
 	}
+	t.Logf("journal %v bytes, %v records dropped for gone", size, dropped)
 }
 
 func writeFile(t *testing.T, path, data string) {

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard/switchboard/engine/labels"
+	"github.com/switchboard/switchboard/internal/prom"
 )
 
 // metrics are the switchboard_relay_* series of one relay.
@@ -28,7 +29,7 @@ type metrics struct {
 	reconnects      *prometheus.CounterVec // by center
 	routeReloads    *prometheus.CounterVec // by result
 	ackLatency      *durationHistogram
-	slowClients     prometheus.Counter
+	slowReaders     prometheus.Counter
 	commands        *prometheus.CounterVec // E from centers by result: object, command, undelivered
 	fsync           prometheus.Histogram
 	journalDropped  *prometheus.CounterVec // by center, reason
@@ -39,6 +40,7 @@ type metrics struct {
 	inByType        [len(knownTypes)]prometheus.Counter
 	collectors      []prometheus.Collector
 	queueDepthFns   []prometheus.Collector
+	reg             *prom.Registrar
 }
 
 func newMetrics(maxApps int) *metrics {
@@ -84,8 +86,8 @@ func newMetrics(maxApps int) *metrics {
 		journalDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_journal_dropped_total",
 			Help: "Journal records a center had not acknowledged when retention dropped them for it (guaranteed mode), by reason: bytes, age."},
 			[]string{"center", "reason"}),
-		slowClients: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_slow_clients_total",
-			Help: "Applications disconnected because they did not read their statuses."}),
+		slowReaders: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_slow_readers_total",
+			Help: "Applications disconnected because they did not read their statuses (as switchboard_socket_slow_readers_total counts clients of the socket server)."}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_commands_total",
 			Help: "E lines from centers, by result: object (to the application that sent the object), command (to the one that registered the command), undelivered (the center got R with S=1)."},
 			[]string{"result"}),
@@ -96,28 +98,31 @@ func newMetrics(maxApps int) *metrics {
 		m.inByType[i] = m.clientIn.WithLabelValues(knownTypes[i : i+1])
 	}
 	m.collectors = []prometheus.Collector{m.connections, m.clientIn, m.acks, m.rejected, m.unrouted, m.exprErrors, m.exprNotBool,
-		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.centerStalled, m.reconnects, m.routeReloads, m.ackLatency, m.slowClients, m.commands, m.fsync, m.journalDropped, m.journalResent, m.appIn}
+		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.centerStalled, m.reconnects, m.routeReloads, m.ackLatency, m.slowReaders, m.commands, m.fsync, m.journalDropped, m.journalResent, m.appIn}
+	// The name the same count had before it matched the socket server's (deprecated; one count, two names).
+	m.collectors = append(m.collectors, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_relay_slow_clients_total",
+		Help: "Deprecated: the same count as switchboard_relay_slow_readers_total, under its former name."},
+		func() float64 { return float64(counterValue(m.slowReaders)) }))
 	return m
 }
 
-func (m *metrics) register(r prometheus.Registerer) error {
-	if r == nil {
-		return nil
-	}
+// register registers the relay's collectors on reg; they are this relay's own (prom.Own): the
+// per-application series go with their sessions, which two relays could not share.
+func (m *metrics) register(reg prometheus.Registerer) error {
+	m.reg = prom.Own(reg)
 	for _, c := range append(m.collectors, m.queueDepthFns...) {
-		if err := r.Register(c); err != nil {
-			return err
-		}
+		prom.Register(m.reg, c)
+	}
+	if err := m.reg.Err(); err != nil {
+		m.reg.Unregister()
+		return err
 	}
 	return nil
 }
 
-func (m *metrics) unregister(r prometheus.Registerer) {
-	if r == nil {
-		return
-	}
-	for _, c := range append(m.collectors, m.queueDepthFns...) {
-		r.Unregister(c)
+func (m *metrics) unregister() {
+	if m.reg != nil {
+		m.reg.Unregister()
 	}
 }
 

@@ -21,11 +21,11 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/transport"
+	"github.com/switchboard/switchboard/internal/lifecycle"
 )
 
-// Options builds a Relay.
+// Options are a Relay's collaborators.
 type Options struct {
-	Config  Config
 	Compile ExprCompiler // compiles route expressions; nil allows only blank/true expressions
 	Log     *logrus.Entry
 	Metrics prometheus.Registerer
@@ -34,12 +34,12 @@ type Options struct {
 }
 
 // Relay accepts AMI applications, acknowledges and routes their messages to
-// centers, and (in guaranteed mode) journals them first.
+// centers, and (in guaranteed mode) journals them first. Build it with New, Start it, stop it with
+// Shutdown; Reload rereads the routes file: it is one of the engine's parts (engine.Part).
 type Relay struct {
 	cfg         Config
 	compile     ExprCompiler
 	log         *logrus.Entry
-	reg         prometheus.Registerer
 	m           *metrics
 	table       atomic.Pointer[Table]
 	objects     *ObjectIndex
@@ -73,6 +73,7 @@ type Relay struct {
 	exprWarn  atomic.Int64
 	cmdWarn   atomic.Int64
 	shutdown  atomic.Bool
+	stop      lifecycle.StopOnce
 }
 
 // maxPendingCommands and maxPendingCommandBytes bound the E request ids remembered for routing R back
@@ -95,10 +96,9 @@ type pendingRequest struct {
 	login  string // the application the E went to, the only one whose R is taken
 }
 
-// New validates cfg, loads the routes file and opens the journal. Nothing
+// New validates cfg (the relay: section), loads the routes file and opens the journal. Nothing
 // listens or dials until Start.
-func New(opts Options) (*Relay, error) {
-	cfg := opts.Config
+func New(cfg Config, opts Options) (*Relay, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func New(opts Options) (*Relay, error) {
 		l.SetOutput(discardWriter{})
 		log = logrus.NewEntry(l)
 	}
-	r := &Relay{cfg: cfg, compile: opts.Compile, log: log.WithField("part", "relay"), reg: opts.Metrics, m: newMetrics(cfg.MaxAppSeries),
+	r := &Relay{cfg: cfg, compile: opts.Compile, log: log.WithField("part", "relay"), m: newMetrics(cfg.MaxAppSeries),
 		clients: map[*client]struct{}{}, sessions: map[string]*client{}, commands: map[string]string{},
 		requests: map[string]pendingRequest{}, upCh: make(chan struct{})}
 	r.centerNames = cfg.CenterNames()
@@ -206,7 +206,7 @@ func New(opts Options) (*Relay, error) {
 	}
 	if err := r.m.register(opts.Metrics); err != nil {
 		r.closeJournal()
-		return nil, fmt.Errorf("relay: metrics: %w", err)
+		return nil, err // metrics: ...
 	}
 	return r, nil
 }
@@ -293,29 +293,21 @@ func (r *Relay) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
 	if !r.cfg.ListenDisabled() {
-		var tlsCfg *tls.Config
-		if r.cfg.TLS.Cert != "" {
-			var err error
-			if tlsCfg, err = transport.ServerTLS(r.cfg.TLS.Cert, r.cfg.TLS.Key); err != nil {
-				cancel()
-				return fmt.Errorf("relay.tls: %w", err)
-			}
-		}
-		allow, err := transport.ParseAllowlist(r.cfg.Whitelist)
+		lc, err := r.cfg.Section().ListenConfig()
 		if err != nil {
 			cancel()
-			return fmt.Errorf("relay.whitelist: %w", err)
+			return err
 		}
-		ln, err := transport.Listen(transport.ListenConfig{Addr: r.cfg.Listen, TLS: tlsCfg, Allow: allow,
-			KeepAlive: r.cfg.KeepAlive, MaxConns: r.cfg.MaxConnections, Log: r.log,
-			OnRefuse: func(c net.Conn, reason string) {
-				var b []byte
-				b = AppendStatus(b, time.Now().UnixMilli(), 0, 1, "connection refused: "+reason)
-				_, _ = c.Write(append(b, '\n'))
-			}})
+		lc.Log = r.log
+		lc.OnRefuse = func(c net.Conn, reason string) {
+			var b []byte
+			b = AppendStatus(b, time.Now().UnixMilli(), 0, 1, "connection refused: "+reason)
+			_, _ = c.Write(append(b, '\n'))
+		}
+		ln, err := transport.Listen(lc)
 		if err != nil {
 			cancel()
-			return fmt.Errorf("relay: listen %s: %w", r.cfg.Listen, err)
+			return err // listen tcp <addr>: ...
 		}
 		r.ln = ln
 		r.log.WithField("addr", ln.Addr().String()).Info("listening")
@@ -420,11 +412,14 @@ func (r *Relay) acceptLoop(ctx context.Context) {
 }
 
 // Shutdown stops accepting, says goodbye to applications (their queued
-// statuses are flushed), stops the center links and flushes the journal.
+// statuses are flushed), stops the center links and flushes the journal. It is idempotent (a second call
+// waits for the first) and safe on a relay that never started.
 func (r *Relay) Shutdown(ctx context.Context) error {
-	if !r.shutdown.CompareAndSwap(false, true) {
-		return nil
-	}
+	return r.stop.Do(ctx, func() error { return r.shutdownOnce(ctx) })
+}
+
+func (r *Relay) shutdownOnce(ctx context.Context) error {
+	r.shutdown.Store(true)
 	if r.ln != nil {
 		r.ln.Close()
 	}
@@ -489,7 +484,7 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 		}
 	}
 	r.closeJournal()
-	r.m.unregister(r.reg)
+	r.m.unregister()
 	return err
 }
 

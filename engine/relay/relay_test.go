@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // exprs is a Go expression compiler for the expressions these tests use
@@ -85,8 +86,8 @@ func startWith(t *testing.T, routes string, edit func(*relay.Config), opts relay
 	if edit != nil {
 		edit(&cfg)
 	}
-	opts.Config, opts.Compile = cfg, exprs
-	r, err := relay.New(opts)
+	opts.Compile = exprs
+	r, err := relay.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,10 +382,7 @@ func TestRoutesReloadUnderTraffic(t *testing.T) {
 	close(stop)
 	n := <-sent
 	a, b := g.centers["a"], g.centers["b"]
-	deadline = time.Now().Add(5 * time.Second)
-	for a.Count()+b.Count() < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Poll(5*time.Second, func() bool { return a.Count()+b.Count() >= n })
 	if a.Count()+b.Count() != n || before == 0 || b.Count() == 0 {
 		t.Fatalf("sent %d, a got %d (before the swap %d), b got %d", n, a.Count(), before, b.Count())
 	}
@@ -480,10 +478,7 @@ func TestWaitForCenterHoldsLogin(t *testing.T) {
 	g := start(t, "", func(c *relay.Config) { c.WaitForCenter = 300 * time.Millisecond }, "a")
 	a := g.centers["a"]
 	a.Close() // no center up
-	deadline := time.Now().Add(5 * time.Second)
-	for g.r.Centers()[0].Connected() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Poll(5*time.Second, func() bool { return !g.r.Centers()[0].Connected() })
 	begin := time.Now()
 	c := dial(t, g, "held", "")
 	if held := time.Since(begin); held < 250*time.Millisecond {
@@ -502,18 +497,14 @@ func TestMessageLog(t *testing.T) {
 	if err := g.centers["a"].WaitCount(1, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for {
+	var s string
+	if !testutil.Poll(testutil.Wait, func() bool {
 		data, _ := os.ReadFile(logFile)
-		s := string(data)
-		if strings.Contains(s, ` in logged O#1|T="x"|I="1"`) && strings.Contains(s, ` out logged M@`) &&
-			regexp.MustCompile(` out a O#\d+@\d+\|T="x"\|I="1"`).MatchString(s) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("message log:\n%s", s)
-		}
-		time.Sleep(50 * time.Millisecond)
+		s = string(data)
+		return strings.Contains(s, ` in logged O#1|T="x"|I="1"`) && strings.Contains(s, ` out logged M@`) &&
+			regexp.MustCompile(` out a O#\d+@\d+\|T="x"\|I="1"`).MatchString(s)
+	}) {
+		t.Fatalf("message log:\n%s", s)
 	}
 }
 
@@ -528,7 +519,7 @@ func TestMetrics(t *testing.T) {
 	cfg.RoutesFile = ""
 	cfg.Centers = map[string]string{"a": center.Addr()}
 	reg := prometheus.NewRegistry()
-	r, err := relay.New(relay.Options{Config: cfg, Metrics: reg})
+	r, err := relay.New(cfg, relay.Options{Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,22 +552,18 @@ func TestMetrics(t *testing.T) {
 		`switchboard_relay_rejected_total{}`:                          1,
 		`switchboard_relay_center_up{center="a"}`:                     1,
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
+	bad := ""
+	if !testutil.Poll(testutil.Wait, func() bool {
 		got := gather(t, reg)
-		bad := ""
+		bad = ""
 		for k, v := range want {
 			if got[k] != v {
 				bad += fmt.Sprintf("%s = %v, want %v\n", k, got[k], v)
 			}
 		}
-		if bad == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(bad)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return bad == ""
+	}) {
+		t.Fatal(bad)
 	}
 }
 

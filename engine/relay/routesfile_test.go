@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // syncBuffer collects log output.
@@ -36,12 +37,8 @@ func (s *syncBuffer) String() string {
 
 func (s *syncBuffer) waitFor(t *testing.T, text string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(s.String(), text) {
-		if time.Now().After(deadline) {
-			t.Fatalf("log never said %q:\n%s", text, s.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testutil.Poll(testutil.Wait, func() bool { return strings.Contains(s.String(), text) }) {
+		t.Fatalf("log never said %q:\n%s", text, s.String())
 	}
 }
 
@@ -107,10 +104,7 @@ func TestTruncatedRoutesFileNeverGoesLive(t *testing.T) {
 	}
 	close(stop)
 	n := <-sent
-	deadline := time.Now().Add(10 * time.Second)
-	for a.Count()+b.Count() < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Poll(10*time.Second, func() bool { return a.Count()+b.Count() >= n })
 	time.Sleep(50 * time.Millisecond)
 	if a.Count()+b.Count() != n {
 		t.Fatalf("sent %d, a got %d, b got %d: a message went to both (an empty table went live) or none", n, a.Count(), b.Count())

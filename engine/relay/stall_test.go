@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // pump sends big O messages (QUIET) until stop is closed, counting them in sent.
@@ -40,12 +41,8 @@ func pump(app *relaytest.Client, pad string, sent *atomic.Int64, stop <-chan str
 
 func waitState(t *testing.T, c *relay.Center, want string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for c.State() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("center %s is %s, never %s", c.Name, c.State(), want)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testutil.Poll(timeout, func() bool { return c.State() == want }) {
+		t.Fatalf("center %s is %s, never %s", c.Name, c.State(), want)
 	}
 }
 
@@ -72,17 +69,13 @@ func TestStalledCenterIsShownAndCut(t *testing.T) {
 	}()
 	waitState(t, ca, "stalled", 20*time.Second)
 	logs.waitFor(t, "center stalled: it does not read")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		m := gather(t, reg)
-		if m[`switchboard_relay_center_stalled{center="a"}`] == 1 && m[`switchboard_relay_center_up{center="a"}`] == 0 &&
-			m[`switchboard_relay_center_up{center="b"}`] == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gauges: %v", m)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var m map[string]float64
+	if !testutil.Poll(testutil.Wait, func() bool {
+		m = gather(t, reg)
+		return m[`switchboard_relay_center_stalled{center="a"}`] == 1 && m[`switchboard_relay_center_up{center="a"}`] == 0 &&
+			m[`switchboard_relay_center_up{center="b"}`] == 1
+	}) {
+		t.Fatalf("gauges: %v", m)
 	}
 	nb := b.Count()
 	if err := b.WaitCount(nb+50, 5*time.Second); err != nil {
@@ -133,17 +126,13 @@ func TestEveryUndeliveredMessageIsCounted(t *testing.T) {
 	<-done
 	n := sent.Load()
 	var dropped float64
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var got int64
+	if !testutil.Poll(testutil.Wait, func() bool {
 		dropped = gather(t, reg)[`switchboard_relay_center_dropped_total{center="a"}`]
-		got := int64(first.Count() + second.Count())
-		if got+int64(dropped) >= n && g.r.Centers()[0].QueueLen() == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sent %d, received %d, dropped %v: %d messages neither delivered nor counted", n, got, dropped, n-got-int64(dropped))
-		}
-		time.Sleep(20 * time.Millisecond)
+		got = int64(first.Count() + second.Count())
+		return got+int64(dropped) >= n && g.r.Centers()[0].QueueLen() == 0
+	}) {
+		t.Fatalf("sent %d, received %d, dropped %v: %d messages neither delivered nor counted", n, got, dropped, n-got-int64(dropped))
 	}
 	received := int64(first.Count() + second.Count())
 	acked := int64(first.Acked() + second.Acked())

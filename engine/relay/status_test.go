@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // centerState finds a center in a status snapshot.
@@ -24,17 +25,11 @@ func centerState(t *testing.T, st relay.Status, name string) relay.CenterStatus 
 // waitStatus polls the relay's status until ok holds (the clock is the real one).
 func waitStatus(t *testing.T, r *relay.Relay, what string, ok func(relay.Status) bool) relay.Status {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := r.Status(time.Now())
-		if ok(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: never; last status %+v", what, st)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var st relay.Status
+	if !testutil.Poll(testutil.Wait, func() bool { st = r.Status(time.Now()); return ok(st) }) {
+		t.Fatalf("%s: never; last status %+v", what, st)
 	}
+	return st
 }
 
 // A center that stops acknowledging in guaranteed mode is up but stalled once nothing moved for StallAfter

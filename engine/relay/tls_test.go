@@ -1,65 +1,26 @@
 package relay_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
-// selfSigned writes a CA-less self-signed certificate for 127.0.0.1 and returns its files and pool.
-func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool, cert tls.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-	os.WriteFile(certFile, certPEM, 0o600)
-	os.WriteFile(keyFile, keyPEM, 0o600)
-	pool = x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	cert, err = tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile, pool, cert
-}
-
 func TestTLSListenerAndCenter(t *testing.T) {
-	certFile, keyFile, pool, cert := selfSigned(t)
+	tc := testutil.SelfSigned(t)
+	certFile, keyFile, pool, cert := tc.CertFile, tc.KeyFile, tc.Pool, tc.TLS
 	center, err := relaytest.NewCenterTLS("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer center.Close()
 	g := start(t, "", func(c *relay.Config) {
-		c.TLS = relay.TLSConfig{Cert: certFile, Key: keyFile}
+		c.TLS.Cert, c.TLS.Key = certFile, keyFile
 		c.Centers = map[string]string{"secure": "tls://" + center.Addr()}
 		c.CenterCA = certFile
 	})
@@ -96,7 +57,8 @@ func TestPerCenterClientCertificates(t *testing.T) {
 	}
 	sides := map[string]*side{}
 	for _, name := range []string{"alpha", "beta"} {
-		certFile, keyFile, pool, cert := selfSigned(t)
+		tc := testutil.SelfSigned(t)
+		certFile, keyFile, pool, cert := tc.CertFile, tc.KeyFile, tc.Pool, tc.TLS
 		c, err := relaytest.NewCenterTLS("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert},
 			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool})
 		if err != nil {
@@ -126,13 +88,13 @@ func TestPerCenterClientCertificates(t *testing.T) {
 		}
 	}
 	// a client certificate that cannot be read stops the relay from being built, naming the center
-	_, err := relay.New(relay.Options{Config: func() relay.Config {
+	_, err := relay.New(func() relay.Config {
 		c := relay.DefaultConfig()
 		c.Centers = relay.Centers{"alpha": "127.0.0.1:1"}
 		c.CenterTLS = map[string]relay.CenterTLSConfig{"alpha": {Cert: "/nonexistent.pem", Key: "/nonexistent.key"}}
 		c.RoutesFile = ""
 		return c
-	}()})
+	}(), relay.Options{})
 	if err == nil || !strings.Contains(err.Error(), "relay: center alpha: tls: client certificate /nonexistent.pem") {
 		t.Fatalf("unreadable client certificate: %v", err)
 	}

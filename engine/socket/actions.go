@@ -3,6 +3,7 @@ package socket
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"time"
 )
@@ -119,3 +120,32 @@ type VerbFunc func(ctx context.Context, c *Conn, args string) (any, error)
 
 // Run calls f.
 func (f VerbFunc) Run(ctx context.Context, c *Conn, args string) (any, error) { return f(ctx, c, args) }
+
+// ApplyInputs fills defaults and checks required inputs and validators in declaration order, as the
+// reference does; the first failure is returned. validate(i, v) checks a present value of inputs[i]
+// (nil: use Input.Validate).
+func ApplyInputs(p *Params, inputs []Input, validate func(i int, v any) error) error {
+	for i, in := range inputs {
+		v, ok := p.Get(in.Name)
+		if !ok && in.Default != nil {
+			p.Set(in.Name, in.Default)
+			v, ok = in.Default, true
+		}
+		if !ok {
+			if in.Required {
+				return fmt.Errorf("%s is a required parameter for this action", in.Name)
+			}
+			continue
+		}
+		if validate != nil {
+			if err := validate(i, v); err != nil {
+				return err
+			}
+		} else if in.Validate != nil {
+			if err := in.Validate(v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,19 +1,20 @@
 package socket
 
 import (
+	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
+
+	"github.com/switchboard/switchboard/engine/transport"
 )
 
 // Config is the `socket:` section of switchboard.yaml.
 type Config struct {
-	Enabled   bool      `mapstructure:"enabled"`
-	Listen    string    `mapstructure:"listen"`
-	Secure    bool      `mapstructure:"secure"`
-	TLS       TLSConfig `mapstructure:"tls"`
-	KeepAlive bool      `mapstructure:"keepalive"`
+	Enabled   bool               `mapstructure:"enabled"`
+	Listen    string             `mapstructure:"listen"`
+	Secure    bool               `mapstructure:"secure"` // serve TLS with tls.cert and tls.key (the seed's key)
+	TLS       transport.TLSFiles `mapstructure:"tls"`
+	KeepAlive bool               `mapstructure:"keepalive"`
 	// Delimiter ends a request line (any non-empty string; "\r\n" works). Replies always end in "\r\n".
 	Delimiter string `mapstructure:"delimiter"`
 	// MaxDataLength rejects complete lines longer than this many bytes (0 = no per-line limit).
@@ -47,14 +48,6 @@ type Config struct {
 	FileMaxBytes int64  `mapstructure:"file_max_bytes"`
 }
 
-// TLSConfig names the certificate and key files for `secure: true`.
-type TLSConfig struct {
-	Cert string `mapstructure:"cert"`
-	Key  string `mapstructure:"key"`
-	// HandshakeTimeout closes a connection whose TLS handshake is not done this long after accept.
-	HandshakeTimeout time.Duration `mapstructure:"handshake_timeout"`
-}
-
 // RoomsConfig lists the rooms that exist at start.
 type RoomsConfig struct {
 	Starting   []string `mapstructure:"starting"`
@@ -69,7 +62,7 @@ func DefaultConfig() Config {
 	return Config{
 		Enabled:             true,
 		Listen:              "0.0.0.0:5000",
-		TLS:                 TLSConfig{HandshakeTimeout: 10 * time.Second},
+		TLS:                 transport.TLSFiles{HandshakeTimeout: 10 * time.Second},
 		Delimiter:           "\n",
 		MaxBuffer:           1 << 20,
 		Welcome:             "Hello! Welcome to the switchboard api",
@@ -86,55 +79,79 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first bad value, naming its key path.
+// Section is the socket server's listener (transport.Section): TLS when secure, keepalive 15 s when on
+// (actionhero's setKeepAlive), the connection cap.
+func (c Config) Section() transport.Section {
+	sec := transport.Section{Key: "socket", Listen: c.Listen, MaxConns: c.MaxConnections}
+	if c.Secure {
+		tf := c.TLS
+		sec.TLS = &tf
+	}
+	if c.KeepAlive {
+		sec.KeepAlive = 15 * time.Second
+	}
+	return sec
+}
+
+// Validate reports every bad value, each naming its key path.
 func (c Config) Validate() error {
 	if !c.Enabled {
 		return nil
 	}
-	host, port, err := net.SplitHostPort(c.Listen)
-	if err != nil {
-		return fmt.Errorf("socket.listen: expected host:port, got %q", c.Listen)
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := transport.CheckHostPort(c.Listen); err != nil {
+		bad("socket.listen: %v", err)
 	}
-	_ = host
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return fmt.Errorf("socket.listen: expected a port number 0-65535, got %q", port)
+	if c.Secure && c.TLS.Cert == "" {
+		bad("socket.tls.cert: expected a certificate file when socket.secure is true, got an empty string")
 	}
-	switch {
-	case c.Secure && c.TLS.Cert == "":
-		return fmt.Errorf("socket.tls.cert: expected a certificate file when socket.secure is true, got an empty string")
-	case c.Secure && c.TLS.Key == "":
-		return fmt.Errorf("socket.tls.key: expected a key file when socket.secure is true, got an empty string")
-	case c.TLS.HandshakeTimeout <= 0:
-		return fmt.Errorf("socket.tls.handshake_timeout: expected a positive duration such as 10s, got %v", c.TLS.HandshakeTimeout)
-	case c.Delimiter == "":
-		return fmt.Errorf("socket.delimiter: expected a non-empty string such as \"\\n\", got an empty string")
-	case c.MaxDataLength < 0:
-		return fmt.Errorf("socket.max_data_length: expected 0 (no limit) or a positive number of bytes, got %d", c.MaxDataLength)
-	case c.MaxBuffer < 1024:
-		return fmt.Errorf("socket.max_buffer: expected at least 1024 bytes, got %d", c.MaxBuffer)
-	case c.SimultaneousActions < 1:
-		return fmt.Errorf("socket.simultaneous_actions: expected a positive number, got %d", c.SimultaneousActions)
-	case c.ActionTimeout <= 0:
-		return fmt.Errorf("socket.action_timeout: expected a positive duration such as 5s, got %v", c.ActionTimeout)
-	case c.IdleTimeout < 0:
-		return fmt.Errorf("socket.idle_timeout: expected 0s (off) or a positive duration, got %v", c.IdleTimeout)
-	case c.MaxConnections < 0:
-		return fmt.Errorf("socket.max_connections: expected 0 (auto: the engine derives it from the file descriptor limit) or a positive number, got %d", c.MaxConnections)
-	case c.OutboundQueue < 1:
-		return fmt.Errorf("socket.outbound_queue: expected a positive number of messages, got %d", c.OutboundQueue)
-	case c.MaxOutboundBytes < 1024:
-		return fmt.Errorf("socket.max_outbound_bytes: expected at least 1024 bytes, got %d", c.MaxOutboundBytes)
-	case c.FileMode != FileRaw && c.FileMode != FileFramed:
-		return fmt.Errorf("socket.file_mode: expected \"raw\" or \"framed\", got %q", c.FileMode)
-	case c.FileMaxBytes < 1 || c.FileMaxBytes > maxFileBytes:
-		return fmt.Errorf("socket.file_max_bytes: expected a number of bytes from 1 to %d (the whole file is held in memory while it is sent), got %d", int64(maxFileBytes), c.FileMaxBytes)
-	case c.Goodbye == "":
-		return fmt.Errorf("socket.goodbye: expected a non-empty text such as \"Bye!\", got an empty string")
+	if c.Secure && c.TLS.Key == "" {
+		bad("socket.tls.key: expected a key file when socket.secure is true, got an empty string")
+	}
+	if c.TLS.HandshakeTimeout <= 0 {
+		bad("socket.tls.handshake_timeout: expected a positive duration such as 10s, got %v", c.TLS.HandshakeTimeout)
+	}
+	if c.Delimiter == "" {
+		bad("socket.delimiter: expected a non-empty string such as \"\\n\", got an empty string")
+	}
+	if c.MaxDataLength < 0 {
+		bad("socket.max_data_length: expected 0 (no limit) or a positive number of bytes, got %d", c.MaxDataLength)
+	}
+	if c.MaxBuffer < 1024 {
+		bad("socket.max_buffer: expected at least 1024 bytes, got %d", c.MaxBuffer)
+	}
+	if c.SimultaneousActions < 1 {
+		bad("socket.simultaneous_actions: expected a positive number, got %d", c.SimultaneousActions)
+	}
+	if c.ActionTimeout <= 0 {
+		bad("socket.action_timeout: expected a positive duration such as 5s, got %v", c.ActionTimeout)
+	}
+	if c.IdleTimeout < 0 {
+		bad("socket.idle_timeout: expected 0s (off) or a positive duration, got %v", c.IdleTimeout)
+	}
+	if c.MaxConnections < 0 {
+		bad("socket.max_connections: expected 0 (auto: the engine derives it from the file descriptor limit) or a positive number, got %d", c.MaxConnections)
+	}
+	if c.OutboundQueue < 1 {
+		bad("socket.outbound_queue: expected a positive number of messages, got %d", c.OutboundQueue)
+	}
+	if c.MaxOutboundBytes < 1024 {
+		bad("socket.max_outbound_bytes: expected at least 1024 bytes, got %d", c.MaxOutboundBytes)
+	}
+	if c.FileMode != FileRaw && c.FileMode != FileFramed {
+		bad("socket.file_mode: expected \"raw\" or \"framed\", got %q", c.FileMode)
+	}
+	if c.FileMaxBytes < 1 || c.FileMaxBytes > maxFileBytes {
+		bad("socket.file_max_bytes: expected a number of bytes from 1 to %d (the whole file is held in memory while it is sent), got %d", int64(maxFileBytes), c.FileMaxBytes)
+	}
+	if c.Goodbye == "" {
+		bad("socket.goodbye: expected a non-empty text such as \"Bye!\", got an empty string")
 	}
 	for i, r := range c.Rooms.Starting {
 		if r == "" {
-			return fmt.Errorf("socket.rooms.starting[%d]: expected a room name, got an empty string", i)
+			bad("socket.rooms.starting[%d]: expected a room name, got an empty string", i)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

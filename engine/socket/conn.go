@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/transport"
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // Conn is one client connection. Its exported methods are safe from any goroutine (scripts call them
@@ -65,7 +66,7 @@ type Conn struct {
 const handedOff = -1
 
 func (s *Server) newConn(nc net.Conn) *Conn {
-	c := &Conn{srv: s, id: newID(), nc: nc, connectedAt: s.now(), idHi: rand.Uint64(), idLo: rand.Uint64()}
+	c := &Conn{srv: s, id: uuid.New(), nc: nc, connectedAt: s.now(), idHi: rand.Uint64(), idLo: rand.Uint64()}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.remoteIP, c.remotePort = a.IP.String(), a.Port
 	} else if nc.RemoteAddr() != nil {
@@ -145,21 +146,6 @@ func (c *Conn) Leave(room string) error {
 		}
 	}
 	c.mu.Unlock()
-	return nil
-}
-
-// Say sends text to every member of room (the connection must be in it), through the say hook.
-func (c *Conn) Say(ctx context.Context, room, text string) error {
-	if !c.srv.rooms.isMember(c, room) {
-		return notIn(room)
-	}
-	out, keep, err := c.srv.sayHook(ctx, c, room, text)
-	if err != nil {
-		return err
-	}
-	if keep {
-		c.srv.Broadcast(room, c.id, out)
-	}
 	return nil
 }
 
@@ -638,35 +624,6 @@ func (c *Conn) actionError(name string, timeout time.Duration, err error) string
 	return err.Error()
 }
 
-// ApplyInputs fills defaults and checks required inputs and validators in declaration order, as the
-// reference does; the first failure is returned. validate(i, v) checks a present value of inputs[i]
-// (nil: use Input.Validate).
-func ApplyInputs(p *Params, inputs []Input, validate func(i int, v any) error) error {
-	for i, in := range inputs {
-		v, ok := p.Get(in.Name)
-		if !ok && in.Default != nil {
-			p.Set(in.Name, in.Default)
-			v, ok = in.Default, true
-		}
-		if !ok {
-			if in.Required {
-				return fmt.Errorf("%s is a required parameter for this action", in.Name)
-			}
-			continue
-		}
-		if validate != nil {
-			if err := validate(i, v); err != nil {
-				return err
-			}
-		} else if in.Validate != nil {
-			if err := in.Validate(v); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 func (c *Conn) customVerb(v Verb, l Line, id msgID, count int64) {
 	s := c.srv
 	s.metrics.verb(l.Verb).Inc()
@@ -752,27 +709,4 @@ func (c *Conn) waitActions(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
-}
-
-// Broadcast delivers a chat line to every member of room (the sender included, as in the reference).
-// The members share one copy of the line (no writer modifies what it is given), so a large message said
-// to a large room costs its size once, not once per member; each member's queue still counts it in
-// full against its own bound.
-func (s *Server) Broadcast(room, from, text string) int {
-	line := chatLine(text, room, from, s.now().UnixMilli())
-	n := 0
-	for _, m := range s.rooms.members(room) {
-		if m.write(line) == nil {
-			n++
-		}
-	}
-	s.metrics.chat.Inc()
-	return n
-}
-
-func (s *Server) sayHook(ctx context.Context, c *Conn, room, text string) (string, bool, error) {
-	if s.opts.Hooks == nil {
-		return text, true, nil
-	}
-	return s.opts.Hooks.Say(ctx, c, room, text)
 }

@@ -28,7 +28,7 @@
 // the line is read, so every reply (verbs included, unlike the reference) carries its own request's id
 // even when lines are pipelined. Made-up ids are the connection's random 128-bit base plus the request's
 // number, in UUID v4 form: unique on the connection and, being random per connection, across them;
-// clients only compare ids (socket.md §2.6). messageCount numbers the requests of the connection (the
+// clients only compare ids (actionhero's socket protocol). messageCount numbers the requests of the connection (the
 // older protocol of the seed).
 //
 // Actions run concurrently (at most socket.simultaneous_actions per connection; replies arrive in

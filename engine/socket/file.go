@@ -10,6 +10,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/switchboard/switchboard/internal/jsonjs"
 )
 
 // File modes of the file verb.
@@ -23,6 +25,7 @@ const (
 
 const msgFileNotFound = "That file is not found"
 
+//lint:ignore ST1005 the reference server's text, which clients compare
 var errFileNotFound = errors.New(msgFileNotFound)
 
 // sendFile answers the file verb from the public directory. Paths that leave it (.., absolute, symlinks
@@ -56,7 +59,7 @@ func (c *Conn) sendFile(name string, id msgID, count int64) {
 			_ = c.write(errorReply(msg, id, count))
 			return
 		}
-		_ = c.write(append(appendString(nil, msg), crlf...))
+		_ = c.write(append(jsonjs.AppendString(nil, msg), crlf...))
 		return
 	}
 	if s.cfg.FileMode == FileFramed {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // An action run inline by the reader that does not finish soon hands reading to another goroutine: a
@@ -77,7 +79,7 @@ func TestHandedOverConnectionEnds(t *testing.T) {
 		defer cancel()
 		done <- ts.Shutdown(ctx)
 	}()
-	time.Sleep(20 * time.Millisecond) // let Shutdown start waiting for the action
+	testutil.WaitFor(t, "Shutdown to start", ts.shutting.Load)
 	close(release)
 	expectShape(t, d.line(), `{"released":true,"context":"response","messageId":"UUID","messageCount":1}`)
 	expectShape(t, d.line(), `{"status":"Bye!","context":"api"}`)

@@ -1,11 +1,11 @@
 package socket
 
 import (
-	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard/switchboard/internal/prom"
 )
 
 // metrics are the switchboard_socket_* collectors.
@@ -71,17 +71,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_socket_tls_handshake_failures_total",
 			Help: "TLS handshakes that failed (reason=failed) or did not finish within socket.tls.handshake_timeout (reason=timeout); the connection is closed."}, []string{"reason"}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.open, m.closed, m.requests, m.errors, m.pending, m.latency, m.slow, m.chat, m.handoffs, m.handshakes} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				continue
-			}
-			return nil, fmt.Errorf("socket: metrics: %w", err)
-		}
+	r := prom.On(reg)
+	m.accepted = prom.Register(r, m.accepted)
+	m.refused = prom.Register(r, m.refused)
+	m.open = prom.Register(r, m.open)
+	m.closed = prom.Register(r, m.closed)
+	m.requests = prom.Register(r, m.requests)
+	m.errors = prom.Register(r, m.errors)
+	m.pending = prom.Register(r, m.pending)
+	m.latency = prom.Register(r, m.latency)
+	m.slow = prom.Register(r, m.slow)
+	m.chat = prom.Register(r, m.chat)
+	m.handoffs = prom.Register(r, m.handoffs)
+	m.handshakes = prom.Register(r, m.handshakes)
+	if err := r.Err(); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

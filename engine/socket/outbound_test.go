@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // Files larger than socket.max_outbound_bytes, requested back to back, all arrive: each file request
@@ -52,13 +54,9 @@ func TestFileRequestsOfAClientThatDoesNotRead(t *testing.T) {
 	})
 	c := dial(t, ts.addr)
 	c.send(strings.Repeat("file big.bin\n", 8))
-	deadline := time.Now().Add(10 * time.Second)
-	for counterValue(t, reg, "switchboard_socket_slow_readers_total") == 0 || ts.Conns() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the client that does not read was never disconnected (%d open)", ts.Conns())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the client that does not read to be disconnected", func() bool {
+		return counterValue(t, reg, "switchboard_socket_slow_readers_total") != 0 && ts.Conns() == 0
+	})
 	time.Sleep(50 * time.Millisecond) // the remaining requests meet a closed connection
 	if n := counterValue(t, reg, "switchboard_socket_slow_readers_total"); n != 1 {
 		t.Fatalf("slow readers counted %v times, want 1", n)

@@ -2,9 +2,11 @@ package socket
 
 import (
 	"errors"
-	"math/rand/v2"
 	"sort"
 	"strconv"
+
+	"github.com/switchboard/switchboard/internal/jsonjs"
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // Replies are built by hand so their field order matches the reference byte for byte:
@@ -47,7 +49,7 @@ func actionReply(result any, id msgID, count int64) ([]byte, error) {
 			if reservedKey(f.Key) {
 				continue
 			}
-			b = appendString(b, f.Key)
+			b = jsonjs.AppendString(b, f.Key)
 			b = append(b, ':')
 			if b, err = appendJSON(b, f.Value, 1); err != nil {
 				return nil, err
@@ -59,7 +61,7 @@ func actionReply(result any, id msgID, count int64) ([]byte, error) {
 			if reservedKey(k) {
 				continue
 			}
-			b = appendString(b, k)
+			b = jsonjs.AppendString(b, k)
 			b = append(b, ':')
 			if b, err = appendJSON(b, r[k], 1); err != nil {
 				return nil, err
@@ -101,7 +103,7 @@ func okReply(data any, hasData bool, id msgID, count int64) []byte {
 func errorReply(msg string, id msgID, count int64) []byte {
 	b := make([]byte, 0, 96+len(msg))
 	b = append(b, `{"error":`...)
-	b = appendString(b, msg)
+	b = jsonjs.AppendString(b, msg)
 	b = append(b, ',')
 	return appendTail(b, id, count)
 }
@@ -110,7 +112,7 @@ func errorReply(msg string, id msgID, count int64) []byte {
 func statusErrorReply(msg string, id msgID, count int64) []byte {
 	b := make([]byte, 0, 112+len(msg))
 	b = append(b, `{"status":"error","error":`...)
-	b = appendString(b, msg)
+	b = jsonjs.AppendString(b, msg)
 	b = append(b, ',')
 	return appendTail(b, id, count)
 }
@@ -119,9 +121,9 @@ func statusErrorReply(msg string, id msgID, count int64) []byte {
 func apiLine(key, text string) []byte {
 	b := make([]byte, 0, 32+len(text))
 	b = append(b, '{')
-	b = appendString(b, key)
+	b = jsonjs.AppendString(b, key)
 	b = append(b, ':')
-	b = appendString(b, text)
+	b = jsonjs.AppendString(b, text)
 	b = append(b, `,"context":"api"}`...)
 	return append(b, crlf...)
 }
@@ -130,11 +132,11 @@ func apiLine(key, text string) []byte {
 func chatLine(text, room, from string, sentAtMs int64) []byte {
 	b := make([]byte, 0, 96+len(text)+len(room))
 	b = append(b, `{"message":`...)
-	b = appendString(b, text)
+	b = jsonjs.AppendString(b, text)
 	b = append(b, `,"room":`...)
-	b = appendString(b, room)
+	b = jsonjs.AppendString(b, room)
 	b = append(b, `,"from":`...)
-	b = appendString(b, from)
+	b = jsonjs.AppendString(b, from)
 	b = append(b, `,"context":"user","sentAt":`...)
 	b = strconv.AppendInt(b, sentAtMs, 10)
 	return append(b, '}', '\r', '\n')
@@ -149,31 +151,6 @@ func sortedKeys(m map[string]any) []string {
 	return keys
 }
 
-// newID returns a random RFC 4122 version 4 UUID. Ids only need to be unique, not secret.
-func newID() string {
-	var s [36]byte
-	return string(appendUUID(s[:0], rand.Uint64(), rand.Uint64()))
-}
-
-// appendUUID appends the 128 bits hi, lo formatted as a version 4 UUID (the version and variant bits
-// are overwritten).
-func appendUUID(b []byte, hi, lo uint64) []byte {
-	var u [16]byte
-	for i := 0; i < 8; i++ {
-		u[i] = byte(hi >> (56 - 8*i))
-		u[8+i] = byte(lo >> (56 - 8*i))
-	}
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	for i, x := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b = append(b, '-')
-		}
-		b = append(b, hexDigits[x>>4], hexDigits[x&0xf])
-	}
-	return b
-}
-
 // msgID is a request's messageId: the client's (s), or else one the server makes up, rendered only when
 // a reply is written: a UUID of the connection's random base plus the request's number (unique on the
 // connection, random across connections; clients only compare ids, socket.md §2.6).
@@ -184,10 +161,10 @@ type msgID struct {
 
 func (id msgID) appendTo(b []byte) []byte {
 	if id.s != "" {
-		return appendString(b, id.s)
+		return jsonjs.AppendString(b, id.s)
 	}
 	b = append(b, '"')
-	b = appendUUID(b, id.hi, id.lo)
+	b = uuid.Append(b, id.hi, id.lo)
 	return append(b, '"')
 }
 
@@ -196,5 +173,5 @@ func (id msgID) String() string {
 		return id.s
 	}
 	var s [36]byte
-	return string(appendUUID(s[:0], id.hi, id.lo))
+	return string(uuid.Append(s[:0], id.hi, id.lo))
 }

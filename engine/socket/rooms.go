@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -141,4 +142,42 @@ func (r *Rooms) members(name string) []*Conn {
 		out[i] = m.c
 	}
 	return out
+}
+
+// Say sends text to every member of room (the connection must be in it), through the say hook.
+func (c *Conn) Say(ctx context.Context, room, text string) error {
+	if !c.srv.rooms.isMember(c, room) {
+		return notIn(room)
+	}
+	out, keep, err := c.srv.sayHook(ctx, c, room, text)
+	if err != nil {
+		return err
+	}
+	if keep {
+		c.srv.Broadcast(room, c.id, out)
+	}
+	return nil
+}
+
+// Broadcast delivers a chat line to every member of room (the sender included, as in the reference).
+// The members share one copy of the line (no writer modifies what it is given), so a large message said
+// to a large room costs its size once, not once per member; each member's queue still counts it in
+// full against its own bound.
+func (s *Server) Broadcast(room, from, text string) int {
+	line := chatLine(text, room, from, s.now().UnixMilli())
+	n := 0
+	for _, m := range s.rooms.members(room) {
+		if m.write(line) == nil {
+			n++
+		}
+	}
+	s.metrics.chat.Inc()
+	return n
+}
+
+func (s *Server) sayHook(ctx context.Context, c *Conn, room, text string) (string, bool, error) {
+	if s.opts.Hooks == nil {
+		return text, true, nil
+	}
+	return s.opts.Hooks.Say(ctx, c, room, text)
 }

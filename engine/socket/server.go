@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/switchboard/switchboard/engine/transport"
+	"github.com/switchboard/switchboard/internal/lifecycle"
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // Options are the server's collaborators. Everything but Actions may be nil.
@@ -30,8 +31,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Server is the actionhero-compatible socket server: build it with New, then Serve a listener (or
-// ListenAndServe), and stop it with Shutdown.
+// Server is the actionhero-compatible socket server: build it with New, Start it (or Serve a listener of
+// your own), and stop it with Shutdown. It is one of the engine's parts (engine.Part).
 type Server struct {
 	cfg     Config
 	opts    Options
@@ -50,6 +51,10 @@ type Server struct {
 
 	workers *workers
 	stall   stallWatch
+
+	bound  net.Listener // the listener Start opened; nil before
+	served chan error   // Serve's result on bound; read once, by the first Shutdown
+	stop   lifecycle.StopOnce
 
 	shutting   atomic.Bool
 	shutdownCh chan struct{} // closed when Shutdown starts
@@ -88,13 +93,6 @@ func New(cfg Config, opts Options) (*Server, error) {
 		s.now = time.Now
 	}
 	s.tls = opts.TLS
-	if cfg.Secure && s.tls == nil {
-		t, err := transport.ServerTLS(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			return nil, fmt.Errorf("socket: tls: %w", err)
-		}
-		s.tls = t
-	}
 	if !cfg.Secure {
 		s.tls = nil
 	}
@@ -112,28 +110,53 @@ func (s *Server) Rooms() *Rooms { return s.rooms }
 // Config returns the configuration the server runs with.
 func (s *Server) Config() Config { return s.cfg }
 
-// Listen binds the configured address (TLS when secure, allowlist-free, with the connection cap and
-// keepalive of the config). The listener logs refused connections itself.
-func (s *Server) Listen() (net.Listener, error) {
-	var ka time.Duration
-	if s.cfg.KeepAlive {
-		ka = 15 * time.Second
-	}
-	l, err := transport.Listen(transport.ListenConfig{
-		Addr:      s.cfg.Listen,
-		TLS:       s.tls,
-		KeepAlive: ka,
-		MaxConns:  s.cfg.MaxConnections,
-		Log:       s.log,
-		OnRefuse: func(c net.Conn, reason string) {
-			_, _ = c.Write(errorReply("too many connections", msgID{s: newID()}, 0))
-		},
-		OnRefused:          func(string) { s.metrics.refused.Inc() },
-		HandshakeTimeout:   s.cfg.TLS.HandshakeTimeout,
-		OnHandshakeFailure: func(reason string) { s.metrics.handshakes.WithLabelValues(reason).Inc() },
-	})
+// Start binds the configured address (TLS when secure, with the connection cap, keepalive and handshake
+// timeout of the config; the listener logs refused connections itself) and serves it in the background
+// until Shutdown.
+func (s *Server) Start(ctx context.Context) error {
+	l, err := s.listen()
 	if err != nil {
-		return nil, fmt.Errorf("socket: listen %s: %w", s.cfg.Listen, err)
+		return err
+	}
+	served := make(chan error, 1)
+	s.mu.Lock()
+	s.bound, s.served = l, served
+	s.mu.Unlock()
+	go func() { served <- s.Serve(l) }()
+	return nil
+}
+
+// Addrs names the address Start bound: {"socket": addr}; nil before Start.
+func (s *Server) Addrs() map[string]net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bound == nil {
+		return nil
+	}
+	return map[string]net.Addr{"socket": s.bound.Addr()}
+}
+
+func (s *Server) listen() (net.Listener, error) {
+	sec := s.cfg.Section()
+	if s.tls != nil {
+		sec.TLS = nil // Options.TLS replaces the files
+	}
+	lc, err := sec.ListenConfig()
+	if err != nil {
+		return nil, err
+	}
+	if s.tls != nil {
+		lc.TLS, lc.HandshakeTimeout = s.tls, s.cfg.TLS.HandshakeTimeout
+	}
+	lc.Log = s.log
+	lc.OnRefuse = func(c net.Conn, reason string) {
+		_, _ = c.Write(errorReply("too many connections", msgID{s: uuid.New()}, 0))
+	}
+	lc.OnRefused = func(string) { s.metrics.refused.Inc() }
+	lc.OnHandshakeFailure = func(reason string) { s.metrics.handshakes.WithLabelValues(reason).Inc() }
+	l, err := transport.Listen(lc)
+	if err != nil {
+		return nil, err
 	}
 	s.log.WithField("addr", l.Addr().String()).Info("listening")
 	return l, nil
@@ -172,7 +195,7 @@ func (s *Server) Serve(l net.Listener) error {
 				time.Sleep(tempDelay)
 				continue
 			}
-			return fmt.Errorf("socket: accept: %w", err)
+			return err // accept tcp <addr>: ...
 		}
 		tempDelay = 0
 		c := s.newConn(nc)
@@ -198,8 +221,24 @@ func (s *Server) forget(c *Conn) {
 }
 
 // Shutdown stops accepting, lets every connection finish its pending actions (their replies are sent),
-// then says goodbye and closes it. When ctx ends first, the remaining connections are closed at once.
+// then says goodbye and closes it. When ctx ends first, the remaining connections are closed at once. It
+// is idempotent (a second call waits for the first) and safe on a server that never started.
 func (s *Server) Shutdown(ctx context.Context) error {
+	return s.stop.Do(ctx, func() error {
+		err := s.shutdown(ctx)
+		s.mu.Lock()
+		served := s.served
+		s.mu.Unlock()
+		if served != nil {
+			if serr := <-served; serr != nil && err == nil {
+				err = serr
+			}
+		}
+		return err
+	})
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	first := !s.shutting.Swap(true)
 	for l := range s.listeners {

@@ -3,23 +3,19 @@ package socket
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // Go versions of the shipped actions, so the protocol is tested without Lua.
@@ -72,7 +68,6 @@ func testActions() ActionMap {
 type testServer struct {
 	*Server
 	addr string
-	done chan error
 }
 
 func startServer(t *testing.T, mod func(*Config, *Options)) *testServer {
@@ -93,20 +88,15 @@ func startServer(t *testing.T, mod func(*Config, *Options)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := s.Listen()
-	if err != nil {
+	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{Server: s, addr: l.Addr().String(), done: make(chan error, 1)}
-	go func() { ts.done <- s.Serve(l) }()
+	ts := &testServer{Server: s, addr: s.Addrs()["socket"].String()}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
+		if err := s.Shutdown(ctx); err != nil { // Serve's result included
 			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-ts.done; err != nil {
-			t.Errorf("serve: %v", err)
 		}
 	})
 	return ts
@@ -218,7 +208,7 @@ func TestSeedSession(t *testing.T) {
 }
 
 func TestTLSSameProtocol(t *testing.T) {
-	cert := selfSigned(t)
+	cert := testutil.SelfSigned(t).TLS
 	ts := startServer(t, func(cfg *Config, o *Options) {
 		cfg.Secure = true
 		cfg.TLS.Cert, cfg.TLS.Key = "unused", "unused"
@@ -235,22 +225,6 @@ func TestTLSSameProtocol(t *testing.T) {
 	expectShape(t, c.line(), `{"randomNumber":0.25,"stringRandomNumber":"Your random number is 0.25","context":"response","messageId":"UUID","messageCount":1}`)
 	c.send("exit\n")
 	expectShape(t, c.line(), `{"status":"Bye!","context":"api"}`)
-}
-
-func selfSigned(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 func TestPipelinedRepliesCarryTheirOwnID(t *testing.T) {
@@ -543,13 +517,7 @@ func TestLimits(t *testing.T) {
 				}
 			}
 		}()
-		deadline := time.Now().Add(10 * time.Second)
-		for ts.Conns() > 1 {
-			if time.Now().After(deadline) {
-				t.Fatalf("slow reader still connected (%d conns)", ts.Conns())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testutil.WaitFor(t, "the slow reader to be disconnected", func() bool { return ts.Conns() <= 1 })
 		other.send("randomNumber\n")
 		expectShape(t, other.line(), `{"randomNumber":0.25,"stringRandomNumber":"Your random number is 0.25","context":"response","messageId":"UUID","messageCount":1}`)
 	})
@@ -562,23 +530,18 @@ func TestShutdownAnswersPendingThenSaysGoodbye(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := s.Listen()
-	if err != nil {
+	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(l) }()
-	busy, idle := dial(t, l.Addr().String()), dial(t, l.Addr().String())
+	addr := s.Addrs()["socket"].String()
+	busy, idle := dial(t, addr), dial(t, addr)
 	busy.line()
 	idle.line()
 	busy.send("sleepTest\n")
-	time.Sleep(50 * time.Millisecond) // let the action start
+	testutil.WaitFor(t, "the action to start", func() bool { return pendingActions(s) > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-served; err != nil {
+	if err := s.Shutdown(ctx); err != nil { // Serve's result included
 		t.Fatal(err)
 	}
 	expectShape(t, idle.line(), `{"status":"Bye!","context":"api"}`)
@@ -586,4 +549,14 @@ func TestShutdownAnswersPendingThenSaysGoodbye(t *testing.T) {
 	expectShape(t, busy.line(), `{"sleepDuration":200,"context":"response","messageId":"UUID","messageCount":1}`)
 	expectShape(t, busy.line(), `{"status":"Bye!","context":"api"}`)
 	busy.expectEOF()
+}
+
+// pendingActions counts the actions running or waiting on every connection of s.
+func pendingActions(s *Server) int {
+	page, _ := s.ConnsPage("", 0, 1000)
+	n := 0
+	for _, c := range page {
+		n += c.Pending
+	}
+	return n
 }

@@ -43,7 +43,7 @@ func ParseAllowlist(spec string) (*Allowlist, error) {
 		path := strings.TrimPrefix(spec, "file:")
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("transport: allowlist: %w", err)
+			return nil, err
 		}
 		sc := bufio.NewScanner(bytes.NewReader(data))
 		for sc.Scan() {
@@ -51,12 +51,10 @@ func ParseAllowlist(spec string) (*Allowlist, error) {
 			if i := strings.IndexByte(line, '#'); i >= 0 {
 				line = line[:i]
 			}
-			for _, p := range strings.Split(line, ",") {
-				pats = append(pats, p)
-			}
+			pats = append(pats, strings.Split(line, ",")...)
 		}
 		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("transport: allowlist: %s: %w", path, err)
+			return nil, fmt.Errorf("read %s: %w", path, err)
 		}
 	default:
 		pats = strings.Split(strings.TrimPrefix(spec, "text:"), ",")
@@ -72,7 +70,7 @@ func ParseAllowlist(spec string) (*Allowlist, error) {
 		}
 	}
 	if len(a.nets) == 0 && len(a.hosts) == 0 {
-		return nil, fmt.Errorf("transport: allowlist %q: no pattern", spec)
+		return nil, fmt.Errorf("%q: no pattern", spec)
 	}
 	return a, nil
 }
@@ -81,7 +79,7 @@ func (a *Allowlist) add(p string) error {
 	if strings.Contains(p, "/") {
 		_, n, err := net.ParseCIDR(p)
 		if err != nil {
-			return fmt.Errorf("transport: allowlist: bad CIDR %q: %w", p, err)
+			return fmt.Errorf("bad CIDR %q: %w", p, err)
 		}
 		a.nets = append(a.nets, n)
 		return nil
@@ -97,7 +95,7 @@ func (a *Allowlist) add(p string) error {
 	for _, r := range p {
 		if !(r == '*' || r == '?' || r == '.' || r == '-' || r == '_' ||
 			r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return fmt.Errorf("transport: allowlist: bad pattern %q: expected IP, CIDR or hostname glob", p)
+			return fmt.Errorf("bad pattern %q: expected IP, CIDR or hostname glob", p)
 		}
 	}
 	a.hosts = append(a.hosts, strings.ToLower(strings.TrimSuffix(p, ".")))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -130,7 +129,7 @@ func (d *Dialer) Dial(ctx context.Context) (net.Conn, error) {
 		c, err = nd.DialContext(ctx, "tcp", d.Addr)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("transport: dial %s: %w", d.Addr, err)
+		return nil, err // dial tcp <addr>: ...
 	}
 	return c, nil
 }

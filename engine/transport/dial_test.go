@@ -7,11 +7,14 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 func TestBackoffDelay(t *testing.T) {
@@ -61,7 +64,9 @@ func TestDialerRunReconnects(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan string, 100)
-	d := &Dialer{Addr: addr, Timeout: time.Second, Backoff: Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}}
+	var failed atomic.Int64
+	d := &Dialer{Addr: addr, Timeout: time.Second, Backoff: Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond},
+		OnDialError: func(error, time.Duration) { failed.Add(1) }}
 	done := make(chan error, 1)
 	go func() {
 		done <- d.Run(ctx, func(ctx context.Context, c net.Conn) error {
@@ -77,7 +82,7 @@ func TestDialerRunReconnects(t *testing.T) {
 	}
 	l.Close()
 	// Run is now failing to dial; drain sessions that raced the close
-	time.Sleep(50 * time.Millisecond)
+	testutil.WaitFor(t, "a failed dial after the close", func() bool { return failed.Load() > 0 })
 	for len(got) > 0 {
 		<-got
 	}
@@ -104,10 +109,12 @@ func TestDialerRunStopsOnCancel(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Dialer{Addr: addr, Backoff: Backoff{Initial: time.Hour, Max: time.Hour}}
+	var failed atomic.Int64
+	d := &Dialer{Addr: addr, Backoff: Backoff{Initial: time.Hour, Max: time.Hour},
+		OnDialError: func(error, time.Duration) { failed.Add(1) }}
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx, func(context.Context, net.Conn) error { return nil }) }()
-	time.Sleep(20 * time.Millisecond)
+	testutil.WaitFor(t, "a failed attempt (Run then waits in its backoff)", func() bool { return failed.Load() > 0 })
 	cancel()
 	select {
 	case err := <-done:
@@ -160,10 +167,13 @@ func TestDialerRunLogsFailuresRateLimited(t *testing.T) {
 	l.Close()
 	logger, hook := logtest.NewNullLogger()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Dialer{Addr: addr, Log: logrus.NewEntry(logger), Backoff: Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond}}
+	var failed atomic.Int64
+	d := &Dialer{Addr: addr, Log: logrus.NewEntry(logger), Backoff: Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond},
+		OnDialError: func(error, time.Duration) { failed.Add(1) }}
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx, func(context.Context, net.Conn) error { return nil }) }()
-	time.Sleep(30 * time.Millisecond) // a dozen failed attempts, well within failLogEvery
+	// a dozen failed attempts, well within failLogEvery
+	testutil.WaitFor(t, "a dozen failed attempts", func() bool { return failed.Load() >= 12 })
 	cancel()
 	<-done
 	entries := hook.AllEntries()

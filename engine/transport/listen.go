@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -92,7 +91,7 @@ func Listen(cfg ListenConfig) (net.Listener, error) {
 	}
 	inner, err := lc.Listen(context.Background(), "tcp", cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("transport: listen %s: %w", cfg.Addr, err)
+		return nil, err // net's error names the operation and the address: listen tcp 0.0.0.0:5000: bind: ...
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &listener{
@@ -167,7 +166,7 @@ func (l *listener) acceptLoop() {
 				return
 			}
 			if !temporary(err) {
-				l.err = fmt.Errorf("transport: accept %s: %w", l.inner.Addr(), err)
+				l.err = err // accept tcp <addr>: ...
 				l.cfg.Log.WithError(err).Error("accept failed; listener stopped")
 				return
 			}

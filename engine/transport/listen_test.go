@@ -3,16 +3,9 @@ package transport
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,6 +16,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // acceptOne accepts one connection in the background.
@@ -97,42 +92,9 @@ func TestListenCloseUnblocksAccept(t *testing.T) {
 	}
 }
 
-// writeCert writes a self-signed certificate for 127.0.0.1/localhost.
-func writeCert(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "switchboard test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-	return certFile, keyFile
-}
-
 func TestListenTLS(t *testing.T) {
-	certFile, keyFile := writeCert(t)
+	tc := testutil.SelfSigned(t)
+	certFile, keyFile := tc.CertFile, tc.KeyFile
 	srv, err := ServerTLS(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -405,7 +367,7 @@ func TestListenKeepAlive(t *testing.T) {
 
 func TestListenBadAddr(t *testing.T) {
 	_, err := Listen(ListenConfig{Addr: "127.0.0.1:notaport"})
-	if err == nil || !strings.Contains(err.Error(), "transport: listen") {
+	if err == nil || !strings.Contains(err.Error(), "listen tcp") {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -449,5 +411,43 @@ func TestListenHostnameAllowlist(t *testing.T) {
 			}
 		}
 		c.Close()
+	}
+}
+
+func TestCheckHostPort(t *testing.T) {
+	for _, good := range []string{"127.0.0.1:9090", ":5000", "0.0.0.0:0", "[::1]:8084", "example.com:65535"} {
+		if err := CheckHostPort(good); err != nil {
+			t.Errorf("%q: %v", good, err)
+		}
+	}
+	for bad, want := range map[string]string{
+		"nowhere":      `expected host:port such as 127.0.0.1:9090, got "nowhere"`,
+		"::1:80":       `expected host:port such as 127.0.0.1:9090, got "::1:80"`,
+		"h:99999":      `expected host:port with a port 0-65535, got "h:99999"`,
+		"h:http":       `expected host:port with a port 0-65535, got "h:http"`,
+		"127.0.0.1:-1": `expected host:port with a port 0-65535, got "127.0.0.1:-1"`,
+		"":             `expected host:port such as 127.0.0.1:9090, got ""`,
+	} {
+		if err := CheckHostPort(bad); err == nil || err.Error() != want {
+			t.Errorf("%q: %v, want %s", bad, err, want)
+		}
+	}
+}
+
+// A section's errors name its keys.
+func TestSectionErrorsNameKeys(t *testing.T) {
+	_, err := Section{Key: "relay", Listen: "127.0.0.1:0", TLS: &TLSFiles{Cert: "/nonexistent.pem", Key: "/nonexistent.key"}}.ListenConfig()
+	if err == nil || !strings.HasPrefix(err.Error(), "relay.tls: load key pair /nonexistent.pem, /nonexistent.key: ") {
+		t.Errorf("tls: %v", err)
+	}
+	_, err = Section{Key: "esl", Listen: "127.0.0.1:0", Allow: "text:10.0.0.0/99", AllowKey: "esl.allow"}.ListenConfig()
+	if err == nil || !strings.HasPrefix(err.Error(), `esl.allow: bad CIDR "10.0.0.0/99"`) {
+		t.Errorf("allow: %v", err)
+	}
+	tf := testutil.SelfSigned(t)
+	lc, err := Section{Key: "socket", Listen: "127.0.0.1:0", TLS: &TLSFiles{Cert: tf.CertFile, Key: tf.KeyFile, HandshakeTimeout: time.Second},
+		Allow: "text:127.0.0.1", AllowKey: "socket.allow", KeepAlive: 7 * time.Second, MaxConns: 3}.ListenConfig()
+	if err != nil || lc.TLS == nil || lc.HandshakeTimeout != time.Second || lc.Allow == nil || lc.KeepAlive != 7*time.Second || lc.MaxConns != 3 {
+		t.Errorf("%+v %v", lc, err)
 	}
 }

@@ -27,7 +27,7 @@ func ModernCipherSuites() []uint16 {
 func ServerTLS(certFile, keyFile string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("transport: tls: load key pair %s, %s: %w", certFile, keyFile, err)
+		return nil, fmt.Errorf("load key pair %s, %s: %w", certFile, keyFile, err)
 	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
@@ -46,11 +46,11 @@ func ClientTLS(serverName, caFile string) (*tls.Config, error) {
 	}
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("transport: tls: read ca file: %w", err)
+		return nil, fmt.Errorf("read ca file: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("transport: tls: ca file %s: no PEM certificate found", caFile)
+		return nil, fmt.Errorf("ca file %s: no PEM certificate found", caFile)
 	}
 	cfg.RootCAs = pool
 	return cfg, nil

@@ -14,12 +14,15 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/switchboard/switchboard/internal/testutil"
 )
 
 // tlsListener listens with the test certificate and records handshake failures.
 func tlsListener(t *testing.T, timeout time.Duration) (net.Listener, *tls.Config, *logtest.Hook, func() []string) {
 	t.Helper()
-	certFile, keyFile := writeCert(t)
+	tc := testutil.SelfSigned(t)
+	certFile, keyFile := tc.CertFile, tc.KeyFile
 	srv, err := ServerTLS(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -48,18 +51,6 @@ func tlsListener(t *testing.T, timeout time.Duration) (net.Listener, *tls.Config
 	}
 }
 
-// waitFor polls cond with a generous deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // A peer that connects and never sends a ClientHello is closed after the handshake timeout, logged and
 // reported; it does not hold up a well-behaved client meanwhile.
 func TestListenTLSHandshakeTimeout(t *testing.T) {
@@ -81,8 +72,8 @@ func TestListenTLSHandshakeTimeout(t *testing.T) {
 	}
 
 	expectClosed(t, silent, "")
-	waitFor(t, "the timeout to be reported", func() bool { return slices.Equal(reasons(), []string{HandshakeTimedOut}) })
-	waitFor(t, "the log line", func() bool {
+	testutil.WaitFor(t, "the timeout to be reported", func() bool { return slices.Equal(reasons(), []string{HandshakeTimedOut}) })
+	testutil.WaitFor(t, "the log line", func() bool {
 		for _, e := range hook.AllEntries() {
 			if e.Message == "TLS handshake failed; connection closed" && e.Data["reason"] == HandshakeTimedOut &&
 				e.Data["remote"] == silent.LocalAddr().String() {
@@ -106,7 +97,7 @@ func TestListenTLSModernSuitesOnly(t *testing.T) {
 		t.Fatalf("a client offering only CBC-SHA1 suites completed the handshake (%s)",
 			tls.CipherSuiteName(c.ConnectionState().CipherSuite))
 	}
-	waitFor(t, "the failure to be reported", func() bool { return slices.Equal(reasons(), []string{HandshakeFailed}) })
+	testutil.WaitFor(t, "the failure to be reported", func() bool { return slices.Equal(reasons(), []string{HandshakeFailed}) })
 
 	gcm := cli.Clone()
 	gcm.MaxVersion = tls.VersionTLS12
@@ -131,7 +122,8 @@ func TestListenTLSModernSuitesOnly(t *testing.T) {
 
 // A config built without ServerTLS still gets the modern suites from Listen.
 func TestListenAppliesModernSuites(t *testing.T) {
-	certFile, keyFile := writeCert(t)
+	tc := testutil.SelfSigned(t)
+	certFile, keyFile := tc.CertFile, tc.KeyFile
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +170,7 @@ func TestListenRefusalsBounded(t *testing.T) {
 		defer c.Close()
 		conns = append(conns, c)
 	}
-	waitFor(t, "every refusal to be reported", func() bool { mu.Lock(); defer mu.Unlock(); return refused == flood })
+	testutil.WaitFor(t, "every refusal to be reported", func() bool { mu.Lock(); defer mu.Unlock(); return refused == flood })
 	// The ones past maxRefusing were closed without waiting for OnRefuse.
 	var wg sync.WaitGroup
 	var closedN atomic.Int64

@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -40,13 +41,7 @@ func (u *upstream) start(t *testing.T) {
 	})
 	var ln net.Listener
 	var err error
-	for i := 0; i < 100; i++ {
-		if ln, err = net.Listen("tcp", u.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	if !testutil.Poll(2*time.Second, func() bool { ln, err = net.Listen("tcp", u.addr); return err == nil }) {
 		t.Fatal(err)
 	}
 	u.addr = ln.Addr().String()
@@ -135,16 +130,11 @@ func TestRequestPage(t *testing.T) {
 	u.stop()
 	e.Logs.WaitFor(t, "channel down", 10*time.Second)
 	u.start(t)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if !testutil.Poll(testutil.Wait, func() bool {
 		m = call(t, r, c, "/page")
-		if m["body"] == "<!DOCTYPE html><title>code</title>" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no page after the upstream came back: %v", m)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return m["body"] == "<!DOCTYPE html><title>code</title>"
+	}) {
+		t.Fatalf("no page after the upstream came back: %v", m)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -94,7 +93,7 @@ func (c *Cluster) start(i int) (*server.Server, error) {
 		s.Shutdown()
 		return nil, fmt.Errorf("natstest: server %d not ready", i+1)
 	}
-	// the client port was random: keep it, so a restarted server comes back where clients look for it
+	// the client port was random: keep it for AllURLs
 	if c.opts[i].Port <= 0 {
 		c.opts[i].Port = s.Addr().(*net.TCPAddr).Port
 	}
@@ -157,13 +156,6 @@ func (c *Cluster) AllURLs() string {
 	return strings.Join(urls, ",")
 }
 
-// Server returns server i (0-based), nil when it is stopped.
-func (c *Cluster) Server(i int) *server.Server {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.servers[i]
-}
-
 // Size is the number of servers, running or stopped.
 func (c *Cluster) Size() int { return len(c.opts) }
 
@@ -179,18 +171,6 @@ func (c *Cluster) Stop(i int) {
 	}
 }
 
-// Restart starts server i again on the same ports and store.
-func (c *Cluster) Restart(i int) error {
-	s, err := c.start(i)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.servers[i] = s
-	c.mu.Unlock()
-	return nil
-}
-
 // Shutdown stops every server. The store directory is left to its owner (t.TempDir removes it).
 func (c *Cluster) Shutdown() {
 	for i := range c.opts {
@@ -199,9 +179,6 @@ func (c *Cluster) Shutdown() {
 		}
 	}
 }
-
-// RemoveStore deletes the cluster's store directory (for callers that did not use a temporary one).
-func (c *Cluster) RemoveStore() error { return os.RemoveAll(c.dir) }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

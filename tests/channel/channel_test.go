@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -44,13 +45,7 @@ func (s *server) start(t *testing.T) {
 	t.Helper()
 	var err error
 	var ln net.Listener
-	for i := 0; i < 100; i++ {
-		if ln, err = net.Listen("tcp", s.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	if !testutil.Poll(2*time.Second, func() bool { ln, err = net.Listen("tcp", s.addr); return err == nil }) {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
@@ -132,13 +127,9 @@ func (c *client) do(action string, params map[string]string) map[string]any {
 func (c *client) waitGot(want string) {
 	c.t.Helper()
 	var got any
-	for i := 0; i < 500; i++ {
-		if got = c.do("got", nil)["got"]; got == want {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testutil.Poll(testutil.Wait, func() bool { got = c.do("got", nil)["got"]; return got == want }) {
+		c.t.Fatalf("topic_in got %q, want %q", got, want)
 	}
-	c.t.Fatalf("topic_in got %q, want %q", got, want)
 }
 
 func start(t *testing.T, yaml string) (*harness.Engine, *client) {
@@ -253,16 +244,15 @@ func TestBadUpstreamsKeepEngineUp(t *testing.T) {
 	// Each bad channel reconnected at least once, and the socket server still answers.
 	for _, name := range []string{"endless", "badxml", "lying"} {
 		ups := 0
-		for i := 0; i < 500 && ups < 2; i++ {
+		if !testutil.Poll(testutil.Wait, func() bool {
 			ups = 0
 			for _, l := range strings.Split(e.Logs.String(), "\n") {
 				if strings.Contains(l, `msg="channel up"`) && strings.Contains(l, "channel="+name+" ") {
 					ups++
 				}
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		if ups < 2 {
+			return ups >= 2
+		}) {
 			t.Errorf("channel %s: %d connections, want a reconnect", name, ups)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine"
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -284,15 +285,9 @@ http {
 		for i := 0; i < 6; i++ {
 			c.do("pub", map[string]string{"topic": "web.out", "msg": fmt.Sprintf("GET /echo?t%d", i)})
 		}
-		for i := 0; ; i++ {
-			if n := c.do("count", map[string]string{"key": "web.in"})["n"].(float64); n == before+6 {
-				break
-			}
-			if i > 500 {
-				t.Fatalf("web.in got %v responses for 6 requests", c.do("count", map[string]string{"key": "web.in"})["n"].(float64)-before)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testutil.WaitFor(t, "web.in to get 6 responses for 6 requests", func() bool {
+			return c.do("count", map[string]string{"key": "web.in"})["n"].(float64) == before+6
+		})
 		if m := metrics(t, e); strings.Contains(m, `switchboard_channel_dropped_total{channel="web"`) {
 			t.Errorf("web dropped messages:\n%s", m)
 		}
@@ -344,16 +339,10 @@ http {
 		if !strings.Contains(err, "Content-Length 3000000 over max 1000000") {
 			t.Fatalf("3 MB body: %s", err)
 		}
-		for i := 0; ; i++ {
+		testutil.WaitFor(t, "an answer after the big body", func() bool {
 			r, err := c.req(map[string]string{"ch": "small", "msg": "GET /echo?next"})
-			if err == "" && r.(map[string]any)["body"] == "echo GET /echo?next" {
-				break
-			}
-			if i > 100 {
-				t.Fatalf("after the big body: %v %s", r, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err == "" && r.(map[string]any)["body"] == "echo GET /echo?next"
+		})
 	})
 
 	t.Run("item 12: absolute URLs", func(t *testing.T) {
@@ -420,12 +409,7 @@ func TestRedis(t *testing.T) {
 `, port))
 	c := dial()
 	e.Logs.WaitFor(t, "channel=redistext", 10*time.Second)
-	for i := 0; c.do("state", map[string]string{"ch": "redis"})["state"] != "up"; i++ {
-		if i > 500 {
-			t.Fatal("resp channel never up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the resp channel to be up", func() bool { return c.do("state", map[string]string{"ch": "redis"})["state"] == "up" })
 
 	t.Run("item 11: resp pairs multi-line replies", func(t *testing.T) {
 		r, err := c.req(map[string]string{"ch": "redis", "json": jsonParam(t, []any{"RPUSH", "list", "a", "b c", "d\r\ne"})})
@@ -477,18 +461,13 @@ func TestRedis(t *testing.T) {
 
 	t.Run("item 8: a stopped server is detected and never shown up", func(t *testing.T) {
 		redis.signal(t, syscall.SIGSTOP)
-		for i := 0; ; i++ {
-			m := c.do("state", map[string]string{"ch": "redis"})
-			if m["state"] != "up" {
-				if !strings.Contains(fmt.Sprint(m["last"]), "heartbeat") {
-					t.Fatalf("down without the heartbeat reason: %v", m)
-				}
-				break
-			}
-			if i > 1000 {
-				t.Fatal("a stopped redis still shows up")
-			}
-			time.Sleep(10 * time.Millisecond)
+		var m map[string]any
+		testutil.WaitFor(t, "a stopped redis to show down", func() bool {
+			m = c.do("state", map[string]string{"ch": "redis"})
+			return m["state"] != "up"
+		})
+		if !strings.Contains(fmt.Sprint(m["last"]), "heartbeat") {
+			t.Fatalf("down without the heartbeat reason: %v", m)
 		}
 		// Reconnects land in the stopped server's listen queue: the kernel accepts, the server never answers.
 		for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); {
@@ -498,12 +477,7 @@ func TestRedis(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		redis.signal(t, syscall.SIGCONT)
-		for i := 0; c.do("state", map[string]string{"ch": "redis"})["state"] != "up"; i++ {
-			if i > 1000 {
-				t.Fatal("not up again after SIGCONT")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testutil.WaitFor(t, "up again after SIGCONT", func() bool { return c.do("state", map[string]string{"ch": "redis"})["state"] == "up" })
 		if r, err := c.req(map[string]string{"ch": "redis", "msg": "PING"}); err != "" || r != "PONG" {
 			t.Fatalf("PING after SIGCONT: %v %s", r, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/esl/esltest"
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -85,12 +86,8 @@ func TestDialInsAnnouncingHugeBodies(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(fetchMetrics(t, e), "switchboard_esl_body_bytes_in_flight 0\n") {
-		if time.Now().After(deadline) {
-			t.Fatal("body bytes still in flight after the dial-ins left")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "no body bytes in flight after the dial-ins left", func() bool {
+		return strings.Contains(fetchMetrics(t, e), "switchboard_esl_body_bytes_in_flight 0\n")
+	})
 	bystander()
 }

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard/switchboard/engine/esl/esltest"
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -142,10 +143,7 @@ func TestSIGHUPWithCallsInFlight(t *testing.T) {
 		}()
 	}
 	// Wait until every call is in its playback before reloading.
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(p.Logs.String(), `"msg":"call started"`) < n && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Poll(testutil.Wait, func() bool { return strings.Count(p.Logs.String(), `"msg":"call started"`) >= n })
 	if err := os.WriteFile(filepath.Join(p.Dir, "scripts", "flow.lua"), []byte(strings.Replace(flowV, "VERSION", "new", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -105,8 +106,7 @@ func TestBinaryReloadAndShutdown(t *testing.T) {
 		t.Fatalf("broken script's location not logged:\n%s", p.Logs.String())
 	}
 	mark := len(p.Logs.String())
-	time.Sleep(150 * time.Millisecond)
-	if !strings.Contains(p.Logs.String()[mark:], `"version":"v2"`) {
+	if !testutil.Poll(testutil.Wait, func() bool { return strings.Contains(p.Logs.String()[mark:], `"version":"v2"`) }) {
 		t.Fatal("old generation stopped serving after a broken reload")
 	}
 	if p.Cmd.Process.Pid != pid {
@@ -206,7 +206,11 @@ sb.on("x", function() sb.after(10000, function() end) end)`}})
 	if err := g.Call(context.Background(), h, "test", 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	// The timer, the subscription and the pinned timer all run before the shutdown.
+	testutil.WaitFor(t, "the subscriber to see a published value", func() bool {
+		_, err := e.Runtime().Cache().Load("seen")
+		return err == nil
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := e.Shutdown(ctx); err != nil {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -109,17 +110,20 @@ func (p *proc) wait(t *testing.T) int {
 // waitLog polls stderr until it contains s.
 func (p *proc) waitLog(t *testing.T, s string) {
 	t.Helper()
-	end := time.Now().Add(deadline)
-	for !strings.Contains(p.stderr.String(), s) {
+	exited := false
+	if !testutil.Poll(deadline, func() bool {
 		select {
 		case <-p.done:
-			t.Fatalf("exited (%v) before logging %q:\n%s", p.cmd.ProcessState, s, p.stderr)
+			exited = true
+			return true
 		default:
 		}
-		if time.Now().After(end) {
-			t.Fatalf("never logged %q:\n%s", s, p.stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return strings.Contains(p.stderr.String(), s)
+	}) {
+		t.Fatalf("never logged %q:\n%s", s, p.stderr)
+	}
+	if exited && !strings.Contains(p.stderr.String(), s) {
+		t.Fatalf("exited (%v) before logging %q:\n%s", p.cmd.ProcessState, s, p.stderr)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -66,13 +67,9 @@ func TestCentersFromFlagsAndEnvironment(t *testing.T) {
 			t.Fatalf("center %d: %v\n%s", i, err, logs.String())
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
 	for _, want := range []string{`"center":"primary"`, `"center":"risk"`, `"center":"` + centers[2].Addr() + `"`} {
-		for !strings.Contains(logs.String(), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("logs never name %s:\n%s", want, logs.String())
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !testutil.Poll(testutil.Wait, func() bool { return strings.Contains(logs.String(), want) }) {
+			t.Fatalf("logs never name %s:\n%s", want, logs.String())
 		}
 	}
 }

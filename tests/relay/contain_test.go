@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -109,16 +110,11 @@ func TestLoginFloodKeepsMetricsBounded(t *testing.T) {
 		c.Close()
 	}
 	raw.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if !testutil.Poll(testutil.Wait, func() bool {
 		series = appSeriesRE.FindAllStringSubmatch(fetchMetrics(t, s.e), -1)
-		if len(series) == 2 { // the bystander and other
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d app series left after the applications went", len(series))
-		}
-		time.Sleep(20 * time.Millisecond)
+		return len(series) == 2 // the bystander and other
+	}) {
+		t.Fatalf("%d app series left after the applications went", len(series))
 	}
 	check()
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -80,20 +81,16 @@ func streamPaced(t *testing.T, addr string, from, n int, acked *int, pace func(i
 // waitDistinct waits until c got every id in [0, n) (a count alone also counts ids sent again after a crash).
 func waitDistinct(t *testing.T, name string, c *relaytest.Center, n int, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		seen := make(map[int64]bool, n)
+	var seen map[int64]bool
+	if !testutil.Poll(timeout, func() bool {
+		seen = make(map[int64]bool, n)
 		for _, r := range c.Received() {
 			v, _ := r.Msg.Get("id")
 			seen[v.I] = true
 		}
-		if len(seen) >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d distinct ids of %d", name, len(seen), n)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return len(seen) >= n
+	}) {
+		t.Fatalf("%s: %d distinct ids of %d", name, len(seen), n)
 	}
 }
 

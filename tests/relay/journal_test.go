@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -178,20 +179,15 @@ func TestJournalRetentionKill9(t *testing.T) {
 	}
 	waitDistinct(t, "a", a, n, 30*time.Second)
 	checkCenter(t, "a", a, n)
-	deadline := time.Now().Add(10 * time.Second)
 	var dropped int
-	for {
+	if !testutil.Poll(testutil.Wait, func() bool {
 		resp := fetchURL(t, "http://"+p2.Addr(t, "admin")+"/metrics")
 		if m := droppedRE.FindStringSubmatch(resp); m != nil {
 			fmt.Sscan(m[1], &dropped)
 		}
-		if dropped > 0 && dirSize(persist) <= retention+4*segment {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dropped %d, journal %d bytes", dropped, dirSize(persist))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return dropped > 0 && dirSize(persist) <= retention+4*segment
+	}) {
+		t.Fatalf("dropped %d, journal %d bytes", dropped, dirSize(persist))
 	}
 	close(stopWatch)
 	<-watched

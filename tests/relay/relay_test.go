@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -217,10 +218,7 @@ func TestRoutesEditedUnderTraffic(t *testing.T) {
 	n := sent
 	mu.Unlock()
 	a, b := s.centers["a"], s.centers["b"]
-	deadline := time.Now().Add(5 * time.Second)
-	for a.Count()+b.Count() < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Poll(5*time.Second, func() bool { return a.Count()+b.Count() >= n })
 	time.Sleep(50 * time.Millisecond)
 	if a.Count()+b.Count() != n {
 		t.Fatalf("sent %d, centers got %d + %d", n, a.Count(), b.Count())

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -152,16 +153,9 @@ func metricsOf(t *testing.T, e *harness.Engine) string {
 // waitMetric polls /metrics until it has the line want.
 func waitMetric(t *testing.T, e *harness.Engine, want string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		m := metricsOf(t, e)
-		if strings.Contains(m, want+"\n") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/metrics never had %q; it has:\n%s", want, grepLines(m, strings.SplitN(want, "{", 2)[0]))
-		}
-		time.Sleep(20 * time.Millisecond)
+	var m string
+	if !testutil.Poll(20*time.Second, func() bool { m = metricsOf(t, e); return strings.Contains(m, want+"\n") }) {
+		t.Fatalf("/metrics never had %q; it has:\n%s", want, grepLines(m, strings.SplitN(want, "{", 2)[0]))
 	}
 }
 
@@ -179,7 +173,8 @@ func grepLines(text, prefix string) string {
 // and sends nothing is closed after socket.tls.handshake_timeout, counted and logged; a client offering only
 // CBC-SHA1 suites fails the handshake; a TLS bystander is served throughout.
 func TestTLSHandshakeTimeoutAndModernSuites(t *testing.T) {
-	cert, key := writeCert(t)
+	pair := testutil.SelfSigned(t)
+	cert, key := pair.CertFile, pair.KeyFile
 	e := harness.Start(t, fmt.Sprintf("socket:\n  listen: 127.0.0.1:0\n  secure: true\n  tls:\n    cert: %s\n    key: %s\n    handshake_timeout: 300ms\n", cert, key), harness.Options{})
 	addr := e.Addr(t, "socket")
 	pool := x509.NewCertPool()
@@ -275,13 +270,9 @@ func TestSlowRoomMembersAreDroppedByBytes(t *testing.T) {
 	sender := dial(t, addr)
 	sender.line()
 	match(t, sender.do("roomAdd defaultRoom"), `{"status":"OK","context":"response","data":true,"messageId":"UUID","messageCount":1}`)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(reader.do("roomView defaultRoom"), fmt.Sprintf(`"membersCount":%d`, members+2)) {
-		if time.Now().After(deadline) {
-			t.Fatal("the silent members never all joined")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitWithin(t, 20*time.Second, "the silent members to join", func() bool {
+		return strings.Contains(reader.do("roomView defaultRoom"), fmt.Sprintf(`"membersCount":%d`, members+2))
+	})
 
 	var peak atomic.Uint64
 	stop := make(chan struct{})

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -184,22 +185,16 @@ func TestConnectionFloodLeavesAdminAndOtherPartsReachable(t *testing.T) {
 		c.Close()
 	}
 	flood = nil
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.WaitWithin(t, 20*time.Second, "the socket port to serve again after the flood", func() bool {
 		c, err := net.DialTimeout("tcp", socketAddr, 5*time.Second)
-		if err == nil {
-			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			welcome, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if strings.Contains(welcome, `"welcome"`) {
-				break
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the socket port never served again after the flood")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		welcome, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.Contains(welcome, `"welcome"`)
+	})
 }
 
 // waitRefused reports whether the server closed c (a refusal past the 16 being told why is silent).

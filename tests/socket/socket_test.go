@@ -4,17 +4,11 @@ package socket
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard/switchboard/engine"
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -165,7 +160,8 @@ func TestSeedSessionTCP(t *testing.T) {
 }
 
 func TestSeedSessionTLS(t *testing.T) {
-	cert, key := writeCert(t)
+	pair := testutil.SelfSigned(t)
+	cert, key := pair.CertFile, pair.KeyFile
 	e := harness.Start(t, fmt.Sprintf("socket:\n  listen: 127.0.0.1:0\n  secure: true\n  tls:\n    cert: %s\n    key: %s\n", cert, key), harness.Options{})
 	addr := e.Addr(t, "socket")
 	pool := x509.NewCertPool()
@@ -184,27 +180,6 @@ func TestSeedSessionTLS(t *testing.T) {
 	if s, _ := plain.r.ReadString('\n'); strings.Contains(s, "randomNumber") {
 		t.Fatalf("plaintext client was answered: %q", s)
 	}
-}
-
-func writeCert(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-	return certFile, keyFile
 }
 
 func TestTenPipelinedRequests(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/switchboard/switchboard/engine/relay/relaytest"
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -94,24 +95,20 @@ func textOf(t *testing.T, ctx context.Context, sel string) string {
 // waitText polls the page until the element matching sel shows every one of wants.
 func waitText(t *testing.T, ctx context.Context, sel string, wants ...string) string {
 	t.Helper()
-	end := time.Now().Add(deadline)
-	for {
-		got := textOf(t, ctx, sel)
-		missing := ""
+	var got, missing string
+	if !testutil.Poll(deadline, func() bool {
+		got, missing = textOf(t, ctx, sel), ""
 		for _, w := range wants {
 			if !strings.Contains(got, w) {
 				missing = w
 				break
 			}
 		}
-		if missing == "" {
-			return got
-		}
-		if time.Now().After(end) {
-			t.Fatalf("%s never showed %q; it shows:\n%s", sel, missing, got)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return missing == ""
+	}) {
+		t.Fatalf("%s never showed %q; it shows:\n%s", sel, missing, got)
 	}
+	return got
 }
 
 // connID finds, through the API, the id of the socket connection whose local address is cl's.
@@ -217,13 +214,9 @@ func TestPageInBrowser(t *testing.T) {
 	waitText(t, ctx, "#socket-total", "2")
 	// And leaves again.
 	bob.c.Close()
-	end := time.Now().Add(deadline)
-	for strings.Contains(textOf(t, ctx, "#socket tbody"), bobID) {
-		if time.Now().After(end) {
-			t.Fatalf("closed connection %s still shown", bobID)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.WaitWithin(t, deadline, "the closed connection "+bobID+" to go", func() bool {
+		return !strings.Contains(textOf(t, ctx, "#socket tbody"), bobID)
+	})
 
 	// A broken reload: the error with its file:line, and the generation that keeps serving.
 	s.writeScript(t, "broken.lua", "local sb = require \"switchboard\"\n\nsb.action{ name = \"x\", run = function() return { end }\n")
@@ -264,7 +257,6 @@ func TestScreenshot(t *testing.T) {
 	ctx := browser(t, 1400, 900)
 	s := liveScene(t)
 	sock := s.socket
-	var clients []*client
 	for i, rooms := range [][]string{{"lobby"}, {"lobby", "support"}, {"support"}, {"trading"}, {}} {
 		cl := connect(t, sock)
 		for _, r := range rooms {
@@ -273,7 +265,6 @@ func TestScreenshot(t *testing.T) {
 		if i == 1 {
 			cl.do(t, "ping")
 		}
-		clients = append(clients, cl)
 	}
 	startCall(t, s.esl, "6f1c2a9e-4b7d-4e0a-9c3f-2d8b5e7a1c44", "+442079460018")
 	startCall(t, s.esl, "a83d7b10-59e2-4c61-8f4a-0b6c9d2e3f57", "+15551230000")

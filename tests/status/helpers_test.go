@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/esl/esltest"
+	"github.com/switchboard/switchboard/internal/testutil"
 	"github.com/switchboard/switchboard/tests/harness"
 )
 
@@ -94,18 +95,16 @@ type room struct {
 // waitJSON polls url until ok accepts what it decodes.
 func waitJSON[T any](t *testing.T, url string, ok func(T) bool) T {
 	t.Helper()
-	end := time.Now().Add(deadline)
-	for {
-		var v T
-		body := getJSON(t, url, &v)
-		if ok(v) {
-			return v
-		}
-		if time.Now().After(end) {
-			t.Fatalf("GET %s never answered as expected; last:\n%s", url, body)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var v T
+	var body []byte
+	if !testutil.Poll(deadline, func() bool {
+		v = *new(T)
+		body = getJSON(t, url, &v)
+		return ok(v)
+	}) {
+		t.Fatalf("GET %s never answered as expected; last:\n%s", url, body)
 	}
+	return v
 }
 
 // client is an actionhero socket client.

@@ -75,11 +75,3 @@ func (s *Server) Restart() {
 	s.Stop()
 	s.start()
 }
-
-// NumClients is how many clients are connected.
-func (s *Server) NumClients() int {
-	if s.ns == nil {
-		return 0
-	}
-	return s.ns.NumClients()
-}

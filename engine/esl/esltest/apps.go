@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/esl"
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // app runs with s.mu held (it may release it while media plays) and returns its Application-Response and a
@@ -77,7 +78,7 @@ func (s *sim) execLocked(c *esl.Command) {
 	}
 	appUUID := c.Headers.Get("event-uuid")
 	if appUUID == "" {
-		appUUID = newUUID()
+		appUUID = uuid.New()
 	}
 	lock := strings.EqualFold(c.Headers.Get("event-lock"), "true")
 	if !s.tr.quiet {

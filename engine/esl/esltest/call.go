@@ -22,11 +22,12 @@
 package esltest
 
 import (
-	"crypto/rand"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // DTMF is a digit the caller presses At after the socket connected.
@@ -111,7 +112,7 @@ type Call struct {
 
 func (c *Call) defaults() {
 	if c.UUID == "" {
-		c.UUID = newUUID()
+		c.UUID = uuid.New()
 	}
 	if c.Caller == "" {
 		c.Caller = "1000"
@@ -167,14 +168,6 @@ func (r *Result) String() string {
 		fmt.Fprintf(&b, "%8.3fs  %s\n", e.At.Seconds(), e.Text)
 	}
 	return b.String()
-}
-
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 type transcript struct {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/esl"
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // simFile is the file a playback is playing, as uuid_fileman sees it.
@@ -92,7 +93,7 @@ func (s *sim) sendeventLocked(fields []string, c *esl.Command) string {
 		text += " body " + strconv.Quote(string(c.Body))
 	}
 	s.tr.add("%s", text)
-	id := newUUID()
+	id := uuid.New()
 	if c.Headers.Get("Unique-ID") == s.call.UUID {
 		s.deliverLocked(name, c.Headers, string(c.Body))
 	}
@@ -169,7 +170,7 @@ func (s *sim) legLocked(uuid string) *simLeg {
 // Call.Originate (or error/<cause>); an answered leg parks and its events reach the socket if filtered.
 func (s *sim) originateLocked(args string) string {
 	dial, _, _ := strings.Cut(args, " ")
-	uuid := newUUID()
+	uuid := uuid.New()
 	if strings.HasPrefix(dial, "{") {
 		if end := strings.Index(dial, "}"); end > 0 {
 			for _, kv := range strings.Split(dial[1:end], ",") {

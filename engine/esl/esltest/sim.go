@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/engine/esl"
+	"github.com/switchboard/switchboard/internal/uuid"
 )
 
 // Run dials call.Addr and plays the call until the socket closes or ctx is done.
@@ -639,7 +640,7 @@ func (s *sim) command(ctx context.Context, wg *sync.WaitGroup, c *esl.Command) (
 	case "bgapi":
 		job := c.Headers.Get("Job-UUID")
 		if job == "" {
-			job = newUUID()
+			job = uuid.New()
 		}
 		cmd := strings.TrimSpace(strings.TrimPrefix(line, fields[0]))
 		body := s.apiLocked(cmd)

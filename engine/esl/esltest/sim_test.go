@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/engine/esl"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard/switchboard/engine/esl"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
