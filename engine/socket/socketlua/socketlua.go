@@ -548,8 +548,8 @@ var connMethods = map[string]lua.LGFunction{
 		L.Push(t)
 		return 1
 	},
-	"roomAdd":   func(L *lua.LState) int { return okOrErr(L, checkConn(L).Join(L.CheckString(2))) },
-	"roomLeave": func(L *lua.LState) int { return okOrErr(L, checkConn(L).Leave(L.CheckString(2))) },
+	"roomAdd":   func(L *lua.LState) int { return okOrErr(L, checkConn(L).Join(L.Context(), L.CheckString(2))) },
+	"roomLeave": func(L *lua.LState) int { return okOrErr(L, checkConn(L).Leave(L.Context(), L.CheckString(2))) },
 	"say": func(L *lua.LState) int {
 		c := checkConn(L)
 		return okOrErr(L, c.Say(L.Context(), L.CheckString(2), L.CheckString(3)))
