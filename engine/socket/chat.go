@@ -239,6 +239,10 @@ func (c *Conn) leaveAll(ctx context.Context) {
 // say hooks (Hooks.Say, then RoomHooks.ReceiveSay).
 func (c *Conn) Say(ctx context.Context, room, text string) error {
 	msg, keep, err := c.srv.prepareSay(ctx, c, room, text)
+	var he sayHookError
+	if errors.As(err, &he) {
+		return he.err // a script asked: it reads its hook's own error
+	}
 	if err != nil || !keep {
 		return err
 	}
@@ -258,7 +262,7 @@ func (s *Server) prepareSay(ctx context.Context, c *Conn, room, text string) (Ch
 		out, keep, err := s.opts.Hooks.Say(ctx, c, room, text)
 		if err != nil {
 			c.log.WithError(err).WithField("room", room).Warn("say hook failed; message dropped")
-			return Chat{}, false, errSayHook
+			return Chat{}, false, sayHookError{err}
 		}
 		if !keep {
 			return Chat{}, false, nil
@@ -269,6 +273,13 @@ func (s *Server) prepareSay(ctx context.Context, c *Conn, room, text string) (Ch
 	keep, err := s.receive(ctx, c, &msg)
 	return msg, keep, err
 }
+
+// sayHookError is a socket.say hook's failure: the say verb answers errSayHook (the client is not told a
+// script's internals), conn:say returns the hook's own error.
+type sayHookError struct{ err error }
+
+func (e sayHookError) Error() string { return errSayHook.Error() }
+func (e sayHookError) Unwrap() error { return e.err }
 
 // receive runs the onSayReceive hooks of a message.
 func (s *Server) receive(ctx context.Context, from *Conn, msg *Chat) (bool, error) {
