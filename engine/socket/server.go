@@ -28,8 +28,8 @@ type Options struct {
 	// starting rooms). A cluster passes a store shared by its nodes.
 	Rooms Rooms
 	// ID names this server (the "host" of actionhero's default member record); "" = "switchboard".
-	ID string
-	Log     *logrus.Entry
+	ID  string
+	Log *logrus.Entry
 	// Metrics registers the switchboard_socket_* collectors; nil registers nothing.
 	Metrics prometheus.Registerer
 	// TLS overrides the certificate files of the config (tests); nil with secure=true loads them.
@@ -55,7 +55,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[string]*Conn // by id
-	wg        sync.WaitGroup // connections being served (Done by forget)
+	wg        sync.WaitGroup   // connections being served (Done by forget)
 
 	workers *workers
 	stall   stallWatch
