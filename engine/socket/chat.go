@@ -3,6 +3,7 @@ package socket
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -382,6 +383,37 @@ func chatLine(msg Chat, payload Object) ([]byte, error) {
 	}
 	return append(b, crlf...), nil
 }
+
+// AddMember adds the connection id of this server to a room (actionhero's chatRoom.addMember), through the
+// join hooks as roomAdd: ErrNoConn for an id not connected here.
+func (s *Server) AddMember(ctx context.Context, id, room string) error {
+	c, ok := s.Conn(id)
+	if !ok {
+		return NoConn(id)
+	}
+	return c.Join(ctx, room)
+}
+
+// RemoveMember takes the connection id of this server out of a room (chatRoom.removeMember), through the
+// leave hooks as roomLeave.
+func (s *Server) RemoveMember(ctx context.Context, id, room string) error {
+	c, ok := s.Conn(id)
+	if !ok {
+		return NoConn(id)
+	}
+	return c.Leave(ctx, room)
+}
+
+// NoConn is the error of an operation on a connection id that is not connected to this server (actionhero
+// has no such error: it waits for a cluster answer that never comes).
+func NoConn(id string) error { return fmt.Errorf("connection not found (%s)", id) }
+
+// Server is the server the connection belongs to.
+func (c *Conn) Server() *Server { return c.srv }
+
+// Details is what detailsView shows of the connection: id, fingerprint, remoteIP, remotePort, params,
+// connectedAt, rooms, totalActions, pendingActions.
+func (c *Conn) Details() Object { return c.details() }
 
 // Conn finds an open connection of this server by id.
 func (s *Server) Conn(id string) (*Conn, bool) {
