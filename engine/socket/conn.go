@@ -36,6 +36,8 @@ type Conn struct {
 	ctx    context.Context // cancelled when the connection goes away
 	cancel context.CancelFunc
 
+	// roomMu orders the connection's joins and leaves: the room store and the rooms list change together.
+	roomMu       sync.Mutex
 	mu           sync.Mutex
 	params       Params
 	rooms        []string
@@ -128,33 +130,6 @@ func (c *Conn) Rooms() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string(nil), c.rooms...)
-}
-
-// Join adds the connection to a room (errors: room does not exist, already in this room).
-func (c *Conn) Join(room string) error {
-	if err := c.srv.rooms.join(c, room, c.srv.now()); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.rooms = append(c.rooms, room)
-	c.mu.Unlock()
-	return nil
-}
-
-// Leave removes the connection from a room.
-func (c *Conn) Leave(room string) error {
-	if err := c.srv.rooms.leave(c, room); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	for i, r := range c.rooms {
-		if r == room {
-			c.rooms = append(c.rooms[:i:i], c.rooms[i+1:]...)
-			break
-		}
-	}
-	c.mu.Unlock()
-	return nil
 }
 
 // Send writes v as one JSON line (an Object or map renders as an object). It never blocks; a peer whose
@@ -729,13 +704,7 @@ func (c *Conn) finish(end error) {
 	}
 	_ = c.nc.Close()
 
-	c.mu.Lock()
-	rooms := c.rooms
-	c.rooms = nil
-	c.mu.Unlock()
-	for _, r := range rooms {
-		_ = s.rooms.leave(c, r)
-	}
+	c.leaveAll(context.Background())
 	if s.opts.Hooks != nil {
 		s.opts.Hooks.Disconnect(context.Background(), c)
 	}
