@@ -332,8 +332,14 @@ func TestJournalForgetsCentersNoLongerConfigured(t *testing.T) {
 	if j.Slot("gone") != 1 {
 		t.Fatal("the orphan lost its slot before its records")
 	}
-	for i := 0; i < 100; i++ { // the current segment fills and rolls: the orphan's records are all behind it
+	// the current segment fills and rolls several times (~22 KB, well past the 8 KiB retained below): the
+	// orphan's records are all in segments retention drops. One group commit per ten records, so that a
+	// segment rolls near its 4 KiB (a single large batch is written whole to the segment it starts in).
+	for i := 0; i < 300; i++ {
 		last, _ = j.Append(1, []byte(fmt.Sprintf(`O@1|T="x"|I="later%d"|pad="0123456789012345678901234567890123456789"`, i)))
+		if i%10 == 9 {
+			j.WaitDurable(ctx, last)
+		}
 	}
 	j.WaitDurable(ctx, last)
 	j.SetCursor("a", last+1)
