@@ -79,7 +79,9 @@ func startJSNode(t *testing.T, cl *natstest.Cluster, node, routes string, center
 	cfg.Guaranteed = true
 	cfg.Journal = relay.JournalJetStream
 	cfg.JetStream.Replicas = min(3, cl.Size())
-	cfg.JetStream.LeaseTTL = 4 * time.Second
+	// the default lease: a node on a machine loaded by -race and other builds must not step down for a
+	// few seconds without renewal (4 s did, in CI); tests that wait for a lapse set a short one
+	cfg.JetStream.LeaseTTL = 10 * time.Second
 	cfg.JetStream.AckTimeout = 2 * time.Second
 	cfg.Centers = centers
 	if edit != nil {
@@ -314,9 +316,7 @@ func TestJetStreamStandbyRefusesAndTakesOver(t *testing.T) {
 func TestJetStreamServerLossLosesNothing(t *testing.T) {
 	cl := natsCluster(t, 3)
 	cs, addrs := newCenters(t, "a")
-	// No takeover here: the default lease (10 s), so that a machine loaded by -race and other builds does not
-	// make the node step down before the server is lost (a 4 s lease did, once, in CI).
-	n1 := startJSNode(t, cl, "n1", allOrders, addrs, func(c *relay.Config) { c.JetStream.LeaseTTL = 10 * time.Second })
+	n1 := startJSNode(t, cl, "n1", allOrders, addrs, nil)
 	waitActive(t, n1, 20*time.Second)
 	app, err := relaytest.Dial(n1.addr, "feed", "")
 	if err != nil {
@@ -384,9 +384,10 @@ func TestJetStreamServerLossLosesNothing(t *testing.T) {
 func TestJetStreamLeaseLossHandsOver(t *testing.T) {
 	cl := natsCluster(t, 3)
 	cs, addrs := newCenters(t, "a")
-	n1 := startJSNode(t, cl, "n1", allOrders, addrs, nil)
+	short := func(c *relay.Config) { c.JetStream.LeaseTTL = 4 * time.Second }
+	n1 := startJSNode(t, cl, "n1", allOrders, addrs, short)
 	waitActive(t, n1, 20*time.Second)
-	n2 := startJSNode(t, cl, "n2", allOrders, addrs, nil)
+	n2 := startJSNode(t, cl, "n2", allOrders, addrs, short)
 	app, err := relaytest.Dial(n1.addr, "feed", "")
 	if err != nil {
 		t.Fatal(err)
