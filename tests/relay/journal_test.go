@@ -139,9 +139,12 @@ func TestJournalRetentionKill9(t *testing.T) {
 	const n = 120000
 	acked := -1
 	killed := make(chan struct{})
+	// every wait below gives up at this deadline (the assertions then say what is missing) rather than spin
+	// until the package's timeout when the relay stops delivering
+	deadline := time.Now().Add(3 * time.Minute)
 	go func() {
 		defer close(killed)
-		for a.Count() < 20000 {
+		for a.Count() < 20000 && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 		_ = p.Cmd.Process.Kill()
@@ -162,7 +165,7 @@ func TestJournalRetentionKill9(t *testing.T) {
 	// the stream waits for a (never more than 5,000 messages, ~450 KB, ahead of it), whatever the machine's
 	// speed: a is a center that keeps up, and only gone, which never reads, falls past retention
 	paced := func(i int) {
-		for i-a.Count() > 5000 {
+		for i-a.Count() > 5000 && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 	}
