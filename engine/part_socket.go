@@ -2,6 +2,7 @@ package engine
 
 import (
 	"github.com/switchboard/switchboard/engine/socket"
+	"github.com/switchboard/switchboard/engine/socket/roomscluster"
 	"github.com/switchboard/switchboard/engine/socket/socketlua"
 )
 
@@ -19,9 +20,27 @@ func newSocketPart(e *Engine) (Part, error) {
 	cfg.MaxConnections = e.connBudget().capFor(e.log.WithField("part", "socket"), "socket.max_connections", cfg.MaxConnections, perConn)
 	// Actions are looked up in the serving generation per request, so a reload applies to new requests.
 	scripts := socketlua.NewScripts(e.lua)
-	srv, err := socket.New(cfg, socket.Options{Actions: scripts, Verbs: scripts, Hooks: scripts, Log: e.log, Metrics: e.metrics})
+	opts := socket.Options{Actions: scripts, Verbs: scripts, Hooks: scripts, Log: e.log, Metrics: e.metrics}
+	var rooms *roomscluster.Rooms
+	if e.node != nil {
+		// In a cluster the rooms are the nodes' (engine/socket/roomscluster); the node's id is the "host"
+		// of the members' default records.
+		r, err := roomscluster.New(e.node, roomscluster.Options{Starting: cfg.Rooms.Starting, Autocreate: cfg.Rooms.Autocreate,
+			Log: e.log, Metrics: e.metrics})
+		if err != nil {
+			return nil, err
+		}
+		rooms, opts.Rooms, opts.ID = r, r, e.node.ID()
+	}
+	srv, err := socket.New(cfg, opts)
 	if err != nil {
 		return nil, err
+	}
+	if rooms != nil {
+		if err := rooms.Start(srv); err != nil {
+			return nil, err
+		}
+		e.rooms = rooms
 	}
 	return srv, nil
 }
