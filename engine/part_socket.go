@@ -20,11 +20,14 @@ func newSocketPart(e *Engine) (Part, error) {
 	cfg.MaxConnections = e.connBudget().capFor(e.log.WithField("part", "socket"), "socket.max_connections", cfg.MaxConnections, perConn)
 	// Actions are looked up in the serving generation per request, so a reload applies to new requests.
 	scripts := socketlua.NewScripts(e.lua)
-	opts := socket.Options{Actions: scripts, Verbs: scripts, Hooks: scripts, Log: e.log, Metrics: e.metrics}
+	id := e.cfg.Cluster.NodeID
+	if id == "" {
+		id = defaultNodeID(e.cfg) // the cluster's node id: one name for this engine everywhere
+	}
+	opts := socket.Options{Actions: scripts, Verbs: scripts, Hooks: scripts, RoomHooks: scripts, ID: id, Log: e.log, Metrics: e.metrics}
 	var rooms *roomscluster.Rooms
 	if e.node != nil {
-		// In a cluster the rooms are the nodes' (engine/socket/roomscluster); the node's id is the "host"
-		// of the members' default records.
+		// In a cluster the rooms are the nodes' (engine/socket/roomscluster).
 		r, err := roomscluster.New(e.node, roomscluster.Options{Starting: cfg.Rooms.Starting, Autocreate: cfg.Rooms.Autocreate,
 			Log: e.log, Metrics: e.metrics})
 		if err != nil {

@@ -3,6 +3,7 @@ package socket
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -239,6 +240,10 @@ func (c *Conn) leaveAll(ctx context.Context) {
 // say hooks (Hooks.Say, then RoomHooks.ReceiveSay).
 func (c *Conn) Say(ctx context.Context, room, text string) error {
 	msg, keep, err := c.srv.prepareSay(ctx, c, room, text)
+	var he sayHookError
+	if errors.As(err, &he) {
+		return he.err // a script asked: it reads its hook's own error
+	}
 	if err != nil || !keep {
 		return err
 	}
@@ -258,7 +263,7 @@ func (s *Server) prepareSay(ctx context.Context, c *Conn, room, text string) (Ch
 		out, keep, err := s.opts.Hooks.Say(ctx, c, room, text)
 		if err != nil {
 			c.log.WithError(err).WithField("room", room).Warn("say hook failed; message dropped")
-			return Chat{}, false, errSayHook
+			return Chat{}, false, sayHookError{err}
 		}
 		if !keep {
 			return Chat{}, false, nil
@@ -269,6 +274,13 @@ func (s *Server) prepareSay(ctx context.Context, c *Conn, room, text string) (Ch
 	keep, err := s.receive(ctx, c, &msg)
 	return msg, keep, err
 }
+
+// sayHookError is a socket.say hook's failure: the say verb answers errSayHook (the client is not told a
+// script's internals), conn:say returns the hook's own error.
+type sayHookError struct{ err error }
+
+func (e sayHookError) Error() string { return errSayHook.Error() }
+func (e sayHookError) Unwrap() error { return e.err }
 
 // receive runs the onSayReceive hooks of a message.
 func (s *Server) receive(ctx context.Context, from *Conn, msg *Chat) (bool, error) {
@@ -371,6 +383,37 @@ func chatLine(msg Chat, payload Object) ([]byte, error) {
 	}
 	return append(b, crlf...), nil
 }
+
+// AddMember adds the connection id of this server to a room (actionhero's chatRoom.addMember), through the
+// join hooks as roomAdd: ErrNoConn for an id not connected here.
+func (s *Server) AddMember(ctx context.Context, id, room string) error {
+	c, ok := s.Conn(id)
+	if !ok {
+		return NoConn(id)
+	}
+	return c.Join(ctx, room)
+}
+
+// RemoveMember takes the connection id of this server out of a room (chatRoom.removeMember), through the
+// leave hooks as roomLeave.
+func (s *Server) RemoveMember(ctx context.Context, id, room string) error {
+	c, ok := s.Conn(id)
+	if !ok {
+		return NoConn(id)
+	}
+	return c.Leave(ctx, room)
+}
+
+// NoConn is the error of an operation on a connection id that is not connected to this server (actionhero
+// has no such error: it waits for a cluster answer that never comes).
+func NoConn(id string) error { return fmt.Errorf("connection not found (%s)", id) }
+
+// Server is the server the connection belongs to.
+func (c *Conn) Server() *Server { return c.srv }
+
+// Details is what detailsView shows of the connection: id, fingerprint, remoteIP, remotePort, params,
+// connectedAt, rooms, totalActions, pendingActions.
+func (c *Conn) Details() Object { return c.details() }
 
 // Conn finds an open connection of this server by id.
 func (s *Server) Conn(id string) (*Conn, bool) {

@@ -28,8 +28,8 @@ type Options struct {
 	// starting rooms). A cluster passes a store shared by its nodes.
 	Rooms Rooms
 	// ID names this server (the "host" of actionhero's default member record); "" = "switchboard".
-	ID string
-	Log     *logrus.Entry
+	ID  string
+	Log *logrus.Entry
 	// Metrics registers the switchboard_socket_* collectors; nil registers nothing.
 	Metrics prometheus.Registerer
 	// TLS overrides the certificate files of the config (tests); nil with secure=true loads them.
@@ -46,6 +46,7 @@ type Server struct {
 	log     *logrus.Entry
 	tls     *tls.Config
 	id      string
+	created time.Time // when New made the server (sb.server's uptime counts from it)
 	rooms   Rooms
 	metrics *metrics
 	now     func() time.Time
@@ -55,7 +56,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[string]*Conn // by id
-	wg        sync.WaitGroup // connections being served (Done by forget)
+	wg        sync.WaitGroup   // connections being served (Done by forget)
 
 	workers *workers
 	stall   stallWatch
@@ -107,6 +108,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.created = s.now()
 	s.tls = opts.TLS
 	if !cfg.Secure {
 		s.tls = nil
@@ -118,6 +120,12 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s.metrics = m
 	return s, nil
 }
+
+// Created is when the server was made (sb.server's uptime counts from it).
+func (s *Server) Created() time.Time { return s.created }
+
+// Now is the server's clock.
+func (s *Server) Now() time.Time { return s.now() }
 
 // Rooms returns where the server's chat rooms live.
 func (s *Server) Rooms() Rooms { return s.rooms }

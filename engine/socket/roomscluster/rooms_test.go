@@ -238,7 +238,7 @@ func TestSayViewBroadcastAcrossThreeNodes(t *testing.T) {
 	}
 
 	// The server's broadcast ("from":0) from node 2, with a JSON value: every member gets it.
-	if err := nodes[2].srv.Broadcast(context.Background(), "defaultRoom", socket.Object{{"alert", "maintenance"}, {"in", 5}}); err != nil {
+	if err := nodes[2].srv.Broadcast(context.Background(), "defaultRoom", obj("alert", "maintenance", "in", 5)); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range clients {
@@ -331,7 +331,7 @@ func (h *hooks) Leave(ctx context.Context, c *socket.Conn, room string) error {
 }
 
 func (h *hooks) MemberDetails(ctx context.Context, c *socket.Conn, room string, joinedAt time.Time) (socket.Object, error) {
-	return socket.Object{{"id", c.ID()}, {"joinedAt", joinedAt}, {"host", h.node}, {"nick", "from " + h.node}}, nil
+	return obj("id", c.ID(), "joinedAt", joinedAt, "host", h.node, "nick", "from "+h.node), nil
 }
 
 func (h *hooks) SanitizeMembers(ctx context.Context, room string, records []socket.Object) ([]socket.Object, error) {
@@ -339,7 +339,7 @@ func (h *hooks) SanitizeMembers(ctx context.Context, room string, records []sock
 	for i, r := range records {
 		nick, _ := r.Get("nick")
 		host, _ := r.Get("host")
-		out[i] = socket.Object{{"nick", nick}, {"host", host}, {"viewedOn", h.node}}
+		out[i] = obj("nick", nick, "host", host, "viewedOn", h.node)
 	}
 	return out, nil
 }
@@ -352,7 +352,7 @@ func (h *hooks) ReceiveSay(ctx context.Context, from *socket.Conn, msg *socket.C
 }
 
 func (h *hooks) Payload(ctx context.Context, msg socket.Chat) (socket.Object, error) {
-	return socket.Object{{"text", msg.Message}, {"from", msg.FromValue()}, {"shapedOn", h.node}}, nil
+	return obj("text", msg.Message, "from", msg.FromValue(), "shapedOn", h.node), nil
 }
 
 func (h *hooks) SayTo(ctx context.Context, to []*socket.Conn, msg socket.Chat, payload socket.Object) ([]socket.Object, error) {
@@ -451,4 +451,13 @@ func TestNATSRestartLocalRoomsKeepWorking(t *testing.T) {
 			return false
 		}
 	})
+}
+
+// obj builds an Object from keys and values.
+func obj(kv ...any) socket.Object {
+	o := make(socket.Object, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		o = append(o, socket.Field{Key: kv[i].(string), Value: kv[i+1]})
+	}
+	return o
 }

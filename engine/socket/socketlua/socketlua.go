@@ -41,18 +41,22 @@ type actionMeta struct {
 
 const connTypeName = "switchboard.socket.conn"
 
-// Binding adds sb.action and sb.verb to every VM (luabind.Binding). The conn objects handlers receive are
-// built per request (Scripts).
-type Binding struct{}
+// Binding adds sb.action, sb.verb, sb.rooms, sb.connections and sb.server to every VM (luabind.Binding).
+// The conn objects handlers receive are built per request (Scripts).
+type Binding struct {
+	srv *socket.Server // nil when the socket server is not running: sb.rooms... then raise
+}
 
-// New returns the socket server's binding. It needs no server: a handler gets its connection as an argument.
-func New() *Binding { return &Binding{} }
+// New returns the socket server's binding; srv is the running server (nil when the part is disabled:
+// actions and verbs still register, the functions that need the server say it is not running).
+func New(srv *socket.Server) *Binding { return &Binding{srv: srv} }
 
-// Open adds sb.action and sb.verb to a VM's module.
-func (*Binding) Open(vm *luabind.VM, mod *lua.LTable) {
+// Open adds the socket functions to a VM's module.
+func (b *Binding) Open(vm *luabind.VM, mod *lua.LTable) {
 	L := vm.L
 	mod.RawSetString("action", L.NewFunction(func(L *lua.LState) int { return sbAction(vm, L) }))
 	mod.RawSetString("verb", L.NewFunction(func(L *lua.LState) int { return sbVerb(vm, L) }))
+	b.openSurface(vm, mod)
 }
 
 // connMetatable is the metatable of conn objects, built once per runtime and shared by its VMs.
@@ -198,7 +202,8 @@ func sbVerb(vm *luabind.VM, L *lua.LState) int {
 // Scripts gives the socket server the actions, verbs and hooks of rt's scripts. Each request looks them
 // up in the generation serving at that moment, so a reload applies to the next request.
 type Scripts struct {
-	rt *luabind.Runtime
+	rt   *luabind.Runtime
+	plan atomic.Pointer[chatPlan] // the chat middleware of the serving generation, in running order
 }
 
 // NewScripts wires a runtime to the socket server (socket.Options Actions, Verbs and Hooks).
@@ -545,7 +550,12 @@ var connMethods = map[string]lua.LGFunction{
 		for i, r := range rooms {
 			t.RawSetInt(i+1, lua.LString(r))
 		}
+		luabind.MarkArray(L, t)
 		L.Push(t)
+		return 1
+	},
+	"details": func(L *lua.LState) int {
+		L.Push(goToLua(L, checkConn(L).Details(), 0))
 		return 1
 	},
 	"roomAdd":   func(L *lua.LState) int { return okOrErr(L, checkConn(L).Join(L.Context(), L.CheckString(2))) },
@@ -617,7 +627,10 @@ func goToLua(L *lua.LState, v any, depth int) lua.LValue {
 		for i, e := range x {
 			t.RawSetInt(i+1, goToLua(L, e, depth+1))
 		}
+		luabind.MarkArray(L, t)
 		return t
+	case time.Time:
+		return lua.LNumber(x.UnixMilli())
 	case json.Number:
 		f, err := x.Float64()
 		if err != nil {
@@ -639,6 +652,22 @@ func orderedFromLua(v lua.LValue, depth int, bud *luabind.Budget) (any, error) {
 	case *lua.LTable:
 		if err := bud.Take(2); err != nil {
 			return nil, err
+		}
+		if x.Metatable != lua.LNil && luabind.IsJSONArray(x) {
+			n, err := luabind.JSONArrayLen(x)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]any, n)
+			for i := 1; i <= n; i++ {
+				e, err := orderedFromLua(x.RawGetInt(i), depth+1, bud)
+				if err != nil {
+					return nil, err
+				}
+				bud.Add(1) // the comma
+				out[i-1] = e
+			}
+			return out, nil
 		}
 		n, err := luabind.ArrayLen(x)
 		if err != nil {
