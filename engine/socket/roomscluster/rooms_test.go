@@ -461,3 +461,30 @@ func obj(kv ...any) socket.Object {
 	}
 	return o
 }
+
+// bigDetails makes member records past cluster.rooms.member_bytes.
+type bigDetails struct{ hooks }
+
+func (b *bigDetails) MemberDetails(ctx context.Context, c *socket.Conn, room string, joinedAt time.Time) (socket.Object, error) {
+	return obj("id", c.ID(), "bio", strings.Repeat("x", 5000)), nil
+}
+
+func TestMemberRecordBound(t *testing.T) {
+	ns := clustertest.Start(t)
+	nodes := startNodes(t, ns.URL(), "bound", 1, func(int) socket.RoomHooks { return &bigDetails{hooks{node: "node-0"}} })
+	c := dial(t, nodes[0].addr)
+	if got := c.call("roomAdd defaultRoom"); !strings.Contains(got, `"error":"the member's record takes `) ||
+		!strings.Contains(got, `more than cluster.rooms.member_bytes (4096)"`) {
+		t.Fatalf("roomAdd with a record past the bound: %s", got)
+	}
+	if strings.Contains(c.call("detailsView"), "defaultRoom") {
+		t.Fatal("the refused join left the room in detailsView")
+	}
+	if v := c.view("defaultRoom"); v.Error != "connection not in this room (defaultRoom)" {
+		t.Fatalf("roomView: %+v", v)
+	}
+	long := strings.Repeat("r", MaxRoomBytes+1)
+	if err := nodes[0].srv.CreateRoom(context.Background(), long); err != ErrRoomName {
+		t.Fatalf("creating a room with a name past the bound: %v", err)
+	}
+}
