@@ -173,6 +173,9 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if r := c.Relay; r.Enabled && r.Guaranteed && r.Journal == relay.JournalJetStream && !c.Cluster.Enabled() {
+		errs = append(errs, errors.New("relay.journal: jetstream needs the NATS cluster: set cluster.nats_url"))
+	}
 	return errors.Join(errs...)
 }
 

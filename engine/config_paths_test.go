@@ -17,7 +17,7 @@ var notPathKeys = []string{
 	"log.level", "log.format", "admin.listen", "admin.token",
 	"lua.freeswitch_dir", "lua.freeswitch_require_root", // folders inside lua.scripts_dir, not paths of their own
 	"socket.listen", "socket.delimiter", "socket.welcome", "socket.goodbye", "socket.file_mode",
-	"relay.id", "relay.listen", "relay.follow_objects",
+	"relay.id", "relay.listen", "relay.follow_objects", "relay.journal",
 	"esl.listen", "esl.default_flow", "esl.flow_variable", "esl.event_format",
 	"cluster.nats_url", "cluster.name", "cluster.node_id",
 }

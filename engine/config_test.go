@@ -83,16 +83,18 @@ func TestOverridesFileEnvFlags(t *testing.T) {
 
 func TestBadConfigNamesKeys(t *testing.T) {
 	cases := map[string]string{
-		"sockett:\n  listen: x\n":                   "sockett: unknown key",
-		"socket:\n  listn: x\n":                     "socket.listn: unknown key",
-		"socket:\n  max_data_length: abc\n":         `socket.max_data_length: expected a whole number, got "abc"`,
-		"shutdown_timeout: 10\n":                    "shutdown_timeout: expected a duration with a unit",
-		"lua:\n  handler_timeout: soon\n":           `expected a duration such as 500ms, 10s or 2m, got "soon"`,
-		"log:\n  format: xml\n":                     `log.format: expected text or json, got "xml"`,
-		"admin:\n  listen: nowhere\n":               `admin.listen: expected host:port`,
-		"lua:\n  scripts_dir: \"\"\n":               "lua.scripts_dir: expected a directory",
-		"socket: [1, 2]\n":                          "socket",
-		"log: {level: info}\nlog: {level: debug}\n": "mapping key \"log\" already defined",
+		"sockett:\n  listen: x\n":                            "sockett: unknown key",
+		"socket:\n  listn: x\n":                              "socket.listn: unknown key",
+		"socket:\n  max_data_length: abc\n":                  `socket.max_data_length: expected a whole number, got "abc"`,
+		"shutdown_timeout: 10\n":                             "shutdown_timeout: expected a duration with a unit",
+		"lua:\n  handler_timeout: soon\n":                    `expected a duration such as 500ms, 10s or 2m, got "soon"`,
+		"log:\n  format: xml\n":                              `log.format: expected text or json, got "xml"`,
+		"admin:\n  listen: nowhere\n":                        `admin.listen: expected host:port`,
+		"lua:\n  scripts_dir: \"\"\n":                        "lua.scripts_dir: expected a directory",
+		"socket: [1, 2]\n":                                   "socket",
+		"log: {level: info}\nlog: {level: debug}\n":          "mapping key \"log\" already defined",
+		"relay:\n  guaranteed: true\n  journal: jetstream\n": "relay.journal: jetstream needs the NATS cluster: set cluster.nats_url",
+		"relay:\n  journal: jetstream\n":                     "relay.journal: jetstream journals guaranteed mode",
 	}
 	for yaml, want := range cases {
 		file := filepath.Join(t.TempDir(), "c.yaml")

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"errors"
+
 	"github.com/switchboard/switchboard/engine/relay"
 	"github.com/switchboard/switchboard/engine/relay/relaylua"
 )
@@ -15,5 +17,13 @@ func newRelayPart(e *Engine) (Part, error) {
 	if !cfg.ListenDisabled() {
 		cfg.MaxConnections = e.connBudget().capFor(e.log.WithField("part", "relay"), "relay.max_connections", cfg.MaxConnections, fdPerRelayConn)
 	}
-	return relay.New(cfg, relay.Options{Compile: relaylua.Compiler(e.lua), Log: e.log, Metrics: e.metrics})
+	var cluster relay.ClusterOptions
+	if cfg.Guaranteed && cfg.Journal == relay.JournalJetStream {
+		n := e.node // built by newCluster before the parts
+		if n == nil {
+			return nil, errors.New("relay.journal: jetstream needs the NATS cluster: set cluster.nats_url")
+		}
+		cluster = relay.ClusterOptions{Conn: n.Conn(), Name: n.Name(), NodeID: n.ID()}
+	}
+	return relay.New(cfg, relay.Options{Compile: relaylua.Compiler(e.lua), Log: e.log, Metrics: e.metrics, Cluster: cluster})
 }

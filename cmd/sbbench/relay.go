@@ -48,6 +48,10 @@ func relayCmd() *cobra.Command {
 		cpuprofile string
 		memprofile string
 		rounds     int
+		journal    string
+		natsURL    string
+		natsN      int
+		replicas   int
 	)
 	cmd := &cobra.Command{
 		Use:   "relay",
@@ -59,10 +63,21 @@ flight (NewOrder with Symbol AAPL, IBM, ZVZZT in turn) and measures each message
 latency (send to M status). The same clients first drive a bare Go line forwarder in the
 same topology (bufio reader per client, each line written to both sinks and acked; the
 sinks ack each line back like centers) for the baseline.
---guaranteed journals every message (fsync, group commit) before its ack.`,
+--guaranteed journals every message (fsync, group commit) before its ack.
+--journal jetstream runs guaranteed mode twice in the same invocation, the local journal and then
+the JetStream journal (R3 stream on --nats-url, or on --nats-servers embedded NATS servers
+clustered in this process on loopback), and prints both with the ratio; --rounds alternates them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
+			switch journal {
+			case relay.JournalLocal:
+			case relay.JournalJetStream:
+				return runJetStreamComparison(cmd.Context(), out, jsBenchOpts{clients: clients, window: window, dur: dur,
+					rounds: max(rounds, 1), natsURL: natsURL, servers: natsN, replicas: replicas, persist: persist, cpuprofile: cpuprofile})
+			default:
+				return fmt.Errorf("--journal: expected local or jetstream, got %q", journal)
+			}
 			mode := "non-guaranteed"
 			if guaranteed {
 				mode = "guaranteed (journal fsync before ack)"
@@ -79,7 +94,7 @@ sinks ack each line back like centers) for the baseline.
 					return fmt.Errorf("baseline: %w", err)
 				}
 				printResult(out, "forwarder", base)
-				r, err := runRelayBench(cmd.Context(), clients, window, dur, guaranteed, persist, &relayCPU)
+				r, err := runRelayBench(cmd.Context(), clients, window, dur, relayBenchJournal{guaranteed: guaranteed, persist: persist}, &relayCPU)
 				if err != nil {
 					return err
 				}
@@ -99,7 +114,7 @@ sinks ack each line back like centers) for the baseline.
 			if err != nil {
 				return err
 			}
-			r, err := runRelayBench(cmd.Context(), clients, window, dur, guaranteed, persist, &relayCPU)
+			r, err := runRelayBench(cmd.Context(), clients, window, dur, relayBenchJournal{guaranteed: guaranteed, persist: persist}, &relayCPU)
 			stopProfile()
 			if memprofile != "" {
 				f, err := os.Create(memprofile)
@@ -137,11 +152,25 @@ sinks ack each line back like centers) for the baseline.
 	f.StringVar(&memprofile, "memprofile", "", "write an allocation profile (whole process, after the last relay run) to this file")
 	f.IntVar(&rounds, "rounds", 1, "alternate forwarder and relay runs this many times and report the median ratio")
 	f.StringVar(&persist, "persist-dir", "", "journal directory for --guaranteed (default: a temporary directory)")
+	f.StringVar(&journal, "journal", relay.JournalLocal, "local, or jetstream: compare the local journal with the JetStream journal (guaranteed mode) in one run")
+	f.StringVar(&natsURL, "nats-url", "", "--journal jetstream: the NATS servers (comma-separated); empty runs --nats-servers embedded servers")
+	f.IntVar(&natsN, "nats-servers", 3, "--journal jetstream without --nats-url: embedded NATS servers clustered on loopback")
+	f.IntVar(&replicas, "replicas", 3, "--journal jetstream: the stream's replicas (relay.jetstream.replicas)")
 	return cmd
 }
 
+// relayBenchJournal is the journal a relay bench run uses.
+type relayBenchJournal struct {
+	guaranteed bool
+	persist    string
+	jetstream  *relay.ClusterOptions // relay.journal = jetstream on this cluster
+	relayID    string
+	replicas   int
+}
+
 // runRelayBench runs the relay with two test centers and drives it.
-func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, guaranteed bool, persist string, cpu *time.Duration) (LoadResult, error) {
+func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, jo relayBenchJournal, cpu *time.Duration) (LoadResult, error) {
+	guaranteed, persist := jo.guaranteed, jo.persist
 	var centers [2]*relaytest.Center
 	cfg := relay.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
@@ -184,7 +213,13 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 		return LoadResult{}, err
 	}
 	reg := prometheus.NewRegistry()
-	r, err := relay.New(cfg, relay.Options{Compile: relaylua.Compiler(rt), Log: logrus.NewEntry(quiet), Metrics: reg})
+	opts := relay.Options{Compile: relaylua.Compiler(rt), Log: logrus.NewEntry(quiet), Metrics: reg}
+	if jo.jetstream != nil {
+		cfg.Guaranteed, cfg.Journal, cfg.ID = true, relay.JournalJetStream, jo.relayID
+		cfg.JetStream.Replicas = jo.replicas
+		opts.Cluster = *jo.jetstream
+	}
+	r, err := relay.New(cfg, opts)
 	if err != nil {
 		return LoadResult{}, err
 	}
@@ -196,6 +231,12 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 		defer cancel()
 		_ = r.Shutdown(sctx)
 	}()
+	for deadline := time.Now().Add(30 * time.Second); !r.Active(); {
+		if time.Now().After(deadline) {
+			return LoadResult{}, fmt.Errorf("relay: not active after 30s (is JetStream reachable, with %d servers?)", jo.replicas)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, c := range centers {
 		if err := c.WaitLogin(1, 5*time.Second); err != nil {
 			return LoadResult{}, err
@@ -214,7 +255,7 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 	if got := int64(centers[0].Count() + centers[1].Count()); got < want {
 		return res, fmt.Errorf("relay: centers got %d deliveries, want at least %d", got, want)
 	}
-	if guaranteed {
+	if guaranteed && jo.jetstream == nil {
 		printFsync(os.Stdout, reg, res.Ops)
 	}
 	return res, nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -875,12 +876,18 @@ func (c *Channel) endSession(ctx context.Context, s *session, err error, deliber
 		err = s.readErr
 	}
 	stopping := ctx.Err() != nil
-	clean := deliberate || err == io.EOF
+	// A server that answered on this connection and then reset it closed with requests of ours still unread
+	// (an http keep-alive close racing our pipeline): a close like any other, not a failure of the request at
+	// the head; the unanswered requests are settled as after an orderly close.
+	resetAfterAnswers := !stopping && !deliberate && s.answered > 0 && isReset(err)
+	clean := deliberate || err == io.EOF || resetAfterAnswers
 	switch {
 	case stopping || deliberate:
 		err = nil
 	case err == io.EOF:
 		err = errors.New("closed by peer")
+	case resetAfterAnswers:
+		err = errors.New("closed by peer (reset with requests unread)")
 	}
 	var reason error
 	if err != nil {
@@ -1172,4 +1179,9 @@ func (c *Channel) run(ctx context.Context) {
 	}
 	c.mu.Unlock()
 	_ = c.dialer.Run(ctx, c.session)
+}
+
+// isReset reports whether err is the peer resetting the connection (or our write meeting a reset).
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

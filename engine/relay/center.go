@@ -448,29 +448,28 @@ func (l *link) forwardQueue(ctx context.Context, readDone chan error) error {
 func (l *link) forwardJournal(ctx context.Context, fl *inflight, readDone chan error) error {
 	c := l.c
 	j := c.r.journal
-	jr := j.Reader(fl.cursor())
+	jr, err := j.openReader(c, fl.cursor())
+	if err != nil {
+		return fmt.Errorf("relay: center %s: %w", c.Name, err)
+	}
 	defer jr.Close()
 	window := c.r.cfg.CenterQueue
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		durable, moved := j.Durable()
-		var wait <-chan struct{} = moved
+		var wait <-chan struct{}
 		wrote := false
-		for jr.next <= durable {
+		for {
 			if fl.len() >= window {
-				wait = nil // the ticker wakes us to look again once acks drain the window
-				break
+				break // the ticker wakes us to look again once acks drain the window
 			}
-			if f := j.Floor(c.slot); jr.next < f {
-				// retention moved the center past these records (counted there)
-				jr.next = f
-				fl.skip(f - 1)
-				continue
-			}
-			idx, set, rec, err := jr.Next(ctx)
+			idx, set, rec, ok, err := jr.next(ctx)
 			if err != nil {
 				return fmt.Errorf("relay: center %s: %w", c.Name, err)
+			}
+			if !ok {
+				wait = jr.ready()
+				break
 			}
 			if !set.Has(c.slot) {
 				fl.skip(idx)

@@ -401,6 +401,11 @@ func (cl *client) onLogin(ctx context.Context, seq int64, m *Message) bool {
 	if cl.login != "" {
 		return cl.reject(seq, "Already logged in as "+cl.login)
 	}
+	if !cl.r.Active() {
+		// relay.journal = jetstream: only the active node takes applications
+		cl.reject(seq, cl.r.standbyText())
+		return false
+	}
 	id, ok := m.Get("I")
 	if !ok || id.Kind == KindNull || textOf(id) == "" {
 		return cl.reject(seq, "Missing required Fields: I")
@@ -466,7 +471,7 @@ func (cl *client) route(seq int64, m *Message, at time.Time) bool {
 	}
 	if r.journal != nil {
 		cl.line = cl.appendRouted(cl.line[:0], m)
-		idx, err := r.journal.Append(set, cl.line)
+		idx, err := r.journal.Append(set, cl.login, cl.line)
 		if err != nil {
 			return cl.rejectCode(seq, 3, "Not persisted: "+err.Error())
 		}

@@ -39,9 +39,15 @@ type Config struct {
 	ExpressionCache int `mapstructure:"expression_cache"`
 	// ExpressionCacheBytes bounds the remembered results of one connection (all rules): keys, values and a
 	// per-entry overhead. Past it the connection's memo starts over.
-	ExpressionCacheBytes int    `mapstructure:"expression_cache_bytes"`
-	Guaranteed           bool   `mapstructure:"guaranteed"`
-	PersistDir           string `mapstructure:"persist_dir"`
+	ExpressionCacheBytes int  `mapstructure:"expression_cache_bytes"`
+	Guaranteed           bool `mapstructure:"guaranteed"`
+	// Journal is where guaranteed mode keeps messages until their centers acknowledge them: "local"
+	// (segment files in persist_dir) or "jetstream" (a replicated stream of the NATS cluster, cluster.nats_url:
+	// a relay node's loss loses no acknowledged message, and another node with the same relay.id takes over).
+	Journal string `mapstructure:"journal"`
+	// JetStream tunes relay.journal = jetstream.
+	JetStream  JetStreamConfig `mapstructure:"jetstream"`
+	PersistDir string          `mapstructure:"persist_dir"`
 	// SegmentBytes is the journal segment size before a new segment starts.
 	SegmentBytes int64 `mapstructure:"segment_bytes"`
 	// JournalRetentionBytes bounds, per center, the journal it has not acknowledged: past it the oldest
@@ -78,6 +84,30 @@ type Config struct {
 	WriteTimeout time.Duration `mapstructure:"write_timeout"`
 	// MaxPause caps the delay of a P (pause) instruction.
 	MaxPause time.Duration `mapstructure:"max_pause"`
+}
+
+// The values of relay.journal.
+const (
+	JournalLocal     = "local"
+	JournalJetStream = "jetstream"
+)
+
+// JetStreamConfig is relay.jetstream.
+type JetStreamConfig struct {
+	// Replicas is the number of servers holding the journal stream and the relay's buckets (3 survives the
+	// loss of one server; at most 5, and at most the cluster's servers).
+	Replicas int `mapstructure:"replicas"`
+	// LeaseTTL bounds the active node's lease: after the active node dies, another takes over within about
+	// LeaseTTL * 1.2; a node that cannot renew stops being active after LeaseTTL * 3/4, so LeaseTTL * 3/4
+	// should exceed what NATS takes to elect a new leader after losing a server (4 to 9 s when it dies
+	// abruptly) for the active node to ride through it.
+	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
+	// AckTimeout is how long a record may wait for the stream's acknowledgement before the node looks at
+	// the stream and sends again what it did not store.
+	AckTimeout time.Duration `mapstructure:"ack_timeout"`
+	// MaxInflightBytes bounds the records sent to the stream and not acknowledged yet; past it appends
+	// wait (the applications' statuses come later).
+	MaxInflightBytes int64 `mapstructure:"max_inflight_bytes"`
 }
 
 // CenterTLSConfig is one center's TLS client material (PEM files).
@@ -129,6 +159,8 @@ func DefaultConfig() Config {
 		FollowObjects:         "off",
 		ExpressionCache:       4096,
 		ExpressionCacheBytes:  256 << 10,
+		Journal:               JournalLocal,
+		JetStream:             JetStreamConfig{Replicas: 3, LeaseTTL: 10 * time.Second, AckTimeout: 2 * time.Second, MaxInflightBytes: 4 << 20},
 		PersistDir:            "data/persist",
 		SegmentBytes:          64 << 20,
 		JournalRetentionBytes: 4 << 30,
@@ -282,7 +314,28 @@ func (c Config) Validate() error {
 	if c.ExpressionCache < 0 {
 		errs = append(errs, fmt.Errorf("relay.expression_cache: expected 0 or more, got %d", c.ExpressionCache))
 	}
-	if c.Guaranteed && c.PersistDir == "" {
+	switch c.Journal {
+	case JournalLocal, "":
+	case JournalJetStream:
+		if !c.Guaranteed {
+			errs = append(errs, fmt.Errorf("relay.journal: jetstream journals guaranteed mode: set relay.guaranteed to true"))
+		}
+		if c.JetStream.Replicas < 1 || c.JetStream.Replicas > 5 {
+			errs = append(errs, fmt.Errorf("relay.jetstream.replicas: expected 1 to 5 (3 survives the loss of a server), got %d", c.JetStream.Replicas))
+		}
+		if c.JetStream.LeaseTTL < time.Second {
+			errs = append(errs, fmt.Errorf("relay.jetstream.lease_ttl: expected at least 1s, got %v", c.JetStream.LeaseTTL))
+		}
+		if c.JetStream.AckTimeout <= 0 {
+			errs = append(errs, fmt.Errorf("relay.jetstream.ack_timeout: expected a positive duration such as 5s, got %v", c.JetStream.AckTimeout))
+		}
+		if c.JetStream.MaxInflightBytes < int64(c.MaxLine) {
+			errs = append(errs, fmt.Errorf("relay.jetstream.max_inflight_bytes: expected at least relay.max_line (%d), got %d", c.MaxLine, c.JetStream.MaxInflightBytes))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("relay.journal: expected local or jetstream, got %q", c.Journal))
+	}
+	if c.Guaranteed && c.Journal != JournalJetStream && c.PersistDir == "" {
 		errs = append(errs, fmt.Errorf("relay.persist_dir: expected a directory when relay.guaranteed is true"))
 	}
 	if c.Guaranteed && c.SegmentBytes < 4096 {
@@ -340,6 +393,9 @@ func (c Config) Warnings() []string {
 		return nil
 	}
 	var out []string
+	if c.Journal == JournalJetStream && c.JetStream.Replicas < 3 {
+		out = append(out, fmt.Sprintf("relay: relay.jetstream.replicas is %d: the journal survives no server's loss (3 survives one)", c.JetStream.Replicas))
+	}
 	if c.JournalRetentionBytes == 0 {
 		if c.JournalRetentionAge == 0 {
 			out = append(out, "relay: journal retention is off (relay.journal_retention_bytes and relay.journal_retention_age are 0): "+

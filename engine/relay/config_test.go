@@ -54,3 +54,36 @@ func FuzzCentersText(f *testing.F) {
 		}
 	})
 }
+
+// TestJetStreamConfig: relay.journal and relay.jetstream.* are checked with the key named, and check
+// warns about a journal that survives no server's loss.
+func TestJetStreamConfig(t *testing.T) {
+	base := DefaultConfig()
+	base.Guaranteed, base.Journal = true, JournalJetStream
+	if err := base.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for want, edit := range map[string]func(*Config){
+		"relay.journal: expected local or jetstream":            func(c *Config) { c.Journal = "raft" },
+		"relay.journal: jetstream journals guaranteed mode":     func(c *Config) { c.Guaranteed = false },
+		"relay.jetstream.replicas: expected 1 to 5":             func(c *Config) { c.JetStream.Replicas = 7 },
+		"relay.jetstream.lease_ttl: expected at least 1s":       func(c *Config) { c.JetStream.LeaseTTL = 500 * 1e6 },
+		"relay.jetstream.ack_timeout: expected a positive":      func(c *Config) { c.JetStream.AckTimeout = 0 },
+		"relay.jetstream.max_inflight_bytes: expected at least": func(c *Config) { c.JetStream.MaxInflightBytes = 100 },
+	} {
+		c := base
+		edit(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v", want, err)
+		}
+	}
+	c := base
+	c.PersistDir = "" // not used by the JetStream journal
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c.JetStream.Replicas = 1
+	if w := c.Warnings(); len(w) == 0 || !strings.Contains(w[0], "relay.jetstream.replicas is 1") {
+		t.Fatalf("%v", w)
+	}
+}

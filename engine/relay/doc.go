@@ -54,6 +54,22 @@
 // switchboard_relay_journal_dropped_total, logged); segments every center
 // has passed are removed.
 //
+// JetStream journal (relay.journal = jetstream, relay.jetstream.*): guaranteed
+// mode journals to a replicated stream of the NATS cluster (Options.Cluster)
+// instead, so that a relay machine's loss loses no acknowledged message.
+// Records are published without waiting for each other, each expecting the
+// sequence of the one before it, so the stream holds them in order or not
+// at all; after a failure the writer reads what the stream stored and sends
+// the rest again. The S=0 of a message waits for its record's
+// acknowledgement (an R3 stream: on two servers). Engines with the same
+// relay.id share the journal; one at a time is active (a lease in a KV
+// bucket, renewed every lease_ttl/3): it takes applications and drives the
+// centers from their cursors (kept in KV), the others answer logins with S=1
+// and take over within about 1.2 lease_ttl after it dies, replaying what the
+// centers did not acknowledge. The object index is logged to a stream
+// (deltas and snapshots) and restored, with the journal's tail, by the node
+// that takes over. See docs/architecture.md, "Cluster: the relay".
+//
 // Commands: an application registers a command with C; a center sends E
 // when a user runs it (I = request id, C = command, optional O = object id
 // and T = its type). An E naming an object the ObjectIndex knows (O and T,

@@ -33,6 +33,7 @@ type metrics struct {
 	commands        *prometheus.CounterVec // E from centers by result: object, command, undelivered
 	fsync           prometheus.Histogram
 	journalDropped  *prometheus.CounterVec // by center, reason
+	journalResent   prometheus.Counter     // relay.journal = jetstream: records sent again after a failure
 	appIn           *prometheus.CounterVec // by login id, at most relay.max_app_series of them (apps)
 	apps            *labels.Set            // the app label values in use; a value's series goes with its last session
 	acksOK, acksErr prometheus.Counter
@@ -80,6 +81,8 @@ func newMetrics(maxApps int) *metrics {
 			Help: "Duration of each journal group commit's fsync (guaranteed mode).",
 			Buckets: []float64{.00005, .0001, .0002, .0003, .0005, .00075, .001, .0015, .002, .003, .004, .005,
 				.0075, .01, .015, .025, .05, .1, .5}}),
+		journalResent: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_journal_resent_total",
+			Help: "Records sent to the JetStream journal again because the stream had not stored them (a server or leader lost, a timeout)."}),
 		journalDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_journal_dropped_total",
 			Help: "Journal records a center had not acknowledged when retention dropped them for it (guaranteed mode), by reason: bytes, age."},
 			[]string{"center", "reason"}),
@@ -95,7 +98,7 @@ func newMetrics(maxApps int) *metrics {
 		m.inByType[i] = m.clientIn.WithLabelValues(knownTypes[i : i+1])
 	}
 	m.collectors = []prometheus.Collector{m.connections, m.clientIn, m.acks, m.rejected, m.unrouted, m.exprErrors, m.exprNotBool,
-		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.centerStalled, m.reconnects, m.routeReloads, m.ackLatency, m.slowReaders, m.commands, m.fsync, m.journalDropped, m.appIn}
+		m.dropped, m.centerOut, m.centerAcks, m.centerUp, m.centerStalled, m.reconnects, m.routeReloads, m.ackLatency, m.slowReaders, m.commands, m.fsync, m.journalDropped, m.journalResent, m.appIn}
 	// The name the same count had before it matched the socket server's (deprecated; one count, two names).
 	m.collectors = append(m.collectors, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_relay_slow_clients_total",
 		Help: "Deprecated: the same count as switchboard_relay_slow_readers_total, under its former name."},

@@ -30,6 +30,10 @@ type ObjectIndex struct {
 	ownerMu sync.Mutex
 	owners  map[string]uint32 // login -> owner id (1-based; 0 = not interned)
 	names   []string          // owner id - 1 -> login
+
+	// sink, when set (relay.journal = jetstream), hears every change of an entry, to keep the index in a
+	// KV bucket; set before the index is used, never changed after.
+	sink *objectSink
 }
 
 const objShards = 16
@@ -46,8 +50,9 @@ type objShard struct {
 	n    int
 	mask uint64
 	tab  []objEntry
-	ring []uint64 // keys by insertion; 0 = slot freed by a delete
-	pos  int      // next ring slot to reuse once the ring is full
+	ring []uint64   // keys by insertion; 0 = slot freed by a delete
+	pos  int        // next ring slot to reuse once the ring is full
+	kv   [][16]byte // the KV key of each ring slot's object (only with a sink)
 }
 
 // objEntry is one table entry (24 bytes: one cache line holds a few, probes
@@ -131,6 +136,22 @@ func (x *ObjectIndex) objectKey(o *Owner, typ string, id *Value) uint64 {
 	b = append(b, typ...)
 	b = append(b, 0)
 	b = appendIDKey(b, id)
+	return x.hashKey(b)
+}
+
+// rawKey is objectKey of an id already in its key form (appendIDKey).
+func (x *ObjectIndex) rawKey(o *Owner, typ string, idKey []byte) uint64 {
+	b := make([]byte, 0, len(o.login)+len(typ)+len(idKey)+2)
+	if o != nil && o.id == 0 {
+		b = append(b, o.login...)
+		b = append(b, 0)
+	}
+	b = append(b, typ...)
+	b = append(b, 0)
+	return x.hashKey(append(b, idKey...))
+}
+
+func (x *ObjectIndex) hashKey(b []byte) uint64 {
 	key := maphash.Bytes(x.seed, b)
 	if key == 0 {
 		key = 1 // 0 marks an empty table entry
@@ -178,9 +199,20 @@ func (x *ObjectIndex) Follow(owner Owner, m *Message, set CenterSet, mode Follow
 	typ, _ := m.Text("T")
 	key := x.objectKey(&owner, typ, id)
 	sh := &x.shards[key&uint64(len(x.shards)-1)] // 1 or objShards, a power of two
-	sh.mu.Lock()
-	went := sh.follow(key, owner.id, m.Type == 'D', set)
-	sh.mu.Unlock()
+	var went CenterSet
+	if x.sink == nil {
+		sh.mu.Lock()
+		went = sh.follow(key, owner.id, m.Type == 'D', set, nil)
+		sh.mu.Unlock()
+	} else {
+		var idKey [128]byte
+		ch := objChange{login: owner.login, typ: typ, idKey: appendIDKey(idKey[:0], id)}
+		ch.kv = objectKVKey(owner.login, typ, ch.idKey)
+		sh.mu.Lock()
+		went = sh.follow(key, owner.id, m.Type == 'D', set, &ch)
+		x.sink.record(&ch) // under the shard lock: the sink sees an object's changes in order
+		sh.mu.Unlock()
+	}
 	if mode == FollowUpdates || mode == FollowDeletes && m.Type == 'D' {
 		return went
 	}
@@ -293,9 +325,21 @@ func (sh *objShard) remove(i int) {
 	}
 }
 
+// objChange is what Follow did to an entry, for the sink (relay.journal = jetstream).
+type objChange struct {
+	login, typ string
+	idKey      []byte
+	kv         [16]byte  // the object's KV key
+	put        bool      // the entry is new or its centers changed: set is its centers
+	del        bool      // the entry is gone
+	set        CenterSet // the relay's center indexes
+	evicted    bool      // another object was forgotten to make room: evictedKV is its KV key
+	evictedKV  [16]byte
+}
+
 // follow is Follow's part under the shard lock: it returns set widened by
-// where the object went before.
-func (sh *objShard) follow(key uint64, owner uint32, del bool, set CenterSet) CenterSet {
+// where the object went before. ch (nil without a sink) is told what changed.
+func (sh *objShard) follow(key uint64, owner uint32, del bool, set CenterSet, ch *objChange) CenterSet {
 	i, found := sh.find(key, owner)
 	if found {
 		set |= sh.tab[i].set
@@ -304,20 +348,32 @@ func (sh *objShard) follow(key uint64, owner uint32, del bool, set CenterSet) Ce
 		if found {
 			sh.ring[sh.tab[i].slot] = 0
 			sh.remove(i)
+			if ch != nil {
+				ch.del = true
+			}
 		}
 		return set
 	}
 	if found {
+		if ch != nil && sh.tab[i].set != set {
+			ch.put, ch.set = true, set
+		}
 		sh.tab[i].set = set
 		return set
 	}
 	if set == 0 {
 		return set
 	}
+	if ch != nil {
+		ch.put, ch.set = true, set
+	}
 	var slot int
 	if len(sh.ring) < sh.max {
 		sh.ring = append(sh.ring, key)
 		slot = len(sh.ring) - 1
+		if ch != nil {
+			sh.kv = append(sh.kv, ch.kv)
+		}
 	} else {
 		slot = sh.pos
 		sh.pos = (sh.pos + 1) % sh.max
@@ -326,11 +382,52 @@ func (sh *objShard) follow(key uint64, owner uint32, del bool, set CenterSet) Ce
 				sh.remove(j)
 				// the removal may have shifted the new object's empty entry
 				i, _ = sh.find(key, owner)
+				if ch != nil && slot < len(sh.kv) {
+					ch.evicted, ch.evictedKV = true, sh.kv[slot]
+				}
 			}
 		}
 		sh.ring[slot] = key
+		if ch != nil {
+			for len(sh.kv) <= slot {
+				sh.kv = append(sh.kv, [16]byte{})
+			}
+			sh.kv[slot] = ch.kv
+		}
 	}
 	sh.tab[i] = objEntry{key: key, set: set, owner: owner, slot: uint32(slot)}
 	sh.n++
 	return set
+}
+
+// restore puts an entry read back from the KV bucket (relay.journal = jetstream, when a node becomes
+// active): the sink is not told, the bucket has it.
+func (x *ObjectIndex) restore(login, typ string, idKey []byte, set CenterSet, kv [16]byte) {
+	if x == nil || set == 0 {
+		return
+	}
+	owner := x.Owner(login)
+	key := x.rawKey(&owner, typ, idKey)
+	sh := &x.shards[key&uint64(len(x.shards)-1)]
+	ch := objChange{kv: kv}
+	sh.mu.Lock()
+	sh.follow(key, owner.id, false, set, &ch)
+	if ch.evicted && x.sink != nil {
+		x.sink.record(&objChange{evicted: true, evictedKV: ch.evictedKV})
+	}
+	sh.mu.Unlock()
+}
+
+// reset forgets every object (a node that becomes active restores the index from the bucket).
+func (x *ObjectIndex) reset() {
+	if x == nil {
+		return
+	}
+	for i := range x.shards {
+		sh := &x.shards[i]
+		sh.mu.Lock()
+		clear(sh.tab)
+		sh.ring, sh.kv, sh.pos, sh.n = sh.ring[:0], sh.kv[:0], 0, 0
+		sh.mu.Unlock()
+	}
 }

@@ -60,7 +60,7 @@ func TestObjectShardModel(t *testing.T) {
 				}
 				model[obj] = entry{want, slot}
 			}
-			if got := sh.follow(obj.key, obj.owner, del, set); got != want {
+			if got := sh.follow(obj.key, obj.owner, del, set, nil); got != want {
 				t.Fatalf("max %d step %d: %+v del %v: got %b, want %b", max, step, obj, del, got, want)
 			}
 			if sh.n != len(model) {

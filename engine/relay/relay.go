@@ -29,6 +29,8 @@ type Options struct {
 	Compile ExprCompiler // compiles route expressions; nil allows only blank/true expressions
 	Log     *logrus.Entry
 	Metrics prometheus.Registerer
+	// Cluster is the NATS cluster the journal uses with relay.journal = jetstream (ignored otherwise).
+	Cluster ClusterOptions
 }
 
 // Relay accepts AMI applications, acknowledges and routes their messages to
@@ -44,7 +46,10 @@ type Relay struct {
 	follow      FollowMode
 	centers     []*Center
 	centerNames []string
-	journal     *Journal
+	journal     journalStore // nil: not guaranteed mode
+	js          *jsJournal   // relay.journal = jetstream: the journal, and this node's role
+	active      atomic.Bool  // this node holds the lease (relay.journal = jetstream)
+	holder      atomic.Pointer[string]
 	msgLog      *messageLog
 
 	ln      net.Listener
@@ -159,15 +164,34 @@ func New(cfg Config, opts Options) (*Relay, error) {
 			}
 			return float64(n)
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_relay_active",
+			Help: "1 while this relay node takes applications and drives the centers (always, unless relay.journal is jetstream and another node holds the lease)."}, func() float64 {
+			if r.Active() {
+				return 1
+			}
+			return 0
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_relay_routes_objects",
 			Help: "Objects remembered by the object index (relay.routes_cache_size)."}, func() float64 { return float64(r.objects.Len()) }))
-	if cfg.Guaranteed {
+	switch {
+	case cfg.Guaranteed && cfg.Journal == JournalJetStream:
+		j, err := newJSJournal(cfg, opts.Cluster, r.centerNames, r.log.WithField("journal", "jetstream"))
+		if err != nil {
+			return nil, err
+		}
+		j.onDropped = func(center string, n uint64) { r.m.journalDropped.WithLabelValues(center, "limits").Add(float64(n)) }
+		j.onResent = func(n int) { r.m.journalResent.Add(float64(n)) }
+		if r.objects != nil {
+			r.objects.sink = newObjectSink(r.objects, r.log.WithField("journal", "jetstream"))
+		}
+		r.js, r.journal = j, j
+	case cfg.Guaranteed:
 		j, err := OpenJournal(cfg.PersistDir, cfg.SegmentBytes, r.centerNames, r.log.WithField("persist_dir", cfg.PersistDir))
 		if err != nil {
 			return nil, err
 		}
 		j.OnSync = func(d time.Duration, _ int) { r.m.fsync.Observe(d.Seconds()) }
-		r.journal = j
+		r.journal = localJournal{j}
 		for _, c := range r.centers {
 			c.slot = j.Slot(c.Name)
 		}
@@ -288,11 +312,20 @@ func (r *Relay) Start(ctx context.Context) error {
 		r.ln = ln
 		r.log.WithField("addr", ln.Addr().String()).Info("listening")
 	}
-	for _, c := range r.centers {
+	if r.js == nil {
+		for _, c := range r.centers {
+			r.centerW.Add(1)
+			go func() {
+				defer r.centerW.Done()
+				c.run(ctx)
+			}()
+		}
+	} else {
+		// the center links run while this node is active
 		r.centerW.Add(1)
 		go func() {
 			defer r.centerW.Done()
-			c.run(ctx)
+			r.runCluster(ctx)
 		}()
 	}
 	if r.cfg.RoutesFile != "" {
@@ -314,11 +347,11 @@ func (r *Relay) Start(ctx context.Context) error {
 			r.watchStalls(ctx)
 		}()
 	}
-	if r.journal != nil {
+	if r.journal != nil && r.js == nil {
 		r.centerW.Add(1)
 		go func() {
 			defer r.centerW.Done()
-			r.keepJournal(ctx, time.Second)
+			r.journal.keep(ctx, r, time.Second)
 		}()
 	}
 	if r.ln != nil {
@@ -489,25 +522,12 @@ func (r *Relay) watchStalls(ctx context.Context) {
 	}
 }
 
-// keepJournal applies retention (relay.journal_retention_bytes and _age, per center) and removes the
-// segments every center has passed, when a segment starts and every period, until ctx ends. What retention drops is counted in
+// retainJournal applies retention to the local journal (relay.journal_retention_bytes and _age, per
+// center) and removes the segments every center has passed (localJournal.keep runs it when a segment
+// starts and every second). What retention drops is counted in
 // switchboard_relay_journal_dropped_total{center,reason} and logged.
-func (r *Relay) keepJournal(ctx context.Context, period time.Duration) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-r.journal.Rolled(): // the journal grew by a segment: the bytes bound may be passed
-		}
-		r.retainJournal(time.Now())
-	}
-}
-
-func (r *Relay) retainJournal(now time.Time) {
-	for _, d := range r.journal.Retain(now, r.cfg.JournalRetentionBytes, r.cfg.JournalRetentionAge) {
+func (r *Relay) retainJournal(j *Journal, now time.Time) {
+	for _, d := range j.Retain(now, r.cfg.JournalRetentionBytes, r.cfg.JournalRetentionAge) {
 		r.m.journalDropped.WithLabelValues(d.Center, d.Reason).Add(float64(d.Records))
 		bound := "relay.journal_retention_bytes=" + strconv.FormatInt(r.cfg.JournalRetentionBytes, 10)
 		if d.Reason == "age" {
@@ -516,7 +536,7 @@ func (r *Relay) retainJournal(now time.Time) {
 		r.log.WithFields(logrus.Fields{"center": d.Center, "records": d.Records, "from": d.From, "to": d.To, "reason": d.Reason,
 			"bound": bound, "configured": !d.Orphan}).Warn("journal retention: records the center had not acknowledged are dropped for it")
 	}
-	r.journal.Collect()
+	j.Collect()
 }
 
 // centerUp wakes logins held by wait_for_center.

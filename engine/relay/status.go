@@ -26,6 +26,8 @@ const (
 type Status struct {
 	ID           string         `json:"id"`
 	Guaranteed   bool           `json:"guaranteed"`
+	Journal      string         `json:"journal,omitempty"` // local or jetstream (guaranteed mode)
+	Role         string         `json:"role,omitempty"`    // jetstream: active or standby
 	JournalBytes int64          `json:"journal_bytes"`
 	Connections  int            `json:"connections"` // application connections, logged in or not
 	Rules        int            `json:"rules"`
@@ -94,6 +96,13 @@ func (r *Relay) Status(now time.Time) Status {
 	st := Status{ID: r.cfg.ID, Guaranteed: r.journal != nil, Centers: make([]CenterStatus, 0, len(r.centers))}
 	if r.journal != nil {
 		st.JournalBytes = r.journal.Size()
+		st.Journal = JournalLocal
+	}
+	if r.js != nil {
+		st.Journal, st.Role = JournalJetStream, "standby"
+		if r.Active() {
+			st.Role = "active"
+		}
 	}
 	if t := r.table.Load(); t != nil {
 		st.Rules = len(t.Rules())
@@ -101,18 +110,12 @@ func (r *Relay) Status(now time.Time) Status {
 	r.mu.Lock()
 	st.Connections = len(r.clients)
 	r.mu.Unlock()
-	var durable uint64
-	if r.journal != nil {
-		durable, _ = r.journal.Durable()
-	}
 	for _, c := range r.centers {
 		cs := CenterStatus{Name: c.Name, Addr: r.CenterAddr(c.Name), State: CenterDown,
 			Sent: counterValue(c.out), Acked: counterValue(c.acksOK), Rejected: counterValue(c.acksErr),
 			Dropped: counterValue(c.dropped), Connects: counterValue(c.connects)}
 		if r.journal != nil {
-			if cur := r.journal.Cursor(c.Name); cur <= durable {
-				cs.Queued = int64(durable - cur + 1)
-			}
+			cs.Queued = r.journal.Backlog(c.Name)
 		} else {
 			cs.Queued, cs.QueuedBytes = c.queued.Load(), c.qbytes.Load()
 		}

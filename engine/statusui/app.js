@@ -185,7 +185,8 @@ function renderRelay(rl) {
   const t = { up: 0, down: 0, stalled: 0 };
   for (const c of rl.centers) t[c.state] = (t[c.state] || 0) + 1;
   setText('centers-total', rl.centers.length + ': ' + t.up + ' up, ' + t.down + ' down, ' + t.stalled + ' stalled');
-  setText('relay-facts', 'relay ' + rl.id + ', ' + (rl.guaranteed ? 'guaranteed (journal ' + fmtBytes(rl.journal_bytes) + ')' : 'not guaranteed') +
+  setText('relay-facts', 'relay ' + rl.id + ', ' + (rl.guaranteed ? 'guaranteed (' + (rl.journal === 'jetstream' ? 'JetStream journal ' + fmtBytes(rl.journal_bytes) + ', this node ' + rl.role :
+    'journal ' + fmtBytes(rl.journal_bytes)) + ')' : 'not guaranteed') +
     ', ' + plural(rl.rules, 'route rule', 'route rules') + ', ' + plural(rl.connections, 'application connection', 'application connections'));
   fill(body('relay', 'centers'), rl.centers.map(c => el('tr', { 'data-center': c.name },
     el('td', {}, c.name), el('td', { class: 'mono' }, c.addr), el('td', {}, badge(c.state), c.state === 'stalled' ? ' ' + fmtDur(c.idle_s) : ''),

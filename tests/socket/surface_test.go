@@ -2,6 +2,7 @@ package socket
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -420,4 +421,65 @@ end }
 	if err := json.Unmarshal([]byte(a.do("detailsView")), &d); err != nil || len(d.Data.Rooms) != 8 {
 		t.Fatalf("rooms: %v (%v)", d.Data.Rooms, err)
 	}
+}
+
+// Item 6: JSON arrays from Lua over the wire: an empty array marked with sb.json.array, arrays the engine
+// hands to Lua (a decoded request param, sb.json.decode, sb.cache, conn:rooms()) stay arrays, empty or not,
+// in an action's result, in conn:send and in sb.json.encode.
+func TestJSONArraysFromLua(t *testing.T) {
+	e := harness.Start(t, plainYAML, harness.Options{Scripts: map[string]string{"a.lua": `
+local sb = require "switchboard"
+sb.action{ name = "arrays", inputs = { list = {} }, run = function(conn, params)
+  sb.cache.save("arrays", { none = sb.json.array() })
+  local result = {
+    problems = sb.json.array(),
+    plain = {},
+    list = params.list,
+    decoded = sb.json.decode('{"a":[],"b":{}}'),
+    cached = sb.cache.load("arrays"),
+    rooms = conn:rooms(),
+    [1.5] = "a key that is no string takes the general path",
+  }
+  conn:send{ rooms = conn:rooms(), encoded = sb.json.encode({ problems = sb.json.array() }) }
+  return result
+end }
+`}})
+	a, _ := welcomed(t, e.Addr(t, "socket"))
+	if got := a.do(`{"action":"arrays","params":{"list":[]}}`); got != `{"rooms":[],"encoded":"{\"problems\":[]}"}` {
+		t.Fatalf("send: %s", got)
+	}
+	var r map[string]any
+	got := a.line()
+	if err := json.Unmarshal([]byte(got), &r); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"problems": `[]`, "plain": `{}`, "list": `[]`, "decoded": `{"a":[],"b":{}}`,
+		"cached": `{"none":[]}`, "rooms": `[]`} {
+		if b, _ := json.Marshal(r[key]); string(b) != want {
+			t.Fatalf("%s: %s, want %s, in %s", key, b, want, got)
+		}
+	}
+}
+
+// Item 8: the documented decisions. A line over max_data_length gets actionhero v20's text with the numbers
+// the right way round (v20 swaps them: "20 received/41 max"), and the connection stays open; a client that
+// half-closes after a slow action still gets its reply, then the server closes without a goodbye.
+func TestDocumentedDecisions(t *testing.T) {
+	e := harness.Start(t, "socket:\n  listen: 127.0.0.1:0\n  max_data_length: 20\n", harness.Options{})
+	a, _ := welcomed(t, e.Addr(t, "socket"))
+	if got := body(t, a.do("paramAdd key="+strings.Repeat("k", 28))); got != `{"status":"error","error":"data length is too big (41 received/20 max)","context":"response"}` {
+		t.Fatalf("too long: %s", got)
+	}
+	if got := body(t, a.do("paramsView")); got != `{"status":"OK","context":"response","data":{}}` {
+		t.Fatalf("after: %s", got)
+	}
+	a.send("sleepTest\r\n") // sleepDuration defaults to 1000 ms
+	if err := a.c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	var r struct{ SleepDuration int }
+	if err := json.Unmarshal([]byte(a.line()), &r); err != nil || r.SleepDuration != 1000 {
+		t.Fatalf("the slow action's reply: %+v %v", r, err)
+	}
+	a.expectClosed()
 }

@@ -215,7 +215,10 @@ func (s *Scripts) ReceiveSay(ctx context.Context, from *socket.Conn, msg *socket
 	}
 	payload, err := s.Payload(ctx, *msg)
 	if err != nil {
-		return false, err
+		if from != nil {
+			from.Log().WithError(err).WithField("room", msg.Room).Warn("generateMessagePayload failed: message refused")
+		}
+		return false, publicScriptError(err)
 	}
 	if payload == nil {
 		payload = msg.Payload()
