@@ -407,7 +407,7 @@ func (r *Rooms) Members(ctx context.Context, room string, offset, limit int) ([]
 	nLocal := len(all)
 	r.mu.RLock()
 	for _, rm := range r.remote[room] {
-		if r.live.Alive(rm.node) {
+		if r.live != nil && r.live.Alive(rm.node) { // before Start no other node is known
 			all = append(all, rm.m)
 		}
 	}
