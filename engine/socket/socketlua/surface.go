@@ -3,6 +3,7 @@ package socketlua
 import (
 	"math"
 	"runtime/metrics"
+	"strings"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -195,6 +196,9 @@ func registerOne(kind, fn string) lua.LGFunction {
 	return func(L *lua.LState) int {
 		f := L.CheckFunction(1)
 		if _, err := luabind.VMOf(L).Register(kind, "", f, nil); err != nil {
+			if _, first, twice := strings.Cut(err.Error(), " is already registered at "); twice {
+				return luabind.Raise(L, "%s: set twice (first at %s); there is one of it", fn, first)
+			}
 			return luabind.Raise(L, "%s: %v", fn, err)
 		}
 		return 0
