@@ -404,7 +404,7 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 		}
 		b := vm.Budget()
 		if t, ok := res.(*lua.LTable); ok {
-			enc, ok, err := encodeResult(t, &b)
+			enc, ok, err := encodeResult(c.ReplyBuffer(), t, &b)
 			if err != nil {
 				return resultError(h, err)
 			}
@@ -445,9 +445,13 @@ func resultError(h *luabind.Handler, err error) error {
 // encodeResult writes an action's result table (an object, not an array) straight to JSON, in the order
 // and form orderedFromLua and the socket encoder would give it (luabind.AppendJSONObject). ok=false for
 // anything that path treats specially: the caller then converts as usual. The reply's tail goes in the
-// room left after it.
-func encodeResult(t *lua.LTable, bud *luabind.Budget) (socket.EncodedObject, bool, error) {
-	b, ok, err := luabind.AppendJSONObject(make([]byte, 0, 256), t, socket.ReservedKey, bud)
+// room left after it. buf is where to write (the connection's spare reply buffer, Conn.ReplyBuffer), nil
+// for a new one.
+func encodeResult(buf []byte, t *lua.LTable, bud *luabind.Budget) (socket.EncodedObject, bool, error) {
+	if cap(buf) == 0 {
+		buf = make([]byte, 0, 256)
+	}
+	b, ok, err := luabind.AppendJSONObject(buf[:0], t, socket.ReservedKey, bud)
 	if !ok || err != nil {
 		return nil, false, err
 	}

@@ -277,7 +277,7 @@ sb.on("null", function() return sb.json.null end)`})
 		}
 		tbl := L.GetGlobal("result").(*lua.LTable)
 		b := luabind.BudgetFor(L)
-		enc, ok, err := encodeResult(tbl, &b)
+		enc, ok, err := encodeResult(nil, tbl, &b)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.src, err)
 		}
