@@ -29,8 +29,12 @@ func (e *Engine) newCluster() (bus.Backplane, luabind.CacheStore, error) {
 	return n.Backplane(e.metrics), clusterStore{n.Cache(e.cfg.Lua.CacheMaxBytes)}, nil
 }
 
-// stopCluster leaves the cluster (after the parts and the bus stopped).
+// stopCluster leaves the cluster (after the parts and the bus stopped): the socket rooms stop following
+// it first (their last records are deleted while the node is still connected).
 func (e *Engine) stopCluster(ctx context.Context) {
+	if e.rooms != nil {
+		e.rooms.Close(ctx)
+	}
 	if e.node != nil {
 		_ = e.node.Shutdown(ctx)
 	}

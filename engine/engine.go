@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard/switchboard/engine/cluster"
 	"github.com/switchboard/switchboard/engine/esl/esllua"
 	"github.com/switchboard/switchboard/engine/socket"
+	"github.com/switchboard/switchboard/engine/socket/roomscluster"
 	"github.com/switchboard/switchboard/engine/socket/socketlua"
 	"github.com/switchboard/switchboard/luabind"
 )
@@ -44,7 +45,8 @@ type Engine struct {
 	registry *prometheus.Registry
 	metrics  prometheus.Registerer
 	bus      *bus.Bus
-	node     *cluster.Node // nil unless cluster.nats_url is set (cluster.go)
+	node     *cluster.Node       // nil unless cluster.nats_url is set (cluster.go)
+	rooms    *roomscluster.Rooms // the socket server's rooms across nodes; nil unless clustered with a socket server
 	lua      *luabind.Runtime
 	eslLua   *esllua.Binding // call control's binding: flows, and the API scripts of admin POST /lua
 	parts    []namedPart

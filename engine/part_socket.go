@@ -2,6 +2,7 @@ package engine
 
 import (
 	"github.com/switchboard/switchboard/engine/socket"
+	"github.com/switchboard/switchboard/engine/socket/roomscluster"
 	"github.com/switchboard/switchboard/engine/socket/socketlua"
 )
 
@@ -23,10 +24,26 @@ func newSocketPart(e *Engine) (Part, error) {
 	if id == "" {
 		id = defaultNodeID(e.cfg) // the cluster's node id: one name for this engine everywhere
 	}
-	srv, err := socket.New(cfg, socket.Options{Actions: scripts, Verbs: scripts, Hooks: scripts, RoomHooks: scripts,
-		ID: id, Log: e.log, Metrics: e.metrics})
+	opts := socket.Options{Actions: scripts, Verbs: scripts, Hooks: scripts, RoomHooks: scripts, ID: id, Log: e.log, Metrics: e.metrics}
+	var rooms *roomscluster.Rooms
+	if e.node != nil {
+		// In a cluster the rooms are the nodes' (engine/socket/roomscluster).
+		r, err := roomscluster.New(e.node, roomscluster.Options{Starting: cfg.Rooms.Starting, Autocreate: cfg.Rooms.Autocreate,
+			Log: e.log, Metrics: e.metrics})
+		if err != nil {
+			return nil, err
+		}
+		rooms, opts.Rooms, opts.ID = r, r, e.node.ID()
+	}
+	srv, err := socket.New(cfg, opts)
 	if err != nil {
 		return nil, err
+	}
+	if rooms != nil {
+		if err := rooms.Start(srv); err != nil {
+			return nil, err
+		}
+		e.rooms = rooms
 	}
 	return srv, nil
 }

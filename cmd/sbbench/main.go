@@ -29,7 +29,7 @@ func main() {
 		tuner = gcfloor.Start(def.GCFloor())
 	}
 	root.PersistentPostRun = func(*cobra.Command, []string) { tuner.Stop() }
-	root.AddCommand(echoCmd(), socketCmd(), relayCmd(), eslCmd(), channelCmd(), clusterTopicCmd())
+	root.AddCommand(echoCmd(), socketCmd(), relayCmd(), eslCmd(), channelCmd(), clusterTopicCmd(), clusterSayCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "sbbench:", err)
 		os.Exit(1)

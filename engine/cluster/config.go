@@ -31,6 +31,8 @@ type Config struct {
 	SendBufferBytes int `mapstructure:"send_buffer_bytes"`
 	// ReconnectWait is the pause between two attempts to reach a server after the connection is lost.
 	ReconnectWait time.Duration `mapstructure:"reconnect_wait"`
+	// Rooms bounds the socket server's rooms shared by the nodes (rooms.go).
+	Rooms RoomsConfig `mapstructure:"rooms"`
 }
 
 // TLSFiles are the files of a TLS connection to NATS; all are paths (resolved from the config's folder).
@@ -43,7 +45,7 @@ type TLSFiles struct {
 // DefaultConfig is the section's defaults: no cluster.
 func DefaultConfig() Config {
 	return Config{Name: "switchboard", ConnectTimeout: 2 * time.Second, RequestTimeout: 2 * time.Second, ReconnectWait: time.Second,
-		SendBufferBytes: 8 << 20}
+		SendBufferBytes: 8 << 20, Rooms: DefaultRoomsConfig()}
 }
 
 // Enabled says whether the engine joins a cluster.
@@ -76,6 +78,9 @@ func (c Config) Validate() error {
 	}
 	if c.SendBufferBytes < 64<<10 {
 		errs = append(errs, fmt.Errorf("cluster.send_buffer_bytes: expected at least 65536, got %d", c.SendBufferBytes))
+	}
+	if err := c.Rooms.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		errs = append(errs, errors.New("cluster.tls: cert and key go together: set both or neither"))

@@ -15,9 +15,13 @@
 //	<name>.node.status      request: every node answers with its status (Node.Nodes)
 //	<name>_nodes            KV bucket: one key per live node, expiring MembersTTL after its last heartbeat
 //	<name>_cache            KV bucket behind sb.cache: values and locks (Cache)
+//	<name>.rooms            socket rooms: chat messages and room destructions (engine/socket/roomscluster)
+//	<name>_rooms            KV bucket: one key per socket room
+//	<name>_roommembers      KV bucket: one key per socket room member, with its node and record
 //
-// Presence is the helper for anything that must vanish with a dead node (rooms' members): keys in a KV
-// bucket whose max age is the TTL, renewed by their owner. Values crossing nodes use the value codec
+// Presence is the helper for anything that must vanish with a dead node: keys in a KV bucket whose max age
+// is the TTL, renewed by their owner. LiveNodes watches the node list, for what hangs off a node without a
+// key of its own (socket rooms' members: hidden as soon as their node stops heartbeating). Values crossing nodes use the value codec
 // (EncodeValue, DecodeValue): exact for any value a script can make, bounded when decoding.
 //
 // With cluster.nats_url empty none of this exists: the bus has no backplane and sb.cache is the in-process

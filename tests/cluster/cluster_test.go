@@ -45,9 +45,10 @@ func scripts(int) harness.Options {
 
 // client speaks the socket server's line protocol.
 type client struct {
-	t testing.TB
-	c net.Conn
-	r *bufio.Reader
+	t       testing.TB
+	c       net.Conn
+	r       *bufio.Reader
+	pending []map[string]any // chat messages read while waiting for a reply (rooms_test.go)
 }
 
 func dial(t testing.TB, addr string) *client {
