@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
+
+	"github.com/switchboard/switchboard/engine/transport"
 )
 
 // With relay.journal = jetstream several relay nodes (engines with the same relay.id in one cluster) share
@@ -185,7 +187,7 @@ func (r *Relay) runCluster(ctx context.Context) {
 			r.log.WithError(err).Warn("relay: JetStream journal not ready (the node stays standby; trying again)")
 			lastLog = time.Now()
 		}
-		if !sleepCtx(ctx, backoff) {
+		if !transport.Sleep(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, 5*time.Second)
@@ -208,7 +210,7 @@ func (r *Relay) runCluster(ctx context.Context) {
 			<-lostCh
 			r.log.WithError(err).Error("relay: could not become the active node (the lease is given up)")
 			l.release()
-			if !sleepCtx(ctx, j.cfg.JetStream.LeaseTTL) {
+			if !transport.Sleep(ctx, j.cfg.JetStream.LeaseTTL) {
 				return
 			}
 			continue
@@ -297,15 +299,4 @@ func (r *Relay) standbyText() string {
 		return fmt.Sprintf("relay node %s is standby (no node is active yet): try again, or another relay node", r.js.node)
 	}
 	return fmt.Sprintf("relay node %s is standby: relay node %s is active", r.js.node, *h)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

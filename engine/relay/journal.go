@@ -277,32 +277,9 @@ func (j *Journal) loadSlots(centers []string) error {
 		j.log.WithFields(logrus.Fields{"center": name, "from": j.cursors[name], "to": j.lastIdx}).
 			Warn("journal holds records for a center that is no longer configured: kept until retention (relay.journal_retention_bytes, relay.journal_retention_age) drops them")
 	}
-	used := [MaxCenters]bool{}
-	for _, s := range j.slots {
-		used[s] = true
-	}
-	added := false
-	for _, c := range centers {
-		if _, ok := j.slots[c]; ok {
-			continue
-		}
-		free := -1
-		for i := range used {
-			if !used[i] {
-				free = i
-				break
-			}
-		}
-		if free < 0 {
-			return fmt.Errorf("relay: journal: no slot for center %s: %d centers are named in %s (centers no longer configured keep theirs until retention drops their records)", c, MaxCenters, path)
-		}
-		used[free] = true
-		// the cursor first: a slot may have been another center's, whose older records must not reach this one
-		if err := j.writeCursor(c, j.lastIdx+1); err != nil {
-			return err
-		}
-		j.slots[c] = free
-		added = true
+	added, aerr := assignSlots(j.slots, centers, path, func(c string) error { return j.writeCursor(c, j.lastIdx+1) })
+	if aerr != nil {
+		return aerr
 	}
 	if added || errors.Is(err, os.ErrNotExist) {
 		if err := j.writeSlots(); err != nil {
@@ -317,6 +294,38 @@ func (j *Journal) loadSlots(centers []string) error {
 		}
 	}
 	return nil
+}
+
+// assignSlots gives each center of centers without a slot the lowest free one, in order, after calling
+// startAt for it (its cursor must be written first: the slot may have been another center's, whose older
+// records must not reach this one). where names the store in the error when every slot is taken.
+func assignSlots(slots map[string]int, centers []string, where string, startAt func(center string) error) (added bool, err error) {
+	used := [MaxCenters]bool{}
+	for _, s := range slots {
+		used[s] = true
+	}
+	for _, c := range centers {
+		if _, ok := slots[c]; ok {
+			continue
+		}
+		free := -1
+		for i := range used {
+			if !used[i] {
+				free = i
+				break
+			}
+		}
+		if free < 0 {
+			return added, fmt.Errorf("relay: journal: no slot for center %s: %d centers are named in %s (centers no longer configured keep theirs until retention drops their records)", c, MaxCenters, where)
+		}
+		used[free] = true
+		if err := startAt(c); err != nil {
+			return added, err
+		}
+		slots[c] = free
+		added = true
+	}
+	return added, nil
 }
 
 // forget drops a center no longer configured with nothing left for it: its slot and its cursor.

@@ -446,33 +446,15 @@ func (j *jsJournal) loadSlots(ctx context.Context, last uint64) error {
 				cursors[name] = n
 			}
 		}
-		used := [MaxCenters]bool{}
-		for _, s := range slots {
-			used[s] = true
-		}
-		added := false
-		for _, c := range j.centers {
-			if _, ok := slots[c]; ok {
-				continue
-			}
-			free := -1
-			for i := range used {
-				if !used[i] {
-					free = i
-					break
-				}
-			}
-			if free < 0 {
-				return fmt.Errorf("relay: journal: no slot for center %s: %d centers are named in bucket %s (centers no longer configured keep theirs until retention drops their records)", c, MaxCenters, j.names.state)
-			}
-			used[free] = true
-			// the cursor first: a slot may have been another center's, whose older records must not reach this one
+		added, err := assignSlots(slots, j.centers, "bucket "+j.names.state, func(c string) error {
 			if _, err := j.state.Put(ctx, cursorKey(c), strconv.AppendUint(nil, last+1, 10)); err != nil {
 				return fmt.Errorf("relay: bucket %s: cursor of %s: %w", j.names.state, c, err)
 			}
 			cursors[c] = last + 1
-			slots[c] = free
-			added = true
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if added {
 			text := formatSlots(slots)

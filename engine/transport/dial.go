@@ -173,7 +173,7 @@ func (d *Dialer) Run(ctx context.Context, session func(ctx context.Context, c ne
 			if d.OnDialError != nil {
 				d.OnDialError(err, delay)
 			}
-			if !sleep(ctx, delay) {
+			if !Sleep(ctx, delay) {
 				return ctx.Err()
 			}
 			continue
@@ -208,13 +208,14 @@ func (d *Dialer) Run(ctx context.Context, session func(ctx context.Context, c ne
 			}
 			entry.Warn("connection lost")
 		}
-		if !sleep(ctx, delay) {
+		if !Sleep(ctx, delay) {
 			return ctx.Err()
 		}
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
+// Sleep waits d, or less when ctx ends first: it reports whether the whole wait passed.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
