@@ -430,7 +430,7 @@ func luaMod(a, b float64) float64 {
 type compiledPredicate struct {
 	root    node
 	lua     *relayPredicate
-	globals []string            // free names read, resolved once per generation
+	globals []string // free names read, resolved once per generation
 	gen     atomic.Pointer[genGlobals]
 	getter  *luabind.Func // `return <globals>`, run once per generation
 }
