@@ -276,3 +276,90 @@ func TestCompiledForms(t *testing.T) {
 		}
 	}
 }
+
+// TestCompiledGlobalsPerGeneration: a global the expression reads is the value the serving generation's
+// scripts gave it, read again after a reload; a global holding a table sends the messages to Lua.
+func TestCompiledGlobalsPerGeneration(t *testing.T) {
+	rt, fsys, _ := luabindtest.New(t, luabind.DefaultConfig(), map[string]string{"a.lua": `blocked = "XXX"`}, luabindtest.Options{})
+	params := []relay.ParamType{{Name: "venue", Type: relay.TypeString, NonNull: true}}
+	pred, err := Compiler(rt)(params, `venue ~= blocked`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := pred.(*compiledPredicate)
+	if !ok {
+		t.Fatalf("not compiled: %T", pred)
+	}
+	eval := func(venue string) bool {
+		t.Helper()
+		got, handled, err := p.evalGo([]relay.Value{{Kind: relay.KindString, S: venue}})
+		if !handled || err != nil {
+			t.Fatalf("venue %q: handled %v %v", venue, handled, err)
+		}
+		return got
+	}
+	if eval("XXX") || !eval("LSE") {
+		t.Fatal("blocked = XXX: wrong results")
+	}
+	fsys["a.lua"].Data = []byte(`blocked = "LSE"`)
+	if err := rt.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if !eval("XXX") || eval("LSE") {
+		t.Fatal("after the reload (blocked = LSE): wrong results")
+	}
+	fsys["a.lua"].Data = []byte(`blocked = {}`)
+	if err := rt.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if _, handled, _ := p.evalGo([]relay.Value{{Kind: relay.KindString, S: "LSE"}}); handled {
+		t.Fatal("a table global: the compiled form answered; Lua must")
+	}
+	if got, err := p.Eval([]relay.Value{{Kind: relay.KindString, S: "LSE"}}); !got || err != nil {
+		t.Fatalf("a table global, through Lua: %v %v (a string is never equal to a table)", got, err)
+	}
+}
+
+// luaOnly is Compiler without the compiled form: every expression runs as Lua (as before issue 18).
+func luaOnly(rt *luabind.Runtime) relay.ExprCompiler {
+	return func(params []relay.ParamType, source string) (relay.Predicate, error) {
+		lp, _, _, err := luaPredicate(rt, params, source)
+		return lp, err
+	}
+}
+
+// BenchmarkRelayRouteBig routes issue 18's message through its rule, the expression compiled to Go and
+// in Lua; qty changes from one message to the next, as in sbbench relay --routes big.
+func BenchmarkRelayRouteBig(b *testing.B) {
+	const routes = `Big;0;O;Order;qty Long nonull,px Double;qty > 500 and px < 1000000.0 and venue ~= "XXX";c1;BREAK;` + "\n"
+	rt, _, _ := luabindtest.New(b, luabind.DefaultConfig(), map[string]string{"a.lua": "local sb = require 'switchboard'"}, luabindtest.Options{})
+	msgs := make([]relay.Message, 64)
+	for i := range msgs {
+		var err error
+		msgs[i], err = relay.Parse([]byte(`O|T="Order"|I="o1"|qty=` + strings.Repeat("9", 1+i%5) + `L|px=12.25D`))
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name    string
+		compile relay.ExprCompiler
+	}{{"compiled", Compiler(rt)}, {"lua", luaOnly(rt)}} {
+		b.Run(c.name, func(b *testing.B) {
+			tab, err := relay.ParseRoutes("relay.routes", []byte(routes), []string{"c1"}, c.compile)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tab.SetMemo(1024, 1<<20)
+			var sc relay.RouteScratch
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := tab.Route(&msgs[i%len(msgs)], &sc); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
