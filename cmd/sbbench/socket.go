@@ -40,6 +40,8 @@ func socketCmd() *cobra.Command {
 		hold     int
 		rounds   int
 		pipeline int
+		procs    bool
+		engineB  string
 	)
 	cmd := &cobra.Command{
 		Use:   "socket",
@@ -52,13 +54,29 @@ echo baseline with the same connections and duration and prints the ratio.
 
 With --idle N it instead opens N idle connections (each reads its welcome line) and reports the
 server heap they cost: Go heap in use after GC, divided by N (client sockets included, so this
-over-counts slightly), plus goroutine stack memory.`,
+over-counts slightly), plus goroutine stack memory.
+
+With --server-process the engine (./cmd/switchboard built with go build, or --engine) and a bare Go
+line-echo server (built from an embedded source) each run in a process of their own, as users run
+them; this process is only the load client. Rounds alternate (5 by default) and every run is
+charged its server's CPU time from /proc/<pid>/stat: the medians of rate and server CPU per reply,
+and their ratios, are the figure docs/benchmarks.md reports.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			ctx := cmd.Context()
 			if hold > 0 {
 				return holdIdle(addr, hold)
+			}
+			if procs {
+				if !cmd.Flags().Changed("rounds") {
+					rounds = 5
+				}
+				_, err := runSocketProcesses(ctx, out, socketProcOptions{
+					engine: engineB, scripts: scripts, conns: conns, dur: dur, request: request,
+					pipeline: pipeline, rounds: rounds, cpuprofile: cpuprof,
+				})
+				return err
 			}
 			target := addr
 			var srv *socketServer
@@ -143,9 +161,11 @@ over-counts slightly), plus goroutine stack memory.`,
 	f.StringVar(&scripts, "scripts", "scripts", "scripts directory of the in-process server")
 	f.BoolVar(&echo, "echo", true, "run the echo baseline first and print the ratio")
 	f.StringVar(&memprof, "memprofile", "", "write an allocation profile of the whole run (client and in-process server) to this file")
-	f.StringVar(&cpuprof, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
+	f.StringVar(&cpuprof, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file; with --server-process, the engine process's profile of its last round")
 	f.IntVar(&pipeline, "pipeline", 1, "requests each connection writes at once before reading their replies (an op is then the whole batch)")
-	f.IntVar(&rounds, "rounds", 1, "alternate echo and socket runs this many times and print the medians")
+	f.IntVar(&rounds, "rounds", 1, "alternate echo and socket runs this many times and print the medians (default 5 with --server-process)")
+	f.BoolVar(&procs, "server-process", false, "run the engine (built from ./cmd/switchboard, or --engine) and a bare Go echo server as processes of their own; report the servers' CPU per reply from /proc")
+	f.StringVar(&engineB, "engine", "", "with --server-process: a prebuilt switchboard binary instead of building ./cmd/switchboard")
 	f.IntVar(&hold, "hold", 0, "internal: open this many idle connections to --addr until stdin closes (used by --idle)")
 	_ = f.MarkHidden("hold")
 	f.IntVar(&idle, "idle", 0, "measure heap per idle connection with this many connections instead of load")

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// socketProcOptions is what `sbbench socket --server-process` runs.
+type socketProcOptions struct {
+	engine     string // prebuilt switchboard binary; "" builds ./cmd/switchboard
+	scripts    string // the engine's lua.scripts_dir
+	conns      int
+	dur        time.Duration
+	request    string
+	pipeline   int
+	rounds     int
+	cpuprofile string // the engine's CPU profile of its last run, from its admin listener's /debug/pprof
+	size       int    // echo line size; 0 = 64
+}
+
+// runSocketProcesses builds and starts the engine (socket part alone, logging at error level) and the echo
+// baseline as processes of their own, alternates rounds of load on the two and prints the medians.
+func runSocketProcesses(ctx context.Context, out io.Writer, o socketProcOptions) (procComparison, error) {
+	if o.size == 0 {
+		o.size = 64
+	}
+	dir, err := os.MkdirTemp("", "sbbench-socket-")
+	if err != nil {
+		return procComparison{}, err
+	}
+	defer os.RemoveAll(dir)
+	engineBin, err := buildEngine(ctx, dir, o.engine)
+	if err != nil {
+		return procComparison{}, err
+	}
+	echoBin, err := buildBaseline(ctx, dir, "echoserver")
+	if err != nil {
+		return procComparison{}, err
+	}
+	scripts, err := filepath.Abs(o.scripts)
+	if err != nil {
+		return procComparison{}, err
+	}
+	sockAddr, err := freeAddr()
+	if err != nil {
+		return procComparison{}, err
+	}
+	echoAddr, err := freeAddr()
+	if err != nil {
+		return procComparison{}, err
+	}
+	adminAddr := ""
+	if o.cpuprofile != "" {
+		if adminAddr, err = freeAddr(); err != nil {
+			return procComparison{}, err
+		}
+	}
+	cfgPath := filepath.Join(dir, "switchboard.yaml")
+	if err := os.WriteFile(cfgPath, []byte(socketEngineConfig(sockAddr, adminAddr, scripts)), 0o644); err != nil {
+		return procComparison{}, err
+	}
+	eng, err := startServerProcess(ctx, "socket", engineBin, dir, []string{"run", "-c", cfgPath}, sockAddr)
+	if err != nil {
+		return procComparison{}, err
+	}
+	defer func() {
+		if err := eng.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "sbbench:", err)
+		}
+	}()
+	echo, err := startServerProcess(ctx, "echo", echoBin, dir, []string{"-listen", echoAddr}, echoAddr)
+	if err != nil {
+		return procComparison{}, err
+	}
+	defer func() {
+		if err := echo.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "sbbench:", err)
+		}
+	}()
+	fmt.Fprintf(out, "sbbench socket --server-process: %d conns, request %q, %s x %d rounds; engine %s (pid %d), echo (pid %d); CPU from /proc at 1/%d s\n",
+		o.conns, o.request, o.dur, o.rounds, engineBin, eng.Pid(), echo.Pid(), clockTicks())
+	target := procSide{name: "socket", proc: eng, run: func(ctx context.Context) (LoadResult, error) {
+		if o.cpuprofile == "" {
+			return runSocket(ctx, sockAddr, o.conns, o.dur, o.request, o.pipeline)
+		}
+		prof := make(chan error, 1)
+		go func() { prof <- fetchCPUProfile(adminAddr, o.dur, o.cpuprofile) }()
+		r, err := runSocket(ctx, sockAddr, o.conns, o.dur, o.request, o.pipeline)
+		if perr := <-prof; perr != nil && err == nil {
+			err = perr
+		}
+		return r, err
+	}}
+	base := procSide{name: "echo", proc: echo, run: func(ctx context.Context) (LoadResult, error) {
+		return runEcho(ctx, echoAddr, o.conns, o.dur, o.size)
+	}}
+	return compareProcesses(ctx, out, o.rounds, base, target)
+}
+
+// socketEngineConfig is the engine's configuration for the socket benchmark: the socket part on sockAddr with
+// its defaults, the other parts off, logging at error level (as production runs at info, minus the
+// per-connection lines), the admin listener only for a profile.
+func socketEngineConfig(sockAddr, adminAddr, scripts string) string {
+	pprof := "false"
+	if adminAddr != "" {
+		pprof = "true"
+	}
+	return fmt.Sprintf(`log:
+  level: error
+lua:
+  scripts_dir: %q
+admin:
+  listen: %q
+  pprof: %s
+socket:
+  listen: %q
+  public_dir: ""
+relay:
+  enabled: false
+esl:
+  enabled: false
+`, scripts, adminAddr, pprof, sockAddr)
+}
+
+// fetchCPUProfile writes the engine's CPU profile over d (whole seconds, at least one) to path.
+func fetchCPUProfile(adminAddr string, d time.Duration, path string) error {
+	secs := max(int(math.Round(d.Seconds())), 1)
+	url := "http://" + adminAddr + "/debug/pprof/profile?seconds=" + strconv.Itoa(secs)
+	c := http.Client{Timeout: d + 30*time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("cpu profile: %s: %s", resp.Status, b)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	return f.Close()
+}
