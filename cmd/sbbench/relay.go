@@ -48,6 +48,8 @@ type relayWorkload struct {
 	// to is the set of centers (bit i = centers[i]) the routes send line to, found by the forwarder without
 	// parsing.
 	to func(line []byte) int
+	// fwdRoutes are the same choice as amiforwarder -route flags (BYTES=MASK; no match: every center).
+	fwdRoutes []string
 	// deliveries is the least number of lines the centers must have received after ops acknowledged
 	// messages from clients connections.
 	deliveries func(ops int64, clients int) int64
@@ -75,6 +77,7 @@ var forgeWorkload = relayWorkload{
 		}
 		return 3 // both centers, like ZVZZT
 	},
+	fwdRoutes: []string{`Symbol="AAPL"=1`, `Symbol="IBM"=2`},
 	// a third (give or take one per client) go to both
 	deliveries: func(ops int64, clients int) int64 { return ops + ops/3 - int64(clients) },
 }
@@ -103,8 +106,18 @@ var bigWorkload = relayWorkload{
 	deliveries: func(ops int64, _ int) int64 { return ops },
 }
 
+// trueWorkload is bigWorkload's messages under a catch-all rule: the relay's cost without an expression.
+var trueWorkload = relayWorkload{
+	name:       "true",
+	routes:     "All;0;*;*;;true;c1;BREAK;\n",
+	centers:    bigWorkload.centers,
+	body:       bigWorkload.body,
+	to:         bigWorkload.to,
+	deliveries: bigWorkload.deliveries,
+}
+
 // relayWorkloads are the --routes choices.
-var relayWorkloads = map[string]*relayWorkload{"forge": &forgeWorkload, "big": &bigWorkload}
+var relayWorkloads = map[string]*relayWorkload{"forge": &forgeWorkload, "big": &bigWorkload, "true": &trueWorkload}
 
 func relayCmd() *cobra.Command {
 	var (
@@ -121,6 +134,8 @@ func relayCmd() *cobra.Command {
 		natsN      int
 		replicas   int
 		routes     string
+		serverProc bool
+		engine     string
 	)
 	cmd := &cobra.Command{
 		Use:   "relay",
@@ -141,7 +156,18 @@ clustered in this process on loopback), and prints both with the ratio; --rounds
 			out := cmd.OutOrStdout()
 			wl := relayWorkloads[routes]
 			if wl == nil {
-				return fmt.Errorf("--routes: expected forge or big, got %q", routes)
+				return fmt.Errorf("--routes: expected forge, big or true, got %q", routes)
+			}
+			if serverProc {
+				if journal != relay.JournalLocal || guaranteed {
+					return fmt.Errorf("--server-process: non-guaranteed mode on the local journal only")
+				}
+				if !cmd.Flags().Changed("rounds") {
+					rounds = 5
+				}
+				_, err := runRelayProcesses(cmd.Context(), out, relayProcOptions{engine: engine, workload: wl, clients: clients,
+					window: window, dur: dur, rounds: rounds, cpuprofile: cpuprofile})
+				return err
 			}
 			switch journal {
 			case relay.JournalLocal:
@@ -225,7 +251,9 @@ clustered in this process on loopback), and prints both with the ratio; --rounds
 	f.StringVar(&memprofile, "memprofile", "", "write an allocation profile (whole process, after the last relay run) to this file")
 	f.IntVar(&rounds, "rounds", 1, "alternate forwarder and relay runs this many times and report the median ratio")
 	f.StringVar(&persist, "persist-dir", "", "journal directory for --guaranteed (default: a temporary directory)")
-	f.StringVar(&routes, "routes", "forge", "forge: 3forge's example routes on two centers (NewOrder, Symbol AAPL/IBM/ZVZZT); big: issue 18's rule on one center (Order, typed qty and px, a Lua expression per message)")
+	f.StringVar(&routes, "routes", "forge", "forge: 3forge's example routes on two centers (NewOrder, Symbol AAPL/IBM/ZVZZT); big: issue 18's rule on one center (Order, typed qty and px, a Lua expression per message); true: the same messages under a catch-all rule")
+	f.BoolVar(&serverProc, "server-process", false, "run the engine (relay part alone) and a bare AMI forwarder (baselines/amiforwarder) as processes of their own, this process only the load and the centers; rounds alternate (default 5), medians of rate and server CPU per message from /proc")
+	f.StringVar(&engine, "engine", "", "--server-process: a prebuilt switchboard binary (default: build ./cmd/switchboard)")
 	f.StringVar(&journal, "journal", relay.JournalLocal, "local, or jetstream: compare the local journal with the JetStream journal (guaranteed mode) in one run")
 	f.StringVar(&natsURL, "nats-url", "", "--journal jetstream: the NATS servers (comma-separated); empty runs --nats-servers embedded servers")
 	f.IntVar(&natsN, "nats-servers", 3, "--journal jetstream without --nats-url: embedded NATS servers clustered on loopback")
