@@ -1,8 +1,10 @@
 // Package relaylua is the relay's Lua binding: the EXPRESSION column of relay.routes compiled as Lua
 // (Compiler, the relay's ExprCompiler), with 3forge's AMIScript operators translated (translateAMIScript),
 // the expressions whose result is visibly not a boolean refused (notBoolean), and the pure ones marked so
-// the relay may remember their results (pureExpression). Scripts get no sb.relay functions yet, so the
-// relay has no luabind.Binding.
+// the relay may remember their results (pureExpression). The common forms (params, constants, comparisons,
+// and/or/not, arithmetic) are also compiled to Go closures (compile.go), which answer what Lua would and hand
+// Lua every message they do not model. Scripts get no sb.relay functions yet, so the relay has no
+// luabind.Binding.
 package relaylua
 
 import (
