@@ -363,3 +363,44 @@ func BenchmarkRelayRouteBig(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRelayRouteForge routes 3forge's example (sbbench relay's default routes: Symbol AAPL, IBM and
+// ZVZZT in turn) with the memo on: compiled expressions (evaluated every time) against Lua ones (whose
+// results the memo remembers after the first three messages).
+func BenchmarkRelayRouteForge(b *testing.B) {
+	const routes = `RULE0;0;O,D;NewOrder,Cancel;Symbol String nonull;Symbol < "F";c0;BREAK;
+RULE1;1;O,D;NewOrder,Cancel;Symbol String nonull;Symbol < "Q";c1;BREAK;
+RULE2;2;O,D;NewOrder,Cancel;Symbol String nonull;true;c0,c1;BREAK;
+RULE3;3;*;*;;true;*;BREAK;
+`
+	rt, _, _ := luabindtest.New(b, luabind.DefaultConfig(), map[string]string{"a.lua": "local sb = require 'switchboard'"}, luabindtest.Options{})
+	var msgs []relay.Message
+	for _, sym := range []string{"AAPL", "IBM", "ZVZZT"} {
+		m, err := relay.Parse([]byte(`O|T="NewOrder"|I="o1"|Symbol="` + sym + `"|qty=100|px=12.5D`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	for _, c := range []struct {
+		name    string
+		compile relay.ExprCompiler
+	}{{"compiled", Compiler(rt)}, {"lua+memo", luaOnly(rt)}} {
+		b.Run(c.name, func(b *testing.B) {
+			tab, err := relay.ParseRoutes("relay.routes", []byte(routes), []string{"c0", "c1"}, c.compile)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tab.SetMemo(4096, 262144)
+			var sc relay.RouteScratch
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := tab.Route(&msgs[i%len(msgs)], &sc); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
