@@ -314,7 +314,9 @@ func TestJetStreamStandbyRefusesAndTakesOver(t *testing.T) {
 func TestJetStreamServerLossLosesNothing(t *testing.T) {
 	cl := natsCluster(t, 3)
 	cs, addrs := newCenters(t, "a")
-	n1 := startJSNode(t, cl, "n1", allOrders, addrs, nil)
+	// No takeover here: the default lease (10 s), so that a machine loaded by -race and other builds does not
+	// make the node step down before the server is lost (a 4 s lease did, once, in CI).
+	n1 := startJSNode(t, cl, "n1", allOrders, addrs, func(c *relay.Config) { c.JetStream.LeaseTTL = 10 * time.Second })
 	waitActive(t, n1, 20*time.Second)
 	app, err := relaytest.Dial(n1.addr, "feed", "")
 	if err != nil {
