@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard/switchboard/engine/channel/channellua"
 	"github.com/switchboard/switchboard/engine/cluster"
 	"github.com/switchboard/switchboard/engine/esl/esllua"
+	"github.com/switchboard/switchboard/engine/socket"
 	"github.com/switchboard/switchboard/engine/socket/socketlua"
 	"github.com/switchboard/switchboard/luabind"
 )
@@ -116,7 +117,7 @@ func New(opts Options) (*Engine, error) {
 			e.parts = append(e.parts, namedPart{b.name, p})
 		}
 	}
-	if err := rt.Bind(bindings(e.eslLua, e.channelSet())...); err != nil {
+	if err := rt.Bind(bindings(e.socketServer(), e.eslLua, e.channelSet())...); err != nil {
 		e.abandon()
 		return nil, err
 	}
@@ -140,10 +141,10 @@ func (e *Engine) abandon() {
 }
 
 // bindings are every part's Lua binding: scripts see the same switchboard module whichever parts run (a
-// disabled part's functions are there; what needs the part says it is not running). set is nil without
-// channels.
-func bindings(esl *esllua.Binding, set *channel.Set) []luabind.Binding {
-	return []luabind.Binding{socketlua.New(), esl, channellua.New(set)}
+// disabled part's functions are there; what needs the part says it is not running). srv is nil without
+// the socket server, set without channels.
+func bindings(srv *socket.Server, esl *esllua.Binding, set *channel.Set) []luabind.Binding {
+	return []luabind.Binding{socketlua.New(srv), esl, channellua.New(set)}
 }
 
 // ScriptRuntime builds a Lua runtime for cfg's scripts with every part's binding and no part running (the
@@ -151,7 +152,7 @@ func bindings(esl *esllua.Binding, set *channel.Set) []luabind.Binding {
 // into. The caller loads it and closes it; esl is call control's binding (its flows, RunAPIScript).
 func ScriptRuntime(cfg Config, scripts fs.FS, display string, log *logrus.Entry) (rt *luabind.Runtime, esl *esllua.Binding, err error) {
 	esl = esllua.New(esllua.OptionsFrom(cfg.Lua))
-	rt, err = luabind.New(luabind.Options{Config: cfg.Lua, FS: scripts, Display: display, Log: log, Bindings: bindings(esl, nil)})
+	rt, err = luabind.New(luabind.Options{Config: cfg.Lua, FS: scripts, Display: display, Log: log, Bindings: bindings(nil, esl, nil)})
 	return rt, esl, err
 }
 

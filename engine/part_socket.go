@@ -19,7 +19,12 @@ func newSocketPart(e *Engine) (Part, error) {
 	cfg.MaxConnections = e.connBudget().capFor(e.log.WithField("part", "socket"), "socket.max_connections", cfg.MaxConnections, perConn)
 	// Actions are looked up in the serving generation per request, so a reload applies to new requests.
 	scripts := socketlua.NewScripts(e.lua)
-	srv, err := socket.New(cfg, socket.Options{Actions: scripts, Verbs: scripts, Hooks: scripts, Log: e.log, Metrics: e.metrics})
+	id := e.cfg.Cluster.NodeID
+	if id == "" {
+		id = defaultNodeID(e.cfg) // the cluster's node id: one name for this engine everywhere
+	}
+	srv, err := socket.New(cfg, socket.Options{Actions: scripts, Verbs: scripts, Hooks: scripts, RoomHooks: scripts,
+		ID: id, Log: e.log, Metrics: e.metrics})
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,6 @@
--- The shipped socket actions: the three of actionhero's example project, so the documented socket
--- session (detailsView, randomNumber, cacheTest, paramAdd, say...) works out of the box.
+-- The shipped socket actions: the ones of actionhero's example project (randomNumber, cacheTest, sleepTest) and
+-- of its default project (status, createChatRoom), so the documented socket session (detailsView, randomNumber,
+-- cacheTest, paramAdd, say...) and the official clients' own tests work out of the box.
 -- Edit freely: `kill -HUP <pid>` (or POST /reload on the admin address) reloads every script.
 local sb = require "switchboard"
 local random = math.random
@@ -82,5 +83,54 @@ sb.action{
       sleepDelta = sleepEnded - sleepStarted,
       sleepDuration = sleepDuration,
     }
+  end,
+}
+
+-- status: actionhero's default project's health check (v20 field order). A node is unhealthy past
+-- maxMemoryMB of live heap; problems is always an array, [] when healthy. Switchboard has no event loop
+-- to time and no resque queues, so eventLoopDelay and resqueTotalQueueLength are not reported.
+local maxMemoryMB = 500
+
+sb.action{
+  name = "status",
+  description = "I will return some basic information about the API",
+  outputExample = {
+    nodeStatus = "Node Healthy", problems = {}, id = "host:5000", actionheroVersion = "v1.0.0",
+    uptime = 10469, name = "switchboard", description = "...", version = "v1.0.0", consumedMemoryMB = 12.34,
+  },
+  run = function()
+    local server = sb.server()
+    local consumedMemoryMB = math.floor(server.heapBytes / 1024 / 1024 * 100 + 0.5) / 100
+    local problems = sb.json.array()
+    if consumedMemoryMB > maxMemoryMB then
+      problems[#problems + 1] = "Using more than " .. maxMemoryMB .. " MB of RAM/HEAP"
+    end
+    return {
+      nodeStatus = #problems == 0 and "Node Healthy" or "Unhealthy",
+      problems = problems,
+      id = server.id,
+      actionheroVersion = server.version,
+      uptime = server.uptime,
+      name = server.name,
+      description = "Switchboard: an actionhero-compatible socket server, AMI relay and FreeSWITCH call control in one binary",
+      version = server.version,
+      consumedMemoryMB = consumedMemoryMB,
+    }
+  end,
+}
+
+-- createChatRoom: actionhero's default project's room creation (v20: didCreate 1, or the error
+-- "room exists").
+sb.action{
+  name = "createChatRoom",
+  description = "I will create a chatroom with the given name",
+  inputs = { name = { required = true } },
+  outputExample = { didCreate = 1 },
+  run = function(conn, params)
+    local ok, err = sb.rooms.add(tostring(params.name))
+    if not ok then
+      return nil, err
+    end
+    return { didCreate = 1 }
   end,
 }

@@ -332,6 +332,9 @@ type procComparison struct {
 	Base, Target sideRuns
 	RateRatio    float64 // median target rate / median baseline rate
 	CPURatio     float64 // median target server CPU per op / median baseline's (lower is better)
+	// the same from each round's pair of runs (made in the same minute), then the median over rounds:
+	// steadier than the ratio of medians when the neighbours' load drifts during the run
+	PairedRateRatio, PairedCPURatio float64
 }
 
 // compareProcesses runs rounds rounds; each runs both sides once, the baseline first in odd rounds and the
@@ -385,10 +388,21 @@ func compareProcesses(ctx context.Context, out io.Writer, rounds int, base, targ
 	if bc > 0 {
 		cmp.CPURatio = float64(tc) / float64(bc)
 	}
+	var rr, cr []float64
+	for i := range cmp.Base.Results {
+		if b := cmp.Base.Results[i].Rate; b > 0 {
+			rr = append(rr, cmp.Target.Results[i].Rate/b)
+		}
+		if b := cmp.Base.CPUPerOp[i]; b > 0 {
+			cr = append(cr, float64(cmp.Target.CPUPerOp[i])/float64(b))
+		}
+	}
+	cmp.PairedRateRatio, cmp.PairedCPURatio = median(rr), median(cr)
 	n := len(cmp.Base.Results)
 	fmt.Fprintf(out, "medians of %d rounds (server processes):\n", n)
 	fmt.Fprintf(out, "  %-12s %10.0f ops/s  server cpu/op %s\n", base.name, br, fmtDur(bc))
 	fmt.Fprintf(out, "  %-12s %10.0f ops/s  server cpu/op %s\n", target.name, tr, fmtDur(tc))
 	fmt.Fprintf(out, "  %s: rate %.2fx of %s, server cpu per op %.2fx of %s's\n", target.name, cmp.RateRatio, base.name, cmp.CPURatio, base.name)
+	fmt.Fprintf(out, "  per-round ratios, median: rate %.2fx, server cpu per op %.2fx\n", cmp.PairedRateRatio, cmp.PairedCPURatio)
 	return cmp, nil
 }

@@ -93,10 +93,10 @@ func TestServerProcessRound(t *testing.T) {
 	if len(cmp.Base.Results) != 1 || len(cmp.Target.Results) != 1 || cmp.Base.Results[0].Ops == 0 || cmp.Target.Results[0].Ops == 0 {
 		t.Fatalf("runs: %+v", cmp)
 	}
-	if cmp.RateRatio <= 0 {
+	if cmp.RateRatio <= 0 || cmp.PairedRateRatio != cmp.RateRatio {
 		t.Fatalf("rate ratio %v", cmp.RateRatio)
 	}
-	for _, want := range []string{"round 1\n", "echo-a       server cpu/op", "echo-b       server cpu/op", "medians of 1 rounds (server processes):", "echo-b: rate "} {
+	for _, want := range []string{"round 1\n", "echo-a       server cpu/op", "echo-b       server cpu/op", "medians of 1 rounds (server processes):", "echo-b: rate ", "per-round ratios, median: rate "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
@@ -136,22 +136,33 @@ func TestServerProcessExitsBeforeListening(t *testing.T) {
 }
 
 // TestSocketServerProcess runs `sbbench socket --server-process` for one tiny round: the engine built from
-// this repository with the shipped scripts against the echo process.
+// this repository with the shipped scripts against the echo process, then against itself (--vs-engine).
 func TestSocketServerProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the engine")
 	}
-	var out bytes.Buffer
-	cmp, err := runSocketProcesses(context.Background(), &out, socketProcOptions{
-		scripts: "../../scripts", conns: 2, dur: 300 * time.Millisecond, request: "randomNumber", pipeline: 1, rounds: 1,
-	})
+	bin, err := buildEngine(context.Background(), t.TempDir(), "")
 	if err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
+		t.Fatal(err)
 	}
-	if cmp.Base.Results[0].Ops == 0 || cmp.Target.Results[0].Ops == 0 || cmp.Target.Results[0].Errors != 0 {
-		t.Fatalf("runs: %+v\n%s", cmp, out.String())
-	}
-	if !strings.Contains(out.String(), "socket: rate ") {
-		t.Fatalf("no ratio line:\n%s", out.String())
+	for _, vs := range []string{"", bin} {
+		var out bytes.Buffer
+		cmp, err := runSocketProcesses(context.Background(), &out, socketProcOptions{
+			engine: bin, vsEngine: vs, scripts: "../../scripts", conns: 2, dur: 300 * time.Millisecond,
+			request: "randomNumber", pipeline: 1, rounds: 1,
+		})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+		if cmp.Base.Results[0].Ops == 0 || cmp.Target.Results[0].Ops == 0 {
+			t.Fatalf("runs: %+v\n%s", cmp, out.String())
+		}
+		want := "socket: rate "
+		if vs != "" {
+			want = "vs-engine    server cpu/op"
+		}
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -42,6 +42,7 @@ func socketCmd() *cobra.Command {
 		pipeline int
 		procs    bool
 		engineB  string
+		vsEngine string
 	)
 	cmd := &cobra.Command{
 		Use:   "socket",
@@ -73,7 +74,7 @@ and their ratios, are the figure docs/benchmarks.md reports.`,
 					rounds = 5
 				}
 				_, err := runSocketProcesses(ctx, out, socketProcOptions{
-					engine: engineB, scripts: scripts, conns: conns, dur: dur, request: request,
+					engine: engineB, vsEngine: vsEngine, scripts: scripts, conns: conns, dur: dur, request: request,
 					pipeline: pipeline, rounds: rounds, cpuprofile: cpuprof,
 				})
 				return err
@@ -165,6 +166,7 @@ and their ratios, are the figure docs/benchmarks.md reports.`,
 	f.IntVar(&pipeline, "pipeline", 1, "requests each connection writes at once before reading their replies (an op is then the whole batch)")
 	f.IntVar(&rounds, "rounds", 1, "alternate echo and socket runs this many times and print the medians (default 5 with --server-process)")
 	f.BoolVar(&procs, "server-process", false, "run the engine (built from ./cmd/switchboard, or --engine) and a bare Go echo server as processes of their own; report the servers' CPU per reply from /proc")
+	f.StringVar(&vsEngine, "vs-engine", "", "with --server-process: compare with this other switchboard binary (same request) instead of the echo server, e.g. a build of main for before/after")
 	f.StringVar(&engineB, "engine", "", "with --server-process: a prebuilt switchboard binary instead of building ./cmd/switchboard")
 	f.IntVar(&hold, "hold", 0, "internal: open this many idle connections to --addr until stdin closes (used by --idle)")
 	_ = f.MarkHidden("hold")

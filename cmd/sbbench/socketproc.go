@@ -15,6 +15,7 @@ import (
 // socketProcOptions is what `sbbench socket --server-process` runs.
 type socketProcOptions struct {
 	engine     string // prebuilt switchboard binary; "" builds ./cmd/switchboard
+	vsEngine   string // another switchboard binary to compare with instead of the echo server (before/after)
 	scripts    string // the engine's lua.scripts_dir
 	conns      int
 	dur        time.Duration
@@ -40,9 +41,11 @@ func runSocketProcesses(ctx context.Context, out io.Writer, o socketProcOptions)
 	if err != nil {
 		return procComparison{}, err
 	}
-	echoBin, err := buildBaseline(ctx, dir, "echoserver")
-	if err != nil {
-		return procComparison{}, err
+	echoBin := ""
+	if o.vsEngine == "" {
+		if echoBin, err = buildBaseline(ctx, dir, "echoserver"); err != nil {
+			return procComparison{}, err
+		}
 	}
 	scripts, err := filepath.Abs(o.scripts)
 	if err != nil {
@@ -75,7 +78,20 @@ func runSocketProcesses(ctx context.Context, out io.Writer, o socketProcOptions)
 			fmt.Fprintln(os.Stderr, "sbbench:", err)
 		}
 	}()
-	echo, err := startServerProcess(ctx, "echo", echoBin, dir, []string{"-listen", echoAddr}, echoAddr)
+	var echo *serverProcess
+	if o.vsEngine == "" {
+		echo, err = startServerProcess(ctx, "echo", echoBin, dir, []string{"-listen", echoAddr}, echoAddr)
+	} else {
+		vsBin, berr := buildEngine(ctx, dir, o.vsEngine)
+		if berr != nil {
+			return procComparison{}, berr
+		}
+		vsCfg := filepath.Join(dir, "switchboard-vs.yaml")
+		if err := os.WriteFile(vsCfg, []byte(socketEngineConfig(echoAddr, "", scripts)), 0o644); err != nil {
+			return procComparison{}, err
+		}
+		echo, err = startServerProcess(ctx, "vs-engine", vsBin, dir, []string{"run", "-c", vsCfg}, echoAddr)
+	}
 	if err != nil {
 		return procComparison{}, err
 	}
@@ -84,10 +100,16 @@ func runSocketProcesses(ctx context.Context, out io.Writer, o socketProcOptions)
 			fmt.Fprintln(os.Stderr, "sbbench:", err)
 		}
 	}()
-	fmt.Fprintf(out, "sbbench socket --server-process: %d conns, request %q, %s x %d rounds; engine %s (pid %d), echo (pid %d); CPU from /proc at 1/%d s\n",
-		o.conns, o.request, o.dur, o.rounds, engineBin, eng.Pid(), echo.Pid(), clockTicks())
+	baseName := "echo"
+	if o.vsEngine != "" {
+		baseName = "vs-engine"
+	}
+	fmt.Fprintf(out, "sbbench socket --server-process: %d conns, request %q, %s x %d rounds; engine %s (pid %d), %s %s (pid %d); CPU from /proc at 1/%d s\n",
+		o.conns, o.request, o.dur, o.rounds, engineBin, eng.Pid(), baseName, o.vsEngine, echo.Pid(), clockTicks())
+	engineRuns := 0
 	target := procSide{name: "socket", proc: eng, run: func(ctx context.Context) (LoadResult, error) {
-		if o.cpuprofile == "" {
+		engineRuns++
+		if o.cpuprofile == "" || engineRuns < max(o.rounds, 1) { // profile the last run only
 			return runSocket(ctx, sockAddr, o.conns, o.dur, o.request, o.pipeline)
 		}
 		prof := make(chan error, 1)
@@ -98,7 +120,10 @@ func runSocketProcesses(ctx context.Context, out io.Writer, o socketProcOptions)
 		}
 		return r, err
 	}}
-	base := procSide{name: "echo", proc: echo, run: func(ctx context.Context) (LoadResult, error) {
+	base := procSide{name: baseName, proc: echo, run: func(ctx context.Context) (LoadResult, error) {
+		if o.vsEngine != "" {
+			return runSocket(ctx, echoAddr, o.conns, o.dur, o.request, o.pipeline)
+		}
 		return runEcho(ctx, echoAddr, o.conns, o.dur, o.size)
 	}}
 	return compareProcesses(ctx, out, o.rounds, base, target)

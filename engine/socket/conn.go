@@ -36,6 +36,8 @@ type Conn struct {
 	ctx    context.Context // cancelled when the connection goes away
 	cancel context.CancelFunc
 
+	// roomMu orders the connection's joins and leaves: the room store and the rooms list change together.
+	roomMu       sync.Mutex
 	mu           sync.Mutex
 	params       Params
 	rooms        []string
@@ -60,7 +62,15 @@ type Conn struct {
 
 	wmu    sync.Mutex    // orders direct writes with queued ones
 	direct *directWriter // nil: every write is queued (TLS, non-unix)
+
+	// spare is a reply buffer the socket took whole, kept for the next action's result (ReplyBuffer);
+	// guarded by mu, at most maxSpareReply bytes of capacity.
+	spare []byte
 }
+
+// maxSpareReply bounds the reply buffer a connection keeps between requests (Conn.ReplyBuffer): a bigger
+// reply's buffer is left to the collector, so an idle connection holds at most this much for it.
+const maxSpareReply = 1024
 
 // handedOff marks Conn.inlineSince when the reading role moved to another goroutine.
 const handedOff = -1
@@ -122,33 +132,6 @@ func (c *Conn) Rooms() []string {
 	return append([]string(nil), c.rooms...)
 }
 
-// Join adds the connection to a room (errors: room does not exist, already in this room).
-func (c *Conn) Join(room string) error {
-	if err := c.srv.rooms.join(c, room, c.srv.now()); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.rooms = append(c.rooms, room)
-	c.mu.Unlock()
-	return nil
-}
-
-// Leave removes the connection from a room.
-func (c *Conn) Leave(room string) error {
-	if err := c.srv.rooms.leave(c, room); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	for i, r := range c.rooms {
-		if r == room {
-			c.rooms = append(c.rooms[:i:i], c.rooms[i+1:]...)
-			break
-		}
-	}
-	c.mu.Unlock()
-	return nil
-}
-
 // Send writes v as one JSON line (an Object or map renders as an object). It never blocks; a peer whose
 // outbound queue is full is disconnected.
 func (c *Conn) Send(v any) error {
@@ -174,28 +157,61 @@ func (c *Conn) Close() {
 // send). Writing directly spares the outbox's writer goroutine a wake-up per reply (docs/benchmarks.md);
 // it never blocks: what the socket does not take at once is queued, in order, behind it.
 func (c *Conn) write(p []byte) error {
+	_, err := c.send(p)
+	return err
+}
+
+// send is write; taken says the socket took p whole on this goroutine, so nothing refers to p any more
+// (a queued p belongs to the outbox until written).
+func (c *Conn) send(p []byte) (taken bool, err error) {
 	if c.closed.Load() {
-		return net.ErrClosed
+		return false, net.ErrClosed
 	}
 	c.wmu.Lock()
 	if c.direct != nil && c.out.Pending() == 0 {
 		n := c.direct.write(p)
 		if n == len(p) {
 			c.wmu.Unlock()
-			return nil
+			return true, nil
 		}
 		p = p[n:]
 	}
-	err := c.out.Send(p)
+	err = c.out.Send(p)
 	c.wmu.Unlock()
 	if err == nil {
-		return nil
+		return false, nil
 	}
 	if errors.Is(err, transport.ErrOutboxFull) {
 		c.dropSlowReader(len(p))
-		return fmt.Errorf("socket: conn %s: %w", c.id, err)
+		return false, fmt.Errorf("socket: conn %s: %w", c.id, err)
 	}
-	return err
+	return false, err
+}
+
+// ReplyBuffer returns an empty buffer for an action to encode its result in (an EncodedObject: the reply
+// is then built in the same buffer): the one the connection's previous reply went out in when the socket
+// took it whole, else nil (append allocates). A nil Conn (an action run outside a server) returns nil.
+func (c *Conn) ReplyBuffer() []byte {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	b := c.spare
+	c.spare = nil
+	c.mu.Unlock()
+	return b[:0]
+}
+
+// keepReply keeps a written reply's buffer for ReplyBuffer (one at most, up to maxSpareReply bytes).
+func (c *Conn) keepReply(b []byte) {
+	if cap(b) > maxSpareReply {
+		return
+	}
+	c.mu.Lock()
+	if c.spare == nil {
+		c.spare = b[:0]
+	}
+	c.mu.Unlock()
 }
 
 // dropSlowReader disconnects a client that does not read what it is sent (its outbound queue is at
@@ -547,7 +563,9 @@ func (c *Conn) answer(reply []byte) {
 	c.pending--
 	c.mu.Unlock()
 	c.srv.metrics.pending.Dec()
-	_ = c.write(reply)
+	if taken, _ := c.send(reply); taken {
+		c.keepReply(reply)
+	}
 	c.actions.Done()
 }
 
@@ -686,13 +704,7 @@ func (c *Conn) finish(end error) {
 	}
 	_ = c.nc.Close()
 
-	c.mu.Lock()
-	rooms := c.rooms
-	c.rooms = nil
-	c.mu.Unlock()
-	for _, r := range rooms {
-		_ = s.rooms.leave(c, r)
-	}
+	c.leaveAll(context.Background())
 	if s.opts.Hooks != nil {
 		s.opts.Hooks.Disconnect(context.Background(), c)
 	}

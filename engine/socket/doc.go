@@ -19,7 +19,13 @@
 //	error        {"error":"<message>","context":"response","messageId":..,"messageCount":n}
 //	too long     {"status":"error","error":"data length is too big (41 received/20 max)",...}
 //	chat         {"message":..,"room":..,"from":<conn id>,"context":"user","sentAt":<ms>}
+//	server chat  {"message":..,"room":..,"from":0,"context":"user","sentAt":<ms>}
 //	goodbye      {"status":"Bye!","context":"api"} then close
+//
+// The too-long text is actionhero v20's with its numbers the right way round (the line's length, then the
+// limit; v20 swaps them: "20 received/41 max"; the v21+ plugin sends "DATA_LENGTH_TOO_LONG"). A client
+// that half-closes (sends FIN) after a request still gets the reply once the action ends, then the server
+// closes without a goodbye line, as the reference does.
 //
 // quit and exit first answer the requests sent before them that are still running (each within its action's
 // time limit), then say goodbye; the reference drops those replies.
@@ -33,7 +39,18 @@
 //
 // Actions run concurrently (at most socket.simultaneous_actions per connection; replies arrive in
 // completion order); verbs run in line order. Scripts plug in through the small interfaces Actions,
-// Verbs and Hooks, so Go code and tests drive the server without Lua.
+// Verbs, Hooks and RoomHooks (actionhero's chat middleware and member/message shaping), so Go code and
+// tests drive the server without Lua.
+//
+// # Rooms
+//
+// Room membership, member records and the hand-off of chat messages to other nodes live behind Rooms
+// (LocalRooms in one process; a cluster backs it with a shared store). The server runs the RoomHooks
+// itself, never while a Rooms method runs: a join checks the room and membership, runs the join hooks
+// (which may refuse with the error the client reads) and MemberDetails, then joins; a leave runs the leave
+// hooks first. A chat message (a say, or Server.Broadcast from the server itself, "from":0) runs the
+// onSayReceive hooks once on the sender's node, then Deliver writes it to this node's members through
+// Payload and the per-recipient SayTo hooks. Without hooks a message is one shared line for every member.
 //
 // # Running actions
 //

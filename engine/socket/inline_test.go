@@ -2,8 +2,11 @@ package socket
 
 import (
 	"context"
+	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,4 +167,52 @@ func TestQuitAnswersPendingRequests(t *testing.T) {
 	}
 	expectShape(t, c.line(), `{"status":"Bye!","context":"api"}`)
 	c.expectEOF()
+}
+
+// A reply the socket took whole leaves its buffer to the connection's next action (Conn.ReplyBuffer); the
+// replies stay exact, one reused buffer after another, and a reply above maxSpareReply is not kept.
+func TestReplyBufferReused(t *testing.T) {
+	var reused, calls atomic.Int64
+	ts := startServer(t, func(_ *Config, o *Options) {
+		a := o.Actions.(ActionMap)
+		a["enc"] = &ActionFunc{ActionInfo{Name: "enc", Inputs: []Input{{Name: "n"}}}, func(ctx context.Context, c *Conn, p Params) (any, error) {
+			b := c.ReplyBuffer()
+			if len(b) != 0 {
+				return nil, fmt.Errorf("ReplyBuffer has %d bytes in it", len(b))
+			}
+			if cap(b) > 0 {
+				reused.Add(1)
+			}
+			calls.Add(1)
+			n, _ := p.Get("n")
+			size, _ := strconv.Atoi(fmt.Sprint(n))
+			b = append(b, `{"n":`...)
+			b = strconv.AppendInt(b, int64(calls.Load()), 10)
+			b = append(b, `,"pad":"`...)
+			b = append(b, strings.Repeat("p", size)...)
+			return EncodedObject(append(b, `"}`...)), nil
+		}}
+	})
+	c := dial(t, ts.addr)
+	c.line()
+	for i := 1; i <= 20; i++ {
+		expectShape(t, c.do(`{"action":"enc","params":{"action":"enc","n":3}}`),
+			fmt.Sprintf(`{"n":%d,"pad":"ppp","context":"response","messageId":"UUID","messageCount":%d}`, i, i))
+	}
+	// every request after the first found the previous reply's buffer (the test client reads each reply
+	// before it sends the next, so the socket took them whole)
+	if got := reused.Load(); got != 19 {
+		t.Fatalf("%d of 20 actions got a reused buffer, want 19", got)
+	}
+	// a reply bigger than maxSpareReply is not kept for the next action
+	pad := maxSpareReply + 100
+	if got := c.do(fmt.Sprintf(`{"action":"enc","params":{"action":"enc","n":%d}}`, pad)); !strings.Contains(got, strings.Repeat("p", pad)+`"`) {
+		t.Fatalf("big reply: %.80s...", got)
+	}
+	before := reused.Load()
+	expectShape(t, c.do(`{"action":"enc","params":{"action":"enc","n":1}}`),
+		`{"n":22,"pad":"p","context":"response","messageId":"UUID","messageCount":22}`)
+	if reused.Load() != before {
+		t.Fatal("the buffer of a reply above maxSpareReply was kept")
+	}
 }

@@ -146,7 +146,8 @@ func appendJSON(b []byte, v any, depth int) ([]byte, error) {
 // into the reply as they are. Script bindings build it straight from their own values (see
 // AppendJSONString), sparing the Object in between. It must not have the keys context, messageId or
 // messageCount (ReservedKey), which the server writes. The server builds the reply in its buffer (spare
-// capacity of about 100 bytes saves a copy), so it must not be used after it was returned.
+// capacity of about 100 bytes saves a copy), so it must not be used after it was returned; building it in
+// the connection's Conn.ReplyBuffer reuses the buffer of the connection's previous reply.
 type EncodedObject []byte
 
 // ReservedKey says a reply field is written by the server, not by an action's result.

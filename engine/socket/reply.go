@@ -128,8 +128,8 @@ func apiLine(key, text string) []byte {
 	return append(b, crlf...)
 }
 
-// chatLine renders a say broadcast.
-func chatLine(text, room, from string, sentAtMs int64) []byte {
+// chatTextLine renders the default chat line of a text said by a connection.
+func chatTextLine(text, room, from string, sentAtMs int64) []byte {
 	b := make([]byte, 0, 96+len(text)+len(room))
 	b = append(b, `{"message":`...)
 	b = jsonjs.AppendString(b, text)

@@ -22,7 +22,14 @@ type Options struct {
 	Actions Actions
 	Verbs   Verbs
 	Hooks   Hooks
-	Log     *logrus.Entry
+	// RoomHooks are the chat middleware and member/message shaping of scripts (nil: actionhero's defaults).
+	RoomHooks RoomHooks
+	// Rooms is where rooms live; nil keeps them in this process (NewLocalRooms with the configured
+	// starting rooms). A cluster passes a store shared by its nodes.
+	Rooms Rooms
+	// ID names this server (the "host" of actionhero's default member record); "" = "switchboard".
+	ID  string
+	Log *logrus.Entry
 	// Metrics registers the switchboard_socket_* collectors; nil registers nothing.
 	Metrics prometheus.Registerer
 	// TLS overrides the certificate files of the config (tests); nil with secure=true loads them.
@@ -38,7 +45,9 @@ type Server struct {
 	opts    Options
 	log     *logrus.Entry
 	tls     *tls.Config
-	rooms   *Rooms
+	id      string
+	created time.Time // when New made the server (sb.server's uptime counts from it)
+	rooms   Rooms
 	metrics *metrics
 	now     func() time.Time
 	delim   []byte
@@ -46,8 +55,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[*Conn]struct{}
-	wg        sync.WaitGroup // connections being served (Done by forget)
+	conns     map[string]*Conn // by id
+	wg        sync.WaitGroup   // connections being served (Done by forget)
 
 	workers *workers
 	stall   stallWatch
@@ -78,20 +87,28 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, opts: opts, log: log.WithField("part", "socket"),
-		rooms:      NewRooms(cfg.Rooms.Starting, cfg.Rooms.Autocreate),
+		id:         opts.ID,
+		rooms:      opts.Rooms,
 		now:        opts.Now,
 		delim:      []byte(cfg.Delimiter),
 		splitCR:    cfg.Delimiter == "\n",
 		listeners:  map[net.Listener]struct{}{},
-		conns:      map[*Conn]struct{}{},
+		conns:      map[string]*Conn{},
 		shutdownCh: make(chan struct{}),
 		workers:    newWorkers(10 * time.Second),
+	}
+	if s.rooms == nil {
+		s.rooms = NewLocalRooms(cfg.Rooms.Starting, cfg.Rooms.Autocreate)
+	}
+	if s.id == "" {
+		s.id = "switchboard"
 	}
 	s.stall.init()
 	s.drainCtx, s.drainStop = context.WithCancel(context.Background())
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.created = s.now()
 	s.tls = opts.TLS
 	if !cfg.Secure {
 		s.tls = nil
@@ -104,8 +121,14 @@ func New(cfg Config, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Rooms returns the server's chat rooms.
-func (s *Server) Rooms() *Rooms { return s.rooms }
+// Created is when the server was made (sb.server's uptime counts from it).
+func (s *Server) Created() time.Time { return s.created }
+
+// Now is the server's clock.
+func (s *Server) Now() time.Time { return s.now() }
+
+// Rooms returns where the server's chat rooms live.
+func (s *Server) Rooms() Rooms { return s.rooms }
 
 // Config returns the configuration the server runs with.
 func (s *Server) Config() Config { return s.cfg }
@@ -205,7 +228,7 @@ func (s *Server) Serve(l net.Listener) error {
 			_ = nc.Close()
 			continue
 		}
-		s.conns[c] = struct{}{}
+		s.conns[c.id] = c
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go c.serve()
@@ -215,7 +238,7 @@ func (s *Server) Serve(l net.Listener) error {
 // forget drops a finished connection (called once by the goroutine that finished it).
 func (s *Server) forget(c *Conn) {
 	s.mu.Lock()
-	delete(s.conns, c)
+	delete(s.conns, c.id)
 	s.mu.Unlock()
 	s.wg.Done()
 }
@@ -245,7 +268,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 		_ = l.Close()
 	}
 	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
+	for _, c := range s.conns {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
@@ -266,7 +289,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	s.drainStop() // connections stop waiting for actions and for their outboxes
 	s.mu.Lock()
-	for c := range s.conns {
+	for _, c := range s.conns {
 		c.abort("shutdown deadline")
 	}
 	s.mu.Unlock()

@@ -2,6 +2,7 @@ package socket
 
 import (
 	"cmp"
+	"context"
 	"net"
 	"slices"
 	"strconv"
@@ -40,17 +41,9 @@ type MemberStatus struct {
 func (s *Server) ConnsPage(room string, offset, limit int) (page []ConnStatus, total int) {
 	var conns []*Conn
 	if room != "" {
-		conns = s.rooms.members(room)
+		conns = s.rooms.Local(room)
 	} else {
-		s.mu.Lock()
-		conns = make([]*Conn, 0, len(s.conns))
-		for c := range s.conns {
-			conns = append(conns, c)
-		}
-		s.mu.Unlock()
-		slices.SortFunc(conns, func(a, b *Conn) int {
-			return cmp.Or(a.connectedAt.Compare(b.connectedAt), cmp.Compare(a.id, b.id))
-		})
+		conns = s.sortedConns()
 	}
 	total = len(conns)
 	now := s.now()
@@ -69,37 +62,47 @@ func (s *Server) ConnsPage(room string, offset, limit int) (page []ConnStatus, t
 }
 
 // RoomsPage returns the rooms sorted by name, from offset, at most limit of them, each with at most
-// firstMembers members; total counts the rooms.
+// firstMembers members; total counts the rooms. A room store that fails (a cluster's, unreachable) gives
+// an empty page.
 func (s *Server) RoomsPage(offset, limit, firstMembers int) (page []RoomStatus, total int) {
-	r := s.rooms
-	r.mu.RLock()
-	names := make([]string, 0, len(r.rooms))
-	for name := range r.rooms {
-		names = append(names, name)
+	ctx := context.Background()
+	names, total, err := s.rooms.List(ctx, offset, limit)
+	if err != nil {
+		s.log.WithError(err).Warn("status page: rooms not listed")
+		return nil, 0
 	}
-	r.mu.RUnlock()
-	slices.Sort(names)
-	total = len(names)
-	for _, name := range window(names, offset, limit) {
+	for _, name := range names {
 		st := RoomStatus{Name: name, First: []MemberStatus{}}
-		r.mu.RLock()
-		if rm, ok := r.rooms[name]; ok {
-			st.Members = len(rm.members)
-			for _, m := range rm.members[:min(len(rm.members), max(firstMembers, 0))] {
-				st.First = append(st.First, MemberStatus{ID: m.c.id, JoinedAt: m.joinedAt})
+		members, n, err := s.rooms.Members(ctx, name, 0, max(firstMembers, 0))
+		if err == nil {
+			st.Members = n
+			for _, m := range members {
+				st.First = append(st.First, MemberStatus{ID: m.ID, JoinedAt: m.JoinedAt})
 			}
 		}
-		r.mu.RUnlock()
 		page = append(page, st)
 	}
 	return page, total
 }
 
-// RoomCount is the number of rooms.
+// RoomCount is the number of rooms (0 when the room store fails).
 func (s *Server) RoomCount() int {
-	s.rooms.mu.RLock()
-	defer s.rooms.mu.RUnlock()
-	return len(s.rooms.rooms)
+	_, total, _ := s.rooms.List(context.Background(), 0, 0)
+	return total
+}
+
+// sortedConns is every open connection, oldest first.
+func (s *Server) sortedConns() []*Conn {
+	s.mu.Lock()
+	conns := make([]*Conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(conns, func(a, b *Conn) int {
+		return cmp.Or(a.connectedAt.Compare(b.connectedAt), cmp.Compare(a.id, b.id))
+	})
+	return conns
 }
 
 // window is list[offset:offset+limit], clamped.
@@ -107,5 +110,5 @@ func window[T any](list []T, offset, limit int) []T {
 	if offset < 0 || offset >= len(list) || limit <= 0 {
 		return nil
 	}
-	return list[offset:min(len(list), offset+limit)]
+	return list[offset : offset+min(len(list)-offset, limit)]
 }

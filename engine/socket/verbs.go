@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"math"
 	"strings"
 )
 
@@ -76,39 +77,35 @@ func (c *Conn) builtinVerb(l Line, id msgID, count int64) error {
 		return ok(c.details(), true)
 	case "roomAdd":
 		room, _ := arg(0)
-		if err := c.Join(room); err != nil {
+		if err := c.Join(c.ctx, room); err != nil {
 			return fail(err)
 		}
 		return ok(true, true)
 	case "roomLeave":
 		room, _ := arg(0)
-		if err := c.Leave(room); err != nil {
+		if err := c.Leave(c.ctx, room); err != nil {
 			return fail(err)
 		}
 		return ok(true, true)
 	case "roomView":
 		room, _ := arg(0)
-		v, err := s.rooms.view(c, room)
+		if !s.rooms.IsMember(room, c) {
+			return fail(NotInRoom(room))
+		}
+		v, err := s.RoomStatus(c.ctx, room, 0, math.MaxInt)
 		if err != nil {
 			return fail(err)
 		}
 		return ok(v, true)
 	case "say":
 		room, text, _ := strings.Cut(l.Rest, " ")
-		if room == "" || text == "" {
-			return fail(errSayArgs)
-		}
-		if !s.rooms.isMember(c, room) {
-			return fail(notIn(room))
-		}
-		out, keep, err := s.sayHook(c.ctx, c, room, text)
+		msg, keep, err := s.prepareSay(c.ctx, c, room, text)
 		if err != nil {
-			c.log.WithError(err).WithField("room", room).Warn("say hook failed; message dropped")
-			return fail(errSayHook)
+			return fail(err)
 		}
 		_ = ok(nil, false)
 		if keep {
-			s.Broadcast(room, c.id, out)
+			s.send(c.ctx, msg)
 		}
 		return nil
 	case "documentation":

@@ -63,4 +63,12 @@ func TestChatRoomsExample(t *testing.T) {
 	match(t, bob.line(), `{"message":"anonymous: anyone?","room":"games","from":"UUID","context":"user","sentAt":MS}`)
 	// ann is not in games and the flood was dropped: her next line is the reply to her own request.
 	match(t, ann.do("roomView lobby"), `{"status":"OK","context":"response","data":{"room":"lobby","members":{"UUID":{"id":"UUID","joinedAt":MS},"UUID":{"id":"UUID","joinedAt":MS}},"membersCount":2},"messageId":"UUID","messageCount":4}`)
+	// Arrivals and departures are announced by the server, outside the lobby.
+	match(t, ann.do("roomAdd games"), `{"status":"OK","context":"response","data":true,"messageId":"UUID","messageCount":5}`)
+	match(t, bob.line(), `{"message":"ann joined","room":"games","from":0,"context":"user","sentAt":MS}`)
+	match(t, bob.do("rooms"), `{"status":"OK","context":"response","data":["games","lobby","support"],"messageId":"UUID","messageCount":4}`)
+	left := `{"message":"anonymous left","room":"games","from":0,"context":"user","sentAt":MS}`
+	match(t, bob.do("roomLeave games"), left)
+	match(t, bob.line(), `{"status":"OK","context":"response","data":true,"messageId":"UUID","messageCount":5}`)
+	match(t, ann.line(), left)
 }

@@ -363,6 +363,9 @@ const withTimeout = (p, ms, what) => Promise.race([p, new Promise((_, rej) => se
   out.cacheTestBad = { error: bad.error && bad.error.message };
   const rn = await a.action("randomNumber");
   out.randomNumber = rn.data;
+  // the client's own test: action("status") has no error, uptime above 0 and context "response"
+  const st = await a.action("status");
+  out.status = { error: st.error && st.error.message, data: st.data };
   await a.roomAdd("defaultRoom");
   await b.connect({ host: "127.0.0.1", port, timeout: 5000 });
   await b.roomAdd("defaultRoom");
@@ -427,8 +430,16 @@ func TestActionheroNodeClient(t *testing.T) {
 		}
 		CacheTestBad struct{ Error string }
 		RandomNumber struct{ RandomNumber float64 }
-		Heard        struct{ Message, From string }
-		AID          string
+		Status       struct {
+			Error *string
+			Data  struct {
+				Uptime   float64
+				Context  string
+				Problems []string
+			}
+		}
+		Heard struct{ Message, From string }
+		AID   string
 	}
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatalf("node output %s: %v", out, err)
@@ -443,6 +454,8 @@ func TestActionheroNodeClient(t *testing.T) {
 		t.Fatalf("cacheTest with a short key: %s", out)
 	case r.RandomNumber.RandomNumber <= 0 || r.RandomNumber.RandomNumber >= 1:
 		t.Fatalf("randomNumber: %s", out)
+	case r.Status.Error != nil || r.Status.Data.Uptime <= 0 || r.Status.Data.Context != "response" || r.Status.Data.Problems == nil || len(r.Status.Data.Problems) != 0:
+		t.Fatalf("status: %s", out)
 	case r.Heard.Message != "hello from node" || r.Heard.From != r.AID:
 		t.Fatalf("say: %s", out)
 	}

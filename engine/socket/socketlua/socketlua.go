@@ -41,18 +41,22 @@ type actionMeta struct {
 
 const connTypeName = "switchboard.socket.conn"
 
-// Binding adds sb.action and sb.verb to every VM (luabind.Binding). The conn objects handlers receive are
-// built per request (Scripts).
-type Binding struct{}
+// Binding adds sb.action, sb.verb, sb.rooms, sb.connections and sb.server to every VM (luabind.Binding).
+// The conn objects handlers receive are built per request (Scripts).
+type Binding struct {
+	srv *socket.Server // nil when the socket server is not running: sb.rooms... then raise
+}
 
-// New returns the socket server's binding. It needs no server: a handler gets its connection as an argument.
-func New() *Binding { return &Binding{} }
+// New returns the socket server's binding; srv is the running server (nil when the part is disabled:
+// actions and verbs still register, the functions that need the server say it is not running).
+func New(srv *socket.Server) *Binding { return &Binding{srv: srv} }
 
-// Open adds sb.action and sb.verb to a VM's module.
-func (*Binding) Open(vm *luabind.VM, mod *lua.LTable) {
+// Open adds the socket functions to a VM's module.
+func (b *Binding) Open(vm *luabind.VM, mod *lua.LTable) {
 	L := vm.L
 	mod.RawSetString("action", L.NewFunction(func(L *lua.LState) int { return sbAction(vm, L) }))
 	mod.RawSetString("verb", L.NewFunction(func(L *lua.LState) int { return sbVerb(vm, L) }))
+	b.openSurface(vm, mod)
 }
 
 // connMetatable is the metatable of conn objects, built once per runtime and shared by its VMs.
@@ -198,7 +202,8 @@ func sbVerb(vm *luabind.VM, L *lua.LState) int {
 // Scripts gives the socket server the actions, verbs and hooks of rt's scripts. Each request looks them
 // up in the generation serving at that moment, so a reload applies to the next request.
 type Scripts struct {
-	rt *luabind.Runtime
+	rt   *luabind.Runtime
+	plan atomic.Pointer[chatPlan] // the chat middleware of the serving generation, in running order
 }
 
 // NewScripts wires a runtime to the socket server (socket.Options Actions, Verbs and Hooks).
@@ -399,7 +404,7 @@ func (a *luaAction) Run(ctx context.Context, c *socket.Conn, p socket.Params) (a
 		}
 		b := vm.Budget()
 		if t, ok := res.(*lua.LTable); ok {
-			enc, ok, err := encodeResult(t, &b)
+			enc, ok, err := encodeResult(c.ReplyBuffer(), t, &b)
 			if err != nil {
 				return resultError(h, err)
 			}
@@ -440,9 +445,13 @@ func resultError(h *luabind.Handler, err error) error {
 // encodeResult writes an action's result table (an object, not an array) straight to JSON, in the order
 // and form orderedFromLua and the socket encoder would give it (luabind.AppendJSONObject). ok=false for
 // anything that path treats specially: the caller then converts as usual. The reply's tail goes in the
-// room left after it.
-func encodeResult(t *lua.LTable, bud *luabind.Budget) (socket.EncodedObject, bool, error) {
-	b, ok, err := luabind.AppendJSONObject(make([]byte, 0, 256), t, socket.ReservedKey, bud)
+// room left after it. buf is where to write (the connection's spare reply buffer, Conn.ReplyBuffer), nil
+// for a new one.
+func encodeResult(buf []byte, t *lua.LTable, bud *luabind.Budget) (socket.EncodedObject, bool, error) {
+	if cap(buf) == 0 {
+		buf = make([]byte, 0, 256)
+	}
+	b, ok, err := luabind.AppendJSONObject(buf[:0], t, socket.ReservedKey, bud)
 	if !ok || err != nil {
 		return nil, false, err
 	}
@@ -545,11 +554,16 @@ var connMethods = map[string]lua.LGFunction{
 		for i, r := range rooms {
 			t.RawSetInt(i+1, lua.LString(r))
 		}
+		luabind.MarkArray(L, t)
 		L.Push(t)
 		return 1
 	},
-	"roomAdd":   func(L *lua.LState) int { return okOrErr(L, checkConn(L).Join(L.CheckString(2))) },
-	"roomLeave": func(L *lua.LState) int { return okOrErr(L, checkConn(L).Leave(L.CheckString(2))) },
+	"details": func(L *lua.LState) int {
+		L.Push(goToLua(L, checkConn(L).Details(), 0))
+		return 1
+	},
+	"roomAdd":   func(L *lua.LState) int { return okOrErr(L, checkConn(L).Join(L.Context(), L.CheckString(2))) },
+	"roomLeave": func(L *lua.LState) int { return okOrErr(L, checkConn(L).Leave(L.Context(), L.CheckString(2))) },
 	"say": func(L *lua.LState) int {
 		c := checkConn(L)
 		return okOrErr(L, c.Say(L.Context(), L.CheckString(2), L.CheckString(3)))
@@ -617,7 +631,10 @@ func goToLua(L *lua.LState, v any, depth int) lua.LValue {
 		for i, e := range x {
 			t.RawSetInt(i+1, goToLua(L, e, depth+1))
 		}
+		luabind.MarkArray(L, t)
 		return t
+	case time.Time:
+		return lua.LNumber(x.UnixMilli())
 	case json.Number:
 		f, err := x.Float64()
 		if err != nil {
@@ -639,6 +656,22 @@ func orderedFromLua(v lua.LValue, depth int, bud *luabind.Budget) (any, error) {
 	case *lua.LTable:
 		if err := bud.Take(2); err != nil {
 			return nil, err
+		}
+		if x.Metatable != lua.LNil && luabind.IsJSONArray(x) {
+			n, err := luabind.JSONArrayLen(x)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]any, n)
+			for i := 1; i <= n; i++ {
+				e, err := orderedFromLua(x.RawGetInt(i), depth+1, bud)
+				if err != nil {
+					return nil, err
+				}
+				bud.Add(1) // the comma
+				out[i-1] = e
+			}
+			return out, nil
 		}
 		n, err := luabind.ArrayLen(x)
 		if err != nil {

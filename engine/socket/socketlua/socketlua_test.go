@@ -277,7 +277,7 @@ sb.on("null", function() return sb.json.null end)`})
 		}
 		tbl := L.GetGlobal("result").(*lua.LTable)
 		b := luabind.BudgetFor(L)
-		enc, ok, err := encodeResult(tbl, &b)
+		enc, ok, err := encodeResult(nil, tbl, &b)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.src, err)
 		}
@@ -314,5 +314,5 @@ sb.on("null", function() return sb.json.null end)`})
 // newRuntime loads files (name -> source) with the socket binding.
 func newRuntime(t testing.TB, cfg luabind.Config, files map[string]string) (*luabind.Runtime, fstest.MapFS, *luabindtest.LogBuf) {
 	t.Helper()
-	return luabindtest.New(t, cfg, files, luabindtest.Options{Bindings: []luabind.Binding{New()}})
+	return luabindtest.New(t, cfg, files, luabindtest.Options{Bindings: []luabind.Binding{New(nil)}})
 }

@@ -22,3 +22,23 @@ sb.on("socket.say", function(conn, room, text)
   end
   return (conn:param("nick") or "anonymous") .. ": " .. text
 end)
+
+-- Announce arrivals and departures in every room but the lobby: the server speaks ("from":0), as
+-- actionhero's chat middleware does. The hook runs before the change, so the newcomer does not hear its own
+-- arrival and the leaver hears its own departure.
+local function announce(conn, room, what)
+  if room ~= "lobby" then
+    sb.rooms.broadcast(room, (conn:param("nick") or "anonymous") .. " " .. what)
+  end
+end
+sb.rooms.middleware{
+  name = "announce",
+  join = function(conn, room) announce(conn, room, "joined") end,
+  leave = function(conn, room) announce(conn, room, "left") end,
+}
+
+-- rooms: the open rooms (the first 100, by name).
+sb.verb("rooms", function(conn, args)
+  local names = sb.rooms.list(0, 100)
+  return names
+end)
