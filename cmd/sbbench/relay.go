@@ -38,6 +38,87 @@ RULE3;3;*;*;;true;*;BREAK;
 
 var benchSymbols = []string{"AAPL", "IBM", "ZVZZT"}
 
+// relayWorkload is what sbbench relay sends and how the relay routes it (--routes).
+type relayWorkload struct {
+	name    string
+	routes  string   // the relay.routes file
+	centers []string // the relay's centers, by index (the forwarder's sinks)
+	// body appends the message's params after its header ("O#seq@-1").
+	body func(line []byte, seq int64) []byte
+	// to is the set of centers (bit i = centers[i]) the routes send line to, found by the forwarder without
+	// parsing.
+	to func(line []byte) int
+	// fwdRoutes are the same choice as amiforwarder -route flags (BYTES=MASK; no match: every center).
+	fwdRoutes []string
+	// deliveries is the least number of lines the centers must have received after ops acknowledged
+	// messages from clients connections.
+	deliveries func(ops int64, clients int) int64
+}
+
+// forgeWorkload is 3forge's example on two centers (benchRoutes): NewOrder messages with Symbol AAPL, IBM and
+// ZVZZT in turn.
+var forgeWorkload = relayWorkload{
+	name:    "forge",
+	routes:  benchRoutes,
+	centers: []string{"c0", "c1"},
+	body: func(line []byte, seq int64) []byte {
+		line = append(line, `|T="NewOrder"|I="o`...)
+		line = strconv.AppendInt(line, seq, 10)
+		line = append(line, `"|Symbol="`...)
+		line = append(line, benchSymbols[seq%3]...)
+		return append(line, `"|qty=100|px=12.5D`...)
+	},
+	to: func(line []byte) int {
+		switch {
+		case bytes.Contains(line, []byte(`Symbol="AAPL"`)):
+			return 1
+		case bytes.Contains(line, []byte(`Symbol="IBM"`)):
+			return 2
+		}
+		return 3 // both centers, like ZVZZT
+	},
+	fwdRoutes: []string{`Symbol="AAPL"=1`, `Symbol="IBM"=2`},
+	// a third (give or take one per client) go to both
+	deliveries: func(ops int64, clients int) int64 { return ops + ops/3 - int64(clients) },
+}
+
+// bigRoutes is issue 18's relay rule: typed params and a Lua expression per message, one center. venue is
+// not a declared param, so the expression reads it as a global (nil unless a script defines it).
+const bigRoutes = `Big;0;O;Order;qty Long nonull,px Double;qty > 500 and px < 1000000.0 and venue ~= "XXX";c1;BREAK;
+`
+
+// bigWorkload is issue 18's relay case: Order messages whose qty and px differ from one message to the next
+// (so no two in a row have the same params) and all pass the rule, to the one center.
+var bigWorkload = relayWorkload{
+	name:    "big",
+	routes:  bigRoutes,
+	centers: []string{"c1"},
+	body: func(line []byte, seq int64) []byte {
+		line = append(line, `|T="Order"|I="o`...)
+		line = strconv.AppendInt(line, seq, 10)
+		line = append(line, `"|qty=`...)
+		line = strconv.AppendInt(line, 501+seq%100000, 10)
+		line = append(line, `L|px=`...)
+		line = strconv.AppendInt(line, 1+seq%1000, 10)
+		return append(line, `.25D`...)
+	},
+	to:         func([]byte) int { return 1 },
+	deliveries: func(ops int64, _ int) int64 { return ops },
+}
+
+// trueWorkload is bigWorkload's messages under a catch-all rule: the relay's cost without an expression.
+var trueWorkload = relayWorkload{
+	name:       "true",
+	routes:     "All;0;*;*;;true;c1;BREAK;\n",
+	centers:    bigWorkload.centers,
+	body:       bigWorkload.body,
+	to:         bigWorkload.to,
+	deliveries: bigWorkload.deliveries,
+}
+
+// relayWorkloads are the --routes choices.
+var relayWorkloads = map[string]*relayWorkload{"forge": &forgeWorkload, "big": &bigWorkload, "true": &trueWorkload}
+
 func relayCmd() *cobra.Command {
 	var (
 		clients    int
@@ -52,6 +133,9 @@ func relayCmd() *cobra.Command {
 		natsURL    string
 		natsN      int
 		replicas   int
+		routes     string
+		serverProc bool
+		engine     string
 	)
 	cmd := &cobra.Command{
 		Use:   "relay",
@@ -70,6 +154,21 @@ clustered in this process on loopback), and prints both with the ratio; --rounds
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
+			wl := relayWorkloads[routes]
+			if wl == nil {
+				return fmt.Errorf("--routes: expected forge, big or true, got %q", routes)
+			}
+			if serverProc {
+				if journal != relay.JournalLocal || guaranteed {
+					return fmt.Errorf("--server-process: non-guaranteed mode on the local journal only")
+				}
+				if !cmd.Flags().Changed("rounds") {
+					rounds = 5
+				}
+				_, err := runRelayProcesses(cmd.Context(), out, relayProcOptions{engine: engine, workload: wl, clients: clients,
+					window: window, dur: dur, rounds: rounds, cpuprofile: cpuprofile})
+				return err
+			}
 			switch journal {
 			case relay.JournalLocal:
 			case relay.JournalJetStream:
@@ -89,12 +188,12 @@ clustered in this process on loopback), and prints both with the ratio; --rounds
 				// extra rounds first (forwarder, relay, forwarder, relay, ...) so that a
 				// machine shared with other work loads both sides alike
 				var baseCPU, relayCPU time.Duration
-				base, err := runForwarderBaseline(cmd.Context(), clients, window, dur, &baseCPU)
+				base, err := runForwarderBaseline(cmd.Context(), clients, window, dur, wl, &baseCPU)
 				if err != nil {
 					return fmt.Errorf("baseline: %w", err)
 				}
 				printResult(out, "forwarder", base)
-				r, err := runRelayBench(cmd.Context(), clients, window, dur, relayBenchJournal{guaranteed: guaranteed, persist: persist}, &relayCPU)
+				r, err := runRelayBench(cmd.Context(), clients, window, dur, relayBenchJournal{guaranteed: guaranteed, persist: persist, workload: wl}, &relayCPU)
 				if err != nil {
 					return err
 				}
@@ -105,7 +204,7 @@ clustered in this process on loopback), and prints both with the ratio; --rounds
 					round, r.Rate/base.Rate, r.Rate, base.Rate, fmtDur(r.P99), relayCPU.Nanoseconds(), baseCPU.Nanoseconds(), float64(baseCPU)/float64(relayCPU))
 			}
 			var baseCPU, relayCPU time.Duration
-			base, err := runForwarderBaseline(cmd.Context(), clients, window, dur, &baseCPU)
+			base, err := runForwarderBaseline(cmd.Context(), clients, window, dur, wl, &baseCPU)
 			if err != nil {
 				return fmt.Errorf("baseline: %w", err)
 			}
@@ -114,7 +213,7 @@ clustered in this process on loopback), and prints both with the ratio; --rounds
 			if err != nil {
 				return err
 			}
-			r, err := runRelayBench(cmd.Context(), clients, window, dur, relayBenchJournal{guaranteed: guaranteed, persist: persist}, &relayCPU)
+			r, err := runRelayBench(cmd.Context(), clients, window, dur, relayBenchJournal{guaranteed: guaranteed, persist: persist, workload: wl}, &relayCPU)
 			stopProfile()
 			if memprofile != "" {
 				f, err := os.Create(memprofile)
@@ -152,6 +251,9 @@ clustered in this process on loopback), and prints both with the ratio; --rounds
 	f.StringVar(&memprofile, "memprofile", "", "write an allocation profile (whole process, after the last relay run) to this file")
 	f.IntVar(&rounds, "rounds", 1, "alternate forwarder and relay runs this many times and report the median ratio")
 	f.StringVar(&persist, "persist-dir", "", "journal directory for --guaranteed (default: a temporary directory)")
+	f.StringVar(&routes, "routes", "forge", "forge: 3forge's example routes on two centers (NewOrder, Symbol AAPL/IBM/ZVZZT); big: issue 18's rule on one center (Order, typed qty and px, a Lua expression per message); true: the same messages under a catch-all rule")
+	f.BoolVar(&serverProc, "server-process", false, "run the engine (relay part alone) and a bare AMI forwarder (baselines/amiforwarder) as processes of their own, this process only the load and the centers; rounds alternate (default 5), medians of rate and server CPU per message from /proc")
+	f.StringVar(&engine, "engine", "", "--server-process: a prebuilt switchboard binary (default: build ./cmd/switchboard)")
 	f.StringVar(&journal, "journal", relay.JournalLocal, "local, or jetstream: compare the local journal with the JetStream journal (guaranteed mode) in one run")
 	f.StringVar(&natsURL, "nats-url", "", "--journal jetstream: the NATS servers (comma-separated); empty runs --nats-servers embedded servers")
 	f.IntVar(&natsN, "nats-servers", 3, "--journal jetstream without --nats-url: embedded NATS servers clustered on loopback")
@@ -166,12 +268,17 @@ type relayBenchJournal struct {
 	jetstream  *relay.ClusterOptions // relay.journal = jetstream on this cluster
 	relayID    string
 	replicas   int
+	workload   *relayWorkload // nil: forgeWorkload
 }
 
-// runRelayBench runs the relay with two test centers and drives it.
+// runRelayBench runs the relay with the workload's test centers and drives it.
 func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, jo relayBenchJournal, cpu *time.Duration) (LoadResult, error) {
 	guaranteed, persist := jo.guaranteed, jo.persist
-	var centers [2]*relaytest.Center
+	wl := jo.workload
+	if wl == nil {
+		wl = &forgeWorkload
+	}
+	centers := make([]*relaytest.Center, len(wl.centers))
 	cfg := relay.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Centers = map[string]string{}
@@ -183,7 +290,7 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 		c.Store = false
 		defer c.Close()
 		centers[i] = c
-		cfg.Centers[fmt.Sprintf("c%d", i)] = c.Addr()
+		cfg.Centers[wl.centers[i]] = c.Addr()
 	}
 	tmp, err := os.MkdirTemp("", "sbbench-relay-")
 	if err != nil {
@@ -191,7 +298,7 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 	}
 	defer os.RemoveAll(tmp)
 	cfg.RoutesFile = filepath.Join(tmp, "relay.routes")
-	if err := os.WriteFile(cfg.RoutesFile, []byte(benchRoutes), 0o644); err != nil {
+	if err := os.WriteFile(cfg.RoutesFile, []byte(wl.routes), 0o644); err != nil {
 		return LoadResult{}, err
 	}
 	cfg.Guaranteed = guaranteed
@@ -242,17 +349,24 @@ func runRelayBench(ctx context.Context, clients, window int, dur time.Duration, 
 			return LoadResult{}, err
 		}
 	}
-	res, err := drivePipelined(ctx, r.Addrs()["relay"].String(), clients, window, dur, true, cpu)
+	res, err := drivePipelined(ctx, r.Addrs()["relay"].String(), clients, window, dur, true, wl.body, cpu)
 	if err != nil {
 		return res, err
 	}
-	// every acked message reached its centers (AAPL: c0, IBM: c1, ZVZZT: both)
-	want := res.Ops + res.Ops/3 - int64(clients) // a third (give or take one per client) go to both
+	// every acked message reached its centers
+	want := wl.deliveries(res.Ops, clients)
+	delivered := func() int64 {
+		n := 0
+		for _, c := range centers {
+			n += c.Count()
+		}
+		return int64(n)
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for int64(centers[0].Count()+centers[1].Count()) < want && time.Now().Before(deadline) {
+	for delivered() < want && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := int64(centers[0].Count() + centers[1].Count()); got < want {
+	if got := delivered(); got < want {
 		return res, fmt.Errorf("relay: centers got %d deliveries, want at least %d", got, want)
 	}
 	if guaranteed && jo.jetstream == nil {
@@ -297,8 +411,8 @@ func printFsync(w io.Writer, reg *prometheus.Registry, records int64) {
 // centers are the same test centers the relay bench uses (they ack every
 // line back with its sequence number), and the forwarder reads and drops
 // those acks. No parsing, routing table, index or journal.
-func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Duration, cpu *time.Duration) (LoadResult, error) {
-	var sinks [2]net.Conn
+func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Duration, wl *relayWorkload, cpu *time.Duration) (LoadResult, error) {
+	sinks := make([]net.Conn, len(wl.centers))
 	var wg sync.WaitGroup
 	for i := range sinks {
 		center, err := relaytest.NewCenter("127.0.0.1:0")
@@ -323,9 +437,11 @@ func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Dur
 			}
 		}()
 	}
-	symC0, symC1 := []byte(`Symbol="AAPL"`), []byte(`Symbol="IBM"`)
-	var sinkMu [2]sync.Mutex
-	sinkW := [2]*bufio.Writer{bufio.NewWriterSize(sinks[0], 64<<10), bufio.NewWriterSize(sinks[1], 64<<10)}
+	sinkMu := make([]sync.Mutex, len(sinks))
+	sinkW := make([]*bufio.Writer, len(sinks))
+	for i := range sinks {
+		sinkW[i] = bufio.NewWriterSize(sinks[i], 64<<10)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return LoadResult{}, err
@@ -349,12 +465,7 @@ func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Dur
 					if err != nil {
 						return
 					}
-					to := 3 // both centers, like ZVZZT
-					if bytes.Contains(line, symC0) {
-						to = 1
-					} else if bytes.Contains(line, symC1) {
-						to = 2
-					}
+					to := wl.to(line)
 					end := br.Buffered() == 0 // end of the read burst: flush
 					for i := range sinkW {
 						if to&(1<<i) == 0 && !end {
@@ -387,7 +498,7 @@ func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Dur
 			}()
 		}
 	}()
-	res, err := drivePipelined(ctx, ln.Addr().String(), clients, window, dur, false, cpu)
+	res, err := drivePipelined(ctx, ln.Addr().String(), clients, window, dur, false, wl.body, cpu)
 	ln.Close()
 	conns.Wait()
 	for i := range sinks {
@@ -404,7 +515,7 @@ func runForwarderBaseline(ctx context.Context, clients, window int, dur time.Dur
 // measure each one's ack latency. With login, each first logs in (L#0).
 // cpu receives the process's CPU time (user+system, clients and servers
 // alike) per acknowledged message; Allocs the heap allocations per message.
-func drivePipelined(ctx context.Context, addr string, clients, window int, dur time.Duration, login bool, cpu *time.Duration) (LoadResult, error) {
+func drivePipelined(ctx context.Context, addr string, clients, window int, dur time.Duration, login bool, body func([]byte, int64) []byte, cpu *time.Duration) (LoadResult, error) {
 	type result struct {
 		hist latencyHist
 		ops  int64
@@ -454,11 +565,7 @@ func drivePipelined(ctx context.Context, addr string, clients, window int, dur t
 					}
 					sent[seq%int64(window)].Store(time.Now().UnixNano())
 					line = relay.AppendHeader(line[:0], 'O', seq, -1)
-					line = append(line, `|T="NewOrder"|I="o`...)
-					line = strconv.AppendInt(line, seq, 10)
-					line = append(line, `"|Symbol="`...)
-					line = append(line, benchSymbols[seq%3]...)
-					line = append(line, `"|qty=100|px=12.5D`...)
+					line = body(line, seq)
 					line = append(line, '\n')
 					bw.Write(line)
 					seq++

@@ -16,7 +16,9 @@
 //
 // Routing: rules in priority order (ties by name), prefiltered in Go by
 // message type, object type (T) and declared params, then an expression
-// compiled once by an ExprCompiler (Lua in production: relay/relaylua). An
+// compiled once by an ExprCompiler (Lua in production: relay/relaylua, which
+// also compiles the common forms to Go closures that give Lua's results, and
+// whose results the memo does not keep: they cost less than a lookup). An
 // expression must yield a boolean: null (nil) is false, and a non-boolean
 // result (*NotBooleanError) counts as false, counted and logged once per
 // rule. A center receives a message at most once; no rules means every

@@ -61,8 +61,17 @@ type impure interface {
 	Pure() bool
 }
 
-// memoizable reports whether a predicate's results may be remembered per param values.
+// cheap is implemented by predicates that evaluate faster than the memo finds a remembered result (route
+// expressions compiled to Go): the memo would only add its key encoding and lookups.
+type cheap interface {
+	Cheap() bool
+}
+
+// memoizable reports whether a predicate's results may be remembered per param values, and are worth it.
 func memoizable(p Predicate) bool {
+	if c, ok := p.(cheap); ok && c.Cheap() {
+		return false
+	}
 	ip, ok := p.(impure)
 	return !ok || ip.Pure()
 }

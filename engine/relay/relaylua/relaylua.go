@@ -1,8 +1,10 @@
 // Package relaylua is the relay's Lua binding: the EXPRESSION column of relay.routes compiled as Lua
 // (Compiler, the relay's ExprCompiler), with 3forge's AMIScript operators translated (translateAMIScript),
 // the expressions whose result is visibly not a boolean refused (notBoolean), and the pure ones marked so
-// the relay may remember their results (pureExpression). Scripts get no sb.relay functions yet, so the
-// relay has no luabind.Binding.
+// the relay may remember their results (pureExpression). The common forms (params, constants, comparisons,
+// and/or/not, arithmetic) are also compiled to Go closures (compile.go), which answer what Lua would and hand
+// Lua every message they do not model. Scripts get no sb.relay functions yet, so the relay has no
+// luabind.Binding.
 package relaylua
 
 import (
@@ -83,26 +85,9 @@ func translateAMIScript(src string) string {
 // *relay.NotBooleanError.
 func Compiler(rt *luabind.Runtime) relay.ExprCompiler {
 	return func(params []relay.ParamType, source string) (relay.Predicate, error) {
-		names := make([]string, len(params))
-		for i, p := range params {
-			n := ParamName(p.Name)
-			if luaKeywords[n] {
-				return nil, fmt.Errorf("param %q is a Lua keyword; rename it", p.Name)
-			}
-			names[i] = n
-		}
-		var src strings.Builder
-		if len(names) > 0 {
-			src.WriteString("local ")
-			src.WriteString(strings.Join(names, ", "))
-			src.WriteString(" = ...; ")
-		}
-		src.WriteString("return (")
-		src.WriteString(translateAMIScript(source))
-		src.WriteString("\n)")
-		f, err := luabind.CompileFunc("relay.routes", src.String())
+		lp, names, src, err := luaPredicate(rt, params, source)
 		if err != nil {
-			return nil, fmt.Errorf("%q: %w", source, err)
+			return nil, err
 		}
 		holds := make(map[string]string, len(params))
 		for i, p := range params {
@@ -118,8 +103,35 @@ func Compiler(rt *luabind.Runtime) relay.ExprCompiler {
 		if what := notBoolean(translateAMIScript(source), holds); what != "" {
 			return nil, fmt.Errorf("%q yields %s, not a boolean: a route expression must be true or false (compare values, e.g. qty > 0)", source, what)
 		}
-		return &relayPredicate{rt: rt, f: f, ev: "relay.route " + source, pure: pureExpression(translateAMIScript(source), names)}, nil
+		return compileRoute(lp, names, src), nil
 	}
+}
+
+// luaPredicate compiles source as the Lua chunk src (`local <names> = ...; return (<expr>\n)`).
+func luaPredicate(rt *luabind.Runtime, params []relay.ParamType, source string) (lp *relayPredicate, names []string, src string, err error) {
+	names = make([]string, len(params))
+	for i, p := range params {
+		n := ParamName(p.Name)
+		if luaKeywords[n] {
+			return nil, nil, "", fmt.Errorf("param %q is a Lua keyword; rename it", p.Name)
+		}
+		names[i] = n
+	}
+	var b strings.Builder
+	if len(names) > 0 {
+		b.WriteString("local ")
+		b.WriteString(strings.Join(names, ", "))
+		b.WriteString(" = ...; ")
+	}
+	b.WriteString("return (")
+	b.WriteString(translateAMIScript(source))
+	b.WriteString("\n)")
+	src = b.String()
+	f, err := luabind.CompileFunc("relay.routes", src)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("%q: %w", source, err)
+	}
+	return &relayPredicate{rt: rt, f: f, ev: "relay.route " + source, pure: pureExpression(translateAMIScript(source), names)}, names, src, nil
 }
 
 type relayPredicate struct {

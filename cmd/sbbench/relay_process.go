@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchboard/switchboard/engine/relay/relaytest"
+)
+
+// relayProcOptions is what `sbbench relay --server-process` runs.
+type relayProcOptions struct {
+	engine     string // prebuilt switchboard binary; "" builds ./cmd/switchboard
+	workload   *relayWorkload
+	clients    int
+	window     int
+	dur        time.Duration
+	rounds     int
+	cpuprofile string // the engine's CPU profile of its last run, from its admin listener's /debug/pprof
+}
+
+// runRelayProcesses builds and starts the engine (the relay part alone, logging at error level) and the
+// amiforwarder baseline as processes of their own, each with its own test centers in this process, then
+// alternates rounds of the same AMI load on the two and prints the medians.
+func runRelayProcesses(ctx context.Context, out io.Writer, o relayProcOptions) (procComparison, error) {
+	wl := o.workload
+	dir, err := os.MkdirTemp("", "sbbench-relay-")
+	if err != nil {
+		return procComparison{}, err
+	}
+	defer os.RemoveAll(dir)
+	engineBin, err := buildEngine(ctx, dir, o.engine)
+	if err != nil {
+		return procComparison{}, err
+	}
+	fwdBin, err := buildBaseline(ctx, dir, "amiforwarder")
+	if err != nil {
+		return procComparison{}, err
+	}
+	newCenters := func() ([]*relaytest.Center, error) {
+		cs := make([]*relaytest.Center, len(wl.centers))
+		for i := range cs {
+			c, err := relaytest.NewCenter("127.0.0.1:0")
+			if err != nil {
+				return nil, err
+			}
+			c.Store = false
+			cs[i] = c
+		}
+		return cs, nil
+	}
+	relayCenters, err := newCenters()
+	if err != nil {
+		return procComparison{}, err
+	}
+	defer closeCenters(relayCenters)
+	fwdCenters, err := newCenters()
+	if err != nil {
+		return procComparison{}, err
+	}
+	defer closeCenters(fwdCenters)
+
+	scripts := filepath.Join(dir, "scripts")
+	if err := os.MkdirAll(scripts, 0o755); err != nil {
+		return procComparison{}, err
+	}
+	if err := os.WriteFile(filepath.Join(scripts, "bench.lua"), []byte("-- route expressions only\n"), 0o644); err != nil {
+		return procComparison{}, err
+	}
+	routes := filepath.Join(dir, "relay.routes")
+	if err := os.WriteFile(routes, []byte(wl.routes), 0o644); err != nil {
+		return procComparison{}, err
+	}
+	relayAddr, err := freeAddr()
+	if err != nil {
+		return procComparison{}, err
+	}
+	fwdAddr, err := freeAddr()
+	if err != nil {
+		return procComparison{}, err
+	}
+	adminAddr := ""
+	if o.cpuprofile != "" {
+		if adminAddr, err = freeAddr(); err != nil {
+			return procComparison{}, err
+		}
+	}
+	cfgPath := filepath.Join(dir, "switchboard.yaml")
+	if err := os.WriteFile(cfgPath, []byte(relayEngineConfig(relayAddr, adminAddr, scripts, routes, wl.centers, relayCenters, o.window)), 0o644); err != nil {
+		return procComparison{}, err
+	}
+	eng, err := startServerProcess(ctx, "relay", engineBin, dir, []string{"run", "-c", cfgPath}, relayAddr)
+	if err != nil {
+		return procComparison{}, err
+	}
+	defer func() {
+		if err := eng.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "sbbench:", err)
+		}
+	}()
+	for _, c := range relayCenters {
+		if err := c.WaitLogin(1, 30*time.Second); err != nil {
+			return procComparison{}, fmt.Errorf("relay: %w", err)
+		}
+	}
+	fwdArgs := []string{"-listen", fwdAddr}
+	for _, c := range fwdCenters {
+		fwdArgs = append(fwdArgs, "-center", c.Addr())
+	}
+	for _, r := range wl.fwdRoutes {
+		fwdArgs = append(fwdArgs, "-route", r)
+	}
+	fwd, err := startServerProcess(ctx, "forwarder", fwdBin, dir, fwdArgs, fwdAddr)
+	if err != nil {
+		return procComparison{}, err
+	}
+	defer func() {
+		if err := fwd.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "sbbench:", err)
+		}
+	}()
+	fmt.Fprintf(out, "sbbench relay --server-process: routes %s, %d clients, window %d, %s x %d rounds; engine %s (pid %d), forwarder (pid %d); CPU from /proc at 1/%d s\n",
+		wl.name, o.clients, o.window, o.dur, o.rounds, engineBin, eng.Pid(), fwd.Pid(), clockTicks())
+	// drive runs the load on addr and checks that every acknowledged message reached its centers
+	drive := func(ctx context.Context, name, addr string, login bool, centers []*relaytest.Center) (LoadResult, error) {
+		before := countDeliveries(centers)
+		r, err := drivePipelined(ctx, addr, o.clients, o.window, o.dur, login, wl.body, nil)
+		if err != nil {
+			return r, err
+		}
+		want := before + wl.deliveries(r.Ops, o.clients)
+		for deadline := time.Now().Add(10 * time.Second); countDeliveries(centers) < want && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := countDeliveries(centers); got < want {
+			return r, fmt.Errorf("%s: centers got %d deliveries, want at least %d", name, got-before, want-before)
+		}
+		return r, nil
+	}
+	target := procSide{name: "relay", proc: eng, run: func(ctx context.Context) (LoadResult, error) {
+		if o.cpuprofile == "" {
+			return drive(ctx, "relay", relayAddr, true, relayCenters)
+		}
+		prof := make(chan error, 1)
+		go func() { prof <- fetchCPUProfile(adminAddr, o.dur, o.cpuprofile) }()
+		r, err := drive(ctx, "relay", relayAddr, true, relayCenters)
+		if perr := <-prof; perr != nil && err == nil {
+			err = perr
+		}
+		return r, err
+	}}
+	base := procSide{name: "forwarder", proc: fwd, run: func(ctx context.Context) (LoadResult, error) {
+		return drive(ctx, "forwarder", fwdAddr, false, fwdCenters)
+	}}
+	return compareProcesses(ctx, out, o.rounds, base, target)
+}
+
+func closeCenters(cs []*relaytest.Center) {
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+func countDeliveries(cs []*relaytest.Center) int64 {
+	n := 0
+	for _, c := range cs {
+		n += c.Count()
+	}
+	return int64(n)
+}
+
+// relayEngineConfig is the engine's configuration for the relay benchmark: the relay part on relayAddr with
+// its defaults (expression memo, object index and all), the workload's centers and routes, the other parts
+// off, logging at error level, the admin listener only for a profile. The application queue bound is raised
+// as the in-process benchmark raises it, to hold a window's statuses.
+func relayEngineConfig(relayAddr, adminAddr, scripts, routes string, names []string, centers []*relaytest.Center, window int) string {
+	pprof := "false"
+	if adminAddr != "" {
+		pprof = "true"
+	}
+	var cs []string
+	for i, c := range centers {
+		cs = append(cs, strconv.Quote(names[i])+": "+strconv.Quote(c.Addr()))
+	}
+	return fmt.Sprintf(`log:
+  level: error
+lua:
+  scripts_dir: %q
+admin:
+  listen: %q
+  pprof: %s
+socket:
+  enabled: false
+esl:
+  enabled: false
+relay:
+  enabled: true
+  listen: %q
+  centers: {%s}
+  routes_file: %q
+  client_queue: %d
+  client_queue_bytes: %d
+`, scripts, adminAddr, pprof, relayAddr, strings.Join(cs, ", "), routes, max(4096, 2*window), max(1<<20, 2*window*64))
+}
