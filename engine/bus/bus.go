@@ -235,19 +235,26 @@ func (b *Bus) deliverTo(t *topic, msg Message) int {
 // deliverBatch offers msgs, in order, to the subscribers of t only: what deliverTo does for each message,
 // with one lock and at most one wake-up per queued subscriber.
 func (b *Bus) deliverBatch(t *topic, msgs []Message) {
-	var sizes []int // computed once, for the first queued subscriber
-	for _, s := range *t.subs.Load() {
+	subs := *t.subs.Load()
+	queued := 0
+	for _, s := range subs {
+		if !s.sync {
+			queued++
+		}
+	}
+	var sizes []int // with several queued subscribers, computed once for all
+	if queued > 1 {
+		sizes = make([]int, len(msgs))
+		for i, m := range msgs {
+			sizes[i] = SizeOf(m.Payload) + messageOverhead
+		}
+	}
+	for _, s := range subs {
 		if s.sync {
 			for _, m := range msgs {
 				s.offer(m, -1)
 			}
 			continue
-		}
-		if sizes == nil {
-			sizes = make([]int, len(msgs))
-			for i, m := range msgs {
-				sizes[i] = SizeOf(m.Payload) + messageOverhead
-			}
 		}
 		s.offerBatch(msgs, sizes)
 	}
@@ -509,7 +516,8 @@ func (s *Subscription) offer(msg Message, size int) bool {
 	return true
 }
 
-// offerBatch is offer for each message of msgs in order (sizes[i] the size of msgs[i]), under one lock.
+// offerBatch is offer for each message of msgs in order (sizes[i] the size of msgs[i], or computed here
+// when sizes is nil), under one lock.
 func (s *Subscription) offerBatch(msgs []Message, sizes []int) {
 	s.mu.Lock()
 	if s.closed {
@@ -519,7 +527,12 @@ func (s *Subscription) offerBatch(msgs []Message, sizes []int) {
 	wasEmpty := s.n == 0
 	drops := 0
 	for i, msg := range msgs {
-		size := sizes[i]
+		var size int
+		if sizes != nil {
+			size = sizes[i]
+		} else {
+			size = SizeOf(msg.Payload) + messageOverhead
+		}
 		full := s.n == s.size || (s.n > 0 && s.bytes+size > s.maxBytes)
 		if full && !s.dropOldest {
 			drops++

@@ -541,6 +541,14 @@ func DecodeMessage(data []byte, fn func(any)) error {
 		item := rest[w : w+int(n)]
 		rest = rest[w+int(n):]
 		d.end = len(data) - len(rest)
+		if len(item) > 2 && item[0] == codecVersion && item[1] == tagString {
+			// The common value, a string alone, without the general decoder's steps.
+			if l, lw := binary.Uvarint(item[2:]); lw > 0 && l == uint64(len(item)-2-lw) {
+				d.b = item[2+lw:]
+				fn(d.bytesString(int(l)))
+				continue
+			}
+		}
 		v, err := d.value(item)
 		if err != nil {
 			if first == nil {

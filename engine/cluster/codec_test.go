@@ -203,3 +203,19 @@ func TestDecodeMessageSharesShortStrings(t *testing.T) {
 		t.Fatalf("%.0f allocations for %d short strings, want at most %.0f", allocs, n, n+windows+1)
 	}
 }
+
+// BenchmarkDecodeMessage: a 64 KiB batch of 64-byte strings (what a streaming publisher sends), per value.
+func BenchmarkDecodeMessage(b *testing.B) {
+	batch := []byte{codecBatch}
+	v, _ := EncodeValue(nil, strings.Repeat("x", 64))
+	for len(batch)+len(v)+1 <= 64<<10 {
+		batch = append(binary.AppendUvarint(batch, uint64(len(v))), v...)
+	}
+	n := 0
+	_ = DecodeMessage(batch, func(any) { n++ })
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N / n {
+		_ = DecodeMessage(batch, func(any) {})
+	}
+}
