@@ -72,15 +72,21 @@ of the local one.`,
 			defer stopProfile()
 			var payload any = strings.Repeat("x", size)
 			var local, remote LoadResult
+			var localCPU, remoteCPU time.Duration
 			slice := dur / time.Duration(rounds)
 			for i := range rounds {
-				l := b.run(cmd.Context(), b.localPub, &b.localGot, payload, slice)
-				r := b.run(cmd.Context(), b.remotePub, &b.remoteGot, payload, slice)
+				l, lc := b.run(cmd.Context(), b.localPub, &b.localGot, payload, slice)
+				r, rc := b.run(cmd.Context(), b.remotePub, &b.remoteGot, payload, slice)
 				fmt.Fprintf(out, "round %d: local %.0f msgs/s, remote %.0f msgs/s (%.2fx)\n", i+1, l.Rate, r.Rate, r.Rate/l.Rate)
 				local, remote = addResult(local, l), addResult(remote, r)
+				localCPU, remoteCPU = localCPU+lc, remoteCPU+rc
 			}
 			printResult(out, "local", local)
 			printResult(out, "remote", remote)
+			// CPU time of this process (publisher, subscribers, both nodes and the embedded NATS server) per
+			// message: outside load changes the rates more than it changes this.
+			fmt.Fprintf(out, "cpu per message: local %.0f ns, remote %.0f ns (%.2fx)\n",
+				perMsg(localCPU, local.Ops), perMsg(remoteCPU, remote.Ops), perMsg(remoteCPU, remote.Ops)/perMsg(localCPU, local.Ops))
 			fmt.Fprintf(out, "remote rate %.2fx of local (%.0f vs %.0f msgs/s); unsent %d, dropped local %d remote %d\n",
 				remote.Rate/local.Rate, remote.Rate, local.Rate, b.unsent.Load(), b.localSub.Dropped(), b.remoteSub.Dropped())
 			return nil
@@ -167,8 +173,17 @@ func newClusterBench(url string, window int) (*clusterBench, error) {
 func (cb *clusterBench) localPub(p any)  { cb.local.Publish(benchTopic, p) }
 func (cb *clusterBench) remotePub(p any) { cb.a.Publish(benchTopic, p) }
 
-// run publishes for d with at most window messages in flight, then waits for the last ones.
-func (cb *clusterBench) run(ctx context.Context, publish func(any), got *atomic.Int64, payload any, d time.Duration) LoadResult {
+func perMsg(cpu time.Duration, n int64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(cpu.Nanoseconds()) / float64(n)
+}
+
+// run publishes for d with at most window messages in flight, then waits for the last ones. It returns
+// the process CPU time the run took too.
+func (cb *clusterBench) run(ctx context.Context, publish func(any), got *atomic.Int64, payload any, d time.Duration) (LoadResult, time.Duration) {
+	cpu0 := processCPU()
 	start := time.Now()
 	base := got.Load()
 	var sent int64
@@ -194,7 +209,7 @@ func (cb *clusterBench) run(ctx context.Context, publish func(any), got *atomic.
 	if n > 0 {
 		r.Allocs = float64(ms1.Mallocs-ms0.Mallocs) / float64(n)
 	}
-	return r
+	return r, processCPU() - cpu0
 }
 
 func (cb *clusterBench) close() {

@@ -37,6 +37,17 @@ type Backplane interface {
 	Subscribe(topic string, deliver func(Message)) (cancel func(), err error)
 }
 
+// BatchBackplane is a Backplane that can also hand over several messages at once (a batch received from
+// the broker). When the bus's Backplane implements it, the bus subscribes with SubscribeBatch and queues a
+// batch with one lock and one wake-up per subscriber instead of one per message; every message is still
+// bounded, dropped and counted as if delivered alone, in order.
+type BatchBackplane interface {
+	Backplane
+	// SubscribeBatch is Subscribe with deliver taking the messages of one batch in order. deliver does not
+	// keep the slice (the caller may reuse it once deliver returns), only the messages in it.
+	SubscribeBatch(topic string, deliver func([]Message)) (cancel func(), err error)
+}
+
 // Options configures a Bus. Zero values take defaults.
 type Options struct {
 	QueueSize  int // messages per subscriber queue, default 1024
@@ -221,6 +232,34 @@ func (b *Bus) deliverTo(t *topic, msg Message) int {
 	return n
 }
 
+// deliverBatch offers msgs, in order, to the subscribers of t only: what deliverTo does for each message,
+// with one lock and at most one wake-up per queued subscriber.
+func (b *Bus) deliverBatch(t *topic, msgs []Message) {
+	subs := *t.subs.Load()
+	queued := 0
+	for _, s := range subs {
+		if !s.sync {
+			queued++
+		}
+	}
+	var sizes []int // with several queued subscribers, computed once for all
+	if queued > 1 {
+		sizes = make([]int, len(msgs))
+		for i, m := range msgs {
+			sizes[i] = SizeOf(m.Payload) + messageOverhead
+		}
+	}
+	for _, s := range subs {
+		if s.sync {
+			for _, m := range msgs {
+				s.offer(m, -1)
+			}
+			continue
+		}
+		s.offerBatch(msgs, sizes)
+	}
+}
+
 // DefaultQueueBytes bounds a subscriber queue in bytes when Options.QueueBytes is 0.
 const DefaultQueueBytes = 16 << 20
 
@@ -351,7 +390,13 @@ func (b *Bus) Subscribe(topicName string, handler func(Message), opts ...SubOpti
 	if len(old) == 0 && b.opts.Backplane != nil && t.bpCancel == nil {
 		// Remote messages go to this topic's (or pattern's) own subscribers: a message matching both a
 		// topic and a pattern arrives once on each backplane subscription, and is delivered once to each.
-		cancel, err := b.opts.Backplane.Subscribe(topicName, func(m Message) { b.deliverTo(t, m) })
+		var cancel func()
+		var err error
+		if bb, ok := b.opts.Backplane.(BatchBackplane); ok {
+			cancel, err = bb.SubscribeBatch(topicName, func(ms []Message) { b.deliverBatch(t, ms) })
+		} else {
+			cancel, err = b.opts.Backplane.Subscribe(topicName, func(m Message) { b.deliverTo(t, m) })
+		}
 		if err != nil {
 			// The subscription still gets this node's messages; the next first subscriber tries again.
 			b.log.WithError(err).WithField("topic", topicName).Warn("bus: topic stays on this node: the backplane refused the subscription")
@@ -469,6 +514,54 @@ func (s *Subscription) offer(msg Message, size int) bool {
 		}
 	}
 	return true
+}
+
+// offerBatch is offer for each message of msgs in order (sizes[i] the size of msgs[i], or computed here
+// when sizes is nil), under one lock.
+func (s *Subscription) offerBatch(msgs []Message, sizes []int) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	wasEmpty := s.n == 0
+	drops := 0
+	for i, msg := range msgs {
+		var size int
+		if sizes != nil {
+			size = sizes[i]
+		} else {
+			size = SizeOf(msg.Payload) + messageOverhead
+		}
+		full := s.n == s.size || (s.n > 0 && s.bytes+size > s.maxBytes)
+		if full && !s.dropOldest {
+			drops++
+			continue
+		}
+		for full {
+			s.bytes -= s.queue[s.head].size
+			s.queue[s.head] = queued{}
+			s.head = (s.head + 1) % s.size
+			s.n--
+			drops++
+			full = s.n == s.size || (s.n > 0 && s.bytes+size > s.maxBytes)
+		}
+		s.queue[(s.head+s.n)%s.size] = queued{msg: msg, size: size}
+		s.n++
+		s.bytes += size
+	}
+	// as in offer: the drainer sleeps only after seeing an empty queue under mu
+	wake := wasEmpty && s.n > 0
+	s.mu.Unlock()
+	if drops > 0 {
+		s.drop(drops)
+	}
+	if wake {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (s *Subscription) drop(n int) {

@@ -482,3 +482,126 @@ func TestPatterns(t *testing.T) {
 		t.Fatalf("deliveries %v", seen)
 	}
 }
+
+// captureBackplane keeps the deliver function the bus subscribes with, so that a test can hand the bus
+// "remote" messages; batchCapture also offers SubscribeBatch.
+type captureBackplane struct {
+	mu      sync.Mutex
+	deliver func(Message)
+}
+
+func (c *captureBackplane) Publish(context.Context, Message) error { return nil }
+func (c *captureBackplane) Subscribe(_ string, deliver func(Message)) (func(), error) {
+	c.mu.Lock()
+	c.deliver = deliver
+	c.mu.Unlock()
+	return func() {}, nil
+}
+
+type batchCapture struct {
+	captureBackplane
+	deliverBatch func([]Message)
+}
+
+func (c *batchCapture) SubscribeBatch(_ string, deliver func([]Message)) (func(), error) {
+	c.mu.Lock()
+	c.deliverBatch = deliver
+	c.mu.Unlock()
+	return func() {}, nil
+}
+
+// TestBatchDeliveryMatchesSingle: remote messages delivered a batch at a time (BatchBackplane) reach a
+// queued subscriber with the same bounds in messages and bytes, the same drops and the same order as
+// delivered one by one, for both drop policies; a Sync subscriber gets every one in order.
+func TestBatchDeliveryMatchesSingle(t *testing.T) {
+	type outcome struct {
+		got            []int
+		sync           []int
+		dropped        uint64
+		droppedCounter float64
+	}
+	run := func(t *testing.T, batched, oldest bool) outcome {
+		reg := prometheus.NewRegistry()
+		var bp Backplane
+		single := &captureBackplane{}
+		batch := &batchCapture{}
+		if batched {
+			bp = batch
+		} else {
+			bp = single
+		}
+		b := New(Options{QueueBytes: 1000, Metrics: reg, Backplane: bp})
+		defer b.Close()
+		entered := make(chan struct{}, 1)
+		release := make(chan struct{})
+		got := make(chan int, 100)
+		opts := []SubOption{QueueSize(4)}
+		if oldest {
+			opts = append(opts, DropOldest())
+		}
+		s, err := b.Subscribe("remote", func(m Message) {
+			if m.Payload.(string)[0] == 0 {
+				entered <- struct{}{}
+				<-release
+			}
+			got <- len(m.Payload.(string))
+		}, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out outcome
+		var syncMu sync.Mutex
+		if _, err := b.Subscribe("remote", func(m Message) {
+			syncMu.Lock()
+			out.sync = append(out.sync, len(m.Payload.(string)))
+			syncMu.Unlock()
+		}, Sync()); err != nil {
+			t.Fatal(err)
+		}
+		// Payload lengths identify messages; byte 0 of the first one blocks the handler.
+		first := Message{Topic: "remote", Payload: "\x00first"}
+		var rest []Message
+		for i := 1; i <= 14; i++ {
+			n := 10 + i
+			if i%4 == 0 {
+				n = 300 + i // these exceed the 1000-byte bound with the others
+			}
+			rest = append(rest, Message{Topic: "remote", Payload: "x" + string(make([]byte, n-1))})
+		}
+		if batched {
+			batch.deliverBatch([]Message{first})
+		} else {
+			single.deliver(first)
+		}
+		<-entered
+		if batched {
+			batch.deliverBatch(rest)
+		} else {
+			for _, m := range rest {
+				single.deliver(m)
+			}
+		}
+		out.dropped = s.Dropped()
+		close(release)
+		want := 1 + len(rest) - int(out.dropped)
+		for range want {
+			out.got = append(out.got, <-got)
+		}
+		out.droppedCounter = counter(t, reg, "switchboard_bus_dropped_total", "remote")
+		return out
+	}
+	for _, oldest := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dropOldest=%v", oldest), func(t *testing.T) {
+			one, many := run(t, false, oldest), run(t, true, oldest)
+			if fmt.Sprint(one) != fmt.Sprint(many) {
+				t.Fatalf("one by one: %+v\nbatched:    %+v", one, many)
+			}
+			if one.dropped == 0 || float64(one.dropped) != one.droppedCounter {
+				t.Fatalf("dropped %d (counter %v): the test should make the queue drop", one.dropped, one.droppedCounter)
+			}
+			if len(one.sync) != 15 {
+				t.Fatalf("sync subscriber got %d of 15", len(one.sync))
+			}
+		})
+	}
+}

@@ -40,7 +40,10 @@
 // and the first subscription of a topic or pattern opens one backplane
 // subscription whose messages go to that topic's (or pattern's) own
 // subscribers, through the same queues and bounds. A refused backplane
-// subscription is logged and the subscription stays local.
+// subscription is logged and the subscription stays local. A backplane that
+// also implements BatchBackplane hands over a batch received from the broker
+// in one call, which the bus queues with one lock and at most one wake-up per
+// subscriber; each message is bounded, dropped and counted as if alone.
 //
 // Payloads are plain data (string, []byte, float64, int64, bool, nil,
 // map[string]any, []any) shared by all subscribers: handlers must not modify

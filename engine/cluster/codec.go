@@ -135,10 +135,16 @@ var ErrBadEncoding = errors.New("cluster: bad value encoding")
 // DecodeValue decodes what EncodeValue made: integers come back as int64, floats as float64, byte
 // strings as []byte, arrays as []any and maps as map[string]any.
 func DecodeValue(data []byte) (any, error) {
+	var d decoder
+	return d.value(data)
+}
+
+// value decodes one value (version byte, item) that takes all of data.
+func (d *decoder) value(data []byte) (any, error) {
 	if len(data) == 0 || data[0] != codecVersion {
 		return nil, fmt.Errorf("%w: unknown version", ErrBadEncoding)
 	}
-	d := decoder{b: data[1:]}
+	d.b = data[1:]
 	v, err := d.item(0)
 	if err != nil {
 		return nil, err
@@ -149,7 +155,38 @@ func DecodeValue(data []byte) (any, error) {
 	return v, nil
 }
 
-type decoder struct{ b []byte }
+// decoder reads items from b. With an arena (arena true, base the bytes b is read from, end the offset in
+// base where b ends), short strings are cut from windows of base copied into strings of at most arenaBytes
+// (see arenaString) instead of being copied one by one.
+type decoder struct {
+	b []byte
+
+	arena  bool
+	base   []byte
+	end    int
+	win    string // base[winOff:winOff+len(win)]
+	winOff int
+}
+
+// A batch's strings of at most arenaMaxString bytes share allocations of at most arenaBytes: decoding a
+// batch of short strings allocates once per window instead of once per string, and a string kept
+// afterwards keeps at most arenaBytes alive.
+const (
+	arenaBytes     = 1024
+	arenaMaxString = 256
+)
+
+// bytesString returns the next n bytes (n <= len(d.b)) as a string.
+func (d *decoder) bytesString(n int) string {
+	if !d.arena || n == 0 || n > arenaMaxString {
+		return string(d.b[:n])
+	}
+	off := d.end - len(d.b)
+	if off < d.winOff || off+n > d.winOff+len(d.win) {
+		d.win, d.winOff = string(d.base[off:min(off+arenaBytes, len(d.base))]), off
+	}
+	return d.win[off-d.winOff : off-d.winOff+n]
+}
 
 func (d *decoder) uvarint() (uint64, error) {
 	v, n := binary.Uvarint(d.b)
@@ -177,7 +214,7 @@ func (d *decoder) str() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s := string(d.b[:n])
+	s := d.bytesString(n)
 	d.b = d.b[n:]
 	return s, nil
 }

@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -104,16 +106,64 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(batch)
 	f.Add([]byte{codecBatch, 200, 1})
 	f.Add([]byte{codecBatch})
+	// Strings around the arena's bounds (arenaMaxString, windows of arenaBytes), nested and as map keys,
+	// and a broken item between good ones.
+	long := []byte{codecBatch}
+	for i, v := range []any{strings.Repeat("a", 40), strings.Repeat("b", arenaMaxString), strings.Repeat("c", arenaMaxString+1),
+		[]any{"x", strings.Repeat("d", 300), map[string]any{strings.Repeat("k", 200): "v"}}, "", []byte("raw"),
+		strings.Repeat("e", arenaBytes-5), "tail"} {
+		b, _ := EncodeValue(nil, v)
+		if i == 5 {
+			long = append(long, 2, codecVersion, 99) // an item that does not decode
+		}
+		long = append(binary.AppendUvarint(long, uint64(len(b))), b...)
+	}
+	f.Add(long)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		n := 0
-		err := DecodeMessage(data, func(any) { n++ })
+		var got []any
+		err := DecodeMessage(data, func(v any) { got = append(got, v) })
 		if err != nil && !errors.Is(err, ErrBadEncoding) {
 			t.Fatalf("unexpected error kind: %v", err)
 		}
-		if n > len(data) {
-			t.Fatalf("%d values from %d bytes", n, len(data))
+		if len(got) > len(data) {
+			t.Fatalf("%d values from %d bytes", len(got), len(data))
+		}
+		// The batch decoder (strings cut from shared windows) gives what decoding each item alone gives.
+		want, wantErr := decodeEachAlone(data)
+		if fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) || (err == nil) != (wantErr == nil) {
+			t.Fatalf("batch decode %#v (%v), item by item %#v (%v)", got, err, want, wantErr)
 		}
 	})
+}
+
+// decodeEachAlone decodes a topic message as DecodeMessage does, each item with DecodeValue (no arena).
+func decodeEachAlone(data []byte) ([]any, error) {
+	if len(data) == 0 || data[0] != codecBatch {
+		v, err := DecodeValue(data)
+		if err != nil {
+			return nil, err
+		}
+		return []any{v}, nil
+	}
+	var out []any
+	var first error
+	rest := data[1:]
+	for len(rest) > 0 {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || n > uint64(len(rest)-w) {
+			return out, ErrBadEncoding
+		}
+		v, err := DecodeValue(rest[w : w+int(n)])
+		rest = rest[w+int(n):]
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		out = append(out, v)
+	}
+	return out, first
 }
 
 func TestDecodeMessageBatch(t *testing.T) {
@@ -126,5 +176,46 @@ func TestDecodeMessageBatch(t *testing.T) {
 	var got []any
 	if err := DecodeMessage(batch, func(v any) { got = append(got, v) }); err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("batch: %#v, %v", got, err)
+	}
+}
+
+// TestDecodeMessageSharesShortStrings: a batch of short strings decodes with one allocation per value (its
+// interface box) plus one per window of arenaBytes, not two per value; the strings are right.
+func TestDecodeMessageSharesShortStrings(t *testing.T) {
+	batch := []byte{codecBatch}
+	const n = 200
+	for i := range n {
+		b, _ := EncodeValue(nil, fmt.Sprintf("%040d", i))
+		batch = append(binary.AppendUvarint(batch, uint64(len(b))), b...)
+	}
+	i := 0
+	if err := DecodeMessage(batch, func(v any) {
+		if v != fmt.Sprintf("%040d", i) {
+			t.Fatalf("value %d: %q", i, v)
+		}
+		i++
+	}); err != nil || i != n {
+		t.Fatalf("%d values, %v", i, err)
+	}
+	allocs := testing.AllocsPerRun(20, func() { _ = DecodeMessage(batch, func(any) {}) })
+	windows := float64(len(batch)/arenaBytes + 1)
+	if allocs > n+windows+1 {
+		t.Fatalf("%.0f allocations for %d short strings, want at most %.0f", allocs, n, n+windows+1)
+	}
+}
+
+// BenchmarkDecodeMessage: a 64 KiB batch of 64-byte strings (what a streaming publisher sends), per value.
+func BenchmarkDecodeMessage(b *testing.B) {
+	batch := []byte{codecBatch}
+	v, _ := EncodeValue(nil, strings.Repeat("x", 64))
+	for len(batch)+len(v)+1 <= 64<<10 {
+		batch = append(binary.AppendUvarint(batch, uint64(len(v))), v...)
+	}
+	n := 0
+	_ = DecodeMessage(batch, func(any) { n++ })
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N / n {
+		_ = DecodeMessage(batch, func(any) {})
 	}
 }
