@@ -76,33 +76,17 @@ func runRelayProcesses(ctx context.Context, out io.Writer, o relayProcOptions) (
 	if err := os.WriteFile(routes, []byte(wl.routes), 0o644); err != nil {
 		return procComparison{}, err
 	}
-	relayAddr, err := freeAddr()
+	addrs, err := freeAddrs(true, true, o.cpuprofile != "")
 	if err != nil {
 		return procComparison{}, err
 	}
-	fwdAddr, err := freeAddr()
+	relayAddr, fwdAddr, adminAddr := addrs[0], addrs[1], addrs[2]
+	eng, err := startEngineProcess(ctx, "relay", engineBin, dir, "switchboard.yaml",
+		relayEngineConfig(relayAddr, adminAddr, scripts, routes, wl.centers, relayCenters, o.window), relayAddr)
 	if err != nil {
 		return procComparison{}, err
 	}
-	adminAddr := ""
-	if o.cpuprofile != "" {
-		if adminAddr, err = freeAddr(); err != nil {
-			return procComparison{}, err
-		}
-	}
-	cfgPath := filepath.Join(dir, "switchboard.yaml")
-	if err := os.WriteFile(cfgPath, []byte(relayEngineConfig(relayAddr, adminAddr, scripts, routes, wl.centers, relayCenters, o.window)), 0o644); err != nil {
-		return procComparison{}, err
-	}
-	eng, err := startServerProcess(ctx, "relay", engineBin, dir, []string{"run", "-c", cfgPath}, relayAddr)
-	if err != nil {
-		return procComparison{}, err
-	}
-	defer func() {
-		if err := eng.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "sbbench:", err)
-		}
-	}()
+	defer stopProcess(eng)
 	for _, c := range relayCenters {
 		if err := c.WaitLogin(1, 30*time.Second); err != nil {
 			return procComparison{}, fmt.Errorf("relay: %w", err)
@@ -119,11 +103,7 @@ func runRelayProcesses(ctx context.Context, out io.Writer, o relayProcOptions) (
 	if err != nil {
 		return procComparison{}, err
 	}
-	defer func() {
-		if err := fwd.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "sbbench:", err)
-		}
-	}()
+	defer stopProcess(fwd)
 	fmt.Fprintf(out, "sbbench relay --server-process: routes %s, %d clients, window %d, %s x %d rounds; engine %s (pid %d), forwarder (pid %d); CPU from /proc at 1/%d s\n",
 		wl.name, o.clients, o.window, o.dur, o.rounds, engineBin, eng.Pid(), fwd.Pid(), clockTicks())
 	// drive runs the load on addr and checks that every acknowledged message reached its centers

@@ -124,6 +124,39 @@ func freeAddr() (string, error) {
 	return addr, nil
 }
 
+// freeAddrs returns n free 127.0.0.1 addresses, "" for each one want leaves false (an optional listener).
+func freeAddrs(want ...bool) ([]string, error) {
+	out := make([]string, len(want))
+	for i, w := range want {
+		if !w {
+			continue
+		}
+		a, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = a
+	}
+	return out, nil
+}
+
+// startEngineProcess writes config to dir/file and starts the engine binary on it (`run -c`), ready once
+// listen accepts connections.
+func startEngineProcess(ctx context.Context, name, bin, dir, file, config, listen string) (*serverProcess, error) {
+	cfgPath := filepath.Join(dir, file)
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		return nil, err
+	}
+	return startServerProcess(ctx, name, bin, dir, []string{"run", "-c", cfgPath}, listen)
+}
+
+// stopProcess stops p, reporting a failure on stderr: for defer.
+func stopProcess(p *serverProcess) {
+	if err := p.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "sbbench:", err)
+	}
+}
+
 // serverProcess is a server running in a child process.
 type serverProcess struct {
 	name   string

@@ -51,33 +51,16 @@ func runSocketProcesses(ctx context.Context, out io.Writer, o socketProcOptions)
 	if err != nil {
 		return procComparison{}, err
 	}
-	sockAddr, err := freeAddr()
+	addrs, err := freeAddrs(true, true, o.cpuprofile != "")
 	if err != nil {
 		return procComparison{}, err
 	}
-	echoAddr, err := freeAddr()
+	sockAddr, echoAddr, adminAddr := addrs[0], addrs[1], addrs[2]
+	eng, err := startEngineProcess(ctx, "socket", engineBin, dir, "switchboard.yaml", socketEngineConfig(sockAddr, adminAddr, scripts), sockAddr)
 	if err != nil {
 		return procComparison{}, err
 	}
-	adminAddr := ""
-	if o.cpuprofile != "" {
-		if adminAddr, err = freeAddr(); err != nil {
-			return procComparison{}, err
-		}
-	}
-	cfgPath := filepath.Join(dir, "switchboard.yaml")
-	if err := os.WriteFile(cfgPath, []byte(socketEngineConfig(sockAddr, adminAddr, scripts)), 0o644); err != nil {
-		return procComparison{}, err
-	}
-	eng, err := startServerProcess(ctx, "socket", engineBin, dir, []string{"run", "-c", cfgPath}, sockAddr)
-	if err != nil {
-		return procComparison{}, err
-	}
-	defer func() {
-		if err := eng.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "sbbench:", err)
-		}
-	}()
+	defer stopProcess(eng)
 	var echo *serverProcess
 	if o.vsEngine == "" {
 		echo, err = startServerProcess(ctx, "echo", echoBin, dir, []string{"-listen", echoAddr}, echoAddr)
@@ -86,20 +69,12 @@ func runSocketProcesses(ctx context.Context, out io.Writer, o socketProcOptions)
 		if berr != nil {
 			return procComparison{}, berr
 		}
-		vsCfg := filepath.Join(dir, "switchboard-vs.yaml")
-		if err := os.WriteFile(vsCfg, []byte(socketEngineConfig(echoAddr, "", scripts)), 0o644); err != nil {
-			return procComparison{}, err
-		}
-		echo, err = startServerProcess(ctx, "vs-engine", vsBin, dir, []string{"run", "-c", vsCfg}, echoAddr)
+		echo, err = startEngineProcess(ctx, "vs-engine", vsBin, dir, "switchboard-vs.yaml", socketEngineConfig(echoAddr, "", scripts), echoAddr)
 	}
 	if err != nil {
 		return procComparison{}, err
 	}
-	defer func() {
-		if err := echo.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "sbbench:", err)
-		}
-	}()
+	defer stopProcess(echo)
 	baseName := "echo"
 	if o.vsEngine != "" {
 		baseName = "vs-engine"
