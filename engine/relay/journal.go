@@ -515,12 +515,16 @@ func (j *Journal) Append(centers CenterSet, line []byte) (uint64, error) {
 }
 
 // slotsOf translates a set of the relay's center indexes into slots.
-func (j *Journal) slotsOf(set CenterSet) CenterSet {
+func (j *Journal) slotsOf(set CenterSet) CenterSet { return mapSlots(set, &j.toSlot) }
+
+// mapSlots translates a set of the relay's center indexes into journal slots through toSlot (both
+// journals keep one: index -> slot).
+func mapSlots(set CenterSet, toSlot *[MaxCenters]uint8) CenterSet {
 	var out CenterSet
 	for set != 0 {
 		i := bits.TrailingZeros64(uint64(set))
 		set &^= 1 << uint(i)
-		out |= 1 << uint(j.toSlot[i])
+		out |= 1 << uint(toSlot[i])
 	}
 	return out
 }

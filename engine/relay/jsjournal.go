@@ -272,15 +272,7 @@ func (j *jsJournal) Append(centers CenterSet, login string, line []byte) (uint64
 }
 
 // slotsOf translates the relay's center indexes into slots (under mu).
-func (j *jsJournal) slotsOf(set CenterSet) CenterSet {
-	var out CenterSet
-	for set != 0 {
-		i := bits.TrailingZeros64(uint64(set))
-		set &^= 1 << uint(i)
-		out |= 1 << uint(j.toSlot[i])
-	}
-	return out
-}
+func (j *jsJournal) slotsOf(set CenterSet) CenterSet { return mapSlots(set, &j.toSlot) }
 
 // centersOf translates slots into the relay's center indexes (slots of centers not configured are left
 // out).
