@@ -202,11 +202,7 @@ func (c *exprCompiler) expr(e ast.Expr) (node, error) {
 			return val{k: vNum, n: -v.n}, true
 		}, nil
 	case *ast.LogicalOpExpr:
-		l, err := c.expr(e.Lhs)
-		if err != nil {
-			return nil, err
-		}
-		r, err := c.expr(e.Rhs)
+		l, r, err := c.operands(e.Lhs, e.Rhs)
 		if err != nil {
 			return nil, err
 		}
@@ -266,14 +262,23 @@ func (c *exprCompiler) number(lit string) (float64, error) {
 	return float64(n), nil
 }
 
+// operands compiles both sides of a binary expression.
+func (c *exprCompiler) operands(lhs, rhs ast.Expr) (node, node, error) {
+	l, err := c.expr(lhs)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := c.expr(rhs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, r, nil
+}
+
 // relational compiles == ~= < <= > >=. Lua compares numbers as floats and strings byte by byte, and
 // raises for any other pair of types under an ordering: those go to Lua.
 func (c *exprCompiler) relational(e *ast.RelationalOpExpr) (node, error) {
-	l, err := c.expr(e.Lhs)
-	if err != nil {
-		return nil, err
-	}
-	r, err := c.expr(e.Rhs)
+	l, r, err := c.operands(e.Lhs, e.Rhs)
 	if err != nil {
 		return nil, err
 	}
@@ -377,11 +382,7 @@ func equal(a, b val) bool {
 // arithmetic compiles + - * / % ^ on numbers; a string operand (coerced by Lua) or any other type (an
 // error) goes to Lua.
 func (c *exprCompiler) arithmetic(e *ast.ArithmeticOpExpr) (node, error) {
-	l, err := c.expr(e.Lhs)
-	if err != nil {
-		return nil, err
-	}
-	r, err := c.expr(e.Rhs)
+	l, r, err := c.operands(e.Lhs, e.Rhs)
 	if err != nil {
 		return nil, err
 	}
