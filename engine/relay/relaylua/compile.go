@@ -199,7 +199,7 @@ func (c *exprCompiler) expr(e ast.Expr) (node, error) {
 			if !ok || v.k != vNum {
 				return valNil, false // a string is coerced, anything else raises: Lua's business
 			}
-			return val{k: vNum, n: -v.n}, true
+			return val{k: vNum, n: -v.n}, true // OP_UNM stores -0 as -0 (only arithmetic goes through the cache)
 		}, nil
 	case *ast.LogicalOpExpr:
 		l, r, err := c.operands(e.Lhs, e.Rhs)
@@ -412,8 +412,17 @@ func (c *exprCompiler) arithmetic(e *ast.ArithmeticOpExpr) (node, error) {
 		if !ok || b.k != vNum {
 			return valNil, false
 		}
-		return val{k: vNum, n: f(a.n, b.n)}, true
+		return val{k: vNum, n: register(f(a.n, b.n))}, true
 	}, nil
+}
+
+// register is a number as gopher-lua stores an arithmetic result in a register: its small-integer cache
+// (LNumber2I) turns -0 into +0, which shows in what follows (1/(-1 % -1) is +Inf in Lua, not -Inf).
+func register(n float64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return n
 }
 
 // luaMod is Lua 5.1's a % b: the remainder with the sign of b (a - floor(a/b)*b, computed with

@@ -404,3 +404,43 @@ RULE3;3;*;*;;true;*;BREAK;
 		})
 	}
 }
+
+// TestSignedZeroAsLua: gopher-lua stores an arithmetic result through its small-integer cache, which turns
+// -0 into +0 (1/(-1 % -1) is +Inf), while unary minus keeps -0 (1/(-a) with a = 0 is -Inf), and a Double
+// param of -0 reaches the expression as -0. The compiled form must agree with each (the fuzzer found the
+// first).
+func TestSignedZeroAsLua(t *testing.T) {
+	rt := diffRuntime(t)
+	ps := []relay.ParamType{{Name: diffNames[0], Type: relay.TypeLong, NonNull: true}, {Name: diffNames[1], Type: relay.TypeDouble, NonNull: true}}
+	a, d := diffNames[0], diffNames[1]
+	exprs := []string{
+		"1/(" + a + " % " + a + ") > 0", "(" + a + " % " + a + ") ^ " + a + " > 0", "1/(-" + a + ") > 0",
+		"1/(" + a + " * -1) > 0", "1/(" + a + " - " + a + ") > 0", "1/" + d + " > 0", "1/(" + d + " * 1) > 0",
+		"1/(-" + d + ") > 0", "1/(" + d + " + 0) > 0",
+	}
+	values := []relay.Value{{Kind: relay.KindLong, I: -1}, {Kind: relay.KindLong, I: 0}, {Kind: relay.KindLong, I: 1}}
+	doubles := []relay.Value{{Kind: relay.KindDouble, F: math.Copysign(0, -1)}, {Kind: relay.KindDouble, F: 0}}
+	for _, expr := range exprs {
+		lp, names, src, err := luaPredicate(rt, ps, expr)
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		p, ok := compileRoute(lp, names, src).(*compiledPredicate)
+		if !ok {
+			t.Fatalf("%s: not compiled", expr)
+		}
+		for _, v := range values {
+			for _, dv := range doubles {
+				args := []relay.Value{v, dv}
+				gotOK, done, gotErr := p.evalGo(args)
+				if !done {
+					t.Fatalf("%s with %v: the compiled form passed it to Lua", expr, args)
+				}
+				wantOK, wantErr := lp.Eval(args)
+				if !sameOutcome(gotOK, gotErr, wantOK, wantErr) {
+					t.Errorf("%s with %v:\ncompiled: %v %v\nLua:      %v %v", expr, args, gotOK, gotErr, wantOK, wantErr)
+				}
+			}
+		}
+	}
+}
