@@ -266,42 +266,22 @@ func clip(s string, n int) string {
 	return s[:cut] + "…"
 }
 
+// partOf returns the engine's part of type T (the zero value when that part is not enabled).
+func partOf[T Part](e *Engine) T {
+	for _, np := range e.parts {
+		if p, ok := np.p.(T); ok {
+			return p
+		}
+	}
+	var zero T
+	return zero
+}
+
 // The parts, found by type.
-func (e *Engine) socketServer() *socket.Server {
-	for _, np := range e.parts {
-		if p, ok := np.p.(*socket.Server); ok {
-			return p
-		}
-	}
-	return nil
-}
-
-func (e *Engine) relayPart() *relay.Relay {
-	for _, np := range e.parts {
-		if p, ok := np.p.(*relay.Relay); ok {
-			return p
-		}
-	}
-	return nil
-}
-
-func (e *Engine) eslServer() *esl.Server {
-	for _, np := range e.parts {
-		if p, ok := np.p.(*esl.Server); ok {
-			return p
-		}
-	}
-	return nil
-}
-
-func (e *Engine) channelSet() *channel.Set {
-	for _, np := range e.parts {
-		if p, ok := np.p.(*channel.Set); ok {
-			return p
-		}
-	}
-	return nil
-}
+func (e *Engine) socketServer() *socket.Server { return partOf[*socket.Server](e) }
+func (e *Engine) relayPart() *relay.Relay      { return partOf[*relay.Relay](e) }
+func (e *Engine) eslServer() *esl.Server       { return partOf[*esl.Server](e) }
+func (e *Engine) channelSet() *channel.Set     { return partOf[*channel.Set](e) }
 
 // PartStatus is one part on /api/status.
 type PartStatus struct {
