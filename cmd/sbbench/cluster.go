@@ -44,15 +44,11 @@ of the local one.`,
 			if rounds < 1 || window < 1 || size < 0 {
 				return fmt.Errorf("cluster-topic: --rounds and --window must be >= 1 and --size >= 0")
 			}
-			url := natsURL
-			if url == "" {
-				ns, u, err := embeddedNATS()
-				if err != nil {
-					return err
-				}
-				defer ns.Shutdown()
-				url = u
+			url, stop, err := natsServerFor(natsURL)
+			if err != nil {
+				return err
 			}
+			defer stop()
 			fmt.Fprintf(out, "sbbench cluster-topic: %d-byte strings, %s, window %d, GOMAXPROCS %d, NATS %s\n",
 				size, dur, min(window, max((8<<20)/(size+64), 1)), runtime.GOMAXPROCS(0), url)
 			// Keep what is in flight within the bounds a subscriber's queue has by default (16 MiB), so
@@ -99,6 +95,19 @@ of the local one.`,
 	cmd.Flags().StringVar(&prof, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	cmd.Flags().StringVar(&natsURL, "nats-url", "", "a NATS server with JetStream (default: one embedded in this process)")
 	return cmd
+}
+
+// natsServerFor returns url, or, when it is empty, the URL of a NATS server embedded in this process
+// (stop shuts it down).
+func natsServerFor(url string) (string, func(), error) {
+	if url != "" {
+		return url, func() {}, nil
+	}
+	ns, u, err := embeddedNATS()
+	if err != nil {
+		return "", nil, err
+	}
+	return u, ns.Shutdown, nil
 }
 
 func embeddedNATS() (*server.Server, string, error) {

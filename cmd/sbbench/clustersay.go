@@ -46,15 +46,11 @@ NATS is a server embedded in this process (loopback) unless --nats-url names one
 			if rate < 1 || members < 1 || size < 0 {
 				return fmt.Errorf("cluster-say: --rate and --members must be >= 1 and --size >= 0")
 			}
-			url := natsURL
-			if url == "" {
-				ns, u, err := embeddedNATS()
-				if err != nil {
-					return err
-				}
-				defer ns.Shutdown()
-				url = u
+			url, stop, err := natsServerFor(natsURL)
+			if err != nil {
+				return err
 			}
+			defer stop()
 			fmt.Fprintf(out, "sbbench cluster-say: %d says/s for %s, %d-byte messages, %d member(s) listening, GOMAXPROCS %d, NATS %s\n",
 				rate, dur, size, members, runtime.GOMAXPROCS(0), url)
 			a, err := startSayNode(url, "sbbench-a")
