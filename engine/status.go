@@ -266,15 +266,21 @@ func clip(s string, n int) string {
 	return s[:cut] + "…"
 }
 
-// partOf returns the engine's part of type T (the zero value when that part is not enabled).
-func partOf[T Part](e *Engine) T {
+// findPart returns the engine's part of type T, and false when that part is not enabled.
+func findPart[T Part](e *Engine) (T, bool) {
 	for _, np := range e.parts {
 		if p, ok := np.p.(T); ok {
-			return p
+			return p, true
 		}
 	}
 	var zero T
-	return zero
+	return zero, false
+}
+
+// partOf is findPart's part alone (nil when the part is not enabled).
+func partOf[T Part](e *Engine) T {
+	p, _ := findPart[T](e)
+	return p
 }
 
 // The parts, found by type.
@@ -422,15 +428,25 @@ func (a *statusAPI) scripts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (a *statusAPI) socketConns(w http.ResponseWriter, r *http.Request) {
-	s := a.e.socketServer()
-	if s == nil {
-		apiError(w, http.StatusNotFound, "the socket part is disabled")
-		return
+// pagedPart starts an endpoint that pages through one part's state: the part (404 when it is disabled)
+// and the page asked for (400 when malformed); ok is false when that answer is already written.
+func pagedPart[T Part](e *Engine, w http.ResponseWriter, r *http.Request, name string) (p T, offset, limit int, ok bool) {
+	p, found := findPart[T](e)
+	if !found {
+		apiError(w, http.StatusNotFound, "the "+name+" part is disabled")
+		return p, 0, 0, false
 	}
 	offset, limit, err := pageArgs(r)
 	if err != nil {
 		apiError(w, http.StatusBadRequest, err.Error())
+		return p, 0, 0, false
+	}
+	return p, offset, limit, true
+}
+
+func (a *statusAPI) socketConns(w http.ResponseWriter, r *http.Request) {
+	s, offset, limit, ok := pagedPart[*socket.Server](a.e, w, r, "socket")
+	if !ok {
 		return
 	}
 	room := r.URL.Query().Get("room")
@@ -458,18 +474,13 @@ func (a *statusAPI) socketConns(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *statusAPI) socketRooms(w http.ResponseWriter, r *http.Request) {
-	s := a.e.socketServer()
-	if s == nil {
-		apiError(w, http.StatusNotFound, "the socket part is disabled")
-		return
-	}
-	offset, limit, err := pageArgs(r)
-	if err != nil {
-		apiError(w, http.StatusBadRequest, err.Error())
+	s, offset, limit, ok := pagedPart[*socket.Server](a.e, w, r, "socket")
+	if !ok {
 		return
 	}
 	members := 10
 	if v := r.URL.Query().Get("members"); v != "" {
+		var err error
 		if members, err = strconv.Atoi(v); err != nil || members < 0 || members > maxFirstMembers {
 			apiError(w, http.StatusBadRequest, fmt.Sprintf("members: expected a number from 0 to %d, got %q", maxFirstMembers, clip(v, 32)))
 			return
@@ -485,14 +496,8 @@ func (a *statusAPI) socketRooms(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *statusAPI) relay(w http.ResponseWriter, r *http.Request) {
-	rl := a.e.relayPart()
-	if rl == nil {
-		apiError(w, http.StatusNotFound, "the relay part is disabled")
-		return
-	}
-	offset, limit, err := pageArgs(r)
-	if err != nil {
-		apiError(w, http.StatusBadRequest, err.Error())
+	rl, offset, limit, ok := pagedPart[*relay.Relay](a.e, w, r, "relay")
+	if !ok {
 		return
 	}
 	st := rl.Status(time.Now())
@@ -515,14 +520,8 @@ func (a *statusAPI) relay(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *statusAPI) calls(w http.ResponseWriter, r *http.Request) {
-	s := a.e.eslServer()
-	if s == nil {
-		apiError(w, http.StatusNotFound, "the esl part is disabled")
-		return
-	}
-	offset, limit, err := pageArgs(r)
-	if err != nil {
-		apiError(w, http.StatusBadRequest, err.Error())
+	s, offset, limit, ok := pagedPart[*esl.Server](a.e, w, r, "esl")
+	if !ok {
 		return
 	}
 	page, n := s.CallsPage(offset, limit, time.Now())
