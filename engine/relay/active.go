@@ -204,7 +204,7 @@ func (r *Relay) runCluster(ctx context.Context) {
 		hctx, hcancel := context.WithCancel(ctx)
 		lostCh := make(chan error, 1)
 		go func() { lostCh <- l.hold(hctx) }()
-		term, err := r.activate(ctx, l)
+		term, err := r.activate(ctx, l, started)
 		if err != nil {
 			hcancel()
 			<-lostCh
@@ -215,8 +215,6 @@ func (r *Relay) runCluster(ctx context.Context) {
 			}
 			continue
 		}
-		r.log.WithFields(logrus.Fields{"node": j.node, "epoch": l.epoch, "took": time.Since(started).Round(time.Millisecond).String()}).
-			Warn("relay: this node is now the active relay node")
 		lost := <-lostCh
 		hcancel()
 		r.deactivate(term, lost)
@@ -233,8 +231,9 @@ type relayTerm struct {
 	done   chan struct{}
 }
 
-// activate reads the journal's state and starts the center links and the journal's upkeep.
-func (r *Relay) activate(ctx context.Context, l *lease) (*relayTerm, error) {
+// activate reads the journal's state and starts the center links and the journal's upkeep; the log says
+// the node is active before the first login can be taken (started is when the lease was won).
+func (r *Relay) activate(ctx context.Context, l *lease, started time.Time) (*relayTerm, error) {
 	j := r.js
 	actx, cancel := context.WithTimeout(ctx, max(j.cfg.JetStream.LeaseTTL, 30*time.Second))
 	defer cancel()
@@ -264,6 +263,8 @@ func (r *Relay) activate(ctx context.Context, l *lease) (*relayTerm, error) {
 		wg.Go(func() { j.keep(tctx, r, time.Second) })
 		wg.Wait()
 	}()
+	r.log.WithFields(logrus.Fields{"node": j.node, "epoch": l.epoch, "took": time.Since(started).Round(time.Millisecond).String()}).
+		Warn("relay: this node is now the active relay node")
 	r.active.Store(true)
 	return t, nil
 }
