@@ -25,7 +25,9 @@ type client struct {
 	r       *Relay
 	conn    net.Conn
 	out     *transport.Outbox
-	queued  atomic.Int64 // bytes given to out and not yet written (relay.client_queue_bytes)
+	queued  atomic.Int64            // bytes given to out and not yet written (relay.client_queue_bytes)
+	wmu     sync.Mutex              // orders direct writes with queued ones (send)
+	direct  *transport.DirectWriter // nil: every write is queued (TLS, non-unix)
 	log     *logrus.Entry
 	login   string
 	appName string // the app label value of this session (labels.Set), "" before the login
@@ -95,6 +97,7 @@ func newClient(r *Relay, c net.Conn) *client {
 	// The outbox is bounded in bytes (sendRaw); its count of entries is a backstop sized so that entries of a
 	// few bytes cannot cost more than the bytes themselves.
 	cl.out = transport.NewOutbox(writtenCounter{Conn: c, queued: &cl.queued, timeout: r.cfg.WriteTimeout, cl: cl}, max(64, r.cfg.ClientQueueBytes/64))
+	cl.direct = transport.NewDirectWriter(c)
 	if r.journal != nil {
 		cl.acks = make(chan pendingAck, r.cfg.ClientQueue)
 	} else {
@@ -217,9 +220,13 @@ func (cl *client) flushBurst() bool {
 	if len(cl.batch) == 0 {
 		return true
 	}
-	b := cl.batch
-	cl.batch = make([]byte, 0, 2*len(b))
-	return cl.sendRaw(b)
+	taken, ok := cl.send(cl.batch)
+	if taken {
+		cl.batch = cl.batch[:0] // written: the buffer serves the next burst
+	} else {
+		cl.batch = make([]byte, 0, 2*len(cl.batch)) // queued: the outbox owns it now
+	}
+	return ok
 }
 
 // handle processes one instruction; false ends the connection.
@@ -603,10 +610,28 @@ func (cl *client) sendLine(b []byte) bool {
 	return cl.sendRaw(cl.appendEOL(b))
 }
 
-// sendRaw queues terminated lines. An application that leaves more than
-// relay.client_queue_bytes unread is disconnected and counted (one entry is
-// always taken when nothing is waiting).
+// sendRaw sends terminated lines (see send).
 func (cl *client) sendRaw(b []byte) bool {
+	_, ok := cl.send(b)
+	return ok
+}
+
+// send writes terminated lines at once on this goroutine when nothing is queued and the socket takes
+// them (a plain TCP connection: this spares the outbox's writer a wake-up per read burst), else queues
+// what is left, in order, behind it. An application that leaves more than relay.client_queue_bytes
+// unread is disconnected and counted (one entry is always taken when nothing is waiting). taken says
+// the socket took b whole, so nothing refers to it any more (a queued b belongs to the outbox); ok is
+// false when the application is to be disconnected.
+func (cl *client) send(b []byte) (taken, ok bool) {
+	cl.wmu.Lock()
+	defer cl.wmu.Unlock()
+	if cl.direct != nil && cl.out.Pending() == 0 {
+		w := cl.direct.TryWrite(b)
+		if w == len(b) {
+			return true, true
+		}
+		b = b[w:]
+	}
 	n := int64(len(b))
 	queued := cl.queued.Add(n)
 	err := transport.ErrOutboxFull
@@ -620,9 +645,9 @@ func (cl *client) sendRaw(b []byte) bool {
 			cl.log.WithField("queued_bytes", queued-n).Warn("application does not read its statuses: disconnected")
 		}
 		cl.stop()
-		return false
+		return false, false
 	}
-	return true
+	return false, true
 }
 
 // writtenCounter is the connection as a client's outbox writes to it: it
@@ -659,10 +684,17 @@ func (cl *client) ackLoop(ctx context.Context) {
 		failed  bool
 	)
 	send := func() {
-		if !failed && len(batch) > 0 && !cl.sendRaw(batch) {
-			failed = true
+		if failed || len(batch) == 0 {
+			batch = batch[:0]
+			return
 		}
-		batch = nil
+		taken, ok := cl.send(batch)
+		failed = !ok
+		if taken {
+			batch = batch[:0] // written: the buffer serves the next statuses
+		} else {
+			batch = nil // queued: the outbox owns it now
+		}
 	}
 	p, ok := <-cl.acks
 	for ok {

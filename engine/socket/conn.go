@@ -60,8 +60,8 @@ type Conn struct {
 	lastInline  int64 // the reader's last inlineSince
 	inlineIdx   int   // position in stallWatch.inline (guarded by its mutex)
 
-	wmu    sync.Mutex    // orders direct writes with queued ones
-	direct *directWriter // nil: every write is queued (TLS, non-unix)
+	wmu    sync.Mutex              // orders direct writes with queued ones
+	direct *transport.DirectWriter // nil: every write is queued (TLS, non-unix)
 
 	// spare is a reply buffer the socket took whole, kept for the next action's result (ReplyBuffer);
 	// guarded by mu, at most maxSpareReply bytes of capacity.
@@ -85,7 +85,7 @@ func (s *Server) newConn(nc net.Conn) *Conn {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.log = s.log.WithField("conn", c.id)
-	c.direct = newDirectWriter(nc)
+	c.direct = transport.NewDirectWriter(nc)
 	return c
 }
 
@@ -169,7 +169,7 @@ func (c *Conn) send(p []byte) (taken bool, err error) {
 	}
 	c.wmu.Lock()
 	if c.direct != nil && c.out.Pending() == 0 {
-		n := c.direct.write(p)
+		n := c.direct.TryWrite(p)
 		if n == len(p) {
 			c.wmu.Unlock()
 			return true, nil
