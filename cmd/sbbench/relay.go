@@ -136,6 +136,7 @@ func relayCmd() *cobra.Command {
 		routes     string
 		serverProc bool
 		engine     string
+		vsEngine   string
 	)
 	cmd := &cobra.Command{
 		Use:   "relay",
@@ -166,7 +167,7 @@ clustered in this process on loopback), and prints both with the ratio; --rounds
 					rounds = 5
 				}
 				_, err := runRelayProcesses(cmd.Context(), out, relayProcOptions{engine: engine, workload: wl, clients: clients,
-					window: window, dur: dur, rounds: rounds, cpuprofile: cpuprofile})
+					window: window, dur: dur, rounds: rounds, cpuprofile: cpuprofile, vsEngine: vsEngine})
 				return err
 			}
 			switch journal {
@@ -254,6 +255,7 @@ clustered in this process on loopback), and prints both with the ratio; --rounds
 	f.StringVar(&routes, "routes", "forge", "forge: 3forge's example routes on two centers (NewOrder, Symbol AAPL/IBM/ZVZZT); big: issue 18's rule on one center (Order, typed qty and px, a Lua expression per message); true: the same messages under a catch-all rule")
 	f.BoolVar(&serverProc, "server-process", false, "run the engine (relay part alone) and a bare AMI forwarder (baselines/amiforwarder) as processes of their own, this process only the load and the centers; rounds alternate (default 5), medians of rate and server CPU per message from /proc")
 	f.StringVar(&engine, "engine", "", "--server-process: a prebuilt switchboard binary (default: build ./cmd/switchboard)")
+	f.StringVar(&vsEngine, "vs-engine", "", "--server-process: compare with this other switchboard binary (same routes and load) instead of the forwarder, e.g. a build of main for before/after")
 	f.StringVar(&journal, "journal", relay.JournalLocal, "local, or jetstream: compare the local journal with the JetStream journal (guaranteed mode) in one run")
 	f.StringVar(&natsURL, "nats-url", "", "--journal jetstream: the NATS servers (comma-separated); empty runs --nats-servers embedded servers")
 	f.IntVar(&natsN, "nats-servers", 3, "--journal jetstream without --nats-url: embedded NATS servers clustered on loopback")

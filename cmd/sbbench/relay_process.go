@@ -22,6 +22,7 @@ type relayProcOptions struct {
 	dur        time.Duration
 	rounds     int
 	cpuprofile string // the engine's CPU profile of its last run, from its admin listener's /debug/pprof
+	vsEngine   string // another switchboard binary to compare with instead of the forwarder (before/after)
 }
 
 // runRelayProcesses builds and starts the engine (the relay part alone, logging at error level) and the
@@ -38,9 +39,11 @@ func runRelayProcesses(ctx context.Context, out io.Writer, o relayProcOptions) (
 	if err != nil {
 		return procComparison{}, err
 	}
-	fwdBin, err := buildBaseline(ctx, dir, "amiforwarder")
-	if err != nil {
-		return procComparison{}, err
+	fwdBin := ""
+	if o.vsEngine == "" {
+		if fwdBin, err = buildBaseline(ctx, dir, "amiforwarder"); err != nil {
+			return procComparison{}, err
+		}
 	}
 	newCenters := func() ([]*relaytest.Center, error) {
 		cs := make([]*relaytest.Center, len(wl.centers))
@@ -92,20 +95,43 @@ func runRelayProcesses(ctx context.Context, out io.Writer, o relayProcOptions) (
 			return procComparison{}, fmt.Errorf("relay: %w", err)
 		}
 	}
-	fwdArgs := []string{"-listen", fwdAddr}
-	for _, c := range fwdCenters {
-		fwdArgs = append(fwdArgs, "-center", c.Addr())
+	baseName, baseLogin := "forwarder", false
+	var fwd *serverProcess
+	if o.vsEngine == "" {
+		fwdArgs := []string{"-listen", fwdAddr}
+		for _, c := range fwdCenters {
+			fwdArgs = append(fwdArgs, "-center", c.Addr())
+		}
+		for _, r := range wl.fwdRoutes {
+			fwdArgs = append(fwdArgs, "-route", r)
+		}
+		fwd, err = startServerProcess(ctx, "forwarder", fwdBin, dir, fwdArgs, fwdAddr)
+	} else {
+		// before/after: the other engine takes the forwarder's place, with the same configuration
+		baseName, baseLogin = "vs-engine", true
+		vsBin, berr := buildEngine(ctx, dir, o.vsEngine)
+		if berr != nil {
+			return procComparison{}, berr
+		}
+		fwd, err = startEngineProcess(ctx, "vs-engine", vsBin, dir, "switchboard-vs.yaml",
+			relayEngineConfig(fwdAddr, "", scripts, routes, wl.centers, fwdCenters, o.window), fwdAddr)
+		if err == nil {
+			for _, c := range fwdCenters {
+				if err = c.WaitLogin(1, 30*time.Second); err != nil {
+					err = fmt.Errorf("vs-engine: %w", err)
+					break
+				}
+			}
+		}
 	}
-	for _, r := range wl.fwdRoutes {
-		fwdArgs = append(fwdArgs, "-route", r)
+	if fwd != nil {
+		defer stopProcess(fwd)
 	}
-	fwd, err := startServerProcess(ctx, "forwarder", fwdBin, dir, fwdArgs, fwdAddr)
 	if err != nil {
 		return procComparison{}, err
 	}
-	defer stopProcess(fwd)
-	fmt.Fprintf(out, "sbbench relay --server-process: routes %s, %d clients, window %d, %s x %d rounds; engine %s (pid %d), forwarder (pid %d); CPU from /proc at 1/%d s\n",
-		wl.name, o.clients, o.window, o.dur, o.rounds, engineBin, eng.Pid(), fwd.Pid(), clockTicks())
+	fmt.Fprintf(out, "sbbench relay --server-process: routes %s, %d clients, window %d, %s x %d rounds; engine %s (pid %d), %s (pid %d); CPU from /proc at 1/%d s\n",
+		wl.name, o.clients, o.window, o.dur, o.rounds, engineBin, eng.Pid(), baseName, fwd.Pid(), clockTicks())
 	// drive runs the load on addr and checks that every acknowledged message reached its centers
 	drive := func(ctx context.Context, name, addr string, login bool, centers []*relaytest.Center) (LoadResult, error) {
 		before := countDeliveries(centers)
@@ -134,8 +160,8 @@ func runRelayProcesses(ctx context.Context, out io.Writer, o relayProcOptions) (
 		}
 		return r, err
 	}}
-	base := procSide{name: "forwarder", proc: fwd, run: func(ctx context.Context) (LoadResult, error) {
-		return drive(ctx, "forwarder", fwdAddr, false, fwdCenters)
+	base := procSide{name: baseName, proc: fwd, run: func(ctx context.Context) (LoadResult, error) {
+		return drive(ctx, baseName, fwdAddr, baseLogin, fwdCenters)
 	}}
 	return compareProcesses(ctx, out, o.rounds, base, target)
 }

@@ -78,13 +78,15 @@ func (c *Center) enqueue(lines []byte, n int) {
 }
 
 // batchBuf returns an empty buffer for a batch of lines: a recycled one when
-// the link has one, so a steady stream allocates none.
+// the link has one, so a steady stream allocates none. A new one starts at
+// 4 KiB (a read burst's lines for one center are usually fewer bytes than
+// that) and grows with append; recycled buffers keep what they grew to.
 func (c *Center) batchBuf() []byte {
 	select {
 	case b := <-c.free:
 		return b[:0]
 	default:
-		return make([]byte, 0, batchMax+1024)
+		return make([]byte, 0, 4<<10)
 	}
 }
 
