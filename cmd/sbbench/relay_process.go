@@ -185,9 +185,9 @@ func countDeliveries(cs []*relaytest.Center) int64 {
 // off, logging at error level, the admin listener only for a profile. The application queue bound is raised
 // as the in-process benchmark raises it, to hold a window's statuses.
 func relayEngineConfig(relayAddr, adminAddr, scripts, routes string, names []string, centers []*relaytest.Center, window int) string {
-	pprof := "false"
+	pprof := "" // older builds (before/after runs) do not know admin.pprof: it is written only when used
 	if adminAddr != "" {
-		pprof = "true"
+		pprof = "\n  pprof: true"
 	}
 	var cs []string
 	for i, c := range centers {
@@ -198,8 +198,7 @@ func relayEngineConfig(relayAddr, adminAddr, scripts, routes string, names []str
 lua:
   scripts_dir: %q
 admin:
-  listen: %q
-  pprof: %s
+  listen: %q%s
 socket:
   enabled: false
 esl:

@@ -108,17 +108,16 @@ func runSocketProcesses(ctx context.Context, out io.Writer, o socketProcOptions)
 // its defaults, the other parts off, logging at error level (as production runs at info, minus the
 // per-connection lines), the admin listener only for a profile.
 func socketEngineConfig(sockAddr, adminAddr, scripts string) string {
-	pprof := "false"
+	pprof := "" // older builds (before/after runs) do not know admin.pprof: it is written only when used
 	if adminAddr != "" {
-		pprof = "true"
+		pprof = "\n  pprof: true"
 	}
 	return fmt.Sprintf(`log:
   level: error
 lua:
   scripts_dir: %q
 admin:
-  listen: %q
-  pprof: %s
+  listen: %q%s
 socket:
   listen: %q
   public_dir: ""

@@ -73,14 +73,22 @@ func ParseLine(line string) Line {
 }
 
 // mayBeJSON is a cheap filter before the real parse: a JSON text starts (after JSON whitespace) with one of
-// these bytes. Plain action names almost never do, so the common path does not pay for a JSON parse.
+// these bytes, and one that starts with a letter is a literal alone. Action names often start with t, f or
+// n (newOrder, findUser) but are not a literal, so the common path does not pay for a JSON parse (nor
+// for the error a failed one builds).
 func mayBeJSON(s string) bool {
 	for i := 0; i < len(s); i++ {
 		switch s[i] {
 		case ' ', '\t', '\n', '\r':
 			continue
-		case '{', '[', '"', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 't', 'f', 'n':
+		case '{', '[', '"', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 			return true
+		case 't', 'f', 'n':
+			switch strings.TrimRight(s[i:], " \t\n\r") {
+			case "true", "false", "null":
+				return true
+			}
+			return false
 		default:
 			return false
 		}

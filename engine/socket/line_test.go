@@ -28,6 +28,13 @@ func TestParseLine(t *testing.T) {
 		{`"x"`, LineJSON, `"x"`, nil},
 		{`{"action":`, LinePlain, `{"action":`, nil},
 		{`nullAction`, LinePlain, "nullAction", nil},
+		{`newOrder`, LinePlain, "newOrder", nil},
+		{`findUser id=1`, LinePlain, "findUser", []string{"id=1"}},
+		{`null`, LineJSON, "null", nil},
+		{"true \t", LineJSON, "true", nil},
+		{`false`, LineJSON, "false", nil},
+		{`null x`, LinePlain, "null", []string{"x"}},
+		{`trueish`, LinePlain, "trueish", nil},
 		{"\xff\xfe", LinePlain, "\ufffd\ufffd", nil},
 	}
 	for _, tt := range tests {
@@ -107,4 +114,17 @@ func FuzzParseLine(f *testing.F) {
 			t.Fatalf("error reply for %q is not JSON", s)
 		}
 	})
+}
+
+// BenchmarkParseLine is the cost of classifying a request line: plain action names (one starting with a
+// letter a JSON literal can start with, too), a verb, a JSON request.
+func BenchmarkParseLine(b *testing.B) {
+	for _, line := range []string{"randomNumber", "newOrder", "paramView key", `{"action":"randomNumber","key":"v"}`} {
+		b.Run(line, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ParseLine(line)
+			}
+		})
+	}
 }
