@@ -803,7 +803,16 @@ func (j *Journal) Size() int64 {
 }
 
 // Close flushes what is queued, stops the writer and closes the segment.
-func (j *Journal) Close() error {
+func (j *Journal) Close() error { return j.Shutdown(context.Background()) }
+
+// ErrJournalStuck is what Shutdown returns when the journal's last write and fsync did not finish in time.
+var ErrJournalStuck = errors.New("relay: journal: the last write and fsync did not finish before the shutdown deadline (the disk does not answer); records not yet durable were never acknowledged, so their applications send them again")
+
+// Shutdown is Close bounded by ctx: when ctx ends before the writer has written and fsynced what is
+// pending (a disk that does not answer), it returns ErrJournalStuck at once instead of holding the
+// process's exit; the writer is left to finish or to end with the process, and the segment stays open.
+// Nothing acknowledged is lost: a status is sent only once its record is durable.
+func (j *Journal) Shutdown(ctx context.Context) error {
 	j.mu.Lock()
 	if j.closed {
 		j.mu.Unlock()
@@ -815,7 +824,11 @@ func (j *Journal) Close() error {
 	case j.wake <- struct{}{}:
 	default:
 	}
-	<-j.stopped
+	select {
+	case <-j.stopped:
+	case <-ctx.Done():
+		return fmt.Errorf("%w (%v)", ErrJournalStuck, context.Cause(ctx))
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var err error

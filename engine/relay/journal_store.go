@@ -35,7 +35,8 @@ type journalStore interface {
 	// keep applies retention and removes what every center has acknowledged; it runs every period until
 	// ctx ends.
 	keep(ctx context.Context, r *Relay, period time.Duration)
-	Close() error
+	// Shutdown closes the store; what it still writes may take until ctx ends.
+	Shutdown(ctx context.Context) error
 }
 
 // recordReader reads a store's records in order for one center's link.

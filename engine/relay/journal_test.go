@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -396,4 +397,47 @@ func FuzzJournalCentersFile(f *testing.F) {
 			seen[s] = c
 		}
 	})
+}
+
+// TestJournalShutdownDoesNotWaitForAStuckDisk: a disk that stops answering during the last fsync (here the
+// writer blocks in OnSync, just after it) does not hold the shutdown past its deadline; the record written
+// then was never reported durable, so nothing acknowledged is at stake. Once the disk answers, the writer
+// ends, and Close is a no-op.
+func TestJournalShutdownDoesNotWaitForAStuckDisk(t *testing.T) {
+	j, err := OpenJournal(t.TempDir(), 1<<20, []string{"a"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	j.OnSync = func(time.Duration, int) {
+		once.Do(func() { close(stuck) })
+		<-release
+	}
+	idx, err := j.Append(1, []byte(`O@1|T="x"|I="1"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-stuck
+	if d, _ := j.Durable(); d >= idx {
+		t.Fatalf("durable %d before the fsync returned", d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err = j.Shutdown(ctx)
+	if !errors.Is(err, ErrJournalStuck) || !strings.Contains(err.Error(), "deadline exceeded") {
+		t.Fatalf("Shutdown with the disk stuck: %v", err)
+	}
+	if _, err := j.Append(1, []byte(`O@1|T="x"|I="2"`)); err == nil {
+		t.Fatal("an append after Shutdown was taken")
+	}
+	close(release)
+	select {
+	case <-j.stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the writer did not end once the disk answered")
+	}
+	if err := j.Close(); err != nil {
+		t.Fatalf("Close after Shutdown: %v", err)
+	}
 }

@@ -368,7 +368,8 @@ func (j *jsJournal) Slot(center string) int {
 // Size is the stream's bytes at the last look (keep looks every second while active).
 func (j *jsJournal) Size() int64 { return j.bytes.Load() }
 
-func (j *jsJournal) Close() error {
+// Shutdown closes the lease connection (the stream's writes end with the node's term, before this).
+func (j *jsJournal) Shutdown(context.Context) error {
 	if j.leaseNC != nil {
 		j.leaseNC.Close()
 	}

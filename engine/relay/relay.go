@@ -237,13 +237,25 @@ type discardWriter struct{}
 
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
-func (r *Relay) closeJournal() {
+func (r *Relay) closeJournal() { _ = r.shutdownJournal(context.Background()) }
+
+// shutdownJournal closes the local journal within ctx's deadline, or a second past it when that has
+// passed already (a stalled center used it up): a disk that does not answer does not hold the exit.
+func (r *Relay) shutdownJournal(ctx context.Context) error {
+	var err error
 	if r.journal != nil {
-		_ = r.journal.Close()
+		jctx := context.WithoutCancel(ctx)
+		if d, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			jctx, cancel = context.WithTimeout(jctx, max(time.Until(d), time.Second))
+			defer cancel()
+		}
+		err = r.journal.Shutdown(jctx)
 	}
 	if r.msgLog != nil {
 		r.msgLog.close()
 	}
+	return err
 }
 
 // Table returns the routes table in use.
@@ -483,7 +495,12 @@ func (r *Relay) shutdownOnce(ctx context.Context) error {
 			}
 		}
 	}
-	r.closeJournal()
+	if jerr := r.shutdownJournal(ctx); jerr != nil {
+		r.log.WithError(jerr).Error("shutdown: the journal was not closed")
+		if err == nil {
+			err = jerr
+		}
+	}
 	r.m.unregister()
 	return err
 }
