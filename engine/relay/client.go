@@ -22,27 +22,31 @@ import (
 
 // client is one application connection.
 type client struct {
-	r       *Relay
-	conn    net.Conn
-	out     *transport.Outbox
-	queued  atomic.Int64            // bytes given to out and not yet written (relay.client_queue_bytes)
-	wmu     sync.Mutex              // orders direct writes with queued ones (send)
-	direct  *transport.DirectWriter // nil: every write is queued (TLS, non-unix)
-	log     *logrus.Entry
-	login   string
-	appName string // the app label value of this session (labels.Set), "" before the login
-	owner   Owner  // login as the object index records it
-	quiet   bool
-	crlf    bool
-	seq     int64 // implicit sequence number for instructions without #
-	msg     Message
-	arena   lineArena // the strings of msg (clone those kept past the next line)
-	routing RouteScratch
-	acks    chan pendingAck    // guaranteed mode: statuses waiting for the journal
-	ackNow  time.Time          // time the current status batch is written (acker goroutine)
-	appIn   prometheus.Counter // this application's instructions (after login)
-	once    sync.Once
-	done    chan struct{}
+	r      *Relay
+	conn   net.Conn
+	out    *transport.Outbox
+	queued atomic.Int64 // bytes given to out and not yet written (relay.client_queue_bytes)
+	wmu    sync.Mutex   // orders direct writes with queued ones (send)
+	slow   atomic.Bool  // disconnected for not reading: what waits for it is dropped, not flushed
+
+	deadlineMu  sync.Mutex              // orders writtenCounter's deadlines with the outbox's cut
+	deadlineCut bool                    // the outbox's Close cut its writes short: no new write deadline
+	direct      *transport.DirectWriter // nil: every write is queued (TLS, non-unix)
+	log         *logrus.Entry
+	login       string
+	appName     string // the app label value of this session (labels.Set), "" before the login
+	owner       Owner  // login as the object index records it
+	quiet       bool
+	crlf        bool
+	seq         int64 // implicit sequence number for instructions without #
+	msg         Message
+	arena       lineArena // the strings of msg (clone those kept past the next line)
+	routing     RouteScratch
+	acks        chan pendingAck    // guaranteed mode: statuses waiting for the journal
+	ackNow      time.Time          // time the current status batch is written (acker goroutine)
+	appIn       prometheus.Counter // this application's instructions (after login)
+	once        sync.Once
+	done        chan struct{}
 
 	// State of the current read burst (reader goroutine only). Everything a
 	// burst produces is sent when the reader is about to read again
@@ -138,7 +142,12 @@ func (cl *client) serve(ctx context.Context) {
 			<-ackerDone
 		}
 		cl.stop() // the session is over: a write cut short from here on is no slow application
-		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		// what is queued gets 2 s to go out, unless the application was disconnected for not reading it
+		flush := 2 * time.Second
+		if cl.slow.Load() {
+			flush = 0
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), flush)
 		_ = cl.out.Close(cctx)
 		cancel()
 		cl.conn.Close()
@@ -641,6 +650,7 @@ func (cl *client) send(b []byte) (taken, ok bool) {
 	if err != nil {
 		cl.queued.Add(-n)
 		if errors.Is(err, transport.ErrOutboxFull) {
+			cl.slow.Store(true)
 			cl.r.m.slowReaders.Inc()
 			cl.log.WithField("queued_bytes", queued-n).Warn("application does not read its statuses: disconnected")
 		}
@@ -662,15 +672,30 @@ type writtenCounter struct {
 }
 
 func (w writtenCounter) Write(p []byte) (int, error) {
-	_ = w.Conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	w.cl.deadlineMu.Lock()
+	if !w.cl.deadlineCut {
+		_ = w.Conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
+	w.cl.deadlineMu.Unlock()
 	n, err := w.Conn.Write(p)
 	w.queued.Add(-int64(n))
 	if errors.Is(err, os.ErrDeadlineExceeded) && !w.cl.stopping() {
+		w.cl.slow.Store(true)
 		w.cl.r.m.slowReaders.Inc()
 		w.cl.log.WithField("write_timeout", w.timeout.String()).Warn("application took nothing for relay.write_timeout: disconnected")
 		w.cl.stop()
 	}
 	return n, err
+}
+
+// SetWriteDeadline is how the outbox's Close cuts a blocked write short (a past deadline); from then on
+// no write of the outbox gets a new relay.write_timeout, so a write that starts after the cut (the writer
+// was between two writes) fails at once instead of blocking for relay.write_timeout.
+func (w writtenCounter) SetWriteDeadline(t time.Time) error {
+	w.cl.deadlineMu.Lock()
+	defer w.cl.deadlineMu.Unlock()
+	w.cl.deadlineCut = true
+	return w.Conn.SetWriteDeadline(t)
 }
 
 // ackLoop sends statuses in order, each once its journal record is durable.
