@@ -199,10 +199,12 @@ func TestReplyBufferReused(t *testing.T) {
 		expectShape(t, c.do(`{"action":"enc","params":{"action":"enc","n":3}}`),
 			fmt.Sprintf(`{"n":%d,"pad":"ppp","context":"response","messageId":"UUID","messageCount":%d}`, i, i))
 	}
-	// every request after the first found the previous reply's buffer (the test client reads each reply
-	// before it sends the next, so the socket took them whole)
-	if got := reused.Load(); got != 19 {
-		t.Fatalf("%d of 20 actions got a reused buffer, want 19", got)
+	// the requests after the first find the previous reply's buffer (the test client reads each reply
+	// before it sends the next, so the socket took them whole): all 19 when every action runs inline on
+	// the reader; on a loaded machine an action can stall past stallAfter and be answered by a worker,
+	// which keeps its buffer only after the write, when the next request may already have started
+	if got := reused.Load(); got < 15 || got > 19 {
+		t.Fatalf("%d of 20 actions got a reused buffer, want 19 (at least 15 on a loaded machine)", got)
 	}
 	// a reply bigger than maxSpareReply is not kept for the next action
 	pad := maxSpareReply + 100
