@@ -20,7 +20,7 @@ import (
 // application that sent (T, I) in one probe run. A hash collision (odds
 // about n²/2⁶⁵) can only add a center to a message, never remove one.
 //
-// Each shard is an open-addressing hash table (linear probing, at most 3/4
+// Each shard is an open-addressing hash table (linear probing, at most half
 // full, backward-shift deletion) plus a ring of keys in insertion order for
 // eviction: a new object costs two short probes and no allocation.
 type ObjectIndex struct {
@@ -82,8 +82,9 @@ func NewObjectIndex(max int) *ObjectIndex {
 	}
 	x := &ObjectIndex{seed: maphash.MakeSeed(), shards: make([]objShard, n), owners: map[string]uint32{}}
 	per := (max + n - 1) / n
-	size := 4 // at most 3/4 full (probes stay short, the table stays small in cache)
-	for size < per+per/3+1 {
+	size := 4 // at most half full: a new object probes ~1.5 entries on a full index instead of ~4 at 3/4
+	// (24 bytes an entry, so 48-96 bytes of table per object; docs/configuration.md)
+	for size < 2*per {
 		size <<= 1
 	}
 	for i := range x.shards {
@@ -295,8 +296,9 @@ func (sh *objShard) findSlot(key uint64, slot uint32) (int, bool) {
 	return 0, false
 }
 
-// remove empties table entry i and shifts later entries of its probe run back.
-func (sh *objShard) remove(i int) {
+// remove empties table entry i and shifts later entries of its probe run back; it returns the entry left
+// empty in the end (i, or where the last entry moved back came from).
+func (sh *objShard) remove(i int) int {
 	mask := int(sh.mask)
 	sh.n--
 	for {
@@ -306,7 +308,7 @@ func (sh *objShard) remove(i int) {
 			j = (j + 1) & mask
 			k := sh.tab[j].key
 			if k == 0 {
-				return
+				return i
 			}
 			// k moves into the hole at i unless its home lies cyclically in (i, j]
 			home := int((k >> 8) & sh.mask)
@@ -379,9 +381,12 @@ func (sh *objShard) follow(key uint64, owner uint32, del bool, set CenterSet, ch
 		sh.pos = (sh.pos + 1) % sh.max
 		if old := sh.ring[slot]; old != 0 {
 			if j, ok := sh.findSlot(old, uint32(slot)); ok {
-				sh.remove(j)
-				// the removal may have shifted the new object's empty entry
-				i, _ = sh.find(key, owner)
+				// the removal leaves one new empty entry (entries in between only move back); it is where
+				// the new object goes when it lies on its probe run, before i (which stays empty)
+				hole := uint64(sh.remove(j))
+				if home := (key >> 8) & sh.mask; (hole-home)&sh.mask < (uint64(i)-home)&sh.mask {
+					i = int(hole)
+				}
 				if ch != nil && slot < len(sh.kv) {
 					ch.evicted, ch.evictedKV = true, sh.kv[slot]
 				}
