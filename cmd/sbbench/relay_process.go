@@ -39,12 +39,6 @@ func runRelayProcesses(ctx context.Context, out io.Writer, o relayProcOptions) (
 	if err != nil {
 		return procComparison{}, err
 	}
-	fwdBin := ""
-	if o.vsEngine == "" {
-		if fwdBin, err = buildBaseline(ctx, dir, "amiforwarder"); err != nil {
-			return procComparison{}, err
-		}
-	}
 	newCenters := func() ([]*relaytest.Center, error) {
 		cs := make([]*relaytest.Center, len(wl.centers))
 		for i := range cs {
@@ -95,40 +89,27 @@ func runRelayProcesses(ctx context.Context, out io.Writer, o relayProcOptions) (
 			return procComparison{}, fmt.Errorf("relay: %w", err)
 		}
 	}
-	baseName, baseLogin := "forwarder", false
-	var fwd *serverProcess
-	if o.vsEngine == "" {
-		fwdArgs := []string{"-listen", fwdAddr}
-		for _, c := range fwdCenters {
-			fwdArgs = append(fwdArgs, "-center", c.Addr())
-		}
-		for _, r := range wl.fwdRoutes {
-			fwdArgs = append(fwdArgs, "-route", r)
-		}
-		fwd, err = startServerProcess(ctx, "forwarder", fwdBin, dir, fwdArgs, fwdAddr)
-	} else {
-		// before/after: the other engine takes the forwarder's place, with the same configuration
-		baseName, baseLogin = "vs-engine", true
-		vsBin, berr := buildEngine(ctx, dir, o.vsEngine)
-		if berr != nil {
-			return procComparison{}, berr
-		}
-		fwd, err = startEngineProcess(ctx, "vs-engine", vsBin, dir, "switchboard-vs.yaml",
-			relayEngineConfig(fwdAddr, "", scripts, routes, wl.centers, fwdCenters, o.window), fwdAddr)
-		if err == nil {
-			for _, c := range fwdCenters {
-				if err = c.WaitLogin(1, 30*time.Second); err != nil {
-					err = fmt.Errorf("vs-engine: %w", err)
-					break
-				}
-			}
-		}
+	fwdArgs := []string{"-listen", fwdAddr}
+	for _, c := range fwdCenters {
+		fwdArgs = append(fwdArgs, "-center", c.Addr())
 	}
-	if fwd != nil {
-		defer stopProcess(fwd)
+	for _, r := range wl.fwdRoutes {
+		fwdArgs = append(fwdArgs, "-route", r)
 	}
+	// before/after: the other engine takes the forwarder's place, with the same configuration
+	fwd, baseName, err := comparedWith{name: "forwarder", program: "amiforwarder", args: fwdArgs, vsEngine: o.vsEngine,
+		vsConfig: relayEngineConfig(fwdAddr, "", scripts, routes, wl.centers, fwdCenters, o.window)}.start(ctx, dir, fwdAddr)
 	if err != nil {
 		return procComparison{}, err
+	}
+	defer stopProcess(fwd)
+	baseLogin := o.vsEngine != "" // an engine takes logins; the forwarder takes lines
+	if baseLogin {
+		for _, c := range fwdCenters {
+			if err := c.WaitLogin(1, 30*time.Second); err != nil {
+				return procComparison{}, fmt.Errorf("vs-engine: %w", err)
+			}
+		}
 	}
 	fmt.Fprintf(out, "sbbench relay --server-process: routes %s, %d clients, window %d, %s x %d rounds; engine %s (pid %d), %s (pid %d); CPU from /proc at 1/%d s\n",
 		wl.name, o.clients, o.window, o.dur, o.rounds, engineBin, eng.Pid(), baseName, fwd.Pid(), clockTicks())

@@ -166,6 +166,35 @@ type serverProcess struct {
 	waitE  error
 }
 
+// comparedWith is what an engine process is measured against: a baseline program built from
+// baselines/<program> and started with args, or, when vsEngine is set, another engine build started on
+// vsConfig (before/after in one run).
+type comparedWith struct {
+	name     string // the baseline's name in the report ("echo", "forwarder")
+	program  string // baselines/<program>
+	args     []string
+	vsEngine string
+	vsConfig string
+}
+
+// start builds and starts it in dir, listening on addr; it returns the process and its name in the report.
+func (w comparedWith) start(ctx context.Context, dir, addr string) (*serverProcess, string, error) {
+	if w.vsEngine != "" {
+		bin, err := buildEngine(ctx, dir, w.vsEngine)
+		if err != nil {
+			return nil, "", err
+		}
+		p, err := startEngineProcess(ctx, "vs-engine", bin, dir, "switchboard-vs.yaml", w.vsConfig, addr)
+		return p, "vs-engine", err
+	}
+	bin, err := buildBaseline(ctx, dir, w.program)
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := startServerProcess(ctx, w.name, bin, dir, w.args, addr)
+	return p, w.name, err
+}
+
 // startServerProcess starts path with args in dir and waits until every address of addrs accepts a TCP
 // connection (at most a minute). A process that exits before is an error with the end of its output.
 func startServerProcess(ctx context.Context, name, path, dir string, args []string, addrs ...string) (*serverProcess, error) {

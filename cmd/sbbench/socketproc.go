@@ -41,12 +41,6 @@ func runSocketProcesses(ctx context.Context, out io.Writer, o socketProcOptions)
 	if err != nil {
 		return procComparison{}, err
 	}
-	echoBin := ""
-	if o.vsEngine == "" {
-		if echoBin, err = buildBaseline(ctx, dir, "echoserver"); err != nil {
-			return procComparison{}, err
-		}
-	}
 	scripts, err := filepath.Abs(o.scripts)
 	if err != nil {
 		return procComparison{}, err
@@ -61,24 +55,12 @@ func runSocketProcesses(ctx context.Context, out io.Writer, o socketProcOptions)
 		return procComparison{}, err
 	}
 	defer stopProcess(eng)
-	var echo *serverProcess
-	if o.vsEngine == "" {
-		echo, err = startServerProcess(ctx, "echo", echoBin, dir, []string{"-listen", echoAddr}, echoAddr)
-	} else {
-		vsBin, berr := buildEngine(ctx, dir, o.vsEngine)
-		if berr != nil {
-			return procComparison{}, berr
-		}
-		echo, err = startEngineProcess(ctx, "vs-engine", vsBin, dir, "switchboard-vs.yaml", socketEngineConfig(echoAddr, "", scripts), echoAddr)
-	}
+	echo, baseName, err := comparedWith{name: "echo", program: "echoserver", args: []string{"-listen", echoAddr},
+		vsEngine: o.vsEngine, vsConfig: socketEngineConfig(echoAddr, "", scripts)}.start(ctx, dir, echoAddr)
 	if err != nil {
 		return procComparison{}, err
 	}
 	defer stopProcess(echo)
-	baseName := "echo"
-	if o.vsEngine != "" {
-		baseName = "vs-engine"
-	}
 	fmt.Fprintf(out, "sbbench socket --server-process: %d conns, request %q, %s x %d rounds; engine %s (pid %d), %s %s (pid %d); CPU from /proc at 1/%d s\n",
 		o.conns, o.request, o.dur, o.rounds, engineBin, eng.Pid(), baseName, o.vsEngine, echo.Pid(), clockTicks())
 	engineRuns := 0
