@@ -481,13 +481,20 @@ func (s *Subscription) offer(msg Message, size int) bool {
 		s.mu.Unlock()
 		return false
 	}
+	wasEmpty := s.n == 0
+	ok, drops := s.enqueueLocked(msg, size)
+	s.unlockAfterEnqueue(wasEmpty, drops)
+	return ok
+}
+
+// enqueueLocked queues msg (size bytes) under s.mu: when the queue is at its count or byte bound it drops
+// msg (drop newest) or the oldest messages until msg fits (drop oldest). It returns whether msg was queued
+// and how many messages were dropped.
+func (s *Subscription) enqueueLocked(msg Message, size int) (ok bool, drops int) {
 	full := func() bool { return s.n == s.size || (s.n > 0 && s.bytes+size > s.maxBytes) }
-	drops := 0
 	if full() {
 		if !s.dropOldest {
-			s.mu.Unlock()
-			s.drop(1)
-			return false
+			return false, 1
 		}
 		for full() {
 			s.bytes -= s.queue[s.head].size
@@ -500,9 +507,13 @@ func (s *Subscription) offer(msg Message, size int) bool {
 	s.queue[(s.head+s.n)%s.size] = queued{msg: msg, size: size}
 	s.n++
 	s.bytes += size
-	// the drainer only sleeps after seeing an empty queue under mu, so only
-	// the message that makes the queue non-empty needs to wake it
-	wake := s.n == 1
+	return true, drops
+}
+
+// unlockAfterEnqueue releases s.mu, counts drops and wakes the drainer. The drainer only sleeps after
+// seeing an empty queue under mu, so only a queue that was empty before needs the wake.
+func (s *Subscription) unlockAfterEnqueue(wasEmpty bool, drops int) {
+	wake := wasEmpty && s.n > 0
 	s.mu.Unlock()
 	if drops > 0 {
 		s.drop(drops)
@@ -513,7 +524,6 @@ func (s *Subscription) offer(msg Message, size int) bool {
 		default:
 		}
 	}
-	return true
 }
 
 // offerBatch is offer for each message of msgs in order (sizes[i] the size of msgs[i], or computed here
@@ -527,41 +537,16 @@ func (s *Subscription) offerBatch(msgs []Message, sizes []int) {
 	wasEmpty := s.n == 0
 	drops := 0
 	for i, msg := range msgs {
-		var size int
+		size := 0
 		if sizes != nil {
 			size = sizes[i]
 		} else {
 			size = SizeOf(msg.Payload) + messageOverhead
 		}
-		full := s.n == s.size || (s.n > 0 && s.bytes+size > s.maxBytes)
-		if full && !s.dropOldest {
-			drops++
-			continue
-		}
-		for full {
-			s.bytes -= s.queue[s.head].size
-			s.queue[s.head] = queued{}
-			s.head = (s.head + 1) % s.size
-			s.n--
-			drops++
-			full = s.n == s.size || (s.n > 0 && s.bytes+size > s.maxBytes)
-		}
-		s.queue[(s.head+s.n)%s.size] = queued{msg: msg, size: size}
-		s.n++
-		s.bytes += size
+		_, d := s.enqueueLocked(msg, size)
+		drops += d
 	}
-	// as in offer: the drainer sleeps only after seeing an empty queue under mu
-	wake := wasEmpty && s.n > 0
-	s.mu.Unlock()
-	if drops > 0 {
-		s.drop(drops)
-	}
-	if wake {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
-	}
+	s.unlockAfterEnqueue(wasEmpty, drops)
 }
 
 func (s *Subscription) drop(n int) {
