@@ -662,16 +662,7 @@ func orderedFromLua(v lua.LValue, depth int, bud *luabind.Budget) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			out := make([]any, n)
-			for i := 1; i <= n; i++ {
-				e, err := orderedFromLua(x.RawGetInt(i), depth+1, bud)
-				if err != nil {
-					return nil, err
-				}
-				bud.Add(1) // the comma
-				out[i-1] = e
-			}
-			return out, nil
+			return orderedArray(x, n, depth, bud)
 		}
 		n, err := luabind.ArrayLen(x)
 		if err != nil {
@@ -682,16 +673,7 @@ func orderedFromLua(v lua.LValue, depth int, bud *luabind.Budget) (any, error) {
 			count++
 		}
 		if n > 0 && count == n {
-			out := make([]any, n)
-			for i := 1; i <= n; i++ {
-				e, err := orderedFromLua(x.RawGetInt(i), depth+1, bud)
-				if err != nil {
-					return nil, err
-				}
-				bud.Add(1) // the comma
-				out[i-1] = e
-			}
-			return out, nil
+			return orderedArray(x, n, depth, bud)
 		}
 		out := make(socket.Object, 0, count)
 		for k, e := x.Next(lua.LNil); k != lua.LNil; k, e = x.Next(k) {
@@ -714,4 +696,18 @@ func orderedFromLua(v lua.LValue, depth int, bud *luabind.Budget) (any, error) {
 		return f, bud.Take(8)
 	}
 	return luabind.FromLuaWithin(v, bud)
+}
+
+// orderedArray converts entries 1..n of x (an array) as orderedFromLua does.
+func orderedArray(x *lua.LTable, n, depth int, bud *luabind.Budget) ([]any, error) {
+	out := make([]any, n)
+	for i := 1; i <= n; i++ {
+		e, err := orderedFromLua(x.RawGetInt(i), depth+1, bud)
+		if err != nil {
+			return nil, err
+		}
+		bud.Add(1) // the comma
+		out[i-1] = e
+	}
+	return out, nil
 }
