@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -197,10 +198,7 @@ func (r *Rooms) Close(ctx context.Context) {
 		return
 	}
 	r.mu.RLock()
-	keys := make([]string, 0, len(r.own))
-	for k := range r.own {
-		keys = append(keys, k)
-	}
+	keys := slices.Collect(maps.Keys(r.own))
 	r.mu.RUnlock()
 	for _, k := range keys {
 		r.deleteRecord(ctx, k)

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -331,10 +333,7 @@ func (r *Rooms) resync(ctx context.Context) {
 	}
 	r.refresh(ctx)
 	r.mu.RLock()
-	keys := make([]string, 0, len(r.pendingDel))
-	for k := range r.pendingDel {
-		keys = append(keys, k)
-	}
+	keys := slices.Collect(maps.Keys(r.pendingDel))
 	r.mu.RUnlock()
 	for _, k := range keys {
 		r.deleteRecord(ctx, k)

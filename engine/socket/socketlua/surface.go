@@ -57,6 +57,19 @@ func (b *Binding) server(L *lua.LState, fn string) *socket.Server {
 	return b.srv
 }
 
+// pushPage pushes a page of items as a JSON array (each converted by conv) and the total they are a page of:
+// the two results of sb.rooms.list and sb.connections.list.
+func pushPage[T any](L *lua.LState, items []T, total int, conv func(T) lua.LValue) int {
+	t := L.CreateTable(len(items), 0)
+	for i, it := range items {
+		t.RawSetInt(i+1, conv(it))
+	}
+	luabind.MarkArray(L, t)
+	L.Push(t)
+	L.Push(lua.LNumber(total))
+	return 2
+}
+
 // page reads the optional offset and limit arguments at positions i and i+1.
 func page(L *lua.LState, i int, fn string) (offset, limit int) {
 	o, l := L.OptNumber(i, 0), L.OptNumber(i+1, defaultPage)
@@ -92,14 +105,7 @@ func (b *Binding) roomsFuncs() map[string]lua.LGFunction {
 			if err != nil {
 				return okOrErr(L, err)
 			}
-			t := L.CreateTable(len(names), 0)
-			for i, n := range names {
-				t.RawSetInt(i+1, lua.LString(n))
-			}
-			luabind.MarkArray(L, t)
-			L.Push(t)
-			L.Push(lua.LNumber(total))
-			return 2
+			return pushPage(L, names, total, func(n string) lua.LValue { return lua.LString(n) })
 		},
 		"members": func(L *lua.LState) int {
 			s := b.server(L, "sb.rooms.members")
@@ -211,14 +217,7 @@ func (b *Binding) connectionsFuncs() map[string]lua.LGFunction {
 			s := b.server(L, "sb.connections.list")
 			offset, limit := page(L, 1, "sb.connections.list")
 			conns, total := s.Connections(offset, limit)
-			t := L.CreateTable(len(conns), 0)
-			for i, c := range conns {
-				t.RawSetInt(i+1, connValue(L, c))
-			}
-			luabind.MarkArray(L, t)
-			L.Push(t)
-			L.Push(lua.LNumber(total))
-			return 2
+			return pushPage(L, conns, total, func(c *socket.Conn) lua.LValue { return connValue(L, c) })
 		},
 		"get": func(L *lua.LState) int {
 			s := b.server(L, "sb.connections.get")
