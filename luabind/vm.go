@@ -129,9 +129,12 @@ func parentVM(ctx context.Context) *VM {
 	return vm
 }
 
-// newVM creates a sandboxed state, opens the switchboard module and runs every script's top level.
-func newVM(g *Generation) (*VM, error) {
-	rt := g.rt
+// newState makes the gopher-lua state of a VM. lua.NewState gives every state a globals table sized for 64
+// entries and a registry table sized for 32: 7.5 KB of empty Go maps, a quarter of a parked call's heap.
+// A VM's _G stays empty once its scripts have loaded (isolation.go) and its registry holds one or two
+// entries (vmRegistryKey, a binding's own), so both are replaced, before anything refers to them, by tables
+// sized for 8 entries (one map group); they grow like any table if a binding puts more in them.
+func newState() *lua.LState {
 	L := lua.NewState(lua.Options{
 		SkipOpenLibs:        true,
 		CallStackSize:       200,
@@ -139,6 +142,20 @@ func newVM(g *Generation) (*VM, error) {
 		RegistryMaxSize:     256 * 1024,
 		MinimizeStackMemory: true,
 	})
+	L.G.Registry = L.CreateTable(0, stateTableHint)
+	L.G.Global = L.CreateTable(0, stateTableHint)
+	L.Env = L.G.Global // functions made from now on take their environment from here
+	return L
+}
+
+// stateTableHint sizes a state's globals and registry tables: up to 8 string keys fit the one group Go
+// allocates for a small map.
+const stateTableHint = 8
+
+// newVM creates a sandboxed state, opens the switchboard module and runs every script's top level.
+func newVM(g *Generation) (*VM, error) {
+	rt := g.rt
+	L := newState()
 	vm := &VM{L: L, gen: g, rt: rt, funcs: map[*lua.FunctionProto]*lua.LFunction{}, modules: map[string]lua.LValue{}}
 	vm.baseCtx, vm.baseCancel = context.WithCancelCause(context.Background())
 	vm.ctx = &vmContext{vm: vm, base: vm.baseCtx, done: vm.baseCtx.Done()}

@@ -19,7 +19,7 @@ func heapNow() uint64 {
 	return m.HeapAlloc
 }
 
-// TestVMSize reports the heap of one VM: a bare state, the sandbox, the sandbox with the core module (no
+// TestVMSize reports the heap of one VM: a bare state, the state a VM starts from (newState), the sandbox, the sandbox with the core module (no
 // part's binding) (go test -run VMSize -v ./luabind/). engine's TestVMSizeShippedScripts measures a VM with
 // every binding and the shipped scripts.
 func TestVMSize(t *testing.T) {
@@ -40,6 +40,7 @@ func TestVMSize(t *testing.T) {
 	measure("bare NewState (skip libs, tiny opts)", func() any {
 		return lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 200, RegistrySize: 256, RegistryMaxSize: 256 * 1024, MinimizeStackMemory: true})
 	})
+	measure("newState (small globals and registry)", func() any { return newState() })
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	rt, err := New(Options{Config: DefaultConfig(), FS: fstest.MapFS{"a.lua": {Data: []byte(echoScript)}}, Log: logrus.NewEntry(l)})
@@ -52,13 +53,13 @@ func TestVMSize(t *testing.T) {
 	}
 	g := rt.Current()
 	measure("sandbox only", func() any {
-		L := lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 200, RegistrySize: 256, RegistryMaxSize: 256 * 1024, MinimizeStackMemory: true})
+		L := newState()
 		vm := &VM{L: L, gen: g, rt: rt}
 		openSandbox(vm)
 		return vm
 	})
 	measure("sandbox + module", func() any {
-		L := lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 200, RegistrySize: 256, RegistryMaxSize: 256 * 1024, MinimizeStackMemory: true})
+		L := newState()
 		vm := &VM{L: L, gen: g, rt: rt}
 		openSandbox(vm)
 		vm.mod = openModule(vm)
