@@ -55,15 +55,15 @@ type VM struct {
 	funcs   map[*lua.FunctionProto]*lua.LFunction
 	modules map[string]lua.LValue
 
-	// Globals (docs/lua-api.md, "Isolation"): _G itself stays empty; its metatable gmeta sends reads to the
-	// invocation's scratch table, which falls through to top, the globals the scripts' top levels defined.
-	// Writes go to scratch (through setGlobal, which marks it dirty); a dirty scratch is replaced when the
-	// invocation ends, so no handler sees another's globals.
+	// Globals (docs/lua-api.md, "Isolation"): _G itself stays empty; its metatable gmeta sends reads to top,
+	// the globals the scripts' top levels defined. Inside handlers writes go to setGlobal, which makes the
+	// invocation's scratch table on the first one and puts it in front of top (gmeta.__index = scratch,
+	// scratch falls through to top through scratchMeta); when the invocation ends the scratch table is
+	// dropped, so no handler sees another's globals.
 	top         *lua.LTable
 	gmeta       *lua.LTable
-	scratch     *lua.LTable
-	scratchMeta *lua.LTable
-	dirty       bool
+	scratch     *lua.LTable // nil while the running invocation has written no global
+	scratchMeta *lua.LTable // made on the VM's first global write inside a handler
 
 	timers atomic.Int32 // live timers pinned to this VM: the pool keeps it even when full
 }
