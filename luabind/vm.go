@@ -129,16 +129,24 @@ func parentVM(ctx context.Context) *VM {
 	return vm
 }
 
-// newState makes the gopher-lua state of a VM. lua.NewState gives every state a globals table sized for 64
-// entries and a registry table sized for 32: 7.5 KB of empty Go maps, a quarter of a parked call's heap.
-// A VM's _G stays empty once its scripts have loaded (isolation.go) and its registry holds one or two
-// entries (vmRegistryKey, a binding's own), so both are replaced, before anything refers to them, by tables
-// sized for 8 entries (one map group); they grow like any table if a binding puts more in them.
+// newState makes the gopher-lua state of a VM, as small as a parked call flow needs it (a call holds one VM
+// for its whole life, 10 000 calls hold 10 000):
+//   - lua.NewState gives every state a globals table sized for 64 entries and a registry table sized for
+//     32: 7.5 KB of empty Go maps. A VM's _G stays empty once its scripts have loaded (isolation.go) and its
+//     registry table holds one or two entries (vmRegistryKey, a binding's own), so both are replaced, before
+//     anything refers to them, by tables sized for one map group; they grow like any table if a binding puts
+//     more in them.
+//   - The value stack (gopher-lua's "registry": every running function's registers) starts at 128 slots,
+//     gopher-lua's smallest, 2 KB (256 was 4 KB); a flow parked in a session method uses a few dozen. It
+//     grows when a deeper call needs more, by 128 slots at a time so that a VM reaches the old size in one
+//     step, and keeps what it grew to; the 256 Ki-slot ceiling and its "registry overflow" error are
+//     unchanged.
 func newState() *lua.LState {
 	L := lua.NewState(lua.Options{
 		SkipOpenLibs:        true,
 		CallStackSize:       200,
-		RegistrySize:        256,
+		RegistrySize:        128,
+		RegistryGrowStep:    128,
 		RegistryMaxSize:     256 * 1024,
 		MinimizeStackMemory: true,
 	})
