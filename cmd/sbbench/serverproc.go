@@ -238,13 +238,13 @@ func startServerProcess(ctx context.Context, name, path, dir string, args []stri
 // Pid is the process id.
 func (p *serverProcess) Pid() int { return p.cmd.Process.Pid }
 
-// CPUTime is the CPU time (user + system) the process has used so far, in clock ticks' resolution.
-func (p *serverProcess) CPUTime() (time.Duration, error) {
-	d, err := procCPUTime(p.Pid())
+// CPUTime is the CPU time the process has used so far, in clock ticks' resolution.
+func (p *serverProcess) CPUTime() (procCPU, error) {
+	c, err := procCPUTime(p.Pid())
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", p.name, err)
+		return procCPU{}, fmt.Errorf("%s: %w", p.name, err)
 	}
-	return d, nil
+	return c, nil
 }
 
 // Stop asks the process to stop (SIGTERM), kills it after 10 s and waits for it. An exit status other than
@@ -272,41 +272,49 @@ func (p *serverProcess) Stop() error {
 	return p.waitE
 }
 
-// procCPUTime reads utime + stime of pid from /proc/<pid>/stat.
-func procCPUTime(pid int) (time.Duration, error) {
+// procCPU is a process's CPU time: in user space (its own code, Go's runtime, the libraries) and in the
+// kernel on its behalf (system calls, and on loopback the TCP receive work its writes cause).
+type procCPU struct{ User, System time.Duration }
+
+// Total is user + system time.
+func (c procCPU) Total() time.Duration { return c.User + c.System }
+
+func (c procCPU) sub(o procCPU) procCPU { return procCPU{c.User - o.User, c.System - o.System} }
+
+// procCPUTime reads utime and stime of pid from /proc/<pid>/stat.
+func procCPUTime(pid int) (procCPU, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, fmt.Errorf("cpu time: %w", err)
+		return procCPU{}, fmt.Errorf("cpu time: %w", err)
 	}
-	ticks, err := parseProcStatCPU(b)
+	utime, stime, err := parseProcStatCPU(b)
 	if err != nil {
-		return 0, fmt.Errorf("cpu time of %d: %w", pid, err)
+		return procCPU{}, fmt.Errorf("cpu time of %d: %w", pid, err)
 	}
-	return time.Duration(ticks) * time.Second / time.Duration(clockTicks()), nil
+	tick := time.Second / time.Duration(clockTicks())
+	return procCPU{User: time.Duration(utime) * tick, System: time.Duration(stime) * tick}, nil
 }
 
-// parseProcStatCPU returns utime + stime (fields 14 and 15, in clock ticks) of a /proc/<pid>/stat line. The
-// command name (field 2) is in parentheses and may itself hold spaces and parentheses, so fields are
+// parseProcStatCPU returns utime and stime (fields 14 and 15, in clock ticks) of a /proc/<pid>/stat line.
+// The command name (field 2) is in parentheses and may itself hold spaces and parentheses, so fields are
 // counted from the last ')'.
-func parseProcStatCPU(b []byte) (uint64, error) {
+func parseProcStatCPU(b []byte) (utime, stime uint64, err error) {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("no command name in %q", s)
+		return 0, 0, fmt.Errorf("no command name in %q", s)
 	}
 	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
 	if len(f) < 13 {
-		return 0, fmt.Errorf("%d fields after the command name in %q", len(f), s)
+		return 0, 0, fmt.Errorf("%d fields after the command name in %q", len(f), s)
 	}
-	utime, err := strconv.ParseUint(f[11], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("utime: %w", err)
+	if utime, err = strconv.ParseUint(f[11], 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("utime: %w", err)
 	}
-	stime, err := strconv.ParseUint(f[12], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("stime: %w", err)
+	if stime, err = strconv.ParseUint(f[12], 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("stime: %w", err)
 	}
-	return utime + stime, nil
+	return utime, stime, nil
 }
 
 var clockTicksOnce = sync.OnceValue(func() uint64 {
@@ -368,8 +376,9 @@ type procSide struct {
 
 // sideRuns is what the rounds measured on one side.
 type sideRuns struct {
-	Results  []LoadResult
-	CPUPerOp []time.Duration // the server process's CPU time per operation, per run
+	Results   []LoadResult
+	CPUPerOp  []time.Duration // the server process's CPU time per operation, per run
+	UserPerOp []time.Duration // the part of it in user space
 }
 
 func (s sideRuns) medianRate() float64 {
@@ -380,8 +389,12 @@ func (s sideRuns) medianRate() float64 {
 	return median(rates)
 }
 
-func (s sideRuns) medianCPU() time.Duration {
-	c := append([]time.Duration(nil), s.CPUPerOp...)
+func (s sideRuns) medianCPU() time.Duration { return medianDur(s.CPUPerOp) }
+
+func (s sideRuns) medianUser() time.Duration { return medianDur(s.UserPerOp) }
+
+func medianDur(d []time.Duration) time.Duration {
+	c := append([]time.Duration(nil), d...)
 	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
 	if len(c) == 0 {
 		return 0
@@ -389,11 +402,23 @@ func (s sideRuns) medianCPU() time.Duration {
 	return c[len(c)/2]
 }
 
+// systemPerOp is each run's kernel CPU time per operation.
+func systemPerOp(s sideRuns) []time.Duration {
+	d := make([]time.Duration, len(s.CPUPerOp))
+	for i := range d {
+		d[i] = s.CPUPerOp[i] - s.UserPerOp[i]
+	}
+	return d
+}
+
 // procComparison is the outcome of compareProcesses.
 type procComparison struct {
 	Base, Target sideRuns
 	RateRatio    float64 // median target rate / median baseline rate
 	CPURatio     float64 // median target server CPU per op / median baseline's (lower is better)
+	// the same for the user-space and the kernel part of that CPU time: which side of the system call
+	// boundary the difference is on
+	UserRatio, SystemRatio float64
 	// the same from each round's pair of runs (made in the same minute), then the median over rounds:
 	// steadier than the ratio of medians when the neighbours' load drifts during the run
 	PairedRateRatio, PairedCPURatio float64
@@ -421,11 +446,14 @@ func compareProcesses(ctx context.Context, out io.Writer, rounds int, base, targ
 		if r.Errors > 0 {
 			return fmt.Errorf("%s: %d connections failed", s.name, r.Errors)
 		}
-		cpu := perOp(c1-c0, r.Ops)
+		used := c1.sub(c0)
+		cpu, user := perOp(used.Total(), r.Ops), perOp(used.User, r.Ops)
 		into.Results = append(into.Results, r)
 		into.CPUPerOp = append(into.CPUPerOp, cpu)
+		into.UserPerOp = append(into.UserPerOp, user)
 		printResult(out, s.name, r)
-		fmt.Fprintf(out, "%-12s server cpu/op %s (%s over the run, pid %d)\n", s.name, fmtDur(cpu), fmtDur(c1-c0), s.proc.Pid())
+		fmt.Fprintf(out, "%-12s server cpu/op %s: user %s, system %s (%s over the run, pid %d)\n", s.name, fmtDur(cpu),
+			fmtDur(user), fmtDur(cpu-user), fmtDur(used.Total()), s.proc.Pid())
 		return nil
 	}
 	for round := 1; round <= max(rounds, 1); round++ {
@@ -450,6 +478,14 @@ func compareProcesses(ctx context.Context, out io.Writer, rounds int, base, targ
 	if bc > 0 {
 		cmp.CPURatio = float64(tc) / float64(bc)
 	}
+	bu, tu := cmp.Base.medianUser(), cmp.Target.medianUser()
+	bs, ts := medianDur(systemPerOp(cmp.Base)), medianDur(systemPerOp(cmp.Target))
+	if bu > 0 {
+		cmp.UserRatio = float64(tu) / float64(bu)
+	}
+	if bs > 0 {
+		cmp.SystemRatio = float64(ts) / float64(bs)
+	}
 	var rr, cr []float64
 	for i := range cmp.Base.Results {
 		if b := cmp.Base.Results[i].Rate; b > 0 {
@@ -462,9 +498,10 @@ func compareProcesses(ctx context.Context, out io.Writer, rounds int, base, targ
 	cmp.PairedRateRatio, cmp.PairedCPURatio = median(rr), median(cr)
 	n := len(cmp.Base.Results)
 	fmt.Fprintf(out, "medians of %d rounds (server processes):\n", n)
-	fmt.Fprintf(out, "  %-12s %10.0f ops/s  server cpu/op %s\n", base.name, br, fmtDur(bc))
-	fmt.Fprintf(out, "  %-12s %10.0f ops/s  server cpu/op %s\n", target.name, tr, fmtDur(tc))
-	fmt.Fprintf(out, "  %s: rate %.2fx of %s, server cpu per op %.2fx of %s's\n", target.name, cmp.RateRatio, base.name, cmp.CPURatio, base.name)
+	fmt.Fprintf(out, "  %-12s %10.0f ops/s  server cpu/op %s: user %s, system %s\n", base.name, br, fmtDur(bc), fmtDur(bu), fmtDur(bs))
+	fmt.Fprintf(out, "  %-12s %10.0f ops/s  server cpu/op %s: user %s, system %s\n", target.name, tr, fmtDur(tc), fmtDur(tu), fmtDur(ts))
+	fmt.Fprintf(out, "  %s: rate %.2fx of %s, server cpu per op %.2fx of %s's (user %.2fx, system %.2fx)\n", target.name,
+		cmp.RateRatio, base.name, cmp.CPURatio, base.name, cmp.UserRatio, cmp.SystemRatio)
 	fmt.Fprintf(out, "  per-round ratios, median: rate %.2fx, server cpu per op %.2fx\n", cmp.PairedRateRatio, cmp.PairedCPURatio)
 	return cmp, nil
 }

@@ -16,12 +16,13 @@ import (
 func TestParseProcStatCPU(t *testing.T) {
 	// field 2 may hold spaces and parentheses; utime (14) = 1234, stime (15) = 56
 	line := "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1234 56 0 0 20 0 3 0 999 1000000 200 18446744073709551615\n"
-	got, err := parseProcStatCPU([]byte(line))
-	if err != nil || got != 1290 {
-		t.Fatalf("parseProcStatCPU = %d, %v; want 1290", got, err)
+	u, s, err := parseProcStatCPU([]byte(line))
+	if err != nil || u != 1234 || s != 56 {
+		t.Fatalf("parseProcStatCPU = %d, %d, %v; want 1234, 56", u, s, err)
 	}
-	for _, bad := range []string{"", "4242 no parenthesis", "4242 (x) S 1 2", "4242 (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 x 56 0"} {
-		if _, err := parseProcStatCPU([]byte(bad)); err == nil {
+	for _, bad := range []string{"", "4242 no parenthesis", "4242 (x) S 1 2", "4242 (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 x 56 0",
+		"4242 (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 12 y 0"} {
+		if _, _, err := parseProcStatCPU([]byte(bad)); err == nil {
 			t.Errorf("parseProcStatCPU(%q): no error", bad)
 		}
 	}
@@ -45,7 +46,10 @@ func TestProcCPUTimeGrowsWithWork(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c1 > c0 {
+		if c1.Total() > c0.Total() {
+			if c1.User < c0.User || c1.System < c0.System {
+				t.Fatalf("CPU time went back: %+v then %+v", c0, c1)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -96,7 +100,7 @@ func TestServerProcessRound(t *testing.T) {
 	if cmp.RateRatio <= 0 || cmp.PairedRateRatio != cmp.RateRatio {
 		t.Fatalf("rate ratio %v", cmp.RateRatio)
 	}
-	for _, want := range []string{"round 1\n", "echo-a       server cpu/op", "echo-b       server cpu/op", "medians of 1 rounds (server processes):", "echo-b: rate ", "per-round ratios, median: rate "} {
+	for _, want := range []string{"round 1\n", "echo-a       server cpu/op", "echo-b       server cpu/op", "(user ", ", system ", "medians of 1 rounds (server processes):", "echo-b: rate ", "per-round ratios, median: rate "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
