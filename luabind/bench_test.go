@@ -77,3 +77,31 @@ sb.on("other%d", function(conn, params) local t = {} for k, v in pairs(params or
 		}
 	}
 }
+
+// BenchmarkNewVM is what a call flow pays when the pool has no idle VM (every call beyond lua.pool_size):
+// make a VM, run the scripts' top levels in it, close it.
+func BenchmarkNewVM(b *testing.B) {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	fsys := fstest.MapFS{"a.lua": {Data: []byte(`local sb = require "switchboard"
+greeting = "hello"
+sb.on("park", function(session) return greeting end)
+sb.on("four", function(session) local t = {} for i = 1, 4 do t[i] = i end return table.concat(t, ",") end)`)}}
+	rt, err := New(Options{Config: DefaultConfig(), FS: fsys, Log: logrus.NewEntry(l)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	if err := rt.Load(); err != nil {
+		b.Fatal(err)
+	}
+	g := rt.Current()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		vm, err := newVM(g)
+		if err != nil {
+			b.Fatal(err)
+		}
+		vm.close()
+	}
+}

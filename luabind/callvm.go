@@ -3,8 +3,6 @@ package luabind
 import (
 	"context"
 	"time"
-
-	lua "github.com/yuin/gopher-lua"
 )
 
 // NewCallVM makes a fresh sandboxed state for one run of a script a binding claimed (Claimer): no script
@@ -15,13 +13,7 @@ import (
 // The binding sets its globals (vm.L.G.Global) and runs its script; CloseCall ends it.
 func (g *Generation) NewCallVM(ctx context.Context) *VM {
 	rt := g.rt
-	L := lua.NewState(lua.Options{
-		SkipOpenLibs:        true,
-		CallStackSize:       200,
-		RegistrySize:        256,
-		RegistryMaxSize:     256 * 1024,
-		MinimizeStackMemory: true,
-	})
+	L := newState()
 	vm := &VM{L: L, gen: g, rt: rt, private: true}
 	vm.baseCtx, vm.baseCancel = context.WithCancelCause(context.Background())
 	vm.ctx = &vmContext{vm: vm, base: vm.baseCtx, done: vm.baseCtx.Done()}

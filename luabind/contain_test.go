@@ -515,3 +515,89 @@ func TestCancelTargetsOneInvocation(t *testing.T) {
 		t.Fatalf("second invocation: %v", err)
 	}
 }
+
+// A VM makes its per-invocation globals table on the invocation's first global write (setGlobal) and drops
+// it when the invocation ends. Two call flows hold two VMs at once: what one writes is not visible to the
+// other, even while the writer's invocation (and so its scratch table) lives; a VM that wrote nothing holds
+// no scratch table; the next invocation on the writer's VM starts without one.
+func TestLazyGlobalsStayInTheirVM(t *testing.T) {
+	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": `
+local sb = require "switchboard"
+greeting = "hello"
+sb.on("write", function(v) leak = v; greeting = v; return tostring(leak) .. "," .. greeting end)
+sb.on("read", function() return tostring(leak) .. "," .. greeting end)
+sb.on("env", function() return _G end)
+`}, nil)
+	g := rt.Current()
+	run := func(vm *VM, name, arg string) lua.LValue {
+		t.Helper()
+		h, ok := g.Handler("on", name)
+		if !ok {
+			t.Fatalf("no handler %q", name)
+		}
+		L := vm.L
+		L.Push(vm.Func(h))
+		L.Push(lua.LString(arg))
+		if err := L.PCall(1, 1, nil); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		v := L.Get(-1)
+		L.Pop(1)
+		return v
+	}
+	noScratch := func(vm *VM, when string) {
+		t.Helper()
+		if vm.scratch != nil || vm.gmeta.RawGetString("__index") != vm.top {
+			t.Fatalf("%s: the VM holds a scratch table (%v) or _G does not read the top-level globals", when, vm.scratch)
+		}
+	}
+	ctx := context.Background()
+	a, err := g.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := g.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a == b {
+		t.Fatal("Acquire gave the same VM twice")
+	}
+	noScratch(a, "before any write")
+	if got := run(a, "read", "").String(); got != "nil,hello" {
+		t.Fatalf("a read before writing: %q", got)
+	}
+	noScratch(a, "after a read")
+	if got := run(a, "write", "A").String(); got != "A,A" {
+		t.Fatalf("a write: %q", got)
+	}
+	if a.scratch == nil || a.scratch.RawGetString("leak") != lua.LString("A") {
+		t.Fatal("a's write did not go to its scratch table")
+	}
+	if got := run(b, "read", "").String(); got != "nil,hello" {
+		t.Fatalf("b sees a's globals while a's invocation lives: %q", got)
+	}
+	noScratch(b, "b after reading")
+	if got := run(a, "read", "").String(); got != "A,A" {
+		t.Fatalf("a lost its own globals within its invocation: %q", got)
+	}
+	// _G is the state's globals table and every function's environment: the small table newState put in
+	// place of gopher-lua's, empty, its raw writes still caught at the end of the invocation.
+	if env := run(b, "env", ""); env != b.L.G.Global || b.L.Env != b.L.G.Global || env == a.L.G.Global {
+		t.Fatal("_G is not this VM's own globals table")
+	}
+	if k, _ := a.L.G.Global.Next(lua.LNil); k != lua.LNil {
+		t.Fatalf("_G holds %v raw", k)
+	}
+	if VMOf(a.L) != a || VMOf(b.L) != b {
+		t.Fatal("the registry does not lead to the VM")
+	}
+	a.Release()
+	noScratch(a, "after the invocation ended")
+	b.Release()
+	for i := 0; i < 2; i++ { // both VMs are in the pool now; either serves
+		if got, err := callString(t, g, "on", "read", ""); err != nil || got != "nil,hello" {
+			t.Fatalf("read after the flows ended: %q %v", got, err)
+		}
+	}
+}

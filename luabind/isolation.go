@@ -7,10 +7,11 @@ import (
 // Isolation (docs/lua-api.md): what one handler invocation does to globals or to the tables every request
 // reaches must not be seen by another request.
 //
-//   - _G is always empty. Its metatable (vm.gmeta) sends reads to the invocation's scratch table and writes
-//     to setGlobal. The scratch table falls through to vm.top, the globals the scripts' top levels defined,
-//     which falls through to the shared base functions. While scripts load, _G reads and writes vm.top.
-//   - When an invocation ends, a scratch table that was written to is replaced (OpenResty's per-request
+//   - _G is always empty. Its metatable (vm.gmeta) sends reads to vm.top, the globals the scripts' top
+//     levels defined, which falls through to the shared base functions, and writes to setGlobal. The first
+//     write of an invocation creates its scratch table and puts it in front of vm.top for reads. While
+//     scripts load, _G reads and writes vm.top.
+//   - When an invocation ends, its scratch table, if it has one, is dropped (OpenResty's per-request
 //     globals), and a VM whose _G was written raw (rawset(_G, ...), table.insert(_G, ...)) is discarded.
 //   - Library tables (string, table, math) and the switchboard module tables (sb, sb.log, sb.cache,
 //     sb.json) are per-VM proxies that are writable at a script's top level (the common
@@ -29,9 +30,6 @@ func openGlobals(vm *VM) {
 	vm.gmeta.RawSetString("__newindex", vm.top)
 	vm.gmeta.RawSetString("__metatable", lua.LFalse)
 	g.Metatable = vm.gmeta
-	vm.scratchMeta = L.CreateTable(0, 2)
-	vm.scratchMeta.RawSetString("__index", vm.top)
-	vm.scratchMeta.RawSetString("__metatable", lua.LFalse)
 }
 
 // endLoading switches _G from the top-level globals to per-invocation scratch tables.
@@ -47,28 +45,33 @@ func (vm *VM) endLoading() {
 	for _, k := range keys {
 		g.RawSet(k, lua.LNil)
 	}
-	vm.newScratch()
 	vm.gmeta.RawSetString("__newindex", L.NewFunction(vm.setGlobal))
 }
 
-func (vm *VM) newScratch() {
-	vm.scratch = vm.L.CreateTable(0, 0)
-	vm.scratch.Metatable = vm.scratchMeta
-	vm.gmeta.RawSetString("__index", vm.scratch)
-	vm.dirty = false
-}
-
-// setGlobal is _G's __newindex inside handlers: the value lives until the invocation ends.
+// setGlobal is _G's __newindex inside handlers: the value lives until the invocation ends. Most invocations
+// write no global, so the scratch table is made on the first write (and its metatable on the VM's first):
+// a VM waiting between invocations, or a call flow parked in one that wrote none, holds neither.
 func (vm *VM) setGlobal(L *lua.LState) int {
-	vm.dirty = true
+	if vm.scratch == nil {
+		if vm.scratchMeta == nil {
+			vm.scratchMeta = L.CreateTable(0, 2)
+			vm.scratchMeta.RawSetString("__index", vm.top)
+			vm.scratchMeta.RawSetString("__metatable", lua.LFalse)
+		}
+		// Sized for a few globals: a table made empty takes a 32-entry map at its first string key.
+		vm.scratch = L.CreateTable(0, 4)
+		vm.scratch.Metatable = vm.scratchMeta
+		vm.gmeta.RawSetString("__index", vm.scratch)
+	}
 	vm.scratch.RawSet(L.Get(2), L.Get(3))
 	return 0
 }
 
 // endInvocation drops what the finished invocation wrote to globals.
 func (vm *VM) endInvocation() {
-	if vm.dirty {
-		vm.newScratch()
+	if vm.scratch != nil {
+		vm.scratch = nil
+		vm.gmeta.RawSetString("__index", vm.top)
 	}
 	if k, _ := vm.L.G.Global.Next(lua.LNil); k != lua.LNil {
 		vm.dead.Store(true) // _G written raw: the next request must not see it

@@ -470,6 +470,31 @@ sb.on("echo", function(s) return "ok:" .. s end)`}, nil)
 	}
 }
 
+// A VM's value stack starts at 128 slots (newState) and grows when a handler needs more: wide calls, deep
+// recursion and unpack of thousands of values work, on the first invocation of a VM and on the next one,
+// which finds the grown stack.
+func TestValueStackGrows(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PoolSize = 1 // both rounds below run on the same VM
+	rt, _, _ := newRuntime(t, cfg, map[string]string{"a.lua": `
+local sb = require "switchboard"
+local function sum(n, a, b, c, d, e, f) if n == 0 then return 0 end return n + sum(n - 1, a, b, c, d, e, f) end
+local function count(...) return select("#", ...) end
+sb.on("grow", function(s)
+  local t = {}
+  for i = 1, 3000 do t[i] = i end
+  local many = count(unpack(t))
+  local deep = sum(150, 1, 2, 3, 4, 5, 6)
+  return s .. ":" .. many .. "," .. deep .. "," .. table.concat(t, ",", 2998)
+end)`}, nil)
+	g := rt.Current()
+	for _, round := range []string{"first", "second"} {
+		if got, err := callString(t, g, "on", "grow", round); err != nil || got != round+":3000,11325,2998,2999,3000" {
+			t.Fatalf("%s: %q %v", round, got, err)
+		}
+	}
+}
+
 // sb.json.null stands for JSON null where a Lua nil would drop the key or end the array; Go receives nil.
 func TestJSONNull(t *testing.T) {
 	rt, _, _ := newRuntime(t, DefaultConfig(), map[string]string{"a.lua": `

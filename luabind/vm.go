@@ -55,15 +55,15 @@ type VM struct {
 	funcs   map[*lua.FunctionProto]*lua.LFunction
 	modules map[string]lua.LValue
 
-	// Globals (docs/lua-api.md, "Isolation"): _G itself stays empty; its metatable gmeta sends reads to the
-	// invocation's scratch table, which falls through to top, the globals the scripts' top levels defined.
-	// Writes go to scratch (through setGlobal, which marks it dirty); a dirty scratch is replaced when the
-	// invocation ends, so no handler sees another's globals.
+	// Globals (docs/lua-api.md, "Isolation"): _G itself stays empty; its metatable gmeta sends reads to top,
+	// the globals the scripts' top levels defined. Inside handlers writes go to setGlobal, which makes the
+	// invocation's scratch table on the first one and puts it in front of top (gmeta.__index = scratch,
+	// scratch falls through to top through scratchMeta); when the invocation ends the scratch table is
+	// dropped, so no handler sees another's globals.
 	top         *lua.LTable
 	gmeta       *lua.LTable
-	scratch     *lua.LTable
-	scratchMeta *lua.LTable
-	dirty       bool
+	scratch     *lua.LTable // nil while the running invocation has written no global
+	scratchMeta *lua.LTable // made on the VM's first global write inside a handler
 
 	timers atomic.Int32 // live timers pinned to this VM: the pool keeps it even when full
 }
@@ -129,16 +129,41 @@ func parentVM(ctx context.Context) *VM {
 	return vm
 }
 
-// newVM creates a sandboxed state, opens the switchboard module and runs every script's top level.
-func newVM(g *Generation) (*VM, error) {
-	rt := g.rt
+// newState makes the gopher-lua state of a VM, as small as a parked call flow needs it (a call holds one VM
+// for its whole life, 10 000 calls hold 10 000):
+//   - lua.NewState gives every state a globals table sized for 64 entries and a registry table sized for
+//     32: 7.5 KB of empty Go maps. A VM's _G stays empty once its scripts have loaded (isolation.go) and its
+//     registry table holds one or two entries (vmRegistryKey, a binding's own), so both are replaced, before
+//     anything refers to them, by tables sized for one map group; they grow like any table if a binding puts
+//     more in them.
+//   - The value stack (gopher-lua's "registry": every running function's registers) starts at 128 slots,
+//     gopher-lua's smallest, 2 KB (256 was 4 KB); a flow parked in a session method uses a few dozen. It
+//     grows when a deeper call needs more, by 128 slots at a time so that a VM reaches the old size in one
+//     step, and keeps what it grew to; the 256 Ki-slot ceiling and its "registry overflow" error are
+//     unchanged.
+func newState() *lua.LState {
 	L := lua.NewState(lua.Options{
 		SkipOpenLibs:        true,
 		CallStackSize:       200,
-		RegistrySize:        256,
+		RegistrySize:        128,
+		RegistryGrowStep:    128,
 		RegistryMaxSize:     256 * 1024,
 		MinimizeStackMemory: true,
 	})
+	L.G.Registry = L.CreateTable(0, stateTableHint)
+	L.G.Global = L.CreateTable(0, stateTableHint)
+	L.Env = L.G.Global // functions made from now on take their environment from here
+	return L
+}
+
+// stateTableHint sizes a state's globals and registry tables: up to 8 string keys fit the one group Go
+// allocates for a small map.
+const stateTableHint = 8
+
+// newVM creates a sandboxed state, opens the switchboard module and runs every script's top level.
+func newVM(g *Generation) (*VM, error) {
+	rt := g.rt
+	L := newState()
 	vm := &VM{L: L, gen: g, rt: rt, funcs: map[*lua.FunctionProto]*lua.LFunction{}, modules: map[string]lua.LValue{}}
 	vm.baseCtx, vm.baseCancel = context.WithCancelCause(context.Background())
 	vm.ctx = &vmContext{vm: vm, base: vm.baseCtx, done: vm.baseCtx.Done()}

@@ -58,7 +58,9 @@ func New(opts Options) *Binding { return &Binding{opts: opts} }
 // Open adds sb.flow and the global freeswitch to a VM.
 func (b *Binding) Open(vm *luabind.VM, mod *lua.LTable) {
 	L := vm.L
-	L.G.Global.RawSetString("freeswitch", sbFreeswitch(vm))
+	// Through _G's metatable, to the VM's top-level globals (luabind's isolation): a raw write to _G would be
+	// moved there when the scripts have loaded, but would leave _G holding a map for good.
+	L.SetGlobal("freeswitch", sbFreeswitch(vm))
 	mod.RawSetString("flow", L.NewFunction(func(L *lua.LState) int {
 		name := L.CheckString(1)
 		fn := L.CheckFunction(2)
