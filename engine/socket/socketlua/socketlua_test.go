@@ -235,6 +235,40 @@ func BenchmarkSocketLuaAction(b *testing.B) {
 	})
 }
 
+// BenchmarkSocketLuaActionParts takes randomNumber's body apart (issue 18): the same lookup, pooled VM, time
+// limit and result conversion as BenchmarkSocketLuaAction, around bodies that add one piece at a time —
+// nothing, math.random, a 2-key table, a number concatenated to a string, and all of them (randomNumber).
+// What separates them is gopher-lua's own work (its table constructor and `..` on a number) and the
+// garbage it leaves.
+func BenchmarkSocketLuaActionParts(b *testing.B) {
+	rt, _, _ := newRuntime(b, luabind.DefaultConfig(), map[string]string{"actions.lua": `local sb = require "switchboard"
+local random = math.random
+sb.action{ name = "empty", run = function() return {} end }
+sb.action{ name = "random", run = function() local n = random() return {} end }
+sb.action{ name = "table", run = function() local n = random() return { randomNumber = n, stringRandomNumber = "x" } end }
+sb.action{ name = "concat", run = function() local n = random() local s = "Your random number is " .. n return {} end }
+sb.action{ name = "randomNumber", run = function()
+  local n = random()
+  return { randomNumber = n, stringRandomNumber = "Your random number is " .. n }
+end }
+`})
+	s := NewScripts(rt)
+	ctx := context.Background()
+	for _, name := range []string{"empty", "random", "table", "concat", "randomNumber"} {
+		b.Run(name, func(b *testing.B) {
+			var p socket.Params
+			p.Set("action", name)
+			b.ReportAllocs()
+			for b.Loop() {
+				a, _ := s.Lookup(name)
+				if _, err := a.Run(ctx, nil, p.Clone()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // TestEncodeResultMatchesConversion checks the direct JSON encoding of action results
 // (luabind.AppendJSONObject) against the general path (orderedFromLua, then the socket encoder), and
 // that it declines what it does not handle.
