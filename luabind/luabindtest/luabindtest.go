@@ -34,6 +34,14 @@ func (l *LogBuf) WaitLog(t testing.TB, want string) {
 	}
 }
 
+// WaitLogCount waits until the log has want n times.
+func (l *LogBuf) WaitLogCount(t testing.TB, want string, n int) {
+	t.Helper()
+	if !testutil.Poll(testutil.Wait, func() bool { return strings.Count(l.String(), want) >= n }) {
+		t.Fatalf("log has %q %d times, want %d:\n%s", want, strings.Count(l.String(), want), n, l.String())
+	}
+}
+
 // Options are what New builds a runtime with besides its configuration and scripts.
 type Options struct {
 	Bindings []luabind.Binding

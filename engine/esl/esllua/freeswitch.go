@@ -64,6 +64,12 @@ func sbFreeswitch(vm *luabind.VM) lua.LValue {
 				lua.LVAsString(L.Get(2)))
 			return 0
 		}))
+		// a write would stay in this VM's stub and be seen by the next call the VM serves
+		mt.RawSetString("__newindex", B.NewFunction(func(L *lua.LState) int {
+			L.RaiseError("freeswitch.%s: the freeswitch table exists only in mod_lua-style scripts (lua.freeswitch_dir, scripts/freeswitch/); it cannot be written in sb.flow",
+				lua.LVAsString(L.Get(2)))
+			return 0
+		}))
 		return mt
 	}).(*lua.LTable)
 	return t

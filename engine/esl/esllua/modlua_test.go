@@ -131,6 +131,10 @@ func TestModLuaErrorsNameTheMissingThing(t *testing.T) {
 	rt, _, buf := newRuntime(t, luabind.DefaultConfig(), map[string]string{
 		"flows.lua": `local sb = require "switchboard"
 sb.flow("sbf", function(session) local ok, err = pcall(function() return freeswitch.consoleLog end) sb.log.info("sb: " .. err) end)
+sb.flow("sbw", function(session)
+  local ok, err = pcall(function() freeswitch.mark = true end)
+  sb.log.info("sbw: " .. tostring(ok) .. " " .. err .. " seen: " .. tostring(rawget(freeswitch, "mark")))
+end)
 `,
 		"freeswitch/errs.lua": `local ok, err = pcall(function() return freeswitch.EventConsumer("all") end)
 freeswitch.consoleLog("info", "1: " .. err)
@@ -151,6 +155,11 @@ freeswitch.consoleLog("info", "8: " .. tostring(os.getenv("HOME")) .. " " .. tos
 	addr := modServer(t, rt, buf, esl.DefaultConfig())
 	playCall(t, esltest.Call{Addr: addr, Path: "sbf", Async: true, Full: true})
 	buf.WaitLog(t, "sb: scripts/flows.lua:2: freeswitch.consoleLog: the freeswitch table exists only in mod_lua-style scripts")
+	// a write raises and leaves nothing behind for the next call on the same VM
+	for i := 0; i < 2; i++ {
+		playCall(t, esltest.Call{Addr: addr, Path: "sbw", Async: true, Full: true})
+	}
+	buf.WaitLogCount(t, "sbw: false scripts/flows.lua:4: freeswitch.mark: the freeswitch table exists only in mod_lua-style scripts (lua.freeswitch_dir, scripts/freeswitch/); it cannot be written in sb.flow seen: nil", 2)
 	playCall(t, esltest.Call{Addr: addr, Path: "errs", Async: true, Full: true})
 	for _, want := range []string{
 		"1: scripts/freeswitch/errs.lua:1: freeswitch.EventConsumer is not available in switchboard: it reads switch-wide events",
