@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing/fstest"
 	"time"
@@ -207,6 +208,21 @@ func runESLSim(ctx context.Context, out io.Writer, addr, mode string, calls, con
 	default:
 		return fmt.Errorf("esl: --mode %q: expected parked, flow or rtt", mode)
 	}
+	if mode != "flow" {
+		// parked and rtt calls are placed once: say at once why one is missing, so that a run waiting for
+		// every call to be up is not left guessing
+		var reported atomic.Int64
+		l.Failed = func(res *esltest.Result, err error) {
+			if n := reported.Add(1); n <= 5 {
+				if err == nil {
+					err = fmt.Errorf("hangup cause %q", res.HangupCause)
+				}
+				fmt.Fprintf(os.Stderr, "sbbench esl: simulator: call failed: %v\n", err)
+			} else if n == 6 {
+				fmt.Fprintln(os.Stderr, "sbbench esl: simulator: more calls failed (the count is in the report)")
+			}
+		}
+	}
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	start := time.Now()
@@ -314,8 +330,16 @@ func runESLBench(ctx context.Context, out io.Writer, mode string, calls, concurr
 	runtime.ReadMemStats(&gc0)
 	measured := time.Now()
 	if mode == "parked" {
+		// wait for every call, or until none has come up for 15 s (the simulator says why on stderr)
 		deadline := time.Now().Add(5 * time.Minute)
-		for srv.Active() < calls && time.Now().Before(deadline) {
+		upBefore, upAt := 0, time.Now()
+		for n := srv.Active(); n < calls && time.Now().Before(deadline); n = srv.Active() {
+			if n != upBefore {
+				upBefore, upAt = n, time.Now()
+			} else if time.Since(upAt) > 15*time.Second {
+				fmt.Fprintf(out, "no new call for 15 s: %d of %d calls are up; measuring those\n", n, calls)
+				break
+			}
 			time.Sleep(50 * time.Millisecond)
 		}
 		fmt.Fprintf(out, "%d calls parked after %.2fs\n", srv.Active(), time.Since(start).Seconds())

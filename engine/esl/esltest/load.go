@@ -19,6 +19,9 @@ type Load struct {
 	OK func(*Result) bool
 	// Started, when set, is called once per call as soon as its socket is connected.
 	Started func()
+	// Failed, when set, is called for each failed call as it fails (res is nil when the call never
+	// connected), from the caller's goroutine.
+	Failed func(res *Result, err error)
 }
 
 // LoadResult sums up a load run.
@@ -58,6 +61,9 @@ func RunLoad(ctx context.Context, l Load) LoadResult {
 				calls.Add(1)
 				if err != nil || (l.OK != nil && !l.OK(res)) {
 					failed.Add(1)
+					if l.Failed != nil {
+						l.Failed(res, err)
+					}
 					sampleOnce.Do(func() {
 						if res != nil {
 							sample = res.String() + fmt.Sprintf("hangup cause %q, answered %v, %d commands\n", res.HangupCause, res.Answered, res.Commands)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -265,5 +266,34 @@ func TestLatency(t *testing.T) {
 	l.Add(time.Hour) // beyond the last bucket: counted there
 	if l.Count() != 101 {
 		t.Fatal("overflow not counted")
+	}
+}
+
+// RunLoad tells Failed about each call that fails, as it fails: here every call, since nothing listens.
+func TestLoadReportsEachFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // connections to addr are refused from now on
+	var mu sync.Mutex
+	var errs []error
+	r := RunLoad(context.Background(), Load{Call: Call{Addr: addr, Path: "park"}, Concurrency: 3, Total: 5,
+		Failed: func(res *Result, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if res != nil {
+				t.Errorf("a call that never connected has a result: %v", res)
+			}
+			errs = append(errs, err)
+		}})
+	if r.Calls != 5 || r.Failed != 5 || len(errs) != 5 {
+		t.Fatalf("calls %d, failed %d, reported %d", r.Calls, r.Failed, len(errs))
+	}
+	for _, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "esltest: dial "+addr) {
+			t.Fatalf("reported error %v", err)
+		}
 	}
 }
