@@ -14,19 +14,8 @@ import (
 // BenchmarkDispatch is the short-handler path every part uses: check out a VM, call with 5 positional
 // arguments, read the result, return the VM (watchdog deadline included).
 func BenchmarkDispatch(b *testing.B) {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	fsys := fstest.MapFS{"a.lua": {Data: []byte(`local sb = require "switchboard"
-sb.on("pred", function(qty, px, venue, side, live) return qty * px >= 1000000 and venue == "LSE" end)`)}}
-	rt, err := New(Options{Config: DefaultConfig(), FS: fsys, Log: logrus.NewEntry(l)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rt.Close()
-	if err := rt.Load(); err != nil {
-		b.Fatal(err)
-	}
-	g := rt.Current()
+	g := benchGeneration(b, `local sb = require "switchboard"
+sb.on("pred", function(qty, px, venue, side, live) return qty * px >= 1000000 and venue == "LSE" end)`)
 	h, _ := g.Handler("on", "pred")
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -81,21 +70,10 @@ sb.on("other%d", function(conn, params) local t = {} for k, v in pairs(params or
 // BenchmarkNewVM is what a call flow pays when the pool has no idle VM (every call beyond lua.pool_size):
 // make a VM, run the scripts' top levels in it, close it.
 func BenchmarkNewVM(b *testing.B) {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	fsys := fstest.MapFS{"a.lua": {Data: []byte(`local sb = require "switchboard"
+	g := benchGeneration(b, `local sb = require "switchboard"
 greeting = "hello"
 sb.on("park", function(session) return greeting end)
-sb.on("four", function(session) local t = {} for i = 1, 4 do t[i] = i end return table.concat(t, ",") end)`)}}
-	rt, err := New(Options{Config: DefaultConfig(), FS: fsys, Log: logrus.NewEntry(l)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rt.Close()
-	if err := rt.Load(); err != nil {
-		b.Fatal(err)
-	}
-	g := rt.Current()
+sb.on("four", function(session) local t = {} for i = 1, 4 do t[i] = i end return table.concat(t, ",") end)`)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		vm, err := newVM(g)
@@ -104,4 +82,19 @@ sb.on("four", function(session) local t = {} for i = 1, 4 do t[i] = i end return
 		}
 		vm.close()
 	}
+}
+
+// benchGeneration loads src as the one script of a runtime that logs nowhere, closed when b ends.
+func benchGeneration(b *testing.B, src string) *Generation {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	rt, err := New(Options{Config: DefaultConfig(), FS: fstest.MapFS{"a.lua": {Data: []byte(src)}}, Log: logrus.NewEntry(l)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(rt.Close)
+	if err := rt.Load(); err != nil {
+		b.Fatal(err)
+	}
+	return rt.Current()
 }
