@@ -26,7 +26,6 @@ type client struct {
 	conn   net.Conn
 	out    *transport.Outbox
 	queued atomic.Int64 // bytes given to out and not yet written (relay.client_queue_bytes)
-	wmu    sync.Mutex   // orders direct writes with queued ones (send)
 	slow   atomic.Bool  // disconnected for not reading: what waits for it is dropped, not flushed
 
 	deadlineMu  sync.Mutex              // orders writtenCounter's deadlines with the outbox's cut
@@ -627,20 +626,22 @@ func (cl *client) sendRaw(b []byte) bool {
 
 // send writes terminated lines at once on this goroutine when nothing is queued and the socket takes
 // them (a plain TCP connection: this spares the outbox's writer a wake-up per read burst), else queues
-// what is left, in order, behind it. An application that leaves more than relay.client_queue_bytes
-// unread is disconnected and counted (one entry is always taken when nothing is waiting). taken says
-// the socket took b whole, so nothing refers to it any more (a queued b belongs to the outbox); ok is
-// false when the application is to be disconnected.
+// what is left, in order, behind it (transport.DirectWriter.Send). taken says the socket took b whole, so
+// nothing refers to it any more (a queued b belongs to the outbox); ok is false when the application is
+// to be disconnected.
 func (cl *client) send(b []byte) (taken, ok bool) {
-	cl.wmu.Lock()
-	defer cl.wmu.Unlock()
-	if cl.direct != nil && cl.out.Pending() == 0 {
-		w := cl.direct.TryWrite(b)
-		if w == len(b) {
-			return true, true
-		}
-		b = b[w:]
+	taken, err := cl.direct.Send(cl.out, b, cl.queue)
+	if err != nil {
+		cl.stop()
+		return false, false
 	}
+	return taken, true
+}
+
+// queue puts b behind what waits for the application. An application that leaves more than
+// relay.client_queue_bytes unread is disconnected and counted (one entry is always taken when nothing is
+// waiting).
+func (cl *client) queue(b []byte) error {
 	n := int64(len(b))
 	queued := cl.queued.Add(n)
 	err := transport.ErrOutboxFull
@@ -654,10 +655,8 @@ func (cl *client) send(b []byte) (taken, ok bool) {
 			cl.r.m.slowReaders.Inc()
 			cl.log.WithField("queued_bytes", queued-n).Warn("application does not read its statuses: disconnected")
 		}
-		cl.stop()
-		return false, false
 	}
-	return false, true
+	return err
 }
 
 // writtenCounter is the connection as a client's outbox writes to it: it

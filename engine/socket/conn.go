@@ -60,7 +60,6 @@ type Conn struct {
 	lastInline  int64 // the reader's last inlineSince
 	inlineIdx   int   // position in stallWatch.inline (guarded by its mutex)
 
-	wmu    sync.Mutex              // orders direct writes with queued ones
 	direct *transport.DirectWriter // nil: every write is queued (TLS, non-unix)
 
 	// spare is a reply buffer the socket took whole, kept for the next action's result (ReplyBuffer);
@@ -167,22 +166,16 @@ func (c *Conn) send(p []byte) (taken bool, err error) {
 	if c.closed.Load() {
 		return false, net.ErrClosed
 	}
-	c.wmu.Lock()
-	if c.direct != nil && c.out.Pending() == 0 {
-		n := c.direct.TryWrite(p)
-		if n == len(p) {
-			c.wmu.Unlock()
-			return true, nil
-		}
-		p = p[n:]
-	}
-	err = c.out.Send(p)
-	c.wmu.Unlock()
+	refused := 0 // what the outbox refused (the rest of p the socket did not take)
+	taken, err = c.direct.Send(c.out, p, func(rest []byte) error {
+		refused = len(rest)
+		return c.out.Send(rest)
+	})
 	if err == nil {
-		return false, nil
+		return taken, nil
 	}
 	if errors.Is(err, transport.ErrOutboxFull) {
-		c.dropSlowReader(len(p))
+		c.dropSlowReader(refused)
 		return false, fmt.Errorf("socket: conn %s: %w", c.id, err)
 	}
 	return false, err
@@ -245,9 +238,7 @@ func (c *Conn) sendGoodbye() {
 	if c.closed.Swap(true) {
 		return
 	}
-	c.wmu.Lock()
-	_ = c.out.Send(apiLine("status", c.srv.cfg.Goodbye))
-	c.wmu.Unlock()
+	_, _ = c.direct.Send(c.out, apiLine("status", c.srv.cfg.Goodbye), c.out.Send)
 }
 
 // Errors that end the read loop.

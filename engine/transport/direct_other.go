@@ -2,13 +2,15 @@
 
 package transport
 
-import "net"
+import (
+	"net"
+	"sync"
+)
 
 // DirectWriter: direct writes are a unix optimisation; elsewhere everything goes through the outbox.
-type DirectWriter struct{}
+type DirectWriter struct{ mu sync.Mutex }
 
 // NewDirectWriter returns nil: every write is queued.
 func NewDirectWriter(net.Conn) *DirectWriter { return nil }
 
-// TryWrite writes nothing.
-func (*DirectWriter) TryWrite([]byte) int { return 0 }
+func (*DirectWriter) tryWrite([]byte) int { return 0 }

@@ -5,16 +5,17 @@ package transport
 import (
 	"crypto/tls"
 	"net"
+	"sync"
 	"syscall"
 )
 
 // DirectWriter writes straight to a plain TCP socket from the calling goroutine, without waiting: a
 // part whose peer is idle sends a reply or a burst's statuses this way when its Outbox has nothing
 // queued, which spares the outbox's writer goroutine a wake-up per reply (docs/benchmarks.md). What the
-// socket does not take at once goes through the Outbox, in order, behind it; the caller serialises
-// TryWrite with its Outbox.Send and checks Outbox.Pending() == 0 first. The callback is bound once so a
-// write allocates nothing.
+// socket does not take at once goes through the Outbox, in order, behind it (Send). The callback is
+// bound once so a write allocates nothing.
 type DirectWriter struct {
+	mu   sync.Mutex // Send's: orders direct writes with queued ones
 	rc   syscall.RawConn
 	fn   func(fd uintptr) bool
 	p    []byte
@@ -53,10 +54,10 @@ func (w *DirectWriter) writeFD(fd uintptr) bool {
 	return true // never wait for writability: that is the outbox's job
 }
 
-// TryWrite writes as much of p as the socket takes now and returns how much that was. Any error
-// (EAGAIN, EINTR, a broken connection, a deadline) just means the caller queues the rest, and the
-// outbox's writer meets and reports the same condition.
-func (w *DirectWriter) TryWrite(p []byte) int {
+// tryWrite writes as much of p as the socket takes now and returns how much that was. Any error
+// (EAGAIN, EINTR, a broken connection, a deadline) just means Send queues the rest, and the outbox's
+// writer meets and reports the same condition.
+func (w *DirectWriter) tryWrite(p []byte) int {
 	w.p, w.sent = p, 0
 	err := w.rc.Write(w.fn)
 	w.p = nil
