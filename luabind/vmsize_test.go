@@ -19,9 +19,9 @@ func heapNow() uint64 {
 	return m.HeapAlloc
 }
 
-// TestVMSize reports the heap of one VM: a bare state, the state a VM starts from (newState), the sandbox, the sandbox with the core module (no
-// part's binding) (go test -run VMSize -v ./luabind/). engine's TestVMSizeShippedScripts measures a VM with
-// every binding and the shipped scripts.
+// TestVMSize reports the heap of one VM: a bare state, the state a VM starts from (newState), the sandbox,
+// the sandbox with the core module (no part's binding) (go test -run VMSize -v ./luabind/). engine's
+// TestVMSizeShippedScripts measures a VM with every binding and the shipped scripts.
 func TestVMSize(t *testing.T) {
 	if testing.Short() {
 		t.Skip()
